@@ -1,0 +1,55 @@
+# Every target sets itself up from nothing and is idempotent: Debian packages
+# (apt-get when root), the virtual environment, the pinned pip packages.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+# Debian packages the project uses at run or test time (see scripts/ensure-debs.sh).
+DEBS    := libpcap0.8 cpp iproute2
+PYTEST_ARGS ?=
+
+.PHONY: all demo test lint typecheck unit ptf soak bench setup debs lock clean
+
+all: test
+
+debs:
+	@scripts/ensure-debs.sh $(DEBS)
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+setup: debs $(STAMP)
+
+demo: setup
+	$(BIN)/dysco compile examples/policies.dysco --format text
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# The README's test command: lint, strict type check, then the whole suite.
+test: lint typecheck unit
+
+bench: setup
+	$(BIN)/python -m bench.compile_policies
+
+soak: setup
+	$(BIN)/pytest -q -m slow --hypothesis-profile=soak $(PYTEST_ARGS)
+
+lock:
+	rm -rf /tmp/dysco-lock && $(PY) -m venv /tmp/dysco-lock
+	/tmp/dysco-lock/bin/pip install -q -e '.[test]'
+	{ echo '# Exact versions tested together; `make` installs these. Regenerate with `make lock`.'; \
+	  /tmp/dysco-lock/bin/pip freeze --exclude-editable; } > requirements.lock
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache .hypothesis

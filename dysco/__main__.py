@@ -1,0 +1,3 @@
+from dysco.cli import main
+
+raise SystemExit(main())
