@@ -20,6 +20,7 @@ from dysco.errors import DyscoError, SourceError, SourceErrors, UserError
 _COMMAND_MODULES = (
     "dysco.compiler.cli",
     "dysco.softswitch.cli",
+    "dysco.softswitch.server.cli",
     "dysco.runtime.cli",
     "dysco.bmv2.cli",
 )
@@ -40,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == name:  # that package has no commands yet
+            if exc.name is not None and (name + ".").startswith(exc.name + "."):
+                # that package has no commands yet
                 continue
             raise
         module.register(sub)
