@@ -1,0 +1,381 @@
+"""Pass 2: parse trees -> :class:`~dysco.compiler.ast.PolicyFile`.
+
+Resolves pcap-filter qualifiers exactly as libpcap's grammar does: a primitive's
+head sets all three qualifiers (protocol, direction, address kind) at once; a
+bare value after ``and``/``or``/``not`` repeats the qualifiers of the primitive
+before it; a parenthesised expression passes on the qualifiers that were in force
+before the parenthesis; ``tcp`` or ``ip`` on its own leaves none to repeat.
+Then checks names: duplicates, unknown middleboxes, bad addresses and ranges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from lark import Token, Tree
+
+from dysco.compiler.ast import (
+    AddressHop,
+    AddrMatch,
+    Always,
+    BoolOp,
+    Dir,
+    Hop,
+    Loc,
+    Middlebox,
+    Not,
+    Policy,
+    PolicyFile,
+    PortMatch,
+    Pred,
+    Select,
+    TypeHop,
+)
+from dysco.compiler.parse import Statement
+from dysco.errors import SourceError, SourcePos
+
+
+@dataclass(frozen=True, slots=True)
+class _Quals:
+    proto: str | None  # "tcp" | "ip" | None
+    dir: Dir | None
+    addr: str | None  # "host" | "net" | "port" | "portrange" | "proto" | None
+    text: str  # the head as written, for messages
+
+
+class _StatementError(Exception):
+    """Stops building one statement; the message is already recorded."""
+
+
+class Builder:
+    """Turns the statements of one file into a PolicyFile, collecting every error it can."""
+
+    def __init__(self, filename: str, text: str) -> None:
+        self.filename = filename
+        self.text = text
+        self.errors: list[SourceError] = []
+        self._offset = 0
+
+    # -- errors --------------------------------------------------------------
+
+    def _loc(self, tok: Token) -> Loc:
+        return Loc((tok.line or 1) + self._offset, tok.column or 1)
+
+    def _fail(self, message: str, at: Token | Loc) -> _StatementError:
+        loc = at if isinstance(at, Loc) else self._loc(at)
+        self.errors.append(SourceError(message, SourcePos(self.filename, loc.line, loc.column), self.text))
+        return _StatementError(message)
+
+    # -- file ----------------------------------------------------------------
+
+    def build(self, statements: Iterable[Statement]) -> PolicyFile:
+        middleboxes: dict[str, Middlebox] = {}
+        policies: dict[str, Policy] = {}
+        for st in statements:
+            self._offset = st.first_line - 1
+            try:
+                if st.tree.data == "middlebox":
+                    mb = self._middlebox(st.tree)
+                    if mb.name in middleboxes:
+                        first = middleboxes[mb.name].loc.line
+                        self._fail(f"middlebox '{mb.name}' is declared twice (first at line {first})", mb.loc)
+                    else:
+                        middleboxes[mb.name] = mb
+                else:
+                    pol = self._policy(st.tree)
+                    if pol.name in policies:
+                        first = policies[pol.name].loc.line
+                        self._fail(f"policy '{pol.name}' is declared twice (first at line {first})", pol.loc)
+                    else:
+                        policies[pol.name] = pol
+            except _StatementError:
+                continue
+        for pol in policies.values():
+            for hop in pol.hops:
+                if isinstance(hop, TypeHop) and hop.name not in middleboxes:
+                    known = ", ".join(sorted(middleboxes)) or "none"
+                    self._fail(f"unknown middlebox '{hop.name}' (declared: {known})", hop.loc)
+        return PolicyFile(self.filename, tuple(middleboxes.values()), tuple(policies.values()))
+
+    def _middlebox(self, tree: Tree[Token]) -> Middlebox:
+        name = tree.children[0]
+        assert isinstance(name, Token)
+        instances: tuple[str, ...] | None = None
+        select: Select | None = None
+        for item in tree.children[1:]:
+            assert isinstance(item, Tree)
+            first = item.children[0]
+            assert isinstance(first, Token)
+            if item.data == "instances":
+                if instances is not None:
+                    raise self._fail(f"middlebox '{name}' lists its instances twice", first)
+                seen: list[str] = []
+                for tok in item.children:
+                    assert isinstance(tok, Token)
+                    addr = self._full_address(tok, "an instance")
+                    if addr in seen:
+                        raise self._fail(f"instance {addr} is listed twice", tok)
+                    seen.append(addr)
+                instances = tuple(seen)
+            else:
+                if select is not None:
+                    raise self._fail(f"middlebox '{name}' sets its selection twice", first)
+                try:
+                    select = Select(str(first))
+                except ValueError:
+                    raise self._fail(
+                        f"unknown select mode '{first}'; expected round-robin, hash or least-loaded", first
+                    ) from None
+        if not instances:
+            raise self._fail(f"middlebox '{name}' has no instances", name)
+        return Middlebox(str(name), instances, select or Select.ROUND_ROBIN, self._loc(name))
+
+    def _policy(self, tree: Tree[Token]) -> Policy:
+        name, expr, *hop_trees = tree.children
+        assert isinstance(name, Token) and isinstance(expr, Tree)
+        pred, _ = self._walk(expr, None)
+        hops: list[Hop] = []
+        for h in hop_trees:
+            assert isinstance(h, Tree)
+            tok = h.children[0]
+            assert isinstance(tok, Token)
+            if tok.type == "ADDR":
+                hops.append(AddressHop(self._full_address(tok, "a hop"), self._loc(tok)))
+            else:
+                hops.append(TypeHop(str(tok), self._loc(tok)))
+        first_hop = hop_trees[0]
+        assert isinstance(first_hop, Tree)
+        return Policy(str(name), pred, tuple(hops), self._loc(name), self._source(name, first_hop))
+
+    def _source(self, name: Token, first_hop: Tree[Token]) -> str:
+        hop_tok = first_hop.children[0]
+        assert isinstance(hop_tok, Token)
+        # The chunk positions are relative to the statement; find the text through line/column.
+        lines = self.text.splitlines()
+        start_line = (name.line or 1) + self._offset
+        end_line = (hop_tok.line or 1) + self._offset
+        chunk = "\n".join(lines[start_line - 1 : end_line])
+        start = (name.column or 1) - 1 + len(name)
+        end = len(chunk) - len(lines[end_line - 1]) + (hop_tok.column or 1) - 1
+        body = chunk[start:end]
+        body = body[body.index(":") + 1 : body.rindex("->")]
+        return " ".join(ln.split("#", 1)[0].strip() for ln in body.splitlines()).strip()
+
+    # -- predicates ----------------------------------------------------------
+
+    def _walk(self, tree: Tree[Token], quals: _Quals | None) -> tuple[Pred, _Quals | None]:
+        kind = tree.data
+        if kind == "binop":
+            left, op, right = tree.children
+            assert isinstance(left, Tree) and isinstance(op, Token) and isinstance(right, Tree)
+            lp, q1 = self._walk(left, quals)
+            rp, q2 = self._walk(right, q1)
+            return BoolOp("and" if op.type == "AND" else "or", lp, rp), q2
+        if kind == "negation":
+            not_tok, operand = tree.children
+            assert isinstance(not_tok, Token) and isinstance(operand, Tree)
+            p, q = self._walk(operand, quals)
+            return Not(p, self._loc(not_tok)), q
+        if kind == "group":
+            inner = tree.children[0]
+            assert isinstance(inner, Tree)
+            p, _ = self._walk(inner, quals)
+            return p, quals
+        if kind == "proto_name":
+            tok = tree.children[0]
+            assert isinstance(tok, Token)
+            return Always(str(tok), self._loc(tok)), None
+        if kind == "primitive":
+            head, value = tree.children
+            assert isinstance(head, Tree) and isinstance(value, Tree)
+            q = self._head(head)
+            return self._primitive(q, value), q
+        if kind == "bare":
+            value = tree.children[0]
+            assert isinstance(value, Tree)
+            tok = _first_token(value)
+            if quals is None:
+                raise self._fail(
+                    f"'{_value_text(value)}' has no qualifiers to repeat: write e.g. 'port {tok}' or "
+                    f"'host {tok}' (a bare value repeats the qualifiers of the primitive before it)",
+                    tok,
+                )
+            return self._primitive(quals, value), quals
+        raise AssertionError(kind)  # pragma: no cover
+
+    def _head(self, head: Tree[Token]) -> _Quals:
+        proto: str | None = None
+        d: Dir | None = None
+        addr: str | None = None
+        words: list[str] = []
+        for child in head.children:
+            if isinstance(child, Tree):  # dqual
+                d = {"src_or_dst": Dir.SRC_OR_DST, "src_and_dst": Dir.SRC_AND_DST}.get(child.data)
+                if d is None:
+                    d = Dir(str(child.children[0]))
+                words.append(" ".join(str(t) for t in child.children))
+            elif child.type == "PQUAL":
+                proto = str(child)
+                words.append(proto)
+            else:  # AQUAL or PROTO
+                addr = str(child)
+                words.append(addr)
+        return _Quals(proto, d, addr, " ".join(words))
+
+    def _primitive(self, q: _Quals, value: Tree[Token]) -> Pred:
+        tok = _first_token(value)
+        loc = self._loc(tok)
+        vkind = value.data
+        d = q.dir or Dir.SRC_OR_DST
+        addr = q.addr
+        if addr == "proto":
+            return self._proto(q, value, tok)
+        if addr is None:
+            if vkind == "number":
+                raise self._fail(
+                    f"'{q.text} {tok}' is ambiguous: write '{q.text} port {tok}' for a port "
+                    f"(libpcap would read {tok} as an IPv4 address)",
+                    tok,
+                )
+            addr = "host" if vkind == "addr" and str(tok).count(".") == 3 else "net"
+        if addr in ("host", "net"):
+            if q.proto == "tcp":
+                raise self._fail(
+                    f"'tcp {addr}' is not valid: 'tcp' qualifies ports; write '{addr}' or 'ip {addr}'", tok
+                )
+            v, m = self._address_value(addr, value)
+            return AddrMatch(d, v, m, "host" if addr == "host" else "net", loc)
+        if q.proto == "ip":
+            raise self._fail(f"'ip {addr}' is not valid: ports belong to 'tcp'; write 'tcp {addr}'", tok)
+        lo, hi = self._port_value(addr, value)
+        return PortMatch(d, lo, hi, "port" if addr == "port" else "portrange", loc)
+
+    def _proto(self, q: _Quals, value: Tree[Token], tok: Token) -> Pred:
+        if q.proto == "tcp":
+            raise self._fail("'tcp proto' is not valid; write 'ip proto tcp'", tok)
+        text = str(tok).lstrip("\\")
+        if value.data == "number":
+            number = self._number(tok)
+            if number == 6:
+                return Always("ip proto tcp", self._loc(tok))
+            if number > 255:
+                raise self._fail(f"protocol number {number} is out of range (0-255)", tok)
+            raise self._fail(
+                f"'ip proto {number}' can never match: the classifier only sees outbound TCP SYNs", tok
+            )
+        if value.data in ("word", "escaped"):
+            if text == "tcp":
+                return Always("ip proto tcp", self._loc(tok))
+            raise self._fail(
+                f"'ip proto {text}' can never match: the classifier only sees outbound TCP SYNs", tok
+            )
+        raise self._fail(f"'proto' takes a protocol number or name, not '{_value_text(value)}'", tok)
+
+    # -- values --------------------------------------------------------------
+
+    def _address_value(self, addr: str, value: Tree[Token]) -> tuple[int, int]:
+        toks = [t for t in value.children if isinstance(t, Token)]
+        tok = toks[0]
+        text = _value_text(value)
+        if value.data == "word":
+            raise self._fail(
+                f"host names such as '{tok}' are not supported (no DNS lookups); use an IPv4 address", tok
+            )
+        if value.data in ("number", "portrange", "escaped"):
+            raise self._fail(f"'{addr}' needs an IPv4 address, not '{text}'", tok)
+        base, octets = self._dotted(tok)
+        if addr == "host":
+            if value.data != "addr":
+                raise self._fail(f"'host' takes one address, not '{text}'; use 'net' for a prefix", tok)
+            if octets != 4:
+                raise self._fail(f"'host' needs a full address (four octets), not '{tok}'", tok)
+            return base, 0xFFFFFFFF
+        if value.data == "addr":
+            mask = (0xFFFFFFFF << (32 - 8 * octets)) & 0xFFFFFFFF
+            return base, mask
+        if value.data == "cidr":
+            length_tok = toks[1]
+            length = self._number(length_tok)
+            if length > 32:
+                raise self._fail(f"prefix length {length} is out of range (0-32)", length_tok)
+            mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
+        else:  # addr_mask
+            mask_tok = toks[2]
+            mask, mask_octets = self._dotted(mask_tok)
+            if mask_octets != 4:
+                raise self._fail(f"a mask needs four octets, not '{mask_tok}'", mask_tok)
+        if base & ~mask & 0xFFFFFFFF:
+            raise self._fail(f"non-network bits set in '{text}'", tok)
+        return base, mask
+
+    def _port_value(self, addr: str, value: Tree[Token]) -> tuple[int, int]:
+        tok = _first_token(value)
+        if value.data == "word":
+            raise self._fail(f"service names such as '{tok}' are not supported; use the port number", tok)
+        if value.data == "number":
+            port = self._number(tok)
+            if port > 65535:
+                raise self._fail(f"port {port} is out of range (0-65535)", tok)
+            return port, port
+        if value.data == "portrange":
+            if addr == "port":
+                raise self._fail(f"'port' takes one number; write 'portrange {tok}' for a range", tok)
+            lo_text, hi_text = str(tok).split("-")
+            lo, hi = self._decimal(lo_text, tok), self._decimal(hi_text, tok)
+            for p in (lo, hi):
+                if p > 65535:
+                    raise self._fail(f"port {p} is out of range (0-65535)", tok)
+            if lo > hi:
+                raise self._fail(f"port range {tok} is empty: its low end is above its high end", tok)
+            return lo, hi
+        raise self._fail(f"'{addr}' needs a port number, not '{_value_text(value)}'", tok)
+
+    def _number(self, tok: Token) -> int:
+        text = str(tok)
+        if text[:2] in ("0x", "0X"):
+            return int(text, 16)
+        return self._decimal(text, tok)
+
+    def _decimal(self, text: str, tok: Token) -> int:
+        if len(text) > 1 and text.startswith("0"):
+            raise self._fail(f"'{text}' has a leading zero, which libpcap reads as octal; drop the zero", tok)
+        if len(text) > 10:
+            raise self._fail(f"number '{text}' is too large", tok)
+        return int(text)
+
+    def _dotted(self, tok: Token) -> tuple[int, int]:
+        parts = str(tok).split(".")
+        value = 0
+        for part in parts:
+            if len(part) > 1 and part.startswith("0"):
+                raise self._fail(
+                    f"'{tok}' has an octet with a leading zero, which libpcap reads as octal; drop the zero",
+                    tok,
+                )
+            octet = int(part) if len(part) <= 3 else 256
+            if octet > 255:
+                raise self._fail(f"'{tok}' is not an IPv4 address: octet '{part}' is above 255", tok)
+            value = value << 8 | octet
+        return value << 8 * (4 - len(parts)), len(parts)
+
+    def _full_address(self, tok: Token, what: str) -> str:
+        value, octets = self._dotted(tok)
+        if octets != 4:
+            raise self._fail(f"{what} needs a full IPv4 address (four octets), not '{tok}'", tok)
+        return ".".join(str(value >> s & 0xFF) for s in (24, 16, 8, 0))
+
+
+def _first_token(tree: Tree[Token]) -> Token:
+    for child in tree.children:
+        if isinstance(child, Token):
+            return child
+        return _first_token(child)
+    raise AssertionError("empty tree")  # pragma: no cover
+
+
+def _value_text(value: Tree[Token]) -> str:
+    toks = [str(t) for t in value.children if isinstance(t, Token)]
+    if value.data == "cidr":
+        return "/".join(toks)
+    return " ".join(toks)

@@ -1,0 +1,215 @@
+"""Pass 4: normal forms -> prioritised classifier entries.
+
+Each policy's formula becomes a *decision list*: boxes with a verdict, the first
+box that holds deciding, "no match" when none does.  Lists combine exactly
+(``and``/``or``) without a DNF of negations: a negated address becomes a
+"no" box ahead of the rest.  The policies are then laid out in file order;
+wherever a policy says "no" for a box, the later policies are laid out again
+inside that box before a ``bypass`` entry closes it, so the first matching entry
+of the final list always gives the chain of the first policy whose predicate
+holds.  Entries that can never decide anything are removed.  Each step counts
+against a budget, so a predicate that would blow up stops with a clear error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from dysco.compiler.boxes import TOP, Box, PRange, Ternary, range_to_prefixes
+from dysco.compiler.normalise import Atom, Const, Formula, Junction
+
+PRIORITY_STEP = 10
+"""Gap between consecutive priorities, left for entries added later."""
+
+
+class BudgetExceeded(Exception):
+    def __init__(self, count: int, budget: int) -> None:
+        super().__init__(f"{count} entries > budget {budget}")
+        self.count = count
+        self.budget = budget
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    box: Box
+    verdict: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One classifier entry, before or after port-range expansion."""
+
+    priority: int
+    policy: str
+    action: Literal["chain", "bypass"]
+    chain_id: int
+    src: Ternary
+    dst: Ternary
+    sport: PRange | Ternary
+    dport: PRange | Ternary
+
+    def holds(self, src: int, dst: int, sport: int, dport: int) -> bool:
+        return (
+            self.src.holds(src)
+            and self.dst.holds(dst)
+            and self.sport.holds(sport)
+            and self.dport.holds(dport)
+        )
+
+
+# ---- decision lists per formula -------------------------------------------
+
+
+def decision_list(f: Formula, budget: int) -> list[Rule]:
+    match f:
+        case Const(value=v):
+            return [Rule(TOP, True)] if v else []
+        case Atom(field=fld, constraint=c, negated=False):
+            return [Rule(Box.of(fld, c), True)]
+        case Atom(field=fld, constraint=PRange() as r, negated=True):
+            return [Rule(Box.of(fld, part), True) for part in r.complement()]
+        case Atom(field=fld, constraint=c, negated=True):
+            return [Rule(Box.of(fld, c), False), Rule(TOP, True)]
+        case Junction(op=op, terms=terms):
+            lists = [decision_list(t, budget) for t in terms]
+            # lists without "no" boxes first: they do not multiply what follows them
+            lists.sort(key=lambda dl: (sum(not r.verdict for r in dl), len(dl)))
+            combine = _and if op == "and" else _or
+            out = lists[0]
+            for dl in lists[1:]:
+                out = _prune(combine(out, dl, budget))
+            return out
+    raise AssertionError(f)
+
+
+def _and(left: list[Rule], right: list[Rule], budget: int) -> list[Rule]:
+    out: list[Rule] = []
+    for r in left:
+        if r.verdict:
+            for s in right:
+                b = r.box.meet(s.box)
+                if b is not None:
+                    out.append(Rule(b, s.verdict))
+        out.append(Rule(r.box, False))
+        if len(out) > budget:
+            raise BudgetExceeded(len(out), budget)
+    return out
+
+
+def _or(left: list[Rule], right: list[Rule], budget: int) -> list[Rule]:
+    out: list[Rule] = []
+    for r in left:
+        if not r.verdict:
+            for s in right:
+                b = r.box.meet(s.box)
+                if b is not None:
+                    out.append(Rule(b, s.verdict))
+        out.append(r)
+        if len(out) > budget:
+            raise BudgetExceeded(len(out), budget)
+    out.extend(right)
+    if len(out) > budget:
+        raise BudgetExceeded(len(out), budget)
+    return out
+
+
+def _prune(rules: list[Rule]) -> list[Rule]:
+    """Drop boxes shadowed by an earlier box, and "no" boxes no later "yes" box overlaps."""
+    kept: list[Rule] = []
+    for r in rules:
+        if not any(r.box.within(k.box) for k in kept):
+            kept.append(r)
+    out: list[Rule] = []
+    later_yes: list[Box] = []
+    for r in reversed(kept):
+        if r.verdict:
+            later_yes.append(r.box)
+            out.append(r)
+        elif any(r.box.intersects(b) for b in later_yes):
+            out.append(r)
+    out.reverse()
+    return out
+
+
+# ---- laying out the policies ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRules:
+    name: str
+    chain_id: int
+    rules: tuple[Rule, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Draft:
+    box: Box
+    policy: str
+    chain_id: int  # 0 for bypass
+
+
+def layout(policies: list[PolicyRules], budget: int) -> list[Entry]:
+    """The classifier for the policies in file order, highest priority first."""
+    drafts = _pruned_drafts(_emit(policies, 0, None, budget, []))
+    n = len(drafts)
+    return [
+        Entry(
+            priority=PRIORITY_STEP * (n - i),
+            policy=d.policy,
+            action="chain" if d.chain_id else "bypass",
+            chain_id=d.chain_id,
+            src=d.box.src,
+            dst=d.box.dst,
+            sport=d.box.sport,
+            dport=d.box.dport,
+        )
+        for i, d in enumerate(drafts)
+    ]
+
+
+def _emit(
+    policies: list[PolicyRules], start: int, region: Box | None, budget: int, out: list[_Draft]
+) -> list[_Draft]:
+    for j in range(start, len(policies)):
+        pol = policies[j]
+        for r in pol.rules:
+            b = r.box if region is None else r.box.meet(region)
+            if b is None:
+                continue
+            if r.verdict:
+                out.append(_Draft(b, pol.name, pol.chain_id))
+            else:
+                _emit(policies, j + 1, b, budget, out)
+                out.append(_Draft(b, pol.name, 0))
+            if len(out) > budget:
+                raise BudgetExceeded(len(out), budget)
+    return out
+
+
+def _pruned_drafts(drafts: list[_Draft]) -> list[_Draft]:
+    kept: list[_Draft] = []
+    for d in drafts:
+        if not any(d.box.within(k.box) for k in kept):
+            kept.append(d)
+    out: list[_Draft] = []
+    later_chain: list[Box] = []
+    for d in reversed(kept):
+        if d.chain_id:
+            later_chain.append(d.box)
+            out.append(d)
+        elif any(d.box.intersects(b) for b in later_chain):
+            out.append(d)
+    out.reverse()
+    return out
+
+
+def expand_port_ranges(entries: list[Entry]) -> list[Entry]:
+    """For targets without range match: each port range becomes value/mask prefixes."""
+    out: list[Entry] = []
+    for e in entries:
+        assert isinstance(e.sport, PRange) and isinstance(e.dport, PRange)
+        for sp in range_to_prefixes(e.sport.low, e.sport.high):
+            for dp in range_to_prefixes(e.dport.low, e.dport.high):
+                out.append(Entry(e.priority, e.policy, e.action, e.chain_id, e.src, e.dst, sp, dp))
+    return out
