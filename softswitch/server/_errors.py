@@ -1,0 +1,86 @@
+"""P4Runtime error values and their gRPC encodings, as PI/bmv2 produce them.
+
+:class:`P4RuntimeError` is a refusal with a google.rpc code *name* (the same names
+:class:`dysco.softswitch.api.EntryError` carries).  A whole-RPC failure becomes the
+gRPC status; per-update Write failures are collected and reported as PI does: gRPC
+``UNKNOWN`` with trailing metadata ``grpc-status-details-bin`` holding a
+``google.rpc.Status`` whose details are ``Any(p4.v1.Error)``, one per update up to
+the last failing one (successes as ``code = OK``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, status_pb2
+from p4.v1 import p4runtime_pb2
+
+from dysco.errors import PeerError
+
+ERROR_SPACE = "ALL-sswitch-p4org"
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+NO_PIPELINE = "No forwarding pipeline config set for this device"
+NOT_PRIMARY = "Not primary"
+
+
+class P4RuntimeError(PeerError):
+    """A P4Runtime request the server refuses; ``code`` is a google.rpc code name."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        if code not in code_pb2.Code.keys():  # noqa: SIM118 (an enum wrapper, not a dict)
+            raise ValueError(f"unknown google.rpc code {code!r}")
+        self.code = code
+        self.message = message
+
+    def grpc_code(self) -> grpc.StatusCode:
+        return grpc_status_code(self.code)
+
+
+def grpc_status_code(name: str) -> grpc.StatusCode:
+    """The ``grpc.StatusCode`` with the given google.rpc code name."""
+    return grpc.StatusCode[name]
+
+
+def rpc_code_value(name: str) -> int:
+    value: int = code_pb2.Code.Value(name)
+    return value
+
+
+def no_pipeline() -> P4RuntimeError:
+    return P4RuntimeError("FAILED_PRECONDITION", NO_PIPELINE)
+
+
+def not_primary() -> P4RuntimeError:
+    return P4RuntimeError("PERMISSION_DENIED", NOT_PRIMARY)
+
+
+def write_status(results: Sequence[P4RuntimeError | None]) -> status_pb2.Status | None:
+    """The google.rpc.Status for a Write with these per-update results (None = success).
+
+    Returns None when every update succeeded.
+    """
+    last = max((i for i, r in enumerate(results) if r is not None), default=-1)
+    if last < 0:
+        return None
+    status = status_pb2.Status(code=code_pb2.UNKNOWN, message=_summary(results))
+    for result in results[: last + 1]:
+        error = p4runtime_pb2.Error()
+        if result is None:
+            error.code = code_pb2.OK
+        else:
+            error.canonical_code = rpc_code_value(result.code)
+            error.message = result.message
+            error.space = ERROR_SPACE
+        detail = any_pb2.Any()
+        detail.Pack(error)
+        status.details.append(detail)
+    return status
+
+
+def _summary(results: Sequence[P4RuntimeError | None]) -> str:
+    failed = [r for r in results if r is not None]
+    first = failed[0]
+    return f"{len(failed)} of {len(results)} updates failed; first: {first.code}, {first.message}"
