@@ -1,0 +1,189 @@
+"""``dysco switch``: the softswitch as a process, command-line compatible with simple_switch_grpc.
+
+    dysco switch -i 1@veth1 -i 2@veth3 --cpu-port 255 build/prog.p4
+    dysco switch --no-p4 -i 1@veth1 -- --cpu-port 255 --grpc-server-addr 127.0.0.1:9559
+
+Target options may also follow ``--`` as simple_switch_grpc takes them.  It serves
+until SIGINT or SIGTERM, then shuts down cleanly and exits 0.  Once the gRPC server
+listens it prints one line, ``softswitch: P4Runtime server listening on ADDR``, to
+stdout, so launchers can wait for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from dysco.errors import UserError
+from dysco.softswitch.server._ports import MemoryPorts, PortError, RawSocketPorts
+from dysco.softswitch.server._switchd import DEFAULT_ADDRESS, SoftSwitchServer
+
+_log = logging.getLogger("dysco.softswitch.server.cli")
+
+READY_LINE = "softswitch: P4Runtime server listening on {address} (port {port})"
+
+_EPILOG = """\
+example:
+  dysco switch -i 1@veth1 -i 2@veth3 --cpu-port 255 --grpc-server-addr 127.0.0.1:9559 prog.p4
+  dysco switch --no-p4 -i 1@veth1 -- --cpu-port 255     (simple_switch_grpc style)
+
+The program is a .p4 source (compiled on start) or a device config written by
+`dysco p4c`; with --no-p4 a controller pushes it with SetForwardingPipelineConfig.
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "switch",
+        help="run the softswitch P4 target behind a P4Runtime server",
+        description="Run the softswitch (a v1model P4 target) behind a P4Runtime gRPC server, "
+        "with packet I/O on network interfaces. Flags follow simple_switch_grpc.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_target_options(parser)
+    parser.add_argument(
+        "-i",
+        "--interface",
+        action="append",
+        default=[],
+        metavar="N@IFACE",
+        help="attach port N to interface IFACE (repeatable)",
+    )
+    parser.add_argument("--device-id", type=int, default=0, help="P4Runtime device id (default 0)")
+    parser.add_argument("--no-p4", action="store_true", help="start without a program")
+    parser.add_argument("--drop-port", type=int, default=511, help="the drop port (default 511)")
+    parser.add_argument("--thrift-port", type=int, help="accepted for compatibility; ignored")
+    parser.add_argument("--log-console", action="store_true", help="accepted for compatibility; use -v")
+    parser.add_argument(
+        "--idle-poll-interval",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="how often entries are checked for idle timeout (default 0.5)",
+    )
+    parser.add_argument("program", nargs="?", help="a .p4 program or a device config file")
+    parser.add_argument("target_options", nargs="*", help=argparse.SUPPRESS)
+    parser.set_defaults(handler=run)
+
+
+def _add_target_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cpu-port", type=int, help="port whose packets become P4Runtime PacketIn")
+    parser.add_argument(
+        "--grpc-server-addr",
+        default=DEFAULT_ADDRESS,
+        metavar="ADDR:PORT",
+        help=f"where the P4Runtime server listens (default {DEFAULT_ADDRESS})",
+    )
+
+
+def _target_options(args: argparse.Namespace) -> None:
+    """Apply options given after ``--`` (simple_switch_grpc's target options)."""
+    rest: list[str] = list(args.target_options)
+    if args.program is not None and args.program.startswith("-"):
+        rest.insert(0, args.program)
+        args.program = None
+    if not rest:
+        return
+    target = argparse.ArgumentParser(prog="dysco switch ... --", add_help=False, exit_on_error=False)
+    _add_target_options(target)
+    target.set_defaults(cpu_port=args.cpu_port, grpc_server_addr=args.grpc_server_addr)
+    try:
+        parsed, unknown = target.parse_known_args(rest)
+    except argparse.ArgumentError as exc:
+        raise UserError(f"bad target option: {exc}") from exc
+    positional = [u for u in unknown if not u.startswith("-")]
+    if args.program is None and len(positional) == 1:
+        args.program = positional[0]
+        unknown.remove(positional[0])
+    if unknown:
+        raise UserError(f"unknown target options: {' '.join(unknown)}")
+    args.cpu_port = parsed.cpu_port
+    args.grpc_server_addr = parsed.grpc_server_addr
+
+
+def parse_interfaces(specs: list[str]) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for spec in specs:
+        num, sep, iface = spec.partition("@")
+        if not sep or not iface or not num.isdigit():
+            raise UserError(f"bad interface {spec!r}: expected N@IFACE, e.g. 1@veth1")
+        port = int(num)
+        if port in out:
+            raise UserError(f"port {port} given twice ({out[port]} and {iface})")
+        out[port] = iface
+    return out
+
+
+def _load(path_text: str) -> Any:
+    path = Path(path_text)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        from dysco import softswitch
+    except ImportError as exc:  # pragma: no cover - the package is ours
+        raise UserError(f"the softswitch executor is not available: {exc}") from exc
+    if path.suffix == ".p4":
+        return softswitch.load_program(path)  # type: ignore[attr-defined]
+    return softswitch.program_from_device_config(path.read_bytes())  # type: ignore[attr-defined]
+
+
+def run(args: argparse.Namespace) -> int:
+    _target_options(args)
+    if args.program is not None and args.no_p4:
+        raise UserError("give either a program or --no-p4, not both")
+    if args.program is None and not args.no_p4:
+        raise UserError("no program given (use --no-p4 to start without one)")
+    cpu_port = args.cpu_port
+    if cpu_port is not None and not (0 < cpu_port < 512 and cpu_port != args.drop_port):
+        raise UserError(f"--cpu-port {cpu_port}: must fit 9 bits, not be 0 nor the drop port")
+    interfaces = parse_interfaces(args.interface)
+    if cpu_port is not None and cpu_port in interfaces:
+        raise UserError(f"--cpu-port {cpu_port} is also attached to interface {interfaces[cpu_port]}")
+    if args.thrift_port is not None:
+        _log.info("[switch] --thrift-port %d ignored (softswitch has no Thrift server)", args.thrift_port)
+
+    from dysco.softswitch import Switch  # type: ignore[attr-defined]
+
+    program = _load(args.program) if args.program is not None else None
+    device = Switch(program, cpu_port=cpu_port, drop_port=args.drop_port)
+    try:
+        ports: RawSocketPorts | MemoryPorts = RawSocketPorts(interfaces) if interfaces else MemoryPorts()
+    except PortError as exc:
+        raise UserError(str(exc)) from exc
+    server = SoftSwitchServer(
+        device,
+        device_id=args.device_id,
+        address=args.grpc_server_addr,
+        ports=ports,
+        idle_poll_interval=args.idle_poll_interval,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        _log.info("[switch] signal %d: stopping", signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            server.start()
+        except OSError as exc:
+            ports.close()
+            raise UserError(str(exc)) from exc
+        print(READY_LINE.format(address=args.grpc_server_addr, port=server.port), flush=True)
+        for port, iface in sorted(interfaces.items()):
+            _log.info("[switch] port %d <-> %s", port, iface)
+        stop.wait()
+    finally:
+        server.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    sys.stdout.flush()
+    return 0
