@@ -196,9 +196,10 @@ class Builder:
             assert isinstance(value, Tree)
             tok = _first_token(value)
             if quals is None:
+                hint = {"number": "port", "portrange": "portrange", "addr": "host"}.get(value.data, "net")
                 raise self._fail(
-                    f"'{_value_text(value)}' has no qualifiers to repeat: write e.g. 'port {tok}' or "
-                    f"'host {tok}' (a bare value repeats the qualifiers of the primitive before it)",
+                    f"'{_value_text(value)}' has no qualifiers to repeat: write e.g. '{hint} "
+                    f"{_value_text(value)}' (a bare value repeats the qualifiers of the primitive before it)",
                     tok,
                 )
             return self._primitive(quals, value), quals

@@ -114,12 +114,39 @@ def _or(left: list[Rule], right: list[Rule], budget: int) -> list[Rule]:
     return out
 
 
+def _drop_redundant(boxes: list[Box], decisions: list[object]) -> list[int]:
+    """Indices of the entries to keep.
+
+    First, an entry contained in an earlier kept entry never decides: drop it.  Then,
+    from the right, an entry contained in a later kept entry with the same decision,
+    with no kept entry in between that decides differently and overlaps it, decides
+    nothing that entry would not: drop it too.  Every removal is justified by an entry
+    that stays, so removals never justify each other.
+    """
+    kept: list[int] = []
+    for i, b in enumerate(boxes):
+        if not any(b.within(boxes[k]) for k in kept):
+            kept.append(i)
+    final: list[int] = []  # kept indices, right to left
+    for i in reversed(kept):
+        b = boxes[i]
+        redundant = False
+        for j in reversed(final):  # nearest first
+            if decisions[j] == decisions[i]:
+                if b.within(boxes[j]):
+                    redundant = True
+                    break
+            elif b.intersects(boxes[j]):
+                break
+        if not redundant:
+            final.append(i)
+    final.reverse()
+    return final
+
+
 def _prune(rules: list[Rule]) -> list[Rule]:
-    """Drop boxes shadowed by an earlier box, and "no" boxes no later "yes" box overlaps."""
-    kept: list[Rule] = []
-    for r in rules:
-        if not any(r.box.within(k.box) for k in kept):
-            kept.append(r)
+    """Drop redundant boxes, and "no" boxes that no later "yes" box overlaps."""
+    kept = [rules[i] for i in _drop_redundant([r.box for r in rules], [r.verdict for r in rules])]
     out: list[Rule] = []
     later_yes: list[Box] = []
     for r in reversed(kept):
@@ -188,20 +215,21 @@ def _emit(
 
 
 def _pruned_drafts(drafts: list[_Draft]) -> list[_Draft]:
-    kept: list[_Draft] = []
-    for d in drafts:
-        if not any(d.box.within(k.box) for k in kept):
-            kept.append(d)
-    out: list[_Draft] = []
-    later_chain: list[Box] = []
-    for d in reversed(kept):
-        if d.chain_id:
-            later_chain.append(d.box)
-            out.append(d)
-        elif any(d.box.intersects(b) for b in later_chain):
-            out.append(d)
-    out.reverse()
-    return out
+    """Remove entries that never decide anything, until nothing changes."""
+    while True:
+        kept = [drafts[i] for i in _drop_redundant([d.box for d in drafts], [d.chain_id for d in drafts])]
+        out: list[_Draft] = []
+        later_chain: list[Box] = []
+        for d in reversed(kept):
+            if d.chain_id:
+                later_chain.append(d.box)
+                out.append(d)
+            elif any(d.box.intersects(b) for b in later_chain):
+                out.append(d)
+        out.reverse()
+        if len(out) == len(drafts):
+            return out
+        drafts = out
 
 
 def expand_port_ranges(entries: list[Entry]) -> list[Entry]:

@@ -217,7 +217,7 @@ def _syntax_error(
             msg = "unexpected end of statement" + _expected(exc.accepts or exc.expected)
             line, column = _end_position(chunk, first_line)
         else:
-            msg = f"unexpected {tok!s}" + _expected(exc.accepts or exc.expected)
+            msg = f"unexpected '{tok!s}'" + _expected(exc.accepts or exc.expected)
     elif isinstance(exc, UnexpectedEOF):
         msg = "unexpected end of statement" + _expected(set(exc.expected))
         line, column = _end_position(chunk, first_line)
@@ -236,8 +236,14 @@ def _end_position(chunk: str, first_line: int) -> tuple[int, int]:
     return first_line, 1
 
 
+_PRIMITIVE_START = frozenset({"AQUAL", "NOT", "LPAR", "NUMBER"})
+
+
 def _expected(names: set[str] | frozenset[str]) -> str:
-    shown = sorted({_TERMINAL_TEXT.get(n, n.lower()) for n in names if not n.startswith("$")})
+    names = {n for n in names if not n.startswith("$") and n != "UNSUPPORTED"}
+    if _PRIMITIVE_START <= names:
+        return "; expected a primitive such as 'port 80' or 'host 10.0.0.1', 'not' or '('"
+    shown = sorted({_TERMINAL_TEXT.get(n, n.lower()) for n in names})
     if not shown:
         return ""
     if len(shown) == 1:

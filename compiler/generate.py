@@ -1,0 +1,151 @@
+"""Random policy predicates and SYNs, for property tests and the benchmark.
+
+Every predicate produced is valid for both dysco and libpcap, uses the whole
+supported subset (qualifier repetition included), and draws its values from
+small pools so that random packets hit them often.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from dataclasses import dataclass
+
+from dysco.compiler.evaluate import Syn
+
+_BASES = (0x0A000100, 0x0A000200, 0x0A000909, 0x0A010000, 0xC0A80000, 0x0A000105)  # 10.0.1.0, ...
+_PORTS = (22, 80, 443, 8080, 1000, 1005, 0, 65535)
+
+
+def _ip(v: int) -> str:
+    return ".".join(str(v >> s & 0xFF) for s in (24, 16, 8, 0))
+
+
+@dataclass(frozen=True, slots=True)
+class _Q:
+    proto: str  # "" | "tcp" | "ip"
+    dir: str  # "" | "src" | ...
+    addr: str  # "host" | "net" | "port" | "portrange"
+
+
+class PredicateGenerator:
+    """Builds predicate texts from a ``random.Random``."""
+
+    def __init__(self, rng: random.Random, primitives: tuple[int, int] = (1, 6)) -> None:
+        self.rng = rng
+        self.primitives = primitives
+
+    # -- values --------------------------------------------------------------
+
+    def address(self) -> int:
+        r = self.rng
+        base = r.choice(_BASES)
+        return base | r.choice((0, 0, 1, 5, 9, r.randrange(256)))
+
+    def _net_value(self) -> str:
+        r = self.rng
+        a = self.address()
+        form = r.randrange(4)
+        if form == 0:
+            length = r.choice((8, 16, 24, 32, r.randrange(33)))
+            mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
+            return f"{_ip(a & mask)}/{length}"
+        if form == 1:
+            mask = r.choice((0xFFFFFF00, 0xFFFF0000, 0xFF00FF00, r.getrandbits(32)))
+            return f"{_ip(a & mask)} mask {_ip(mask)}"
+        if form == 2:
+            octets = r.choice((1, 2, 3))
+            return ".".join(_ip(a).split(".")[:octets]) if octets > 1 else f"{a >> 24}.{a >> 16 & 0xFF}"
+        return _ip(a)
+
+    def port(self) -> int:
+        r = self.rng
+        return r.choice((*_PORTS, (r.choice(_PORTS) + 1) & 0xFFFF, r.randrange(65536)))
+
+    def _port_text(self) -> str:
+        p = self.port()
+        return f"0x{p:x}" if self.rng.random() < 0.1 else str(p)
+
+    def _range_text(self) -> str:
+        a, b = sorted((self.port(), self.port()))
+        return f"{a}-{b}"
+
+    def value(self, q: _Q) -> str:
+        if q.addr == "host":
+            return _ip(self.address())
+        if q.addr == "net":
+            return self._net_value()
+        if q.addr == "port":
+            return self._port_text()
+        return self._range_text() if self.rng.random() < 0.8 else self._port_text()
+
+    # -- primitives and expressions -----------------------------------------
+
+    def primitive(self) -> tuple[str, _Q | None]:
+        r = self.rng
+        kind = r.choice(("host", "net", "port", "portrange", "port", "host", "special"))
+        if kind == "special":
+            return r.choice(("tcp", "ip", "ip proto \\tcp", "ip proto 6")), None
+        d = r.choice(("", "", "src", "dst", "src or dst", "src and dst", "dst or src", "dst and src"))
+        if kind in ("host", "net"):
+            proto = r.choice(("", "", "ip"))
+        else:
+            proto = r.choice(("", "tcp"))
+        q = _Q(proto, d, kind)
+        head = " ".join(w for w in (proto, d, kind) if w)
+        return f"{head} {self.value(q)}", q
+
+    def expression(self) -> str:
+        budget = self.rng.randint(*self.primitives)
+        text, _ = self._expr(budget, None, depth=0)
+        return text
+
+    def _expr(self, budget: int, q_in: _Q | None, depth: int) -> tuple[str, _Q | None]:
+        r = self.rng
+        if budget <= 1 or depth > 4:
+            return self._unary(q_in, depth)
+        left_budget = r.randint(1, budget - 1)
+        left, q1 = self._expr(left_budget, q_in, depth + 1)
+        op = r.choice(("and", "or", "&&", "||"))
+        if q1 is not None and r.random() < 0.3:
+            bare = self.value(q1)
+            if r.random() < 0.2:
+                bare = f"not {bare}"
+            return f"{left} {op} {bare}", q1
+        right, q2 = self._expr(budget - left_budget, q1, depth + 1)
+        return f"{left} {op} {right}", q2
+
+    def _unary(self, q_in: _Q | None, depth: int) -> tuple[str, _Q | None]:
+        r = self.rng
+        roll = r.random()
+        if roll < 0.15:
+            inner, q = self._unary(q_in, depth + 1)
+            return f"{r.choice(('not ', '!'))}{inner}", q
+        if roll < 0.25 and depth < 4:
+            inner, _ = self._expr(r.randint(1, 3), q_in, depth + 1)
+            return f"({inner})", q_in
+        return self.primitive()
+
+    # -- files and packets --------------------------------------------------
+
+    def policy_file(self, policies: int) -> str:
+        lines = [
+            "middlebox fw { instances 10.0.2.1, 10.0.2.2; }",
+            "middlebox px { instances 10.0.3.1; select hash; }",
+        ]
+        for i in range(policies):
+            hops = self.rng.choice(("fw", "px", "fw, px", "10.0.4.7"))
+            lines.append(f"policy p{i}: {self.expression()} -> {hops}")
+        return "\n".join(lines) + "\n"
+
+    def syn(self) -> Syn:
+        r = self.rng
+        pick = self.address if r.random() < 0.8 else lambda: r.getrandbits(32)
+        return Syn(pick(), pick(), self.port(), self.port())
+
+
+def syn_frame(p: Syn) -> bytes:
+    """An Ethernet/IPv4/TCP SYN frame for ``p`` (checksums zero; filters do not look)."""
+    ip = struct.pack("!BBHHHBBHII", 0x45, 0, 40, 1, 0x4000, 64, 6, 0, p.src, p.dst)
+    tcp = struct.pack("!HHIIBBHHH", p.sport, p.dport, 1, 0, 0x50, 0x02, 65535, 0, 0)
+    return b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + ip + tcp

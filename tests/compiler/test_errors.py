@@ -1,0 +1,78 @@
+"""Bad policy files: every message, its position and caret, several per run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from dysco.compiler.passes import Options, compile_text
+from dysco.errors import SourceError, SourceErrors
+
+HERE = Path(__file__).parent
+CASES = sorted((HERE / "mustfail").glob("*.dysco"))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
+def test_must_fail(case: Path, golden: Callable[[Path, str], None]) -> None:
+    with pytest.raises(SourceErrors) as info:
+        compile_text(case.read_text(), f"mustfail/{case.name}")
+    text = str(info.value) + "\n"
+    golden(case.with_suffix(".err"), text)
+    # every error names a real position of the file and shows a caret
+    lines = case.read_text().splitlines()
+    for err in info.value.errors:
+        assert 1 <= err.pos.line <= len(lines)
+        assert 1 <= err.pos.column <= len(lines[err.pos.line - 1]) + 1
+        assert "^" in str(err)
+
+
+def test_several_errors_reported_in_one_run() -> None:
+    with pytest.raises(SourceErrors) as info:
+        compile_text((HERE / "mustfail" / "several-errors.dysco").read_text(), "f")
+    assert [e.pos.line for e in info.value.errors] == [2, 3, 4, 5]
+
+
+def test_cli_exit_status_2_without_traceback() -> None:
+    case = HERE / "mustfail" / "several-errors.dysco"
+    proc = subprocess.run(
+        [sys.executable, "-m", "dysco", "compile", str(case)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    first = proc.stderr.splitlines()[0]
+    assert first.startswith(f"{case}:2:11: 'udp' can never match")
+
+
+# (bit i of src or bit i of dst) for 8 bits: 2^8 boxes that no rule can merge
+BLOWUP = "middlebox fw { instances 10.0.2.1; }\npolicy big: " + " and ".join(
+    f"(src net 0.0.0.{1 << i} mask 0.0.0.{1 << i} or dst net 0.0.0.{1 << i} mask 0.0.0.{1 << i})"
+    for i in range(8)
+) + " -> fw\n"
+
+
+def test_budget_per_policy() -> None:
+    with pytest.raises(SourceError) as info:
+        compile_text(BLOWUP, "big.dysco", Options(budget=50))
+    assert info.value.pos.line == 2
+    assert "policy 'big' expands to more than 50 classifier entries" in str(info.value)
+    assert "raise --budget" in str(info.value)
+
+
+def test_budget_for_the_whole_file() -> None:
+    text = "middlebox fw { instances 10.0.2.1; }\n" + "".join(
+        f"policy p{i}: not src host 10.0.0.{i} -> fw\n" for i in range(1, 12)
+    )
+    compile_text(text, "many.dysco", Options(budget=100))
+    with pytest.raises(SourceError) as info:
+        compile_text(text, "many.dysco", Options(budget=30))
+    assert "the policies expand to more than 30 classifier entries together" in str(info.value)
+
+
+def test_same_blowup_fits_a_larger_budget() -> None:
+    compiled = compile_text(BLOWUP, "big.dysco", Options(budget=100_000))
+    assert any(e.action == "chain" for e in compiled.entries)
