@@ -241,7 +241,7 @@ _PRIMITIVE_START = frozenset({"AQUAL", "NOT", "LPAR", "NUMBER"})
 
 def _expected(names: set[str] | frozenset[str]) -> str:
     names = {n for n in names if not n.startswith("$") and n != "UNSUPPORTED"}
-    if _PRIMITIVE_START <= names:
+    if names >= _PRIMITIVE_START:
         return "; expected a primitive such as 'port 80' or 'host 10.0.0.1', 'not' or '('"
     shown = sorted({_TERMINAL_TEXT.get(n, n.lower()) for n in names})
     if not shown:

@@ -28,7 +28,8 @@ def test_json_has_the_documented_shape() -> None:
     for entry in doc["classifier"]:
         assert set(entry) >= {"priority", "policy", "action", "match"}
         assert entry["action"] in ("chain", "bypass")
-        assert set(entry["match"]) == {"ipv4.src", "ipv4.dst", "ipv4.protocol", "tcp.src_port", "tcp.dst_port"}
+        fields = {"ipv4.src", "ipv4.dst", "ipv4.protocol", "tcp.src_port", "tcp.dst_port"}
+        assert set(entry["match"]) == fields
         assert entry["match"]["ipv4.protocol"] == [6, 255]
     prios = [e["priority"] for e in doc["classifier"]]
     assert prios == sorted(prios, reverse=True) and len(set(prios)) == len(prios)

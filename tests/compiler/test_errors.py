@@ -49,10 +49,14 @@ def test_cli_exit_status_2_without_traceback() -> None:
 
 
 # (bit i of src or bit i of dst) for 8 bits: 2^8 boxes that no rule can merge
-BLOWUP = "middlebox fw { instances 10.0.2.1; }\npolicy big: " + " and ".join(
-    f"(src net 0.0.0.{1 << i} mask 0.0.0.{1 << i} or dst net 0.0.0.{1 << i} mask 0.0.0.{1 << i})"
-    for i in range(8)
-) + " -> fw\n"
+BLOWUP = (
+    "middlebox fw { instances 10.0.2.1; }\npolicy big: "
+    + " and ".join(
+        f"(src net 0.0.0.{1 << i} mask 0.0.0.{1 << i} or dst net 0.0.0.{1 << i} mask 0.0.0.{1 << i})"
+        for i in range(8)
+    )
+    + " -> fw\n"
+)
 
 
 def test_budget_per_policy() -> None:
