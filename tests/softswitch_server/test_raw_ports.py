@@ -1,0 +1,60 @@
+"""AF_PACKET ports on veth pairs, in-process, with the fake device."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from dysco.softswitch.api import ActionCall, FieldMatch, TableEntry
+from dysco.softswitch.server import PortError, RawSocketPorts, SoftSwitchServer
+
+from .conftest import FakeClock
+from .fake_device import A_SET_PORT, T_FWD, FakeDevice, FakeProgram, load_fake_program
+from .netns import Topology, expect_frame, frame, host_ports, raw_socket_in
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def topology() -> Iterator[Topology]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces, veth, raw sockets)")
+    with host_ports(2) as topo:
+        yield topo
+
+
+def test_frames_cross_between_veth_pairs(topology: Topology) -> None:
+    device = FakeDevice(FakeClock())
+    device.load(FakeProgram())
+    broadcast = int.from_bytes(b"\xff" * 6, "big")
+    device.write_entry(
+        "insert", TableEntry(T_FWD, (FieldMatch(1, "exact", broadcast),), ActionCall(A_SET_PORT, (2,)))
+    )
+    ports = RawSocketPorts({1: topology.pairs[0].switch_end, 2: topology.pairs[1].switch_end})
+    server = SoftSwitchServer(
+        device,  # type: ignore[arg-type]
+        address="127.0.0.1:0",
+        ports=ports,
+        program_loader=load_fake_program,
+    )
+    h1 = raw_socket_in(topology.netns, topology.pairs[0].host_end)
+    h2 = raw_socket_in(topology.netns, topology.pairs[1].host_end)
+    server.start()
+    try:
+        h1.send(frame(b"hello"))
+        assert expect_frame(h2, b"hello") == frame(b"hello")
+        # the switch does not see its own transmissions as input
+        assert [p for p, _ in device.processed] == [1]
+    finally:
+        server.stop()
+        h1.close()
+        h2.close()
+
+
+def test_unknown_interface_is_a_port_error() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (raw sockets)")
+    with pytest.raises(PortError, match="no-such-if0"):
+        RawSocketPorts({1: "no-such-if0"})
