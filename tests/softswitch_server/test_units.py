@@ -1,0 +1,102 @@
+"""The pure parts: bytestrings, controller headers, arbitration, Write error encoding."""
+
+from __future__ import annotations
+
+import pytest
+from google.rpc import code_pb2
+from hypothesis import given
+from hypothesis import strategies as st
+from p4.v1 import p4runtime_pb2
+
+from dysco.softswitch.server._arbitration import Arbiter, Notice
+from dysco.softswitch.server._errors import P4RuntimeError, write_status
+from dysco.softswitch.server._packetio import build_packet_out, split_packet_in
+from dysco.softswitch.server._schema import ControllerHeader, ParamInfo, decode_bytes, encode_bytes
+
+
+@given(
+    st.integers(1, 200).flatmap(lambda w: st.tuples(st.just(w), st.integers(0, (1 << w) - 1))),
+    st.integers(0, 3),
+)
+def test_bytestrings_round_trip_and_are_canonical(wv: tuple[int, int], pad: int) -> None:
+    width, value = wv
+    data = encode_bytes(value)
+    assert decode_bytes(data, width, "f") == value
+    assert decode_bytes(b"\x00" * pad + data, width, "f") == value  # padded input is accepted
+    assert len(data) == 1 or data[0] != 0
+
+
+def test_bytestring_errors() -> None:
+    with pytest.raises(P4RuntimeError, match="does not fit within 9 bits") as info:
+        decode_bytes(b"\x02\x00", 9, "f")
+    assert info.value.code == "INVALID_ARGUMENT"
+    with pytest.raises(P4RuntimeError, match="empty bytestring"):
+        decode_bytes(b"", 9, "f")
+    with pytest.raises(ValueError, match=r"unknown google\.rpc code"):
+        P4RuntimeError("NOPE", "x")
+
+
+HEADER = ControllerHeader(
+    1, "packet_out", (ParamInfo(1, "port", 9), ParamInfo(2, "flag", 1), ParamInfo(3, "x", 3))
+)
+
+
+@given(st.integers(0, 511), st.integers(0, 1), st.integers(0, 7), st.binary(max_size=40))
+def test_controller_header_round_trip(port: int, flag: int, x: int, payload: bytes) -> None:
+    md = [
+        p4runtime_pb2.PacketMetadata(metadata_id=i, value=encode_bytes(v))
+        for i, v in ((1, port), (2, flag), (3, x))
+    ]
+    frame = build_packet_out(HEADER, md, payload)
+    assert len(frame) == 2 + len(payload)  # 13 bits padded to 2 bytes
+    msg = split_packet_in(HEADER, frame)
+    assert [(m.metadata_id, decode_bytes(m.value, 9, "m")) for m in msg.metadata] == [
+        (1, port),
+        (2, flag),
+        (3, x),
+    ]
+    assert msg.payload == payload
+
+
+def test_controller_header_errors() -> None:
+    with pytest.raises(P4RuntimeError, match="invalid metadata id 9"):
+        build_packet_out(HEADER, [p4runtime_pb2.PacketMetadata(metadata_id=9, value=b"\x01")], b"")
+    dup = [p4runtime_pb2.PacketMetadata(metadata_id=1, value=b"\x01")] * 2
+    with pytest.raises(P4RuntimeError, match="given twice"):
+        build_packet_out(HEADER, dup, b"")
+    with pytest.raises(P4RuntimeError, match="shorter than"):
+        split_packet_in(HEADER, b"\x01")
+    assert build_packet_out(None, [], b"abc") == b"abc"
+    with pytest.raises(P4RuntimeError, match="no packet_out header"):
+        build_packet_out(None, dup, b"")
+
+
+def test_arbiter_rules() -> None:
+    arb = Arbiter(device_id=0)
+    assert arb.may_write(None) and not arb.may_write(1)
+    assert arb.update(1, 0, 10) == [Notice(1, 0, 10, True)]
+    assert arb.update(2, 0, 5) == [Notice(2, 0, 10, False)]
+    assert not arb.may_write(None) and not arb.may_write(5) and arb.may_write(10)
+    with pytest.raises(P4RuntimeError, match="Election id already exists"):
+        arb.update(3, 0, 10)
+    assert arb.update(2, 0, 20) == [Notice(1, 0, 20, False), Notice(2, 0, 20, True)]
+    assert arb.update(2, 0, 20) == [Notice(2, 0, 20, True)]  # every arbitration gets a reply
+    assert arb.remove(1) == []  # a backup leaving changes nothing
+    assert arb.remove(2) == []  # nobody left to tell
+    assert arb.primary() is None
+    with pytest.raises(P4RuntimeError, match="Unknown device id 4") as info:
+        arb.update(1, 4, 1)
+    assert info.value.code == "NOT_FOUND"
+
+
+def test_write_status_pads_successes_up_to_the_last_failure() -> None:
+    assert write_status([None, None]) is None
+    fail = P4RuntimeError("NOT_FOUND", "gone")
+    status = write_status([None, fail, None])
+    assert status is not None and status.code == code_pb2.UNKNOWN
+    errors = []
+    for d in status.details:
+        e = p4runtime_pb2.Error()
+        d.Unpack(e)
+        errors.append((e.canonical_code, e.message))
+    assert errors == [(0, ""), (code_pb2.NOT_FOUND, "gone")]
