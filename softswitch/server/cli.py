@@ -21,7 +21,7 @@ from types import FrameType
 from typing import Any
 
 from dysco.errors import UserError
-from dysco.softswitch.server._ports import MemoryPorts, PortError, RawSocketPorts
+from dysco.softswitch.server._ports import PortError, RawSocketPorts
 from dysco.softswitch.server._switchd import DEFAULT_ADDRESS, SoftSwitchServer
 
 _log = logging.getLogger("dysco.softswitch.server.cli")
@@ -154,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
     program = _load(args.program) if args.program is not None else None
     device = Switch(program, cpu_port=cpu_port, drop_port=args.drop_port)
     try:
-        ports: RawSocketPorts | MemoryPorts = RawSocketPorts(interfaces) if interfaces else MemoryPorts()
+        # Without interfaces frames leaving on data ports are discarded (packet I/O via P4Runtime only).
+        ports = RawSocketPorts(interfaces) if interfaces else None
     except PortError as exc:
         raise UserError(str(exc)) from exc
     server = SoftSwitchServer(
@@ -175,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             server.start()
         except OSError as exc:
-            ports.close()
+            if ports is not None:
+                ports.close()
             raise UserError(str(exc)) from exc
         print(READY_LINE.format(address=args.grpc_server_addr, port=server.port), flush=True)
         for port, iface in sorted(interfaces.items()):
