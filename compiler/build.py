@@ -152,7 +152,7 @@ class Builder:
         hop_tok = first_hop.children[0]
         assert isinstance(hop_tok, Token)
         # The chunk positions are relative to the statement; find the text through line/column.
-        lines = self.text.splitlines()
+        lines = self.text.split("\n")
         start_line = (name.line or 1) + self._offset
         end_line = (hop_tok.line or 1) + self._offset
         chunk = "\n".join(lines[start_line - 1 : end_line])

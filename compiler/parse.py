@@ -182,7 +182,7 @@ def split_statements(text: str) -> list[tuple[int, str]]:
 
 
 def _has_code(chunk: str) -> bool:
-    return any(ln.strip() and not ln.lstrip().startswith("#") for ln in chunk.splitlines())
+    return any(ln.strip() and not ln.lstrip().startswith("#") for ln in chunk.split("\n"))
 
 
 def parse_statement(chunk: str, first_line: int, filename: str, full_text: str) -> Statement:
@@ -228,7 +228,7 @@ def _syntax_error(
 
 def _end_position(chunk: str, first_line: int) -> tuple[int, int]:
     """The position just after the last non-comment character of the statement."""
-    lines = chunk.splitlines() or [""]
+    lines = chunk.split("\n")
     for idx in range(len(lines) - 1, -1, -1):
         code = lines[idx].split("#", 1)[0].rstrip()
         if code:

@@ -43,10 +43,10 @@ class SourcePos:
 
 def caret_context(text: str, line: int, column: int) -> str:
     """The source line ``line`` of ``text`` and a caret under ``column``."""
-    lines = text.splitlines()
+    lines = text.split("\n")  # lines as parsers count them: only \n ends a line
     if not 1 <= line <= len(lines):
         return ""
-    src = lines[line - 1].expandtabs(1)
+    src = lines[line - 1].rstrip("\r").expandtabs(1)
     col = max(1, min(column, len(src) + 1))
     return f"    {src}\n    {' ' * (col - 1)}^"
 
