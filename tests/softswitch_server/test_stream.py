@@ -162,3 +162,16 @@ def test_idle_timeout_needs_table_support(stub: Stub, primary: Session) -> None:
     with pytest.raises(grpc.RpcError) as info:
         stub.Write(req)
     assert info.value.code() == grpc.StatusCode.UNKNOWN
+
+
+def test_too_many_streams_are_refused(stub: Stub, sessions: list[Session]) -> None:
+    from dysco.softswitch.server._grpc import MAX_STREAMS
+
+    for eid in range(MAX_STREAMS):
+        join(stub, sessions, eid + 1).recv_kind("arbitration")
+    extra = Session(stub)
+    sessions.append(extra)
+    err = extra.wait_end()
+    assert err is not None and err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # unary RPCs still get a worker
+    assert stub.Capabilities(p4runtime_pb2.CapabilitiesRequest()).p4runtime_api_version
