@@ -71,7 +71,7 @@ def test_contradictions_compile_to_no_chain_entry() -> None:
     for expr in (
         "dst port 80 && not 80",
         "src and dst port 443 && src or dst port 80",
-        "host 10.0.0.1 and 10.0.0.2",
+        "dst host 10.0.2.0 && 10.0.2.5",
     ):
         with pytest.raises(PcapFilterError, match="rejects all packets"):
             PcapFilter(expr)
