@@ -113,8 +113,11 @@ class SwitchCore:
 
     # --- streams ---------------------------------------------------------------------------------
 
-    def open_stream(self) -> StreamHandle:
+    def open_stream(self, limit: int | None = None) -> StreamHandle:
+        """A new stream; ``limit`` refuses it (RESOURCE_EXHAUSTED) when that many are open."""
         with self._lock:
+            if limit is not None and len(self._streams) >= limit:
+                raise P4RuntimeError("RESOURCE_EXHAUSTED", "Too many connections")
             handle = StreamHandle(self._next_stream_id)
             self._next_stream_id += 1
             self._streams[handle.stream_id] = handle

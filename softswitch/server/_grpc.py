@@ -29,7 +29,7 @@ _log = logging.getLogger("dysco.softswitch.server.grpc")
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 MAX_STREAMS = 16
-"""Streams beyond this many would starve the worker pool; the arbiter refuses them anyway."""
+"""Open streams beyond this many are refused, so they cannot starve the worker pool."""
 
 
 class P4RuntimeServicer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[misc]
@@ -75,7 +75,10 @@ class P4RuntimeServicer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[m
         return p4runtime_pb2.CapabilitiesResponse(p4runtime_api_version=API_VERSION)
 
     def StreamChannel(self, request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
-        handle = self._core.open_stream()
+        try:
+            handle = self._core.open_stream(limit=MAX_STREAMS)
+        except P4RuntimeError as exc:
+            context.abort(exc.grpc_code(), exc.message)
         context.add_callback(lambda: handle.outbox.put(StreamClosed()))
         reader = threading.Thread(
             target=self._read_stream,
