@@ -38,7 +38,7 @@ class Receive(Protocol):
 def default_program_loader(config: bytes) -> Program:
     """``dysco.softswitch.program_from_device_config``, imported when first needed."""
     try:
-        from dysco.softswitch import program_from_device_config  # type: ignore[attr-defined]
+        from dysco.softswitch import program_from_device_config  # type: ignore[attr-defined, unused-ignore]
     except ImportError as exc:
         raise P4RuntimeError("UNIMPLEMENTED", f"the softswitch executor is not available: {exc}") from exc
     program: Program = program_from_device_config(config)

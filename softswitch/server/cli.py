@@ -130,8 +130,8 @@ def _load(path_text: str) -> Any:
     except ImportError as exc:  # pragma: no cover - the package is ours
         raise UserError(f"the softswitch executor is not available: {exc}") from exc
     if path.suffix == ".p4":
-        return softswitch.load_program(path)  # type: ignore[attr-defined]
-    return softswitch.program_from_device_config(path.read_bytes())  # type: ignore[attr-defined]
+        return softswitch.load_program(path)  # type: ignore[attr-defined, unused-ignore]
+    return softswitch.program_from_device_config(path.read_bytes())  # type: ignore[attr-defined, unused-ignore]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     if args.thrift_port is not None:
         _log.info("[switch] --thrift-port %d ignored (softswitch has no Thrift server)", args.thrift_port)
 
-    from dysco.softswitch import Switch  # type: ignore[attr-defined]
+    from dysco.softswitch import Switch  # type: ignore[attr-defined, unused-ignore]
 
     program = _load(args.program) if args.program is not None else None
     device = Switch(program, cpu_port=cpu_port, drop_port=args.drop_port)
