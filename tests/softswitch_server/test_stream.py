@@ -175,3 +175,20 @@ def test_too_many_streams_are_refused(stub: Stub, sessions: list[Session]) -> No
     assert err is not None and err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     # unary RPCs still get a worker
     assert stub.Capabilities(p4runtime_pb2.CapabilitiesRequest()).p4runtime_api_version
+
+
+def test_packet_out_without_cpu_port_and_from_a_backup(
+    stub: Stub, primary: Session, ports: MemoryPorts, device: FakeDevice, sessions: list[Session]
+) -> None:
+    backup = join(stub, sessions, 0)
+    backup.recv_kind("arbitration")
+    backup.send(packet_out(b"b" * 20, 3))  # ignored, as PI does
+    backup.arbitrate(0)  # answered after the packet-out was handled: the stream is sequential
+    backup.recv_kind("arbitration")
+    assert device.processed == []
+    device.cpu_port = None
+    primary.send(packet_out(b"p" * 20, 3))
+    err = primary.recv_kind("error")
+    assert err.canonical_code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    assert "no CPU port" in err.message
+    assert ports.pending(3) == 0 and device.processed == []
