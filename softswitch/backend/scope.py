@@ -1,0 +1,74 @@
+"""Scopes, symbols and the line emitter the code generator shares."""
+
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass, field
+
+from ..frontend import types as T
+
+
+@dataclass
+class Sym:
+    """What a name means inside a body.
+
+    kinds: ``var`` (``code`` is an assignable Python expression), ``const``,
+    ``extern`` (an extern instance; ``obj`` is its generated name), ``table``,
+    ``action``, ``block`` (a parser/control instance), ``packet``.
+    """
+
+    kind: str
+    code: str
+    type: T.Type
+    const: object = None
+    obj: object = None
+
+
+@dataclass
+class Scope:
+    parent: Scope | None = None
+    syms: dict[str, Sym] = field(default_factory=dict)
+
+    def lookup(self, name: str) -> Sym | None:
+        s: Scope | None = self
+        while s is not None:
+            if name in s.syms:
+                return s.syms[name]
+            s = s.parent
+        return None
+
+    def child(self) -> Scope:
+        return Scope(self)
+
+
+@dataclass(frozen=True)
+class Val:
+    """A generated Python expression, its P4 type and, when known, its constant value."""
+
+    code: str
+    type: T.Type
+    const: object = None
+
+
+def pyname(prefix: str, *parts: str) -> str:
+    name = prefix + "_" + "_".join(p.replace(".", "_").replace("$", "_") for p in parts)
+    return name + "_" if keyword.iskeyword(name) else name
+
+
+class Emitter:
+    """Collects indented Python lines."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.indent = 0
+        self._tmp = 0
+
+    def __call__(self, line: str) -> None:
+        self.lines.append("    " * self.indent + line)
+
+    def tmp(self, hint: str = "t") -> str:
+        self._tmp += 1
+        return f"_{hint}{self._tmp}"
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"

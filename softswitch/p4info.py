@@ -1,0 +1,195 @@
+"""P4Info from the compiled program, with p4c's names and ids.
+
+Ids are ``prefix << 24 | (jenkins_one_at_a_time(name) & 0xFFFFFF)``; names of one
+kind are processed in sorted order and a collision moves to the next free
+suffix (linear probing).  ``@id`` annotations are honoured first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from p4.config.v1 import p4info_pb2
+
+from dysco.errors import UserError
+
+from .backend import ir
+
+PREFIX = {
+    "action": 0x01,
+    "table": 0x02,
+    "controller_header": 0x04,
+    "counter": 0x12,
+    "direct_counter": 0x13,
+    "meter": 0x14,
+    "direct_meter": 0x15,
+    "register": 0x16,
+    "digest": 0x17,
+}
+
+
+def jenkins_one_at_a_time(data: bytes) -> int:
+    h = 0
+    for b in data:
+        h = (h + b) & 0xFFFFFFFF
+        h = (h + (h << 10)) & 0xFFFFFFFF
+        h ^= h >> 6
+    h = (h + (h << 3)) & 0xFFFFFFFF
+    h ^= h >> 11
+    h = (h + (h << 15)) & 0xFFFFFFFF
+    return h
+
+
+def assign_ids(prefix: int, names: Iterable[str], fixed: dict[str, int] | None = None) -> dict[str, int]:
+    """Ids for ``names`` of one kind: ``@id`` values first, then hashes in sorted name order."""
+    out: dict[str, int] = {}
+    used: set[int] = set()
+    for name, value in sorted((fixed or {}).items()):
+        top = value >> 24
+        if top not in (0, prefix):
+            raise UserError(f"@id({value:#x}) of {name} has the wrong prefix (expected {prefix:#04x})")
+        full = (prefix << 24) | (value & 0xFFFFFF)
+        if full in used:
+            raise UserError(f"@id({value}) of {name} is used twice")
+        used.add(full)
+        out[name] = full
+    for name in sorted(set(names) - set(out)):
+        suffix = jenkins_one_at_a_time(name.encode()) & 0xFFFFFF
+        while (prefix << 24) | suffix in used or suffix == 0:
+            suffix = (suffix + 1) & 0xFFFFFF
+        full = (prefix << 24) | suffix
+        used.add(full)
+        out[name] = full
+    return out
+
+
+def _fixed(objs: Iterable[Any]) -> dict[str, int]:
+    out = {}
+    for o in objs:
+        v = o.annotations.get("id")
+        if v and isinstance(v[0], int):
+            out[o.name] = v[0]
+    return out
+
+
+def aliases(names: Iterable[str]) -> dict[str, str]:
+    """The shortest dotted suffix of each name that no other name ends with."""
+    names = list(names)
+    out = {}
+    for n in names:
+        parts = n.split(".")
+        for i in range(len(parts) - 1, -1, -1):
+            cand = ".".join(parts[i:])
+            if sum(1 for m in names if m == cand or m.endswith("." + cand)) == 1:
+                out[n] = cand
+                break
+        else:
+            out[n] = n
+    return out
+
+
+def number(info: ir.ProgramInfo) -> None:
+    """Fill in the ``id`` of every object (and of match fields and parameters)."""
+    used = {r.name for t in info.tables.values() for r in t.actions}
+    for name in [n for n in info.actions if n not in used]:
+        del info.actions[name]
+    ids = assign_ids(PREFIX["action"], info.actions, _fixed(info.actions.values()))
+    for a in info.actions.values():
+        a.id = ids[a.name]
+        for i, p in enumerate(a.params):
+            p.id = i + 1
+    ids = assign_ids(PREFIX["table"], info.tables, _fixed(info.tables.values()))
+    for t in info.tables.values():
+        t.id = ids[t.name]
+        for i, k in enumerate(t.keys):
+            k.id = i + 1
+    for kind in ("counter", "direct_counter", "meter", "direct_meter", "register"):
+        objs = [e for e in info.externs.values() if e.kind == kind]
+        ids = assign_ids(PREFIX[kind], [e.name for e in objs], _fixed(objs))
+        for e in objs:
+            e.id = ids[e.name]
+    ids = assign_ids(PREFIX["controller_header"], [h.type_name for h in info.controller_headers])
+    for h in info.controller_headers:
+        h.id = ids[h.type_name]
+    ids = assign_ids(PREFIX["digest"], info.digests)
+    for d in info.digests.values():
+        d.id = ids[d.name]
+
+
+def build(info: ir.ProgramInfo) -> p4info_pb2.P4Info:
+    """The P4Info message (ids must have been assigned with :func:`number`)."""
+    p = p4info_pb2.P4Info()
+    p.pkg_info.arch = "v1model"
+    action_alias = aliases(info.actions)
+    for t in sorted(info.tables.values(), key=lambda t: t.name):
+        m = p.tables.add()
+        m.preamble.id, m.preamble.name = t.id, t.name
+        m.preamble.alias = aliases(info.tables)[t.name]
+        for k in t.keys:
+            f = m.match_fields.add()
+            f.id, f.name, f.bitwidth = k.id, k.name, k.width
+            f.match_type = getattr(p4info_pb2.MatchField, k.match_kind.upper())
+        for r in t.actions:
+            ar = m.action_refs.add()
+            ar.id = info.actions[r.name].id
+            if r.scope:
+                ar.scope = getattr(p4info_pb2.ActionRef, r.scope)
+                ar.annotations.append("@defaultonly" if r.scope == "DEFAULT_ONLY" else "@tableonly")
+        if t.default_const:
+            m.const_default_action_id = info.actions[t.default_action].id
+        for d in (t.direct_counter, t.direct_meter):
+            if d is not None:
+                m.direct_resource_ids.append(info.externs[d].id)
+        m.size = t.size
+        if t.support_timeout:
+            m.idle_timeout_behavior = p4info_pb2.Table.NOTIFY_CONTROL
+        if t.const_entries is not None:
+            m.is_const_table = True
+    for a in sorted(info.actions.values(), key=lambda a: a.name):
+        m = p.actions.add()
+        m.preamble.id, m.preamble.name, m.preamble.alias = a.id, a.name, action_alias[a.name]
+        for prm in a.params:
+            pp = m.params.add()
+            pp.id, pp.name, pp.bitwidth = prm.id, prm.name, prm.width
+    ext_alias = aliases(info.externs)
+    units = {"packets": "PACKETS", "bytes": "BYTES", "packets_and_bytes": "BOTH"}
+    for e in sorted(info.externs.values(), key=lambda e: e.name):
+        if e.kind == "counter":
+            m = p.counters.add()
+            m.spec.unit = getattr(p4info_pb2.CounterSpec, units[e.unit])
+            m.size = e.size
+        elif e.kind == "direct_counter":
+            m = p.direct_counters.add()
+            m.spec.unit = getattr(p4info_pb2.CounterSpec, units[e.unit])
+            m.direct_table_id = info.tables[e.table].id if e.table else 0
+        elif e.kind == "meter":
+            m = p.meters.add()
+            m.spec.unit = getattr(p4info_pb2.MeterSpec, units[e.unit])
+            m.size = e.size
+        elif e.kind == "direct_meter":
+            m = p.direct_meters.add()
+            m.spec.unit = getattr(p4info_pb2.MeterSpec, units[e.unit])
+            m.direct_table_id = info.tables[e.table].id if e.table else 0
+        else:
+            m = p.registers.add()
+            m.type_spec.bitstring.bit.bitwidth = e.width
+            m.size = e.size
+        m.preamble.id, m.preamble.name, m.preamble.alias = e.id, e.name, ext_alias[e.name]
+    for h in sorted(info.controller_headers, key=lambda h: h.name):
+        m = p.controller_packet_metadata.add()
+        m.preamble.id, m.preamble.name, m.preamble.alias = h.id, h.name, h.name
+        m.preamble.annotations.append(f'@controller_header("{h.name}")')
+        for i, (fname, width) in enumerate(h.fields):
+            md = m.metadata.add()
+            md.id, md.name, md.bitwidth = i + 1, fname, width
+    for dg in sorted(info.digests.values(), key=lambda x: x.name):
+        m = p.digests.add()
+        m.preamble.id, m.preamble.name, m.preamble.alias = dg.id, dg.name, dg.name
+        m.type_spec.struct.name = dg.name
+        st = p.type_info.structs[dg.name]
+        for fname, width in dg.fields:
+            mem = st.members.add()
+            mem.name = fname
+            mem.type_spec.bitstring.bit.bitwidth = width
+    return p
