@@ -16,7 +16,8 @@ from .backend.compile import Compiled, compile_program
 from .frontend.parse import parse
 from .frontend.preprocess import SourceMap, preprocess
 
-MAGIC = b"DYSCO-SOFTSWITCH-PROGRAM/1\n"
+FORMAT = "dysco-softswitch-program"
+VERSION = 1
 
 
 class P4Program:
@@ -40,8 +41,15 @@ class P4Program:
         return self.compiled.source
 
     def device_config(self) -> bytes:
-        doc = {"name": self.name, "text": self.source.text, "lines": [list(x) for x in self.source.lines]}
-        return MAGIC + json.dumps(doc, separators=(",", ":")).encode()
+        """A JSON document holding the preprocessed program (what ``dysco p4c`` writes as ``NAME.json``)."""
+        doc = {
+            "format": FORMAT,
+            "version": VERSION,
+            "name": self.name,
+            "text": self.source.text,
+            "lines": [list(x) for x in self.source.lines],
+        }
+        return json.dumps(doc, separators=(",", ":")).encode()
 
     def __repr__(self) -> str:
         return f"<P4Program {self.name}>"
@@ -57,16 +65,23 @@ def load_program(
 
 def program_from_device_config(config: bytes) -> P4Program:
     """The program a device config (as written by ``dysco p4c``) holds."""
-    if not isinstance(config, bytes | bytearray) or not config.startswith(MAGIC):
+    try:
+        doc = json.loads(bytes(config).decode())
+    except (ValueError, TypeError):
+        doc = None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        hint = " (this looks like a bmv2 JSON file)" if isinstance(doc, dict) and "pipelines" in doc else ""
         raise UserError(
-            "the device config is not a softswitch program (expected the file `dysco p4c` writes, "
-            f"starting with {MAGIC.strip().decode()!r})"
+            f"the device config is not a softswitch program{hint}: expected the JSON file `dysco p4c` writes"
+        )
+    if doc.get("version") != VERSION:
+        raise UserError(
+            f"the device config has version {doc.get('version')!r}; this softswitch reads {VERSION}"
         )
     try:
-        doc = json.loads(bytes(config[len(MAGIC) :]).decode())
         name = str(doc["name"])
         lines = tuple((str(f), int(n)) for f, n in doc["lines"])
         text = str(doc["text"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"the device config is corrupt: {exc}") from None
+        raise UserError(f"the device config is corrupt: {exc!r}") from None
     return P4Program(name, SourceMap(text, lines))

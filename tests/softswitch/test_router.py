@@ -105,8 +105,14 @@ def test_device_config_round_trip(router_program: P4Program) -> None:
 def test_bad_device_config_is_a_user_error() -> None:
     with pytest.raises(UserError, match="not a softswitch program"):
         program_from_device_config(b'{"name": "x"}')
+    with pytest.raises(UserError, match="not a softswitch program"):
+        program_from_device_config(b"\xff\x00 not json")
+    with pytest.raises(UserError, match="bmv2 JSON"):
+        program_from_device_config(b'{"pipelines": []}')
+    with pytest.raises(UserError, match="version 7"):
+        program_from_device_config(b'{"format": "dysco-softswitch-program", "version": 7}')
     with pytest.raises(UserError, match="corrupt"):
-        program_from_device_config(b"DYSCO-SOFTSWITCH-PROGRAM/1\n{not json")
+        program_from_device_config(b'{"format": "dysco-softswitch-program", "version": 1, "name": "x"}')
 
 
 def test_no_pipeline() -> None:
