@@ -302,7 +302,7 @@ class _Runner:
             return FieldMatch(fid, "ternary", v, mask=full)
         if kind == "range":
             return FieldMatch(fid, "range", v, high=v)
-        return FieldMatch(fid, kind, v)  # type: ignore[arg-type]
+        return FieldMatch(fid, "optional" if kind == "optional" else "exact", v)
 
     def setdefault(self, rest: str) -> None:
         words = rest.split(None, 1)

@@ -1,0 +1,13 @@
+/* Shared by the STF programs: Ethernet and a v1model skeleton's empty blocks. */
+#include <core.p4>
+#include <v1model.p4>
+
+header ethernet_t {
+    bit<48> dst;
+    bit<48> src;
+    bit<16> etherType;
+}
+
+control NoVerify<H, M>(inout H hdr, inout M meta) { apply { } }
+control NoCompute<H, M>(inout H hdr, inout M meta) { apply { } }
+control NoEgress<H, M>(inout H hdr, inout M meta, inout standard_metadata_t sm) { apply { } }
