@@ -179,7 +179,7 @@ class Pipeline:
         sm.egress_spec = 0
         sm.egress_rid = rep.instance
         sm.instance_type = itype
-        ps.clone_session = ps.clone_fields = ps.recirculate = ps.truncate = None
+        ps.clone_session = ps.clone_fields = ps.recirculate = None  # truncate() from ingress still applies
         ps.payload = payload
         with contextlib.suppress(R.PipelineExit):
             self.egress(hdr, meta, sm)
