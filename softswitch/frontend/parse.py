@@ -15,6 +15,9 @@ from . import _lexer as lx
 from . import ast as A
 from .preprocess import SourceMap
 
+# P4 constructs outside the subset: named in the error instead of a bare syntax error
+UNSUPPORTED_WORDS = frozenset({"value_set", "action_selector", "this", "abstract", "list"})
+
 _CLASSES = frozenset(
     {"INTEGER", "STRING_LITERAL", "TYPE_IDENTIFIER", "GENERIC_IDENTIFIER", "IDENTIFIER", "SHR_GT"}
 )
@@ -580,6 +583,10 @@ def parse(source: SourceMap) -> A.Program:
         tree = _parser().parse(source.text)
     except UnexpectedToken as exc:
         tok = exc.token
+        if str(tok) in UNSUPPORTED_WORDS:
+            raise source.error(f"not supported by softswitch: {tok}", exc.line, exc.column) from None
+        if tok.type == "IDENTIFIER" and "TYPE_IDENTIFIER" in exc.expected:
+            raise source.error(f"unknown type {str(tok)!r}", exc.line, exc.column) from None
         what = "end of input" if tok.type == "$END" else repr(str(tok))
         raise source.error(f"syntax error: unexpected {what}", exc.line, exc.column) from None
     except UnexpectedInput as exc:

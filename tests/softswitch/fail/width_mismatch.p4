@@ -1,0 +1,6 @@
+// error: width_mismatch.p4:4:24: type mismatch: expected bit<8>, got bit<16>
+#include "head.inc"
+control I(inout headers h, inout meta_t m, inout standard_metadata_t sm) {
+    apply { h.data.a = h.data.b; }
+}
+V1Switch(P(), NoVerify<headers, meta_t>(), I(), NoEgress<headers, meta_t>(), NoCompute<headers, meta_t>(), D()) main;
