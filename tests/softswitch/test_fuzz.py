@@ -43,7 +43,7 @@ def switches() -> tuple[Switch, ...]:
         st.tuples(
             st.sampled_from([b"\x08\x00", b"\x1a\xbc", b"\x20\x05", b"\x30\x01", b"\x00\x01", b"\x00\x02"]),
             st.binary(max_size=80),
-        ).map(lambda t: bytes(12) + t[0] + t[1]),  # fmt: skip
+        ).map(lambda t: bytes(12) + t[0] + t[1]),
     ),
 )
 def test_random_packets_never_crash(which: int, port: int, data: bytes) -> None:
