@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Loc:
     line: int
     column: int
@@ -33,9 +33,11 @@ class Select(enum.Enum):
 
 
 # ---- predicates -------------------------------------------------------------
+# Predicate nodes are not frozen: the compiler builds many, and a frozen dataclass costs
+# about five times as much to construct. Nothing mutates them.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AddrMatch:
     """``host A`` / ``net A/len`` / ``net A mask M``: the address field(s) equal ``value`` under ``mask``."""
 
@@ -46,7 +48,7 @@ class AddrMatch:
     loc: Loc
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PortMatch:
     """``port N`` / ``portrange A-B``: the port field(s) lie in ``[low, high]``."""
 
@@ -57,7 +59,7 @@ class PortMatch:
     loc: Loc
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Always:
     """A primitive every outbound TCP SYN satisfies (``tcp``, ``ip``, ``ip proto tcp``)."""
 
@@ -65,13 +67,13 @@ class Always:
     loc: Loc
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Not:
     operand: Pred
     loc: Loc
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BoolOp:
     op: Literal["and", "or"]
     left: Pred

@@ -10,6 +10,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+# Not frozen: these are built in bulk, and constructing a frozen dataclass costs about five
+# times as much. They are never mutated after construction.
+
 ADDR_ALL = 0xFFFFFFFF
 PORT_MAX = 0xFFFF
 
@@ -25,7 +28,7 @@ class Field(enum.Enum):
         return self in (Field.SRC_ADDR, Field.DST_ADDR)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ternary:
     """Addresses ``a`` with ``a & mask == value``."""
 
@@ -45,7 +48,7 @@ class Ternary:
         return addr & self.mask == self.value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PRange:
     """Ports ``p`` with ``low <= p <= high``."""
 
@@ -75,56 +78,75 @@ ANY_ADDR = Ternary(0, 0)
 ANY_PORT = PRange(0, PORT_MAX)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Box:
-    src: Ternary = ANY_ADDR
-    dst: Ternary = ANY_ADDR
-    sport: PRange = ANY_PORT
-    dport: PRange = ANY_PORT
+    """A ternary on each address and a range on each port, kept as plain integers
+    because the entry construction intersects and compares boxes a great deal."""
+
+    sv: int = 0  # source address value / mask
+    sm: int = 0
+    dv: int = 0  # destination address value / mask
+    dm: int = 0
+    spl: int = 0  # source port range
+    sph: int = PORT_MAX
+    dpl: int = 0  # destination port range
+    dph: int = PORT_MAX
 
     @staticmethod
     def of(field: Field, constraint: Ternary | PRange) -> Box:
-        if field is Field.SRC_ADDR:
-            assert isinstance(constraint, Ternary)
-            return Box(src=constraint)
-        if field is Field.DST_ADDR:
-            assert isinstance(constraint, Ternary)
-            return Box(dst=constraint)
-        assert isinstance(constraint, PRange)
-        return Box(sport=constraint) if field is Field.SRC_PORT else Box(dport=constraint)
+        if isinstance(constraint, Ternary):
+            if field is Field.SRC_ADDR:
+                return Box(sv=constraint.value, sm=constraint.mask)
+            assert field is Field.DST_ADDR
+            return Box(dv=constraint.value, dm=constraint.mask)
+        if field is Field.SRC_PORT:
+            return Box(spl=constraint.low, sph=constraint.high)
+        assert field is Field.DST_PORT
+        return Box(dpl=constraint.low, dph=constraint.high)
 
-    def meet(self, other: Box) -> Box | None:
-        src = self.src.meet(other.src)
-        if src is None:
-            return None
-        dst = self.dst.meet(other.dst)
-        if dst is None:
-            return None
-        sport = self.sport.meet(other.sport)
-        if sport is None:
-            return None
-        dport = self.dport.meet(other.dport)
-        if dport is None:
-            return None
-        return Box(src, dst, sport, dport)
+    @property
+    def src(self) -> Ternary:
+        return Ternary(self.sv, self.sm)
 
-    def within(self, other: Box) -> bool:
+    @property
+    def dst(self) -> Ternary:
+        return Ternary(self.dv, self.dm)
+
+    @property
+    def sport(self) -> PRange:
+        return PRange(self.spl, self.sph)
+
+    @property
+    def dport(self) -> PRange:
+        return PRange(self.dpl, self.dph)
+
+    def meet(self, o: Box) -> Box | None:
+        if (self.sv ^ o.sv) & self.sm & o.sm or (self.dv ^ o.dv) & self.dm & o.dm:
+            return None
+        spl, sph = max(self.spl, o.spl), min(self.sph, o.sph)
+        dpl, dph = max(self.dpl, o.dpl), min(self.dph, o.dph)
+        if spl > sph or dpl > dph:
+            return None
+        return Box(self.sv | o.sv, self.sm | o.sm, self.dv | o.dv, self.dm | o.dm, spl, sph, dpl, dph)
+
+    def within(self, o: Box) -> bool:
         return (
-            self.src.within(other.src)
-            and self.dst.within(other.dst)
-            and self.sport.within(other.sport)
-            and self.dport.within(other.dport)
+            o.spl <= self.spl
+            and self.sph <= o.sph
+            and o.dpl <= self.dpl
+            and self.dph <= o.dph
+            and not o.sm & ~self.sm
+            and not o.dm & ~self.dm
+            and self.sv & o.sm == o.sv
+            and self.dv & o.dm == o.dv
         )
 
-    def intersects(self, other: Box) -> bool:
-        return self.meet(other) is not None
-
-    def holds(self, src: int, dst: int, sport: int, dport: int) -> bool:
-        return (
-            self.src.holds(src)
-            and self.dst.holds(dst)
-            and self.sport.holds(sport)
-            and self.dport.holds(dport)
+    def intersects(self, o: Box) -> bool:
+        return not (
+            (self.sv ^ o.sv) & self.sm & o.sm
+            or (self.dv ^ o.dv) & self.dm & o.dm
+            or max(self.spl, o.spl) > min(self.sph, o.sph)
+            or max(self.dpl, o.dpl) > min(self.dph, o.dph)
         )
 
 

@@ -56,6 +56,7 @@ class Builder:
         self.text = text
         self.errors: list[SourceError] = []
         self._offset = 0
+        self._chunk = ""
 
     # -- errors --------------------------------------------------------------
 
@@ -74,6 +75,7 @@ class Builder:
         policies: dict[str, Policy] = {}
         for st in statements:
             self._offset = st.first_line - 1
+            self._chunk = st.text
             try:
                 if st.tree.data == "middlebox":
                     mb = self._middlebox(st.tree)
@@ -149,18 +151,12 @@ class Builder:
         return Policy(str(name), pred, tuple(hops), self._loc(name), self._source(name, first_hop))
 
     def _source(self, name: Token, first_hop: Tree[Token]) -> str:
+        """The predicate as written: between the ':' after the name and the '->'."""
         hop_tok = first_hop.children[0]
         assert isinstance(hop_tok, Token)
-        # The chunk positions are relative to the statement; find the text through line/column.
-        lines = self.text.split("\n")
-        start_line = (name.line or 1) + self._offset
-        end_line = (hop_tok.line or 1) + self._offset
-        chunk = "\n".join(lines[start_line - 1 : end_line])
-        start = (name.column or 1) - 1 + len(name)
-        end = len(chunk) - len(lines[end_line - 1]) + (hop_tok.column or 1) - 1
-        body = chunk[start:end]
-        body = body[body.index(":") + 1 : body.rindex("->")]
-        return " ".join(ln.split("#", 1)[0].strip() for ln in body.splitlines()).strip()
+        start = self._chunk.index(":", name.end_pos or 0) + 1
+        body = self._chunk[start : self._chunk.rindex("->", start, hop_tok.start_pos)]
+        return " ".join(ln.split("#", 1)[0].strip() for ln in body.split("\n")).strip()
 
     # -- predicates ----------------------------------------------------------
 
@@ -278,17 +274,18 @@ class Builder:
     def _address_value(self, addr: str, value: Tree[Token]) -> tuple[int, int]:
         toks = [t for t in value.children if isinstance(t, Token)]
         tok = toks[0]
-        text = _value_text(value)
         if value.data == "word":
             raise self._fail(
                 f"host names such as '{tok}' are not supported (no DNS lookups); use an IPv4 address", tok
             )
         if value.data in ("number", "portrange", "escaped"):
-            raise self._fail(f"'{addr}' needs an IPv4 address, not '{text}'", tok)
+            raise self._fail(f"'{addr}' needs an IPv4 address, not '{_value_text(value)}'", tok)
         base, octets = self._dotted(tok)
         if addr == "host":
             if value.data != "addr":
-                raise self._fail(f"'host' takes one address, not '{text}'; use 'net' for a prefix", tok)
+                raise self._fail(
+                    f"'host' takes one address, not '{_value_text(value)}'; use 'net' for a prefix", tok
+                )
             if octets != 4:
                 raise self._fail(f"'host' needs a full address (four octets), not '{tok}'", tok)
             return base, 0xFFFFFFFF
@@ -307,7 +304,7 @@ class Builder:
             if mask_octets != 4:
                 raise self._fail(f"a mask needs four octets, not '{mask_tok}'", mask_tok)
         if base & ~mask & 0xFFFFFFFF:
-            raise self._fail(f"non-network bits set in '{text}'", tok)
+            raise self._fail(f"non-network bits set in '{_value_text(value)}'", tok)
         return base, mask
 
     def _port_value(self, addr: str, value: Tree[Token]) -> tuple[int, int]:

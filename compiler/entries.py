@@ -19,6 +19,9 @@ from typing import Literal
 from dysco.compiler.boxes import TOP, Box, PRange, Ternary, range_to_prefixes
 from dysco.compiler.normalise import Atom, Const, Formula, Junction
 
+# Not frozen: these are built in bulk, and constructing a frozen dataclass costs about five
+# times as much. They are never mutated after construction.
+
 PRIORITY_STEP = 10
 """Gap between consecutive priorities, left for entries added later."""
 
@@ -30,13 +33,13 @@ class BudgetExceeded(Exception):
         self.budget = budget
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Rule:
     box: Box
     verdict: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Entry:
     """One classifier entry, before or after port-range expansion."""
 
@@ -71,6 +74,8 @@ def decision_list(f: Formula, budget: int) -> list[Rule]:
             return [Rule(Box.of(fld, part), True) for part in r.complement()]
         case Atom(field=fld, constraint=c, negated=True):
             return [Rule(Box.of(fld, c), False), Rule(TOP, True)]
+        case Junction(op=op, terms=terms) if all(isinstance(t, Atom) and not t.negated for t in terms):
+            return _plain(op, terms)  # type: ignore[arg-type]
         case Junction(op=op, terms=terms):
             lists = [decision_list(t, budget) for t in terms]
             # lists without "no" boxes first: they do not multiply what follows them
@@ -81,6 +86,21 @@ def decision_list(f: Formula, budget: int) -> list[Rule]:
                 out = _prune(combine(out, dl, budget))
             return out
     raise AssertionError(f)
+
+
+def _plain(op: str, atoms: tuple[Atom, ...]) -> list[Rule]:
+    """``and``/``or`` of positive atoms: one box, or one box per atom; no "no" boxes."""
+    boxes = [Box.of(a.field, a.constraint) for a in atoms]
+    if op == "and":
+        acc: Box | None = boxes[0]
+        for b in boxes[1:]:
+            acc = acc.meet(b) if acc is not None else None
+        return [Rule(acc, True)] if acc is not None else []
+    out: list[Rule] = []
+    for b in boxes:
+        if not any(b.within(r.box) for r in out):
+            out.append(Rule(b, True))
+    return out
 
 
 def _and(left: list[Rule], right: list[Rule], budget: int) -> list[Rule]:
@@ -123,22 +143,26 @@ def _drop_redundant(boxes: list[Box], decisions: list[object]) -> list[int]:
     nothing that entry would not: drop it too.  Every removal is justified by an entry
     that stays, so removals never justify each other.
     """
+    if len(boxes) < 2:
+        return list(range(len(boxes)))
     kept: list[int] = []
     for i, b in enumerate(boxes):
-        if not any(b.within(boxes[k]) for k in kept):
+        for k in kept:
+            if b.within(boxes[k]):
+                break
+        else:
             kept.append(i)
     final: list[int] = []  # kept indices, right to left
     for i in reversed(kept):
-        b = boxes[i]
-        redundant = False
+        b, decision = boxes[i], decisions[i]
         for j in reversed(final):  # nearest first
-            if decisions[j] == decisions[i]:
+            if decisions[j] == decision:
                 if b.within(boxes[j]):
-                    redundant = True
-                    break
+                    break  # redundant
             elif b.intersects(boxes[j]):
+                final.append(i)
                 break
-        if not redundant:
+        else:
             final.append(i)
     final.reverse()
     return final
@@ -162,14 +186,14 @@ def _prune(rules: list[Rule]) -> list[Rule]:
 # ---- laying out the policies ----------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PolicyRules:
     name: str
     chain_id: int
     rules: tuple[Rule, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Draft:
     box: Box
     policy: str

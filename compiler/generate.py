@@ -96,35 +96,35 @@ class PredicateGenerator:
         return f"{head} {self.value(q)}", q
 
     def expression(self) -> str:
-        budget = self.rng.randint(*self.primitives)
-        text, _ = self._expr(budget, None, depth=0)
+        """A predicate with a number of primitives (bare repeated values included) drawn
+        from ``primitives``."""
+        text, _ = self._expr(self.rng.randint(*self.primitives), None, depth=0)
         return text
 
     def _expr(self, budget: int, q_in: _Q | None, depth: int) -> tuple[str, _Q | None]:
         r = self.rng
-        if budget <= 1 or depth > 4:
-            return self._unary(q_in, depth)
+        roll = r.random()
+        if depth < 4 and roll < 0.1:
+            inner, q = self._expr(budget, q_in, depth + 1)
+            negation = r.choice(("not ", "!"))
+            if budget == 1:
+                return f"{negation}{inner}", q
+            return f"{negation}({inner})", q_in  # a parenthesis passes on the qualifiers before it
+        if depth < 4 and roll < 0.2:
+            inner, _ = self._expr(budget, q_in, depth + 1)
+            return f"({inner})", q_in
+        if budget == 1:
+            return self.primitive()
         left_budget = r.randint(1, budget - 1)
         left, q1 = self._expr(left_budget, q_in, depth + 1)
         op = r.choice(("and", "or", "&&", "||"))
-        if q1 is not None and r.random() < 0.3:
-            bare = self.value(q1)
+        if q1 is not None and budget - left_budget == 1 and r.random() < 0.4:
+            bare = self.value(q1)  # repeats the qualifiers of the primitive before it
             if r.random() < 0.2:
                 bare = f"not {bare}"
             return f"{left} {op} {bare}", q1
         right, q2 = self._expr(budget - left_budget, q1, depth + 1)
         return f"{left} {op} {right}", q2
-
-    def _unary(self, q_in: _Q | None, depth: int) -> tuple[str, _Q | None]:
-        r = self.rng
-        roll = r.random()
-        if roll < 0.15:
-            inner, q = self._unary(q_in, depth + 1)
-            return f"{r.choice(('not ', '!'))}{inner}", q
-        if roll < 0.25 and depth < 4:
-            inner, _ = self._expr(r.randint(1, 3), q_in, depth + 1)
-            return f"({inner})", q_in
-        return self.primitive()
 
     # -- files and packets --------------------------------------------------
 

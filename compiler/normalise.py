@@ -12,21 +12,24 @@ from dataclasses import dataclass
 from dysco.compiler.ast import AddrMatch, Always, BoolOp, Dir, Not, PortMatch, Pred
 from dysco.compiler.boxes import ADDR_ALL, PORT_MAX, Field, PRange, Ternary
 
+# Not frozen: these are built in bulk, and constructing a frozen dataclass costs about five
+# times as much. They are never mutated after construction.
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class Atom:
     field: Field
     constraint: Ternary | PRange
     negated: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Junction:
     op: str  # "and" | "or"
     terms: tuple[Formula, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Const:
     value: bool
 
@@ -85,7 +88,8 @@ def junction(op: str, terms: tuple[Formula, ...]) -> Formula:
         if t == neutral:
             continue
         for sub in t.terms if isinstance(t, Junction) and t.op == op else (t,):
-            if sub not in flat:
+            # drop repeated atoms (cheap to compare); repeated sub-junctions are rare and harmless
+            if not (isinstance(sub, Atom) and sub in flat):
                 flat.append(sub)
     if not flat:
         return neutral

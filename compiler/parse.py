@@ -15,6 +15,7 @@ from importlib import resources
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from dysco.compiler.lexer import UNSUPPORTED, PolicyLexer, Unsupported
 from dysco.errors import SourceError, SourcePos
 
 _STATEMENT_START = re.compile(r"^[ \t]*(policy|middlebox)(?![A-Za-z0-9_-])", re.MULTILINE)
@@ -51,89 +52,6 @@ _TERMINAL_TEXT = {
     "SELECT": "'select'",
 }
 
-# Why pcap-filter keywords outside the subset are refused.
-_UNSUPPORTED_WHY = {
-    **dict.fromkeys(
-        ("udp", "icmp", "icmp6", "igmp", "igrp", "pim", "vrrp", "carp", "sctp"),
-        "can never match: the classifier only sees outbound TCP SYNs",
-    ),
-    **dict.fromkeys(
-        (
-            "ip6",
-            "arp",
-            "rarp",
-            "atalk",
-            "aarp",
-            "decnet",
-            "lat",
-            "sca",
-            "moprc",
-            "mopdl",
-            "iso",
-            "esis",
-            "isis",
-            "clnp",
-            "stp",
-            "ipx",
-            "netbeui",
-            "llc",
-        ),
-        "is not supported: Dysco classifies IPv4 TCP SYNs only",
-    ),
-    **dict.fromkeys(
-        (
-            "ether",
-            "fddi",
-            "tr",
-            "wlan",
-            "ppp",
-            "slip",
-            "link",
-            "vlan",
-            "mpls",
-            "pppoed",
-            "pppoes",
-            "geneve",
-            "type",
-            "subtype",
-            "dir",
-            "ra",
-            "ta",
-            "addr1",
-            "addr2",
-            "addr3",
-            "addr4",
-        ),
-        "is not supported: the classifier matches IPv4 addresses and TCP ports only, not link-layer fields",
-    ),
-    **dict.fromkeys(
-        ("less", "greater", "len"),
-        "cannot apply to an outbound TCP SYN: the classifier matches addresses and ports, not lengths",
-    ),
-    **dict.fromkeys(
-        ("broadcast", "multicast"),
-        "can never match: a TCP SYN is unicast",
-    ),
-    "gateway": "is not supported: it needs host-name and link-layer lookups",
-    **dict.fromkeys(
-        (
-            "inbound",
-            "outbound",
-            "ifname",
-            "on",
-            "rnr",
-            "rulenum",
-            "reason",
-            "rset",
-            "srnr",
-            "subrulenum",
-            "action",
-        ),
-        "is not supported: it refers to capture metadata, which a classified SYN does not have",
-    ),
-    "protochain": "is not supported: Dysco classifies plain IPv4 TCP SYNs",
-}
-
 
 @dataclass(frozen=True, slots=True)
 class Statement:
@@ -141,28 +59,14 @@ class Statement:
 
     tree: Tree[Token]
     first_line: int
-
-
-class _Unsupported(Exception):
-    def __init__(self, token: Token) -> None:
-        super().__init__(token)
-        self.token = token
-
-
-def _refuse(token: Token) -> Token:
-    raise _Unsupported(token)
+    text: str
+    """The statement's own text; token positions are relative to it."""
 
 
 @functools.cache
 def _parser() -> Lark:
     grammar = resources.files("dysco.compiler").joinpath("policy.lark").read_text()
-    return Lark(
-        grammar,
-        parser="lalr",
-        start="statement",
-        lexer_callbacks={"UNSUPPORTED": _refuse},
-        maybe_placeholders=False,
-    )
+    return Lark(grammar, parser="lalr", start="statement", lexer=PolicyLexer, maybe_placeholders=False)
 
 
 def split_statements(text: str) -> list[tuple[int, str]]:
@@ -185,18 +89,25 @@ def _has_code(chunk: str) -> bool:
     return any(ln.strip() and not ln.lstrip().startswith("#") for ln in chunk.split("\n"))
 
 
+@functools.lru_cache(maxsize=256)
+def _parse_chunk(chunk: str) -> Tree[Token]:
+    """Statements repeat (a shared declaration, an edited file read again): parse each text once.
+    Token positions are relative to the chunk, so a cached tree fits any place in any file."""
+    return _parser().parse(chunk)
+
+
 def parse_statement(chunk: str, first_line: int, filename: str, full_text: str) -> Statement:
     """Parse one statement; raise :class:`SourceError` at the first problem."""
     try:
-        tree = _parser().parse(chunk)
-    except _Unsupported as exc:
+        tree = _parse_chunk(chunk)
+    except Unsupported as exc:
         tok = exc.token
         pos = SourcePos(filename, tok.line + first_line - 1 if tok.line else first_line, tok.column or 1)
-        why = _UNSUPPORTED_WHY.get(str(tok), "is not supported")
+        why = UNSUPPORTED[str(tok)]
         raise SourceError(f"'{tok}' {why}", pos, full_text) from None
     except UnexpectedInput as exc:
         raise _syntax_error(exc, chunk, first_line, filename, full_text) from None
-    return Statement(tree, first_line)
+    return Statement(tree, first_line, chunk)
 
 
 def _syntax_error(

@@ -1,0 +1,201 @@
+"""The policy language's lexer, plugged into lark's LALR parser.
+
+It does what lark's contextual lexer does for this grammar, with one regular
+expression for every token shape instead of one per terminal: a word is a
+keyword where the parser state accepts that keyword, otherwise a name (so
+``policy host: ...`` still works).  pcap-filter keywords outside the subset
+raise :class:`Unsupported` wherever the grammar accepts them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from lark import Token
+from lark.exceptions import UnexpectedCharacters
+from lark.lexer import Lexer, LexerState
+
+_TOKEN = re.compile(
+    r"""
+      (?P<skip>[ \t\r\f\v]+|\#[^\n]*)
+    | (?P<nl>\n)
+    | (?P<ADDR>[0-9]+(?:\.[0-9]+){1,3})
+    | (?P<PORTRANGE>[0-9]+-[0-9]+)
+    | (?P<NUMBER>0[xX][0-9a-fA-F]+|[0-9]+)
+    | (?P<word>[A-Za-z_][A-Za-z0-9_.-]*)
+    | (?P<ESCAPED>\\[A-Za-z]+)
+    | (?P<punct>->|&&|\|\||[{}();:,/!])
+    """,
+    re.VERBOSE,
+)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
+
+_KEYWORDS = {
+    "and": "AND",
+    "or": "OR",
+    "not": "NOT",
+    "src": "SRC",
+    "dst": "DST",
+    "proto": "PROTO",
+    "mask": "MASK",
+    "tcp": "PQUAL",
+    "ip": "PQUAL",
+    "host": "AQUAL",
+    "net": "AQUAL",
+    "port": "AQUAL",
+    "portrange": "AQUAL",
+}
+_OPERATORS = {"&&": "AND", "||": "OR", "!": "NOT", "->": "_ARROW"}
+
+# Why pcap-filter keywords outside the subset are refused.
+UNSUPPORTED = {
+    **dict.fromkeys(
+        ("udp", "icmp", "icmp6", "igmp", "igrp", "pim", "vrrp", "carp", "sctp"),
+        "can never match: the classifier only sees outbound TCP SYNs",
+    ),
+    **dict.fromkeys(
+        (
+            "ip6",
+            "arp",
+            "rarp",
+            "atalk",
+            "aarp",
+            "decnet",
+            "lat",
+            "sca",
+            "moprc",
+            "mopdl",
+            "iso",
+            "esis",
+            "isis",
+            "clnp",
+            "stp",
+            "ipx",
+            "netbeui",
+            "llc",
+        ),
+        "is not supported: Dysco classifies IPv4 TCP SYNs only",
+    ),
+    **dict.fromkeys(
+        (
+            "ether",
+            "fddi",
+            "tr",
+            "wlan",
+            "ppp",
+            "slip",
+            "link",
+            "vlan",
+            "mpls",
+            "pppoed",
+            "pppoes",
+            "geneve",
+            "type",
+            "subtype",
+            "dir",
+            "ra",
+            "ta",
+            "addr1",
+            "addr2",
+            "addr3",
+            "addr4",
+        ),
+        "is not supported: the classifier matches IPv4 addresses and TCP ports only, not link-layer fields",
+    ),
+    **dict.fromkeys(
+        ("less", "greater", "len"),
+        "cannot apply to an outbound TCP SYN: the classifier matches addresses and ports, not lengths",
+    ),
+    **dict.fromkeys(
+        ("broadcast", "multicast"),
+        "can never match: a TCP SYN is unicast",
+    ),
+    "gateway": "is not supported: it needs host-name and link-layer lookups",
+    **dict.fromkeys(
+        (
+            "inbound",
+            "outbound",
+            "ifname",
+            "on",
+            "rnr",
+            "rulenum",
+            "reason",
+            "rset",
+            "srnr",
+            "subrulenum",
+            "action",
+        ),
+        "is not supported: it refers to capture metadata, which a classified SYN does not have",
+    ),
+    "protochain": "is not supported: Dysco classifies plain IPv4 TCP SYNs",
+}
+
+
+class Unsupported(Exception):
+    """A pcap-filter keyword the subset refuses, where the grammar would take it."""
+
+    def __init__(self, token: Token) -> None:
+        super().__init__(str(token))
+        self.token = token
+
+
+class PolicyLexer(Lexer):
+    __future_interface__ = 1
+
+    def __init__(self, conf: Any) -> None:
+        # literal terminals ("policy", "{", ...) by their text, as lark named them
+        self._literals: dict[str, str] = {
+            t.pattern.value: t.name for t in conf.terminals if t.pattern.type == "str"
+        }
+
+    def lex(self, lexer_state: LexerState, parser_state: Any) -> Iterator[Token]:
+        text: str = lexer_state.text.text
+        pos, end = lexer_state.text.start, lexer_state.text.end
+        states = parser_state.parse_conf.parse_table.states
+        line, line_start = 1, 0
+        literals = self._literals
+        while pos < end:
+            m = _TOKEN.match(text, pos, end)
+            column = pos - line_start + 1
+            if m is None:
+                raise UnexpectedCharacters(  # type: ignore[no-untyped-call]
+                    text, pos, line, column, allowed=set(states[parser_state.position])
+                )
+            kind = m.lastgroup
+            value = m.group()
+            if kind == "skip":
+                pos = m.end()
+                continue
+            if kind == "nl":
+                pos = m.end()
+                line, line_start = line + 1, pos
+                continue
+            accepts = states[parser_state.position]
+            if kind == "word":
+                kind = self._classify(value, accepts)
+                if kind == "UNSUPPORTED":
+                    raise Unsupported(Token("UNSUPPORTED", value, pos, line, column))
+            elif kind == "punct":
+                kind = _OPERATORS.get(value) or literals[value]
+            assert kind is not None
+            tok = Token(kind, value, pos, line, column, line, column + len(value), m.end())
+            lexer_state.last_token = tok
+            yield tok
+            pos = m.end()
+
+    def _classify(self, word: str, accepts: Any) -> str:
+        candidates = []
+        keyword = _KEYWORDS.get(word) or self._literals.get(word)
+        if keyword:
+            candidates.append(keyword)
+        if word in UNSUPPORTED:
+            candidates.append("UNSUPPORTED")
+        if _NAME.match(word):
+            candidates.append("NAME")
+        candidates.append("WORD")
+        for c in candidates:
+            if c in accepts:
+                return c
+        return candidates[0]  # not acceptable here: the parser reports it
