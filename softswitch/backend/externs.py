@@ -204,9 +204,19 @@ def extern_function(c: StmtCompiler, name: str, call: A.Call, ctx: FnCtx, eg: Ex
         return VOID
     if name == "digest":
         _nargs(c, call, 2)
-        v = eg.expr(args[1])
-        d = c.digest_info(v.type, args[1])
-        vals = [code for code, _ in c.flatten_val(v, args[1])]
+        if call.type_args and isinstance(args[1], A.ListExpr):
+            dt = c.resolve_type(call.type_args[0], ctx.scope)
+            if not isinstance(dt, T.Struct) or len(dt.fields) != len(args[1].items):
+                raise c.err(f"the digest list does not match {dt}", args[1].pos)
+            vals = []
+            for item, (_, ft) in zip(args[1].items, dt.fields, strict=True):
+                iv = eg.expr(item, ft)
+                vals.append((eg.coerce(iv, ft, item) if iv.type != ft else iv).code)
+            d = c.digest_info(dt, args[1])
+        else:
+            v = eg.expr(args[1])
+            d = c.digest_info(v.type, args[1])
+            vals = [code for code, _ in c.flatten_val(v, args[1])]
         em(f"_PS.digests.append(({d.name!r}, ({''.join(x + ', ' for x in vals)})))")
         return VOID
     if name in (
