@@ -91,12 +91,25 @@ def aliases(names: Iterable[str]) -> dict[str, str]:
 
 def number(info: ir.ProgramInfo) -> None:
     """Fill in the ``id`` of every object (and of match fields and parameters)."""
-    used = {r.name for t in info.tables.values() for r in t.actions}
-    for name in [n for n in info.actions if n not in used]:
-        del info.actions[name]
-    ids = assign_ids(PREFIX["action"], info.actions, _fixed(info.actions.values()))
+    used = {r.name for t in info.tables.values() if "hidden" not in t.annotations for r in t.actions}
+    in_tables = {r.name for t in info.tables.values() for r in t.actions}
+    for name in [n for n in info.actions if n not in in_tables]:
+        del info.actions[name]  # only called directly: inlined by p4c, not a control-plane object
+    published = [a for a in info.actions.values() if a.name in used]
+    ids = assign_ids(PREFIX["action"], [a.name for a in published], _fixed(published))
+    taken = set(ids.values())
     for a in info.actions.values():
-        a.id = ids[a.name]
+        for i, prm in enumerate(a.params):
+            prm.id = i + 1
+        a.published = a.name in used
+        if a.published:
+            a.id = ids[a.name]
+            continue
+        suffix = jenkins_one_at_a_time(a.name.encode()) & 0xFFFFFF
+        while (PREFIX["action"] << 24) | suffix in taken:
+            suffix = (suffix + 1) & 0xFFFFFF
+        a.id = (PREFIX["action"] << 24) | suffix
+        taken.add(a.id)
         for i, p in enumerate(a.params):
             p.id = i + 1
     ids = assign_ids(PREFIX["table"], info.tables, _fixed(info.tables.values()))
@@ -121,8 +134,10 @@ def build(info: ir.ProgramInfo) -> p4info_pb2.P4Info:
     """The P4Info message (ids must have been assigned with :func:`number`)."""
     p = p4info_pb2.P4Info()
     p.pkg_info.arch = "v1model"
-    action_alias = aliases(info.actions)
+    action_alias = aliases(a.name for a in info.actions.values() if a.published)
     for t in sorted(info.tables.values(), key=lambda t: t.name):
+        if "hidden" in t.annotations:
+            continue
         m = p.tables.add()
         m.preamble.id, m.preamble.name = t.id, t.name
         m.preamble.alias = aliases(info.tables)[t.name]
@@ -147,6 +162,8 @@ def build(info: ir.ProgramInfo) -> p4info_pb2.P4Info:
         if t.const_entries is not None:
             m.is_const_table = True
     for a in sorted(info.actions.values(), key=lambda a: a.name):
+        if not a.published:
+            continue
         m = p.actions.add()
         m.preamble.id, m.preamble.name, m.preamble.alias = a.id, a.name, action_alias[a.name]
         for prm in a.params:

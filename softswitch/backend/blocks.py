@@ -146,6 +146,7 @@ class BlockCompiler(StmtCompiler):
             if p.direction in ("out", "inout") and scope.syms[p.name].code.startswith("L.")
         ]
         pre = Emitter()  # L initialisation
+        self.cur = FnCtx(pre, scope, blk, kind)
         assert decl.locals is not None
         for loc in decl.locals:
             if isinstance(loc, A.ConstDecl):
@@ -226,8 +227,10 @@ class BlockCompiler(StmtCompiler):
             sem(f"def {pyname('PS', blk.gen, st.name)}({', '.join(['pk', *blk.params])}):")
             sem.indent = 1
             sctx = FnCtx(sem, ctx.scope.child(), blk, "parser")
+            self.cur = sctx
             for s in st.stmts:
                 self.stmt(s, sctx)
+            self.cur = sctx
             if st.select is None:
                 sem(f"return {self.state_ref(st.next, names, blk, st)}")
             else:
@@ -239,7 +242,11 @@ class BlockCompiler(StmtCompiler):
         if name == "accept":
             return "None"
         if name == "reject":
-            return "_reject()"
+            raise self.err(
+                UNSUPPORTED
+                + "an explicit transition to reject (p4c's bmv2 back end rejects it too); use verify()",
+                node.pos,
+            )
         if name not in names:
             raise self.err(f"unknown parser state {name!r}", node.pos)
         return pyname("PS", blk.gen, name)

@@ -46,10 +46,7 @@ class ExprGen:
         if isinstance(t, T.Bits) and v.type == T.INT:
             if v.const is None:
                 raise self.err(f"cannot use an arbitrary-precision value as {t}", node)
-            c = int(v.const)  # type: ignore[call-overload]
-            if not t.signed and c < 0:
-                raise self.err(f"negative value {c} for {t}", node)
-            value = c & t.mask
+            value = int(v.const) & t.mask  # type: ignore[call-overload]
             return Val(literal(value), t, value)
         if isinstance(t, T.Bits) and isinstance(v.type, T.Enum) and v.type.underlying == t:
             return Val(v.code, t, v.const)
@@ -266,6 +263,9 @@ class ExprGen:
         if op in ("==", "!="):
             if a.type != b.type:
                 a, b, _ = self.unify(a, b, e)
+            if isinstance(a.type, T.Struct | T.Stack):
+                neg = "not " if op == "!=" else ""
+                return Val(f"({neg}_eq({a.code}, {b.code}))", T.BOOL)
             return self.fold(f"({a.code} {op} {b.code})", T.BOOL, a, b)
         a, b, t = self.unify(a, b, e)
         if t == T.INT:

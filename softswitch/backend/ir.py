@@ -23,6 +23,7 @@ class ActionInfo:
     fn: str  # generated function name (per control)
     annotations: dict[str, tuple[object, ...]] = field(default_factory=dict)
     id: int = 0
+    published: bool = True  # in P4Info (used by a table that is not @hidden)
 
 
 @dataclass

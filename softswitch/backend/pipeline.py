@@ -100,6 +100,7 @@ class Pipeline:
         hdr, meta, sm = self.H(), self.M(), self.SM()
         sm.ingress_port = port
         sm.instance_type = itype
+        sm.ingress_global_timestamp = (self.clock() // 1000) & 0xFFFFFFFFFFFF  # microseconds, as bmv2
         sm.packet_length = len(data)
         pk = R.Cursor(data)
         try:
@@ -177,6 +178,7 @@ class Pipeline:
         ps = self.ps
         sm.egress_port = rep.port
         sm.egress_spec = 0
+        sm.egress_global_timestamp = (self.clock() // 1000) & 0xFFFFFFFFFFFF
         sm.egress_rid = rep.instance
         sm.instance_type = itype
         ps.clone_session = ps.clone_fields = ps.recirculate = None  # truncate() from ingress still applies

@@ -224,6 +224,28 @@ def hash_out(algo: str, base: int, data: bytes, maximum: int, rand: int = 0) -> 
     return base + h % maximum if maximum else base
 
 
+def equal(a: Any, b: Any) -> bool:
+    """P4 equality of headers, structs and stacks (invalid headers are equal whatever their fields)."""
+    if isinstance(a, HeaderStack):
+        return len(a.a) == len(b.a) and all(equal(x, y) for x, y in zip(a.a, b.a, strict=True))
+    slots = a.__slots__
+    if "_v" in slots:
+        if a._v != b._v:
+            return False
+        if not a._v:
+            return True
+    for s in slots:
+        if s == "_v":
+            continue
+        x, y = getattr(a, s), getattr(b, s)
+        if hasattr(x, "__slots__"):
+            if not equal(x, y):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
 def helpers() -> dict[str, Any]:
     """The names generated code may use, besides its own definitions."""
     return {
@@ -233,6 +255,7 @@ def helpers() -> dict[str, Any]:
         "HeaderStack": HeaderStack,
         "_reject": reject,
         "_mk": make,
+        "_eq": equal,
         "_cat": cat,
         "_lookahead": lookahead,
         "_lookahead_hdr": lookahead_hdr,

@@ -464,6 +464,10 @@ class _ToAst(Transformer[Token, A.Program]):
     def block(self, meta: Any, c: list[Any]) -> A.Block:
         return A.Block(tuple(c), _pos(meta))
 
+    def annotated_block(self, meta: Any, c: list[Any]) -> A.Stmt:
+        block: A.Block = c[-1]
+        return block
+
     def exit_stmt(self, meta: Any, c: list[Any]) -> A.Stmt:
         return A.Exit(_pos(meta))
 
