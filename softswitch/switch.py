@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .api import (
     ActionCall,
@@ -215,6 +216,13 @@ class Switch:
         assert isinstance(r, RegisterArray)
         r.check(index, value)
         r.cells[index] = value
+
+
+if TYPE_CHECKING:  # mypy checks that Switch implements the Device protocol
+    from .api import Device
+
+    def _is_device(sw: Switch) -> Device:
+        return sw
 
 
 __all__ = ["ActionCall", "Switch"]

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from dysco.errors import UserError
+from dysco.softswitch import load_program
 from dysco.softswitch.p4info import aliases, assign_ids, jenkins_one_at_a_time
+
+STF = Path(__file__).parent / "stf"
 
 
 def test_hash_by_hand() -> None:
@@ -51,3 +56,27 @@ def test_aliases_are_shortest_unique_suffixes() -> None:
         "MyIngress.fwd": "fwd",
         "NoAction": "NoAction",
     }
+
+
+def test_id_and_name_annotations_in_a_program(tmp_path: Path) -> None:
+    src = tmp_path / "ids.p4"
+    src.write_text(
+        '#include "' + str(STF / "common.p4") + '"\n'
+        "header h_t { bit<8> a; }\n"
+        "struct headers { ethernet_t eth; h_t h; }\n"
+        "struct meta_t { }\n"
+        "parser P(packet_in pkt, out headers h, inout meta_t m, inout standard_metadata_t sm) {\n"
+        "    state start { pkt.extract(h.eth); transition accept; } }\n"
+        '@name(".global_set") @id(5) action set(bit<8> v) { }\n'
+        "control I(inout headers h, inout meta_t m, inout standard_metadata_t sm) {\n"
+        '    @id(0x02000007) @name("renamed") table t { key = { h.h.a: exact; } actions = { set; } }\n'
+        "    apply { t.apply(); } }\n"
+        "control D(packet_out pkt, in headers h) { apply { } }\n"
+        "V1Switch(P(), NoVerify<headers, meta_t>(), I(), NoEgress<headers, meta_t>(),"
+        " NoCompute<headers, meta_t>(), D()) main;\n"
+    )
+    info = load_program(src).p4info
+    assert [(t.preamble.name, t.preamble.id) for t in info.tables] == [("I.renamed", 0x02000007)]
+    names = {a.preamble.name: a.preamble.id for a in info.actions}
+    assert names["global_set"] == 0x01000005
+    assert names["NoAction"] == 21257015
