@@ -25,7 +25,7 @@ from ..frontend import types as T
 from ..frontend.preprocess import SourceMap
 from . import ir
 from .exprs import ExprGen
-from .scope import Emitter, Scope, Sym, Val, pyname
+from .scope import Emitter, Scope, Sym, Val, fattr, pyname
 
 UNSUPPORTED = "not supported by softswitch: "
 V1_BLOCKS = ("PARSER", "VERIFY", "INGRESS", "EGRESS", "COMPUTE", "DEPARSER")
@@ -63,12 +63,6 @@ class Compiled:
     types: dict[str, T.Type]
     errors: list[str]
     entry: dict[str, str]
-
-
-def fattr(name: str) -> str:
-    import keyword
-
-    return "f_" + name if keyword.iskeyword(name) or name.startswith("_") else name
 
 
 class Compiler:
@@ -362,4 +356,14 @@ def compile_program(prog: A.Program, sm: SourceMap) -> Compiled:
     return Compiled(c.out.text(), c.info, c.types, c.errors, entry)
 
 
-__all__ = ["UNSUPPORTED", "V1_BLOCKS", "BlockCtx", "Compiled", "Compiler", "FnCtx", "Val", "compile_program"]
+__all__ = [
+    "UNSUPPORTED",
+    "V1_BLOCKS",
+    "BlockCtx",
+    "Compiled",
+    "Compiler",
+    "FnCtx",
+    "Val",
+    "compile_program",
+    "fattr",
+]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from ..frontend import ast as A
 from ..frontend import types as T
 from . import runtime as R
-from .scope import Scope, Sym, Val
+from .scope import Scope, Sym, Val, fattr
 
 if TYPE_CHECKING:
     from .compile import Compiler
@@ -182,7 +182,7 @@ class ExprGen:
             ft = t.field(e.name)
             if ft is None:
                 raise self.err(f"{t.kind} {t.name} has no field {e.name!r}", e)
-            return Val(f"{base.code}.{e.name}", ft)
+            return Val(f"{base.code}.{fattr(e.name)}", ft)
         if isinstance(t, T.Stack):
             if e.name in ("last", "next"):
                 if e.name == "next":

@@ -55,6 +55,11 @@ def pyname(prefix: str, *parts: str) -> str:
     return name + "_" if keyword.iskeyword(name) else name
 
 
+def fattr(name: str) -> str:
+    """The Python attribute holding field ``name`` (P4 names may be Python keywords)."""
+    return "f_" + name if keyword.iskeyword(name) or name.startswith("_") else name
+
+
 class Emitter:
     """Collects indented Python lines."""
 
