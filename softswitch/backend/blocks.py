@@ -166,6 +166,9 @@ class BlockCompiler(StmtCompiler):
                 self.declare_action(loc, blk)
             elif isinstance(loc, A.TableDecl):
                 self.compile_table(loc, blk)
+        for loc in decl.locals:  # check actions no table or call uses, as p4c does
+            if isinstance(loc, A.ActionDecl):
+                self.resolve_action(loc.name, blk, loc)
         lcls = pyname("L", gen)
         if blk.has_L:
             self.out(f"class {lcls}:")
