@@ -236,7 +236,7 @@ class _Runner:
             k, sep, v = kv.rpartition(":")
             if not sep:
                 raise self.err(f"key {kv!r} needs name:value")
-            k = "isValid()" if k in ("valid", ".valid", "$valid$") else k
+            k = valid_key(k)
             f = fields[self.resolve(k, list(fields), "key")]
             fm = self.field_match(f, v)
             if fm is not None:
@@ -403,6 +403,14 @@ class _Runner:
             return StfResult(False, "\n".join(problems), self.received)
         n = sum(len(v) for v in self.received.values())
         return StfResult(True, f"passed: {len(self.expect)} expectations, {n} packets out", self.received)
+
+
+def valid_key(key: str) -> str:
+    """STF spells a header's validity bit ``valid``, ``h.valid`` or ``h.$valid$``; P4Info ``h.isValid()``."""
+    key = key.replace("$valid$", ".valid").replace("..", ".").lstrip(".")
+    if key == "valid" or key.endswith(".valid"):
+        return key[: -len("valid")] + "isValid()"
+    return key
 
 
 def match(e: Expectation, frame: bytes) -> str:

@@ -60,3 +60,13 @@ def test_dysco_stf_reports_bad_statements(tmp_path: Path, capsys: pytest.Capture
     assert main(["stf", str(STF_DIR / "router.p4"), str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.stf:1:1: unknown table 'no_such_table'" in err
+
+
+def test_validity_key_spellings() -> None:
+    from dysco.softswitch.stf import valid_key
+
+    assert valid_key("valid") == "isValid()"
+    assert valid_key("hdr.ipv4.valid") == "hdr.ipv4.isValid()"
+    assert valid_key("ipv4$valid$") == "ipv4.isValid()"
+    assert valid_key("ipv4.$valid$") == "ipv4.isValid()"
+    assert valid_key("hdr.ipv4.dst") == "hdr.ipv4.dst"
