@@ -103,8 +103,22 @@ def _plain(op: str, atoms: tuple[Atom, ...]) -> list[Rule]:
     return out
 
 
+def _positive(rules: list[Rule]) -> bool:
+    return all(r.verdict for r in rules)
+
+
 def _and(left: list[Rule], right: list[Rule], budget: int) -> list[Rule]:
     out: list[Rule] = []
+    if _positive(left) and _positive(right):
+        # unions of boxes: the conjunction is the union of the pairwise intersections
+        for r in left:
+            for s in right:
+                b = r.box.meet(s.box)
+                if b is not None:
+                    out.append(Rule(b, True))
+            if len(out) > budget:
+                raise BudgetExceeded(len(out), budget)
+        return out
     for r in left:
         if r.verdict:
             for s in right:
@@ -118,6 +132,10 @@ def _and(left: list[Rule], right: list[Rule], budget: int) -> list[Rule]:
 
 
 def _or(left: list[Rule], right: list[Rule], budget: int) -> list[Rule]:
+    if _positive(left):  # nothing in left says "no": right simply follows
+        if len(left) + len(right) > budget:
+            raise BudgetExceeded(len(left) + len(right), budget)
+        return left + right
     out: list[Rule] = []
     for r in left:
         if not r.verdict:
@@ -171,6 +189,8 @@ def _drop_redundant(boxes: list[Box], decisions: list[object]) -> list[int]:
 def _prune(rules: list[Rule]) -> list[Rule]:
     """Drop redundant boxes, and "no" boxes that no later "yes" box overlaps."""
     kept = [rules[i] for i in _drop_redundant([r.box for r in rules], [r.verdict for r in rules])]
+    if _positive(kept):
+        return kept
     out: list[Rule] = []
     later_yes: list[Box] = []
     for r in reversed(kept):

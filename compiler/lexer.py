@@ -19,7 +19,8 @@ from lark.lexer import Lexer, LexerState
 
 _TOKEN = re.compile(
     r"""
-      (?P<skip>[ \t\r\f\v]+|\#[^\n]*)
+    [ \t\r\f\v]*                         # blanks before a token are part of its match
+    (?: (?P<skip>\#[^\n]*)
     | (?P<nl>\n)
     | (?P<ADDR>[0-9]+(?:\.[0-9]+){1,3})
     | (?P<PORTRANGE>[0-9]+-[0-9]+)
@@ -27,6 +28,7 @@ _TOKEN = re.compile(
     | (?P<word>[A-Za-z_][A-Za-z0-9_.-]*)
     | (?P<ESCAPED>\\[A-Za-z]+)
     | (?P<punct>->|&&|\|\||[{}();:,/!])
+    | (?P<end>\Z) )
     """,
     re.VERBOSE,
 )
@@ -154,36 +156,39 @@ class PolicyLexer(Lexer):
         text: str = lexer_state.text.text
         pos, end = lexer_state.text.start, lexer_state.text.end
         states = parser_state.parse_conf.parse_table.states
+        stack = parser_state.state_stack
         line, line_start = 1, 0
         literals = self._literals
+        match = _TOKEN.match
         while pos < end:
-            m = _TOKEN.match(text, pos, end)
-            column = pos - line_start + 1
+            m = match(text, pos, end)
             if m is None:
+                while text[pos] in " \t\r\f\v":
+                    pos += 1
+                column = pos - line_start + 1
                 raise UnexpectedCharacters(  # type: ignore[no-untyped-call]
-                    text, pos, line, column, allowed=set(states[parser_state.position])
+                    text, pos, line, column, allowed=set(states[stack[-1]])
                 )
             kind = m.lastgroup
-            value = m.group()
-            if kind == "skip":
-                pos = m.end()
+            pos = m.end()
+            if kind == "skip" or kind == "end":
                 continue
             if kind == "nl":
-                pos = m.end()
                 line, line_start = line + 1, pos
                 continue
-            accepts = states[parser_state.position]
+            start = m.start(kind)
+            value = m.group(kind)
+            column = start - line_start + 1
             if kind == "word":
-                kind = self._classify(value, accepts)
+                kind = self._classify(value, states[stack[-1]])
                 if kind == "UNSUPPORTED":
-                    raise Unsupported(Token("UNSUPPORTED", value, pos, line, column))
+                    raise Unsupported(Token("UNSUPPORTED", value, start, line, column))
             elif kind == "punct":
                 kind = _OPERATORS.get(value) or literals[value]
             assert kind is not None
-            tok = Token(kind, value, pos, line, column, line, column + len(value), m.end())
+            tok = Token(kind, value, start, line, column, line, column + len(value), pos)
             lexer_state.last_token = tok
             yield tok
-            pos = m.end()
 
     def _classify(self, word: str, accepts: Any) -> str:
         candidates = []

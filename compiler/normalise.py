@@ -87,10 +87,11 @@ def junction(op: str, terms: tuple[Formula, ...]) -> Formula:
             return absorbing
         if t == neutral:
             continue
-        for sub in t.terms if isinstance(t, Junction) and t.op == op else (t,):
-            # drop repeated atoms (cheap to compare); repeated sub-junctions are rare and harmless
-            if not (isinstance(sub, Atom) and sub in flat):
-                flat.append(sub)
+        # repeated terms are left in: the entry pass drops what they duplicate
+        if isinstance(t, Junction) and t.op == op:
+            flat.extend(t.terms)
+        else:
+            flat.append(t)
     if not flat:
         return neutral
     if len(flat) == 1:
