@@ -169,7 +169,7 @@ class PolicyLexer(Lexer):
                 raise UnexpectedCharacters(  # type: ignore[no-untyped-call]
                     text, pos, line, column, allowed=set(states[stack[-1]])
                 )
-            kind = m.lastgroup
+            kind = m.lastgroup or "end"
             pos = m.end()
             if kind == "skip" or kind == "end":
                 continue
@@ -185,7 +185,6 @@ class PolicyLexer(Lexer):
                     raise Unsupported(Token("UNSUPPORTED", value, start, line, column))
             elif kind == "punct":
                 kind = _OPERATORS.get(value) or literals[value]
-            assert kind is not None
             tok = Token(kind, value, start, line, column, line, column + len(value), pos)
             lexer_state.last_token = tok
             yield tok
