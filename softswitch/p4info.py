@@ -7,7 +7,8 @@ suffix (linear probing).  ``@id`` annotations are honoured first.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from p4.config.v1 import p4info_pb2
@@ -16,17 +17,19 @@ from dysco.errors import UserError
 
 from .backend import ir
 
-PREFIX = {
-    "action": 0x01,
-    "table": 0x02,
-    "controller_header": 0x04,
-    "counter": 0x12,
-    "direct_counter": 0x13,
-    "meter": 0x14,
-    "direct_meter": 0x15,
-    "register": 0x16,
-    "digest": 0x17,
-}
+PREFIX: Mapping[str, int] = MappingProxyType(
+    {
+        "action": 0x01,
+        "table": 0x02,
+        "controller_header": 0x04,
+        "counter": 0x12,
+        "direct_counter": 0x13,
+        "meter": 0x14,
+        "direct_meter": 0x15,
+        "register": 0x16,
+        "digest": 0x17,
+    }
+)
 
 
 def jenkins_one_at_a_time(data: bytes) -> int:

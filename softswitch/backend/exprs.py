@@ -12,7 +12,10 @@ from .scope import Scope, Sym, Val, fattr
 if TYPE_CHECKING:
     from .compile import Compiler
 
-_FOLD_ENV: dict[str, Any] = {"_sat": R.saturate, "_s": R.signed, "__builtins__": {"min": min, "max": max}}
+
+def _fold_env() -> dict[str, Any]:
+    """Names constant folding may evaluate (a fresh dict per use)."""
+    return {"_sat": R.saturate, "_s": R.signed, "__builtins__": {"min": min, "max": max}}
 
 
 def literal(v: object) -> str:
@@ -33,7 +36,7 @@ class ExprGen:
     def fold(self, code: str, t: T.Type, *vals: Val) -> Val:
         if all(v.const is not None for v in vals):
             try:
-                value = eval(code, dict(_FOLD_ENV))
+                value = eval(code, _fold_env())
             except ZeroDivisionError:
                 raise self.c.err("division by zero in a constant expression", A.NOPOS) from None
             return Val(literal(value), t, value)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from lark import Lark, Token, Transformer, Tree, v_args
@@ -98,12 +99,12 @@ def _rest(items: list[Any]) -> list[Any]:
     return [i for i in items if not isinstance(i, A.Annotation)]
 
 
-_BIN = {
+_BIN: Mapping[str, str] = MappingProxyType({
     "lor": "||", "land": "&&", "eq": "==", "ne": "!=", "lt": "<", "gt": ">", "le": "<=", "ge": ">=",
     "bor": "|", "bxor": "^", "band": "&", "shl": "<<", "shr": ">>", "add": "+", "sub": "-",
     "sadd": "|+|", "ssub": "|-|", "concat": "++", "mul": "*", "div": "/", "mod": "%",
-}  # fmt: skip
-_UN = {"lnot": "!", "bnot": "~", "neg": "-", "pos": "+"}
+})  # fmt: skip
+_UN: Mapping[str, str] = MappingProxyType({"lnot": "!", "bnot": "~", "neg": "-", "pos": "+"})
 
 
 @v_args(meta=True)
