@@ -189,6 +189,10 @@ class Table:
             )
         if entry.is_default_action:
             raise EntryError("INVALID_ARGUMENT", "use set_default_entry for default entries")
+        if not self.kinds:
+            raise EntryError(
+                "INVALID_ARGUMENT", f"table {self.info.name} has no key: only its default entry can be set"
+            )
         ident = self.identity(entry)
         if op == "delete":
             if self.entries.pop(ident, None) is None:

@@ -202,3 +202,11 @@ def test_meter_config_errors(prog: P4Program) -> None:
     sw = Switch(prog)
     with pytest.raises(EntryError):
         sw.set_meter(ids(prog)["port_counter"], 0, MeterConfig(1, 1, 1, 1))
+
+
+def test_keyless_tables_take_no_entries() -> None:
+    prog = load_program(Path(__file__).parent / "stf" / "control.p4")
+    t = next(x for x in prog.p4info.tables if x.preamble.name.endswith("keyless"))
+    sw = Switch(prog)
+    with pytest.raises(EntryError, match="only its default entry"):
+        sw.write_entry("insert", TableEntry(t.preamble.id, (), ActionCall(t.action_refs[0].id, ())))
