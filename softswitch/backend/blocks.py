@@ -146,6 +146,7 @@ class BlockCompiler(StmtCompiler):
             if p.direction in ("out", "inout") and scope.syms[p.name].code.startswith("L.")
         ]
         pre = Emitter()  # L initialisation
+        saved_cur = self.cur
         self.cur = FnCtx(pre, scope, blk, kind)
         assert decl.locals is not None
         for loc in decl.locals:
@@ -162,6 +163,7 @@ class BlockCompiler(StmtCompiler):
                     pre(f"L.{attr} = {ExprGen(self, scope).coerce(v, t, loc.init).code}")
             elif isinstance(loc, A.Instantiation):
                 self.instantiate(loc, blk)
+                self.cur = FnCtx(pre, scope, blk, kind)
             elif isinstance(loc, A.ActionDecl):
                 self.declare_action(loc, blk)
             elif isinstance(loc, A.TableDecl):
@@ -200,6 +202,7 @@ class BlockCompiler(StmtCompiler):
         self.emit_return(ctx)
         self.out.lines.extend(em.lines)
         self.out("")
+        self.cur = saved_cur
         return fn
 
     def emit_return(self, ctx: FnCtx, value: str | None = None) -> None:
