@@ -401,7 +401,9 @@ class BlockCompiler(StmtCompiler):
         em(f"def {fn}({', '.join(blk.params + names)}):")
         em.indent = 1
         ctx = FnCtx(em, scope, blk, "action", outs)
+        saved_cur = self.cur
         self.block(decl.body, ctx)
+        self.cur = saved_cur
         self.emit_return(ctx)
         self.out.lines.extend(em.lines)
         self.out("")
