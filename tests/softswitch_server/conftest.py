@@ -110,17 +110,3 @@ def primary(stub: p4runtime_pb2_grpc.P4RuntimeStub, sessions: list[Session]) -> 
 
 def is_root() -> bool:
     return os.geteuid() == 0
-
-
-def require_executor() -> None:
-    """Skip the calling test module while ``dysco.softswitch`` does not export the executor yet.
-
-    The executor is written alongside the server; once ``Switch`` and ``load_program``
-    exist these modules run, and any other import failure is an error, not a skip.
-    """
-    try:
-        from dysco.softswitch import Switch, load_program, program_from_device_config  # noqa: F401
-    except ImportError as exc:
-        if "cannot import name" not in str(exc):
-            raise
-        pytest.skip(f"the executor is not exported yet: {exc}", allow_module_level=True)

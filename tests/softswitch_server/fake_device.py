@@ -208,6 +208,8 @@ class FakeDevice:
     # tables
     def _key(self, entry: TableEntry) -> Key:
         if entry.table_id == T_FWD:
+            if not entry.match:  # the default entry has no direct resources here, as in Switch
+                raise EntryError("NOT_FOUND", "Cannot find match entry")
             return (T_FWD, entry.match[0].value)
         return (entry.table_id, entry.match, entry.priority)
 

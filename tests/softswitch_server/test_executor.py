@@ -14,9 +14,7 @@ from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from dysco.softswitch.server import MemoryPorts, SoftSwitchServer
 
 from .client import Session, election
-from .conftest import FakeClock, require_executor
-
-require_executor()
+from .conftest import FakeClock
 
 PROGRAM = Path(__file__).parent / "programs" / "fwd.p4"
 CPU_PORT = 64

@@ -22,10 +22,7 @@ import pytest
 from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
 from .client import Session, election
-from .conftest import require_executor
 from .netns import Topology, expect_frame, frame, host_ports, raw_socket_in
-
-require_executor()
 
 PROGRAM = Path(__file__).parent / "programs" / "fwd.p4"
 DYSCO = Path(sys.executable).parent / "dysco"
