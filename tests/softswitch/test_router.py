@@ -118,3 +118,16 @@ def test_bad_device_config_is_a_user_error() -> None:
 def test_no_pipeline() -> None:
     with pytest.raises(EntryError, match="No forwarding pipeline config set for this device"):
         Switch().process(1, b"")
+
+
+def test_readme_snippet_runs() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "softswitch" / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    router = Path(__file__).parent / "programs" / "router.p4"
+    code = code.replace('"router.p4"', repr(str(router))).replace('defines=["DEBUG=1"]', "defines=[]")
+    code = code.replace("sw.process(1, frame)", "result = sw.process(1, frame)")
+    env: dict[str, object] = {"frame": ipv4_frame("10.1.2.3")}
+    exec(compile(code, "README.md", "exec"), env)
+    assert env["result"] == [(2, env["result"][0][1])]  # type: ignore[index]
