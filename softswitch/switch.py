@@ -76,8 +76,11 @@ class Switch:
     def process(self, port: int, data: bytes) -> list[tuple[int, bytes]]:
         if not 0 <= port < 512:
             raise EntryError("INVALID_ARGUMENT", f"port {port} does not fit 9 bits")
-        out = self.pipe.process(port, bytes(data))
+        pipe = self.pipe
+        before = pipe.parser_errors
+        out = pipe.process(port, bytes(data))
         st = self.stats
+        st.malformed += pipe.parser_errors - before
         st.packets_in += 1
         st.per_port_in[port] = st.per_port_in.get(port, 0) + 1
         st.packets_out += len(out)

@@ -77,6 +77,7 @@ class Pipeline:
         self.groups: dict[int, tuple[Replica, ...]] = {}
         self.sessions: dict[int, CloneSession] = {}
         self.digests: list[tuple[str, tuple[int, ...]]] = []
+        self.parser_errors = 0  # packets whose parser ended in an error (counted per injected packet)
 
     # ------------------------------------------------------------ one packet
     def process(self, port: int, data: bytes) -> list[tuple[int, bytes]]:
@@ -127,6 +128,8 @@ class Pipeline:
         ps.reset()
         ps.length = len(data)
         hdr, meta, sm, payload = self.parse(port, data, itype)
+        if sm.parser_error and itype == NORMAL:
+            self.parser_errors += 1
         if kept:
             for k, v in kept.items():
                 setattr(meta, k, v)

@@ -131,3 +131,13 @@ def test_readme_snippet_runs() -> None:
     env: dict[str, object] = {"frame": ipv4_frame("10.1.2.3")}
     exec(compile(code, "README.md", "exec"), env)
     assert env["result"] == [(2, env["result"][0][1])]  # type: ignore[index]
+
+
+def test_stats(router: Switch, router_program: P4Program) -> None:
+    route(router, router_program, 0x0A000000, 8, 2)
+    router.process(1, ipv4_frame())
+    router.process(1, b"\x00\x01")  # too short for Ethernet: a parser error, counted as malformed
+    router.process(3, ipv4_frame("11.0.0.1"))
+    st = router.stats
+    assert (st.packets_in, st.packets_out, st.packets_dropped, st.malformed) == (3, 1, 2, 1)
+    assert st.per_port_in == {1: 2, 3: 1}
