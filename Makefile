@@ -41,6 +41,7 @@ test: lint typecheck unit
 
 bench: setup
 	$(BIN)/python -m bench.compile_policies
+	$(BIN)/python -m bench.softswitch_pps
 
 soak: setup
 	$(BIN)/pytest -q -m slow --hypothesis-profile=soak $(PYTEST_ARGS)
