@@ -156,7 +156,8 @@ def test_idle_timeout_from_the_executor(
 
 
 def test_p4runtime_shell_against_the_executor(real: Any, program: Any, tmp_path: Path) -> None:
-    sh = pytest.importorskip("p4runtime_sh.shell")
+    import p4runtime_sh.shell as sh  # a pinned test dependency: a broken install must fail, not skip
+
     srv, _ = real
     p4info_path = tmp_path / "p4info.txt"
     p4info_path.write_text(text_format.MessageToString(program.p4info))

@@ -15,7 +15,8 @@ from .fake_device import CONFIG, FakeDevice, build_p4info
 
 @pytest.fixture
 def shell(server: SoftSwitchServer, tmp_path: Path) -> Iterator[object]:
-    sh = pytest.importorskip("p4runtime_sh.shell")
+    import p4runtime_sh.shell as sh  # a pinned test dependency: a broken install must fail, not skip
+
     p4info_path = tmp_path / "p4info.txt"
     p4info_path.write_text(text_format.MessageToString(build_p4info()))
     bin_path = tmp_path / "device.bin"
