@@ -9,6 +9,7 @@ this module).  A program with other names can be driven by passing a different
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,3 +30,141 @@ class ClassifierNames:
 
 
 CLASSIFIER = ClassifierNames()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Ports, constants and reason codes of p4src/dysco.p4 (p4src/include/constants.p4 defines them).
+
+HOST_PORT = 1
+"""Port toward the local stack or middlebox application."""
+NET_PORT = 2
+"""Port toward the network."""
+CPU_PORT = 255
+"""Default CPU port (the program's ``DYSCO_CPU_PORT``; the switch's ``cpu_port``)."""
+CONTROL_UDP_PORT = 9797
+"""UDP destination port of Dysco control messages; the NIC punts them."""
+DYSCO_MAGIC = 0x44595343
+"""First four bytes of the TCP payload of a SYN carrying a Dysco payload (ASCII ``DYSC``)."""
+TEARDOWN_CLONE_SESSION = 100
+"""Clone session the agent maps to the CPU port; FIN/RST copies of sessions go through it."""
+TAG_OPTION = 253
+"""TCP option kind of the tag on SYNs handed to a local middlebox application."""
+
+
+class Reason(IntEnum):
+    """``packet_in.reason``: why a packet reached the agent."""
+
+    POLICY_SYN = 1
+    DYSCO_SYN = 2
+    CONTROL = 3
+    TWO_PATH = 4
+    TEARDOWN = 5
+    UNSUPPORTED = 6
+    IP_UNSUPPORTED = 7
+    TAGGED_SYN = 8
+
+
+class Detail(IntEnum):
+    """``packet_in.detail`` with :attr:`Reason.UNSUPPORTED`: why the fast path did not translate."""
+
+    NONE = 0
+    PARSER_ERROR = 1
+    BAD_LENGTH = 2
+    BAD_OPTION = 3
+    MISALIGNED = 4
+    TRAILER = 5
+
+
+class PacketOutMode(IntEnum):
+    """``packet_out.mode``."""
+
+    DIRECT = 0
+    """Send the frame out of ``packet_out.port`` as it is."""
+    PIPELINE = 1
+    """Run the frame through the pipeline as if it had come in on ``packet_out.port``."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTableNames:
+    """A per-session table (exact five-tuple, idle timeouts) and its actions."""
+
+    table: str
+    src_addr: str = "hdr.ipv4.src_addr"
+    dst_addr: str = "hdr.ipv4.dst_addr"
+    protocol: str = "hdr.ipv4.protocol"
+    src_port: str = "hdr.tcp.src_port"
+    dst_port: str = "hdr.tcp.dst_port"
+    rewrite_action: str = "DyscoIngress.rewrite"
+    """Translate the five-tuple, deltas, timestamps and window; recompute checksums."""
+    rewrite_params: tuple[tuple[str, int], ...] = (
+        ("src_addr", 32),
+        ("dst_addr", 32),
+        ("src_port", 16),
+        ("dst_port", 16),
+        ("seq_delta", 32),
+        ("ack_delta", 32),
+        ("ts_val_delta", 32),
+        ("ts_ecr_delta", 32),
+        ("ws_from", 8),
+        ("ws_to", 8),
+        ("session_id", 32),
+    )
+    punt_action: str = "DyscoIngress.punt_session"
+    """Send every packet of the session to the agent (two-path phase)."""
+    punt_param: str = "session_id"
+    drop_action: str = "DyscoIngress.drop_session"
+    """Drop the session's packets (a spliced proxy's kernel still sending)."""
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return (self.src_addr, self.dst_addr, self.protocol, self.src_port, self.dst_port)
+
+
+SESSION_OUT = SessionTableNames("DyscoIngress.session_out")
+"""Packets from HOST: session -> subsession."""
+SUBSESSION_IN = SessionTableNames("DyscoIngress.subsession_in")
+"""Packets from NET: subsession -> session."""
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerHeader:
+    """A ``@controller_header``: its P4Info name and its fields (name, bits) in wire order."""
+
+    name: str
+    fields: tuple[tuple[str, int], ...]
+
+    @property
+    def size(self) -> int:
+        return sum(w for _, w in self.fields) // 8
+
+    def encode(self, **values: int) -> bytes:
+        """The header's bytes; fields not given are zero."""
+        unknown = set(values) - {n for n, _ in self.fields}
+        if unknown:
+            raise ValueError(f"{self.name} has no field {', '.join(sorted(unknown))}")
+        acc = 0
+        for name, width in self.fields:
+            value = values.get(name, 0)
+            if not 0 <= value < 1 << width:
+                raise ValueError(f"{self.name}.{name} = {value} does not fit {width} bits")
+            acc = acc << width | value
+        return acc.to_bytes(self.size, "big")
+
+    def decode(self, frame: bytes) -> tuple[dict[str, int], bytes]:
+        """The header's fields and the rest of ``frame``."""
+        if len(frame) < self.size:
+            raise ValueError(f"{len(frame)} bytes are too short for {self.name} ({self.size} bytes)")
+        acc = int.from_bytes(frame[: self.size], "big")
+        out: dict[str, int] = {}
+        shift = self.size * 8
+        for name, width in self.fields:
+            shift -= width
+            out[name] = acc >> shift & ((1 << width) - 1)
+        return out, frame[self.size :]
+
+
+PACKET_IN = ControllerHeader(
+    "packet_in",
+    (("ingress_port", 9), ("pad0", 7), ("reason", 8), ("detail", 8), ("policy_id", 16), ("session_id", 32)),
+)
+PACKET_OUT = ControllerHeader("packet_out", (("port", 9), ("pad0", 7), ("mode", 8), ("pad1", 8)))

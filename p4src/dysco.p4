@@ -1,0 +1,115 @@
+/* Dysco fast path, v1model top level.
+ *
+ * The Dysco logic lives in include/ (headers, parser states, tables and actions, translation,
+ * checksums) and is architecture independent; this file maps it onto v1model: controller
+ * headers, CPU port, drop, clone of FIN/RST copies.  See docs/dataplane.md.
+ */
+#include <core.p4>
+#include <v1model.p4>
+
+#include "include/headers.p4"
+
+parser DyscoParser(packet_in pkt, out headers_t hdr, inout dysco_meta_t meta,
+                   inout standard_metadata_t sm) {
+#include "include/parser.p4"
+
+    state start {
+        transition select(sm.ingress_port) {
+            CPU_PORT: parse_packet_out;
+            default: parse_ethernet;
+        }
+    }
+
+    state parse_packet_out {
+        pkt.extract(hdr.packet_out);
+        transition parse_ethernet;
+    }
+}
+
+control DyscoVerifyChecksum(inout headers_t hdr, inout dysco_meta_t meta) {
+    apply { }
+}
+
+control DyscoIngress(inout headers_t hdr, inout dysco_meta_t meta, inout standard_metadata_t sm) {
+#include "include/ingress.p4"
+#include "include/translate.p4"
+
+    apply {
+        if (hdr.packet_out.isValid()) {
+            if (hdr.packet_out.mode == PACKET_OUT_DIRECT) {
+                sm.egress_spec = hdr.packet_out.port;
+                hdr.packet_out.setInvalid();
+                exit;
+            }
+            meta.in_port = hdr.packet_out.port;
+            hdr.packet_out.setInvalid();
+        } else {
+            meta.in_port = sm.ingress_port;
+        }
+        meta.parser_ok = (bit<1>)(sm.parser_error == error.NoError);
+        if (hdr.ipv4.isValid()) {
+            bit<32> ip_end = 14 + (bit<32>)hdr.ipv4.total_len;
+            if (sm.ingress_port == CPU_PORT) {
+                ip_end = ip_end + 4;  /* the packet_out header */
+            }
+            meta.trailer = (bit<1>)(sm.packet_length > ip_end);
+        }
+
+        DYSCO_INGRESS_APPLY
+
+        if (meta.copy_to_cpu == 1) {
+            clone_preserving_field_list(CloneType.I2E, TEARDOWN_CLONE_SESSION, 1);
+        }
+        if (meta.drop == 1) {
+            mark_to_drop(sm);
+        } else if (meta.to_cpu == 1) {
+            hdr.packet_in.setValid();
+            hdr.packet_in.ingress_port = meta.in_port;
+            hdr.packet_in.pad0 = 0;
+            hdr.packet_in.reason = meta.reason;
+            hdr.packet_in.detail = meta.detail;
+            hdr.packet_in.policy_id = meta.policy_id;
+            hdr.packet_in.session_id = meta.session_id;
+            sm.egress_spec = CPU_PORT;
+        } else {
+            sm.egress_spec = meta.out_port;
+        }
+    }
+}
+
+control DyscoEgress(inout headers_t hdr, inout dysco_meta_t meta, inout standard_metadata_t sm) {
+    apply {
+        if (sm.instance_type == INSTANCE_I2E_CLONE) {
+            /* the copy of a FIN or RST, as it was received */
+            hdr.packet_out.setInvalid();
+            hdr.packet_in.setValid();
+            hdr.packet_in.ingress_port = meta.in_port;
+            hdr.packet_in.pad0 = 0;
+            hdr.packet_in.reason = REASON_TEARDOWN;
+            hdr.packet_in.detail = 0;
+            hdr.packet_in.policy_id = 0;
+            hdr.packet_in.session_id = meta.session_id;
+        }
+    }
+}
+
+control DyscoComputeChecksum(inout headers_t hdr, inout dysco_meta_t meta) {
+#include "include/checksum.p4"
+    apply {
+        DYSCO_COMPUTE_CHECKSUMS
+    }
+}
+
+control DyscoDeparser(packet_out pkt, in headers_t hdr) {
+    apply {
+        pkt.emit(hdr.packet_in);
+        pkt.emit(hdr.ethernet);
+        pkt.emit(hdr.ipv4);
+        pkt.emit(hdr.tcp);
+        pkt.emit(hdr.tcp_opt);
+        pkt.emit(hdr.udp);
+    }
+}
+
+V1Switch(DyscoParser(), DyscoVerifyChecksum(), DyscoIngress(), DyscoEgress(), DyscoComputeChecksum(),
+         DyscoDeparser()) main;

@@ -1,0 +1,67 @@
+/* Dysco data plane: ports, reason codes and other constants.
+ * Every name and value here is mirrored in dysco/p4names.py (tests check they agree). */
+#ifndef DYSCO_CONSTANTS_P4
+#define DYSCO_CONSTANTS_P4
+
+/* Ports of the bump in the wire.  Override with -DDYSCO_CPU_PORT=... and so on. */
+#ifndef DYSCO_HOST_PORT
+#define DYSCO_HOST_PORT 1
+#endif
+#ifndef DYSCO_NET_PORT
+#define DYSCO_NET_PORT 2
+#endif
+#ifndef DYSCO_CPU_PORT
+#define DYSCO_CPU_PORT 255
+#endif
+/* UDP destination port of Dysco control messages (punted to the agent). */
+#ifndef DYSCO_CONTROL_PORT
+#define DYSCO_CONTROL_PORT 9797
+#endif
+/* First four bytes of the TCP payload of a SYN that carries a Dysco payload ("DYSC"). */
+#ifndef DYSCO_MAGIC
+#define DYSCO_MAGIC 0x44595343
+#endif
+/* Clone session the agent maps to the CPU port: copies of FIN and RST segments. */
+#ifndef DYSCO_TEARDOWN_SESSION
+#define DYSCO_TEARDOWN_SESSION 100
+#endif
+/* TCP option kind the agent puts on a SYN it hands to a local middlebox application. */
+#ifndef DYSCO_TAG_OPTION
+#define DYSCO_TAG_OPTION 253
+#endif
+
+const bit<9> HOST_PORT = DYSCO_HOST_PORT;
+const bit<9> NET_PORT = DYSCO_NET_PORT;
+const bit<9> CPU_PORT = DYSCO_CPU_PORT;
+const bit<16> CONTROL_UDP_PORT = DYSCO_CONTROL_PORT;
+const bit<32> TEARDOWN_CLONE_SESSION = DYSCO_TEARDOWN_SESSION;
+
+const bit<16> ETHERTYPE_IPV4 = 0x0800;
+const bit<8> PROTO_TCP = 6;
+const bit<8> PROTO_UDP = 17;
+
+/* packet_out.mode */
+const bit<8> PACKET_OUT_DIRECT = 0;    /* send out of packet_out.port as is */
+const bit<8> PACKET_OUT_PIPELINE = 1;  /* run through the pipeline as if it came in on packet_out.port */
+
+/* packet_in.reason */
+const bit<8> REASON_POLICY_SYN = 1;     /* outbound SYN matched the classifier; policy_id set */
+const bit<8> REASON_DYSCO_SYN = 2;      /* inbound SYN whose payload starts with the Dysco magic */
+const bit<8> REASON_CONTROL = 3;        /* UDP to the Dysco control port */
+const bit<8> REASON_TWO_PATH = 4;       /* session entry says punt (two-path phase); session_id set */
+const bit<8> REASON_TEARDOWN = 5;       /* copy of a FIN or RST of a session; session_id set */
+const bit<8> REASON_UNSUPPORTED = 6;    /* session packet the fast path cannot translate; detail says why */
+const bit<8> REASON_IP_UNSUPPORTED = 7; /* TCP in IPv4 with options or fragmented: no five-tuple lookup */
+const bit<8> REASON_TAGGED_SYN = 8;     /* outbound SYN carrying the Dysco tag option */
+
+/* packet_in.detail for REASON_UNSUPPORTED */
+const bit<8> DETAIL_PARSER_ERROR = 1;   /* the parser stopped early (truncated packet) */
+const bit<8> DETAIL_BAD_LENGTH = 2;     /* data offset < 5 or header longer than the IPv4 total length */
+const bit<8> DETAIL_BAD_OPTION = 3;     /* option length < 2, wrong for its kind, past the header, duplicate */
+const bit<8> DETAIL_MISALIGNED = 4;     /* timestamps or SACK edges not 32-bit aligned and need translating */
+const bit<8> DETAIL_TRAILER = 5;        /* bytes after the IPv4 packet (Ethernet padding) */
+
+/* standard_metadata.instance_type of an ingress-to-egress clone */
+const bit<32> INSTANCE_I2E_CLONE = 1;
+
+#endif

@@ -1,0 +1,94 @@
+/* Dysco data plane: the translation of one TCP segment, after a rewrite() hit.
+ * Included in the DyscoIngress control body (after ingress.p4). */
+
+/* One 32-bit word of the option area: SACK edges and timestamps.  Unrolled per word index,
+ * since stack indices are constants. */
+#define DYSCO_OPT_WORD(I) \
+    if (hdr.tcp_opt[I].isValid()) { \
+        if (meta.sack_lo <= I && I < meta.sack_hi) { \
+            hdr.tcp_opt[I].data = hdr.tcp_opt[I].data - meta.ack_delta; \
+        } else if (meta.ts_word == I) { \
+            hdr.tcp_opt[I].data = hdr.tcp_opt[I].data + meta.ts_val_delta; \
+        } else if (meta.ts_word + 1 == I && (hdr.tcp.flags & TCP_ACK) != 0) { \
+            hdr.tcp_opt[I].data = hdr.tcp_opt[I].data + meta.ts_ecr_delta; \
+        } \
+    }
+
+action translate_tuple() {
+    hdr.ipv4.src_addr = meta.new_src_addr;
+    hdr.ipv4.dst_addr = meta.new_dst_addr;
+    hdr.tcp.src_port = meta.new_src_port;
+    hdr.tcp.dst_port = meta.new_dst_port;
+    hdr.tcp.seq_no = hdr.tcp.seq_no + meta.seq_delta;
+    meta.recompute = 1;
+}
+
+/* The part of DyscoIngress's apply block that runs after a rewrite() hit. */
+#define DYSCO_TRANSLATE \
+    if (meta.parser_ok == 0) { \
+        meta.detail = DETAIL_PARSER_ERROR; \
+    } else if (meta.tcp_bad_len == 1) { \
+        meta.detail = DETAIL_BAD_LENGTH; \
+    } else if (meta.opt_bad == 1) { \
+        meta.detail = DETAIL_BAD_OPTION; \
+    } else if ((meta.ts_misaligned == 1 && (meta.ts_val_delta != 0 || meta.ts_ecr_delta != 0)) \
+               || (meta.sack_misaligned == 1 && meta.ack_delta != 0)) { \
+        meta.detail = DETAIL_MISALIGNED; \
+    } else if (meta.trailer == 1) { \
+        meta.detail = DETAIL_TRAILER; \
+    } \
+    if (meta.detail != 0) { \
+        punt(REASON_UNSUPPORTED); \
+    } else { \
+        translate_tuple(); \
+        if ((hdr.tcp.flags & TCP_ACK) != 0) { \
+            hdr.tcp.ack_no = hdr.tcp.ack_no - meta.ack_delta; \
+        } \
+        if ((hdr.tcp.flags & TCP_SYN) == 0 && meta.ws_from != meta.ws_to) { \
+            bit<32> win = ((bit<32>)hdr.tcp.window << meta.ws_from) >> meta.ws_to; \
+            if (win > 0xFFFF) { \
+                win = 0xFFFF; \
+            } \
+            hdr.tcp.window = win[15:0]; \
+        } \
+        DYSCO_OPT_WORD(0) DYSCO_OPT_WORD(1) DYSCO_OPT_WORD(2) DYSCO_OPT_WORD(3) DYSCO_OPT_WORD(4) \
+        DYSCO_OPT_WORD(5) DYSCO_OPT_WORD(6) DYSCO_OPT_WORD(7) DYSCO_OPT_WORD(8) DYSCO_OPT_WORD(9) \
+        if ((hdr.tcp.flags & (TCP_FIN | TCP_RST)) != 0) { \
+            meta.copy_to_cpu = 1; \
+        } \
+    }
+
+/* The whole Dysco decision for one packet (apply-block statements). */
+#define DYSCO_INGRESS_APPLY \
+    if (meta.in_port == HOST_PORT) { \
+        meta.out_port = NET_PORT; \
+    } else if (meta.in_port == NET_PORT) { \
+        meta.out_port = HOST_PORT; \
+    } else { \
+        meta.drop = 1; \
+    } \
+    if (meta.drop == 0) { \
+        if (hdr.udp.isValid() && hdr.udp.dst_port == CONTROL_UDP_PORT) { \
+            punt(REASON_CONTROL); \
+        } else if (meta.ip_unsupported == 1) { \
+            punt(REASON_IP_UNSUPPORTED); \
+        } else if (hdr.tcp.isValid()) { \
+            bool syn_only = (hdr.tcp.flags & (TCP_SYN | TCP_ACK)) == TCP_SYN; \
+            if (meta.in_port == HOST_PORT) { \
+                if (syn_only && meta.tagged == 1) { \
+                    punt(REASON_TAGGED_SYN); \
+                } else if (!session_out.apply().hit && syn_only) { \
+                    classifier.apply(); \
+                } \
+            } else { \
+                if (syn_only && meta.dysco_syn == 1) { \
+                    punt(REASON_DYSCO_SYN); \
+                } else { \
+                    subsession_in.apply(); \
+                } \
+            } \
+            if (meta.rewrite == 1) { \
+                DYSCO_TRANSLATE \
+            } \
+        } \
+    }
