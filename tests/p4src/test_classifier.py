@@ -1,0 +1,74 @@
+"""Outbound SYNs through the classifier, with the entries `dysco compile` produces."""
+
+from __future__ import annotations
+
+import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+
+from dysco.compiler.p4rt import table_entries
+from dysco.compiler.passes import compile_text
+from dysco.p4names import HOST_PORT, NET_PORT, Reason
+from dysco.softswitch import P4Program
+from dysco.softswitch.server._convert import table_entry_from_proto
+from dysco.softswitch.server._schema import Schema
+
+from .dataplane import ROOT, Dut, assert_frames, packet_in
+
+
+@pytest.fixture
+def classified(dysco_program: P4Program) -> Dut:
+    dut = Dut(dysco_program)
+    compiled = compile_text((ROOT / "examples" / "policies.dysco").read_text())
+    schema = Schema.from_p4info(dysco_program.p4info)
+    for msg in table_entries(compiled.entries, dysco_program.p4info):
+        dut.sw.write_entry("insert", table_entry_from_proto(schema, msg, need_action=True))
+    return dut
+
+
+def syn(src: str, dst: str, dport: int, flags: str = "S") -> Ether:
+    return Ether() / IP(src=src, dst=dst) / TCP(sport=40000, dport=dport, flags=flags, seq=1000)
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "dport", "policy_id"),
+    [
+        ("10.0.1.5", "10.0.9.9", 80, 1),  # web (prio 60) beats pinned (prio 10)
+        ("10.0.1.5", "192.0.2.1", 443, 1),
+        ("10.0.1.9", "10.0.9.9", 22, 3),  # pinned (prio 40) beats the ssh bypass (prio 30)
+        ("10.0.5.5", "192.0.2.1", 22, 2),
+        ("10.0.5.5", "10.0.9.9", 5000, 3),
+    ],
+)
+def test_hit_punts_with_policy_id(classified: Dut, src: str, dst: str, dport: int, policy_id: int) -> None:
+    pkt = syn(src, dst, dport)
+    out = classified.send(HOST_PORT, pkt)
+    assert [p for p, _ in out] == [255], out
+    fields, inner = packet_in(out[0][1])
+    assert fields == {
+        "ingress_port": HOST_PORT,
+        "pad0": 0,
+        "reason": Reason.POLICY_SYN,
+        "detail": 0,
+        "policy_id": policy_id,
+        "session_id": 0,
+    }
+    assert bytes(inner) == bytes(pkt)
+
+
+@pytest.mark.parametrize(
+    "pkt",
+    [
+        syn("10.0.1.9", "192.0.2.1", 22),  # the ssh policy's bypass entry
+        syn("10.0.5.5", "192.0.2.1", 80),  # no entry: miss
+        syn("10.0.5.5", "192.0.2.1", 22, flags="SA"),  # SYN-ACK: not classified
+        syn("10.0.5.5", "192.0.2.1", 22, flags="A"),
+    ],
+)
+def test_bypass_and_miss_forward_untouched(classified: Dut, pkt: Ether) -> None:
+    assert_frames(classified.send(HOST_PORT, pkt), [(NET_PORT, pkt)])
+
+
+def test_inbound_syn_is_not_classified(classified: Dut) -> None:
+    pkt = syn("10.0.5.5", "192.0.2.1", 22)
+    assert_frames(classified.send(NET_PORT, pkt), [(HOST_PORT, pkt)])
