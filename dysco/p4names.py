@@ -72,7 +72,7 @@ class Detail(IntEnum):
     BAD_LENGTH = 2
     BAD_OPTION = 3
     MISALIGNED = 4
-    TRAILER = 5
+    FRAME_LENGTH = 5
 
 
 class PacketOutMode(IntEnum):

@@ -52,7 +52,7 @@ control DyscoIngress(inout headers_t hdr, inout dysco_meta_t meta, inout standar
             if (sm.ingress_port == CPU_PORT) {
                 ip_end = ip_end + 4;  /* the packet_out header */
             }
-            meta.trailer = (bit<1>)(sm.packet_length > ip_end);
+            meta.frame_length_bad = (bit<1>)(sm.packet_length != ip_end);
         }
 
         DYSCO_INGRESS_APPLY

@@ -59,7 +59,7 @@ const bit<8> DETAIL_PARSER_ERROR = 1;   /* the parser stopped early (truncated p
 const bit<8> DETAIL_BAD_LENGTH = 2;     /* data offset < 5 or header longer than the IPv4 total length */
 const bit<8> DETAIL_BAD_OPTION = 3;     /* option length < 2, wrong for its kind, past the header, duplicate */
 const bit<8> DETAIL_MISALIGNED = 4;     /* timestamps or SACK edges not 32-bit aligned and need translating */
-const bit<8> DETAIL_TRAILER = 5;        /* bytes after the IPv4 packet (Ethernet padding) */
+const bit<8> DETAIL_FRAME_LENGTH = 5;   /* frame longer (Ethernet padding) or shorter than the IPv4 packet */
 
 /* standard_metadata.instance_type of an ingress-to-egress clone */
 const bit<32> INSTANCE_I2E_CLONE = 1;

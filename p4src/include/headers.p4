@@ -93,7 +93,7 @@ struct dysco_meta_t {
     @field_list(1)
     bit<9> in_port;          /* ingress port, or packet_out.port in pipeline mode */
     bit<1> parser_ok;        /* the parser finished without error */
-    bit<1> trailer;          /* bytes follow the IPv4 packet in the frame */
+    bit<1> frame_length_bad; /* the frame is not exactly Ethernet + the IPv4 packet */
 
     /* set by the parser */
     bit<16> l4_len;          /* ipv4.total_len - 4 * ihl */

@@ -3,9 +3,8 @@
  * Included inside the body of the control named DyscoIngress with the parameters
  * `inout headers_t hdr` and `inout dysco_meta_t meta` (the control-plane names of the tables and
  * actions are therefore DyscoIngress.*).  The wrapper fills meta.in_port, meta.parser_ok and
- * meta.trailer before `dysco_apply()` and afterwards maps meta.out_port / to_cpu / drop /
- * copy_to_cpu to its architecture.  The apply block of the wrapper calls the code below through
- * the DYSCO_INGRESS_APPLY macro.
+ * meta.frame_length_bad, runs DYSCO_INGRESS_APPLY (include/translate.p4) and maps
+ * meta.out_port / to_cpu / drop / copy_to_cpu to its architecture.
  */
 
 action punt(bit<8> reason) {

@@ -34,8 +34,8 @@ action translate_tuple() {
     } else if ((meta.ts_misaligned == 1 && (meta.ts_val_delta != 0 || meta.ts_ecr_delta != 0)) \
                || (meta.sack_misaligned == 1 && meta.ack_delta != 0)) { \
         meta.detail = DETAIL_MISALIGNED; \
-    } else if (meta.trailer == 1) { \
-        meta.detail = DETAIL_TRAILER; \
+    } else if (meta.frame_length_bad == 1) { \
+        meta.detail = DETAIL_FRAME_LENGTH; \
     } \
     if (meta.detail != 0) { \
         punt(REASON_UNSUPPORTED); \
