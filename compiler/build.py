@@ -161,98 +161,91 @@ class Builder:
     # -- predicates ----------------------------------------------------------
 
     def _walk(self, tree: Tree[Token], quals: _Quals | None) -> tuple[Pred, _Quals | None]:
-        kind = tree.data
-        if kind == "binop":
-            left, op, right = tree.children
-            assert isinstance(left, Tree) and isinstance(op, Token) and isinstance(right, Tree)
-            lp, q1 = self._walk(left, quals)
-            rp, q2 = self._walk(right, q1)
-            return BoolOp("and" if op.type == "AND" else "or", lp, rp), q2
-        if kind == "negation":
-            not_tok, operand = tree.children
-            assert isinstance(not_tok, Token) and isinstance(operand, Tree)
-            p, q = self._walk(operand, quals)
-            return Not(p, self._loc(not_tok)), q
-        if kind == "group":
-            inner = tree.children[0]
-            assert isinstance(inner, Tree)
-            p, _ = self._walk(inner, quals)
-            return p, quals
-        if kind == "proto_name":
-            tok = tree.children[0]
-            assert isinstance(tok, Token)
-            return Always(str(tok), self._loc(tok)), None
+        kind, children = tree.data, tree.children
         if kind == "primitive":
-            head, value = tree.children
-            assert isinstance(head, Tree) and isinstance(value, Tree)
-            q = self._head(head)
+            q = self._quals(children)
+            value = children[-1]
+            assert isinstance(value, Token)
             return self._primitive(q, value), q
+        if kind == "binop":
+            left, op, right = children
+            lp, q1 = self._walk(left, quals)  # type: ignore[arg-type]
+            rp, q2 = self._walk(right, q1)  # type: ignore[arg-type]
+            return BoolOp("and" if op.type == "AND" else "or", lp, rp), q2  # type: ignore[union-attr]
         if kind == "bare":
-            value = tree.children[0]
-            assert isinstance(value, Tree)
-            tok = _first_token(value)
+            value = children[0]
+            assert isinstance(value, Token)
             if quals is None:
-                hint = {"number": "port", "portrange": "portrange", "addr": "host"}.get(value.data, "net")
+                hint = {"NUMBER": "port", "PORTRANGE": "portrange", "ADDR": "host"}.get(value.type, "net")
+                text = _value_text(value)
                 raise self._fail(
-                    f"'{_value_text(value)}' has no qualifiers to repeat: write e.g. '{hint} "
-                    f"{_value_text(value)}' (a bare value repeats the qualifiers of the primitive before it)",
-                    tok,
+                    f"'{text}' has no qualifiers to repeat: write e.g. '{hint} {text}' "
+                    "(a bare value repeats the qualifiers of the primitive before it)",
+                    value,
                 )
             return self._primitive(quals, value), quals
+        if kind == "negation":
+            not_tok, operand = children
+            p, q_after = self._walk(operand, quals)  # type: ignore[arg-type]
+            return Not(p, self._loc(not_tok)), q_after  # type: ignore[arg-type]
+        if kind == "group":
+            p, _ = self._walk(children[0], quals)  # type: ignore[arg-type]
+            return p, quals
+        if kind == "proto_name":
+            tok = children[0]
+            assert isinstance(tok, Token)
+            return Always(str(tok), self._loc(tok)), None
         raise AssertionError(kind)  # pragma: no cover
 
-    def _head(self, head: Tree[Token]) -> _Quals:
+    @staticmethod
+    def _quals(children: list[Tree[Token] | Token]) -> _Quals:
+        """The qualifiers of a primitive: its tokens before the value."""
         proto: str | None = None
         d: Dir | None = None
         addr: str | None = None
-        words: list[str] = []
-        for child in head.children:
-            if isinstance(child, Tree):  # dqual
-                d = {"src_or_dst": Dir.SRC_OR_DST, "src_and_dst": Dir.SRC_AND_DST}.get(child.data)
-                if d is None:
-                    d = Dir(str(child.children[0]))
-                words.append(" ".join(str(t) for t in child.children))
-            elif child.type == "PQUAL":
-                proto = str(child)
-                words.append(proto)
+        for tok in children[:-1]:
+            assert isinstance(tok, Token)
+            if tok.type == "PQUAL":
+                proto = str(tok)
+            elif tok.type == "DIR":
+                d = _DIRS[" ".join(str(tok).split())]
             else:  # AQUAL or PROTO
-                addr = str(child)
-                words.append(addr)
-        return _Quals(proto, d, addr, " ".join(words))
+                addr = str(tok)
+        text = " ".join(" ".join(str(t).split()) for t in children[:-1])
+        return _Quals(proto, d, addr, text)
 
-    def _primitive(self, q: _Quals, value: Tree[Token]) -> Pred:
-        tok = _first_token(value)
+    def _primitive(self, q: _Quals, tok: Token) -> Pred:
         loc = self._loc(tok)
-        vkind = value.data
+        vkind = tok.type
         d = q.dir or Dir.SRC_OR_DST
         addr = q.addr
         if addr == "proto":
-            return self._proto(q, value, tok)
+            return self._proto(q, tok)
         if addr is None:
-            if vkind == "number":
+            if vkind == "NUMBER":
                 raise self._fail(
                     f"'{q.text} {tok}' is ambiguous: write '{q.text} port {tok}' for a port "
                     f"(libpcap would read {tok} as an IPv4 address)",
                     tok,
                 )
-            addr = "host" if vkind == "addr" and str(tok).count(".") == 3 else "net"
+            addr = "host" if vkind == "ADDR" and str(tok).count(".") == 3 else "net"
         if addr in ("host", "net"):
             if q.proto == "tcp":
                 raise self._fail(
                     f"'tcp {addr}' is not valid: 'tcp' qualifies ports; write '{addr}' or 'ip {addr}'", tok
                 )
-            v, m = self._address_value(addr, value)
+            v, m = self._address_value(addr, tok)
             return AddrMatch(d, v, m, "host" if addr == "host" else "net", loc)
         if q.proto == "ip":
             raise self._fail(f"'ip {addr}' is not valid: ports belong to 'tcp'; write 'tcp {addr}'", tok)
-        lo, hi = self._port_value(addr, value)
+        lo, hi = self._port_value(addr, tok)
         return PortMatch(d, lo, hi, "port" if addr == "port" else "portrange", loc)
 
-    def _proto(self, q: _Quals, value: Tree[Token], tok: Token) -> Pred:
+    def _proto(self, q: _Quals, tok: Token) -> Pred:
         if q.proto == "tcp":
             raise self._fail("'tcp proto' is not valid; write 'ip proto tcp'", tok)
         text = str(tok).lstrip("\\")
-        if value.data == "number":
+        if tok.type == "NUMBER":
             number = self._number(tok)
             if number == 6:
                 return Always("ip proto tcp", self._loc(tok))
@@ -261,62 +254,58 @@ class Builder:
             raise self._fail(
                 f"'ip proto {number}' can never match: the classifier only sees outbound TCP SYNs", tok
             )
-        if value.data in ("word", "escaped"):
+        if tok.type in ("WORD", "ESCAPED"):
             if text == "tcp":
                 return Always("ip proto tcp", self._loc(tok))
             raise self._fail(
                 f"'ip proto {text}' can never match: the classifier only sees outbound TCP SYNs", tok
             )
-        raise self._fail(f"'proto' takes a protocol number or name, not '{_value_text(value)}'", tok)
+        raise self._fail(f"'proto' takes a protocol number or name, not '{_value_text(tok)}'", tok)
 
     # -- values --------------------------------------------------------------
 
-    def _address_value(self, addr: str, value: Tree[Token]) -> tuple[int, int]:
-        toks = [t for t in value.children if isinstance(t, Token)]
-        tok = toks[0]
-        if value.data == "word":
+    def _address_value(self, addr: str, tok: Token) -> tuple[int, int]:
+        vkind = tok.type
+        if vkind == "WORD":
             raise self._fail(
                 f"host names such as '{tok}' are not supported (no DNS lookups); use an IPv4 address", tok
             )
-        if value.data in ("number", "portrange", "escaped"):
-            raise self._fail(f"'{addr}' needs an IPv4 address, not '{_value_text(value)}'", tok)
-        base, octets = self._dotted(tok)
+        if vkind in ("NUMBER", "PORTRANGE", "ESCAPED"):
+            raise self._fail(f"'{addr}' needs an IPv4 address, not '{_value_text(tok)}'", tok)
+        parts = _parts(tok)
+        base, octets = self._dotted(parts[0])
         if addr == "host":
-            if value.data != "addr":
+            if vkind != "ADDR":
                 raise self._fail(
-                    f"'host' takes one address, not '{_value_text(value)}'; use 'net' for a prefix", tok
+                    f"'host' takes one address, not '{_value_text(tok)}'; use 'net' for a prefix", tok
                 )
             if octets != 4:
                 raise self._fail(f"'host' needs a full address (four octets), not '{tok}'", tok)
             return base, 0xFFFFFFFF
-        if value.data == "addr":
-            mask = (0xFFFFFFFF << (32 - 8 * octets)) & 0xFFFFFFFF
-            return base, mask
-        if value.data == "cidr":
-            length_tok = toks[1]
-            length = self._number(length_tok)
+        if vkind == "ADDR":
+            return base, (0xFFFFFFFF << (32 - 8 * octets)) & 0xFFFFFFFF
+        if vkind == "PREFIX":
+            length = self._number(parts[1])
             if length > 32:
-                raise self._fail(f"prefix length {length} is out of range (0-32)", length_tok)
+                raise self._fail(f"prefix length {length} is out of range (0-32)", parts[1])
             mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
-        else:  # addr_mask
-            mask_tok = toks[2]
-            mask, mask_octets = self._dotted(mask_tok)
+        else:  # ADDR_MASK
+            mask, mask_octets = self._dotted(parts[1])
             if mask_octets != 4:
-                raise self._fail(f"a mask needs four octets, not '{mask_tok}'", mask_tok)
+                raise self._fail(f"a mask needs four octets, not '{parts[1]}'", parts[1])
         if base & ~mask & 0xFFFFFFFF:
-            raise self._fail(f"non-network bits set in '{_value_text(value)}'", tok)
+            raise self._fail(f"non-network bits set in '{_value_text(tok)}'", tok)
         return base, mask
 
-    def _port_value(self, addr: str, value: Tree[Token]) -> tuple[int, int]:
-        tok = _first_token(value)
-        if value.data == "word":
+    def _port_value(self, addr: str, tok: Token) -> tuple[int, int]:
+        if tok.type == "WORD":
             raise self._fail(f"service names such as '{tok}' are not supported; use the port number", tok)
-        if value.data == "number":
+        if tok.type == "NUMBER":
             port = self._number(tok)
             if port > 65535:
                 raise self._fail(f"port {port} is out of range (0-65535)", tok)
             return port, port
-        if value.data == "portrange":
+        if tok.type == "PORTRANGE":
             if addr == "port":
                 raise self._fail(f"'port' takes one number; write 'portrange {tok}' for a range", tok)
             lo_text, hi_text = str(tok).split("-")
@@ -327,7 +316,7 @@ class Builder:
             if lo > hi:
                 raise self._fail(f"port range {tok} is empty: its low end is above its high end", tok)
             return lo, hi
-        raise self._fail(f"'{addr}' needs a port number, not '{_value_text(value)}'", tok)
+        raise self._fail(f"'{addr}' needs a port number, not '{_value_text(tok)}'", tok)
 
     def _number(self, tok: Token) -> int:
         text = str(tok)
@@ -364,16 +353,33 @@ class Builder:
         return ".".join(str(value >> s & 0xFF) for s in (24, 16, 8, 0))
 
 
-def _first_token(tree: Tree[Token]) -> Token:
-    for child in tree.children:
-        if isinstance(child, Token):
-            return child
-        return _first_token(child)
-    raise AssertionError("empty tree")  # pragma: no cover
+_DIRS = {
+    "src": Dir.SRC,
+    "dst": Dir.DST,
+    **dict.fromkeys(("src or dst", "dst or src", "src || dst", "dst || src"), Dir.SRC_OR_DST),
+    **dict.fromkeys(("src and dst", "dst and src", "src && dst", "dst && src"), Dir.SRC_AND_DST),
+}
 
 
-def _value_text(value: Tree[Token]) -> str:
-    toks = [str(t) for t in value.children if isinstance(t, Token)]
-    if value.data == "cidr":
-        return "/".join(toks)
-    return " ".join(toks)
+def _parts(tok: Token) -> list[Token]:
+    """An address, and for a prefix or an address with a mask also the length or mask, as tokens
+    at their own columns (so errors point at the part that is wrong)."""
+    text = str(tok)
+    if tok.type == "ADDR":
+        return [tok]
+    sep = "/" if tok.type == "PREFIX" else "mask"
+    head, tail = text.split(sep, 1)
+    second = tail.strip()
+    offset = len(head) + len(sep) + (len(tail) - len(tail.lstrip()))
+    column = (tok.column or 1) + offset
+    start = (tok.start_pos or 0) + offset
+    return [
+        Token("ADDR", head.strip(), tok.start_pos, tok.line, tok.column),
+        Token("X", second, start, tok.line, column),
+    ]
+
+
+def _value_text(tok: Token) -> str:
+    if tok.type == "PREFIX":
+        return "".join(str(tok).split())
+    return " ".join(str(tok).split())

@@ -22,12 +22,15 @@ _TOKEN = re.compile(
     [ \t\r\f\v]*                         # blanks before a token are part of its match
     (?: (?P<skip>\#[^\n]*)
     | (?P<nl>\n)
+    | (?P<ADDR_MASK>[0-9]+(?:\.[0-9]+){1,3}[ \t]+mask[ \t]+[0-9]+(?:\.[0-9]+){1,3})
+    | (?P<PREFIX>[0-9]+(?:\.[0-9]+){1,3}[ \t]*/[ \t]*[0-9]+)
     | (?P<ADDR>[0-9]+(?:\.[0-9]+){1,3})
     | (?P<PORTRANGE>[0-9]+-[0-9]+)
     | (?P<NUMBER>0[xX][0-9a-fA-F]+|[0-9]+)
+    | (?P<DIR>(?:src|dst)(?:[ \t]+(?:or|and|\|\||&&)[ \t]+(?:src|dst))?)(?![A-Za-z0-9_.-])
     | (?P<word>[A-Za-z_][A-Za-z0-9_.-]*)
     | (?P<ESCAPED>\\[A-Za-z]+)
-    | (?P<punct>->|&&|\|\||[{}();:,/!])
+    | (?P<punct>->|&&|\|\||[{}();:,!])
     | (?P<end>\Z) )
     """,
     re.VERBOSE,
@@ -38,10 +41,7 @@ _KEYWORDS = {
     "and": "AND",
     "or": "OR",
     "not": "NOT",
-    "src": "SRC",
-    "dst": "DST",
     "proto": "PROTO",
-    "mask": "MASK",
     "tcp": "PQUAL",
     "ip": "PQUAL",
     "host": "AQUAL",
@@ -151,6 +151,8 @@ class PolicyLexer(Lexer):
         self._literals: dict[str, str] = {
             t.pattern.value: t.name for t in conf.terminals if t.pattern.type == "str"
         }
+        # (keyword, parser state) -> terminal; bounded by keywords x states
+        self._keyword_in_state: dict[tuple[str, int], str] = {}
 
     def lex(self, lexer_state: LexerState, parser_state: Any) -> Iterator[Token]:
         text: str = lexer_state.text.text
@@ -179,8 +181,16 @@ class PolicyLexer(Lexer):
             start = m.start(kind)
             value = m.group(kind)
             column = start - line_start + 1
+            if kind == "DIR" and " " not in value and "DIR" not in states[stack[-1]]:
+                kind = "word"  # 'src' or 'dst' used as a name
             if kind == "word":
-                kind = self._classify(value, states[stack[-1]])
+                state = stack[-1]
+                known = self._keyword_in_state.get((value, state))
+                if known is None:
+                    known = self._classify(value, states[state])
+                    if value in _KEYWORDS or value in UNSUPPORTED or value in literals:
+                        self._keyword_in_state[value, state] = known
+                kind = known
                 if kind == "UNSUPPORTED":
                     raise Unsupported(Token("UNSUPPORTED", value, start, line, column))
             elif kind == "punct":
