@@ -1,15 +1,15 @@
 /* Dysco data plane: the translation of one TCP segment, after a rewrite() hit.
  * Included in the DyscoIngress control body (after ingress.p4). */
 
-/* One 32-bit word of the option area: SACK edges and timestamps.  Unrolled per word index,
+/* One 32-bit word of the option area: SACK edges and timestamps (ts_word 0 and sack_lo 0 mean none).  Unrolled per word index,
  * since stack indices are constants. */
 #define DYSCO_OPT_WORD(I) \
     if (hdr.tcp_opt[I].isValid()) { \
         if (meta.sack_lo <= I && I < meta.sack_hi) { \
             hdr.tcp_opt[I].data = hdr.tcp_opt[I].data - meta.ack_delta; \
-        } else if (meta.ts_word == I) { \
+        } else if (meta.ts_word != 0 && meta.ts_word == I) { \
             hdr.tcp_opt[I].data = hdr.tcp_opt[I].data + meta.ts_val_delta; \
-        } else if (meta.ts_word + 1 == I && (hdr.tcp.flags & TCP_ACK) != 0) { \
+        } else if (meta.ts_word != 0 && meta.ts_word + 1 == I && (hdr.tcp.flags & TCP_ACK) != 0) { \
             hdr.tcp_opt[I].data = hdr.tcp_opt[I].data + meta.ts_ecr_delta; \
         } \
     }

@@ -262,3 +262,12 @@ def test_padded_frame_punted(dut: Dut) -> None:
     fields, inner = packet_in(out[0][1])
     assert (fields["reason"], fields["detail"]) == (Reason.UNSUPPORTED, Detail.FRAME_LENGTH)
     assert bytes(inner) == frame
+
+
+def test_timestamp_deltas_leave_other_option_words_alone(dut: Dut) -> None:
+    """Regression: with no timestamps option, words 0 and 1 of the option area are not TSval/TSecr."""
+    rw = Rewrite(**{**TO_NET.__dict__, "ts_val_delta": 5, "ts_ecr_delta": 5})
+    dut.add_session(HOST_SIDE, rw)
+    opts: list[Any] = [("NOP", None), ("NOP", None), ("SAck", (1, 2)), ("MSS", 1)]
+    pkt = seg(HOST_SIDE, options=opts)
+    one_out(dut, HOST_PORT, pkt, NET_PORT, expect(pkt, rw))
