@@ -1,1 +1,10 @@
-"""dysco.bmv2"""
+"""Launching a P4 target: bmv2's simple_switch_grpc where installed, else the softswitch.
+
+``Target(TargetSpec(program, ports))`` builds the program, starts the target with
+simple_switch_grpc's flags, waits for P4Runtime and pushes the pipeline;
+``dysco target up|down`` does the same from the shell.  ``links`` makes veth pairs.
+"""
+
+from dysco.bmv2.launcher import Target, TargetError, TargetSpec, choose_kind, switch_argv
+
+__all__ = ["Target", "TargetError", "TargetSpec", "choose_kind", "switch_argv"]
