@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scapy.layers.inet import IP, TCP
+from scapy.layers.inet import IP, TCP, in4_chksum
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet
+from scapy.utils import checksum
 
 from dysco.p4names import PACKET_IN, PACKET_OUT, SESSION_OUT, SessionTableNames
 from dysco.softswitch import P4Program, Switch
@@ -159,16 +160,19 @@ def _dissect(item: tuple[int, bytes]) -> str:
 
 
 def checksums_ok(frame: bytes) -> bool:
-    """IPv4 and TCP checksums of ``frame`` equal scapy's recomputation."""
+    """IPv4 and TCP checksums of ``frame`` are right, recomputed by scapy over the raw bytes
+    (not over scapy's re-serialisation, which normalises odd option layouts)."""
     pkt = Ether(frame)
     if IP not in pkt:
         return True
     ip = pkt[IP]
-    fresh = Ether(frame)
-    del fresh[IP].chksum
-    if TCP in fresh:
-        del fresh[TCP].chksum
-    fresh = Ether(bytes(fresh))
-    if fresh[IP].chksum != ip.chksum:
+    start = len(frame) - len(bytes(ip))
+    raw_ip = frame[start : start + ip.len]
+    ihl = ip.ihl * 4
+    if checksum(raw_ip[:ihl]) != 0:
         return False
-    return TCP not in pkt or fresh[TCP].chksum == pkt[TCP].chksum
+    if TCP not in pkt:
+        return True
+    segment = raw_ip[ihl:]
+    zeroed = segment[:16] + b"\x00\x00" + segment[18:]
+    return bool(in4_chksum(6, ip, zeroed) == int.from_bytes(segment[16:18], "big"))
