@@ -1,1 +1,53 @@
-"""dysco.runtime"""
+"""dysco.runtime: the host agent.
+
+Public surface::
+
+    Agent, Config              the sans-IO core (events in, actions out)
+    Install, Modify, Delete, Send, SetTimer, Notify, Mapping, Port, Reason, Table
+    FiveTuple
+    SynPayload, encode_payload, decode_payload, BadPayload   (docs/protocol.md)
+
+Adapters: ``dysco.runtime.sim`` (simulation on a fake clock), ``dysco.runtime.p4rt``
+(P4Runtime over gRPC, asyncio), ``dysco.runtime.cli`` (``dysco agent``, ``dysco ctl``).
+"""
+
+from dysco.runtime._core import Agent, Config, Role
+from dysco.runtime._events import (
+    Action,
+    Delete,
+    Install,
+    Mapping,
+    Modify,
+    Notify,
+    Port,
+    Reason,
+    Send,
+    SetTimer,
+    Table,
+)
+from dysco.runtime._types import FiveTuple
+from dysco.runtime._wire import BadPayload, SynPayload
+from dysco.runtime._wire import decode as decode_payload
+from dysco.runtime._wire import encode as encode_payload
+
+__all__ = [
+    "Action",
+    "Agent",
+    "BadPayload",
+    "Config",
+    "Delete",
+    "FiveTuple",
+    "Install",
+    "Mapping",
+    "Modify",
+    "Notify",
+    "Port",
+    "Reason",
+    "Role",
+    "Send",
+    "SetTimer",
+    "SynPayload",
+    "Table",
+    "decode_payload",
+    "encode_payload",
+]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
+from collections.abc import MutableMapping
 from dataclasses import dataclass
+from typing import Any
 
 TCP = 6
 
@@ -40,3 +43,15 @@ class FiveTuple:
             "dport": self.dport,
             "proto": self.proto,
         }
+
+
+class Prefixed(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Log records start with ``[host|component]``."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        assert self.extra is not None
+        return f"[{self.extra['host']}|{self.extra['component']}] {msg}", kwargs
+
+
+def prefixed(name: str, host: str, component: str) -> Prefixed:
+    return Prefixed(logging.getLogger(name), {"host": host, "component": component})

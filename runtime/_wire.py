@@ -161,7 +161,7 @@ def decode(data: bytes) -> tuple[SynPayload, bytes]:
             raise GarbledPayload("no Dysco magic") from None
         raise GarbledPayload(f"header field {exc.field} must be 0, is {exc.value!r}") from None
     if head["version"] != VERSION:
-        raise UnknownVersion(f"version {_int(head["version"])} (this agent speaks {VERSION})")
+        raise UnknownVersion(f"version {_int(head['version'])} (this agent speaks {VERSION})")
     family = _int(head["family"])
     if family not in SESSION:
         raise GarbledPayload(f"address family {family} (4 or 6)")
@@ -186,7 +186,7 @@ def decode(data: bytes) -> tuple[SynPayload, bytes]:
         raise GarbledPayload(f"session field {exc.field} must be 0") from None
     off += SESSION[family].size
     if sess["proto"] != TCP:
-        raise GarbledPayload(f"session protocol {_int(sess["proto"])} (only TCP)")
+        raise GarbledPayload(f"session protocol {_int(sess['proto'])} (only TCP)")
     hops = []
     for _ in range(nhops):
         hops.append(_int(ADDRESS[family].unpack(data, off)["addr"]))
@@ -197,7 +197,7 @@ def decode(data: bytes) -> tuple[SynPayload, bytes]:
     if off + tag_len != length:
         raise GarbledPayload(f"tag length {tag_len} disagrees with payload length {length}")
     if tag_head["type"] != TagType.NONE:
-        raise GarbledPayload(f"tag type {_int(tag_head["type"])} unknown")
+        raise GarbledPayload(f"tag type {_int(tag_head['type'])} unknown")
     if tag_len:
         raise GarbledPayload("tag type NONE with a value")
     session = FiveTuple(

@@ -1,0 +1,80 @@
+"""Choosing middlebox instances and subsession ports.
+
+Instance selection per middlebox type: ``round-robin``, ``hash`` (of the session's
+five-tuple, stable across runs and hosts) or ``least-loaded`` (fewest live sessions this
+agent has through the instance).  Ports: per next hop, never twice for a live subsession,
+reused after release.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+
+from dysco.runtime._types import FiveTuple
+
+
+class PortsExhausted(Exception):
+    """Every port of the range is in use toward that next hop."""
+
+
+class Selector:
+    """Picks instances; keeps the round-robin cursors and the load per instance."""
+
+    def __init__(self) -> None:
+        self._cursor: dict[str, int] = {}
+        self.load: Counter[int] = Counter()
+
+    def pick(self, type_name: str, instances: tuple[int, ...], mode: str, session: FiveTuple) -> int:
+        if mode == "hash":
+            key = f"{session.src}/{session.dst}/{session.sport}/{session.dport}/{session.proto}".encode()
+            return instances[zlib.crc32(key) % len(instances)]
+        if mode == "least-loaded":
+            return min(instances, key=lambda a: (self.load[a], instances.index(a)))
+        i = self._cursor.get(type_name, 0)
+        self._cursor[type_name] = (i + 1) % len(instances)
+        return instances[i % len(instances)]
+
+    def acquire(self, addr: int) -> None:
+        self.load[addr] += 1
+
+    def release(self, addr: int) -> None:
+        self.load[addr] -= 1
+        if self.load[addr] <= 0:
+            del self.load[addr]
+
+
+class PortPool:
+    """Source ports of the subsessions this agent opens, per next hop."""
+
+    def __init__(self, low: int, high: int) -> None:
+        if not 0 < low <= high <= 65535:
+            raise ValueError(f"port range {low}-{high}")
+        self.low = low
+        self.high = high
+        self._used: dict[int, set[int]] = {}
+        self._next: dict[int, int] = {}
+
+    def allocate(self, next_hop: int) -> int:
+        used = self._used.setdefault(next_hop, set())
+        size = self.high - self.low + 1
+        if len(used) >= size:
+            raise PortsExhausted(f"all {size} ports in use toward this next hop")
+        port = self._next.get(next_hop, self.low)
+        while port in used:
+            port = port + 1 if port < self.high else self.low
+        used.add(port)
+        self._next[next_hop] = port + 1 if port < self.high else self.low
+        return port
+
+    def release(self, next_hop: int, port: int) -> None:
+        used = self._used.get(next_hop)
+        if used is None or port not in used:
+            return
+        used.discard(port)
+        if not used:
+            del self._used[next_hop]
+            del self._next[next_hop]
+
+    def in_use(self) -> int:
+        return sum(len(u) for u in self._used.values())

@@ -1,0 +1,561 @@
+"""The sans-IO Dysco agent: session setup along the chain, the software path, teardown.
+
+:class:`Agent` takes events (packets the NIC punted, timers, idle timeouts, refused writes,
+policy updates, management commands) and returns actions (:mod:`dysco.runtime._events`).
+It owns no socket, clock or task: the caller passes ``now`` (ns) and carries out the actions.
+
+Roles per session (paper §2.3): the *left end* classified the host's SYN and opens the first
+subsession; a *middle* hands the SYN to its middlebox application and opens the next
+subsession when it comes back out; the *right end* hands the SYN to its host.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import ipaddress
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from dysco.compiler.passes import AddressStep, Chain
+from dysco.errors import PeerError
+from dysco.runtime import _packet as pk
+from dysco.runtime import _wire as wire
+from dysco.runtime._alloc import PortPool, PortsExhausted, Selector
+from dysco.runtime._events import (
+    Action,
+    Delete,
+    Install,
+    Mapping,
+    Modify,
+    Notify,
+    Port,
+    Reason,
+    Send,
+    SetTimer,
+    Table,
+)
+from dysco.runtime._fsm import (
+    SESSION_TRANSITIONS,
+    SUBSESSION_TRANSITIONS,
+    Machine,
+    SessionState,
+    SubsessionState,
+)
+from dysco.runtime._types import FiveTuple, ip_int, ip_str, prefixed
+
+SECOND = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    address: int
+    """This agent's address: the source of the subsessions it opens."""
+    name: str = "agent"
+    port_low: int = 10000
+    port_high: int = 32767
+    max_sessions: int = 65536
+    table_size: int = 65536
+    """Entries each session table holds (the P4 program's ``size``)."""
+    setup_timeout: int = 10 * SECOND
+    linger: int = 2 * SECOND
+    idle_timeout: int = 300 * SECOND
+    """Idle timeout of every session entry in the NIC."""
+    agentless: tuple[ipaddress.IPv4Network, ...] = ()
+    """Destinations without a Dysco agent: chains toward them end at their last hop (a gateway)."""
+
+
+class Role(enum.Enum):
+    LEFT = "left"
+    MIDDLE = "middle"
+    RIGHT = "right"
+
+
+class Direction(enum.Enum):
+    FWD = "fwd"
+    """From the left end toward the right end."""
+    REV = "rev"
+
+
+@dataclass(slots=True)
+class Subsession:
+    tuple: FiveTuple
+    """Left to right, as on the wire."""
+    fsm: Machine[SubsessionState]
+    local_port: int | None = None
+    """Set when this agent allocated the source port (the subsession to its right)."""
+
+
+@dataclass(slots=True)
+class Session:
+    sid: int
+    role: Role
+    session: FiveTuple
+    """The five-tuple from the payload (or the host's SYN): what this host's left side sees."""
+    fsm: Machine[SessionState]
+    created: int
+    chain: tuple[int, ...]
+    remaining: list[int] = field(default_factory=list)
+    emitted: FiveTuple | None = None
+    """Middle: the five-tuple the middlebox application sent the SYN on with (NAT: differs)."""
+    up: Subsession | None = None
+    down: Subsession | None = None
+    tag: int | None = None
+    syn_out: bytes = b""
+    """The Dysco payload of the SYN this agent sent (resent on retransmissions)."""
+    mappings: dict[tuple[Table, FiveTuple], tuple[Mapping, Direction]] = field(default_factory=dict)
+    fins: set[Direction] = field(default_factory=set)
+    deadline: int | None = None
+    instances: tuple[int, ...] = ()
+
+
+class Agent:
+    def __init__(self, config: Config, chains: Iterable[Chain] = ()) -> None:
+        self.config = config
+        self.log = prefixed(__name__, config.name, "core")
+        self.chains: dict[int, Chain] = {c.id: c for c in chains}
+        self.sessions: dict[int, Session] = {}
+        self.by_key: dict[tuple[Table, FiveTuple], int] = {}
+        self.by_tag: dict[int, int] = {}
+        self.pending: dict[FiveTuple, int] = {}
+        self.ports = PortPool(config.port_low, config.port_high)
+        self.selector = Selector()
+        self.metrics: Counter[str] = Counter()
+        self._next_sid = 1
+        self._next_tag = 1
+        self._timers: list[tuple[int, int]] = []
+        self._announced: int | None = None
+        self._entries = {Table.OUT: 0, Table.IN: 0}
+
+    # ---- events ---------------------------------------------------------------------------------
+
+    def packet_in(
+        self, now: int, frame: bytes, port: Port, reason: Reason, policy_id: int = 0, session_id: int = 0
+    ) -> list[Action]:
+        out: list[Action] = []
+        self.metrics[f"punts.{reason.value}"] += 1
+        try:
+            f = pk.parse(frame)
+        except pk.MalformedFrame as exc:
+            return self._drop(out, "malformed_frame", exc)
+        try:
+            if reason is Reason.POLICY_SYN:
+                self._policy_syn(now, f, policy_id, out)
+            elif reason is Reason.DYSCO_SYN:
+                self._dysco_syn(now, f, out)
+            elif reason is Reason.TAGGED_SYN:
+                self._tagged_syn(now, f, out)
+            elif reason is Reason.TEARDOWN:
+                self._teardown_copy(now, f, port, session_id, out)
+            elif reason in (Reason.SESSION_PUNT, Reason.UNSUPPORTED):
+                self._session_packet(now, f, port, out)
+            else:
+                self._drop(out, f"reason_{reason.value}", None)
+        except PeerError as exc:
+            self._drop(out, "malformed_frame", exc)
+        return self._finish(out)
+
+    def timer(self, now: int) -> list[Action]:
+        out: list[Action] = []
+        self._announced = None
+        while self._timers and self._timers[0][0] <= now:
+            at, sid = heapq.heappop(self._timers)
+            s = self.sessions.get(sid)
+            if s is None or s.deadline != at:
+                continue
+            state = s.fsm.state
+            if state in (SessionState.PENDING, SessionState.SYN_SENT):
+                self.metrics["errors.setup_timeout"] += 1
+                out.append(Notify("setup_timeout", f"session {s.session} not set up in time", sid, True))
+            self._close(s, "timeout" if state is not SessionState.CLOSING else "closed", out)
+        return self._finish(out)
+
+    def idle_timeout(self, now: int, table: Table, key: FiveTuple) -> list[Action]:
+        out: list[Action] = []
+        sid = self.by_key.get((table, key))
+        if sid is not None:
+            self.metrics["sessions.idle"] += 1
+            self._close(self.sessions[sid], "idle", out)
+        return self._finish(out)
+
+    def write_failed(self, now: int, mapping: Mapping, code: str, message: str) -> list[Action]:
+        """The NIC refused ``mapping``: the session fails closed."""
+        out: list[Action] = []
+        self.metrics[f"errors.write.{code}"] += 1
+        s = self.sessions.get(mapping.session_id)
+        out.append(Notify("write_failed", f"{mapping.table.value} {mapping.key}: {code} {message}", 0, True))
+        if s is not None:
+            self._close(s, "write_failed", out)
+        return self._finish(out)
+
+    def policy_update(self, chains: Iterable[Chain]) -> list[Action]:
+        """New chains for new sessions; live sessions keep theirs."""
+        self.chains = {c.id: c for c in chains}
+        return [Notify("policy_update", f"{len(self.chains)} chains")]
+
+    def prepend_hops(self, session: FiveTuple, hops: Iterable[int]) -> bool:
+        """A middlebox application asks for ``hops`` ahead of the rest of the chain for the session
+        it was handed with five-tuple ``session`` (before it sends the SYN on)."""
+        sid = self.pending.get(session)
+        if sid is None:
+            return False
+        s = self.sessions[sid]
+        s.remaining[:0] = list(hops)
+        if len(s.remaining) > wire.MAX_HOPS:
+            del s.remaining[wire.MAX_HOPS :]
+        return True
+
+    # ---- session setup --------------------------------------------------------------------------
+
+    def _policy_syn(self, now: int, f: pk.TcpFrame, policy_id: int, out: list[Action]) -> None:
+        s0 = f.five_tuple
+        sid = self.by_key.get((Table.OUT, s0))
+        if sid is not None:
+            self._resend(self.sessions[sid], f, out)
+            return
+        if not f.syn_only:
+            self._drop(out, "policy_not_syn", None)
+            return
+        chain = self.chains.get(policy_id)
+        if chain is None:
+            self._fail(out, "unknown_policy", f"no chain with id {policy_id}")
+            return
+        hops: list[int] = []
+        instances: list[int] = []
+        for step in chain.hops:
+            if isinstance(step, AddressStep):
+                hops.append(ip_int(step.address))
+            else:
+                addrs = tuple(ip_int(a) for a in step.instances)
+                choice = self.selector.pick(step.type, addrs, step.select, s0)
+                hops.append(choice)
+                instances.append(choice)
+        if not self._agentless(s0.dst):
+            hops.append(s0.dst)
+        if not hops:
+            out.append(Send(f.to_bytes(), Port.NET))
+            return
+        if len(hops) > wire.MAX_HOPS:
+            self._fail(out, "chain_too_long", f"{len(hops)} hops > {wire.MAX_HOPS}")
+            return
+        if not self._room():
+            return self._table_full(out, s0)
+        try:
+            lport = self.ports.allocate(hops[0])
+        except PortsExhausted as exc:
+            self._fail(out, "ports_exhausted", f"{s0}: {exc}")
+            return
+        s = self._new(now, Role.LEFT, s0, tuple(hops), SessionState.SYN_SENT)
+        s.instances = tuple(instances)
+        for a in instances:
+            self.selector.acquire(a)
+        d = FiveTuple(self.config.address, hops[0], lport, s0.dport)
+        s.down = Subsession(d, self._sub_fsm(s, "down"), lport)
+        s.syn_out = wire.encode(wire.SynPayload(s0, tuple(hops)))
+        self._install(s, Mapping(Table.OUT, s0, None, s.sid), Direction.FWD, out)
+        self._install(s, Mapping(Table.IN, d.reversed(), s0.reversed(), s.sid), Direction.REV, out)
+        self._set_deadline(s, now + self.config.setup_timeout)
+        self._send_syn(s, f, out)
+
+    def _send_syn(self, s: Session, f: pk.TcpFrame, out: list[Action]) -> None:
+        assert s.down is not None
+        syn = replace(
+            f.with_tuple(s.down.tuple), options=pk.strip_tag(f.options), payload=s.syn_out + f.payload
+        )
+        out.append(Send(syn.to_bytes(), Port.NET))
+        s.down.fsm.set(SubsessionState.OPEN)
+
+    def _resend(self, s: Session, f: pk.TcpFrame, out: list[Action]) -> None:
+        """A SYN of a session that exists: the host or middlebox retransmitted it."""
+        self.metrics["syn.retransmitted"] += 1
+        if s.down is not None and s.syn_out:
+            self._send_syn(s, f, out)
+
+    def _dysco_syn(self, now: int, f: pk.TcpFrame, out: list[Action]) -> None:
+        if not f.syn_only:
+            self._drop(out, "dysco_syn_not_syn", None)
+            return
+        try:
+            p, rest = wire.decode(f.payload)
+        except wire.BadPayload as exc:
+            self.metrics[f"drops.bad_payload.{exc.kind}"] += 1
+            self.log.info("dropped a Dysco SYN from %s: %s", ip_str(f.src), exc)
+            return
+        me = self.config.address
+        d = f.five_tuple
+        if d.dst != me or p.hops[0] != me or p.family != 4:
+            self._drop(out, "not_for_us", None)
+            return
+        sid = self.by_key.get((Table.IN, d))
+        if sid is not None:
+            old = self.sessions[sid]
+            if old.session == p.session:
+                self.metrics["syn.retransmitted"] += 1
+                self._deliver(old, f, rest, out)
+                return
+            self._close(old, "replaced", out)  # the neighbour reused the subsession's port
+        remaining = list(p.hops[1:])
+        role = Role.MIDDLE if remaining else Role.RIGHT
+        if (Table.OUT, p.session.reversed()) in self.by_key:
+            self._fail(out, "session_clash", f"{p.session} is already a session at this host")
+            return
+        if not self._room():
+            return self._table_full(out, p.session)
+        state = SessionState.PENDING if role is Role.MIDDLE else SessionState.ESTABLISHED
+        s = self._new(now, role, p.session, p.hops, state)
+        s.remaining = remaining
+        s.up = Subsession(d, self._sub_fsm(s, "up"))
+        s.up.fsm.set(SubsessionState.OPEN)
+        self._install(s, Mapping(Table.IN, d, p.session, s.sid), Direction.FWD, out)
+        self._install(s, Mapping(Table.OUT, p.session.reversed(), d.reversed(), s.sid), Direction.REV, out)
+        if role is Role.MIDDLE:
+            s.tag = self._next_tag
+            self._next_tag = self._next_tag % 0xFFFFFFFF + 1
+            self.by_tag[s.tag] = s.sid
+            self.pending[p.session] = s.sid
+            self._set_deadline(s, now + self.config.setup_timeout)
+        self._deliver(s, f, rest, out)
+
+    def _deliver(self, s: Session, f: pk.TcpFrame, rest: bytes, out: list[Action]) -> None:
+        g = replace(f.with_tuple(s.session), payload=rest)
+        if s.tag is not None:
+            tagged = pk.add_tag(g.options, s.tag)
+            if tagged is None:
+                self.metrics["syn.untaggable"] += 1  # recognised by its five-tuple instead
+            else:
+                g = replace(g, options=tagged)
+        out.append(Send(g.to_bytes(), Port.HOST))
+
+    def _tagged_syn(self, now: int, f: pk.TcpFrame, out: list[Action]) -> None:
+        tag = pk.find_tag(f.options)
+        sid = self.by_tag.get(tag) if tag is not None else None
+        if sid is None:
+            sid = self.pending.get(f.five_tuple)
+        if sid is None:
+            self._drop(out, "unknown_tag", None)
+            return
+        s = self.sessions[sid]
+        if s.down is not None:
+            self._resend(s, f, out)
+            return
+        emitted = f.five_tuple
+        if not s.remaining:
+            self._fail(out, "no_next_hop", f"{s.session}: the chain ends here")
+            return
+        nxt = s.remaining[0]
+        if (Table.OUT, emitted) in self.by_key:
+            self._fail(out, "session_clash", f"{emitted} is already a session at this host")
+            self._close(s, "clash", out)
+            return
+        if not self._room():
+            self._table_full(out, emitted)
+            self._close(s, "table_full", out)
+            return
+        try:
+            lport = self.ports.allocate(nxt)
+        except PortsExhausted as exc:
+            self._fail(out, "ports_exhausted", f"{emitted}: {exc}")
+            self._close(s, "ports_exhausted", out)
+            return
+        self.pending.pop(s.session, None)
+        s.emitted = emitted
+        d2 = FiveTuple(self.config.address, nxt, lport, emitted.dport)
+        s.down = Subsession(d2, self._sub_fsm(s, "down"), lport)
+        s.syn_out = wire.encode(wire.SynPayload(emitted, tuple(s.remaining)))
+        self._install(s, Mapping(Table.OUT, emitted, d2, s.sid), Direction.FWD, out)
+        self._install(s, Mapping(Table.IN, d2.reversed(), emitted.reversed(), s.sid), Direction.REV, out)
+        s.fsm.set(SessionState.ESTABLISHED)
+        s.deadline = None
+        self._send_syn(s, f, out)
+
+    # ---- steady state and teardown ---------------------------------------------------------------
+
+    def _session_packet(self, now: int, f: pk.TcpFrame, port: Port, out: list[Action]) -> None:
+        """A packet of a session the fast path did not translate: do it in software."""
+        table = Table.OUT if port is Port.HOST else Table.IN
+        sid = self.by_key.get((table, f.five_tuple))
+        if sid is None:
+            self._drop(out, "unknown_session", None)
+            return
+        s = self.sessions[sid]
+        m, direction = s.mappings[(table, f.five_tuple)]
+        target = m.target
+        if target is None:  # the left end's SYN_SENT entry
+            if f.syn_only:
+                self._resend(s, f, out)
+                return
+            assert s.down is not None
+            target = s.down.tuple
+            if s.fsm.state is SessionState.SYN_SENT:
+                s.fsm.set(SessionState.ESTABLISHED)
+                s.deadline = None
+                m2 = replace(m, target=target)
+                s.mappings[(table, f.five_tuple)] = (m2, direction)
+                out.append(Modify(m2))
+        self.metrics["software.translated"] += 1
+        out.append(Send(f.with_tuple(target).to_bytes(), Port.NET if port is Port.HOST else Port.HOST))
+        if f.flags & (pk.FIN | pk.RST):
+            self._teardown_seen(now, s, direction, f.flags, out)
+
+    def _teardown_copy(
+        self, now: int, f: pk.TcpFrame, port: Port, session_id: int, out: list[Action]
+    ) -> None:
+        table = Table.OUT if port is Port.HOST else Table.IN
+        s = self.sessions.get(session_id)
+        entry = s.mappings.get((table, f.five_tuple)) if s is not None else None
+        if s is None or entry is None:
+            self.metrics["teardown.unknown"] += 1
+            return
+        self._teardown_seen(now, s, entry[1], f.flags, out)
+
+    def _teardown_seen(
+        self, now: int, s: Session, direction: Direction, flags: int, out: list[Action]
+    ) -> None:
+        if s.fsm.state is SessionState.CLOSING:
+            return
+        if flags & pk.RST:
+            self.metrics["teardown.rst"] += 1
+            new = SessionState.CLOSING
+        else:
+            s.fins.add(direction)
+            new = SessionState.CLOSING if len(s.fins) == 2 else SessionState.HALF_CLOSED
+        s.fsm.set(new)
+        if new is SessionState.CLOSING:
+            self._set_deadline(s, now + self.config.linger)
+
+    def _close(self, s: Session, why: str, out: list[Action]) -> None:
+        for (table, key), (m, _) in s.mappings.items():
+            out.append(Delete(m))
+            self._entries[table] -= 1
+            self.by_key.pop((table, key), None)
+        s.mappings.clear()
+        for sub in (s.up, s.down):
+            if sub is not None:
+                sub.fsm.set(SubsessionState.CLOSED)
+                if sub.local_port is not None:
+                    self.ports.release(sub.tuple.dst, sub.local_port)
+        for a in s.instances:
+            self.selector.release(a)
+        if s.tag is not None:
+            self.by_tag.pop(s.tag, None)
+        if self.pending.get(s.session) == s.sid:
+            del self.pending[s.session]
+        s.fsm.set(SessionState.CLOSED)
+        s.deadline = None
+        del self.sessions[s.sid]
+        self.metrics["sessions.closed"] += 1
+        out.append(Notify("session_closed", f"{s.session} ({why})", s.sid))
+
+    # ---- helpers ----------------------------------------------------------------------------------
+
+    def _new(
+        self, now: int, role: Role, session: FiveTuple, chain: tuple[int, ...], state: SessionState
+    ) -> Session:
+        sid = self._next_sid
+        while sid in self.sessions or sid == 0:
+            sid = sid % 0xFFFFFFFF + 1
+        self._next_sid = sid % 0xFFFFFFFF + 1
+        fsm = Machine(f"session {sid}", state, SESSION_TRANSITIONS, self.log)
+        s = Session(sid, role, session, fsm, now, chain)
+        self.sessions[sid] = s
+        self.metrics["sessions.created"] += 1
+        self.log.debug("session %d %s: %s via %s", sid, role.value, session, [ip_str(a) for a in chain])
+        return s
+
+    def _sub_fsm(self, s: Session, side: str) -> Machine[SubsessionState]:
+        return Machine(f"session {s.sid} {side}", SubsessionState.OPENING, SUBSESSION_TRANSITIONS, self.log)
+
+    def _install(self, s: Session, m: Mapping, direction: Direction, out: list[Action]) -> None:
+        s.mappings[(m.table, m.key)] = (m, direction)
+        self.by_key[(m.table, m.key)] = s.sid
+        self._entries[m.table] += 1
+        out.append(Install(m))
+
+    def _room(self) -> bool:
+        c = self.config
+        return len(self.sessions) < c.max_sessions and max(self._entries.values()) + 2 <= c.table_size
+
+    def _table_full(self, out: list[Action], session: FiveTuple) -> None:
+        self._fail(out, "table_full", f"{session}: no room for another session; SYN dropped")
+
+    def _agentless(self, addr: int) -> bool:
+        a = ipaddress.IPv4Address(addr)
+        return any(a in net for net in self.config.agentless)
+
+    def _set_deadline(self, s: Session, at: int) -> None:
+        s.deadline = at
+        heapq.heappush(self._timers, (at, s.sid))
+
+    def _drop(self, out: list[Action], kind: str, exc: Exception | None) -> list[Action]:
+        self.metrics[f"drops.{kind}"] += 1
+        if exc is not None:
+            self.log.info("dropped a packet (%s): %s", kind, exc)
+        return out
+
+    def _fail(self, out: list[Action], kind: str, message: str) -> None:
+        """A SYN that cannot be set up is dropped (fail closed) and reported."""
+        self.metrics[f"errors.{kind}"] += 1
+        self.log.warning("%s: %s", kind, message)
+        out.append(Notify(kind, message, 0, True))
+
+    def _finish(self, out: list[Action]) -> list[Action]:
+        while self._timers:
+            at, sid = self._timers[0]
+            s = self.sessions.get(sid)
+            if s is not None and s.deadline == at:
+                break
+            heapq.heappop(self._timers)
+        nxt = self._timers[0][0] if self._timers else None
+        if nxt is not None and nxt != self._announced:
+            self._announced = nxt
+            out.append(SetTimer(nxt))
+        return out
+
+    # ---- management --------------------------------------------------------------------------------
+
+    def status(self, now: int) -> dict[str, object]:
+        states = Counter(s.fsm.state.value for s in self.sessions.values())
+        return {
+            "name": self.config.name,
+            "address": ip_str(self.config.address),
+            "sessions": len(self.sessions),
+            "states": dict(states),
+            "entries": {t.value: n for t, n in self._entries.items()},
+            "ports_in_use": self.ports.in_use(),
+            "chains": len(self.chains),
+            "metrics": dict(sorted(self.metrics.items())),
+        }
+
+    def session_list(self, now: int) -> list[dict[str, object]]:
+        rows: list[dict[str, object]] = []
+        for s in self.sessions.values():
+            subs = [
+                {"side": side, "five_tuple": sub.tuple.as_json(), "state": sub.fsm.state.value}
+                for side, sub in (("left", s.up), ("right", s.down))
+                if sub is not None
+            ]
+            rows.append(
+                {
+                    "id": s.sid,
+                    "role": s.role.value,
+                    "five_tuple": s.session.as_json(),
+                    "chain": [ip_str(a) for a in s.chain],
+                    "subsessions": subs,
+                    "state": s.fsm.state.value,
+                    "age_s": round((now - s.created) / SECOND, 3),
+                }
+            )
+        return rows
+
+    def empty(self) -> bool:
+        """No session, no map entry, no port: what a test checks after everything ended."""
+        return not (
+            self.sessions
+            or self.by_key
+            or self.by_tag
+            or self.pending
+            or self.ports.in_use()
+            or any(self._entries.values())
+            or self.selector.load
+        )

@@ -1,0 +1,93 @@
+"""What the sans-IO core takes in and gives out.
+
+Events arrive as method calls on :class:`dysco.runtime.Agent`; each call returns the actions
+an adapter must carry out, in order.  Adapters must finish the installs of one call before
+sending its packets (so the fast path is ready when the answers come back) and must report
+a refused write with :meth:`Agent.write_failed`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from dysco.runtime._types import FiveTuple
+
+
+class Port(enum.Enum):
+    HOST = "host"
+    NET = "net"
+
+
+class Table(enum.Enum):
+    OUT = "session_out"
+    """Packets from HOST, keyed by the five-tuple the host sends: session -> subsession."""
+    IN = "subsession_in"
+    """Packets from NET, keyed by the subsession five-tuple: subsession -> session."""
+
+
+class Reason(enum.Enum):
+    """Why the NIC sent a packet to the agent (the data plane's codes map onto these)."""
+
+    POLICY_SYN = "policy_syn"
+    DYSCO_SYN = "dysco_syn"
+    TAGGED_SYN = "tagged_syn"
+    SESSION_PUNT = "session_punt"
+    TEARDOWN = "teardown"
+    UNSUPPORTED = "unsupported"
+    CONTROL = "control"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Mapping:
+    """One entry of a session table: packets matching ``key`` are rewritten to ``target``,
+    or, with ``target`` None, punted to the agent."""
+
+    table: Table
+    key: FiveTuple
+    target: FiveTuple | None
+    session_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Install:
+    mapping: Mapping
+
+
+@dataclass(frozen=True, slots=True)
+class Modify:
+    mapping: Mapping
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    mapping: Mapping
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send ``frame`` out of ``port`` as it is (packet-out, direct)."""
+
+    frame: bytes
+    port: Port
+
+
+@dataclass(frozen=True, slots=True)
+class SetTimer:
+    """Call :meth:`Agent.timer` at ``at`` (ns, the adapter's clock); replaces any earlier request."""
+
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """Something an operator or a test wants to know: ``event`` is a short name."""
+
+    event: str
+    message: str
+    session_id: int = 0
+    error: bool = False
+
+
+Action = Install | Modify | Delete | Send | SetTimer | Notify
