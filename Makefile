@@ -39,6 +39,10 @@ unit: setup
 # The README's test command: lint, strict type check, then the whole suite.
 test: lint typecheck unit
 
+# The PTF suite on the default target (bmv2 if installed, else dysco switch); needs root.
+ptf: setup
+	$(BIN)/python -m ptf_tests.run
+
 bench: setup
 	$(BIN)/python -m bench.compile_policies
 	$(BIN)/python -m bench.softswitch_pps
