@@ -46,6 +46,7 @@ ptf: setup
 bench: setup
 	$(BIN)/python -m bench.compile_policies
 	$(BIN)/python -m bench.softswitch_pps
+	$(BIN)/python -m bench.dataplane_pps
 
 soak: setup
 	$(BIN)/pytest -q -m slow --hypothesis-profile=soak $(PYTEST_ARGS)

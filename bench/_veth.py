@@ -18,10 +18,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 import grpc
+from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
 from tests.softswitch_server.netns import host_ports, raw_socket_in
@@ -37,25 +39,35 @@ def _lines(stream: IO[str], out: queue.Queue[str]) -> None:
         out.put(line)
 
 
-def _write_route(port: int) -> None:
+Install = Callable[[p4runtime_pb2_grpc.P4RuntimeStub, p4info_pb2.P4Info], None]
+
+
+def route_10_8(stub: p4runtime_pb2_grpc.P4RuntimeStub, info: p4info_pb2.P4Info) -> None:
+    """The router program's route for 10.0.0.0/8 out of port 2."""
+    table = next(t for t in info.tables if t.preamble.name.endswith("ipv4_lpm"))
+    action = next(a for a in info.actions if a.preamble.name.endswith("ipv4_forward"))
+    req = p4runtime_pb2.WriteRequest(device_id=0)
+    te = req.updates.add(type=p4runtime_pb2.Update.INSERT).entity.table_entry
+    te.table_id = table.preamble.id
+    fm = te.match.add(field_id=1)
+    fm.lpm.value, fm.lpm.prefix_len = bytes([10, 0, 0, 0]), 8
+    te.action.action.action_id = action.preamble.id
+    te.action.action.params.add(param_id=1, value=DMAC)
+    te.action.action.params.add(param_id=2, value=b"\x02")
+    stub.Write(req)
+
+
+def _install(port: int, install: Install) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = p4runtime_pb2_grpc.P4RuntimeStub(channel)
         get = p4runtime_pb2.GetForwardingPipelineConfigRequest(device_id=0)
-        info = stub.GetForwardingPipelineConfig(get).config.p4info
-        table = next(t for t in info.tables if t.preamble.name.endswith("ipv4_lpm"))
-        action = next(a for a in info.actions if a.preamble.name.endswith("ipv4_forward"))
-        req = p4runtime_pb2.WriteRequest(device_id=0)
-        te = req.updates.add(type=p4runtime_pb2.Update.INSERT).entity.table_entry
-        te.table_id = table.preamble.id
-        fm = te.match.add(field_id=1)
-        fm.lpm.value, fm.lpm.prefix_len = bytes([10, 0, 0, 0]), 8
-        te.action.action.action_id = action.preamble.id
-        te.action.action.params.add(param_id=1, value=DMAC)
-        te.action.action.params.add(param_id=2, value=b"\x02")
-        stub.Write(req)
+        install(stub, stub.GetForwardingPipelineConfig(get).config.p4info)
 
 
-def measure(program: Path, frame: bytes, seconds: float) -> dict[str, Any]:
+def measure(
+    program: Path, frame: bytes, seconds: float, install: Install = route_10_8, out_dmac: bytes = DMAC
+) -> dict[str, Any]:
+    """Frames per second out of port 2 while ``frame`` is sent into port 1 (see the module doc)."""
     dysco = Path(sys.executable).parent / "dysco"
     with host_ports(2) as topo:
         argv = [str(dysco), "switch", "--grpc-server-addr", "127.0.0.1:0"]
@@ -73,17 +85,17 @@ def measure(program: Path, frame: bytes, seconds: float) -> dict[str, Any]:
             match = READY.match(lines.get(timeout=START_S))
             if match is None:
                 raise RuntimeError("dysco switch did not start")
-            _write_route(int(match.group(1)))
+            _install(int(match.group(1)), install)
             tx = raw_socket_in(topo.netns, topo.pairs[0].host_end)
             rx = raw_socket_in(topo.netns, topo.pairs[1].host_end)
             rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
-            return _blast(tx, rx, frame, seconds)
+            return _blast(tx, rx, frame, seconds, out_dmac)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
 
 
-def _blast(tx: socket.socket, rx: socket.socket, frame: bytes, seconds: float) -> dict[str, Any]:
+def _blast(tx: socket.socket, rx: socket.socket, frame: bytes, seconds: float, dmac: bytes) -> dict[str, Any]:
     counted = 0
     sending = threading.Event()
     sending.set()
@@ -96,7 +108,7 @@ def _blast(tx: socket.socket, rx: socket.socket, frame: bytes, seconds: float) -
             ready, _, _ = select.select([rx], [], [], QUIET_S)
             if ready:
                 rx.recv_into(buf)
-                if buf[:6] == DMAC:
+                if buf[:6] == dmac:
                     counted += 1
             elif not sending.is_set():
                 return
@@ -107,7 +119,7 @@ def _blast(tx: socket.socket, rx: socket.socket, frame: bytes, seconds: float) -
     buf = bytearray(2048)
     while time.monotonic() < deadline:
         ready, _, _ = select.select([rx], [], [], 0.5)
-        if ready and rx.recv_into(buf) and buf[:6] == DMAC:
+        if ready and rx.recv_into(buf) and buf[:6] == dmac:
             break
     else:
         raise RuntimeError("the benchmark frame did not come through the switch")
