@@ -238,24 +238,26 @@ class Compiler:
             vb = [f for f, ft in t.fields if isinstance(ft, T.Varbit)]
             slots = (["_v"] if t.is_header else []) + attrs + [fattr(f) + "__w" for f in vb]
             em(f"class {cls}:")
-            em(f"    __slots__ = {tuple(slots)!r}")
-            em("    def __init__(self):")
+            # Scalar fields start as class attributes, so making a struct per packet costs one
+            # allocation and only the fields a packet writes land in the instance (no __slots__).
+            composite = [(a, ft) for (_, ft), a in zip(t.fields, attrs, strict=True) if T.is_composite(ft)]
+            em(f"    _fields = {tuple(slots)!r}")
             if t.is_header:
-                em("        self._v = False")
+                em("    _v = False")
             for (_, ft), a in zip(t.fields, attrs, strict=True):
-                em(f"        self.{a} = {self.zero(ft)}")
+                if not T.is_composite(ft):
+                    em(f"    {a} = {self.zero(ft)}")
             for f in vb:
-                em(f"        self.{fattr(f)}__w = 0")
-            if not slots:
-                em("        pass")
+                em(f"    {fattr(f)}__w = 0")
+            if composite:
+                em("    def __init__(self):")
+                for a, ft in composite:
+                    em(f"        self.{a} = {self.zero(ft)}")
             em("    def _copy(self):")
             em(f"        o = {cls}.__new__({cls})")
-            for s in slots:
-                ft2 = t.field(s[2:] if s.startswith("f_") and t.field(s) is None else s)
-                if ft2 is not None and T.is_composite(ft2):
-                    em(f"        o.{s} = self.{s}._copy()")
-                else:
-                    em(f"        o.{s} = self.{s}")
+            em("        o.__dict__.update(self.__dict__)")
+            for a, _ in composite:
+                em(f"        o.{a} = self.{a}._copy()")
             em("        return o")
             if t.is_header:
                 self.header_codecs(t, cls)

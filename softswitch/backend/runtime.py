@@ -178,7 +178,7 @@ def reject() -> None:
 def make(cls: Callable[[], Any], header: bool, values: tuple[Any, ...]) -> Any:
     """A struct or header built from a list expression (headers become valid)."""
     o = cls()
-    names = [s for s in o.__slots__ if s != "_v" and not s.endswith("__w")]
+    names = [s for s in o._fields if s != "_v" and not s.endswith("__w")]
     for n, v in zip(names, values, strict=True):
         setattr(o, n, v)
     if header:
@@ -228,7 +228,7 @@ def equal(a: Any, b: Any) -> bool:
     """P4 equality of headers, structs and stacks (invalid headers are equal whatever their fields)."""
     if isinstance(a, HeaderStack):
         return len(a.a) == len(b.a) and all(equal(x, y) for x, y in zip(a.a, b.a, strict=True))
-    slots = a.__slots__
+    slots = a._fields
     if "_v" in slots:
         if a._v != b._v:
             return False
@@ -238,7 +238,7 @@ def equal(a: Any, b: Any) -> bool:
         if s == "_v":
             continue
         x, y = getattr(a, s), getattr(b, s)
-        if hasattr(x, "__slots__"):
+        if hasattr(x, "_fields"):
             if not equal(x, y):
                 return False
         elif x != y:
