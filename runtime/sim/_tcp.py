@@ -17,6 +17,7 @@ MSS = 1000
 WINDOW = 8
 RTO = 200 * MS
 MAX_RTO = 3200 * MS
+MAX_RETRIES = 8
 MAC_A = b"\x02\0\0\0\0\x01"
 MAC_B = b"\x02\0\0\0\0\x02"
 SYN_OPTIONS = b"\x02\x04\x05\xb4"  # MSS 1460
@@ -41,6 +42,9 @@ class Conn:
     peer_fin: bool = False
     reset: bool = False
     rto: int = RTO
+    retries: int = 0
+    failed: bool = False
+    """Gave up after MAX_RETRIES timeouts in a row."""
     _timer_gen: int = 0
     respond: Callable[[bytes], bytes] | None = None
 
@@ -50,7 +54,11 @@ class Conn:
 
     @property
     def done(self) -> bool:
-        return self.reset or (self.peer_fin and self.want_fin and self.snd_una == self.fin_seq + 1)
+        return (
+            self.reset
+            or self.failed
+            or (self.peer_fin and self.want_fin and self.snd_una == self.fin_seq + 1)
+        )
 
     def segment(self, flags: int, seq: int, payload: bytes = b"", options: bytes = b"") -> None:
         ack = self.rcv_nxt if flags & pk.ACK else 0
@@ -85,6 +93,10 @@ class Conn:
         if gen != self._timer_gen or self.done:
             return
         self.rto = min(self.rto * 2, MAX_RTO)
+        self.retries += 1
+        if self.retries > MAX_RETRIES:
+            self.failed = True
+            return
         self.stack.retransmits += 1
         if not self.established:
             if self.client:
@@ -107,6 +119,7 @@ class Conn:
                     self.snd_una = self.snd_nxt = self.iss + 1
                     self.established = True
                     self.rto = RTO
+                    self.retries = 0
                 self.segment(pk.ACK, self.snd_nxt)
                 self.pump()
             elif not self.client and not self.established:
@@ -116,9 +129,11 @@ class Conn:
             self.established = True
             self.snd_una = self.snd_nxt = self.iss + 1
             self.rto = RTO
+            self.retries = 0
         if f.flags & pk.ACK and self.snd_una < f.ack <= self.snd_nxt:
             self.snd_una = f.ack
             self.rto = RTO
+            self.retries = 0
         occupies = bool(f.payload) or bool(f.flags & pk.FIN)
         if f.seq == self.rcv_nxt and self.established:
             self.received += f.payload

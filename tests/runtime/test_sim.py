@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
+from dysco.compiler import compile_text
+from dysco.runtime import _packet as pk
 from dysco.runtime._core import SECOND
 from dysco.runtime._types import ip_int
+from dysco.runtime.sim import MS, ChainClassifier, Faults, Forwarder, Nat, TcpStack, World
 from dysco.softswitch.api import Program
 
-from .simworld import SERVER, chain_world, check_clean, check_exchange, request
+from .simworld import CLIENT, SERVER, chain_world, check_clean, check_exchange, request, respond
 
 LINGER = 30 * SECOND  # more than the linger and the idle poll
 
@@ -25,3 +30,208 @@ def test_chain_carries_a_session_and_leaves_nothing(dysco_program: Program, n_mb
     check_clean(w)
     mbs = [h for n, h in w.hosts.items() if n.startswith("mb")]
     assert all(h.app is not None and h.app.frames > 0 for h in mbs)  # type: ignore[attr-defined]
+
+
+def test_nat_in_the_chain(dysco_program: Program) -> None:
+    w, client, server = chain_world(dysco_program, 2, mb_app=lambda i: Nat if i == 0 else Forwarder)
+    conns = [client.connect(ip_int(SERVER), 80, request(i)) for i in range(3)]
+    w.sim.run_for(LINGER)
+    check_exchange(conns, server)
+    # the server saw the NAT's address, not the client's
+    assert {c.remote for c in server.conns.values()} == {ip_int("10.0.0.10")}
+    check_clean(w)
+
+
+def test_classifier_middlebox_chooses_the_next_hop(dysco_program: Program) -> None:
+    scrubber = ip_int("10.0.0.50")
+    w, client, server = chain_world(
+        dysco_program,
+        1,
+        mb_app=lambda i: lambda h: ChainClassifier(h, lambda t: [scrubber] if t.sport % 2 else []),
+    )
+    extra = w.host("scrubber", scrubber, app=Forwarder)
+    conns = [client.connect(ip_int(SERVER), 80, request(i)) for i in range(4)]
+    w.sim.run_for(LINGER)
+    check_exchange(conns, server)
+    assert extra.agent is not None and extra.agent.metrics["sessions.created"] == 2
+    check_clean(w)
+
+
+def test_partial_deployment_gateways(dysco_program: Program) -> None:
+    """client (no agent) -> gateway g1 [chain starts] -> mb -> gateway g2 [chain ends] -> server."""
+    w = World(dysco_program, 3)
+    g1, mb, g2 = ip_int("10.0.0.2"), ip_int("10.0.0.10"), ip_int("10.0.0.99")
+    policies = compile_text(
+        "middlebox fw { instances 10.0.0.10; }\npolicy web: tcp dst port 80 -> fw, 10.0.0.99\n"
+    )
+    client = TcpStack(w.sim, ip_int(CLIENT), lambda f: None)
+    w.host("client", ip_int(CLIENT), agent=False, via=g1, app=lambda h: client)
+    client.emit = w.hosts["client"].emit
+    w.host("g1", g1, policies=policies, app=Forwarder, agentless=(ipaddress.IPv4Network("10.0.0.100/32"),))
+    w.host("mb", mb, app=Forwarder)
+    w.host("g2", g2, app=Forwarder)
+    server = TcpStack(w.sim, ip_int(SERVER), lambda f: None)
+    w.host("server", ip_int(SERVER), agent=False, via=g2, app=lambda h: server)
+    server.emit = w.hosts["server"].emit
+    server.listen(80, respond)
+    conns = [client.connect(ip_int(SERVER), 80, request(i)) for i in range(3)]
+    w.sim.run_for(LINGER)
+    check_exchange(conns, server)
+    for name in ("g1", "mb", "g2"):
+        agent = w.hosts[name].agent
+        assert agent is not None and agent.metrics["sessions.created"] == 3, name
+    check_clean(w)
+
+
+# The softswitch rebuilds an exact table's index on every write (O(entries) per write), so the
+# number of sessions costs quadratic time here; 1,000 keeps `make test` fast, the slow run does 4,000.
+@pytest.mark.parametrize("n", [1000, pytest.param(4000, marks=pytest.mark.slow)])
+def test_thousands_of_concurrent_sessions(dysco_program: Program, n: int) -> None:
+    w, client, server = chain_world(dysco_program, 1, seed=7)
+    w.net.faults = Faults(delay=2 * MS, jitter=1 * MS)
+    conns = [client.connect(ip_int(SERVER), 80, request(i)) for i in range(n)]
+    w.sim.run_for(SECOND // 2)
+    agent = w.hosts["mb0"].agent
+    assert agent is not None and len(agent.sessions) == n  # all alive at once
+    w.sim.run_for(LINGER)
+    check_exchange(conns, server)
+    check_clean(w)
+
+
+def _is_syn(frame: bytes) -> bool:
+    return len(frame) > 47 and frame[47] & 0x12 == 0x02
+
+
+def test_syn_loss_and_retransmission(dysco_program: Program) -> None:
+    w, client, server = chain_world(dysco_program, 2, seed=1)
+    lost: list[bytes] = []
+
+    def drop_first_syns(frame: bytes) -> bool:
+        if _is_syn(frame) and len(lost) < 3:
+            lost.append(frame)
+            return True
+        return False
+
+    w.net.faults = Faults(drop_if=drop_first_syns)
+    conns = [client.connect(ip_int(SERVER), 80, request(i)) for i in range(1)]
+    w.sim.run_for(LINGER)
+    assert len(lost) == 3 and client.retransmits >= 3
+    check_exchange(conns, server)
+    check_clean(w)
+
+
+def test_syn_ack_loss_is_idempotent(dysco_program: Program) -> None:
+    w, client, server = chain_world(dysco_program, 1, seed=2)
+    dropped = []
+
+    def drop_syn_acks(frame: bytes) -> bool:
+        if len(frame) > 47 and frame[47] & 0x12 == 0x12 and len(dropped) < 2:
+            dropped.append(frame)
+            return True
+        return False
+
+    w.net.faults = Faults(drop_if=drop_syn_acks)
+    conns = [client.connect(ip_int(SERVER), 80, request(0))]
+    w.sim.run_for(LINGER)
+    assert len(dropped) == 2
+    check_exchange(conns, server)
+    mb = w.hosts["mb0"].agent
+    assert mb is not None and mb.metrics["syn.retransmitted"] >= 2
+    check_clean(w)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_faulty_network(dysco_program: Program, seed: int) -> None:
+    w, client, server = chain_world(dysco_program, 2, seed=seed)
+    w.net.faults = Faults(delay=1 * MS, jitter=3 * MS, loss=0.05, duplicate=0.05)
+    conns = [client.connect(ip_int(SERVER), 80, request(i)) for i in range(20)]
+    w.sim.run_for(120 * SECOND)
+    check_exchange(conns, server)
+    check_clean(w)
+
+
+def test_deterministic_for_a_seed(dysco_program: Program) -> None:
+    def run() -> tuple[object, ...]:
+        w, client, _server = chain_world(dysco_program, 2, seed=11)
+        w.net.faults = Faults(delay=1 * MS, jitter=3 * MS, loss=0.05, duplicate=0.05)
+        conns = [client.connect(ip_int(SERVER), 80, request(i)) for i in range(10)]
+        w.sim.run_for(60 * SECOND)
+        return (w.net.stats, client.retransmits, [c.iss for c in conns], w.sim.now)
+
+    assert run() == run()
+
+
+def test_simultaneous_fins(dysco_program: Program) -> None:
+    w, client, server = chain_world(dysco_program, 1, seed=4)
+    conn = client.connect(ip_int(SERVER), 80, b"")
+    conn.want_fin = False
+    w.sim.run_for(100 * MS)
+    (srv,) = server.conns.values()
+    assert conn.established and srv.established
+    # both ends close at the same moment: the FINs cross in the chain
+    srv.respond = None
+    conn.want_fin = srv.want_fin = True
+    conn.pump()
+    srv.pump()
+    w.sim.run_for(LINGER)
+    assert conn.done and srv.done
+    check_clean(w)
+
+
+def test_idle_timeout_removes_a_silent_session(dysco_program: Program) -> None:
+    w, client, _server = chain_world(dysco_program, 1, idle_timeout=5 * SECOND)
+    conn = client.connect(ip_int(SERVER), 80, b"")
+    conn.want_fin = False  # the client never closes
+    w.sim.run_for(100 * MS)
+    assert all(h.agent is not None and len(h.agent.sessions) == 1 for h in w.hosts.values())
+    w.sim.run_for(LINGER)
+    assert all(h.agent is not None and h.agent.metrics["sessions.idle"] == 1 for h in w.hosts.values())
+    check_clean(w)
+
+
+def test_partition_during_setup_times_out_cleanly(dysco_program: Program) -> None:
+    w, client, _server = chain_world(dysco_program, 1, seed=5, idle_timeout=20 * SECOND)
+    w.net.partition(ip_int("10.0.0.10"), ip_int(SERVER))
+    conn = client.connect(ip_int(SERVER), 80, request(0))
+    w.sim.run_for(120 * SECOND)
+    assert conn.failed and not conn.established
+    left = w.hosts["client"].agent
+    assert left is not None and left.metrics["errors.setup_timeout"] >= 1
+    assert any(n.event == "setup_timeout" and n.error for n in w.hosts["client"].notes)
+    check_clean(w)
+
+
+@pytest.mark.parametrize(
+    ("payload", "kind"),
+    [
+        (b"DYSC\x01\x04\x00", "truncated"),
+        (b"DYSC\x02" + bytes(60), "unknown_version"),
+        (b"DYSC\x01\x04\x00\x28\x40" + bytes(60), "oversized"),
+        (b"DYSC\x01\x09" + bytes(60), "garbled"),
+    ],
+)
+def test_bad_payloads_are_dropped_and_counted(dysco_program: Program, payload: bytes, kind: str) -> None:
+    w, _client, _server = chain_world(dysco_program, 1)
+    mb = w.hosts["mb0"]
+    syn = pk.TcpFrame(
+        b"\2" * 6, b"\4" * 6, ip_int(CLIENT), mb.address, 1234, 80, 7, 0, pk.SYN, payload=payload
+    )
+    mb.from_net(syn.to_bytes())
+    w.sim.run_for(SECOND)
+    assert mb.agent is not None and mb.agent.metrics[f"drops.bad_payload.{kind}"] == 1
+    assert mb.app is not None and mb.app.frames == 0  # type: ignore[attr-defined]
+    check_clean(w)
+
+
+def test_full_table_fails_closed(dysco_program: Program) -> None:
+    w, client, server = chain_world(dysco_program, 1, table_size=5)
+    conns = [client.connect(ip_int(SERVER), 80, request(i)) for i in range(3)]
+    w.sim.run_for(SECOND)
+    # room for two sessions (two entries per table each); the third SYN was dropped, not sent unchained
+    assert sorted(c.done for c in conns) == [False, True, True]  # which one lost depends on timing
+    (late,) = [c for c in conns if not c.done]
+    assert (ip_int(CLIENT), late.local_port, 80) not in server.conns
+    assert any(n.event == "table_full" and n.error for n in w.hosts["client"].notes)
+    w.sim.run_for(LINGER)  # the retransmitted SYN finds room once the others are gone
+    check_exchange(conns, server)
+    check_clean(w)
