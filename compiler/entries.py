@@ -186,21 +186,30 @@ def _drop_redundant(boxes: list[Box], decisions: list[object]) -> list[int]:
     return final
 
 
-def _prune(rules: list[Rule]) -> list[Rule]:
-    """Drop redundant boxes, and "no" boxes that no later "yes" box overlaps."""
-    kept = [rules[i] for i in _drop_redundant([r.box for r in rules], [r.verdict for r in rules])]
-    if _positive(kept):
+def _keep(boxes: list[Box], decisions: list[object]) -> list[int]:
+    """Indices of the entries that still decide something, in order.
+
+    Drops redundant entries (see :func:`_drop_redundant`), then entries whose decision is
+    "no" (falsy: a "no" verdict, a bypass) that no later "yes" entry overlaps, since
+    falling through to the end gives "no" as well.
+    """
+    kept = _drop_redundant(boxes, decisions)
+    if all(decisions[i] for i in kept):
         return kept
-    out: list[Rule] = []
+    out: list[int] = []
     later_yes: list[Box] = []
-    for r in reversed(kept):
-        if r.verdict:
-            later_yes.append(r.box)
-            out.append(r)
-        elif any(r.box.intersects(b) for b in later_yes):
-            out.append(r)
+    for i in reversed(kept):
+        if decisions[i]:
+            later_yes.append(boxes[i])
+            out.append(i)
+        elif any(boxes[i].intersects(b) for b in later_yes):
+            out.append(i)
     out.reverse()
     return out
+
+
+def _prune(rules: list[Rule]) -> list[Rule]:
+    return [rules[i] for i in _keep([r.box for r in rules], [r.verdict for r in rules])]
 
 
 # ---- laying out the policies ----------------------------------------------
@@ -261,16 +270,7 @@ def _emit(
 def _pruned_drafts(drafts: list[_Draft]) -> list[_Draft]:
     """Remove entries that never decide anything, until nothing changes."""
     while True:
-        kept = [drafts[i] for i in _drop_redundant([d.box for d in drafts], [d.chain_id for d in drafts])]
-        out: list[_Draft] = []
-        later_chain: list[Box] = []
-        for d in reversed(kept):
-            if d.chain_id:
-                later_chain.append(d.box)
-                out.append(d)
-            elif any(d.box.intersects(b) for b in later_chain):
-                out.append(d)
-        out.reverse()
+        out = [drafts[i] for i in _keep([d.box for d in drafts], [d.chain_id for d in drafts])]
         if len(out) == len(drafts):
             return out
         drafts = out
