@@ -1,0 +1,98 @@
+"""The sans-IO core on its own: state machines, refused writes, bounded maps, allocation."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from dysco.errors import InternalError
+from dysco.runtime import Agent, Config, Delete, Install, Notify, Port, Reason, Send, SetTimer
+from dysco.runtime import _packet as pk
+from dysco.runtime._alloc import PortPool, PortsExhausted, Selector
+from dysco.runtime._fsm import SESSION_TRANSITIONS, Machine, SessionState, to_dot
+from dysco.runtime._types import FiveTuple, ip_int, prefixed
+from dysco.runtime._wire import SynPayload, encode
+
+ME = ip_int("10.0.0.10")
+LEFT = ip_int("10.0.0.1")
+
+
+def _dysco_syn(hops: tuple[int, ...], sport: int = 10000) -> bytes:
+    session = FiveTuple(LEFT, ip_int("10.0.0.100"), sport + 30000, 80)
+    payload = encode(SynPayload(session, hops))
+    return pk.TcpFrame(b"\2" * 6, b"\4" * 6, LEFT, ME, sport, 80, 1, 0, pk.SYN, payload=payload).to_bytes()
+
+
+def test_machine_refuses_illegal_moves_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+    m = Machine("s1", SessionState.ESTABLISHED, SESSION_TRANSITIONS, prefixed("t", "h", "core"))
+    with caplog.at_level(logging.DEBUG, logger="t"):
+        m.set(SessionState.HALF_CLOSED)
+    assert "[h|core] s1: ESTABLISHED -> HALF_CLOSED" in caplog.text
+    with pytest.raises(InternalError, match="illegal transition HALF_CLOSED -> PENDING"):
+        m.set(SessionState.PENDING)
+    assert "ESTABLISHED -> CLOSING;" in to_dot("session", SESSION_TRANSITIONS)
+
+
+def test_middle_installs_both_directions_before_the_syn_leaves() -> None:
+    a = Agent(Config(ME))
+    actions = a.packet_in(0, _dysco_syn((ME, ip_int("10.0.0.100"))), Port.NET, Reason.DYSCO_SYN)
+    kinds = [type(x) for x in actions]
+    assert kinds[:3] == [Install, Install, Send] and isinstance(actions[3], SetTimer)
+    send = actions[2]
+    assert isinstance(send, Send) and send.port is Port.HOST
+    f = pk.parse(send.frame)
+    assert f.payload == b"" and pk.find_tag(f.options) is not None
+    # a retransmission is delivered again, with no new state
+    again = a.packet_in(1, _dysco_syn((ME, ip_int("10.0.0.100"))), Port.NET, Reason.DYSCO_SYN)
+    assert [type(x) for x in again] == [Send] and len(a.sessions) == 1
+
+
+def test_refused_write_fails_the_session_closed() -> None:
+    a = Agent(Config(ME))
+    actions = a.packet_in(0, _dysco_syn((ME,)), Port.NET, Reason.DYSCO_SYN)
+    install = actions[0]
+    assert isinstance(install, Install)
+    out = a.write_failed(0, install.mapping, "RESOURCE_EXHAUSTED", "table full")
+    assert any(isinstance(x, Notify) and x.error and "RESOURCE_EXHAUSTED" in x.message for x in out)
+    assert sum(isinstance(x, Delete) for x in out) == 2
+    assert a.empty() and a.metrics["errors.write.RESOURCE_EXHAUSTED"] == 1
+
+
+def test_session_bound_fails_closed() -> None:
+    a = Agent(Config(ME, max_sessions=1))
+    a.packet_in(0, _dysco_syn((ME,), 10000), Port.NET, Reason.DYSCO_SYN)
+    out = a.packet_in(0, _dysco_syn((ME,), 10001), Port.NET, Reason.DYSCO_SYN)
+    assert [x.event for x in out if isinstance(x, Notify)] == ["table_full"]
+    assert not any(isinstance(x, Send) for x in out)
+
+
+def test_not_for_us_and_malformed_frames_are_counted() -> None:
+    a = Agent(Config(ip_int("10.0.0.11")))
+    assert a.packet_in(0, _dysco_syn((ME,)), Port.NET, Reason.DYSCO_SYN) == []
+    assert a.packet_in(0, b"\0" * 20, Port.NET, Reason.DYSCO_SYN) == []
+    assert a.metrics["drops.not_for_us"] == 1 and a.metrics["drops.malformed_frame"] == 1
+
+
+def test_ports_never_collide_and_are_reused() -> None:
+    pool = PortPool(100, 102)
+    got = [pool.allocate(1) for _ in range(3)]
+    assert sorted(got) == [100, 101, 102]
+    with pytest.raises(PortsExhausted, match="all 3 ports in use"):
+        pool.allocate(1)
+    assert pool.allocate(2) == 100  # another next hop has its own ports
+    pool.release(1, 101)
+    assert pool.allocate(1) == 101
+    with pytest.raises(ValueError, match="port range"):
+        PortPool(0, 5)
+
+
+def test_instance_selection() -> None:
+    sel = Selector()
+    inst = (1, 2, 3)
+    t = FiveTuple(1, 2, 3, 4)
+    assert [sel.pick("fw", inst, "round-robin", t) for _ in range(4)] == [1, 2, 3, 1]
+    assert len({sel.pick("fw", inst, "hash", t) for _ in range(5)}) == 1
+    sel.acquire(1)
+    sel.acquire(2)
+    assert sel.pick("fw", inst, "least-loaded", t) == 3
