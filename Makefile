@@ -34,7 +34,7 @@ typecheck: setup
 	$(BIN)/mypy
 
 unit: setup
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS)
 
 # The README's test command: lint, strict type check, then the whole suite.
 test: lint typecheck unit
@@ -48,8 +48,9 @@ bench: setup
 	$(BIN)/python -m bench.softswitch_pps
 	$(BIN)/python -m bench.dataplane_pps
 
+# Everything, slow tests included, with the hypothesis "soak" profile (many more examples).
 soak: setup
-	$(BIN)/pytest -q -m slow --hypothesis-profile=soak $(PYTEST_ARGS)
+	$(BIN)/pytest -q --hypothesis-profile=soak $(PYTEST_ARGS)
 
 lock:
 	rm -rf /tmp/dysco-lock && $(PY) -m venv /tmp/dysco-lock

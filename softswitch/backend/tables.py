@@ -70,6 +70,9 @@ class Table:
         self.needs_priority = any(k in ("ternary", "range", "optional") for k in self.kinds)
         self.lpm_index = self.kinds.index("lpm") if "lpm" in self.kinds else -1
         self.entries: dict[tuple[Any, ...], Entry] = {}
+        # all-exact tables (per-session state) keep one index updated in place: O(1) writes
+        self.exact_only = not self.needs_priority and self.lpm_index < 0
+        self._exact: dict[tuple[int, ...], Entry] = {}
         self.seq = 0
         self.const = info.const_entries is not None
         self.meter_bytes = False
@@ -195,9 +198,13 @@ class Table:
             )
         ident = self.identity(entry)
         if op == "delete":
-            if self.entries.pop(ident, None) is None:
+            gone = self.entries.pop(ident, None)
+            if gone is None:
                 raise EntryError("NOT_FOUND", f"no such entry in table {self.info.name}")
-            self.lookup = self._rebuild()
+            if self.exact_only:
+                del self._exact[self._exact_key(gone)]
+            else:
+                self.lookup = self._rebuild()
             return
         fields = self.check_match(entry)
         spec = self.check_action(entry.action)
@@ -228,7 +235,14 @@ class Table:
         if self.info.direct_meter is not None:
             e.meter = old.meter if old is not None and old.meter is not None else MeterCell()
         self.entries[ident] = e
-        self.lookup = self._rebuild()
+        if self.exact_only:
+            self._exact[self._exact_key(e)] = e
+        else:
+            self.lookup = self._rebuild()
+
+    @staticmethod
+    def _exact_key(e: Entry) -> tuple[int, ...]:
+        return tuple(f[1] for f in e.fields)
 
     def load_const(self, entries: list[ir.ConstEntryInfo]) -> None:
         for ce in entries:
@@ -322,7 +336,7 @@ class Table:
                 return default
 
             return lookup_lpm
-        exact = {tuple(f[1] for f in e.fields): e for e in self.entries.values()}
+        exact = self._exact  # the same dict writes update, so no rebuild per write
 
         def lookup_exact(key: tuple[int, ...]) -> Rec:
             e = exact.get(key)
