@@ -23,11 +23,11 @@ from dysco.p4names import (
     SESSION_OUT,
     SUBSESSION_IN,
     TEARDOWN_CLONE_SESSION,
-    Detail,
     PacketOutMode,
     Reason,
 )
 from tests.p4src.dataplane import Rewrite, checksums_ok, ip2int
+from tests.p4src.test_malformed import CASES as MALFORMED
 
 ROOT = Path(__file__).resolve().parents[1]
 M32 = 2**32
@@ -191,16 +191,17 @@ class PacketOut(SessionTest):
 
 
 class TeardownCopies(SessionTest):
-    """A FIN of a session goes on translated, and a copy as received goes to the agent."""
+    """A FIN or RST of a session goes on translated, and a copy as received goes to the agent."""
 
     def runTest(self) -> None:
         self.sw.clone_session(TEARDOWN_CLONE_SESSION, CPU_PORT)
         rw = Rewrite(*NET_SIDE, session_id=42)
         self.rewrite(SESSION_OUT, HOST_SIDE, rw)
-        fin = seg(HOST_SIDE, flags="FA", payload=b"")
-        send_packet(self, HOST_PORT, bytes(fin))
-        verify_packet(self, bytes(translated(fin, rw)), NET_PORT)
-        self.expect_packet_in(Reason.TEARDOWN, bytes(fin), session_id=42, ingress_port=HOST_PORT)
+        for flags in ("FA", "R"):
+            seg_ = seg(HOST_SIDE, flags=flags, payload=b"")
+            send_packet(self, HOST_PORT, bytes(seg_))
+            verify_packet(self, bytes(translated(seg_, rw)), NET_PORT)
+            self.expect_packet_in(Reason.TEARDOWN, bytes(seg_), session_id=42, ingress_port=HOST_PORT)
         verify_no_other_packets(self)
 
 
@@ -219,19 +220,30 @@ class PuntAllAndDrop(SessionTest):
 
 
 class Malformed(SessionTest):
-    """Bad TCP headers of a session are punted with the reason; without a session they pass untouched."""
+    """Every malformed case of the in-process suite: with a session entry it is punted with its
+    detail; without one, and for truncated headers or a bad IHL, it passes untouched."""
 
     def runTest(self) -> None:
-        good = bytes(seg(HOST_SIDE))
-        bad_offset = bytearray(good)
-        bad_offset[14 + 20 + 12] = 0x30  # data offset 3 (< 5)
-        truncated = good[: 14 + 20 + 10]
-        for frame in (bytes(bad_offset), truncated):
+        untouched = [
+            bytes(
+                Ether()
+                / IP(src=HOST_SIDE[0], dst=HOST_SIDE[1], proto=6, len=30)
+                / (b"\x9c\x40\x00\x50" + bytes(6))
+            ),
+            bytes(Ether() / IP(src=HOST_SIDE[0], dst=HOST_SIDE[1], proto=6)) + b"\x9c\x40",
+            bytes(Ether() / IP(ihl=3, src=HOST_SIDE[0], dst=HOST_SIDE[1]) / TCP(sport=40000, dport=80)),
+        ]
+        for frame in untouched + [frame for frame, _ in MALFORMED.values()]:
             send_packet(self, HOST_PORT, frame)
             verify_packet(self, frame, NET_PORT)
         self.rewrite(SESSION_OUT, HOST_SIDE, TO_NET)
-        send_packet(self, HOST_PORT, bytes(bad_offset))
-        self.expect_packet_in(Reason.UNSUPPORTED, bytes(bad_offset), detail=int(Detail.BAD_LENGTH))
+        for name, (frame, detail) in MALFORMED.items():
+            send_packet(self, HOST_PORT, frame)
+            got = self.expect_packet_in(Reason.UNSUPPORTED, frame)
+            self.assertEqual(got.get("detail"), int(detail), name)
+        for frame in untouched:
+            send_packet(self, HOST_PORT, frame)
+            verify_packet(self, frame, NET_PORT)
         verify_no_other_packets(self)
 
 
