@@ -1,0 +1,220 @@
+"""``dysco agent`` (the host agent on a P4Runtime target) and ``dysco ctl`` (its management API)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+from dysco import p4names
+from dysco.errors import UserError
+from dysco.runtime._mgmt import DEFAULT_SOCKET, ManagementServer, request
+
+READY_LINE = "dysco agent: ready ({name}, P4Runtime {p4runtime}, management {mgmt})"
+
+_AGENT_EPILOG = """\
+example:
+  dysco switch --no-p4 -i 1@nic-host -i 2@nic-net -- --cpu-port 255 --grpc-server-addr 127.0.0.1:9559
+  dysco agent --p4runtime 127.0.0.1:9559 --address 10.0.1.2 --policies examples/chain.dysco \\
+      --p4 p4src/dysco.p4 --mgmt /tmp/dysco-client.sock
+
+The agent pushes the pipeline (--p4, or --p4info with --device-config for bmv2), writes the
+classifier compiled from --policies, and serves until SIGINT or SIGTERM.  Once it is primary
+and the classifier is written it prints one line starting with "dysco agent: ready".
+See docs/operations.md.
+"""
+
+_CTL_EPILOG = """\
+example:
+  dysco ctl status --mgmt /tmp/dysco-client.sock
+  dysco ctl sessions --mgmt /tmp/dysco-client.sock --json
+"""
+
+
+def register(subparsers: Any) -> None:
+    a: argparse.ArgumentParser = subparsers.add_parser(
+        "agent",
+        help="run the Dysco host agent on a P4Runtime target",
+        description="Run the Dysco agent: sets up service chains for the sessions the NIC punts, "
+        "keeps the NIC's session tables and tears sessions down.",
+        epilog=_AGENT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    a.add_argument(
+        "--p4runtime", default="127.0.0.1:9559", metavar="ADDR", help="the target's P4Runtime server"
+    )
+    a.add_argument("--device-id", type=int, default=0, help="P4Runtime device id (default 0)")
+    a.add_argument("--election-id", type=int, default=1, help="P4Runtime election id (default 1)")
+    a.add_argument("--address", required=True, metavar="IP", help="this host's IPv4 address")
+    a.add_argument("--name", help="name in logs and status (default: the address)")
+    a.add_argument("--policies", metavar="FILE", help="policy file (docs/policy-language.md)")
+    a.add_argument(
+        "--p4", metavar="FILE", help="the data-plane program for `dysco switch`, e.g. p4src/dysco.p4"
+    )
+    a.add_argument("--p4info", metavar="FILE", help="P4Info (.txt or .bin), with --device-config")
+    a.add_argument("--device-config", metavar="FILE", help="the target's device config (bmv2: p4c's JSON)")
+    a.add_argument(
+        "--control-port",
+        type=int,
+        default=p4names.CONTROL_UDP_PORT,
+        help=f"UDP port of Dysco control messages (default {p4names.CONTROL_UDP_PORT})",
+    )
+    a.add_argument(
+        "--mgmt", default=DEFAULT_SOCKET, metavar="SOCKET", help=f"management socket ({DEFAULT_SOCKET})"
+    )
+    a.add_argument(
+        "--idle-timeout", type=float, default=300.0, metavar="SECONDS", help="session idle timeout"
+    )
+    a.add_argument("--linger", type=float, default=2.0, metavar="SECONDS", help="state kept after both FINs")
+    a.set_defaults(handler=agent_main)
+
+    c: argparse.ArgumentParser = subparsers.add_parser(
+        "ctl",
+        help="ask a running agent (status, sessions)",
+        description="Query a running `dysco agent` over its management socket.",
+        epilog=_CTL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    c.add_argument("what", choices=("status", "sessions"))
+    c.add_argument(
+        "--mgmt", default=DEFAULT_SOCKET, metavar="SOCKET", help=f"management socket ({DEFAULT_SOCKET})"
+    )
+    c.add_argument("--json", action="store_true", help="print the answer as JSON")
+    c.set_defaults(handler=ctl_main)
+
+
+# ---- dysco agent -------------------------------------------------------------------------------
+
+
+def _pipeline(args: argparse.Namespace) -> Any:
+    from google.protobuf import text_format
+    from p4.config.v1 import p4info_pb2
+
+    from dysco.runtime.p4rt import Pipeline
+
+    if args.p4 and (args.p4info or args.device_config):
+        raise UserError("give either --p4 or --p4info with --device-config, not both")
+    if args.p4:
+        from dysco.softswitch import load_program
+
+        path = Path(args.p4)
+        if not path.is_file():
+            raise UserError(f"{path}: no such file")
+        program = load_program(str(path))
+        return Pipeline(program.p4info, program.device_config())
+    if not (args.p4info and args.device_config):
+        raise UserError("the data-plane program is missing: give --p4 FILE or --p4info and --device-config")
+    info = p4info_pb2.P4Info()
+    p4info = Path(args.p4info)
+    try:
+        if p4info.suffix == ".bin":
+            info.ParseFromString(p4info.read_bytes())
+        else:
+            text_format.Parse(p4info.read_text(), info, allow_unknown_field=True)
+        config = Path(args.device_config).read_bytes()
+    except OSError as exc:
+        raise UserError(f"{exc.filename}: {exc.strerror}") from None
+    except text_format.ParseError as exc:
+        raise UserError(f"{p4info}: not a P4Info text file: {exc}") from None
+    return Pipeline(info, config)
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    from dysco.compiler import compile_text
+    from dysco.runtime._core import SECOND, Config
+    from dysco.runtime._types import ip_int
+    from dysco.runtime.p4rt import Settings
+
+    try:
+        address = ip_int(args.address)
+    except ipaddress.AddressValueError:
+        raise UserError(f"--address {args.address!r}: not an IPv4 address") from None
+    policies = None
+    if args.policies:
+        try:
+            text = Path(args.policies).read_text()
+        except OSError as exc:
+            raise UserError(f"{args.policies}: {exc.strerror}") from None
+        policies = compile_text(text, args.policies)
+    config = Config(
+        address=address,
+        name=args.name or args.address,
+        idle_timeout=int(args.idle_timeout * SECOND),
+        linger=int(args.linger * SECOND),
+    )
+    return Settings(
+        p4runtime=args.p4runtime,
+        config=config,
+        pipeline=_pipeline(args),
+        policies=policies,
+        device_id=args.device_id,
+        election_id=args.election_id,
+        control_port=args.control_port,
+        policies_file=args.policies or "",
+    )
+
+
+async def serve(settings: Any, mgmt: str) -> None:
+    """Run the agent and its management socket until SIGINT or SIGTERM."""
+    from dysco.runtime.p4rt import AgentService
+
+    service = AgentService(settings)
+    server = ManagementServer(mgmt, {"status": service.status, "sessions": service.sessions})
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    try:
+        async with asyncio.TaskGroup() as tg:
+            run = tg.create_task(service.run(), name=f"{settings.config.name}-service")
+
+            async def announce() -> None:
+                await service.ready.wait()
+                name, p4rt = settings.config.name, settings.p4runtime
+                print(READY_LINE.format(name=name, p4runtime=p4rt, mgmt=mgmt), flush=True)
+
+            ready = tg.create_task(announce(), name=f"{settings.config.name}-announce")
+            await stop.wait()
+            run.cancel()
+            ready.cancel()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await server.close()
+
+
+def agent_main(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    asyncio.run(serve(settings, args.mgmt))
+    return 0
+
+
+# ---- dysco ctl ---------------------------------------------------------------------------------
+
+
+def ctl_main(args: argparse.Namespace) -> int:
+    result = request(args.mgmt, args.what)
+    if args.json or args.what == "status":
+        print(json.dumps(result, indent=2, sort_keys=True))
+        return 0
+    assert isinstance(result, list)
+    print(f"{'ID':>6} {'STATE':<12} {'ROLE':<7} {'AGE_S':>8}  FIVE-TUPLE / CHAIN / SUBSESSIONS")
+    for s in result:
+        t = s["five_tuple"]
+        print(
+            f"{s['id']:>6} {s['state']:<12} {s['role']:<7} {s['age_s']:>8}  "
+            f"{t['src']}:{t['sport']} -> {t['dst']}:{t['dport']}"
+        )
+        print(f"{'':>36}chain {' '.join(s['chain']) or '-'}")
+        for sub in s["subsessions"]:
+            u = sub["five_tuple"]
+            print(
+                f"{'':>36}{sub['side']:<5} {u['src']}:{u['sport']} -> {u['dst']}:{u['dport']} {sub['state']}"
+            )
+    print(f"{len(result)} sessions")
+    return 0

@@ -1,0 +1,13 @@
+"""The agent on a P4Runtime target (asyncio + grpc.aio).
+
+Public surface::
+
+    AgentService, Settings     the core driven by one P4Runtime connection (reconnects)
+    Connection, Pipeline       the P4Runtime client: arbitration, pipeline, batched writes, stream
+    UpdateError, NotPrimary
+"""
+
+from dysco.runtime.p4rt._client import Connection, NotPrimary, Pipeline, UpdateError
+from dysco.runtime.p4rt._service import AgentService, Settings
+
+__all__ = ["AgentService", "Connection", "NotPrimary", "Pipeline", "Settings", "UpdateError"]

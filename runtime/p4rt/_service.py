@@ -1,0 +1,361 @@
+"""The agent on a P4Runtime target: the sans-IO core driven by one connection, its timers and a
+reconnect loop.
+
+Tasks (all named, owned by :meth:`AgentService.run` through one ``TaskGroup`` per connection, so a
+failing task cancels its siblings and the connection is made again after a throttled backoff):
+
+* ``stream``: stream messages -> events (packet-in, idle-timeout notifications);
+* ``worker``: takes the queued events in order, feeds them to the core in batches and carries out
+  the actions: all table writes of a batch in as few ``Write`` RPCs as possible (CONTINUE_ON_ERROR),
+  then the packet-outs of the events whose writes all succeeded.
+
+Timers use the event loop's clock (``loop.time()`` in ns).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import grpc
+from p4.v1 import p4runtime_pb2
+
+from dysco import p4names
+from dysco.compiler import Compiled
+from dysco.errors import DyscoError, PeerError
+from dysco.runtime._core import Agent, Config
+from dysco.runtime._events import Action, Delete, Install, Mapping, Modify, Notify, Send, SetTimer, Table
+from dysco.runtime._nic import Nic, PacketIn
+from dysco.runtime._types import FiveTuple, prefixed
+from dysco.runtime.p4rt._client import (
+    Connection,
+    Op,
+    Pipeline,
+    UpdateError,
+    clone_session_to_proto,
+    entry_from_proto,
+)
+
+BATCH_LIMIT = 256
+"""Events the worker feeds to the core before it writes and sends."""
+BACKOFF_MIN_S = 0.1
+BACKOFF_MAX_S = 5.0
+STABLE_S = 10.0
+"""A connection that lived this long resets the backoff."""
+
+Event = Callable[[int], list[Action]]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    p4runtime: str
+    config: Config
+    pipeline: Pipeline
+    policies: Compiled | None = None
+    device_id: int = 0
+    election_id: int = 1
+    control_port: int = p4names.CONTROL_UDP_PORT
+    policies_file: str = ""
+
+
+class AgentService:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.log = prefixed(__name__, settings.config.name, "p4rt")
+        self.nic = Nic(settings.pipeline.p4info)
+        self.nic.check()
+        self.agent = self._new_core()
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.errors: collections.deque[dict[str, object]] = collections.deque(maxlen=20)
+        self.connected = False
+        self.ready = asyncio.Event()
+        """Set once the first connection is primary, the pipeline is in and the classifier written."""
+        self._conn: Connection | None = None
+        self._progress = asyncio.Condition()
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._timer: asyncio.TimerHandle | None = None
+        self._in_meta: dict[int, str] = {}
+        self._out_meta: dict[str, int] = {}
+        for cpm in settings.pipeline.p4info.controller_packet_metadata:
+            if cpm.preamble.name == "packet_in":
+                self._in_meta = {m.id: m.name for m in cpm.metadata}
+            elif cpm.preamble.name == "packet_out":
+                self._out_meta = {m.name: m.id for m in cpm.metadata}
+
+    def _new_core(self) -> Agent:
+        s = self.settings
+        sizes = self.nic.table_sizes.values()
+        config = s.config if min(sizes) >= s.config.table_size else _with_table_size(s.config, min(sizes))
+        return Agent(config, s.policies.chains.values() if s.policies is not None else ())
+
+    def now(self) -> int:
+        return int(asyncio.get_running_loop().time() * 1e9)
+
+    # ---- the connection loop --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve until cancelled; reconnects with exponential backoff when the target goes away."""
+        backoff = BACKOFF_MIN_S
+        first = True
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                started = loop.time()
+                try:
+                    await self._connected(first)
+                except* (DyscoError, OSError, TimeoutError, grpc.aio.AioRpcError) as group:
+                    self.counters["reconnects"] += 1
+                    for exc in group.exceptions:
+                        self._error("connection", f"{type(exc).__name__}: {exc}")
+                        self.log.warning("connection to %s lost: %s", self.settings.p4runtime, exc)
+                finally:
+                    self.connected = False
+                    self._conn = None
+                await self._lost()
+                if self.ready.is_set():
+                    first = False
+                if loop.time() - started > STABLE_S:
+                    backoff = BACKOFF_MIN_S
+                self.log.info("reconnecting in %.1fs", backoff)
+                await asyncio.sleep(backoff)  # throttles restarts, not a synchronisation
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+
+    async def _connected(self, first: bool) -> None:
+        s = self.settings
+        async with Connection(s.p4runtime, s.device_id, s.election_id, self.log) as conn:
+            if first:
+                await conn.ensure_pipeline(s.pipeline)  # a new agent starts from empty tables
+            elif await conn.ensure_pipeline(s.pipeline):
+                n = len(self.agent.sessions)
+                self.log.warning("the target lost its pipeline: %d sessions forgotten", n)
+                self.counters["sessions.lost"] += n
+                self.agent = self._new_core()
+            await self._static_entries(conn)
+            self._conn = conn
+            self.connected = True
+            self.ready.set()
+            async with self._progress:
+                self._progress.notify_all()
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._stream(conn), name=f"{s.config.name}-stream")
+                tg.create_task(self._worker(conn), name=f"{s.config.name}-worker")
+
+    async def _static_entries(self, conn: Connection) -> None:
+        """The classifier and the teardown clone session; existing ones are overwritten."""
+        entries = self.nic.classifier_entries(
+            self.settings.policies.entries if self.settings.policies else ()
+        )
+        updates = [conn.table_update("insert", e) for e in entries]
+        updates.append(
+            conn.entity_update("insert", clone_session_to_proto(self.nic.teardown_clone_session()))
+        )
+        results = await conn.write(updates)
+        again = [
+            u for u, r in zip(updates, results, strict=True) if r is not None and r.code == "ALREADY_EXISTS"
+        ]
+        for u in again:
+            u.type = p4runtime_pb2.Update.MODIFY
+        bad = [r for r in await conn.write(again) if r is not None]
+        bad += [r for r in results if r is not None and r.code != "ALREADY_EXISTS"]
+        if bad:
+            raise PeerError(f"writing the classifier failed: {bad[0].code} {bad[0].message}")
+
+    # ---- stream -> events -------------------------------------------------------------------------
+
+    async def _stream(self, conn: Connection) -> None:
+        async for msg in conn.messages():
+            kind = msg.WhichOneof("update")
+            if kind == "packet":
+                self.counters["packet_in"] += 1
+                fields = {
+                    self._in_meta.get(m.metadata_id, ""): int.from_bytes(m.value, "big")
+                    for m in msg.packet.metadata
+                }
+                p = self.nic.packet_in_fields(fields, msg.packet.payload)
+                if p.port is None:
+                    self.counters["drops.packet_in_port"] += 1
+                    continue
+                self._events.put_nowait(functools.partial(self._packet_in, p))
+            elif kind == "idle_timeout_notification":
+                for te in msg.idle_timeout_notification.table_entry:
+                    self.counters["idle_notifications"] += 1
+                    key = self.nic.mapping_key(entry_from_proto(te))
+                    if key is not None:
+                        self._events.put_nowait(functools.partial(self._idle, *key))
+            elif kind == "error":
+                self.counters["stream_errors"] += 1
+                self._error("stream", msg.error.message)
+            elif kind == "arbitration" and msg.arbitration.status.code != 0:
+                raise PeerError(f"lost primary: {msg.arbitration.status.message}")
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        self._events.put_nowait(self._timer_event)
+
+    # the events: each calls the current core (a new one after the target lost its pipeline)
+
+    def _packet_in(self, p: PacketIn, now: int) -> list[Action]:
+        assert p.port is not None
+        return self.agent.packet_in(now, p.frame, p.port, p.reason, p.policy_id, p.session_id)
+
+    def _idle(self, table: Table, key: FiveTuple, now: int) -> list[Action]:
+        return self.agent.idle_timeout(now, table, key)
+
+    def _timer_event(self, now: int) -> list[Action]:
+        return self.agent.timer(now)
+
+    # ---- events -> actions --------------------------------------------------------------------
+
+    async def _worker(self, conn: Connection) -> None:
+        while True:
+            batch = [await self._events.get()]
+            while len(batch) < BATCH_LIMIT and not self._events.empty():
+                batch.append(self._events.get_nowait())
+            now = self.now()
+            await self._execute(conn, [event(now) for event in batch])
+            async with self._progress:
+                self._progress.notify_all()
+
+    async def _execute(self, conn: Connection, calls: list[list[Action]]) -> None:
+        """Carry out the actions of several core calls: writes first (batched), then packet-outs of
+        the calls none of whose writes failed.  Refused writes go back to the core."""
+        while calls:
+            writes: list[tuple[Op, Mapping, int]] = []
+            sends: list[tuple[Send, int]] = []
+            for i, actions in enumerate(calls):
+                for a in actions:
+                    if isinstance(a, Install):
+                        writes.append(("insert", a.mapping, i))
+                    elif isinstance(a, Modify):
+                        writes.append(("modify", a.mapping, i))
+                    elif isinstance(a, Delete):
+                        writes.append(("delete", a.mapping, i))
+                    elif isinstance(a, Send):
+                        sends.append((a, i))
+                    elif isinstance(a, SetTimer):
+                        self._set_timer(a.at)
+                    elif isinstance(a, Notify):
+                        self._notify(a)
+            failed, more = await self._write(conn, writes)
+            for send, i in sends:
+                if i in failed:
+                    self.counters["drops.write_failed"] += 1
+                    continue
+                meta = self.nic.packet_out_metadata(send.port)
+                conn.packet_out(send.frame, {self._out_meta[k]: v for k, v in meta.items()})
+                self.counters["packet_out"] += 1
+            calls = more
+
+    async def _write(
+        self, conn: Connection, writes: list[tuple[Op, Mapping, int]]
+    ) -> tuple[set[int], list[list[Action]]]:
+        failed: set[int] = set()
+        more: list[list[Action]] = []
+        idle = self.agent.config.idle_timeout
+        start = 0
+        while start < len(writes):
+            # one Write per run of updates that touch distinct entries (a server may reorder a batch)
+            seen: set[tuple[object, FiveTuple]] = set()
+            end = start
+            while end < len(writes) and (writes[end][1].table, writes[end][1].key) not in seen:
+                seen.add((writes[end][1].table, writes[end][1].key))
+                end += 1
+            chunk = writes[start:end]
+            updates = [
+                conn.table_update(op, self.nic.entry(m, idle if op != "delete" else 0)) for op, m, _ in chunk
+            ]
+            self.counters["writes"] += 1
+            self.counters["updates"] += len(updates)
+            results = await conn.write(updates)
+            for (op, m, i), r in zip(chunk, results, strict=True):
+                if r is not None:
+                    more.extend(self._refused(op, m, i, r, failed))
+            start = end
+        return failed, more
+
+    def _refused(self, op: Op, m: Mapping, i: int, r: UpdateError, failed: set[int]) -> list[list[Action]]:
+        if op == "delete" and r.code == "NOT_FOUND":
+            return []  # gone already (e.g. idle-timed out on the target)
+        self.counters[f"errors.write.{r.code}"] += 1
+        if op == "delete":
+            self._error("write", f"delete {m.table.value} {m.key}: {r.code} {r.message}")
+            return []
+        failed.add(i)
+        return [self.agent.write_failed(self.now(), m, r.code, r.message)]
+
+    def _set_timer(self, at: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(at / 1e9, self._timer_fired)
+
+    def _notify(self, n: Notify) -> None:
+        self.counters[f"notify.{n.event}"] += 1
+        if n.error:
+            self._error(n.event, n.message)
+            self.log.warning("%s: %s", n.event, n.message)
+        else:
+            self.log.debug("%s: %s", n.event, n.message)
+
+    def _error(self, kind: str, message: str) -> None:
+        self.errors.append({"kind": kind, "message": message, "at": round(self.now() / 1e9, 3)})
+
+    @property
+    def connection(self) -> Connection | None:
+        """The live connection (None while reconnecting)."""
+        return self._conn
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
+        """Wait until ``predicate()`` holds after a batch of events or a (re)connection (tests,
+        tools); raises TimeoutError."""
+        async with asyncio.timeout(timeout), self._progress:
+            await self._progress.wait_for(predicate)
+
+    async def _lost(self) -> None:
+        async with self._progress:
+            self._progress.notify_all()
+
+    # ---- management -----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, object]:
+        s = self.settings
+        now = self.now()
+        core = self.agent.status(now)
+        entries: Any = core["entries"]
+        return {
+            "config": {
+                "name": s.config.name,
+                "address": core["address"],
+                "p4runtime": s.p4runtime,
+                "device_id": s.device_id,
+                "election_id": s.election_id,
+                "control_port": s.control_port,
+                "policies": s.policies_file,
+                "chains": core["chains"],
+                "pipeline_cookie": f"{s.pipeline.cookie:#x}",
+            },
+            "connected": self.connected,
+            "sessions": core["sessions"],
+            "states": core["states"],
+            "tables": {
+                t.value: {"entries": entries[t.value], "size": self.nic.table_sizes[t]}
+                for t in self.nic.table_sizes
+            },
+            "ports_in_use": core["ports_in_use"],
+            "core": core["metrics"],
+            "adapter": dict(sorted(self.counters.items())),
+            "errors": list(self.errors),
+        }
+
+    def sessions(self) -> list[dict[str, object]]:
+        return self.agent.session_list(self.now())
+
+
+def _with_table_size(config: Config, size: int) -> Config:
+    return replace(config, table_size=size)

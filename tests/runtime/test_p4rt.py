@@ -1,0 +1,174 @@
+"""The P4Runtime adapter against a real ``dysco switch`` process on 127.0.0.1 (no root needed).
+
+The switch has no interfaces: the test injects the host's SYN with a packet-out in PIPELINE mode
+as if it came in on the HOST port; the classifier punts it to the agent, which installs both
+directions over gRPC and sends the SYN with its Dysco payload on (the switch drops it: no port).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from p4.v1 import p4runtime_pb2
+
+from dysco import p4names
+from dysco.compiler import compile_text
+from dysco.runtime import _packet as pk
+from dysco.runtime._core import Config
+from dysco.runtime._events import Mapping, Table
+from dysco.runtime._types import FiveTuple, ip_int
+from dysco.runtime.p4rt import AgentService, Pipeline, Settings
+from dysco.runtime.testbed import SwitchProcess
+from dysco.softswitch.api import Program
+
+WAIT_S = 20.0
+POLICY = "middlebox fw { instances 10.0.2.2; }\npolicy web: tcp dst port 80 -> fw\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def switch(tmp_path: Path) -> Iterator[SwitchProcess]:
+    with SwitchProcess(f"127.0.0.1:{free_port()}", log=tmp_path / "switch.log") as sw:
+        yield sw
+
+
+def settings(program: Program, address: str) -> Settings:
+    return Settings(
+        p4runtime=address,
+        config=Config(address=ip_int("10.0.1.2"), name="client"),
+        pipeline=Pipeline(program.p4info, program.device_config()),
+        policies=compile_text(POLICY),
+    )
+
+
+def syn(sport: int = 40000) -> bytes:
+    f = pk.TcpFrame(
+        b"\x02\x00\x00\x00\x00\x02", b"\x02\x00\x00\x00\x00\x01", ip_int("10.0.1.2"), ip_int("10.0.3.2"),
+        sport, 80, 1000, 0, pk.SYN,
+    )  # fmt: skip
+    return f.to_bytes()
+
+
+def from_host(service: AgentService, frame: bytes) -> None:
+    """The frame enters the NIC's pipeline on the HOST port."""
+    conn = service.connection
+    assert conn is not None
+    out = {m.name: m.id for m in _packet_out_meta(service)}
+    conn.packet_out(frame, {out["port"]: p4names.HOST_PORT, out["mode"]: int(p4names.PacketOutMode.PIPELINE)})
+
+
+def _packet_out_meta(service: AgentService) -> list[p4runtime_pb2.PacketMetadata]:
+    cpm = next(
+        c
+        for c in service.settings.pipeline.p4info.controller_packet_metadata
+        if c.preamble.name == "packet_out"
+    )
+    return list(cpm.metadata)
+
+
+async def _running(service: AgentService) -> asyncio.Task[None]:
+    task = asyncio.create_task(service.run(), name="test-agent")
+    await asyncio.wait_for(service.ready.wait(), WAIT_S)
+    return task
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def test_session_set_up_over_grpc(dysco_program: Program, switch: SwitchProcess) -> None:
+    async def main() -> None:
+        service = AgentService(settings(dysco_program, switch.address))
+        task = await _running(service)
+        try:
+            from_host(service, syn())
+            await service.wait_until(lambda: service.counters["packet_out"] >= 1, WAIT_S)
+            [row] = service.sessions()
+            assert row["five_tuple"] == {
+                "src": "10.0.1.2",
+                "dst": "10.0.3.2",
+                "sport": 40000,
+                "dport": 80,
+                "proto": 6,
+            }
+            assert row["chain"] == ["10.0.2.2", "10.0.3.2"]
+            status = service.status()
+            assert status["tables"] == {
+                "session_out": {
+                    "entries": 1,
+                    "size": service.nic.table_sizes[next(iter(service.nic.table_sizes))],
+                },
+                "subsession_in": {
+                    "entries": 1,
+                    "size": service.nic.table_sizes[list(service.nic.table_sizes)[1]],
+                },
+            }
+            assert status["adapter"]["updates"] >= 2  # type: ignore[index]
+            # the retransmitted SYN is sent again without new entries
+            from_host(service, syn())
+            await service.wait_until(lambda: service.counters["packet_out"] >= 2, WAIT_S)
+            assert service.agent.metrics["syn.retransmitted"] == 1
+            assert not service.errors
+        finally:
+            await _stop(task)
+
+    asyncio.run(main())
+
+
+def test_refused_write_fails_the_session_closed(dysco_program: Program, switch: SwitchProcess) -> None:
+    """An entry the target refuses (here: one exists already) fails the session closed: its SYN
+    never leaves and no state is left in the core."""
+
+    async def main() -> None:
+        service = AgentService(settings(dysco_program, switch.address))
+        task = await _running(service)
+        try:
+            conn = service.connection
+            assert conn is not None
+            # the return direction of the first subsession the agent will open (its first port)
+            back = FiveTuple(ip_int("10.0.2.2"), ip_int("10.0.1.2"), 80, service.agent.config.port_low)
+            squatter = service.nic.entry(Mapping(Table.IN, back, back, 7))
+            assert await conn.write([conn.table_update("insert", squatter)]) == [None]
+            from_host(service, syn())
+            await service.wait_until(lambda: service.counters["drops.write_failed"] >= 1, WAIT_S)
+            assert service.counters["packet_out"] == 0
+            assert service.counters["errors.write.ALREADY_EXISTS"] == 1
+            assert service.agent.empty()
+            assert [e["kind"] for e in service.errors][:1] == ["write_failed"]
+        finally:
+            await _stop(task)
+
+    asyncio.run(main())
+
+
+def test_reconnects_after_the_target_restarts(dysco_program: Program, tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"
+
+    async def main() -> None:
+        with SwitchProcess(address, log=tmp_path / "first.log") as first:
+            service = AgentService(settings(dysco_program, first.address))
+            task = await _running(service)
+        try:
+            await service.wait_until(lambda: not service.connected, WAIT_S)
+            assert service.counters["reconnects"] >= 1
+            with SwitchProcess(address, log=tmp_path / "second.log"):
+                await service.wait_until(lambda: service.connected, WAIT_S)
+                from_host(service, syn())  # the new target got the pipeline and the classifier again
+                await service.wait_until(lambda: service.counters["packet_out"] >= 1, WAIT_S)
+                assert len(service.sessions()) == 1
+        finally:
+            await _stop(task)
+
+    asyncio.run(main())
