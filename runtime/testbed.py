@@ -166,6 +166,7 @@ class Process:
         self.log_path = log
         self.ready = ready
         self.lines: queue.Queue[str] = queue.Queue()
+        self.ready_line = ""
         self.proc: subprocess.Popen[str] | None = None
         self._log: IO[str] | None = None
         self._thread: threading.Thread | None = None
@@ -173,7 +174,12 @@ class Process:
     def __enter__(self) -> Process:
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(
-            self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+            self.argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
         )
         assert self.proc.stdout is not None
         self._thread = threading.Thread(
@@ -184,7 +190,7 @@ class Process:
         )
         self._thread.start()
         try:
-            self.wait_for(self.ready, START_S)
+            self.ready_line = self.wait_for(self.ready, START_S)
         except BaseException:
             self.__exit__()
             raise
@@ -202,7 +208,14 @@ class Process:
                 f"{' '.join(self.argv[:3])}: no line with {text!r} in {timeout}s; see {self.log_path}"
             ) from None
 
+    def send_line(self, line: str) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
     def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.stdin is not None:
+            self.proc.stdin.close()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -234,6 +247,8 @@ class SwitchProcess(Process):
 @dataclass
 class Testbed:
     """The plan carried out: network, switches and agents; everything goes again on exit."""
+
+    __test__ = False  # not a pytest class
 
     plan: Plan
     logs: Path

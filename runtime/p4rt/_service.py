@@ -301,7 +301,7 @@ class AgentService:
             self._error(n.event, n.message)
             self.log.warning("%s: %s", n.event, n.message)
         else:
-            self.log.debug("%s: %s", n.event, n.message)
+            self.log.info("%s: %s", n.event, n.message)
 
     def _error(self, kind: str, message: str) -> None:
         self.errors.append({"kind": kind, "message": message, "at": round(self.now() / 1e9, 3)})
