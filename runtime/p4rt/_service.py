@@ -76,7 +76,10 @@ class AgentService:
         """Set once the first connection is primary, the pipeline is in and the classifier written."""
         self._conn: Connection | None = None
         self._progress = asyncio.Condition()
-        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._events: asyncio.Queue[tuple[Event, int]] = asyncio.Queue()
+        self.setup_latencies: list[int] | None = None
+        """When a list, the worker appends for every packet-out the ns from the arrival of the
+        event that caused it (a packet-in) to the packet-out, table writes included."""
         self._timer: asyncio.TimerHandle | None = None
         self._in_meta: dict[int, str] = {}
         self._out_meta: dict[str, int] = {}
@@ -182,13 +185,13 @@ class AgentService:
                 if p.port is None:
                     self.counters["drops.packet_in_port"] += 1
                     continue
-                self._events.put_nowait(functools.partial(self._packet_in, p))
+                self._events.put_nowait((functools.partial(self._packet_in, p), self.now()))
             elif kind == "idle_timeout_notification":
                 for te in msg.idle_timeout_notification.table_entry:
                     self.counters["idle_notifications"] += 1
                     key = self.nic.mapping_key(entry_from_proto(te))
                     if key is not None:
-                        self._events.put_nowait(functools.partial(self._idle, *key))
+                        self._events.put_nowait((functools.partial(self._idle, *key), self.now()))
             elif kind == "error":
                 self.counters["stream_errors"] += 1
                 self._error("stream", msg.error.message)
@@ -197,7 +200,7 @@ class AgentService:
 
     def _timer_fired(self) -> None:
         self._timer = None
-        self._events.put_nowait(self._timer_event)
+        self._events.put_nowait((self._timer_event, self.now()))
 
     # the events: each calls the current core (a new one after the target lost its pipeline)
 
@@ -219,11 +222,11 @@ class AgentService:
             while len(batch) < BATCH_LIMIT and not self._events.empty():
                 batch.append(self._events.get_nowait())
             now = self.now()
-            await self._execute(conn, [event(now) for event in batch])
+            await self._execute(conn, [event(now) for event, _ in batch], [t for _, t in batch])
             async with self._progress:
                 self._progress.notify_all()
 
-    async def _execute(self, conn: Connection, calls: list[list[Action]]) -> None:
+    async def _execute(self, conn: Connection, calls: list[list[Action]], arrived: list[int]) -> None:
         """Carry out the actions of several core calls: writes first (batched), then packet-outs of
         the calls none of whose writes failed.  Refused writes go back to the core."""
         while calls:
@@ -251,7 +254,9 @@ class AgentService:
                 meta = self.nic.packet_out_metadata(send.port)
                 conn.packet_out(send.frame, {self._out_meta[k]: v for k, v in meta.items()})
                 self.counters["packet_out"] += 1
-            calls = more
+                if self.setup_latencies is not None and i < len(arrived):
+                    self.setup_latencies.append(self.now() - arrived[i])
+            calls, arrived = more, []
 
     async def _write(
         self, conn: Connection, writes: list[tuple[Op, Mapping, int]]

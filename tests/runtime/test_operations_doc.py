@@ -1,0 +1,17 @@
+"""docs/operations.md shows the commands the real-process test runs (both come from testbed.Plan)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dysco.runtime.testbed import Plan
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+
+
+def test_operations_doc_matches_the_plan() -> None:
+    text = DOC.read_text()
+    block = text.split("<!-- testbed:begin -->\n```sh\n", 1)[1].split("```\n<!-- testbed:end -->", 1)[0]
+    assert block == Plan().script(), "regenerate the block in docs/operations.md from Plan().script()"
+    for cmd in Plan().teardown():
+        assert cmd in text
