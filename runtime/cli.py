@@ -70,6 +70,13 @@ def register(subparsers: Any) -> None:
         "--idle-timeout", type=float, default=300.0, metavar="SECONDS", help="session idle timeout"
     )
     a.add_argument("--linger", type=float, default=2.0, metavar="SECONDS", help="state kept after both FINs")
+    a.add_argument(
+        "--agentless",
+        action="append",
+        default=[],
+        metavar="NET",
+        help="destinations without an agent (CIDR, repeatable): chains toward them end at their last hop",
+    )
     a.set_defaults(handler=agent_main)
 
     c: argparse.ArgumentParser = subparsers.add_parser(
@@ -140,9 +147,14 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         except OSError as exc:
             raise UserError(f"{args.policies}: {exc.strerror}") from None
         policies = compile_text(text, args.policies)
+    try:
+        agentless = tuple(ipaddress.IPv4Network(net) for net in args.agentless)
+    except ValueError as exc:
+        raise UserError(f"--agentless: {exc}") from None
     config = Config(
         address=address,
         name=args.name or args.address,
+        agentless=agentless,
         idle_timeout=int(args.idle_timeout * SECOND),
         linger=int(args.linger * SECOND),
     )

@@ -60,6 +60,10 @@ class Plan:
     policies: str = "/tmp/dysco-chain.dysco"
     linger: float = 2.0
     dysco: str = "dysco"
+    agents: str = "cms"
+    """Keys of the hosts that run an agent.  Without the server's ("cm"), its NIC runs dysco.p4 on
+    its own, the chain ends at the middlebox, and the router sends the server's replies through
+    the middlebox so they come back along the chain (partial deployment)."""
 
     @property
     def hosts(self) -> tuple[Host, Host, Host]:
@@ -111,6 +115,12 @@ class Plan:
                 f"ip -n {r} link set r-{h.key} up",
                 f"ip -n {ns} route add default via {h.gateway}",
             ]
+        if "s" not in self.agents:
+            mbox, server = self.hosts[1], self.hosts[2]
+            cmds += [
+                f"ip -n {r} rule add iif r-{server.key} lookup 100",
+                f"ip -n {r} route add default via {mbox.address} table 100",
+            ]
         m = self.ns("m")
         cmds += [
             f"ip netns exec {m} sysctl -qw net.ipv4.ip_forward=1",
@@ -119,21 +129,31 @@ class Plan:
         ]
         return cmds
 
+    def with_agent(self) -> tuple[Host, ...]:
+        return tuple(h for h in self.hosts if h.key in self.agents)
+
     def switch(self, h: Host) -> str:
-        return (
-            f"{self.dysco} -v switch --no-p4 -i 1@{self.prefix}-{h.key}-host -i 2@{self.prefix}-{h.key}-net "
-            f"-- --cpu-port 255 --grpc-server-addr 127.0.0.1:{h.grpc_port}"
-        )
+        # a NIC without an agent loads the program at start; the others get it from their agent
+        mode, program = ("--no-p4", "") if h.key in self.agents else ("", f" {self.p4}")
+        ports = f"-i 1@{self.prefix}-{h.key}-host -i 2@{self.prefix}-{h.key}-net"
+        start = f"{self.dysco} -v switch {mode} {ports}".replace("  ", " ")
+        return f"{start} -- --cpu-port 255 --grpc-server-addr 127.0.0.1:{h.grpc_port}{program}"
 
     def agent(self, h: Host) -> str:
-        policies = f" --policies {self.policies}" if h.key == "c" else ""
+        options = ""
+        if h.key == "c":
+            options = f" --policies {self.policies}" + "".join(
+                f" --agentless 10.0.{x.subnet}.0/24" for x in self.hosts if x.key not in self.agents
+            )
         return (
             f"{self.dysco} -v agent --p4runtime 127.0.0.1:{h.grpc_port} --address {h.address} --name {h.name}"
-            f"{policies} --p4 {self.p4} --linger {self.linger:g} --mgmt {self.mgmt(h)}"
+            f"{options} --p4 {self.p4} --linger {self.linger:g} --mgmt {self.mgmt(h)}"
         )
 
     def teardown(self) -> list[str]:
-        return [f"ip netns del {self.ns(k)}" for k in ("c", "m", "s", "r")]
+        # deleting this namespace's ends removes each pair at once; a namespace goes asynchronously
+        links = [f"ip link del {self.prefix}-{h.key}-{side}" for h in self.hosts for side in ("host", "net")]
+        return [*links, *(f"ip netns del {self.ns(k)}" for k in ("c", "m", "s", "r"))]
 
     def script(self) -> str:
         """Everything above as a shell session (docs/operations.md shows this text)."""
@@ -141,7 +161,7 @@ class Plan:
         lines += [f"cat > {self.policies} <<'EOF'", self.policy_text.rstrip("\n"), "EOF", ""]
         lines.append("# three NICs, then their agents (each in its own terminal, or with &)")
         lines += [self.switch(h) for h in self.hosts]
-        lines += [self.agent(h) for h in self.hosts]
+        lines += [self.agent(h) for h in self.with_agent()]
         return "\n".join(lines) + "\n"
 
 
@@ -274,7 +294,7 @@ class Testbed:
                 p = Process(self._argv(self.plan.switch(h)), self.logs / f"switch-{h.name}.log", SWITCH_READY)
                 self.switches.append(p)
                 p.__enter__()
-            for h in self.plan.hosts:
+            for h in self.plan.with_agent():
                 p = Process(self._argv(self.plan.agent(h)), self.logs / f"agent-{h.name}.log", AGENT_READY)
                 self.agents.append(p)
                 p.__enter__()
@@ -294,7 +314,8 @@ class Testbed:
         return ["ip", "netns", "exec", self.plan.ns(key), *argv]
 
     def agent_of(self, name: str) -> Process:
-        return self.agents[[h.name for h in self.plan.hosts].index(name)]
+        return self.agents[[h.name for h in self.plan.with_agent()].index(name)]
 
     def hosts(self) -> Iterator[Host]:
-        yield from self.plan.hosts
+        """The hosts that run an agent."""
+        yield from self.plan.with_agent()

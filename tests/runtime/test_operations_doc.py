@@ -12,6 +12,8 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 def test_operations_doc_matches_the_plan() -> None:
     text = DOC.read_text()
     block = text.split("<!-- testbed:begin -->\n```sh\n", 1)[1].split("```\n<!-- testbed:end -->", 1)[0]
-    assert block == Plan().script(), "regenerate the block in docs/operations.md from Plan().script()"
-    for cmd in Plan().teardown():
+    two, full = Plan(agents="cm"), Plan(agents="cms")
+    assert block == two.script(), 'regenerate the block in docs/operations.md from Plan(agents="cm").script()'
+    assert full.agent(full.hosts[2]) in text, "the third agent of the full deployment"
+    for cmd in two.teardown():
         assert cmd in text
