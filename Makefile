@@ -47,6 +47,7 @@ bench: setup
 	$(BIN)/python -m bench.compile_policies
 	$(BIN)/python -m bench.softswitch_pps
 	$(BIN)/python -m bench.dataplane_pps
+	$(BIN)/python -m bench.agent_setup
 
 # Everything, slow tests included, with the hypothesis "soak" profile (many more examples).
 soak: setup
