@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "dysco.softswitch.cli",
     "dysco.softswitch.server.cli",
     "dysco.runtime.cli",
+    "dysco.runtime.testbed_cli",
     "dysco.bmv2.cli",
 )
 
