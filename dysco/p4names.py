@@ -50,6 +50,13 @@ TEARDOWN_CLONE_SESSION = 100
 TAG_OPTION = 253
 """TCP option kind of the tag on SYNs handed to a local middlebox application."""
 
+PUNT_METER = "DyscoIngress.punt_meter"
+"""Packet meter per punt reason (index = reason code); a punt it colours red is dropped in the NIC."""
+PUNT_DROPPED = "DyscoIngress.punt_dropped"
+"""Packet counter per punt reason: punts dropped by :data:`PUNT_METER`."""
+PUNT_REASONS = 16
+"""Size of both arrays: reason codes 0-15."""
+
 
 class Reason(IntEnum):
     """``packet_in.reason``: why a packet reached the agent."""

@@ -34,6 +34,10 @@ control DyscoIngress(inout headers_t hdr, inout dysco_meta_t meta, inout standar
 #include "include/ingress.p4"
 #include "include/translate.p4"
 
+    /* punts above the rate the agent configured per reason are dropped here and counted */
+    meter(PUNT_REASONS, MeterType.packets) punt_meter;
+    counter(PUNT_REASONS, CounterType.packets) punt_dropped;
+
     apply {
         if (hdr.packet_out.isValid()) {
             if (hdr.packet_out.mode == PACKET_OUT_DIRECT) {
@@ -58,11 +62,25 @@ control DyscoIngress(inout headers_t hdr, inout dysco_meta_t meta, inout standar
         DYSCO_INGRESS_APPLY
 
         if (meta.copy_to_cpu == 1) {
-            clone_preserving_field_list(CloneType.I2E, TEARDOWN_CLONE_SESSION, 1);
+            /* a FIN/RST copy is a punt too, limited under its own reason; the segment goes on */
+            bit<2> copy_color;
+            punt_meter.execute_meter((bit<32>)REASON_TEARDOWN, copy_color);
+            if (copy_color == METER_RED) {
+                punt_dropped.count((bit<32>)REASON_TEARDOWN);
+            } else {
+                clone_preserving_field_list(CloneType.I2E, TEARDOWN_CLONE_SESSION, 1);
+            }
         }
         if (meta.drop == 1) {
             mark_to_drop(sm);
         } else if (meta.to_cpu == 1) {
+            bit<2> color;
+            punt_meter.execute_meter((bit<32>)meta.reason, color);
+            if (color == METER_RED) {
+                punt_dropped.count((bit<32>)meta.reason);
+                mark_to_drop(sm);
+                exit;
+            }
             hdr.packet_in.setValid();
             hdr.packet_in.ingress_port = meta.in_port;
             hdr.packet_in.pad0 = 0;

@@ -61,6 +61,11 @@ const bit<8> DETAIL_BAD_OPTION = 3;     /* option length < 2, wrong for its kind
 const bit<8> DETAIL_MISALIGNED = 4;     /* timestamps or SACK edges not 32-bit aligned and need translating */
 const bit<8> DETAIL_FRAME_LENGTH = 5;   /* frame longer (Ethernet padding) or shorter than the IPv4 packet */
 
+/* Punt rate limits: one packet meter and one drop counter per reason (index = reason code).
+ * An unconfigured meter is green (nothing is limited); the agent sets the rates. */
+const bit<32> PUNT_REASONS = 16;
+const bit<2> METER_RED = 2;
+
 /* standard_metadata.instance_type of an ingress-to-egress clone */
 const bit<32> INSTANCE_I2E_CLONE = 1;
 
