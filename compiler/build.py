@@ -36,12 +36,17 @@ from dysco.compiler.parse import Statement
 from dysco.errors import SourceError, SourcePos
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per primitive, and never changed
 class _Quals:
     proto: str | None  # "tcp" | "ip" | None
     dir: Dir | None
     addr: str | None  # "host" | "net" | "port" | "portrange" | "proto" | None
-    text: str  # the head as written, for messages
+    tokens: tuple[Token, ...]  # the head as written
+
+    @property
+    def text(self) -> str:
+        """The head as written, for messages."""
+        return " ".join(" ".join(str(t).split()) for t in self.tokens)
 
 
 class _StatementError(Exception):
@@ -208,11 +213,10 @@ class Builder:
             if tok.type == "PQUAL":
                 proto = str(tok)
             elif tok.type == "DIR":
-                d = _DIRS[" ".join(str(tok).split())]
+                d = _DIRS.get(tok) or _DIRS[" ".join(tok.split())]
             else:  # AQUAL or PROTO
                 addr = str(tok)
-        text = " ".join(" ".join(str(t).split()) for t in children[:-1])
-        return _Quals(proto, d, addr, text)
+        return _Quals(proto, d, addr, tuple(children[:-1]))  # type: ignore[arg-type]
 
     def _primitive(self, q: _Quals, tok: Token) -> Pred:
         loc = self._loc(tok)
