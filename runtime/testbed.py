@@ -15,15 +15,21 @@ runs them and docs/operations.md shows them (a test keeps the two equal).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
+import re
 import shlex
+import signal
+import string
 import subprocess
 import sys
 import threading
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from dysco.errors import UserError
 
@@ -34,14 +40,37 @@ STOP_S = 10.0
 OFFLOADS = "tx off rx off tso off gso off gro off"
 
 
+ROLES = ("client", "middlebox", "server")
+KINDS = ("forward", "iptables", "nat", "haproxy")
+CHAIN_POLICY = "middlebox fw { instances $mbox; }\npolicy web: tcp dst port 80 -> fw\n"
+"""The chain's policy; ``$NAME`` stands for the address of the host called NAME."""
+FIREWALL_RULES = (
+    "-P FORWARD DROP",
+    "-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+    "-A FORWARD -p tcp --dport 80 -j ACCEPT",
+)
+"""An ``iptables`` middlebox's ruleset unless the topology gives one."""
+HAPROXY_LISTEN = 10080
+
+
 @dataclass(frozen=True, slots=True)
 class Host:
     key: str
-    """One letter: c, m or s."""
+    """Short (c, m, s, m2, ...): names the namespace and the veths, which hold 15 characters."""
     name: str
     subnet: int
     """10.0.SUBNET.0/24."""
     grpc_port: int
+    role: str = "client"
+    agent: bool = True
+    kind: str = "forward"
+    """A middlebox's application: Linux forwarding, an iptables firewall, NAT, or HAProxy."""
+    rules: tuple[str, ...] = ()
+    """iptables arguments, one rule each (kind iptables)."""
+    port: int = 80
+    """The TCP port HAProxy intercepts and connects to on the (first) server."""
+    p4: str = ""
+    """A NIC without an agent runs this program (default: the plan's)."""
 
     @property
     def address(self) -> str:
@@ -54,21 +83,40 @@ class Host:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
+    hosts: tuple[Host, ...]
     prefix: str = "dy"
-    ports: tuple[int, int, int] = (9561, 9562, 9563)
     p4: str = "p4src/dysco.p4"
     policies: str = "/tmp/dysco-chain.dysco"
+    policy: str = CHAIN_POLICY
     linger: float = 2.0
     dysco: str = "dysco"
-    agents: str = "cms"
-    """Keys of the hosts that run an agent.  Without the server's ("cm"), its NIC runs dysco.p4 on
-    its own, the chain ends at the middlebox, and the router sends the server's replies through
-    the middlebox so they come back along the chain (partial deployment)."""
+
+    @classmethod
+    def chain(cls, agents: str = "cms", ports: tuple[int, int, int] = (9561, 9562, 9563), **kw: Any) -> Plan:
+        """Client -> middlebox (Linux forwarding) -> server.  ``agents``: the keys of the hosts that
+        run an agent.  Without the server's ("cm"), its NIC runs dysco.p4 on its own, the chain ends
+        at the middlebox, and the router sends the server's replies through the middlebox so they
+        come back along the chain (partial deployment)."""
+        c, m, s = ports
+        hosts = (
+            Host("c", "client", 1, c, "client", "c" in agents),
+            Host("m", "mbox", 2, m, "middlebox", "m" in agents),
+            Host("s", "server", 3, s, "server", "s" in agents),
+        )
+        return cls(hosts, **kw)
 
     @property
-    def hosts(self) -> tuple[Host, Host, Host]:
-        c, m, s = self.ports
-        return Host("c", "client", 1, c), Host("m", "mbox", 2, m), Host("s", "server", 3, s)
+    def agents(self) -> str:
+        return "".join(h.key for h in self.hosts if h.agent)
+
+    def host(self, name: str) -> Host:
+        for h in self.hosts:
+            if name in (h.name, h.key):
+                return h
+        raise UserError(f"no host {name!r} in the topology")
+
+    def role(self, role: str) -> tuple[Host, ...]:
+        return tuple(h for h in self.hosts if h.role == role)
 
     def ns(self, key: str) -> str:
         return f"{self.prefix}-{key}"
@@ -76,15 +124,22 @@ class Plan:
     def mgmt(self, host: Host) -> str:
         return f"/tmp/{self.prefix}-{host.name}.sock"
 
+    def haproxy_files(self, host: Host) -> tuple[str, str]:
+        """HAProxy's configuration and pid file."""
+        base = f"/tmp/{self.prefix}-{host.name}.haproxy"
+        return f"{base}.cfg", f"{base}.pid"
+
     @property
     def policy_text(self) -> str:
-        mbox = self.hosts[1].address
-        return f"middlebox fw {{ instances {mbox}; }}\npolicy web: tcp dst port 80 -> fw\n"
+        try:
+            return string.Template(self.policy).substitute({h.name: h.address for h in self.hosts})
+        except (KeyError, ValueError) as exc:
+            raise UserError(f"the policy names no host {exc}") from None
 
     # ---- the commands ---------------------------------------------------------------------------
 
     def network(self) -> list[str]:
-        """Namespaces, veth pairs, addresses, routes, forwarding, offloads off."""
+        """Namespaces, veth pairs, addresses, routes, forwarding, offloads off, middlebox rules."""
         r = self.ns("r")
         cmds = [
             f"ip netns add {r}",
@@ -115,35 +170,72 @@ class Plan:
                 f"ip -n {r} link set r-{h.key} up",
                 f"ip -n {ns} route add default via {h.gateway}",
             ]
-        if "s" not in self.agents:
-            mbox, server = self.hosts[1], self.hosts[2]
+        cmds += self._routes()
+        for m in self.role("middlebox"):
+            ns = self.ns(m.key)
             cmds += [
-                f"ip -n {r} rule add iif r-{server.key} lookup 100",
-                f"ip -n {r} route add default via {mbox.address} table 100",
+                f"ip netns exec {ns} sysctl -qw net.ipv4.ip_forward=1",
+                f"ip netns exec {ns} sysctl -qw net.ipv4.conf.all.send_redirects=0",
+                f"ip netns exec {ns} sysctl -qw net.ipv4.conf.eth0.send_redirects=0",
             ]
-        m = self.ns("m")
-        cmds += [
-            f"ip netns exec {m} sysctl -qw net.ipv4.ip_forward=1",
-            f"ip netns exec {m} sysctl -qw net.ipv4.conf.all.send_redirects=0",
-            f"ip netns exec {m} sysctl -qw net.ipv4.conf.eth0.send_redirects=0",
-        ]
+            cmds += [f"ip netns exec {ns} iptables {rule}" for rule in self._rules(m)]
         return cmds
 
+    def _routes(self) -> list[str]:
+        """Replies of servers without an agent go back through the last middlebox."""
+        mboxes = self.role("middlebox")
+        agentless = [s for s in self.role("server") if not s.agent]
+        if not (mboxes and agentless):
+            return []
+        r = self.ns("r")
+        cmds = [f"ip -n {r} rule add iif r-{s.key} lookup 100" for s in agentless]
+        return [*cmds, f"ip -n {r} route add default via {mboxes[-1].address} table 100"]
+
+    def _rules(self, m: Host) -> tuple[str, ...]:
+        if m.kind == "iptables":
+            return m.rules or FIREWALL_RULES
+        if m.kind == "nat":
+            return ("-t nat -A POSTROUTING -o eth0 -p tcp -j MASQUERADE",)
+        if m.kind == "haproxy":
+            redirect = f"-t nat -A PREROUTING -i eth0 -p tcp --dport {m.port} -j REDIRECT"
+            return (f"{redirect} --to-ports {HAPROXY_LISTEN}",)
+        return ()
+
+    def haproxy_config(self, m: Host) -> str:
+        servers = self.role("server")
+        if not servers:
+            raise UserError(f"{m.name}: HAProxy needs a server to connect to")
+        return (
+            "global\n    maxconn 4096\ndefaults\n    mode tcp\n    timeout connect 10s\n"
+            "    timeout client 120s\n    timeout server 120s\n"
+            f"frontend intercepted\n    bind {m.address}:{HAPROXY_LISTEN}\n    default_backend server\n"
+            f"backend server\n    server {servers[0].name} {servers[0].address}:{m.port}\n"
+        )
+
+    def apps(self) -> list[str]:
+        """Middlebox applications that are processes (HAProxy, as a daemon writing its pid file)."""
+        return [
+            f"ip netns exec {self.ns(m.key)} haproxy -D -p {self.haproxy_files(m)[1]} "
+            f"-f {self.haproxy_files(m)[0]}"
+            for m in self.role("middlebox")
+            if m.kind == "haproxy"
+        ]
+
     def with_agent(self) -> tuple[Host, ...]:
-        return tuple(h for h in self.hosts if h.key in self.agents)
+        return tuple(h for h in self.hosts if h.agent)
 
     def switch(self, h: Host) -> str:
         # a NIC without an agent loads the program at start; the others get it from their agent
-        mode, program = ("--no-p4", "") if h.key in self.agents else ("", f" {self.p4}")
+        mode, program = ("--no-p4", "") if h.agent else ("", f" {h.p4 or self.p4}")
         ports = f"-i 1@{self.prefix}-{h.key}-host -i 2@{self.prefix}-{h.key}-net"
         start = f"{self.dysco} -v switch {mode} {ports}".replace("  ", " ")
         return f"{start} -- --cpu-port 255 --grpc-server-addr 127.0.0.1:{h.grpc_port}{program}"
 
     def agent(self, h: Host) -> str:
         options = ""
-        if h.key == "c":
+        if h.role == "client":
             options = f" --policies {self.policies}" + "".join(
-                f" --agentless 10.0.{x.subnet}.0/24" for x in self.hosts if x.key not in self.agents
+                f" --agentless 10.0.{x.subnet}.0/24" for x in self.hosts if not x.agent
             )
         return (
             f"{self.dysco} -v agent --p4runtime 127.0.0.1:{h.grpc_port} --address {h.address} --name {h.name}"
@@ -153,16 +245,26 @@ class Plan:
     def teardown(self) -> list[str]:
         # deleting this namespace's ends removes each pair at once; a namespace goes asynchronously
         links = [f"ip link del {self.prefix}-{h.key}-{side}" for h in self.hosts for side in ("host", "net")]
-        return [*links, *(f"ip netns del {self.ns(k)}" for k in ("c", "m", "s", "r"))]
+        return [
+            *links,
+            *(f"ip netns del {self.ns(h.key)}" for h in self.hosts),
+            f"ip netns del {self.ns('r')}",
+        ]
 
     def script(self) -> str:
         """Everything above as a shell session (docs/operations.md shows this text)."""
         lines = ["# the network", *self.network(), "", "# the policy of the client's agent"]
         lines += [f"cat > {self.policies} <<'EOF'", self.policy_text.rstrip("\n"), "EOF", ""]
-        lines.append("# three NICs, then their agents (each in its own terminal, or with &)")
+        lines.append(
+            f"# {_count(len(self.hosts))} NICs, then their agents (each in its own terminal, or with &)"
+        )
         lines += [self.switch(h) for h in self.hosts]
         lines += [self.agent(h) for h in self.with_agent()]
         return "\n".join(lines) + "\n"
+
+
+def _count(n: int) -> str:
+    return ("one", "two", "three", "four", "five", "six")[n - 1] if 1 <= n <= 6 else str(n)
 
 
 def run(cmd: str) -> None:
@@ -264,9 +366,31 @@ class SwitchProcess(Process):
         self.address = address
 
 
+def stop_apps(plan: Plan) -> None:
+    """Stop the middlebox daemons a (maybe failed) start left, by the pids in their pid files."""
+    for m in plan.role("middlebox"):
+        if m.kind != "haproxy":
+            continue
+        cfg, pidfile = (Path(f) for f in plan.haproxy_files(m))
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            for pid in pidfile.read_text().split():
+                os.kill(int(pid), signal.SIGTERM)
+        pidfile.unlink(missing_ok=True)
+        cfg.unlink(missing_ok=True)
+
+
+def clean(plan: Plan) -> None:
+    """Everything the plan creates goes, whatever is left of it: daemons, links, namespaces, files."""
+    stop_apps(plan)
+    for cmd in plan.teardown():
+        subprocess.run(shlex.split(cmd), capture_output=True, check=False)
+    Path(plan.policies).unlink(missing_ok=True)
+
+
 @dataclass
 class Testbed:
-    """The plan carried out: network, switches and agents; everything goes again on exit."""
+    """The plan carried out: network, switches, agents and middlebox daemons; everything goes again
+    on exit."""
 
     __test__ = False  # not a pytest class
 
@@ -285,8 +409,7 @@ class Testbed:
 
     def __enter__(self) -> Testbed:
         try:
-            for cmd in self.plan.teardown():  # leftovers of an interrupted run
-                subprocess.run(shlex.split(cmd), capture_output=True, check=False)
+            clean(self.plan)  # leftovers of an interrupted run
             for cmd in self.plan.network():
                 run(cmd)
             Path(self.plan.policies).write_text(self.plan.policy_text)
@@ -298,20 +421,24 @@ class Testbed:
                 p = Process(self._argv(self.plan.agent(h)), self.logs / f"agent-{h.name}.log", AGENT_READY)
                 self.agents.append(p)
                 p.__enter__()
+            for m in self.plan.role("middlebox"):
+                if m.kind == "haproxy":
+                    Path(self.plan.haproxy_files(m)[0]).write_text(self.plan.haproxy_config(m))
+            for cmd in self.plan.apps():  # a daemon returns once it listens
+                run(cmd)
         except BaseException:
             self.__exit__()
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
+        stop_apps(self.plan)
         for p in [*reversed(self.agents), *reversed(self.switches)]:
             p.__exit__()
-        for cmd in self.plan.teardown():
-            subprocess.run(shlex.split(cmd), capture_output=True, check=False)
-        Path(self.plan.policies).unlink(missing_ok=True)
+        clean(self.plan)
 
     def netns_argv(self, key: str, argv: list[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.plan.ns(key), *argv]
+        return ["ip", "netns", "exec", self.plan.ns(self.plan.host(key).key), *argv]
 
     def agent_of(self, name: str) -> Process:
         return self.agents[[h.name for h in self.plan.with_agent()].index(name)]
@@ -319,3 +446,93 @@ class Testbed:
     def hosts(self) -> Iterator[Host]:
         """The hosts that run an agent."""
         yield from self.plan.with_agent()
+
+
+# ---- topology files ----------------------------------------------------------------------------
+
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,15}")
+_TOP_KEYS = {"prefix", "p4", "linger", "grpc_port", "policy", "host"}
+_HOST_KEYS = {"name", "role", "agent", "kind", "rules", "port", "p4"}
+
+
+def _get(table: dict[str, Any], key: str, kind: type, default: Any, where: str) -> Any:
+    value = table.get(key, default)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise UserError(f"{where}: {key} must be {kind.__name__}, not {value!r}")
+    return value
+
+
+def load_topology(path: Path, **overrides: Any) -> Plan:
+    """The plan of a TOML topology file (examples/chain.toml shows every key); ``overrides``
+    replace the plan's fields (a test gives its own prefix, ports and paths)."""
+    try:
+        doc = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise UserError(f"{path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    unknown = set(doc) - _TOP_KEYS
+    if unknown:
+        raise UserError(f"{path}: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(_TOP_KEYS))})")
+    tables = doc.get("host", [])
+    if not isinstance(tables, list) or not tables:
+        raise UserError(f"{path}: no [[host]] tables")
+    base = _get(doc, "grpc_port", int, 9561, str(path))
+    ports: tuple[int, ...] = overrides.pop("ports", tuple(range(base, base + len(tables))))
+    counts: dict[str, int] = {}
+    hosts = []
+    for i, t in enumerate(tables):
+        where = f"{path}: host {i + 1}"
+        unknown = set(t) - _HOST_KEYS
+        if unknown:
+            raise UserError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        name = _get(t, "name", str, "", where)
+        if not _NAME.fullmatch(name):
+            raise UserError(
+                f"{where}: name {name!r} must be a lower-case identifier of at most 16 characters"
+            )
+        role = _get(t, "role", str, "", where)
+        if role not in ROLES:
+            raise UserError(f"{where}: role {role!r} is not one of {', '.join(ROLES)}")
+        kind = _get(t, "kind", str, "forward", where)
+        if kind not in KINDS:
+            raise UserError(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}")
+        rules = _get(t, "rules", list, [], where)
+        if not all(isinstance(r, str) for r in rules):
+            raise UserError(f"{where}: rules must be strings (iptables arguments)")
+        counts[role] = counts.get(role, 0) + 1
+        key = role[0] + (str(counts[role]) if counts[role] > 1 else "")
+        agent = _get(t, "agent", bool, True, where)
+        p4 = _get(t, "p4", str, "", where)
+        if p4 and agent:
+            raise UserError(f"{where}: p4 is for a NIC without an agent (agent = false)")
+        hosts.append(
+            Host(
+                key,
+                name,
+                i + 1,
+                ports[i],
+                role,
+                agent,
+                kind,
+                tuple(rules),
+                _get(t, "port", int, 80, where),
+                p4,
+            )
+        )
+    if len({h.name for h in hosts}) != len(hosts):
+        raise UserError(f"{path}: two hosts have the same name")
+    if [h.role for h in hosts if h.agent][:1] != ["client"]:
+        raise UserError(f"{path}: the first host with an agent must be a client (it holds the policy)")
+    fields: dict[str, Any] = {
+        "prefix": _get(doc, "prefix", str, "dy", str(path)),
+        "p4": _get(doc, "p4", str, "p4src/dysco.p4", str(path)),
+        "linger": float(_get(doc, "linger", (int, float), 2.0, str(path))),  # type: ignore[arg-type]
+        "policy": _get(doc, "policy", str, CHAIN_POLICY, str(path)),
+    }
+    fields.update(overrides)
+    plan = Plan(tuple(hosts), **fields)
+    if not re.fullmatch(r"[a-z][a-z0-9]{0,7}", plan.prefix):
+        raise UserError(f"{path}: prefix {plan.prefix!r}: at most 8 lower-case letters and digits")
+    plan.policy_text  # noqa: B018 -- every $NAME in the policy names a host
+    return plan

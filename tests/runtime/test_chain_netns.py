@@ -52,7 +52,7 @@ DEPLOYMENTS = {
 def testbed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Testbed]:
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, veth, raw sockets)")
-    plan = Plan(
+    plan = Plan.chain(
         agents=DEPLOYMENTS[request.param][0],
         prefix=f"dy{os.getpid() % 10000}",
         ports=(free_port(), free_port(), free_port()),
