@@ -1,0 +1,307 @@
+"""Dysco control messages (docs/protocol.md §4), encoded and decoded from one declaration.
+
+Control messages travel as UDP datagrams between agents (source and destination port: the
+control port, 9797), hop by hop along a session's old path or directly between the two
+anchors of a reconfiguration.  Every message names the reconfiguration (the left anchor's
+address and its reconfiguration id), the subsession it crosses, the session as each anchor
+sees it, the accumulated sequence deltas, a value whose meaning depends on the type, the new
+middleboxes, and a typed, length-prefixed authentication tag.
+
+Every malformed datagram raises a :class:`BadControl` subclass; nothing else escapes
+:func:`decode` for any input bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass, field
+
+from dysco.errors import PeerError
+from dysco.runtime._layout import Field, Layout, LayoutMismatch
+from dysco.runtime._types import TCP, FiveTuple
+from dysco.runtime._wire import MAX_HOPS, MAX_TAG, TAG, Tag, TagType
+
+__all__ = ["Kind", "Message", "Status", "Tag", "decode", "encode", "parse_udp", "udp_frame"]
+
+MAGIC = 0x44595352
+"""``DYSR``: the first four bytes of every control message."""
+VERSION = 1
+
+HEADER = Layout(
+    Field("magic", "I", const=MAGIC),
+    Field("version", "B"),
+    Field("type", "B"),
+    Field("family", "B", const=4),
+    Field("status", "B"),
+    Field("length", "H"),
+    Field("hops", "B"),
+    Field("reserved", "B", const=0),
+    Field("msg_id", "I"),
+    Field("rid", "I"),
+    Field("left_anchor", "4s"),
+    Field("right_anchor", "4s"),
+)
+TUPLE = Layout(
+    Field("src", "4s"),
+    Field("dst", "4s"),
+    Field("sport", "H"),
+    Field("dport", "H"),
+    Field("proto", "B"),
+    Field("pad", "3s", const=b"\0\0\0"),
+)
+"""A five-tuple (16 bytes); all zero means "not given"."""
+DELTAS = Layout(Field("delta_fwd", "I"), Field("delta_rev", "I"), Field("value", "I"))
+ADDRESS = Layout(Field("addr", "4s"))
+TUPLES = ("sub", "left_session", "right_session")
+FIXED = HEADER.size + TUPLE.size * len(TUPLES) + DELTAS.size + TAG.size
+
+
+class Kind(enum.IntEnum):
+    REQUEST_LOCK = 1
+    """Left to right on the old path: lock the subsession the receiver is the left end of."""
+    ACK_LOCK = 2
+    """Right to left: the whole segment is locked (``delta_rev`` accumulated on the way)."""
+    NACK_LOCK = 3
+    CANCEL_LOCK = 4
+    """Left to right on the old path: unlock, the session stays on the old path."""
+    ACK_CANCEL = 5
+    RIGHT_REQUEST = 6
+    """To the agent on the sender's left: start a reconfiguration (``hops``: the new middleboxes)."""
+    ACK_RIGHT = 7
+    SWITCH = 8
+    """Anchor to anchor: I switched to the new path; ``value`` = my first new sequence number."""
+    ACK_SWITCH = 9
+    DONE = 10
+    """Right anchor to left anchor: my side of the two-path phase is finished."""
+    ACK_DONE = 11
+    TEARDOWN = 12
+    """Left to right on the old path: free the old path's state and entries."""
+    ACK_TEARDOWN = 13
+    STATE_EXPORT = 14
+    """Left anchor to the old middlebox: export the session's state to ``hops[0]``."""
+    STATE_IMPORTED = 15
+    """The new middlebox to the left anchor: the state is in place."""
+
+
+ANSWERS: dict[Kind, tuple[Kind, ...]] = {
+    Kind.REQUEST_LOCK: (Kind.ACK_LOCK, Kind.NACK_LOCK),
+    Kind.CANCEL_LOCK: (Kind.ACK_CANCEL,),
+    Kind.RIGHT_REQUEST: (Kind.ACK_RIGHT,),
+    Kind.SWITCH: (Kind.ACK_SWITCH,),
+    Kind.DONE: (Kind.ACK_DONE,),
+    Kind.TEARDOWN: (Kind.ACK_TEARDOWN,),
+    Kind.STATE_EXPORT: (Kind.STATE_IMPORTED,),
+}
+"""Requests (retransmitted until answered) and the kinds that answer them (same ``msg_id``)."""
+
+
+class Status(enum.IntEnum):
+    OK = 0
+    BUSY = 1
+    """Nack: the subsession is locked, or the agent takes part in another reconfiguration."""
+    NO_SESSION = 2
+    NOT_ON_PATH = 3
+    """Nack: the right anchor is not on the old path."""
+    IDLE = 4
+    """SWITCH: nothing had been sent before the switch (``value`` carries no boundary)."""
+
+
+class BadControl(PeerError):
+    kind = "garbled"
+
+
+class TruncatedControl(BadControl):
+    kind = "truncated"
+
+
+class UnknownVersion(BadControl):
+    kind = "unknown_version"
+
+
+class GarbledControl(BadControl):
+    kind = "garbled"
+
+
+_NONE = FiveTuple(0, 0, 0, 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    kind: Kind
+    msg_id: int
+    rid: int
+    left_anchor: int
+    right_anchor: int
+    sub: FiveTuple = _NONE
+    """The subsession the message crosses, left to right (hop-by-hop messages)."""
+    left_session: FiveTuple = _NONE
+    """The session as the left anchor's right side sees it."""
+    right_session: FiveTuple = _NONE
+    """The session as the right anchor's left side sees it."""
+    delta_fwd: int = 0
+    delta_rev: int = 0
+    value: int = 0
+    status: Status = Status.OK
+    hops: tuple[int, ...] = ()
+    tag: Tag = field(default_factory=Tag)
+
+    def encoded_size(self) -> int:
+        return FIXED + ADDRESS.size * len(self.hops) + len(self.tag.value)
+
+
+def _b4(v: int) -> bytes:
+    return v.to_bytes(4, "big")
+
+
+def _i(v: int | bytes) -> int:
+    return v if isinstance(v, int) else int.from_bytes(v, "big")
+
+
+def _tuple_fields(t: FiveTuple) -> dict[str, int | bytes]:
+    return {"src": _b4(t.src), "dst": _b4(t.dst), "sport": t.sport, "dport": t.dport, "proto": t.proto}
+
+
+def encode(m: Message) -> bytes:
+    if len(m.hops) > MAX_HOPS:
+        raise ValueError(f"{len(m.hops)} hops > {MAX_HOPS}")
+    if len(m.tag.value) > MAX_TAG:
+        raise ValueError(f"tag of {len(m.tag.value)} bytes > {MAX_TAG}")
+    head: dict[str, int | bytes] = {
+        "version": VERSION,
+        "type": int(m.kind),
+        "status": int(m.status),
+        "length": m.encoded_size(),
+        "hops": len(m.hops),
+        "msg_id": m.msg_id,
+        "rid": m.rid,
+        "left_anchor": _b4(m.left_anchor),
+        "right_anchor": _b4(m.right_anchor),
+    }
+    d = {"delta_fwd": m.delta_fwd % 2**32, "delta_rev": m.delta_rev % 2**32, "value": m.value % 2**32}
+    return b"".join(
+        [
+            HEADER.pack(head),
+            *(TUPLE.pack(_tuple_fields(getattr(m, n))) for n in TUPLES),
+            DELTAS.pack(d),
+            *(ADDRESS.pack({"addr": _b4(h)}) for h in m.hops),
+            TAG.pack({"type": m.tag.type, "key_id": m.tag.key_id, "length": len(m.tag.value)}),
+            m.tag.value,
+        ]
+    )
+
+
+def decode(data: bytes) -> Message:
+    if len(data) < HEADER.size:
+        raise TruncatedControl(f"{len(data)} bytes < header of {HEADER.size}")
+    try:
+        head = HEADER.unpack(data)
+    except LayoutMismatch as exc:
+        if exc.field == "magic":
+            raise GarbledControl("no control magic") from None
+        raise GarbledControl(f"header field {exc.field} is {exc.value!r}") from None
+    if head["version"] != VERSION:
+        raise UnknownVersion(f"version {_i(head['version'])} (this agent speaks {VERSION})")
+    try:
+        kind = Kind(_i(head["type"]))
+        status = Status(_i(head["status"]))
+    except ValueError as exc:
+        raise GarbledControl(str(exc)) from None
+    nhops = _i(head["hops"])
+    if nhops > MAX_HOPS:
+        raise GarbledControl(f"{nhops} hops > {MAX_HOPS}")
+    length = _i(head["length"])
+    fixed = FIXED + ADDRESS.size * nhops
+    if not fixed <= length <= fixed + MAX_TAG:
+        raise GarbledControl(f"length {length} for {nhops} hops (between {fixed} and {fixed + MAX_TAG})")
+    if len(data) != length:
+        if len(data) < length:
+            raise TruncatedControl(f"{len(data)} bytes < length {length}")
+        raise GarbledControl(f"{len(data)} bytes, length says {length}")
+    off = HEADER.size
+    tuples = []
+    for name in TUPLES:
+        try:
+            t = TUPLE.unpack(data, off)
+        except LayoutMismatch:
+            raise GarbledControl(f"{name}: pad must be 0") from None
+        off += TUPLE.size
+        tup = FiveTuple(_i(t["src"]), _i(t["dst"]), _i(t["sport"]), _i(t["dport"]), _i(t["proto"]))
+        if tup.proto not in (0, TCP):
+            raise GarbledControl(f"{name}: protocol {tup.proto} (only TCP)")
+        tuples.append(tup)
+    d = DELTAS.unpack(data, off)
+    off += DELTAS.size
+    hops = []
+    for _ in range(nhops):
+        hops.append(_i(ADDRESS.unpack(data, off)["addr"]))
+        off += ADDRESS.size
+    tag = TAG.unpack(data, off)
+    off += TAG.size
+    if off + _i(tag["length"]) != length:
+        raise GarbledControl(f"tag length {_i(tag['length'])} disagrees with length {length}")
+    if tag["type"] != TagType.NONE or tag["length"]:
+        raise GarbledControl(f"tag type {_i(tag['type'])} with {_i(tag['length'])} bytes unknown")
+    return Message(
+        kind,
+        _i(head["msg_id"]),
+        _i(head["rid"]),
+        _i(head["left_anchor"]),
+        _i(head["right_anchor"]),
+        tuples[0],
+        tuples[1],
+        tuples[2],
+        _i(d["delta_fwd"]),
+        _i(d["delta_rev"]),
+        _i(d["value"]),
+        status,
+        tuple(hops),
+        Tag(_i(tag["type"]), _i(tag["key_id"])),
+    )
+
+
+# ---- UDP framing ---------------------------------------------------------------------------------
+
+_ETH = struct.Struct("!6s6sH")
+_IP = struct.Struct("!BBHHHBBH4s4s")
+_UDP = struct.Struct("!HHHH")
+UDP = 17
+MAC = b"\x02\0\0\0\0\x09"
+
+
+def _csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def udp_frame(src: int, dst: int, port: int, payload: bytes) -> bytes:
+    """An Ethernet/IPv4/UDP frame from ``src`` to ``dst``, both ports ``port``."""
+    ulen = _UDP.size + len(payload)
+    ip = _IP.pack(0x45, 0, 20 + ulen, 0, 0x4000, 64, UDP, 0, _b4(src), _b4(dst))
+    ip = ip[:10] + _csum(ip).to_bytes(2, "big") + ip[12:]
+    pseudo = _b4(src) + _b4(dst) + struct.pack("!BBH", 0, UDP, ulen)
+    udp = _UDP.pack(port, port, ulen, 0) + payload
+    c = _csum(pseudo + udp) or 0xFFFF
+    udp = udp[:6] + c.to_bytes(2, "big") + udp[8:]
+    return _ETH.pack(MAC, MAC, 0x0800) + ip + udp
+
+
+def parse_udp(frame: bytes, port: int) -> tuple[int, int, bytes]:
+    """``(src, dst, payload)`` of a UDP datagram to ``port``; :class:`BadControl` otherwise."""
+    if len(frame) < _ETH.size + _IP.size + _UDP.size:
+        raise TruncatedControl(f"frame of {len(frame)} bytes")
+    vihl, _t, total, _i2, _f, _ttl, proto, _c, src, dst = _IP.unpack_from(frame, _ETH.size)
+    ihl = (vihl & 15) * 4
+    if vihl >> 4 != 4 or ihl < 20 or proto != UDP:
+        raise GarbledControl("not UDP in IPv4")
+    u = _ETH.size + ihl
+    if u + _UDP.size > len(frame) or _ETH.size + total > len(frame):
+        raise TruncatedControl("UDP header cut off")
+    _sp, dport, ulen, _uc = _UDP.unpack_from(frame, u)
+    if dport != port or ulen < _UDP.size or u + ulen > _ETH.size + total:
+        raise GarbledControl(f"UDP to port {dport}, length {ulen}")
+    return _i(src), _i(dst), bytes(frame[u + _UDP.size : u + ulen])

@@ -1,0 +1,112 @@
+"""Control messages: round trips, the documented layout, and every way to get them wrong."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dysco.errors import PeerError
+from dysco.runtime import _ctlwire as c
+from dysco.runtime._types import FiveTuple, ip_int
+
+SUB = FiveTuple(ip_int("10.0.0.1"), ip_int("10.0.0.10"), 10000, 80)
+M = c.Message(
+    c.Kind.REQUEST_LOCK,
+    7,
+    3,
+    ip_int("10.0.0.1"),
+    ip_int("10.0.0.100"),
+    SUB,
+    FiveTuple(ip_int("10.0.0.1"), ip_int("10.0.0.100"), 40000, 80),
+    delta_fwd=5,
+    hops=(ip_int("10.0.0.20"),),
+)
+
+
+def test_documented_layout() -> None:
+    data = c.encode(M)
+    assert len(data) == M.encoded_size() == 92 + 4
+    assert data[:4] == b"DYSR" and data[4] == 1 and data[5] == 1 and data[6] == 4
+    assert int.from_bytes(data[8:10], "big") == len(data)
+    assert int.from_bytes(data[12:16], "big") == 7 and int.from_bytes(data[16:20], "big") == 3
+    assert data[28:32] == bytes([10, 0, 0, 1]) and data[36:38] == (10000).to_bytes(2, "big")
+    assert int.from_bytes(data[76:80], "big") == 5
+    assert data[88:92] == bytes([10, 0, 0, 20]) and data[92:] == b"\0" * 4
+    assert [n for _, _, n in c.HEADER.describe()][:4] == ["magic", "version", "type", "family"]
+
+
+def test_round_trip_and_udp_framing() -> None:
+    assert c.decode(c.encode(M)) == M
+    frame = c.udp_frame(1, 2, 9797, c.encode(M))
+    assert c.parse_udp(frame, 9797) == (1, 2, c.encode(M))
+    with pytest.raises(c.BadControl, match="port 9797"):
+        c.parse_udp(frame, 9798)
+
+
+a32 = st.integers(0, 2**32 - 1)
+tuples = st.builds(FiveTuple, a32, a32, st.integers(0, 65535), st.integers(0, 65535), st.sampled_from([0, 6]))
+
+
+@given(
+    st.sampled_from(list(c.Kind)),
+    a32,
+    a32,
+    tuples,
+    tuples,
+    st.lists(a32, max_size=16),
+    st.sampled_from(list(c.Status)),
+)
+def test_round_trip_any(
+    kind: c.Kind, mid: int, v: int, t1: FiveTuple, t2: FiveTuple, hops: list[int], status: c.Status
+) -> None:
+    m = c.Message(kind, mid, v, v, mid, t1, t2, t1, v, mid, v, status, tuple(hops))
+    assert c.decode(c.encode(m)) == m
+
+
+@given(st.binary(max_size=200))
+def test_any_bytes_decode_or_refuse(data: bytes) -> None:
+    with contextlib.suppress(c.BadControl):
+        c.decode(data)
+
+
+GOOD = c.encode(M)
+
+
+def _patch(off: int, value: bytes) -> bytes:
+    return GOOD[:off] + value + GOOD[off + len(value) :]
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "match"),
+    [
+        (GOOD[:10], c.TruncatedControl, "header"),
+        (GOOD[:-1], c.TruncatedControl, "length"),
+        (GOOD + b"x", c.GarbledControl, "length says"),
+        (_patch(0, b"XXXX"), c.GarbledControl, "magic"),
+        (_patch(4, b"\x02"), c.UnknownVersion, "version 2"),
+        (_patch(5, b"\x63"), c.GarbledControl, "99"),
+        (_patch(6, b"\x06"), c.GarbledControl, "family"),
+        (_patch(7, b"\x63"), c.GarbledControl, "99"),
+        (_patch(11, b"\x01"), c.GarbledControl, "reserved"),
+        (_patch(10, b"\x11"), c.GarbledControl, "17 hops"),
+        (_patch(8, b"\x00\x10"), c.GarbledControl, "length 16"),
+        (_patch(41, b"\x01"), c.GarbledControl, "pad"),
+        (_patch(40, b"\x11"), c.GarbledControl, "protocol 17"),
+        (_patch(92, b"\x01"), c.GarbledControl, "tag type 1"),
+        (_patch(94, b"\x00\x04"), c.GarbledControl, "tag length"),
+    ],
+)
+def test_malformed(data: bytes, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match) as info:
+        c.decode(data)
+    assert isinstance(info.value, PeerError)
+
+
+def test_encoder_refuses_too_much() -> None:
+    with pytest.raises(ValueError, match="hops"):
+        c.encode(c.Message(c.Kind.DONE, 1, 1, 1, 1, hops=(1,) * 17))
+    with pytest.raises(ValueError, match="tag"):
+        c.encode(c.Message(c.Kind.DONE, 1, 1, 1, 1, tag=c.Tag(0, 0, b"x" * 65)))
