@@ -43,6 +43,8 @@ from dysco.runtime._fsm import (
     SessionState,
     SubsessionState,
 )
+from dysco.runtime._reconf import Reconfigurer
+from dysco.runtime._twopath import translate
 from dysco.runtime._types import FiveTuple, ip_int, ip_str, prefixed
 
 SECOND = 1_000_000_000
@@ -108,6 +110,10 @@ class Session:
     fins: set[Direction] = field(default_factory=set)
     deadline: int | None = None
     instances: tuple[int, ...] = ()
+    delta_up: int = 0
+    """Added to the sequence numbers arriving on the left subsession (after a reconfiguration)."""
+    delta_down: int = 0
+    """Added to the sequence numbers arriving on the right subsession."""
 
 
 class Agent:
@@ -127,6 +133,7 @@ class Agent:
         self._timers: list[tuple[int, int]] = []
         self._announced: int | None = None
         self._entries = {Table.OUT: 0, Table.IN: 0}
+        self.rc = Reconfigurer(self)
 
     # ---- events ---------------------------------------------------------------------------------
 
@@ -135,6 +142,9 @@ class Agent:
     ) -> list[Action]:
         out: list[Action] = []
         self.metrics[f"punts.{reason.value}"] += 1
+        if reason is Reason.CONTROL:
+            self.rc.control(now, frame, out)
+            return self._finish(out)
         try:
             f = pk.parse(frame)
         except pk.MalformedFrame as exc:
@@ -159,6 +169,7 @@ class Agent:
     def timer(self, now: int) -> list[Action]:
         out: list[Action] = []
         self._announced = None
+        self.rc.timer(now, out)
         while self._timers and self._timers[0][0] <= now:
             at, sid = heapq.heappop(self._timers)
             s = self.sessions.get(sid)
@@ -287,6 +298,8 @@ class Agent:
         if d.dst != me or p.hops[0] != me or p.family != 4:
             self._drop(out, "not_for_us", None)
             return
+        if self.rc.new_path_syn(now, f, p, out):
+            return
         sid = self.by_key.get((Table.IN, d))
         if sid is not None:
             old = self.sessions[sid]
@@ -379,6 +392,8 @@ class Agent:
             self._drop(out, "unknown_session", None)
             return
         s = self.sessions[sid]
+        if self.rc.anchor_packet(now, s, f, port, out):
+            return
         m, direction = s.mappings[(table, f.five_tuple)]
         target = m.target
         if target is None:  # the left end's SYN_SENT entry
@@ -394,7 +409,8 @@ class Agent:
                 s.mappings[(table, f.five_tuple)] = (m2, direction)
                 out.append(Modify(m2))
         self.metrics["software.translated"] += 1
-        out.append(Send(f.with_tuple(target).to_bytes(), Port.NET if port is Port.HOST else Port.HOST))
+        g = translate(f, target, m.seq_delta, m.ack_delta)
+        out.append(Send(g.to_bytes(), Port.NET if port is Port.HOST else Port.HOST))
         if f.flags & (pk.FIN | pk.RST):
             self._teardown_seen(now, s, direction, f.flags, out)
 
@@ -425,6 +441,7 @@ class Agent:
             self._set_deadline(s, now + self.config.linger)
 
     def _close(self, s: Session, why: str, out: list[Action]) -> None:
+        self.rc.session_closed(s, out)
         for (table, key), (m, _) in s.mappings.items():
             out.append(Delete(m))
             self._entries[table] -= 1
@@ -507,6 +524,9 @@ class Agent:
                 break
             heapq.heappop(self._timers)
         nxt = self._timers[0][0] if self._timers else None
+        rc = self.rc.next_deadline()
+        if rc is not None and (nxt is None or rc < nxt):
+            nxt = rc
         if nxt is not None and nxt != self._announced:
             self._announced = nxt
             out.append(SetTimer(nxt))
@@ -558,4 +578,18 @@ class Agent:
             or self.ports.in_use()
             or any(self._entries.values())
             or self.selector.load
+            or not self.rc.empty()
         )
+
+    # ---- reconfiguration ---------------------------------------------------------------------------
+
+    def reconfigure(self, now: int, sid: int, right: int, hops: Iterable[int]) -> list[Action]:
+        """Replace the part of session ``sid``'s path from this agent to ``right`` (an agent on
+        the path to the right) by ``hops`` (new middleboxes; none: delete what is between)."""
+        out: list[Action] = []
+        s = self.sessions.get(sid)
+        if s is None:
+            out.append(Notify("reconfigure_refused", f"no session {sid}", sid, True))
+        else:
+            self.rc.start(now, s, right, tuple(hops), out)
+        return self._finish(out)

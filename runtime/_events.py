@@ -48,6 +48,10 @@ class Mapping:
     key: FiveTuple
     target: FiveTuple | None
     session_id: int
+    seq_delta: int = 0
+    """Added to the sequence number (packets arriving on a reconfigured path)."""
+    ack_delta: int = 0
+    """Subtracted from the acknowledgment number and SACK edges (packets leaving on one)."""
 
 
 @dataclass(frozen=True, slots=True)

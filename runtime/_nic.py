@@ -92,7 +92,20 @@ class Nic:
         else:
             t = m.target
             action = ActionCall(
-                self._rewrite[m.table], (t.src, t.dst, t.sport, t.dport, 0, 0, 0, 0, 0, 0, m.session_id)
+                self._rewrite[m.table],
+                (
+                    t.src,
+                    t.dst,
+                    t.sport,
+                    t.dport,
+                    m.seq_delta % 2**32,
+                    m.ack_delta % 2**32,
+                    0,
+                    0,
+                    0,
+                    0,
+                    m.session_id,
+                ),
             )
         return TableEntry(
             self.table_ids[m.table], self._match(m.table, m.key), action, idle_timeout_ns=idle_timeout_ns

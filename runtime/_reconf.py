@@ -1,0 +1,638 @@
+"""Reconfiguration of live sessions (paper §3, DESIGN.md §4): locking, deltas, the new path,
+the two-path phase at both anchors, completion and cancel.
+
+:class:`Reconfigurer` is part of the sans-IO agent: the agent hands it control datagrams,
+punted packets of sessions it anchors, new-path SYNs and timers; it returns actions through
+the same ``out`` list.  Control messages (:mod:`dysco.runtime._ctlwire`) are requests
+retransmitted with backoff until answered, and answers are cached per (sender, msg_id), so
+a duplicate is answered again without acting twice.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from dysco import p4names
+from dysco.errors import PeerError
+from dysco.runtime import _ctlwire as cw
+from dysco.runtime import _packet as pk
+from dysco.runtime import _wire as wire
+from dysco.runtime._alloc import PortsExhausted
+from dysco.runtime._events import Action, Delete, Mapping, Modify, Notify, Port, Send, Table
+from dysco.runtime._fsm import SessionState, SubsessionState
+from dysco.runtime._twopath import M32, Anchor, PathSide, Phase, translate
+from dysco.runtime._types import FiveTuple
+
+if TYPE_CHECKING:
+    from dysco.runtime._core import Agent, Direction, Session
+
+MS = 1_000_000
+FIRST_RTO = 50 * MS
+MAX_RTO = 1000 * MS
+ATTEMPTS = 10
+SEEN_FOR = 10_000 * MS
+MAC = b"\x02\0\0\0\0\x0a"
+
+
+class LockState(enum.Enum):
+    UNLOCKED = "unlocked"
+    PENDING = "lock_pending"
+    LOCKED = "locked"
+
+
+@dataclass(slots=True)
+class Lock:
+    """The lock of a session's right subsession, kept by the agent on its left."""
+
+    state: LockState
+    rid: tuple[int, int]
+    upstream: tuple[int, cw.Message] | None
+    """Who asked (address, request) — None at the left anchor."""
+    saved: tuple[int, cw.Message] | None = None
+
+
+@dataclass(slots=True)
+class Pending:
+    dst: int
+    msg: cw.Message
+    sid: int
+    at: int
+    rto: int = FIRST_RTO
+    attempts: int = 1
+
+
+class Reconfigurer:
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.me = agent.config.address
+        self.locks: dict[int, Lock] = {}
+        self.anchors: dict[int, Anchor] = {}
+        self.awaiting: dict[FiveTuple, int] = {}
+        """Right anchor: the left anchor's view of the session -> session id (new-path SYN)."""
+        self.outbox: dict[tuple[int, int], Pending] = {}
+        self.seen: dict[tuple[int, int], tuple[int, bytes | None]] = {}
+        self.rids: dict[int, tuple[int, int]] = {}
+        self._timers: list[tuple[int, int, tuple[int, int]]] = []
+        self._n = 0
+        self._next_id = 1
+
+    # ---- bookkeeping ------------------------------------------------------------------------------
+
+    def _id(self) -> int:
+        self._next_id = self._next_id % M32 + 1
+        return self._next_id
+
+    def _push(self, at: int, key: tuple[int, int]) -> None:
+        self._n += 1
+        heapq.heappush(self._timers, (at, self._n, key))
+
+    def _frame(self, dst: int, msg: cw.Message) -> bytes:
+        return cw.udp_frame(self.me, dst, p4names.CONTROL_UDP_PORT, cw.encode(msg))
+
+    def _request(self, now: int, dst: int, msg: cw.Message, sid: int, out: list[Action]) -> None:
+        p = Pending(dst, msg, sid, now + FIRST_RTO)
+        self.outbox[(dst, msg.msg_id)] = p
+        self._push(p.at, (dst, msg.msg_id))
+        out.append(Send(self._frame(dst, msg), Port.NET))
+
+    def _answer(self, now: int, dst: int, msg: cw.Message, out: list[Action]) -> None:
+        data = self._frame(dst, msg)
+        self.seen[(dst, msg.msg_id)] = (now + SEEN_FOR, data)
+        self._push(now + SEEN_FOR, (-1, 0))
+        out.append(Send(data, Port.NET))
+
+    def next_deadline(self) -> int | None:
+        return self._timers[0][0] if self._timers else None
+
+    def empty(self) -> bool:
+        return not (self.locks or self.anchors or self.awaiting or self.outbox or self.seen or self.rids)
+
+    def timer(self, now: int, out: list[Action]) -> None:
+        while self._timers and self._timers[0][0] <= now:
+            _, _, key = heapq.heappop(self._timers)
+            if key[0] == -1:
+                for k in [k for k, (exp, _) in self.seen.items() if exp <= now]:
+                    del self.seen[k]
+                continue
+            if key[0] == -2:
+                self._syn_timer(now, key[1], out)
+                continue
+            p = self.outbox.get(key)
+            if p is None or p.at != self._timers_at(p, now):
+                continue
+            if p.attempts >= ATTEMPTS:
+                del self.outbox[key]
+                self.agent.metrics[f"reconf.gave_up.{p.msg.kind.name.lower()}"] += 1
+                self._gave_up(now, p, out)
+                continue
+            p.attempts += 1
+            p.rto = min(p.rto * 2, MAX_RTO)
+            p.at = now + p.rto
+            self._push(p.at, key)
+            self.agent.metrics["reconf.retransmitted"] += 1
+            out.append(Send(self._frame(p.dst, p.msg), Port.NET))
+
+    @staticmethod
+    def _timers_at(p: Pending, now: int) -> int:
+        return p.at if p.at <= now else -1
+
+    # ---- triggers ---------------------------------------------------------------------------------
+
+    def start(self, now: int, s: Session, right: int, hops: tuple[int, ...], out: list[Action]) -> int:
+        """This agent, left anchor of ``s``, replaces the part of the path up to ``right`` with
+        ``hops``.  Returns the reconfiguration id (0: refused; a Notify says why)."""
+        if s.fsm.state not in (SessionState.ESTABLISHED, SessionState.HALF_CLOSED) or s.down is None:
+            return self._refuse(out, s, "the session is not established on its right side")
+        if s.sid in self.locks or s.sid in self.anchors:
+            return self._refuse(out, s, "the session is already being reconfigured")
+        if len(hops) + 1 > wire.MAX_HOPS:
+            return self._refuse(out, s, f"{len(hops)} new middleboxes is too many")
+        rid = self._id()
+        self.locks[s.sid] = Lock(LockState.PENDING, (self.me, rid), None)
+        self.rids[rid] = (s.sid, 0)
+        a = self._anchor(s, True, right)
+        self.anchors[s.sid] = a
+        a.extra["rid"] = rid
+        a.hops = hops
+        self._punt(s, a, out)
+        msg = cw.Message(
+            cw.Kind.REQUEST_LOCK, self._id(), rid, self.me, right, s.down.tuple, self._left_view(s),
+            hops=hops,
+        )  # fmt: skip
+        self._request(now, s.down.tuple.dst, msg, s.sid, out)
+        out.append(Notify("reconfigure_started", f"{s.session}: rid {rid}", s.sid))
+        return rid
+
+    def _refuse(self, out: list[Action], s: Session, why: str) -> int:
+        self.agent.metrics["reconf.refused"] += 1
+        out.append(Notify("reconfigure_refused", f"{s.session}: {why}", s.sid, True))
+        return 0
+
+    def _left_view(self, s: Session) -> FiveTuple:
+        return s.emitted if s.emitted is not None else s.session
+
+    def _anchor(self, s: Session, left: bool, peer: int) -> Anchor:
+        sub = s.down if left else s.up
+        assert sub is not None
+        in_key = sub.tuple.reversed() if left else sub.tuple
+        old_in, _ = s.mappings[(Table.IN, in_key)]
+        out_key = next(k for (t, k), (m, _) in s.mappings.items() if t is Table.OUT and m.target is not None)
+        old_out, _ = s.mappings[(Table.OUT, out_key)]
+        assert old_in.target is not None and old_out.target is not None
+        return Anchor(left, peer, out_key, old_out.target, old_in.target, in_key, old_in.seq_delta)
+
+    def _punt(self, s: Session, a: Anchor, out: list[Action]) -> None:
+        for table, key in ((Table.OUT, a.out_key), (Table.IN, a.old_in_key)):
+            _m, d = s.mappings[(table, key)]
+            m2 = Mapping(table, key, None, s.sid)
+            s.mappings[(table, key)] = (m2, d)
+            out.append(Modify(m2))
+
+    def _fast(self, s: Session, a: Anchor, new: bool, out: list[Action]) -> None:
+        """The session's entries back to the fast path: on the new path (with its deltas) or the old."""
+        target = a.new_target if new else a.old_target
+        delta = a.new_delta if new else a.old_delta
+        assert target is not None
+        for table, key, m in (
+            (Table.OUT, a.out_key, Mapping(Table.OUT, a.out_key, target, s.sid, 0, delta)),
+            (Table.IN, a.old_in_key, Mapping(Table.IN, a.old_in_key, a.in_target, s.sid, a.old_delta, 0)),
+        ):
+            if (table, key) in s.mappings:
+                s.mappings[(table, key)] = (m, s.mappings[(table, key)][1])
+                out.append(Modify(m))
+        if a.new_in_key is not None and (Table.IN, a.new_in_key) in s.mappings:
+            m = Mapping(Table.IN, a.new_in_key, a.in_target, s.sid, a.new_delta, 0)
+            s.mappings[(Table.IN, a.new_in_key)] = (m, s.mappings[(Table.IN, a.new_in_key)][1])
+            out.append(Modify(m))
+
+    # ---- control datagrams ----------------------------------------------------------------------------
+
+    def control(self, now: int, frame: bytes, out: list[Action]) -> None:
+        try:
+            src, dst, data = cw.parse_udp(frame, p4names.CONTROL_UDP_PORT)
+            msg = cw.decode(data)
+        except PeerError as exc:
+            self.agent.metrics[f"drops.control.{getattr(exc, 'kind', 'garbled')}"] += 1
+            return
+        if dst != self.me:
+            self.agent.metrics["drops.control.not_for_us"] += 1
+            return
+        self.agent.metrics[f"control.{msg.kind.name.lower()}"] += 1
+        if msg.kind in cw.ANSWERS:
+            cached = self.seen.get((src, msg.msg_id))
+            if cached is not None:
+                if cached[1] is not None:
+                    out.append(Send(cached[1], Port.NET))
+                return
+            self.seen[(src, msg.msg_id)] = (now + SEEN_FOR, None)
+            self._push(now + SEEN_FOR, (-1, 0))
+            self._on_request(now, src, msg, out)
+            return
+        p = self.outbox.pop((src, msg.msg_id), None)
+        if p is None:
+            self.agent.metrics["control.duplicate_answer"] += 1
+            return
+        self._on_answer(now, src, p, msg, out)
+
+    def _session_by_up(self, sub: FiveTuple) -> Session | None:
+        sid = self.agent.by_key.get((Table.IN, sub))
+        return self.agent.sessions.get(sid) if sid is not None else None
+
+    def _session_by_down(self, sub: FiveTuple) -> Session | None:
+        sid = self.agent.by_key.get((Table.IN, sub.reversed()))
+        return self.agent.sessions.get(sid) if sid is not None else None
+
+    def _reply(
+        self, now: int, src: int, req: cw.Message, kind: cw.Kind, out: list[Action], **kw: object
+    ) -> None:
+        self._answer(now, src, replace(req, kind=kind, **kw), out)  # type: ignore[arg-type]
+
+    def _on_request(self, now: int, src: int, msg: cw.Message, out: list[Action]) -> None:
+        k = cw.Kind
+        if msg.kind is k.REQUEST_LOCK:
+            self._request_lock(now, src, msg, out)
+        elif msg.kind is k.CANCEL_LOCK or msg.kind is k.TEARDOWN:
+            ans = k.ACK_CANCEL if msg.kind is k.CANCEL_LOCK else k.ACK_TEARDOWN
+            self._reply(now, src, msg, ans, out)
+            s = self._session_by_up(msg.sub)
+            if s is not None:
+                self._release(now, s, msg, out)
+        elif msg.kind is k.SWITCH:
+            self._reply(now, src, msg, k.ACK_SWITCH, out)
+            sid = (
+                self.rids.get(msg.rid, (0, 0))[0]
+                if msg.left_anchor == self.me
+                else self.awaiting.get(msg.left_session, 0)
+            )
+            a = self.anchors.get(sid)
+            if a is not None and not a.rcvd_known:
+                a.learn_peer(msg.value, msg.status is cw.Status.IDLE)
+                self._check(now, self.agent.sessions[sid], a, out)
+        elif msg.kind is k.DONE:
+            self._reply(now, src, msg, k.ACK_DONE, out)
+            sid = self.rids.get(msg.rid, (0, 0))[0]
+            a = self.anchors.get(sid)
+            if a is not None:
+                a.peer_done = True
+                self._check(now, self.agent.sessions[sid], a, out)
+        elif msg.kind is k.RIGHT_REQUEST:
+            self._reply(now, src, msg, k.ACK_RIGHT, out)
+            s = self._session_by_down(msg.sub)
+            if s is not None:
+                self.start(now, s, msg.right_anchor, msg.hops, out)
+        else:
+            self._reply(now, src, msg, k.STATE_IMPORTED, out)
+
+    def _request_lock(self, now: int, src: int, msg: cw.Message, out: list[Action]) -> None:
+        s = self._session_by_up(msg.sub)
+        if s is None:
+            return self._nack(now, src, msg, cw.Status.NO_SESSION, out)
+        lock = self.locks.get(s.sid)
+        if lock is not None and lock.state is LockState.PENDING and lock.saved is None:
+            lock.saved = (src, msg)
+            self.agent.metrics["reconf.saved"] += 1
+            return None
+        if lock is not None or s.sid in self.anchors or s.fsm.state is SessionState.CLOSING:
+            return self._nack(now, src, msg, cw.Status.BUSY, out)
+        if msg.right_anchor == self.me:
+            a = self._anchor(s, False, msg.left_anchor)
+            a.new_delta = (msg.delta_fwd + a.old_delta) & M32
+            a.extra["rid"] = msg.rid
+            self.anchors[s.sid] = a
+            self.awaiting[msg.left_session] = s.sid
+            self._punt(s, a, out)
+            self._reply(now, src, msg, cw.Kind.ACK_LOCK, out, right_session=s.session)
+            return None
+        if s.down is None:
+            return self._nack(now, src, msg, cw.Status.NOT_ON_PATH, out)
+        self.locks[s.sid] = Lock(LockState.PENDING, (msg.left_anchor, msg.rid), (src, msg))
+        fwd = replace(msg, msg_id=self._id(), sub=s.down.tuple, delta_fwd=(msg.delta_fwd + s.delta_up) & M32)
+        self._request(now, s.down.tuple.dst, fwd, s.sid, out)
+        return None
+
+    def _nack(self, now: int, src: int, msg: cw.Message, status: cw.Status, out: list[Action]) -> None:
+        self.agent.metrics["reconf.nacked"] += 1
+        self._reply(now, src, msg, cw.Kind.NACK_LOCK, out, status=status)
+
+    def _on_answer(self, now: int, src: int, p: Pending, msg: cw.Message, out: list[Action]) -> None:
+        if p.msg.kind is not cw.Kind.REQUEST_LOCK:
+            return  # acks of cancel, teardown, switch, done: nothing more to do
+        s = self.agent.sessions.get(p.sid)
+        lock = self.locks.get(p.sid)
+        if s is None or lock is None or lock.rid != (p.msg.left_anchor, p.msg.rid):
+            return
+        self._resolved(now, s, lock, msg, msg.kind is cw.Kind.ACK_LOCK, out)
+
+    def _resolved(
+        self, now: int, s: Session, lock: Lock, msg: cw.Message, ok: bool, out: list[Action]
+    ) -> None:
+        saved, lock.saved = lock.saved, None
+        if lock.upstream is None:  # the left anchor
+            if ok:
+                lock.state = LockState.LOCKED
+                self._new_path(now, s, msg, out)
+            else:
+                self._abandon(
+                    now, s, f"lock refused ({msg.status.name})", out, cancel=msg.status is cw.Status.OK
+                )
+        else:
+            src, req = lock.upstream
+            if ok:
+                lock.state = LockState.LOCKED
+                self._reply(now, src, req, cw.Kind.ACK_LOCK, out, right_session=msg.right_session,
+                            delta_rev=(msg.delta_rev + s.delta_down) & M32)  # fmt: skip
+            else:
+                del self.locks[s.sid]
+                self._reply(now, src, req, cw.Kind.NACK_LOCK, out, status=msg.status)
+        if saved is not None:
+            if ok:
+                self._nack(now, saved[0], saved[1], cw.Status.BUSY, out)
+            else:
+                self._request_lock(now, saved[0], saved[1], out)
+
+    def _gave_up(self, now: int, p: Pending, out: list[Action]) -> None:
+        if p.msg.kind is cw.Kind.REQUEST_LOCK:
+            s = self.agent.sessions.get(p.sid)
+            lock = self.locks.get(p.sid)
+            if s is not None and lock is not None:
+                fail = replace(p.msg, kind=cw.Kind.NACK_LOCK, status=cw.Status.OK)
+                if lock.upstream is not None:
+                    self._cancel_down(now, s, p.msg, out)
+                self._resolved(now, s, lock, fail, False, out)
+
+    # ---- the new path -----------------------------------------------------------------------------
+
+    def _new_path(self, now: int, s: Session, msg: cw.Message, out: list[Action]) -> None:
+        a = self.anchors[s.sid]
+        a.new_delta = (msg.delta_rev + a.old_delta) & M32
+        hops = (*a.hops, msg.right_anchor)
+        try:
+            lport = self.agent.ports.allocate(hops[0])
+        except PortsExhausted:
+            self._abandon(now, s, "no port for the new path", out, cancel=True)
+            return
+        view = self._left_view(s)
+        new = FiveTuple(self.me, hops[0], lport, view.dport)
+        a.new_target = new
+        a.new_in_key = new.reversed()
+        a.extra["lport"] = lport
+        a.extra["first"] = hops[0]
+        self.agent._install(s, Mapping(Table.IN, new.reversed(), None, s.sid), _rev(), out)
+        a.fix_boundary()
+        a.phase = Phase.NEW_PATH
+        seq = ((a.old_sent or 1) - 1) & M32
+        syn = pk.TcpFrame(MAC, MAC, new.src, new.dst, new.sport, new.dport, seq, 0, pk.SYN, 65535,
+                          b"\x02\x04\x05\xb4", wire.encode(wire.SynPayload(view, hops)))  # fmt: skip
+        a.syn = syn.to_bytes()
+        a.extra["syn_rto"] = FIRST_RTO
+        a.extra["syn_tries"] = 1
+        out.append(Send(a.syn, Port.NET))
+        self._push(now + FIRST_RTO, (-2, s.sid))
+        self._switch_msg(now, s, a, out)
+
+    def _switch_msg(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
+        rid = a.extra["rid"]
+        left = self.me if a.left else a.peer
+        status = cw.Status.IDLE if a.idle else cw.Status.OK
+        msg = cw.Message(cw.Kind.SWITCH, self._id(), rid, left, self.me if not a.left else a.peer,
+                         left_session=self._left_view(s) if a.left else FiveTuple(0, 0, 0, 0, 0),
+                         value=a.old_sent or 0, status=status)  # fmt: skip
+        self._request(now, a.peer, msg, s.sid, out)
+
+    def _syn_timer(self, now: int, sid: int, out: list[Action]) -> None:
+        a = self.anchors.get(sid)
+        s = self.agent.sessions.get(sid)
+        if a is None or s is None or a.phase is not Phase.NEW_PATH:
+            return
+        if a.extra["syn_tries"] >= ATTEMPTS:
+            self.agent.metrics["reconf.new_path_failed"] += 1
+            self._abandon(now, s, "the new path could not be set up", out, cancel=True)
+            return
+        a.extra["syn_tries"] += 1
+        a.extra["syn_rto"] = min(a.extra["syn_rto"] * 2, MAX_RTO)
+        out.append(Send(a.syn, Port.NET))
+        self._push(now + a.extra["syn_rto"], (-2, sid))
+
+    def new_path_syn(self, now: int, f: pk.TcpFrame, p: wire.SynPayload, out: list[Action]) -> bool:
+        """A Dysco SYN for this host: True if it is the new path of a reconfiguration we anchor."""
+        sid = self.awaiting.get(p.session)
+        a = self.anchors.get(sid) if sid is not None and len(p.hops) == 1 else None
+        if a is None or sid is None or a.left:
+            return False
+        s = self.agent.sessions[sid]
+        d = f.five_tuple
+        if a.new_in_key is None:
+            a.new_in_key = d
+            a.new_target = d.reversed()
+            self.agent._install(s, Mapping(Table.IN, d, None, s.sid), _rev(fwd=True), out)
+            a.fix_boundary()
+            a.phase = Phase.TWO_PATH
+            seq = ((a.old_sent or 1) - 1) & M32
+            synack = pk.TcpFrame(MAC, MAC, d.dst, d.src, d.dport, d.sport, seq, (f.seq + 1) & M32,
+                                 pk.SYN | pk.ACK, 65535, b"\x02\x04\x05\xb4")  # fmt: skip
+            a.synack = synack.to_bytes()
+            self._switch_msg(now, s, a, out)
+        elif a.new_in_key != d:
+            return True  # a SYN of another new path for the same reconfiguration: ignore
+        self.agent.metrics["reconf.new_path_syn"] += 1
+        out.append(Send(a.synack, Port.NET))
+        return True
+
+    # ---- packets of an anchored session ------------------------------------------------------------
+
+    def anchor_packet(self, now: int, s: Session, f: pk.TcpFrame, port: Port, out: list[Action]) -> bool:
+        a = self.anchors.get(s.sid)
+        if a is None:
+            return False
+        from dysco.runtime._core import Direction as D
+
+        if port is Port.HOST:
+            if f.five_tuple != a.out_key:
+                return False
+            if f.flags & pk.FIN:
+                a.extra["fin"] = (f.seq + len(f.payload)) & M32
+                a.extra["fin_ack"] = f.ack
+            for side, g in a.outgoing(f):
+                if side is PathSide.OLD:
+                    out.append(Send(translate(g, a.old_target, 0, a.old_delta).to_bytes(), Port.NET))
+                else:
+                    assert a.new_target is not None
+                    out.append(Send(translate(g, a.new_target, 0, a.new_delta).to_bytes(), Port.NET))
+            direction = D.FWD if a.left else D.REV
+        else:
+            t = f.five_tuple
+            if t == a.new_in_key:
+                if f.flags & pk.SYN:
+                    if a.left and a.phase is not Phase.LOCKING and f.flags & pk.ACK:
+                        self._synack(now, s, a, f, out)
+                    return True
+                if (
+                    not a.left
+                    and not f.payload
+                    and not f.flags & (pk.FIN | pk.RST)
+                    and f.ack == (pk.parse(a.synack).seq + 1) & M32
+                ):
+                    return True  # the new path's handshake ACK
+                delta = a.new_delta
+            elif t == a.old_in_key:
+                delta = a.old_delta
+            else:
+                return False
+            a.incoming(f)
+            out.append(Send(translate(f, a.in_target, delta, 0).to_bytes(), Port.HOST))
+            direction = D.REV if a.left else D.FWD
+        self.agent.metrics["reconf.two_path_packets"] += 1
+        if f.flags & (pk.FIN | pk.RST):
+            self.agent._teardown_seen(now, s, direction, f.flags, out)
+        self._check(now, s, a, out)
+        return True
+
+    def _synack(self, now: int, s: Session, a: Anchor, f: pk.TcpFrame, out: list[Action]) -> None:
+        assert a.new_target is not None
+        if a.phase is Phase.NEW_PATH:
+            a.phase = Phase.TWO_PATH
+            self.agent.metrics["reconf.new_path_up"] += 1
+        t = a.new_target
+        ack = pk.TcpFrame(
+            MAC, MAC, t.src, t.dst, t.sport, t.dport, a.old_sent or 0, (f.seq + 1) & M32, pk.ACK
+        )
+        out.append(Send(ack.to_bytes(), Port.NET))
+
+    def _check(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
+        if not a.out_done():
+            return
+        if not a.left:
+            if not a.sent_done:
+                a.sent_done = True
+                msg = cw.Message(cw.Kind.DONE, self._id(), a.extra["rid"], a.peer, self.me)
+                self._request(now, a.peer, msg, s.sid, out)
+            return
+        if not a.peer_done:
+            return
+        # both anchors are done: the left anchor frees the old path
+        old_down = s.down
+        assert old_down is not None and a.new_target is not None
+        self._fast(s, a, True, out)
+        self._fin_on_new_path(a, out)
+        msg = cw.Message(cw.Kind.TEARDOWN, self._id(), a.extra["rid"], self.me, a.peer, old_down.tuple)
+        self._request(now, old_down.tuple.dst, msg, 0, out)
+        self._drop_mapping(s, Table.IN, a.old_in_key, out)
+        old_down.fsm.set(SubsessionState.CLOSED)
+        if old_down.local_port is not None:
+            self.agent.ports.release(old_down.tuple.dst, old_down.local_port)
+        from dysco.runtime._core import Subsession
+
+        new = Subsession(a.new_target, self.agent._sub_fsm(s, "down"), a.extra["lport"])
+        new.fsm.set(SubsessionState.OPEN)
+        s.down = new
+        s.delta_down = a.new_delta
+        self._forget(s.sid)
+        self.agent.metrics["reconf.completed"] += 1
+        out.append(Notify("reconfigured", f"{s.session}: rid {a.extra['rid']}", s.sid))
+
+    def _fin_on_new_path(self, a: Anchor, out: list[Action]) -> None:
+        """The host's FIN went on the old path: the new path's agents see a copy (the peer acked it)."""
+        if "fin" in a.extra and a.new_target is not None:
+            t = a.new_target
+            fin = pk.TcpFrame(MAC, MAC, t.src, t.dst, t.sport, t.dport, a.extra["fin"],
+                              (a.extra["fin_ack"] - a.new_delta) & M32, pk.FIN | pk.ACK)  # fmt: skip
+            out.append(Send(fin.to_bytes(), Port.NET))
+
+    def _drop_mapping(self, s: Session, table: Table, key: FiveTuple, out: list[Action]) -> None:
+        entry = s.mappings.pop((table, key), None)
+        if entry is not None:
+            out.append(Delete(entry[0]))
+            self.agent._entries[table] -= 1
+            self.agent.by_key.pop((table, key), None)
+
+    def _forget(self, sid: int) -> None:
+        a = self.anchors.pop(sid, None)
+        self.locks.pop(sid, None)
+        if a is not None:
+            self.rids.pop(a.extra.get("rid", -1), None)
+        for view in [v for v, i in self.awaiting.items() if i == sid]:
+            del self.awaiting[view]
+        for key in [k for k, p in self.outbox.items() if p.sid == sid]:
+            del self.outbox[key]
+
+    # ---- release: teardown of the old path, cancel, abandon -----------------------------------------
+
+    def _release(self, now: int, s: Session, msg: cw.Message, out: list[Action]) -> None:
+        """CANCEL_LOCK or TEARDOWN reached the agent on the right of ``msg.sub``."""
+        key = (msg.left_anchor, msg.rid)
+        a = self.anchors.get(s.sid)
+        if a is not None and msg.right_anchor == self.me:
+            if msg.kind is cw.Kind.TEARDOWN:
+                from dysco.runtime._core import Subsession
+
+                self._fast(s, a, True, out)
+                self._fin_on_new_path(a, out)
+                self._drop_mapping(s, Table.IN, a.old_in_key, out)
+                assert a.new_target is not None
+                up = Subsession(a.new_target.reversed(), self.agent._sub_fsm(s, "up"))
+                up.fsm.set(SubsessionState.OPEN)
+                s.up = up
+                s.delta_up = a.new_delta
+                self.agent.metrics["reconf.completed"] += 1
+                out.append(Notify("reconfigured", f"{s.session}: rid {msg.rid}", s.sid))
+            else:
+                self._fast(s, a, False, out)
+                if a.new_in_key is not None:
+                    self._drop_mapping(s, Table.IN, a.new_in_key, out)
+                self.agent.metrics["reconf.cancelled"] += 1
+            self._forget(s.sid)
+            return
+        lock = self.locks.get(s.sid)
+        if lock is None or lock.rid != key:
+            return
+        if msg.kind is cw.Kind.TEARDOWN:
+            self._cancel_down(now, s, msg, out)
+            self.agent._close(s, "reconfigured away", out)
+            return
+        self._cancel_down(now, s, msg, out)
+        del self.locks[s.sid]
+        for k in [k for k, p in self.outbox.items() if p.sid == s.sid]:
+            del self.outbox[k]
+
+    def _cancel_down(self, now: int, s: Session, msg: cw.Message, out: list[Action]) -> None:
+        if s.down is not None:
+            kind = cw.Kind.TEARDOWN if msg.kind is cw.Kind.TEARDOWN else cw.Kind.CANCEL_LOCK
+            fwd = replace(msg, kind=kind, msg_id=self._id(), sub=s.down.tuple)
+            self._request(now, s.down.tuple.dst, fwd, 0, out)
+
+    def _abandon(self, now: int, s: Session, why: str, out: list[Action], cancel: bool) -> None:
+        """The left anchor gives up: the session stays on the old path."""
+        a = self.anchors.get(s.sid)
+        if a is not None:
+            self._fast(s, a, False, out)
+            if a.new_in_key is not None:
+                assert a.new_target is not None
+                rst = pk.TcpFrame(MAC, MAC, a.new_target.src, a.new_target.dst, a.new_target.sport,
+                                  a.new_target.dport, a.old_sent or 0, 0, pk.RST)  # fmt: skip
+                out.append(Send(rst.to_bytes(), Port.NET))
+                self._drop_mapping(s, Table.IN, a.new_in_key, out)
+                self.agent.ports.release(a.extra["first"], a.extra["lport"])
+            if cancel and s.down is not None:
+                msg = cw.Message(
+                    cw.Kind.CANCEL_LOCK, self._id(), a.extra["rid"], self.me, a.peer, s.down.tuple
+                )
+                self._forget(s.sid)
+                self._request(now, s.down.tuple.dst, msg, 0, out)
+        self._forget(s.sid)
+        self.agent.metrics["reconf.failed"] += 1
+        out.append(Notify("reconfigure_failed", f"{s.session}: {why}", s.sid, True))
+
+    def session_closed(self, s: Session, out: list[Action]) -> None:
+        a = self.anchors.get(s.sid)
+        if a is not None and a.left and a.new_in_key is not None and "lport" in a.extra:
+            self.agent.ports.release(a.extra["first"], a.extra["lport"])
+        self._forget(s.sid)
+
+
+def _rev(fwd: bool = False) -> Direction:
+    from dysco.runtime._core import Direction as D
+
+    return D.FWD if fwd else D.REV

@@ -1,0 +1,199 @@
+"""The two-path phase at one anchor of a reconfiguration (DESIGN.md §4, the model's variables).
+
+Pure bookkeeping: an :class:`Anchor` records what its host sent and what the peer acknowledged
+(in the host's own sequence space), fixes ``old_sent`` when it switches, learns the peer's
+boundary (``old_rcvd``) and splits each outgoing segment between the old and the new path:
+data below ``old_sent`` and acks up to ``old_rcvd`` stay on the old path, the rest takes the
+new one; a segment whose data and ack belong to different paths becomes two segments.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass, field, replace
+
+from dysco.runtime import _packet as pk
+from dysco.runtime._types import FiveTuple
+
+M32 = 0xFFFFFFFF
+
+
+def after(a: int, b: int) -> bool:
+    """``a`` is later than ``b`` in sequence space (mod 2^32)."""
+    return 0 < (a - b) & M32 < 0x80000000
+
+
+def later(a: int | None, b: int) -> int:
+    return b if a is None or after(b, a) else a
+
+
+def _sack(options: bytes, delta: int) -> bytes:
+    """The option area with every SACK edge minus ``delta``."""
+    if not delta or not options:
+        return options
+    out = bytearray(options)
+    i = 0
+    while i < len(out):
+        kind = out[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= len(out) or out[i + 1] < 2:
+            break
+        n = out[i + 1]
+        if kind == 5:
+            for j in range(i + 2, min(i + n, len(out)) - 3, 4):
+                (edge,) = struct.unpack_from("!I", out, j)
+                struct.pack_into("!I", out, j, (edge - delta) & M32)
+        i += n
+    return bytes(out)
+
+
+def translate(f: pk.TcpFrame, target: FiveTuple, seq_delta: int, ack_delta: int) -> pk.TcpFrame:
+    """What the NIC's ``rewrite`` does, in software."""
+    g = f.with_tuple(target)
+    if seq_delta:
+        g = replace(g, seq=(g.seq + seq_delta) & M32)
+    if ack_delta and g.flags & pk.ACK:
+        g = replace(g, ack=(g.ack - ack_delta) & M32, options=_sack(g.options, ack_delta))
+    return g
+
+
+class Phase(enum.Enum):
+    LOCKING = "locking"
+    """Left: waiting for ackLock; right: locked, waiting for the new path. Everything on the old path."""
+    NEW_PATH = "new_path"
+    """Left: new-path SYN sent; new data held (dropped) until the SYN-ACK."""
+    TWO_PATH = "two_path"
+
+
+class PathSide(enum.Enum):
+    OLD = "old"
+    NEW = "new"
+
+
+@dataclass(slots=True)
+class Anchor:
+    left: bool
+    peer: int
+    """The other anchor's address."""
+    out_key: FiveTuple
+    old_target: FiveTuple
+    in_target: FiveTuple
+    old_in_key: FiveTuple
+    old_delta: int
+    """Sequence delta of the old path's incoming packets (and ack delta of its outgoing ones)."""
+    new_delta: int = 0
+    new_target: FiveTuple | None = None
+    new_in_key: FiveTuple | None = None
+    phase: Phase = Phase.LOCKING
+    sent_max: int | None = None
+    acked_max: int | None = None
+    host_ack_old: int | None = None
+    old_sent: int | None = None
+    idle: bool = False
+    """Nothing was seen from the host before the switch: every later byte is new."""
+    rcvd_known: bool = False
+    old_rcvd: int | None = None
+    """The peer's boundary in this host's receive space (None with ``rcvd_known``: the peer was idle)."""
+    syn: bytes = b""
+    synack: bytes = b""
+    peer_done: bool = False
+    sent_done: bool = False
+    held: int = 0
+    hops: tuple[int, ...] = ()
+    extra: dict[str, int] = field(default_factory=dict)
+
+    # ---- observation -------------------------------------------------------------------------------
+
+    def fix_boundary(self) -> None:
+        """Switching: what was sent so far is old."""
+        b = self.sent_max if self.sent_max is not None else self.acked_max
+        self.old_sent = b
+        self.idle = b is None
+
+    def learn_peer(self, value: int, idle: bool) -> None:
+        self.rcvd_known = True
+        self.old_rcvd = None if idle else (value + self.new_delta) & M32
+
+    def out_done(self) -> bool:
+        if self.phase is not Phase.TWO_PATH:
+            return False
+        if self.idle or self.old_sent is None:
+            return True
+        return self.acked_max is not None and not after(self.old_sent, self.acked_max)
+
+    # ---- outgoing segments ---------------------------------------------------------------------------
+
+    def outgoing(self, f: pk.TcpFrame) -> list[tuple[PathSide, pk.TcpFrame]]:
+        """The host's segment ``f`` as the segments to send on each path (not yet translated)."""
+        end = (f.seq + f.seg_len()) & M32
+        if f.seg_len():
+            self.sent_max = later(self.sent_max, end)
+        elif self.phase is Phase.LOCKING:
+            self.sent_max = later(self.sent_max, f.seq)
+        if self.phase is Phase.LOCKING:
+            return [self._old(f)]
+        boundary = None if self.idle else self.old_sent
+        n = len(f.payload) + (1 if f.flags & pk.FIN else 0)
+        n_old = (
+            0
+            if boundary is None
+            else max(0, min(n, (boundary - f.seq) & M32 if after(boundary, f.seq) else 0))
+        )
+        old_bytes, new_bytes = f.payload[:n_old], f.payload[n_old:]
+        fin = f.flags & pk.FIN
+        fin_old = bool(fin) and n_old > len(f.payload)
+        segs: list[tuple[PathSide, pk.TcpFrame]] = []
+        ack_new = self._ack_new(f)
+        if n_old:
+            flags = f.flags & ~pk.FIN | (pk.FIN if fin_old else 0)
+            g = replace(f, payload=old_bytes, flags=flags)
+            if ack_new and self.old_rcvd is not None:
+                g = replace(g, ack=self.old_rcvd)
+            segs.append(self._old(g))
+        new_len = n - n_old
+        if new_len:
+            if self.phase is Phase.NEW_PATH:
+                self.held += 1
+            else:
+                flags = f.flags & ~pk.FIN | (pk.FIN if fin and not fin_old else 0)
+                segs.append(
+                    (PathSide.NEW, replace(f, seq=(f.seq + n_old) & M32, payload=new_bytes, flags=flags))
+                )
+        if f.flags & pk.RST:
+            return [self._old(f), (PathSide.NEW, f)] if self.phase is Phase.TWO_PATH else [self._old(f)]
+        if not f.flags & pk.ACK:
+            return segs
+        pure_seq = f.seq if boundary is None or after(f.seq, boundary) else boundary
+        pure = replace(f, seq=pure_seq, payload=b"", flags=pk.ACK)
+        if ack_new and self.phase is Phase.TWO_PATH:
+            if not new_len:
+                segs.append((PathSide.NEW, pure))
+            if self.old_rcvd is not None and (
+                self.host_ack_old is None or after(self.old_rcvd, self.host_ack_old)
+            ):
+                segs.append(self._old(replace(pure, ack=self.old_rcvd)))
+        elif not n_old and (self.host_ack_old is None or after(f.ack, self.host_ack_old) or not new_len):
+            segs.append(self._old(replace(pure, window=f.window)))
+        return segs
+
+    def _ack_new(self, f: pk.TcpFrame) -> bool:
+        if not f.flags & pk.ACK or not self.rcvd_known or self.phase is not Phase.TWO_PATH:
+            return False
+        return self.old_rcvd is None or after(f.ack, self.old_rcvd)
+
+    def _old(self, g: pk.TcpFrame) -> tuple[PathSide, pk.TcpFrame]:
+        if g.flags & pk.ACK:
+            self.host_ack_old = later(self.host_ack_old, g.ack)
+        return (PathSide.OLD, g)
+
+    # ---- incoming segments ---------------------------------------------------------------------------
+
+    def incoming(self, f: pk.TcpFrame) -> None:
+        """A segment from the peer (before translation): its ack is in this host's send space."""
+        if f.flags & pk.ACK:
+            self.acked_max = later(self.acked_max, f.ack)
