@@ -273,11 +273,12 @@ def run(cmd: str) -> None:
         raise UserError(f"{cmd}: {proc.stderr.strip() or proc.stdout.strip()}")
 
 
-def _pump(stream: IO[str], lines: queue.Queue[str], log: IO[str]) -> None:
+def _pump(stream: IO[str], lines: queue.Queue[str | None], log: IO[str]) -> None:
     for line in stream:
         log.write(line)
         log.flush()
         lines.put(line)
+    lines.put(None)  # end of output: the process is gone
 
 
 class Process:
@@ -287,7 +288,7 @@ class Process:
         self.argv = argv
         self.log_path = log
         self.ready = ready
-        self.lines: queue.Queue[str] = queue.Queue()
+        self.lines: queue.Queue[str | None] = queue.Queue()
         self.ready_line = ""
         self.proc: subprocess.Popen[str] | None = None
         self._log: IO[str] | None = None
@@ -323,6 +324,11 @@ class Process:
         try:
             while True:
                 line = self.lines.get(timeout=timeout)
+                if line is None:
+                    self.lines.put(None)  # for the next wait
+                    raise UserError(
+                        f"{' '.join(self.argv[:3])}: ended without a line with {text!r}; see {self.log_path}"
+                    )
                 if text in line:
                     return line
         except queue.Empty:
@@ -530,6 +536,7 @@ def load_topology(path: Path, **overrides: Any) -> Plan:
         "linger": float(_get(doc, "linger", (int, float), 2.0, str(path))),  # type: ignore[arg-type]
         "policy": _get(doc, "policy", str, CHAIN_POLICY, str(path)),
     }
+    fields["policies"] = f"/tmp/{fields['prefix']}-policy.dysco"
     fields.update(overrides)
     plan = Plan(tuple(hosts), **fields)
     if not re.fullmatch(r"[a-z][a-z0-9]{0,7}", plan.prefix):
