@@ -541,5 +541,8 @@ def load_topology(path: Path, **overrides: Any) -> Plan:
     plan = Plan(tuple(hosts), **fields)
     if not re.fullmatch(r"[a-z][a-z0-9]{0,7}", plan.prefix):
         raise UserError(f"{path}: prefix {plan.prefix!r}: at most 8 lower-case letters and digits")
-    plan.policy_text  # noqa: B018 -- every $NAME in the policy names a host
+    try:
+        plan.policy_text  # noqa: B018 -- every $NAME in the policy names a host
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
     return plan

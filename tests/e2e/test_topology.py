@@ -1,0 +1,53 @@
+"""Topology files: every example loads; every mistake is a UserError naming the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dysco.errors import UserError
+from dysco.runtime.testbed import load_topology
+
+from .conftest import ROOT
+
+HOSTS = '[[host]]\nname = "client"\nrole = "client"\n[[host]]\nname = "mbox"\nrole = "middlebox"\n'
+
+
+@pytest.mark.parametrize("name", ["chain", "firewall", "nat", "haproxy"])
+def test_examples_load(name: str) -> None:
+    plan = load_topology(ROOT / "examples" / f"{name}.toml")
+    assert plan.role("client") and plan.role("middlebox") and plan.role("server")
+    assert "$" not in plan.policy_text
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("x = 1\n" + HOSTS, "unknown key 'x'"),
+        ("prefix = 'dy'\n", "no [[host]] tables"),
+        ("prefix = 3\n" + HOSTS, "prefix must be str"),
+        ("prefix = 'much-too-long'\n" + HOSTS, "at most 8 lower-case"),
+        (HOSTS + "colour = 1\n", "unknown key 'colour'"),
+        (HOSTS.replace('"mbox"', '"Mbox"'), "must be a lower-case identifier"),
+        (HOSTS.replace('"middlebox"', '"router"'), "role 'router' is not one of"),
+        (HOSTS + 'kind = "nginx"\n', "kind 'nginx' is not one of"),
+        (HOSTS + "rules = [1]\n", "rules must be strings"),
+        (HOSTS + 'p4 = "p4src/baseline.p4"\n', "p4 is for a NIC without an agent"),
+        (HOSTS.replace('"mbox"', '"client"'), "two hosts have the same name"),
+        (HOSTS.replace('role = "client"', 'role = "server"'), "must be a client"),
+        ("policy = 'middlebox fw { instances $nowhere; }'\n" + HOSTS, "the policy names no host"),
+        ("prefix = \n", "Invalid value"),
+    ],
+)
+def test_mistakes(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(text)
+    with pytest.raises(UserError) as info:
+        load_topology(path)
+    assert message in str(info.value) and str(path) in str(info.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="No such file"):
+        load_topology(tmp_path / "none.toml")
