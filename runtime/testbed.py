@@ -1,5 +1,6 @@
-"""A chain on one machine: client -> middlebox -> server, each host a network namespace behind its
-own ``dysco switch`` NIC and ``dysco agent``, the hosts joined by a router namespace.
+"""A testbed on one machine: hosts (clients, middleboxes, servers; :func:`load_topology` reads them
+from a TOML file, :meth:`Plan.chain` is client -> middlebox -> server), each a network namespace
+behind its own ``dysco switch`` NIC and (optionally) ``dysco agent``, joined by a router namespace.
 
 ::
 
@@ -7,8 +8,9 @@ own ``dysco switch`` NIC and ``dysco agent``, the hosts joined by a router names
     ns P-m (10.0.2.2) eth0 = P-m-host [dysco switch]               P-m-net = r-m  -- ns P-r (router)
     ns P-s (10.0.3.2) eth0 = P-s-host [dysco switch]               P-s-net = r-s  /
 
-The NICs' ends and the switch and agent processes stay in the calling namespace; the middlebox
-application is Linux IP forwarding in its namespace.  Offloads are off on every veth (the NIC sees
+The NICs' ends and the switch and agent processes stay in the calling namespace; a middlebox
+runs Linux IP forwarding, an iptables ruleset, NAT (MASQUERADE) or HAProxy in its namespace.
+Offloads are off on every veth (the NIC sees
 real, checksummed packets).  :class:`Plan` writes every command down once: the real-process test
 runs them and docs/operations.md shows them (a test keeps the two equal).
 """
