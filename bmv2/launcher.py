@@ -146,7 +146,7 @@ class Target:
         """Return once the P4Runtime server answers; fail early if the process dies."""
         deadline = time.monotonic() + timeout
         with grpc.insecure_channel(self.spec.grpc_addr) as channel:
-            ready = grpc.channel_ready_future(channel)
+            stub = p4runtime_pb2_grpc.P4RuntimeStub(channel)
             while True:
                 if self.process is not None and self.process.poll() is not None:
                     raise TargetError(
@@ -158,10 +158,14 @@ class Target:
                         f"{self.kind} did not answer on {self.spec.grpc_addr} in {timeout:.0f}s"
                     )
                 try:
-                    ready.result(timeout=min(left, 0.5))  # wakes early to notice a dead process
+                    # any answer means the server is up; the short deadline notices a dead process
+                    stub.Capabilities(
+                        p4runtime_pb2.CapabilitiesRequest(), timeout=min(left, 0.5), wait_for_ready=True
+                    )
                     return
-                except grpc.FutureTimeoutError:
-                    continue
+                except grpc.RpcError as exc:
+                    if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                        return  # it answered, if only to refuse
 
     def push(self, built: Built) -> None:
         info = p4info_pb2.P4Info()
