@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dysco.softswitch.server._core import SwitchCore
 from dysco.softswitch.server._errors import NO_PIPELINE, NOT_PRIMARY, P4RuntimeError
+from dysco.softswitch.server._grpc import TlsConfig
 from dysco.softswitch.server._ports import MemoryPorts, PortError, RawSocketPorts
 from dysco.softswitch.server._switchd import DEFAULT_ADDRESS, SoftSwitchServer, default_program_loader
 
@@ -27,5 +28,6 @@ __all__ = [
     "RawSocketPorts",
     "SoftSwitchServer",
     "SwitchCore",
+    "TlsConfig",
     "default_program_loader",
 ]

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from concurrent import futures
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -119,8 +120,26 @@ class P4RuntimeServicer(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[m
         handle.outbox.put(StreamClosed())
 
 
-def make_grpc_server(core: SwitchCore, address: str) -> tuple[grpc.Server, int]:
-    """A started-not-yet gRPC server serving ``core`` on ``address``; returns it and the bound port."""
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """P4Runtime over TLS: the server's certificate chain and key (PEM), and for client
+    authentication the CA certificates clients must present a certificate from."""
+
+    cert: bytes
+    key: bytes
+    client_ca: bytes | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(self.key, self.cert)],
+            root_certificates=self.client_ca,
+            require_client_auth=self.client_ca is not None,
+        )
+
+
+def make_grpc_server(core: SwitchCore, address: str, tls: TlsConfig | None = None) -> tuple[grpc.Server, int]:
+    """A started-not-yet gRPC server serving ``core`` on ``address`` (over TLS when ``tls`` is
+    given); returns it and the bound port."""
     pool = futures.ThreadPoolExecutor(max_workers=MAX_STREAMS + 8, thread_name_prefix="p4rt-rpc")
     server = grpc.server(
         pool,
@@ -132,7 +151,7 @@ def make_grpc_server(core: SwitchCore, address: str) -> tuple[grpc.Server, int]:
         maximum_concurrent_rpcs=None,
     )
     p4runtime_pb2_grpc.add_P4RuntimeServicer_to_server(P4RuntimeServicer(core), server)
-    port = server.add_insecure_port(address)
+    port = server.add_secure_port(address, tls.credentials()) if tls else server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot listen on {address}")
     return server, port

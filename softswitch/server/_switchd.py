@@ -17,7 +17,7 @@ import grpc
 from dysco.softswitch.api import Clock, Device, Program
 from dysco.softswitch.server._core import ProgramLoader, SwitchCore
 from dysco.softswitch.server._errors import P4RuntimeError
-from dysco.softswitch.server._grpc import make_grpc_server
+from dysco.softswitch.server._grpc import TlsConfig, make_grpc_server
 
 _log = logging.getLogger("dysco.softswitch.server")
 
@@ -56,6 +56,7 @@ class SoftSwitchServer:
         program_loader: ProgramLoader = default_program_loader,
         clock: Clock = time.monotonic_ns,
         idle_poll_interval: float = DEFAULT_IDLE_POLL_S,
+        tls: TlsConfig | None = None,
     ) -> None:
         self.core = SwitchCore(device, device_id=device_id, program_loader=program_loader, clock=clock)
         self.address = address
@@ -63,13 +64,14 @@ class SoftSwitchServer:
         self.port = 0
         """The TCP port the gRPC server listens on, once started."""
         self._idle_interval = idle_poll_interval
+        self._tls = tls
         self._stop = threading.Event()
         self._grpc: grpc.Server | None = None
         self._idle_thread: threading.Thread | None = None
 
     def start(self) -> None:
         try:
-            self._grpc, self.port = make_grpc_server(self.core, self.address)
+            self._grpc, self.port = make_grpc_server(self.core, self.address, self._tls)
         except RuntimeError as exc:  # grpcio raises this when the port is taken
             raise OSError(f"cannot listen on {self.address}: {exc}") from exc
         if self.ports is not None:

@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Any
 
 from dysco.errors import UserError
+from dysco.softswitch.server._grpc import TlsConfig
 from dysco.softswitch.server._ports import PortError, RawSocketPorts
 from dysco.softswitch.server._switchd import DEFAULT_ADDRESS, SoftSwitchServer
 
@@ -75,6 +76,18 @@ def register(subparsers: Any) -> None:
 
 def _add_target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpu-port", type=int, help="port whose packets become P4Runtime PacketIn")
+    # TLS, with simple_switch_grpc's option names
+    parser.add_argument("--grpc-server-ssl", action="store_true", help="serve P4Runtime over TLS")
+    parser.add_argument("--grpc-server-cert", metavar="PEM", help="the server's certificate (chain)")
+    parser.add_argument("--grpc-server-key", metavar="PEM", help="the server's private key")
+    parser.add_argument(
+        "--grpc-server-cacert", metavar="PEM", help="CA certificates for client authentication"
+    )
+    parser.add_argument(
+        "--grpc-server-with-client-auth",
+        action="store_true",
+        help="require a client certificate issued by --grpc-server-cacert",
+    )
     parser.add_argument(
         "--grpc-server-addr",
         default=DEFAULT_ADDRESS,
@@ -93,7 +106,13 @@ def _target_options(args: argparse.Namespace) -> None:
         return
     target = argparse.ArgumentParser(prog="dysco switch ... --", add_help=False, exit_on_error=False)
     _add_target_options(target)
-    target.set_defaults(cpu_port=args.cpu_port, grpc_server_addr=args.grpc_server_addr)
+    tls_names = ("grpc_server_ssl", "grpc_server_cert", "grpc_server_key", "grpc_server_cacert",
+                 "grpc_server_with_client_auth")  # fmt: skip
+    target.set_defaults(
+        cpu_port=args.cpu_port,
+        grpc_server_addr=args.grpc_server_addr,
+        **{name: getattr(args, name) for name in tls_names},
+    )
     try:
         parsed, unknown = target.parse_known_args(rest)
     except argparse.ArgumentError as exc:
@@ -106,6 +125,30 @@ def _target_options(args: argparse.Namespace) -> None:
         raise UserError(f"unknown target options: {' '.join(unknown)}")
     args.cpu_port = parsed.cpu_port
     args.grpc_server_addr = parsed.grpc_server_addr
+    for name in tls_names:
+        setattr(args, name, getattr(parsed, name))
+
+
+def _tls(args: argparse.Namespace) -> TlsConfig | None:
+    """The TLS settings from the options, with every file read now (errors before serving)."""
+    if not args.grpc_server_ssl:
+        given = [o for o in ("cert", "key", "cacert") if getattr(args, f"grpc_server_{o}")]
+        if given or args.grpc_server_with_client_auth:
+            raise UserError("TLS options need --grpc-server-ssl")
+        return None
+    if not args.grpc_server_cert or not args.grpc_server_key:
+        raise UserError("--grpc-server-ssl needs --grpc-server-cert and --grpc-server-key")
+    if args.grpc_server_with_client_auth and not args.grpc_server_cacert:
+        raise UserError("--grpc-server-with-client-auth needs --grpc-server-cacert")
+
+    def read(path: str) -> bytes:
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise UserError(f"cannot read {path}: {exc.strerror}") from None
+
+    ca = read(args.grpc_server_cacert) if args.grpc_server_with_client_auth else None
+    return TlsConfig(read(args.grpc_server_cert), read(args.grpc_server_key), ca)
 
 
 def parse_interfaces(specs: list[str]) -> dict[int, str]:
@@ -151,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
 
     from dysco.softswitch import Switch  # type: ignore[attr-defined, unused-ignore]
 
+    tls = _tls(args)
     program = _load(args.program) if args.program is not None else None
     device = Switch(program, cpu_port=cpu_port, drop_port=args.drop_port)
     try:
@@ -164,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
         address=args.grpc_server_addr,
         ports=ports,
         idle_poll_interval=args.idle_poll_interval,
+        tls=tls,
     )
     stop = threading.Event()
 
