@@ -3,24 +3,23 @@ the two-path phase at both anchors, completion and cancel.
 
 :class:`Reconfigurer` is part of the sans-IO agent: the agent hands it control datagrams,
 punted packets of sessions it anchors, new-path SYNs and timers; it returns actions through
-the same ``out`` list.  Control messages (:mod:`dysco.runtime._ctlwire`) are requests
-retransmitted with backoff until answered, and answers are cached per (sender, msg_id), so
-a duplicate is answered again without acting twice.
+the same ``out`` list.  Control messages (:mod:`dysco.runtime._ctlwire`) go through a
+:class:`~dysco.runtime._ctlmsg.Messenger`: requests are retransmitted with backoff until
+answered, and answers are cached per (sender, msg_id), so a duplicate is answered again
+without acting twice.
 """
 
 from __future__ import annotations
 
 import enum
-import heapq
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from dysco import p4names
-from dysco.errors import PeerError
 from dysco.runtime import _ctlwire as cw
 from dysco.runtime import _packet as pk
 from dysco.runtime import _wire as wire
 from dysco.runtime._alloc import PortsExhausted
+from dysco.runtime._ctlmsg import ATTEMPTS, FIRST_RTO, MAX_RTO, Messenger, Pending
 from dysco.runtime._events import Action, Delete, Mapping, Modify, Notify, Port, Send, Table
 from dysco.runtime._fsm import SessionState, SubsessionState
 from dysco.runtime._twopath import M32, Anchor, PathSide, Phase, translate
@@ -29,12 +28,9 @@ from dysco.runtime._types import FiveTuple
 if TYPE_CHECKING:
     from dysco.runtime._core import Agent, Direction, Session
 
-MS = 1_000_000
-FIRST_RTO = 50 * MS
-MAX_RTO = 1000 * MS
-ATTEMPTS = 10
-SEEN_FOR = 10_000 * MS
 MAC = b"\x02\0\0\0\0\x0a"
+SYN_TIMER = 1
+"""Wake-up: retransmit the new-path SYN (or give the new path up)."""
 
 
 class LockState(enum.Enum):
@@ -54,16 +50,6 @@ class Lock:
     saved: tuple[int, cw.Message] | None = None
 
 
-@dataclass(slots=True)
-class Pending:
-    dst: int
-    msg: cw.Message
-    sid: int
-    at: int
-    rto: int = FIRST_RTO
-    attempts: int = 1
-
-
 class Reconfigurer:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
@@ -72,72 +58,33 @@ class Reconfigurer:
         self.anchors: dict[int, Anchor] = {}
         self.awaiting: dict[FiveTuple, int] = {}
         """Right anchor: the left anchor's view of the session -> session id (new-path SYN)."""
-        self.outbox: dict[tuple[int, int], Pending] = {}
-        self.seen: dict[tuple[int, int], tuple[int, bytes | None]] = {}
         self.rids: dict[int, tuple[int, int]] = {}
-        self._timers: list[tuple[int, int, tuple[int, int]]] = []
-        self._n = 0
-        self._next_id = 1
+        self.msgs = Messenger(self.me, agent.metrics)
 
     # ---- bookkeeping ------------------------------------------------------------------------------
 
     def _id(self) -> int:
-        self._next_id = self._next_id % M32 + 1
-        return self._next_id
-
-    def _push(self, at: int, key: tuple[int, int]) -> None:
-        self._n += 1
-        heapq.heappush(self._timers, (at, self._n, key))
-
-    def _frame(self, dst: int, msg: cw.Message) -> bytes:
-        return cw.udp_frame(self.me, dst, p4names.CONTROL_UDP_PORT, cw.encode(msg))
+        return self.msgs.new_id()
 
     def _request(self, now: int, dst: int, msg: cw.Message, sid: int, out: list[Action]) -> None:
-        p = Pending(dst, msg, sid, now + FIRST_RTO)
-        self.outbox[(dst, msg.msg_id)] = p
-        self._push(p.at, (dst, msg.msg_id))
-        out.append(Send(self._frame(dst, msg), Port.NET))
+        self.msgs.request(now, dst, msg, sid, out)
 
     def _answer(self, now: int, dst: int, msg: cw.Message, out: list[Action]) -> None:
-        data = self._frame(dst, msg)
-        self.seen[(dst, msg.msg_id)] = (now + SEEN_FOR, data)
-        self._push(now + SEEN_FOR, (-1, 0))
-        out.append(Send(data, Port.NET))
+        self.msgs.answer(now, dst, msg, out)
 
     def next_deadline(self) -> int | None:
-        return self._timers[0][0] if self._timers else None
+        return self.msgs.next_deadline()
 
     def empty(self) -> bool:
-        return not (self.locks or self.anchors or self.awaiting or self.outbox or self.seen or self.rids)
+        return not (self.locks or self.anchors or self.awaiting or self.rids) and self.msgs.empty()
 
     def timer(self, now: int, out: list[Action]) -> None:
-        while self._timers and self._timers[0][0] <= now:
-            _, _, key = heapq.heappop(self._timers)
-            if key[0] == -1:
-                for k in [k for k, (exp, _) in self.seen.items() if exp <= now]:
-                    del self.seen[k]
-                continue
-            if key[0] == -2:
-                self._syn_timer(now, key[1], out)
-                continue
-            p = self.outbox.get(key)
-            if p is None or p.at != self._timers_at(p, now):
-                continue
-            if p.attempts >= ATTEMPTS:
-                del self.outbox[key]
-                self.agent.metrics[f"reconf.gave_up.{p.msg.kind.name.lower()}"] += 1
-                self._gave_up(now, p, out)
-                continue
-            p.attempts += 1
-            p.rto = min(p.rto * 2, MAX_RTO)
-            p.at = now + p.rto
-            self._push(p.at, key)
-            self.agent.metrics["reconf.retransmitted"] += 1
-            out.append(Send(self._frame(p.dst, p.msg), Port.NET))
-
-    @staticmethod
-    def _timers_at(p: Pending, now: int) -> int:
-        return p.at if p.at <= now else -1
+        expired = self.msgs.timer(now, out)
+        for what, sid in expired.woken:
+            if what == SYN_TIMER:
+                self._syn_timer(now, sid, out)
+        for p in expired.gave_up:
+            self._gave_up(now, p, out)
 
     # ---- triggers ---------------------------------------------------------------------------------
 
@@ -211,31 +158,13 @@ class Reconfigurer:
     # ---- control datagrams ----------------------------------------------------------------------------
 
     def control(self, now: int, frame: bytes, out: list[Action]) -> None:
-        try:
-            src, dst, data = cw.parse_udp(frame, p4names.CONTROL_UDP_PORT)
-            msg = cw.decode(data)
-        except PeerError as exc:
-            self.agent.metrics[f"drops.control.{getattr(exc, 'kind', 'garbled')}"] += 1
+        r = self.msgs.receive(now, frame, out)
+        if r is None:
             return
-        if dst != self.me:
-            self.agent.metrics["drops.control.not_for_us"] += 1
-            return
-        self.agent.metrics[f"control.{msg.kind.name.lower()}"] += 1
-        if msg.kind in cw.ANSWERS:
-            cached = self.seen.get((src, msg.msg_id))
-            if cached is not None:
-                if cached[1] is not None:
-                    out.append(Send(cached[1], Port.NET))
-                return
-            self.seen[(src, msg.msg_id)] = (now + SEEN_FOR, None)
-            self._push(now + SEEN_FOR, (-1, 0))
-            self._on_request(now, src, msg, out)
-            return
-        p = self.outbox.pop((src, msg.msg_id), None)
-        if p is None:
-            self.agent.metrics["control.duplicate_answer"] += 1
-            return
-        self._on_answer(now, src, p, msg, out)
+        if r.pending is None:
+            self._on_request(now, r.src, r.msg, out)
+        else:
+            self._on_answer(now, r.src, r.pending, r.msg, out)
 
     def _session_by_up(self, sub: FiveTuple) -> Session | None:
         sid = self.agent.by_key.get((Table.IN, sub))
@@ -390,7 +319,7 @@ class Reconfigurer:
         a.extra["syn_rto"] = FIRST_RTO
         a.extra["syn_tries"] = 1
         out.append(Send(a.syn, Port.NET))
-        self._push(now + FIRST_RTO, (-2, s.sid))
+        self.msgs.wake(now + FIRST_RTO, SYN_TIMER, s.sid)
         self._switch_msg(now, s, a, out)
 
     def _switch_msg(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
@@ -414,7 +343,7 @@ class Reconfigurer:
         a.extra["syn_tries"] += 1
         a.extra["syn_rto"] = min(a.extra["syn_rto"] * 2, MAX_RTO)
         out.append(Send(a.syn, Port.NET))
-        self._push(now + a.extra["syn_rto"], (-2, sid))
+        self.msgs.wake(now + a.extra["syn_rto"], SYN_TIMER, sid)
 
     def new_path_syn(self, now: int, f: pk.TcpFrame, p: wire.SynPayload, out: list[Action]) -> bool:
         """A Dysco SYN for this host: True if it is the new path of a reconfiguration we anchor."""
@@ -555,8 +484,7 @@ class Reconfigurer:
             self.rids.pop(a.extra.get("rid", -1), None)
         for view in [v for v, i in self.awaiting.items() if i == sid]:
             del self.awaiting[view]
-        for key in [k for k, p in self.outbox.items() if p.sid == sid]:
-            del self.outbox[key]
+        self.msgs.forget(sid)
 
     # ---- release: teardown of the old path, cancel, abandon -----------------------------------------
 
@@ -594,8 +522,7 @@ class Reconfigurer:
             return
         self._cancel_down(now, s, msg, out)
         del self.locks[s.sid]
-        for k in [k for k, p in self.outbox.items() if p.sid == s.sid]:
-            del self.outbox[k]
+        self.msgs.forget(s.sid)
 
     def _cancel_down(self, now: int, s: Session, msg: cw.Message, out: list[Action]) -> None:
         if s.down is not None:

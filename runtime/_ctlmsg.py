@@ -1,0 +1,168 @@
+"""Reliable control messaging between agents (docs/protocol.md §4, "Reliability").
+
+:class:`Messenger` is sans-IO like the rest of the agent: it sends requests and retransmits them
+with a doubling timeout until an answer with the same ``msg_id`` arrives (or it gives up), caches
+the answers it gave per (sender, ``msg_id``) so a duplicate request is answered again with the
+same bytes without being acted on twice, and keeps the timers for both plus the wake-ups of the
+reconfiguration (new-path SYN retransmissions, lock timeouts).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from dataclasses import dataclass
+
+from dysco import p4names
+from dysco.errors import PeerError
+from dysco.runtime import _ctlwire as cw
+from dysco.runtime._events import Action, Port, Send
+
+MS = 1_000_000
+FIRST_RTO = 50 * MS
+MAX_RTO = 1000 * MS
+ATTEMPTS = 10
+SEEN_FOR = 10_000 * MS
+M32 = 0xFFFFFFFF
+
+_EXPIRE = -1
+_WAKE = -2
+
+
+@dataclass(slots=True)
+class Pending:
+    """A request waiting for its answer."""
+
+    dst: int
+    msg: cw.Message
+    sid: int
+    """The session the request is about at this agent (0: none to act on when it is answered)."""
+    at: int
+    rto: int = FIRST_RTO
+    attempts: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A control datagram for this agent that needs acting on."""
+
+    src: int
+    msg: cw.Message
+    pending: Pending | None
+    """For an answer: the request it answers (None for a request)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """What the timers produced: requests given up on, and the wake-ups that came due."""
+
+    gave_up: list[Pending]
+    woken: list[tuple[int, int]]
+    """(what, session id) pairs registered with :meth:`Messenger.wake`."""
+
+
+class Messenger:
+    def __init__(self, me: int, metrics: Counter[str]) -> None:
+        self.me = me
+        self.metrics = metrics
+        self.outbox: dict[tuple[int, int], Pending] = {}
+        self.seen: dict[tuple[int, int], tuple[int, bytes | None]] = {}
+        self._timers: list[tuple[int, int, tuple[int, int, int]]] = []
+        self._n = 0
+        self._next_id = 1
+
+    def new_id(self) -> int:
+        self._next_id = self._next_id % M32 + 1
+        return self._next_id
+
+    def _push(self, at: int, key: tuple[int, int, int]) -> None:
+        self._n += 1
+        heapq.heappush(self._timers, (at, self._n, key))
+
+    def frame(self, dst: int, msg: cw.Message) -> bytes:
+        return cw.udp_frame(self.me, dst, p4names.CONTROL_UDP_PORT, cw.encode(msg))
+
+    def request(self, now: int, dst: int, msg: cw.Message, sid: int, out: list[Action]) -> None:
+        """Send ``msg`` to ``dst`` and retransmit it until it is answered."""
+        p = Pending(dst, msg, sid, now + FIRST_RTO)
+        self.outbox[(dst, msg.msg_id)] = p
+        self._push(p.at, (0, dst, msg.msg_id))
+        out.append(Send(self.frame(dst, msg), Port.NET))
+
+    def answer(self, now: int, dst: int, msg: cw.Message, out: list[Action]) -> None:
+        """Send the answer ``msg`` and remember it for duplicates of the request."""
+        data = self.frame(dst, msg)
+        self.seen[(dst, msg.msg_id)] = (now + SEEN_FOR, data)
+        self._push(now + SEEN_FOR, (_EXPIRE, 0, 0))
+        out.append(Send(data, Port.NET))
+
+    def wake(self, at: int, what: int, sid: int) -> None:
+        """Have :meth:`timer` report ``(what, sid)`` at ``at``."""
+        self._push(at, (_WAKE, what, sid))
+
+    def forget(self, sid: int) -> None:
+        """Stop retransmitting the requests about session ``sid``."""
+        for key in [k for k, p in self.outbox.items() if p.sid == sid]:
+            del self.outbox[key]
+
+    def next_deadline(self) -> int | None:
+        return self._timers[0][0] if self._timers else None
+
+    def empty(self) -> bool:
+        return not (self.outbox or self.seen)
+
+    def receive(self, now: int, frame: bytes, out: list[Action]) -> Received | None:
+        """A control datagram from the NIC: what to act on (None: garbled, duplicate or stale)."""
+        try:
+            src, dst, data = cw.parse_udp(frame, p4names.CONTROL_UDP_PORT)
+            msg = cw.decode(data)
+        except PeerError as exc:
+            self.metrics[f"drops.control.{getattr(exc, 'kind', 'garbled')}"] += 1
+            return None
+        if dst != self.me:
+            self.metrics["drops.control.not_for_us"] += 1
+            return None
+        self.metrics[f"control.{msg.kind.name.lower()}"] += 1
+        if msg.kind in cw.ANSWERS:
+            cached = self.seen.get((src, msg.msg_id))
+            if cached is not None:
+                if cached[1] is not None:
+                    out.append(Send(cached[1], Port.NET))
+                return None
+            self.seen[(src, msg.msg_id)] = (now + SEEN_FOR, None)
+            self._push(now + SEEN_FOR, (_EXPIRE, 0, 0))
+            return Received(src, msg, None)
+        p = self.outbox.pop((src, msg.msg_id), None)
+        if p is None:
+            self.metrics["control.duplicate_answer"] += 1
+            return None
+        return Received(src, msg, p)
+
+    def timer(self, now: int, out: list[Action]) -> Expired:
+        """Retransmit what is due, forget old answers; report abandoned requests and wake-ups."""
+        gave_up: list[Pending] = []
+        woken: list[tuple[int, int]] = []
+        while self._timers and self._timers[0][0] <= now:
+            _, _, (kind, a, b) = heapq.heappop(self._timers)
+            if kind == _EXPIRE:
+                for k in [k for k, (exp, _) in self.seen.items() if exp <= now]:
+                    del self.seen[k]
+                continue
+            if kind == _WAKE:
+                woken.append((a, b))
+                continue
+            p = self.outbox.get((a, b))
+            if p is None or p.at > now:
+                continue
+            if p.attempts >= ATTEMPTS:
+                del self.outbox[(a, b)]
+                self.metrics[f"reconf.gave_up.{p.msg.kind.name.lower()}"] += 1
+                gave_up.append(p)
+                continue
+            p.attempts += 1
+            p.rto = min(p.rto * 2, MAX_RTO)
+            p.at = now + p.rto
+            self._push(p.at, (0, a, b))
+            self.metrics["reconf.retransmitted"] += 1
+            out.append(Send(self.frame(p.dst, p.msg), Port.NET))
+        return Expired(gave_up, woken)
