@@ -82,3 +82,20 @@ def ctl(tb: Testbed, name: str, what: str) -> object:
     argv = [sys.executable, "-m", "dysco", "ctl", what, "--mgmt", tb.plan.mgmt(tb.plan.host(name)), "--json"]
     out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=WAIT_S)
     return json.loads(out.stdout)
+
+
+def counters(tb: Testbed, host: str) -> dict[str, int]:
+    """Packets per FORWARD rule of ``host``'s firewall, by the rule's text (iptables-save -c)."""
+    out = subprocess.run(
+        tb.netns_argv(host, ["iptables-save", "-c", "-t", "filter"]),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=WAIT_S,
+    ).stdout
+    rules = {}
+    for line in out.splitlines():
+        if line.startswith("[") and " -A FORWARD " in line:
+            count, rule = line.split(" ", 1)
+            rules[rule] = int(count.strip("[]").split(":")[0])
+    return rules

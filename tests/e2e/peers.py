@@ -1,7 +1,9 @@
 """Traffic for the end-to-end tests, run inside a host's network namespace.
 
     python peers.py blob-server PORT                  one connection: read, answer, print digests
-    python peers.py blob-client ADDR PORT UP DOWN     send UP bytes, receive DOWN bytes
+    python peers.py blob-client ADDR PORT UP DOWN [hold]
+                                                      send UP bytes, receive DOWN bytes; with hold,
+                                                      close only when stdin has a line
     python peers.py http-server PORT                  GET /K answers body(K)
     python peers.py http-client ADDR PORT COUNT       COUNT requests, one connection each, checked
     python peers.py connect ADDR PORT TIMEOUT         prints "connect: connected" or "connect: timed out"
@@ -59,15 +61,20 @@ def blob_server(port: int) -> None:
             print("eof" if conn.recv(1) == b"" else "unexpected data", flush=True)
 
 
-def blob_client(addr: str, port: int, up: int, down: int) -> None:
+def blob_client(addr: str, port: int, up: int, down: int, hold: bool) -> None:
     data = payload(1, up)
     with socket.create_connection((addr, port), timeout=60) as s:
         s.sendall(up.to_bytes(8, "big") + down.to_bytes(8, "big") + data)
         got = hashlib.sha256()
         recv_exactly(s, down, got)
+        sport = s.getsockname()[1]
+        if hold:  # the session stays established until the test has looked at it
+            print("client sent", hashlib.sha256(data).hexdigest(), "got", got.hexdigest(), sport, flush=True)
+            sys.stdin.readline()
         s.shutdown(socket.SHUT_WR)
         eof = s.recv(1) == b""
-        print("client sent", hashlib.sha256(data).hexdigest(), "got", got.hexdigest(), flush=True)
+        if not hold:
+            print("client sent", hashlib.sha256(data).hexdigest(), "got", got.hexdigest(), sport, flush=True)
         print("eof" if eof else "unexpected data", flush=True)
 
 
@@ -117,7 +124,7 @@ if __name__ == "__main__":
     if cmd == "blob-server":
         blob_server(int(args[0]))
     elif cmd == "blob-client":
-        blob_client(args[0], int(args[1]), int(args[2]), int(args[3]))
+        blob_client(args[0], int(args[1]), int(args[2]), int(args[3]), args[4:] == ["hold"])
     elif cmd == "http-server":
         http_server(int(args[0]))
     elif cmd == "http-client":

@@ -12,27 +12,11 @@ import pytest
 
 from dysco.runtime.testbed import Process, Testbed
 
-from .conftest import WAIT_S, blob, ctl, peer
+from .conftest import WAIT_S, blob, counters, ctl, peer
 
 pytestmark = [pytest.mark.root, pytest.mark.parametrize("testbed", ["firewall"], indirect=True)]
 
 MB = 1 << 20
-
-
-def counters(tb: Testbed) -> dict[str, int]:
-    """Packets per FORWARD rule of the firewall, by the rule's text (iptables-save -c)."""
-    out = subprocess.run(
-        tb.netns_argv("fw", ["iptables-save", "-c", "-t", "filter"]),
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    rules = {}
-    for line in out.splitlines():
-        if line.startswith("[") and " -A FORWARD " in line:
-            count, rule = line.split(" ", 1)
-            rules[rule] = int(count.strip("[]").split(":")[0])
-    return rules
 
 
 def test_iperf3_long_transfer(testbed: Testbed, tmp_path: Path) -> None:
@@ -68,7 +52,7 @@ def test_many_short_http_requests(testbed: Testbed, tmp_path: Path) -> None:
         with Process(argv, tmp_path / "http-client.log", "http ok") as client:
             # one connection per request (HTTP/1.0); a source port may come back once its session is gone
             assert client.ready_line.split()[:3] == ["http", "ok", "200"]
-    accepted = counters(tb)
+    accepted = counters(tb, "fw")
     web = next(n for rule, n in accepted.items() if "--dports 80,5201,9000" in rule)
     assert web >= 200, "every HTTP session's SYN passed the firewall's rule for new sessions"
 
@@ -76,12 +60,12 @@ def test_many_short_http_requests(testbed: Testbed, tmp_path: Path) -> None:
 def test_the_ruleset_drops_port_8080(testbed: Testbed, tmp_path: Path) -> None:
     tb = testbed
     with Process(peer(tb, "server", "blob-server", 8080), tmp_path / "server-8080.log", "listening"):
-        before = next(n for rule, n in counters(tb).items() if "--dport 8080 -j DROP" in rule)
+        before = next(n for rule, n in counters(tb, "fw").items() if "--dport 8080 -j DROP" in rule)
         argv = peer(tb, "client", "connect", "10.0.3.2", 8080, 1.5)
         with Process(argv, tmp_path / "connect-8080.log", "connect") as client:
             pass
         assert client.ready_line.strip() == "connect: timed out"
-        after = next(n for rule, n in counters(tb).items() if "--dport 8080 -j DROP" in rule)
+        after = next(n for rule, n in counters(tb, "fw").items() if "--dport 8080 -j DROP" in rule)
         assert after > before, "the firewall dropped the SYN (not something before it)"
     rows = ctl(tb, "client", "sessions")
     assert isinstance(rows, list)

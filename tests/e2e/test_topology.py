@@ -14,7 +14,7 @@ from .conftest import ROOT
 HOSTS = '[[host]]\nname = "client"\nrole = "client"\n[[host]]\nname = "mbox"\nrole = "middlebox"\n'
 
 
-@pytest.mark.parametrize("name", ["chain", "firewall", "nat", "haproxy"])
+@pytest.mark.parametrize("name", ["chain", "firewall", "nat", "haproxy", "longchain"])
 def test_examples_load(name: str) -> None:
     plan = load_topology(ROOT / "examples" / f"{name}.toml")
     assert plan.role("client") and plan.role("middlebox") and plan.role("server")
