@@ -15,9 +15,10 @@ It is built twice:
 Measured in each: TCP goodput (iperf3 for ``--seconds``, ``--runs`` runs, the receiver's rate,
 median), HTTP requests per second (``--requests`` short HTTP/1.0 requests, one connection each,
 ``--concurrency`` at a time), and session setup latency (the time connect() takes, ``--connects``
-per chain length, lengths interleaved).  The JSON gives the goodput and request-rate ratios
-(dysco / baseline; the target for goodput is >= 0.95) and the setup overhead: dysco minus
-baseline per chain length, and its slope over the chain length (the overhead per middlebox).
+per chain length, lengths interleaved, all held open until the last).  The JSON gives the goodput
+and request-rate ratios (dysco / baseline; the target for goodput is >= 0.95) and the setup
+overhead: dysco minus baseline per chain length, and its slope over the chain length (the
+overhead per middlebox).
 
 The NICs are Python processes sharing the machine's cores with the endpoints and middleboxes, so
 absolute rates are those of the software target, not of a NIC; the ratios are the point.  The
@@ -106,30 +107,37 @@ def _http_client(addr: str, port: int, count: int, concurrency: int) -> None:
 
 
 def _accept_server(ports: list[int]) -> None:
-    """Accept on every port and close each connection at once."""
+    """Accept on every port; close each connection when the client does."""
     sel = selectors.DefaultSelector()
     for port in ports:
-        ls = socket.create_server(("0.0.0.0", port), backlog=128)
-        sel.register(ls, selectors.EVENT_READ)
+        sel.register(socket.create_server(("0.0.0.0", port), backlog=256), selectors.EVENT_READ, "listen")
     print("listening", flush=True)
     while True:
         for key, _ in sel.select():
-            conn, _ = key.fileobj.accept()  # type: ignore[union-attr]
-            conn.close()
+            s = key.fileobj
+            assert isinstance(s, socket.socket)
+            if key.data == "listen":
+                sel.register(s.accept()[0], selectors.EVENT_READ, "conn")
+            elif not s.recv(1024):
+                sel.unregister(s)
+                s.close()
 
 
 def _connect_client(addr: str, ports: list[int], count: int) -> None:
-    """``count`` connects per port, ports interleaved, after one unmeasured connect each."""
+    """``count`` connects per port, ports interleaved, after one unmeasured connect each.  The
+    sessions stay open until the end, so no teardown runs while a session is set up."""
     print("started", flush=True)
     times: dict[int, list[float]] = {p: [] for p in ports}
+    held = []
     for i in range(count + 1):
         for port in ports:
             start = time.perf_counter()
-            s = socket.create_connection((addr, port), timeout=30)
+            held.append(socket.create_connection((addr, port), timeout=30))
             elapsed = time.perf_counter() - start
-            s.close()
             if i:
                 times[port].append(elapsed)
+    for s in held:
+        s.close()
     print("result", json.dumps(times), flush=True)
 
 
