@@ -48,6 +48,8 @@ bench: setup
 	$(BIN)/python -m bench.softswitch_pps
 	$(BIN)/python -m bench.dataplane_pps
 	$(BIN)/python -m bench.agent_setup
+	@if [ "$$(id -u)" = 0 ]; then $(BIN)/python -m bench.e2e_goodput; \
+	else echo "bench.e2e_goodput: needs root (network namespaces), skipped"; fi
 
 # Everything, slow tests included, with the hypothesis "soak" profile (many more examples).
 soak: setup
