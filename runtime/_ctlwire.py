@@ -105,6 +105,8 @@ class Status(enum.IntEnum):
     """Nack: the right anchor is not on the old path."""
     IDLE = 4
     """SWITCH: nothing had been sent before the switch (``value`` carries no boundary)."""
+    CLOSING = 5
+    """Nack: the session is closing at the receiver (a FIN was seen both ways, or a RST)."""
 
 
 class BadControl(PeerError):

@@ -126,7 +126,11 @@ class Reconfigurer:
         assert sub is not None
         in_key = sub.tuple.reversed() if left else sub.tuple
         old_in, _ = s.mappings[(Table.IN, in_key)]
-        out_key = next(k for (t, k), (m, _) in s.mappings.items() if t is Table.OUT and m.target is not None)
+        # the host's (or middlebox application's) packets toward this side; a middle agent has two
+        out_target = sub.tuple if left else sub.tuple.reversed()
+        out_key = next(
+            k for (t, k), (m, _) in s.mappings.items() if t is Table.OUT and m.target == out_target
+        )
         old_out, _ = s.mappings[(Table.OUT, out_key)]
         assert old_in.target is not None and old_out.target is not None
         return Anchor(left, peer, out_key, old_out.target, old_in.target, in_key, old_in.seq_delta)
@@ -219,12 +223,27 @@ class Reconfigurer:
         s = self._session_by_up(msg.sub)
         if s is None:
             return self._nack(now, src, msg, cw.Status.NO_SESSION, out)
+        a = self.anchors.get(s.sid)
+        if (
+            a is not None
+            and not a.left
+            and a.sent_done
+            and msg.sub == a.new_in_key
+            and msg.left_anchor == a.peer
+            and msg.rid != a.extra["rid"]
+        ):
+            # a request on the new path after this side was done: the left anchor has completed
+            # (it acted on our DONE); its TEARDOWN is still on its way along the old path
+            self._complete_right(s, a, out)
+            self._forget(s.sid)
         lock = self.locks.get(s.sid)
         if lock is not None and lock.state is LockState.PENDING and lock.saved is None:
             lock.saved = (src, msg)
             self.agent.metrics["reconf.saved"] += 1
             return None
-        if lock is not None or s.sid in self.anchors or s.fsm.state is SessionState.CLOSING:
+        if s.fsm.state is SessionState.CLOSING:
+            return self._nack(now, src, msg, cw.Status.CLOSING, out)
+        if lock is not None or s.sid in self.anchors:
             return self._nack(now, src, msg, cw.Status.BUSY, out)
         if msg.right_anchor == self.me:
             a = self._anchor(s, False, msg.left_anchor)
@@ -445,7 +464,7 @@ class Reconfigurer:
         old_down = s.down
         assert old_down is not None and a.new_target is not None
         self._fast(s, a, True, out)
-        self._fin_on_new_path(a, out)
+        self._fin_on_new_path(s, a, out)
         msg = cw.Message(cw.Kind.TEARDOWN, self._id(), a.extra["rid"], self.me, a.peer, old_down.tuple)
         self._request(now, old_down.tuple.dst, msg, 0, out)
         self._drop_mapping(s, Table.IN, a.old_in_key, out)
@@ -462,13 +481,12 @@ class Reconfigurer:
         self.agent.metrics["reconf.completed"] += 1
         out.append(Notify("reconfigured", f"{s.session}: rid {a.extra['rid']}", s.sid))
 
-    def _fin_on_new_path(self, a: Anchor, out: list[Action]) -> None:
-        """The host's FIN went on the old path: the new path's agents see a copy (the peer acked it)."""
-        if "fin" in a.extra and a.new_target is not None:
-            t = a.new_target
-            fin = pk.TcpFrame(MAC, MAC, t.src, t.dst, t.sport, t.dport, a.extra["fin"],
-                              (a.extra["fin_ack"] - a.new_delta) & M32, pk.FIN | pk.ACK)  # fmt: skip
-            out.append(Send(fin.to_bytes(), Port.NET))
+    def _fin_on_new_path(self, s: Session, a: Anchor, out: list[Action]) -> None:
+        from dysco.runtime._core import Direction as D
+
+        fin = a.fin_copy((D.FWD if a.left else D.REV) in s.fins)
+        if fin is not None:
+            out.append(Send(fin, Port.NET))
 
     def _drop_mapping(self, s: Session, table: Table, key: FiveTuple, out: list[Action]) -> None:
         entry = s.mappings.pop((table, key), None)
@@ -492,20 +510,13 @@ class Reconfigurer:
         """CANCEL_LOCK or TEARDOWN reached the agent on the right of ``msg.sub``."""
         key = (msg.left_anchor, msg.rid)
         a = self.anchors.get(s.sid)
-        if a is not None and msg.right_anchor == self.me:
+        if (
+            a is not None
+            and msg.right_anchor == self.me
+            and (msg.left_anchor, msg.rid) == (a.peer, a.extra["rid"])
+        ):
             if msg.kind is cw.Kind.TEARDOWN:
-                from dysco.runtime._core import Subsession
-
-                self._fast(s, a, True, out)
-                self._fin_on_new_path(a, out)
-                self._drop_mapping(s, Table.IN, a.old_in_key, out)
-                assert a.new_target is not None
-                up = Subsession(a.new_target.reversed(), self.agent._sub_fsm(s, "up"))
-                up.fsm.set(SubsessionState.OPEN)
-                s.up = up
-                s.delta_up = a.new_delta
-                self.agent.metrics["reconf.completed"] += 1
-                out.append(Notify("reconfigured", f"{s.session}: rid {msg.rid}", s.sid))
+                self._complete_right(s, a, out)
             else:
                 self._fast(s, a, False, out)
                 if a.new_in_key is not None:
@@ -524,6 +535,21 @@ class Reconfigurer:
         del self.locks[s.sid]
         self.msgs.forget(s.sid)
 
+    def _complete_right(self, s: Session, a: Anchor, out: list[Action]) -> None:
+        """The right anchor's end of a completed reconfiguration: the new path is the session's."""
+        from dysco.runtime._core import Subsession
+
+        self._fast(s, a, True, out)
+        self._fin_on_new_path(s, a, out)
+        self._drop_mapping(s, Table.IN, a.old_in_key, out)
+        assert a.new_target is not None
+        up = Subsession(a.new_target.reversed(), self.agent._sub_fsm(s, "up"))
+        up.fsm.set(SubsessionState.OPEN)
+        s.up = up
+        s.delta_up = a.new_delta
+        self.agent.metrics["reconf.completed"] += 1
+        out.append(Notify("reconfigured", f"{s.session}: rid {a.extra['rid']} (right anchor)", s.sid))
+
     def _cancel_down(self, now: int, s: Session, msg: cw.Message, out: list[Action]) -> None:
         if s.down is not None:
             kind = cw.Kind.TEARDOWN if msg.kind is cw.Kind.TEARDOWN else cw.Kind.CANCEL_LOCK
@@ -533,13 +559,11 @@ class Reconfigurer:
     def _abandon(self, now: int, s: Session, why: str, out: list[Action], cancel: bool) -> None:
         """The left anchor gives up: the session stays on the old path."""
         a = self.anchors.get(s.sid)
+        rid = a.extra["rid"] if a is not None else 0
         if a is not None:
             self._fast(s, a, False, out)
             if a.new_in_key is not None:
-                assert a.new_target is not None
-                rst = pk.TcpFrame(MAC, MAC, a.new_target.src, a.new_target.dst, a.new_target.sport,
-                                  a.new_target.dport, a.old_sent or 0, 0, pk.RST)  # fmt: skip
-                out.append(Send(rst.to_bytes(), Port.NET))
+                self._rst_new_path(a, out)
                 self._drop_mapping(s, Table.IN, a.new_in_key, out)
                 self.agent.ports.release(a.extra["first"], a.extra["lport"])
             if cancel and s.down is not None:
@@ -550,12 +574,23 @@ class Reconfigurer:
                 self._request(now, s.down.tuple.dst, msg, 0, out)
         self._forget(s.sid)
         self.agent.metrics["reconf.failed"] += 1
-        out.append(Notify("reconfigure_failed", f"{s.session}: {why}", s.sid, True))
+        out.append(Notify("reconfigure_failed", f"{s.session}: rid {rid}: {why}", s.sid, True))
+
+    def _rst_new_path(self, a: Anchor, out: list[Action]) -> None:
+        """The new path's agents tear their state down (their NICs see a RST)."""
+        if a.new_target is not None:
+            out.append(Send(a.frame(pk.RST, a.old_sent or 0, 0), Port.NET))
 
     def session_closed(self, s: Session, out: list[Action]) -> None:
         a = self.anchors.get(s.sid)
+        if a is not None and a.new_in_key is not None:
+            self._rst_new_path(a, out)
         if a is not None and a.left and a.new_in_key is not None and "lport" in a.extra:
             self.agent.ports.release(a.extra["first"], a.extra["lport"])
+        if a is not None and a.left:
+            self.agent.metrics["reconf.failed"] += 1
+            why = f"rid {a.extra['rid']}: the session closed first"
+            out.append(Notify("reconfigure_failed", f"{s.session}: {why}", s.sid, True))
         self._forget(s.sid)
 
 

@@ -17,6 +17,7 @@ from dysco.runtime import _packet as pk
 from dysco.runtime._types import FiveTuple
 
 M32 = 0xFFFFFFFF
+MAC = b"\x02\0\0\0\0\x0a"
 
 
 def after(a: int, b: int) -> bool:
@@ -104,6 +105,8 @@ class Anchor:
     peer_done: bool = False
     sent_done: bool = False
     held: int = 0
+    host_ack: int | None = None
+    """The latest acknowledgment the host sent (in its receive space)."""
     hops: tuple[int, ...] = ()
     extra: dict[str, int] = field(default_factory=dict)
 
@@ -131,6 +134,8 @@ class Anchor:
     def outgoing(self, f: pk.TcpFrame) -> list[tuple[PathSide, pk.TcpFrame]]:
         """The host's segment ``f`` as the segments to send on each path (not yet translated)."""
         end = (f.seq + f.seg_len()) & M32
+        if f.flags & pk.ACK:
+            self.host_ack = later(self.host_ack, f.ack)
         if f.seg_len():
             self.sent_max = later(self.sent_max, end)
         elif self.phase is Phase.LOCKING:
@@ -190,6 +195,26 @@ class Anchor:
         if g.flags & pk.ACK:
             self.host_ack_old = later(self.host_ack_old, g.ack)
         return (PathSide.OLD, g)
+
+    # ---- frames of the anchor's own on the new path --------------------------------------------------
+
+    def frame(self, flags: int, seq: int, ack: int) -> bytes:
+        t = self.new_target
+        assert t is not None
+        return pk.TcpFrame(MAC, MAC, t.src, t.dst, t.sport, t.dport, seq, ack, flags).to_bytes()
+
+    def fin_copy(self, host_fin_seen: bool) -> bytes | None:
+        """A copy of the host's FIN for the new path's agents, when the FIN went on the old path
+        (during the phase, or before the reconfiguration started); sent once, not retransmitted."""
+        if self.new_target is None:
+            return None
+        if "fin" in self.extra:
+            seq, ack = self.extra["fin"], self.extra["fin_ack"]
+        elif host_fin_seen and self.old_sent is not None and self.host_ack is not None:
+            seq, ack = (self.old_sent - 1) & M32, self.host_ack
+        else:
+            return None
+        return self.frame(pk.FIN | pk.ACK, seq, (ack - self.new_delta) & M32)
 
     # ---- incoming segments ---------------------------------------------------------------------------
 

@@ -16,8 +16,12 @@ class Forwarder:
     def __init__(self, host: Host) -> None:
         self.host = host
         self.frames = 0
+        self.dropped = 0
 
     def receive(self, frame: bytes) -> None:
+        if len(frame) >= 34 and int.from_bytes(frame[30:34], "big") == self.host.address:
+            self.dropped += 1  # for this host itself (a stray segment of a closed session): not forwarded
+            return
         self.frames += 1
         self.host.emit(frame)
 

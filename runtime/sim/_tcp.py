@@ -2,7 +2,9 @@
 
 Enough to check Dysco end to end: go-back-N with a fixed window, cumulative ACKs, in-order
 delivery, SYN/SYN-ACK/FIN retransmission with a doubling timeout.  A client sends its request
-and a FIN; the server answers when the FIN arrived (``respond(request)``), then sends its FIN.
+and a FIN; the server answers when the FIN arrived (``respond(request)``), then sends its FIN, or
+(an *eager* server) sends ``respond(b"")`` and its FIN as soon as the connection is established.
+Every ACK that acknowledges bytes this side never sent is recorded in ``bad_acks``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,14 @@ class Conn:
     """Gave up after MAX_RETRIES timeouts in a row."""
     _timer_gen: int = 0
     respond: Callable[[bytes], bytes] | None = None
+    eager: bool = False
+    snd_max: int = 0
+    """The highest sequence number sent so far plus one (the SYN counts)."""
+    bad_acks: list[int] = field(default_factory=list)
+    """Acknowledgment numbers outside [iss + 1, snd_max]: acks for bytes never sent."""
+
+    def __post_init__(self) -> None:
+        self.snd_max = self.iss + 1
 
     @property
     def fin_seq(self) -> int:
@@ -80,6 +90,7 @@ class Conn:
         if self.want_fin and self.snd_nxt == self.fin_seq:
             self.segment(pk.ACK | pk.FIN, self.snd_nxt)
             self.snd_nxt += 1
+        self.snd_max = max(self.snd_max, self.snd_nxt)
         self._arm()
 
     def _arm(self) -> None:
@@ -109,6 +120,8 @@ class Conn:
         self.pump()
 
     def input(self, f: pk.TcpFrame) -> None:
+        if f.flags & pk.ACK and not 0 < (f.ack - self.iss) % (1 << 32) <= self.snd_max - self.iss:
+            self.bad_acks.append(f.ack)
         if f.flags & pk.RST:
             self.reset = True
             return
@@ -130,6 +143,9 @@ class Conn:
             self.snd_una = self.snd_nxt = self.iss + 1
             self.rto = RTO
             self.retries = 0
+            if self.eager:
+                self.data = self.respond(b"") if self.respond else b""
+                self.want_fin = True
         if f.flags & pk.ACK and self.snd_una < f.ack <= self.snd_nxt:
             self.snd_una = f.ack
             self.rto = RTO
@@ -141,7 +157,7 @@ class Conn:
             if f.flags & pk.FIN and not self.peer_fin:
                 self.peer_fin = True
                 self.rcv_nxt += 1
-                if not self.client:
+                if not self.client and not self.eager:
                     self.data = self.respond(bytes(self.received)) if self.respond else b""
                     self.want_fin = True
         if occupies:
@@ -157,13 +173,13 @@ class TcpStack:
         self.address = address
         self.emit = emit
         self.conns: dict[tuple[int, int, int], Conn] = {}
-        self.listening: dict[int, Callable[[bytes], bytes]] = {}
+        self.listening: dict[int, tuple[Callable[[bytes], bytes], bool]] = {}
         self.retransmits = 0
         self.unmatched = 0
         self._next_port = 40000
 
-    def listen(self, port: int, respond: Callable[[bytes], bytes]) -> None:
-        self.listening[port] = respond
+    def listen(self, port: int, respond: Callable[[bytes], bytes], eager: bool = False) -> None:
+        self.listening[port] = (respond, eager)
 
     def connect(self, dst: int, dport: int, data: bytes, sport: int | None = None) -> Conn:
         if sport is None:
@@ -184,7 +200,7 @@ class TcpStack:
         c = self.conns.get(key)
         if c is None and f.syn_only and f.dport in self.listening:
             c = Conn(self, f.dport, f.src, f.sport, self.sim.rng.randrange(1 << 30), client=False)
-            c.respond = self.listening[f.dport]
+            c.respond, c.eager = self.listening[f.dport]
             c.rcv_nxt = f.seq + 1
             self.conns[key] = c
             c.segment(pk.SYN | pk.ACK, c.iss)
