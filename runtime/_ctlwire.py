@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from dysco.errors import PeerError
 from dysco.runtime._layout import Field, Layout, LayoutMismatch
+from dysco.runtime._packet import checksum16
 from dysco.runtime._types import TCP, FiveTuple
 from dysco.runtime._wire import MAX_HOPS, MAX_TAG, TAG, Tag, TagType
 
@@ -271,23 +272,14 @@ UDP = 17
 MAC = b"\x02\0\0\0\0\x09"
 
 
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def udp_frame(src: int, dst: int, port: int, payload: bytes) -> bytes:
     """An Ethernet/IPv4/UDP frame from ``src`` to ``dst``, both ports ``port``."""
     ulen = _UDP.size + len(payload)
     ip = _IP.pack(0x45, 0, 20 + ulen, 0, 0x4000, 64, UDP, 0, _b4(src), _b4(dst))
-    ip = ip[:10] + _csum(ip).to_bytes(2, "big") + ip[12:]
+    ip = ip[:10] + checksum16(ip).to_bytes(2, "big") + ip[12:]
     pseudo = _b4(src) + _b4(dst) + struct.pack("!BBH", 0, UDP, ulen)
     udp = _UDP.pack(port, port, ulen, 0) + payload
-    c = _csum(pseudo + udp) or 0xFFFF
+    c = checksum16(pseudo + udp) or 0xFFFF
     udp = udp[:6] + c.to_bytes(2, "big") + udp[8:]
     return _ETH.pack(MAC, MAC, 0x0800) + ip + udp
 

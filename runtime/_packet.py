@@ -76,7 +76,7 @@ class TcpFrame:
         src = self.src.to_bytes(4, "big")
         dst = self.dst.to_bytes(4, "big")
         ip = IPV4.pack(0x45, self.tos, total, self.ident, 0x4000, self.ttl, TCP, 0, src, dst)
-        ip = ip[:10] + _csum(ip).to_bytes(2, "big") + ip[12:]
+        ip = ip[:10] + checksum16(ip).to_bytes(2, "big") + ip[12:]
         tcp = (
             TCPH.pack(
                 self.sport, self.dport, self.seq, self.ack, doff << 4, self.flags, self.window, 0, self.urgent
@@ -85,11 +85,12 @@ class TcpFrame:
             + self.payload
         )
         pseudo = src + dst + struct.pack("!BBH", 0, TCP, tcp_len)
-        tcp = tcp[:16] + _csum(pseudo + tcp).to_bytes(2, "big") + tcp[18:]
+        tcp = tcp[:16] + checksum16(pseudo + tcp).to_bytes(2, "big") + tcp[18:]
         return ETH.pack(self.eth_dst, self.eth_src, ETHERTYPE_IPV4) + ip + tcp
 
 
-def _csum(data: bytes) -> int:
+def checksum16(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data``."""
     if len(data) % 2:
         data += b"\0"
     total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
