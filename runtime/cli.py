@@ -70,6 +70,9 @@ def register(subparsers: Any) -> None:
         "--idle-timeout", type=float, default=300.0, metavar="SECONDS", help="session idle timeout"
     )
     a.add_argument("--linger", type=float, default=2.0, metavar="SECONDS", help="state kept after both FINs")
+    a.add_argument("--p4runtime-ca", metavar="PEM", help="use TLS: trust the switch by these CA certificates")
+    a.add_argument("--p4runtime-cert", metavar="PEM", help="this agent's certificate (with --p4runtime-ca)")
+    a.add_argument("--p4runtime-key", metavar="PEM", help="this agent's private key (with --p4runtime-cert)")
     a.add_argument(
         "--agentless",
         action="append",
@@ -159,6 +162,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         linger=int(args.linger * SECOND),
     )
     return Settings(
+        tls=_client_tls(args),
         p4runtime=args.p4runtime,
         config=config,
         pipeline=_pipeline(args),
@@ -168,6 +172,30 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         control_port=args.control_port,
         policies_file=args.policies or "",
     )
+
+
+def _client_tls(args: argparse.Namespace) -> Any:
+    """The TLS settings for the P4Runtime connection, files read now; None for plain text."""
+    from dysco.runtime.p4rt import ClientTls
+
+    if not args.p4runtime_ca:
+        if args.p4runtime_cert or args.p4runtime_key:
+            raise UserError("--p4runtime-cert and --p4runtime-key need --p4runtime-ca")
+        return None
+    if bool(args.p4runtime_cert) != bool(args.p4runtime_key):
+        raise UserError("--p4runtime-cert and --p4runtime-key go together")
+
+    def read(path: str | None) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise UserError(f"cannot read {path}: {exc.strerror}") from None
+
+    ca = read(args.p4runtime_ca)
+    assert ca is not None
+    return ClientTls(ca, read(args.p4runtime_cert), read(args.p4runtime_key))
 
 
 async def serve(settings: Any, mgmt: str) -> None:

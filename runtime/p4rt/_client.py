@@ -125,12 +125,30 @@ def update_errors(exc: grpc.aio.AioRpcError, n: int) -> list[UpdateError | None]
     return [UpdateError(exc.code().name, exc.details() or "")] * n
 
 
+@dataclass(frozen=True, slots=True)
+class ClientTls:
+    """P4Runtime over TLS: the CA certificates to trust the switch by (PEM), and optionally this
+    agent's certificate and key for switches that require client authentication."""
+
+    ca: bytes
+    cert: bytes | None = None
+    key: bytes | None = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert
+        )
+
+
 class Connection:
     """A primary P4Runtime session to one device.  ``async with Connection(...)`` opens the channel,
     arbitrates and closes everything again."""
 
-    def __init__(self, address: str, device_id: int, election_id: int, log: Prefixed) -> None:
+    def __init__(
+        self, address: str, device_id: int, election_id: int, log: Prefixed, tls: ClientTls | None = None
+    ) -> None:
         self.address = address
+        self.tls = tls
         self.device_id = device_id
         self.election_id = election_id
         self.log = log
@@ -140,7 +158,10 @@ class Connection:
         self._outbox: asyncio.Queue[p4runtime_pb2.StreamMessageRequest | None] = asyncio.Queue()
 
     async def __aenter__(self) -> Connection:
-        self._channel = grpc.aio.insecure_channel(self.address)
+        if self.tls is None:
+            self._channel = grpc.aio.insecure_channel(self.address)
+        else:
+            self._channel = grpc.aio.secure_channel(self.address, self.tls.credentials())
         self._stub = p4runtime_pb2_grpc.P4RuntimeStub(self._channel)
         self._call = self._stub.StreamChannel(self._requests())
         try:

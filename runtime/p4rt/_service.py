@@ -32,6 +32,7 @@ from dysco.runtime._events import Action, Delete, Install, Mapping, Modify, Noti
 from dysco.runtime._nic import Nic, PacketIn
 from dysco.runtime._types import FiveTuple, prefixed
 from dysco.runtime.p4rt._client import (
+    ClientTls,
     Connection,
     Op,
     Pipeline,
@@ -60,6 +61,8 @@ class Settings:
     election_id: int = 1
     control_port: int = p4names.CONTROL_UDP_PORT
     policies_file: str = ""
+    tls: ClientTls | None = None
+    """P4Runtime over TLS; plain text when None."""
 
 
 class AgentService:
@@ -132,7 +135,7 @@ class AgentService:
 
     async def _connected(self, first: bool) -> None:
         s = self.settings
-        async with Connection(s.p4runtime, s.device_id, s.election_id, self.log) as conn:
+        async with Connection(s.p4runtime, s.device_id, s.election_id, self.log, s.tls) as conn:
             if first:
                 await conn.ensure_pipeline(s.pipeline)  # a new agent starts from empty tables
             elif await conn.ensure_pipeline(s.pipeline):
