@@ -8,9 +8,10 @@ applied) and its value is a number or a value/mask pair.
 from __future__ import annotations
 
 import enum
-import ipaddress
 from dataclasses import dataclass
 from typing import Literal
+
+from dysco.compiler.boxes import format_ip
 
 
 @dataclass(slots=True)
@@ -133,17 +134,13 @@ class PolicyFile:
 # ---- dumping ----------------------------------------------------------------
 
 
-def _addr(value: int) -> str:
-    return str(ipaddress.IPv4Address(value))
-
-
 def format_pred(pred: Pred) -> str:
     """A fully parenthesised, qualifier-explicit rendering (pcap-filter syntax)."""
     match pred:
         case AddrMatch(dir=d, value=v, mask=m, kind="host"):
-            return f"{d.value} host {_addr(v)}"
+            return f"{d.value} host {format_ip(v)}"
         case AddrMatch(dir=d, value=v, mask=m):
-            return f"{d.value} net {_addr(v)} mask {_addr(m)}"
+            return f"{d.value} net {format_ip(v)} mask {format_ip(m)}"
         case PortMatch(dir=d, low=lo, high=hi, kind="port"):
             return f"tcp {d.value} port {lo}"
         case PortMatch(dir=d, low=lo, high=hi):

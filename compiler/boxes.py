@@ -14,6 +14,13 @@ from dataclasses import dataclass
 # times as much. They are never mutated after construction.
 
 ADDR_ALL = 0xFFFFFFFF
+
+
+def format_ip(v: int) -> str:
+    """Dotted-quad text of an IPv4 address (or mask) held as an integer."""
+    return f"{v >> 24 & 0xFF}.{v >> 16 & 0xFF}.{v >> 8 & 0xFF}.{v & 0xFF}"
+
+
 PORT_MAX = 0xFFFF
 
 

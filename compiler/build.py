@@ -32,6 +32,7 @@ from dysco.compiler.ast import (
     Select,
     TypeHop,
 )
+from dysco.compiler.boxes import format_ip
 from dysco.compiler.parse import Statement
 from dysco.errors import SourceError, SourcePos
 
@@ -354,7 +355,7 @@ class Builder:
         value, octets = self._dotted(tok)
         if octets != 4:
             raise self._fail(f"{what} needs a full IPv4 address (four octets), not '{tok}'", tok)
-        return ".".join(str(value >> s & 0xFF) for s in (24, 16, 8, 0))
+        return format_ip(value)
 
 
 _DIRS = {

@@ -11,14 +11,11 @@ import random
 import struct
 from dataclasses import dataclass
 
+from dysco.compiler.boxes import format_ip
 from dysco.compiler.evaluate import Syn
 
 _BASES = (0x0A000100, 0x0A000200, 0x0A000909, 0x0A010000, 0xC0A80000, 0x0A000105)  # 10.0.1.0, ...
 _PORTS = (22, 80, 443, 8080, 1000, 1005, 0, 65535)
-
-
-def _ip(v: int) -> str:
-    return ".".join(str(v >> s & 0xFF) for s in (24, 16, 8, 0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,14 +46,14 @@ class PredicateGenerator:
         if form == 0:
             length = r.choice((8, 16, 24, 32, r.randrange(33)))
             mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
-            return f"{_ip(a & mask)}/{length}"
+            return f"{format_ip(a & mask)}/{length}"
         if form == 1:
             mask = r.choice((0xFFFFFF00, 0xFFFF0000, 0xFF00FF00, r.getrandbits(32)))
-            return f"{_ip(a & mask)} mask {_ip(mask)}"
+            return f"{format_ip(a & mask)} mask {format_ip(mask)}"
         if form == 2:
             octets = r.choice((1, 2, 3))
-            return ".".join(_ip(a).split(".")[:octets]) if octets > 1 else f"{a >> 24}.{a >> 16 & 0xFF}"
-        return _ip(a)
+            return ".".join(format_ip(a).split(".")[:octets]) if octets > 1 else f"{a >> 24}.{a >> 16 & 0xFF}"
+        return format_ip(a)
 
     def port(self) -> int:
         r = self.rng
@@ -72,7 +69,7 @@ class PredicateGenerator:
 
     def value(self, q: _Q) -> str:
         if q.addr == "host":
-            return _ip(self.address())
+            return format_ip(self.address())
         if q.addr == "net":
             return self._net_value()
         if q.addr == "port":

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dysco.compiler.ast import AddrMatch, Always, BoolOp, Dir, Not, PortMatch, Pred
-from dysco.compiler.boxes import ADDR_ALL, PORT_MAX, Field, PRange, Ternary
+from dysco.compiler.boxes import ADDR_ALL, PORT_MAX, Field, PRange, Ternary, format_ip
 
 # Not frozen: these are built in bulk, and constructing a frozen dataclass costs about five
 # times as much. They are never mutated after construction.
@@ -104,7 +104,7 @@ def format_formula(f: Formula) -> str:
         case Const(value=v):
             return "true" if v else "false"
         case Atom(field=fld, constraint=Ternary(value=v, mask=m), negated=neg):
-            text = f"{fld.value} = {_ip(v)}/{_ip(m)}"
+            text = f"{fld.value} = {format_ip(v)}/{format_ip(m)}"
             return f"!({text})" if neg else text
         case Atom(field=fld, constraint=PRange(low=lo, high=hi), negated=neg):
             text = f"{fld.value} = {lo}" if lo == hi else f"{fld.value} in {lo}..{hi}"
@@ -113,7 +113,3 @@ def format_formula(f: Formula) -> str:
             sep = " & " if op == "and" else " | "
             return "(" + sep.join(format_formula(t) for t in terms) + ")"
     raise AssertionError(f)
-
-
-def _ip(v: int) -> str:
-    return ".".join(str(v >> s & 0xFF) for s in (24, 16, 8, 0))

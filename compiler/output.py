@@ -5,16 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dysco.compiler.boxes import PRange, Ternary
+from dysco.compiler.boxes import PRange, Ternary, format_ip
 from dysco.compiler.entries import Entry
 from dysco.compiler.passes import AddressStep, Compiled, TypeStep
 
 JSON_VERSION = 1
 PROTOCOL_TCP = 6
-
-
-def _ip(v: int) -> str:
-    return ".".join(str(v >> s & 0xFF) for s in (24, 16, 8, 0))
 
 
 def _port(c: PRange | Ternary) -> list[int]:
@@ -28,8 +24,8 @@ def entry_json(e: Entry) -> dict[str, Any]:
         "action": e.action,
         "chain_id": e.chain_id,
         "match": {
-            "ipv4.src": [_ip(e.src.value), _ip(e.src.mask)],
-            "ipv4.dst": [_ip(e.dst.value), _ip(e.dst.mask)],
+            "ipv4.src": [format_ip(e.src.value), format_ip(e.src.mask)],
+            "ipv4.dst": [format_ip(e.dst.value), format_ip(e.dst.mask)],
             "ipv4.protocol": [PROTOCOL_TCP, 0xFF],
             "tcp.src_port": _port(e.sport),
             "tcp.dst_port": _port(e.dport),
@@ -72,11 +68,11 @@ def _addr_text(t: Ternary) -> str:
     if t.mask == 0:
         return "*"
     if t.mask == 0xFFFFFFFF:
-        return _ip(t.value)
+        return format_ip(t.value)
     inv = ~t.mask & 0xFFFFFFFF
     if inv & (inv + 1) == 0:  # contiguous mask
-        return f"{_ip(t.value)}/{32 - inv.bit_length()}"
-    return f"{_ip(t.value)}&{_ip(t.mask)}"
+        return f"{format_ip(t.value)}/{32 - inv.bit_length()}"
+    return f"{format_ip(t.value)}&{format_ip(t.mask)}"
 
 
 def _port_text(c: PRange | Ternary) -> str:
