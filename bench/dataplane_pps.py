@@ -27,6 +27,7 @@ from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from dysco.p4names import HOST_PORT, NET_PORT, SESSION_OUT
 from dysco.softswitch import Switch, load_program
 from dysco.softswitch.api import ActionCall, FieldMatch, TableEntry
+from dysco.softswitch.backend.runtime import csum16
 
 ROOT = Path(__file__).resolve().parents[1]
 DYSCO, BASELINE = ROOT / "p4src" / "dysco.p4", ROOT / "p4src" / "baseline.p4"
@@ -39,12 +40,6 @@ TARGET_RATIO = 0.85
 def frame() -> bytes:
     """A 64-byte TCP segment with 10 bytes of data, checksums right."""
 
-    def csum(data: bytes) -> int:
-        s = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
-        while s >> 16:
-            s = (s & 0xFFFF) + (s >> 16)
-        return ~s & 0xFFFF
-
     src, dst, sport, dport = SESSION
     payload = b"0123456789"
     tcp = bytearray(sport.to_bytes(2, "big") + dport.to_bytes(2, "big") + (1).to_bytes(4, "big"))
@@ -55,12 +50,12 @@ def frame() -> bytes:
         + bytes([0, 6])
         + (20 + len(payload)).to_bytes(2, "big")
     )
-    tcp[16:18] = csum(pseudo + bytes(tcp) + payload).to_bytes(2, "big")
+    tcp[16:18] = csum16(pseudo + bytes(tcp) + payload).to_bytes(2, "big")
     ip = bytearray(
         bytes([0x45, 0]) + (40 + len(payload)).to_bytes(2, "big") + bytes([0, 7, 0x40, 0, 64, 6, 0, 0])
     )
     ip += src.to_bytes(4, "big") + dst.to_bytes(4, "big")
-    ip[10:12] = csum(bytes(ip)).to_bytes(2, "big")
+    ip[10:12] = csum16(bytes(ip)).to_bytes(2, "big")
     out = DMAC + bytes.fromhex("020000000001") + b"\x08\x00" + bytes(ip) + bytes(tcp) + payload
     assert len(out) == 64
     return out

@@ -28,14 +28,10 @@ from dysco.p4names import (
 )
 from tests.p4src.dataplane import Rewrite, checksums_ok, ip2int
 from tests.p4src.test_malformed import CASES as MALFORMED
+from tests.p4src.test_sessions import FROM_NET, HOST_SIDE, NET_SIDE, TO_HOST, TO_NET
 
 ROOT = Path(__file__).resolve().parents[1]
 M32 = 2**32
-HOST_SIDE = ("10.0.1.5", "10.0.9.9", 40000, 80)
-NET_SIDE = ("10.0.1.5", "10.0.2.1", 50000, 7000)
-TO_NET = Rewrite(*NET_SIDE)
-FROM_NET = ("10.0.2.1", "10.0.1.5", 7000, 50000)
-TO_HOST = Rewrite("10.0.9.9", "10.0.1.5", 80, 40000)
 
 
 def seg(five: tuple[str, str, int, int], flags: str = "A", payload: bytes = b"data", **tcp: Any) -> Ether:
