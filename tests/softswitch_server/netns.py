@@ -1,7 +1,7 @@
 """Network namespaces and veth pairs for tests, made with iproute2 and always removed.
 
-``host_ports(n)`` yields ``n`` veth pairs whose switch ends stay in this namespace
-and whose host ends live in a fresh namespace; :func:`raw_socket_in` opens an
+``host_ports(n)`` yields ``n`` veth pairs (made by :mod:`dysco.bmv2.links`) whose switch ends
+stay in this namespace and whose host ends live in a fresh namespace; :func:`raw_socket_in` opens an
 AF_PACKET socket on a host end by entering that namespace on the calling thread only.
 """
 
@@ -12,28 +12,16 @@ import ctypes
 import os
 import select
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+from dysco.bmv2 import links
 
 CLONE_NEWNET = 0x40000000
 ETHERTYPE = b"\x88\xb5"  # IEEE local experimental: nothing else on the link uses it
 WAIT_S = 10.0
 ETH_P_ALL = 0x0003
-
-
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
-
-
-def _sysctl_ipv6_off(iface: str, netns: str | None = None) -> None:
-    prefix = ["ip", "netns", "exec", netns] if netns else []
-    subprocess.run(
-        [*prefix, "sysctl", "-q", "-w", f"net.ipv6.conf.{iface}.disable_ipv6=1"],
-        check=False,
-        capture_output=True,
-    )
 
 
 @dataclass(frozen=True)
@@ -52,21 +40,12 @@ class Topology:
 def host_ports(n: int) -> Iterator[Topology]:
     tag = f"{os.getpid() % 100000}"
     netns = f"dysco-ss-{tag}"
-    pairs = [VethPair(f"dss{tag}s{i}", f"dss{tag}h{i}") for i in range(n)]
-    ip("netns", "add", netns)
+    veths = [links.Veth(f"dss{tag}s{i}", f"dss{tag}h{i}", netns) for i in range(n)]
+    links.create(veths)
     try:
-        for p in pairs:
-            ip("link", "add", p.switch_end, "type", "veth", "peer", "name", p.host_end)
-            ip("link", "set", p.host_end, "netns", netns)
-            _sysctl_ipv6_off(p.switch_end)
-            _sysctl_ipv6_off(p.host_end, netns)
-            ip("link", "set", p.switch_end, "up")
-            ip("-n", netns, "link", "set", p.host_end, "up")
-        yield Topology(netns, pairs)
+        yield Topology(netns, [VethPair(v.end, v.peer) for v in veths])
     finally:
-        for p in pairs:
-            subprocess.run(["ip", "link", "del", p.switch_end], check=False, capture_output=True)
-        subprocess.run(["ip", "netns", "del", netns], check=False, capture_output=True)
+        links.remove(veths)
 
 
 def _setns(fd: int) -> None:
