@@ -57,7 +57,7 @@ soak: setup
 
 lock:
 	rm -rf /tmp/dysco-lock && $(PY) -m venv /tmp/dysco-lock
-	/tmp/dysco-lock/bin/pip install -q -e '.[test]'
+	/tmp/dysco-lock/bin/pip install -q -e '.[test,plots]'
 	{ echo '# Exact versions tested together; `make` installs these. Regenerate with `make lock`.'; \
 	  /tmp/dysco-lock/bin/pip freeze --exclude-editable; } > requirements.lock
 
