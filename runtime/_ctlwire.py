@@ -9,15 +9,21 @@ middleboxes, and a typed, length-prefixed authentication tag.
 
 Every malformed datagram raises a :class:`BadControl` subclass; nothing else escapes
 :func:`decode` for any input bytes.
+
+Authentication as for the SYN payload (:mod:`dysco.runtime._auth`): with a key ring,
+:func:`encode` seals the message (a HMAC-SHA256 tag stamped from sender to receiver) and
+:func:`decode` refuses a message without a valid tag, and with a replay guard a stale,
+repeated or misdirected one; without keys only tag type NONE is written and accepted.
 """
 
 from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from dysco.errors import PeerError
+from dysco.runtime import _auth as auth
 from dysco.runtime._layout import Field, Layout, LayoutMismatch
 from dysco.runtime._packet import checksum16
 from dysco.runtime._types import TCP, FiveTuple
@@ -126,6 +132,41 @@ class GarbledControl(BadControl):
     kind = "garbled"
 
 
+class ControlBadMac(auth.BadMac, BadControl):
+    pass
+
+
+class ControlUnknownKey(auth.UnknownKey, BadControl):
+    pass
+
+
+class ControlMissingTag(auth.MissingTag, BadControl):
+    pass
+
+
+class ControlMisdirected(auth.Misdirected, BadControl):
+    pass
+
+
+class ControlStale(auth.Stale, BadControl):
+    pass
+
+
+class ControlReplayed(auth.Replayed, BadControl):
+    pass
+
+
+AUTH_ERRORS: dict[type[auth.AuthError], type[BadControl]] = {
+    auth.BadMac: ControlBadMac,
+    auth.UnknownKey: ControlUnknownKey,
+    auth.MissingTag: ControlMissingTag,
+    auth.Misdirected: ControlMisdirected,
+    auth.Stale: ControlStale,
+    auth.Replayed: ControlReplayed,
+}
+"""The authentication failures as control errors (both ``BadControl`` and ``auth.AuthError``)."""
+
+
 _NONE = FiveTuple(0, 0, 0, 0, 0)
 
 
@@ -165,7 +206,14 @@ def _tuple_fields(t: FiveTuple) -> dict[str, int | bytes]:
     return {"src": _b4(t.src), "dst": _b4(t.dst), "sport": t.sport, "dport": t.dport, "proto": t.proto}
 
 
-def encode(m: Message) -> bytes:
+def encode(
+    m: Message, keys: auth.KeyRing | None = None, *, sender: int = 0, receiver: int = 0, now: int = 0
+) -> bytes:
+    """The message's bytes.  With ``keys``: sealed with the current key, stamped from ``sender``
+    to ``receiver`` (the datagram's source and destination) at ``now`` (ns since the epoch);
+    ``m.tag`` is ignored.  Without: ``m.tag`` as it is."""
+    if keys is not None:  # the tag's size and header; its value follows the head
+        m = replace(m, tag=Tag(TagType.HMAC_SHA256, keys.current, bytes(auth.TAG_SIZE)))
     if len(m.hops) > MAX_HOPS:
         raise ValueError(f"{len(m.hops)} hops > {MAX_HOPS}")
     if len(m.tag.value) > MAX_TAG:
@@ -182,19 +230,29 @@ def encode(m: Message) -> bytes:
         "right_anchor": _b4(m.right_anchor),
     }
     d = {"delta_fwd": m.delta_fwd % 2**32, "delta_rev": m.delta_rev % 2**32, "value": m.value % 2**32}
-    return b"".join(
+    top = b"".join(
         [
             HEADER.pack(head),
             *(TUPLE.pack(_tuple_fields(getattr(m, n))) for n in TUPLES),
             DELTAS.pack(d),
             *(ADDRESS.pack({"addr": _b4(h)}) for h in m.hops),
             TAG.pack({"type": m.tag.type, "key_id": m.tag.key_id, "length": len(m.tag.value)}),
-            m.tag.value,
         ]
     )
+    if keys is None:
+        return top + m.tag.value
+    return top + auth.tag_value(keys, auth.Stamp(sender, receiver, now), top)
 
 
-def decode(data: bytes) -> Message:
+def decode(
+    data: bytes, keys: auth.KeyRing | None = None, guard: auth.ReplayGuard | None = None, *, now: int = 0
+) -> Message:
+    """The message in ``data`` (one whole datagram payload).
+
+    With ``keys`` it must carry a HMAC-SHA256 tag that verifies under one of them; with
+    ``guard`` too its stamp must name the guard's agent as receiver, lie within the window
+    around ``now`` and not repeat one accepted before (the guard then remembers it).  Without
+    ``keys`` only tag type NONE is accepted."""
     if len(data) < HEADER.size:
         raise TruncatedControl(f"{len(data)} bytes < header of {HEADER.size}")
     try:
@@ -243,8 +301,19 @@ def decode(data: bytes) -> Message:
     off += TAG.size
     if off + _i(tag["length"]) != length:
         raise GarbledControl(f"tag length {_i(tag['length'])} disagrees with length {length}")
-    if tag["type"] != TagType.NONE or tag["length"]:
-        raise GarbledControl(f"tag type {_i(tag['type'])} with {_i(tag['length'])} bytes unknown")
+    tag_type, tag_len = _i(tag["type"]), _i(tag["length"])
+    if tag_type == TagType.NONE and not tag_len and keys is not None:
+        raise ControlMissingTag("no MAC, and this agent requires one")
+    if tag_type == TagType.HMAC_SHA256 and keys is None:
+        raise GarbledControl("tag type 1 (HMAC-SHA256), but this agent has no keys")
+    if (tag_type, tag_len) not in ((TagType.NONE, 0), (TagType.HMAC_SHA256, auth.TAG_SIZE)):
+        raise GarbledControl(f"tag type {tag_type} with {tag_len} bytes unknown")
+    value = bytes(data[off:length])
+    if keys is not None:
+        try:
+            auth.verify(keys, _i(tag["key_id"]), bytes(data[: length - auth.MAC_SIZE]), value, guard, now)
+        except auth.AuthError as exc:
+            raise AUTH_ERRORS[type(exc)](str(exc)) from None
     return Message(
         kind,
         _i(head["msg_id"]),
@@ -259,7 +328,7 @@ def decode(data: bytes) -> Message:
         _i(d["value"]),
         status,
         tuple(hops),
-        Tag(_i(tag["type"]), _i(tag["key_id"])),
+        Tag(tag_type, _i(tag["key_id"]), value),
     )
 
 

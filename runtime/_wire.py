@@ -7,14 +7,20 @@ SYN's data) belongs to the session and is given back by :func:`decode`.
 
 Every malformed payload raises a :class:`BadPayload` subclass; nothing else escapes
 :func:`decode` for any input bytes.
+
+Authentication (:mod:`dysco.runtime._auth`): with a key ring, :func:`encode` seals the payload
+with a HMAC-SHA256 tag and :func:`decode` refuses any payload whose tag is missing or does not
+verify (and, with a replay guard, any stale or repeated one), each failure under its own
+``kind``.  Without a key ring only tag type NONE is written and accepted.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dysco.errors import PeerError
+from dysco.runtime import _auth as auth
 from dysco.runtime._layout import Field, Layout, LayoutMismatch
 from dysco.runtime._types import TCP, FiveTuple
 
@@ -57,7 +63,9 @@ TAG = Layout(Field("type", "B"), Field("key_id", "B"), Field("length", "H"))
 
 class TagType(enum.IntEnum):
     NONE = 0
-    """No authentication (version 1 knows no other type; a later version adds a MAC)."""
+    """No authentication: accepted only by agents without keys."""
+    HMAC_SHA256 = 1
+    """A stamp (sender, receiver, time) and a truncated HMAC-SHA256 (:mod:`dysco.runtime._auth`)."""
 
 
 class BadPayload(PeerError):
@@ -81,6 +89,41 @@ class GarbledPayload(BadPayload):
 
 class UnknownVersion(BadPayload):
     kind = "unknown_version"
+
+
+class PayloadBadMac(auth.BadMac, BadPayload):
+    pass
+
+
+class PayloadUnknownKey(auth.UnknownKey, BadPayload):
+    pass
+
+
+class PayloadMissingTag(auth.MissingTag, BadPayload):
+    pass
+
+
+class PayloadMisdirected(auth.Misdirected, BadPayload):
+    pass
+
+
+class PayloadStale(auth.Stale, BadPayload):
+    pass
+
+
+class PayloadReplayed(auth.Replayed, BadPayload):
+    pass
+
+
+AUTH_ERRORS: dict[type[auth.AuthError], type[BadPayload]] = {
+    auth.BadMac: PayloadBadMac,
+    auth.UnknownKey: PayloadUnknownKey,
+    auth.MissingTag: PayloadMissingTag,
+    auth.Misdirected: PayloadMisdirected,
+    auth.Stale: PayloadStale,
+    auth.Replayed: PayloadReplayed,
+}
+"""The authentication failures as payload errors (both ``BadPayload`` and ``auth.AuthError``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,18 +153,31 @@ def _addr_bytes(value: int, width: int) -> bytes:
     return value.to_bytes(width, "big")
 
 
-def encode(p: SynPayload) -> bytes:
+def encode(
+    p: SynPayload, keys: auth.KeyRing | None = None, *, sender: int = 0, receiver: int = 0, now: int = 0
+) -> bytes:
+    """The payload's bytes.  With ``keys``: sealed with the current key, stamped from ``sender``
+    to ``receiver`` (``hops[0]``) at ``now`` (ns since the epoch); ``p.tag`` is ignored.
+    Without: ``p.tag`` as it is."""
     if p.family not in SESSION:
         raise ValueError(f"address family {p.family} (4 or 6)")
     if len(p.hops) > MAX_HOPS:
         raise ValueError(f"{len(p.hops)} hops > {MAX_HOPS}")
-    if len(p.tag.value) > MAX_TAG:
-        raise ValueError(f"tag of {len(p.tag.value)} bytes > {MAX_TAG}")
+    if keys is not None:  # the tag's size and header; its value follows the head
+        p = replace(p, tag=Tag(TagType.HMAC_SHA256, keys.current, bytes(auth.TAG_SIZE)))
+    tag = p.tag
+    if len(tag.value) > MAX_TAG:
+        raise ValueError(f"tag of {len(tag.value)} bytes > {MAX_TAG}")
     width = ADDRESS[p.family].size
     s = p.session
     parts = [
         HEADER.pack(
-            {"version": VERSION, "family": p.family, "length": p.encoded_size(), "hops": len(p.hops)}
+            {
+                "version": VERSION,
+                "family": p.family,
+                "length": p.encoded_size(),
+                "hops": len(p.hops),
+            }
         ),
         SESSION[p.family].pack(
             {
@@ -133,10 +189,12 @@ def encode(p: SynPayload) -> bytes:
             }
         ),
         *(ADDRESS[p.family].pack({"addr": _addr_bytes(h, width)}) for h in p.hops),
-        TAG.pack({"type": p.tag.type, "key_id": p.tag.key_id, "length": len(p.tag.value)}),
-        p.tag.value,
+        TAG.pack({"type": tag.type, "key_id": tag.key_id, "length": len(tag.value)}),
     ]
-    return b"".join(parts)
+    head = b"".join(parts)
+    if keys is None:
+        return head + tag.value
+    return head + auth.tag_value(keys, auth.Stamp(sender, receiver, now), head)
 
 
 def has_magic(data: bytes) -> bool:
@@ -148,8 +206,15 @@ def _int(v: int | bytes) -> int:
     return v if isinstance(v, int) else int.from_bytes(v, "big")
 
 
-def decode(data: bytes) -> tuple[SynPayload, bytes]:
-    """The payload at the start of ``data`` and the bytes after it (the SYN's own data)."""
+def decode(
+    data: bytes, keys: auth.KeyRing | None = None, guard: auth.ReplayGuard | None = None, *, now: int = 0
+) -> tuple[SynPayload, bytes]:
+    """The payload at the start of ``data`` and the bytes after it (the SYN's own data).
+
+    With ``keys`` the payload must carry a HMAC-SHA256 tag that verifies under one of them; with
+    ``guard`` too its stamp must name the guard's agent, lie within the window around ``now``
+    and not repeat one accepted before (the guard then remembers it).  Without ``keys`` only
+    tag type NONE is accepted."""
     if len(data) < 4:
         raise TruncatedPayload(f"{len(data)} bytes, no room for the magic")
     if len(data) < HEADER.size:
@@ -196,12 +261,30 @@ def decode(data: bytes) -> tuple[SynPayload, bytes]:
     tag_len = _int(tag_head["length"])
     if off + tag_len != length:
         raise GarbledPayload(f"tag length {tag_len} disagrees with payload length {length}")
-    if tag_head["type"] != TagType.NONE:
-        raise GarbledPayload(f"tag type {_int(tag_head['type'])} unknown")
-    if tag_len:
-        raise GarbledPayload("tag type NONE with a value")
+    tag_type = _int(tag_head["type"])
+    _check_tag(tag_type, tag_len, keys is not None)
+    tag = Tag(tag_type, _int(tag_head["key_id"]), bytes(data[off:length]))
+    if keys is not None:
+        try:
+            auth.verify(keys, tag.key_id, bytes(data[: length - auth.MAC_SIZE]), tag.value, guard, now)
+        except auth.AuthError as exc:
+            raise AUTH_ERRORS[type(exc)](str(exc)) from None
     session = FiveTuple(
         _int(sess["src"]), _int(sess["dst"]), _int(sess["sport"]), _int(sess["dport"]), _int(sess["proto"])
     )
-    payload = SynPayload(session, tuple(hops), family, Tag(_int(tag_head["type"]), _int(tag_head["key_id"])))
-    return payload, bytes(data[length:])
+    return SynPayload(session, tuple(hops), family, tag), bytes(data[length:])
+
+
+def _check_tag(tag_type: int, tag_len: int, keyed: bool) -> None:
+    if tag_type == TagType.NONE:
+        if tag_len:
+            raise GarbledPayload("tag type NONE with a value")
+        if keyed:
+            raise PayloadMissingTag("no MAC, and this agent requires one")
+    elif tag_type == TagType.HMAC_SHA256:
+        if not keyed:
+            raise GarbledPayload("tag type 1 (HMAC-SHA256), but this agent has no keys")
+        if tag_len != auth.TAG_SIZE:
+            raise GarbledPayload(f"HMAC-SHA256 tag of {tag_len} bytes (not {auth.TAG_SIZE})")
+    else:
+        raise GarbledPayload(f"tag type {tag_type} unknown")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from dysco.errors import PeerError
+from dysco.runtime import _auth as auth
 from dysco.runtime import _ctlwire as c
 from dysco.runtime._types import FiveTuple, ip_int
 
@@ -110,3 +114,83 @@ def test_encoder_refuses_too_much() -> None:
         c.encode(c.Message(c.Kind.DONE, 1, 1, 1, 1, hops=(1,) * 17))
     with pytest.raises(ValueError, match="tag"):
         c.encode(c.Message(c.Kind.DONE, 1, 1, 1, 1, tag=c.Tag(0, 0, b"x" * 65)))
+
+
+# ---- authentication (docs/protocol.md §5) ------------------------------------------------------------
+
+RING = auth.KeyRing({1: bytes(range(32))}, current=1)
+ME, PEER = ip_int("10.0.0.10"), ip_int("10.0.0.1")
+T0 = 1_700_000_000 * auth.SECOND
+
+
+def _sealed(m: c.Message = M, ring: auth.KeyRing = RING, now: int = T0, receiver: int = ME) -> bytes:
+    return c.encode(m, ring, sender=PEER, receiver=receiver, now=now)
+
+
+def test_sealed_layout() -> None:
+    data = _sealed()
+    assert len(data) == 92 + 4 + 32 and int.from_bytes(data[8:10], "big") == len(data)
+    assert data[92:96] == bytes([1, 1, 0, 32])
+    assert data[96:112] == auth.Stamp(PEER, ME, T0).pack()
+    assert data[112:] == hmac.new(RING.keys[1], data[:112], hashlib.sha256).digest()[:16]
+
+
+def test_sealed_round_trip() -> None:
+    guard = auth.ReplayGuard(ME)
+    data = _sealed()
+    m = c.decode(data, RING, guard, now=T0)
+    assert m == replace(M, tag=c.Tag(c.TagType.HMAC_SHA256, 1, data[96:]))
+    assert c.encode(m) == data
+    with pytest.raises(c.ControlReplayed) as info:
+        c.decode(data, RING, guard, now=T0)
+    assert isinstance(info.value, c.BadControl) and info.value.kind == "replayed"
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "kind"),
+    [
+        (GOOD, c.ControlMissingTag, "missing_tag"),
+        (_sealed(receiver=PEER), c.ControlMisdirected, "misdirected"),
+        (_sealed(now=T0 - 31 * auth.SECOND), c.ControlStale, "stale"),
+        (_sealed()[:-1] + bytes([_sealed()[-1] ^ 0x80]), c.ControlBadMac, "bad_mac"),
+        (_sealed(ring=auth.KeyRing({9: bytes(32)}, 9)), c.ControlUnknownKey, "unknown_key"),
+    ],
+    ids=["none", "receiver", "old", "mac", "key"],
+)
+def test_auth_failures(data: bytes, error: type[c.BadControl], kind: str) -> None:
+    with pytest.raises(error) as info:
+        c.decode(data, RING, auth.ReplayGuard(ME), now=T0)
+    assert info.value.kind == kind and isinstance(info.value, auth.AuthError)
+
+
+def test_sealed_message_without_keys_is_garbled() -> None:
+    with pytest.raises(c.GarbledControl, match="no keys"):
+        c.decode(_sealed())
+
+
+sealed_messages = st.builds(
+    c.Message,
+    st.sampled_from(list(c.Kind)),
+    a32,
+    a32,
+    a32,
+    a32,
+    tuples,
+    tuples,
+    tuples,
+    hops=st.lists(a32, max_size=4).map(tuple),
+)
+
+
+@given(sealed_messages, st.data())
+def test_any_mutation_of_a_sealed_message_is_refused(m: c.Message, data: st.DataObject) -> None:
+    sealed = _sealed(m)
+    assert c.decode(sealed, RING, auth.ReplayGuard(ME), now=T0).kind == m.kind
+    at = data.draw(st.integers(0, len(sealed)))
+    cut = data.draw(st.integers(0, 4))
+    new = data.draw(st.binary(max_size=8))
+    mutated = sealed[:at] + new + sealed[at + cut :]
+    if mutated == sealed:
+        return
+    with pytest.raises(c.BadControl):
+        c.decode(mutated, RING, auth.ReplayGuard(ME), now=T0)
