@@ -203,8 +203,7 @@ class Builder:
             return Always(str(tok), self._loc(tok)), None
         raise AssertionError(kind)  # pragma: no cover
 
-    @staticmethod
-    def _quals(children: list[Tree[Token] | Token]) -> _Quals:
+    def _quals(self, children: list[Tree[Token] | Token]) -> _Quals:
         """The qualifiers of a primitive: its tokens before the value."""
         proto: str | None = None
         d: Dir | None = None
@@ -214,7 +213,13 @@ class Builder:
             if tok.type == "PQUAL":
                 proto = str(tok)
             elif tok.type == "DIR":
-                d = _DIRS.get(tok) or _DIRS[" ".join(tok.split())]
+                d = _DIRS.get(tok) or _DIRS.get(" ".join(tok.split()))
+                if d is None:  # the lexer takes any two of src/dst joined by and/or
+                    raise self._fail(
+                        f"'{' '.join(tok.split())}' is not a direction; "
+                        "write 'src', 'dst', 'src or dst' or 'src and dst'",
+                        tok,
+                    )
             else:  # AQUAL or PROTO
                 addr = str(tok)
         return _Quals(proto, d, addr, tuple(children[:-1]))  # type: ignore[arg-type]
