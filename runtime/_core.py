@@ -114,6 +114,8 @@ class Session:
     """Added to the sequence numbers arriving on the left subsession (after a reconfiguration)."""
     delta_down: int = 0
     """Added to the sequence numbers arriving on the right subsession."""
+    active: int = 0
+    """When the agent last saw a packet of the session (a closing session lingers from then)."""
 
 
 class Agent:
@@ -176,10 +178,14 @@ class Agent:
             if s is None or s.deadline != at:
                 continue
             state = s.fsm.state
+            if state is SessionState.CLOSING and s.active + self.config.linger > now:
+                # packets still cross it (retransmissions, a two-path phase): linger from the last one
+                self._set_deadline(s, s.active + self.config.linger)
+                continue
             if state in (SessionState.PENDING, SessionState.SYN_SENT):
                 self.metrics["errors.setup_timeout"] += 1
                 out.append(Notify("setup_timeout", f"session {s.session} not set up in time", sid, True))
-            self._close(s, "timeout" if state is not SessionState.CLOSING else "closed", out)
+            self._close(now, s, "timeout" if state is not SessionState.CLOSING else "closed", out)
         return self._finish(out)
 
     def idle_timeout(self, now: int, table: Table, key: FiveTuple) -> list[Action]:
@@ -187,7 +193,7 @@ class Agent:
         sid = self.by_key.get((table, key))
         if sid is not None:
             self.metrics["sessions.idle"] += 1
-            self._close(self.sessions[sid], "idle", out)
+            self._close(now, self.sessions[sid], "idle", out)
         return self._finish(out)
 
     def write_failed(self, now: int, mapping: Mapping, code: str, message: str) -> list[Action]:
@@ -197,7 +203,7 @@ class Agent:
         s = self.sessions.get(mapping.session_id)
         out.append(Notify("write_failed", f"{mapping.table.value} {mapping.key}: {code} {message}", 0, True))
         if s is not None:
-            self._close(s, "write_failed", out)
+            self._close(now, s, "write_failed", out)
         return self._finish(out)
 
     def policy_update(self, chains: Iterable[Chain]) -> list[Action]:
@@ -307,7 +313,7 @@ class Agent:
                 self.metrics["syn.retransmitted"] += 1
                 self._deliver(old, f, rest, out)
                 return
-            self._close(old, "replaced", out)  # the neighbour reused the subsession's port
+            self._close(now, old, "replaced", out)  # the neighbour reused the subsession's port
         remaining = list(p.hops[1:])
         role = Role.MIDDLE if remaining else Role.RIGHT
         if (Table.OUT, p.session.reversed()) in self.by_key:
@@ -359,17 +365,17 @@ class Agent:
         nxt = s.remaining[0]
         if (Table.OUT, emitted) in self.by_key:
             self._fail(out, "session_clash", f"{emitted} is already a session at this host")
-            self._close(s, "clash", out)
+            self._close(now, s, "clash", out)
             return
         if not self._room():
             self._table_full(out, emitted)
-            self._close(s, "table_full", out)
+            self._close(now, s, "table_full", out)
             return
         try:
             lport = self.ports.allocate(nxt)
         except PortsExhausted as exc:
             self._fail(out, "ports_exhausted", f"{emitted}: {exc}")
-            self._close(s, "ports_exhausted", out)
+            self._close(now, s, "ports_exhausted", out)
             return
         self.pending.pop(s.session, None)
         s.emitted = emitted
@@ -392,6 +398,7 @@ class Agent:
             self._drop(out, "unknown_session", None)
             return
         s = self.sessions[sid]
+        s.active = now
         if self.rc.anchor_packet(now, s, f, port, out):
             return
         m, direction = s.mappings[(table, f.five_tuple)]
@@ -423,6 +430,7 @@ class Agent:
         if s is None or entry is None:
             self.metrics["teardown.unknown"] += 1
             return
+        s.active = now
         self._teardown_seen(now, s, entry[1], f.flags, out)
 
     def _teardown_seen(
@@ -440,8 +448,8 @@ class Agent:
         if new is SessionState.CLOSING:
             self._set_deadline(s, now + self.config.linger)
 
-    def _close(self, s: Session, why: str, out: list[Action]) -> None:
-        self.rc.session_closed(s, out)
+    def _close(self, now: int, s: Session, why: str, out: list[Action]) -> None:
+        self.rc.session_closed(now, s, out)
         for (table, key), (m, _) in s.mappings.items():
             out.append(Delete(m))
             self._entries[table] -= 1

@@ -59,6 +59,8 @@ class Reconfigurer:
         self.awaiting: dict[FiveTuple, int] = {}
         """Right anchor: the left anchor's view of the session -> session id (new-path SYN)."""
         self.rids: dict[int, tuple[int, int]] = {}
+        self.held: dict[int, tuple[int, cw.Message]] = {}
+        """Right anchor done, waiting for the TEARDOWN: a REQUEST_LOCK that came on the new path."""
         self.msgs = Messenger(self.me, agent.metrics)
 
     # ---- bookkeeping ------------------------------------------------------------------------------
@@ -76,7 +78,9 @@ class Reconfigurer:
         return self.msgs.next_deadline()
 
     def empty(self) -> bool:
-        return not (self.locks or self.anchors or self.awaiting or self.rids) and self.msgs.empty()
+        return (
+            not (self.locks or self.anchors or self.awaiting or self.rids or self.held) and self.msgs.empty()
+        )
 
     def timer(self, now: int, out: list[Action]) -> None:
         expired = self.msgs.timer(now, out)
@@ -224,18 +228,21 @@ class Reconfigurer:
         if s is None:
             return self._nack(now, src, msg, cw.Status.NO_SESSION, out)
         a = self.anchors.get(s.sid)
-        if (
-            a is not None
-            and not a.left
-            and a.sent_done
-            and msg.sub == a.new_in_key
-            and msg.left_anchor == a.peer
-            and msg.rid != a.extra["rid"]
-        ):
-            # a request on the new path after this side was done: the left anchor has completed
-            # (it acted on our DONE); its TEARDOWN is still on its way along the old path
-            self._complete_right(s, a, out)
-            self._forget(s.sid)
+        if a is not None and not a.left and a.sent_done and msg.sub == a.new_in_key:
+            if msg.left_anchor == a.peer and msg.rid != a.extra["rid"]:
+                # from the same left anchor, for a new rid: it has completed (it acted on our
+                # DONE) and its TEARDOWN is still on its way along the old path
+                self._complete_right(s, a, out)
+                self._forget(s.sid)
+                self._replay_held(now, s, out)
+            elif s.sid not in self.held:
+                # another agent on the new path asks before our side completed: it waits for the
+                # TEARDOWN (or the session's end), then it is acted on
+                self.held[s.sid] = (src, msg)
+                self.agent.metrics["reconf.held"] += 1
+                return None
+            else:
+                return self._nack(now, src, msg, cw.Status.BUSY, out)
         lock = self.locks.get(s.sid)
         if lock is not None and lock.state is LockState.PENDING and lock.saved is None:
             lock.saved = (src, msg)
@@ -329,9 +336,10 @@ class Reconfigurer:
         a.extra["lport"] = lport
         a.extra["first"] = hops[0]
         self.agent._install(s, Mapping(Table.IN, new.reversed(), None, s.sid), _rev(), out)
-        a.fix_boundary()
+        # the host's data keeps taking the old path until the SYN-ACK: the boundary is fixed then
         a.phase = Phase.NEW_PATH
-        seq = ((a.old_sent or 1) - 1) & M32
+        start = a.sent_max if a.sent_max is not None else a.acked_max
+        seq = ((start or 1) - 1) & M32
         syn = pk.TcpFrame(MAC, MAC, new.src, new.dst, new.sport, new.dport, seq, 0, pk.SYN, 65535,
                           b"\x02\x04\x05\xb4", wire.encode(wire.SynPayload(view, hops)))  # fmt: skip
         a.syn = syn.to_bytes()
@@ -339,7 +347,6 @@ class Reconfigurer:
         a.extra["syn_tries"] = 1
         out.append(Send(a.syn, Port.NET))
         self.msgs.wake(now + FIRST_RTO, SYN_TIMER, s.sid)
-        self._switch_msg(now, s, a, out)
 
     def _switch_msg(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
         rid = a.extra["rid"]
@@ -417,13 +424,11 @@ class Reconfigurer:
                     if a.left and a.phase is not Phase.LOCKING and f.flags & pk.ACK:
                         self._synack(now, s, a, f, out)
                     return True
-                if (
-                    not a.left
-                    and not f.payload
-                    and not f.flags & (pk.FIN | pk.RST)
-                    and f.ack == (pk.parse(a.synack).seq + 1) & M32
-                ):
-                    return True  # the new path's handshake ACK
+                if f.flags & pk.RST:
+                    # the other anchor's agent freeing the new path (it closed or gave up); whatever
+                    # ends the session reaches this host on the old path
+                    self.agent.metrics["reconf.new_path_rst"] += 1
+                    return True
                 delta = a.new_delta
             elif t == a.old_in_key:
                 delta = a.old_delta
@@ -441,13 +446,20 @@ class Reconfigurer:
     def _synack(self, now: int, s: Session, a: Anchor, f: pk.TcpFrame, out: list[Action]) -> None:
         assert a.new_target is not None
         if a.phase is Phase.NEW_PATH:
+            a.fix_boundary()
             a.phase = Phase.TWO_PATH
             self.agent.metrics["reconf.new_path_up"] += 1
+            self._switch_msg(now, s, a, out)
+        if a.host_ack is None:
+            return  # nothing to acknowledge with yet: the new path's agents see the host's next segment
+        # the handshake's ACK acknowledges what the host acknowledged: if it reaches the other host
+        # (the other anchor completed first) it is a duplicate ACK, never an ACK of unsent bytes
         t = a.new_target
-        ack = pk.TcpFrame(
-            MAC, MAC, t.src, t.dst, t.sport, t.dport, a.old_sent or 0, (f.seq + 1) & M32, pk.ACK
+        seq = a.old_sent if a.old_sent is not None else (pk.parse(a.syn).seq + 1) & M32
+        ack = (a.host_ack - a.new_delta) & M32
+        out.append(
+            Send(pk.TcpFrame(MAC, MAC, t.src, t.dst, t.sport, t.dport, seq, ack, pk.ACK).to_bytes(), Port.NET)
         )
-        out.append(Send(ack.to_bytes(), Port.NET))
 
     def _check(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
         if not a.out_done():
@@ -523,17 +535,24 @@ class Reconfigurer:
                     self._drop_mapping(s, Table.IN, a.new_in_key, out)
                 self.agent.metrics["reconf.cancelled"] += 1
             self._forget(s.sid)
+            self._replay_held(now, s, out)
             return
         lock = self.locks.get(s.sid)
         if lock is None or lock.rid != key:
             return
         if msg.kind is cw.Kind.TEARDOWN:
             self._cancel_down(now, s, msg, out)
-            self.agent._close(s, "reconfigured away", out)
+            self.agent._close(now, s, "reconfigured away", out)
             return
         self._cancel_down(now, s, msg, out)
         del self.locks[s.sid]
         self.msgs.forget(s.sid)
+
+    def _replay_held(self, now: int, s: Session, out: list[Action]) -> None:
+        """This agent's part of a reconfiguration ended: act on the request that waited for it."""
+        held = self.held.pop(s.sid, None)
+        if held is not None:
+            self._request_lock(now, held[0], held[1], out)
 
     def _complete_right(self, s: Session, a: Anchor, out: list[Action]) -> None:
         """The right anchor's end of a completed reconfiguration: the new path is the session's."""
@@ -581,7 +600,10 @@ class Reconfigurer:
         if a.new_target is not None:
             out.append(Send(a.frame(pk.RST, a.old_sent or 0, 0), Port.NET))
 
-    def session_closed(self, s: Session, out: list[Action]) -> None:
+    def session_closed(self, now: int, s: Session, out: list[Action]) -> None:
+        held = self.held.pop(s.sid, None)
+        if held is not None:
+            self._nack(now, held[0], held[1], cw.Status.CLOSING, out)
         a = self.anchors.get(s.sid)
         if a is not None and a.new_in_key is not None:
             self._rst_new_path(a, out)

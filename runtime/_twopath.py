@@ -67,7 +67,7 @@ class Phase(enum.Enum):
     LOCKING = "locking"
     """Left: waiting for ackLock; right: locked, waiting for the new path. Everything on the old path."""
     NEW_PATH = "new_path"
-    """Left: new-path SYN sent; new data held (dropped) until the SYN-ACK."""
+    """Left: new-path SYN sent; everything still on the old path until the SYN-ACK fixes the boundary."""
     TWO_PATH = "two_path"
 
 
@@ -104,7 +104,6 @@ class Anchor:
     synack: bytes = b""
     peer_done: bool = False
     sent_done: bool = False
-    held: int = 0
     host_ack: int | None = None
     """The latest acknowledgment the host sent (in its receive space)."""
     hops: tuple[int, ...] = ()
@@ -136,11 +135,12 @@ class Anchor:
         end = (f.seq + f.seg_len()) & M32
         if f.flags & pk.ACK:
             self.host_ack = later(self.host_ack, f.ack)
+        one_path = self.phase is not Phase.TWO_PATH
         if f.seg_len():
             self.sent_max = later(self.sent_max, end)
-        elif self.phase is Phase.LOCKING:
+        elif one_path:
             self.sent_max = later(self.sent_max, f.seq)
-        if self.phase is Phase.LOCKING:
+        if one_path:
             return [self._old(f)]
         boundary = None if self.idle else self.old_sent
         n = len(f.payload) + (1 if f.flags & pk.FIN else 0)
@@ -162,15 +162,10 @@ class Anchor:
             segs.append(self._old(g))
         new_len = n - n_old
         if new_len:
-            if self.phase is Phase.NEW_PATH:
-                self.held += 1
-            else:
-                flags = f.flags & ~pk.FIN | (pk.FIN if fin and not fin_old else 0)
-                segs.append(
-                    (PathSide.NEW, replace(f, seq=(f.seq + n_old) & M32, payload=new_bytes, flags=flags))
-                )
+            flags = f.flags & ~pk.FIN | (pk.FIN if fin and not fin_old else 0)
+            segs.append((PathSide.NEW, replace(f, seq=(f.seq + n_old) & M32, payload=new_bytes, flags=flags)))
         if f.flags & pk.RST:
-            return [self._old(f), (PathSide.NEW, f)] if self.phase is Phase.TWO_PATH else [self._old(f)]
+            return [self._old(f), (PathSide.NEW, f)]
         if not f.flags & pk.ACK:
             return segs
         pure_seq = f.seq if boundary is None or after(f.seq, boundary) else boundary

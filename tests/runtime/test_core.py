@@ -96,3 +96,24 @@ def test_instance_selection() -> None:
     sel.acquire(1)
     sel.acquire(2)
     assert sel.pick("fw", inst, "least-loaded", t) == 3
+
+
+def test_a_closing_session_lingers_from_the_last_packet_the_agent_saw() -> None:
+    a = Agent(Config(ME, linger=2_000))
+    a.packet_in(0, _dysco_syn((ME,)), Port.NET, Reason.DYSCO_SYN)
+    (s,) = a.sessions.values()
+    sub = FiveTuple(LEFT, ME, 10000, 80)
+    mac = b"\2" * 6
+
+    def seg(t: FiveTuple, flags: int) -> bytes:
+        return pk.TcpFrame(mac, mac, t.src, t.dst, t.sport, t.dport, 5, 7, flags).to_bytes()
+
+    a.packet_in(100, seg(sub, pk.FIN | pk.ACK), Port.NET, Reason.TEARDOWN, session_id=s.sid)
+    a.packet_in(100, seg(s.session.reversed(), pk.FIN | pk.ACK), Port.HOST, Reason.TEARDOWN, session_id=s.sid)
+    assert s.fsm.state is SessionState.CLOSING
+    # a retransmission crosses the agent (e.g. punted) just before the linger is over
+    a.packet_in(1_900, seg(sub, pk.ACK), Port.NET, Reason.UNSUPPORTED)
+    assert any(isinstance(x, SetTimer) and x.at == 3_900 for x in a.timer(2_100))
+    assert a.sessions and a.metrics["sessions.closed"] == 0
+    a.timer(3_900)
+    assert a.empty() and a.metrics["sessions.closed"] == 1
