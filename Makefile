@@ -51,9 +51,14 @@ bench: setup
 	@if [ "$$(id -u)" = 0 ]; then $(BIN)/python -m bench.e2e_goodput; \
 	else echo "bench.e2e_goodput: needs root (network namespaces), skipped"; fi
 
-# Everything, slow tests included, with the hypothesis "soak" profile (many more examples).
+# Everything, slow tests included, with the hypothesis "soak" profile (many more examples), then
+# coverage-guided fuzzing of the SYN-payload and control-message decoders (atheris) for
+# FUZZ_SECONDS; a finding stops it and leaves its input in out/fuzz/.
+FUZZ_SECONDS ?= 120
 soak: setup
 	$(BIN)/pytest -q --hypothesis-profile=soak $(PYTEST_ARGS)
+	mkdir -p out/fuzz
+	$(BIN)/python tests/security/fuzz_decoders.py -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=out/fuzz/
 
 lock:
 	rm -rf /tmp/dysco-lock && $(PY) -m venv /tmp/dysco-lock
