@@ -1,18 +1,19 @@
-"""``dysco agent`` (the host agent on a P4Runtime target) and ``dysco ctl`` (its management API)."""
+"""``dysco agent`` (the host agent on a P4Runtime target) and ``dysco ctl`` (its management API,
+in :mod:`dysco.runtime._ctl`)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import ipaddress
-import json
 import signal
 from pathlib import Path
 from typing import Any
 
 from dysco import p4names
 from dysco.errors import UserError
-from dysco.runtime._mgmt import DEFAULT_SOCKET, ManagementServer, request
+from dysco.runtime import _ctl as ctl
+from dysco.runtime._mgmt import DEFAULT_SOCKET, ManagementServer
 
 READY_LINE = "dysco agent: ready ({name}, P4Runtime {p4runtime}, management {mgmt})"
 
@@ -26,12 +27,6 @@ The agent pushes the pipeline (--p4, or --p4info with --device-config for bmv2),
 classifier compiled from --policies, and serves until SIGINT or SIGTERM.  Once it is primary
 and the classifier is written it prints one line starting with "dysco agent: ready".
 See docs/operations.md.
-"""
-
-_CTL_EPILOG = """\
-example:
-  dysco ctl status --mgmt /tmp/dysco-client.sock
-  dysco ctl sessions --mgmt /tmp/dysco-client.sock --json
 """
 
 
@@ -82,19 +77,7 @@ def register(subparsers: Any) -> None:
     )
     a.set_defaults(handler=agent_main)
 
-    c: argparse.ArgumentParser = subparsers.add_parser(
-        "ctl",
-        help="ask a running agent (status, sessions)",
-        description="Query a running `dysco agent` over its management socket.",
-        epilog=_CTL_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    c.add_argument("what", choices=("status", "sessions"))
-    c.add_argument(
-        "--mgmt", default=DEFAULT_SOCKET, metavar="SOCKET", help=f"management socket ({DEFAULT_SOCKET})"
-    )
-    c.add_argument("--json", action="store_true", help="print the answer as JSON")
-    c.set_defaults(handler=ctl_main)
+    ctl.register(subparsers)
 
 
 # ---- dysco agent -------------------------------------------------------------------------------
@@ -203,7 +186,15 @@ async def serve(settings: Any, mgmt: str) -> None:
     from dysco.runtime.p4rt import AgentService
 
     service = AgentService(settings)
-    server = ManagementServer(mgmt, {"status": service.status, "sessions": service.sessions})
+    server = ManagementServer(
+        mgmt,
+        {
+            "status": lambda _: {**service.status(), "management": dict(sorted(server.counters.items()))},
+            "sessions": lambda _: service.sessions(),
+            "reconfigure": service.reconfigure,
+            "splice": service.splice,
+        },
+    )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -231,30 +222,4 @@ async def serve(settings: Any, mgmt: str) -> None:
 def agent_main(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     asyncio.run(serve(settings, args.mgmt))
-    return 0
-
-
-# ---- dysco ctl ---------------------------------------------------------------------------------
-
-
-def ctl_main(args: argparse.Namespace) -> int:
-    result = request(args.mgmt, args.what)
-    if args.json or args.what == "status":
-        print(json.dumps(result, indent=2, sort_keys=True))
-        return 0
-    assert isinstance(result, list)
-    print(f"{'ID':>6} {'STATE':<12} {'ROLE':<7} {'AGE_S':>8}  FIVE-TUPLE / CHAIN / SUBSESSIONS")
-    for s in result:
-        t = s["five_tuple"]
-        print(
-            f"{s['id']:>6} {s['state']:<12} {s['role']:<7} {s['age_s']:>8}  "
-            f"{t['src']}:{t['sport']} -> {t['dst']}:{t['dport']}"
-        )
-        print(f"{'':>36}chain {' '.join(s['chain']) or '-'}")
-        for sub in s["subsessions"]:
-            u = sub["five_tuple"]
-            print(
-                f"{'':>36}{sub['side']:<5} {u['src']}:{u['sport']} -> {u['dst']}:{u['dport']} {sub['state']}"
-            )
-    print(f"{len(result)} sessions")
     return 0

@@ -7,7 +7,11 @@ failing task cancels its siblings and the connection is made again after a throt
 * ``stream``: stream messages -> events (packet-in, idle-timeout notifications);
 * ``worker``: takes the queued events in order, feeds them to the core in batches and carries out
   the actions: all table writes of a batch in as few ``Write`` RPCs as possible (CONTINUE_ON_ERROR),
-  then the packet-outs of the events whose writes all succeeded.
+  then the packet-outs of the events whose writes all succeeded, then the notifications.
+
+Management requests that change something (:meth:`AgentService.reconfigure`) are events on the
+same queue, so the core sees them in order with the packets; the request waits for the core's
+outcome notification (after that batch's writes are done) or its timeout.
 
 Timers use the event loop's clock (``loop.time()`` in ns).
 """
@@ -17,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import ipaddress
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -26,11 +32,13 @@ from p4.v1 import p4runtime_pb2
 
 from dysco import p4names
 from dysco.compiler import Compiled
-from dysco.errors import DyscoError, PeerError
+from dysco.errors import DyscoError, PeerError, UserError
 from dysco.runtime._core import Agent, Config
 from dysco.runtime._events import Action, Delete, Install, Mapping, Modify, Notify, Send, SetTimer, Table
+from dysco.runtime._mgmt import Args
 from dysco.runtime._nic import Nic, PacketIn
-from dysco.runtime._types import FiveTuple, prefixed
+from dysco.runtime._splicecall import parse_request
+from dysco.runtime._types import FiveTuple, ip_int, ip_str, prefixed
 from dysco.runtime.p4rt._client import (
     ClientTls,
     Connection,
@@ -48,7 +56,11 @@ BACKOFF_MAX_S = 5.0
 STABLE_S = 10.0
 """A connection that lived this long resets the backoff."""
 
+RECONFIGURE_TIMEOUT_S = 10.0
+MAX_TIMEOUT_S = 600.0
+
 Event = Callable[[int], list[Action]]
+_RID = re.compile(r"\brid (\d+)\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +75,18 @@ class Settings:
     policies_file: str = ""
     tls: ClientTls | None = None
     """P4Runtime over TLS; plain text when None."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A reconfiguration a management request started and waits for."""
+
+    sid: int
+    chain: tuple[int, ...]
+    """The session's chain after it succeeds."""
+    done: asyncio.Future[Notify]
+    rid: int | None = None
+    started: int = 0
 
 
 class AgentService:
@@ -84,6 +108,10 @@ class AgentService:
         """When a list, the worker appends for every packet-out the ns from the arrival of the
         event that caused it (a packet-in) to the packet-out, table writes included."""
         self._timer: asyncio.TimerHandle | None = None
+        self._pending: list[_Pending] = []
+        self._chains: dict[int, tuple[int, ...]] = {}
+        """Sessions' chains as reconfigurations through this service left them (the core keeps the
+        chain of the session's setup)."""
         self._in_meta: dict[int, str] = {}
         self._out_meta: dict[str, int] = {}
         for cpm in settings.pipeline.p4info.controller_packet_metadata:
@@ -143,6 +171,11 @@ class AgentService:
                 self.log.warning("the target lost its pipeline: %d sessions forgotten", n)
                 self.counters["sessions.lost"] += n
                 self.agent = self._new_core()
+                self._chains.clear()
+                for p in self._pending:
+                    failed = Notify("reconfigure_failed", "the target lost its pipeline", p.sid, True)
+                    if not p.done.done():
+                        p.done.set_result(failed)
             await self._static_entries(conn)
             self._conn = conn
             self.connected = True
@@ -235,6 +268,7 @@ class AgentService:
         while calls:
             writes: list[tuple[Op, Mapping, int]] = []
             sends: list[tuple[Send, int]] = []
+            notes: list[Notify] = []
             for i, actions in enumerate(calls):
                 for a in actions:
                     if isinstance(a, Install):
@@ -248,7 +282,7 @@ class AgentService:
                     elif isinstance(a, SetTimer):
                         self._set_timer(a.at)
                     elif isinstance(a, Notify):
-                        self._notify(a)
+                        notes.append(a)
             failed, more = await self._write(conn, writes)
             for send, i in sends:
                 if i in failed:
@@ -259,6 +293,8 @@ class AgentService:
                 self.counters["packet_out"] += 1
                 if self.setup_latencies is not None and i < len(arrived):
                     self.setup_latencies.append(self.now() - arrived[i])
+            for n in notes:
+                self._notify(n)
             calls, arrived = more, []
 
     async def _write(
@@ -305,6 +341,8 @@ class AgentService:
 
     def _notify(self, n: Notify) -> None:
         self.counters[f"notify.{n.event}"] += 1
+        if self._pending:
+            self._outcome(n)
         if n.error:
             self._error(n.event, n.message)
             self.log.warning("%s: %s", n.event, n.message)
@@ -362,7 +400,119 @@ class AgentService:
         }
 
     def sessions(self) -> list[dict[str, object]]:
-        return self.agent.session_list(self.now())
+        rows = self.agent.session_list(self.now())
+        live = {row["id"] for row in rows}
+        for sid in [sid for sid in self._chains if sid not in live]:
+            del self._chains[sid]
+        for row in rows:
+            chain = self._chains.get(row["id"])  # type: ignore[call-overload]
+            if chain is not None:
+                row["chain"] = [ip_str(a) for a in chain]
+        return rows
+
+    async def reconfigure(self, args: Args) -> dict[str, object]:
+        """Management ``reconfigure``: ``session`` (id, or five-tuple text as ``sessions`` shows
+        it), ``right`` (the right anchor's address), ``hops`` (the new middleboxes in between,
+        maybe none), ``timeout`` (seconds).  Answers the outcome; ``ok`` only for ``reconfigured``."""
+        sid = self._session_id(args.get("session"))
+        right = _address(args.get("right"), "right")
+        hops = args.get("hops", [])
+        if not isinstance(hops, list):
+            raise UserError(f"hops must be a list of addresses, not {hops!r}")
+        new_hops = tuple(_address(h, "hops") for h in hops)
+        timeout = _timeout(args.get("timeout", RECONFIGURE_TIMEOUT_S))
+        chain = self._chain(sid)
+        after = new_hops + chain[chain.index(right) :] if right in chain else ()
+        pending = _Pending(sid, after, asyncio.get_running_loop().create_future(), started=self.now())
+        self._pending.append(pending)
+        self.counters["mgmt.reconfigure"] += 1
+
+        def event(now: int) -> list[Action]:
+            actions = self.agent.reconfigure(now, sid, right, new_hops)
+            self._started(pending, actions)
+            return actions
+
+        self._events.put_nowait((event, self.now()))
+        try:
+            async with asyncio.timeout(timeout):
+                note = await pending.done
+        except TimeoutError:
+            note = Notify("reconfigure_timeout", f"no outcome in {timeout:g}s", sid, True)
+        finally:
+            self._pending.remove(pending)
+        self.counters[f"mgmt.{note.event}"] += 1
+        if note.event == "reconfigured" and pending.chain:
+            self._chains[sid] = pending.chain
+        return {
+            "session": sid,
+            "outcome": note.event,
+            "ok": note.event == "reconfigured",
+            "message": note.message,
+            "rid": pending.rid,
+            "right": ip_str(right),
+            "hops": [ip_str(h) for h in new_hops],
+            "chain": [ip_str(a) for a in self._chain(sid)] if sid in self.agent.sessions else [],
+            "seconds": round((self.now() - pending.started) / 1e9, 3),
+        }
+
+    async def splice(self, args: Args) -> dict[str, object]:
+        """Management ``splice`` (:func:`dysco.runtime.splice`): a proxy on this host hands over
+        its two connections.  The request is checked here; the core does the splice."""
+        req = parse_request(args)
+        self.counters["mgmt.splice"] += 1
+        core = getattr(self.agent, "splice", None)
+        if core is None:
+            raise UserError(f"splice {req.inbound} + {req.outbound}: this agent's core cannot splice yet")
+        raise UserError("splice: the core's splice is not wired to the management API yet")
+
+    def _session_id(self, value: object) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value not in self.agent.sessions:
+                raise UserError(f"no session {value} (see `dysco ctl sessions`)")
+            return value
+        if isinstance(value, str):
+            key = value.replace(" ", "")
+            for sid, s in self.agent.sessions.items():
+                if str(s.session) == key:
+                    return sid
+            raise UserError(f"no session {value!r} (see `dysco ctl sessions`)")
+        raise UserError(f"session must be an id or a five-tuple SRC:SPORT->DST:DPORT, not {value!r}")
+
+    def _chain(self, sid: int) -> tuple[int, ...]:
+        return self._chains.get(sid) or self.agent.sessions[sid].chain
+
+    def _started(self, p: _Pending, actions: list[Action]) -> None:
+        """The core's answer to the trigger: started (with its rid) or refused."""
+        for a in actions:
+            if isinstance(a, Notify) and a.session_id == p.sid:
+                if a.event == "reconfigure_started" and (m := _RID.search(a.message)):
+                    p.rid = int(m.group(1))
+                    return
+                if a.event == "reconfigure_refused":
+                    p.done.set_result(a)
+                    return
+        p.done.set_result(Notify("reconfigure_failed", "the agent did not start it", p.sid, True))
+
+    def _outcome(self, n: Notify) -> None:
+        if n.event not in ("reconfigured", "reconfigure_failed") or "(right anchor)" in n.message:
+            return
+        m = _RID.search(n.message)
+        for p in self._pending:
+            if p.sid == n.session_id and m and p.rid == int(m.group(1)) and not p.done.done():
+                p.done.set_result(n)
+
+
+def _timeout(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_TIMEOUT_S:
+        raise UserError(f"timeout must be a number of seconds in (0, {MAX_TIMEOUT_S:g}], not {value!r}")
+    return float(value)
+
+
+def _address(value: object, what: str) -> int:
+    try:
+        return ip_int(value) if isinstance(value, str) else ip_int("")
+    except ipaddress.AddressValueError:
+        raise UserError(f"{what}: {value!r} is not an IPv4 address") from None
 
 
 def _with_table_size(config: Config, size: int) -> Config:

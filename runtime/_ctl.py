@@ -1,0 +1,431 @@
+"""``dysco ctl``: a running agent's management API from the command line.
+
+``status`` and ``sessions`` read; ``reconfigure`` changes the middleboxes of one session or of
+many (every session through a middlebox, every session a pcap-filter predicate selects) and
+waits for each outcome; ``splice`` hands a proxy's two TCP connections to the agent
+(:func:`dysco.runtime.splice` is the same from a program).  The agent does the work; this module
+only chooses sessions, turns an edit (insert, delete, replace) into the right anchor and new
+middlebox list the core takes, and reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any
+
+from dysco.errors import DyscoError, SourceError, SourceErrors, SourcePos, UserError
+from dysco.runtime._mgmt import DEFAULT_SOCKET, request
+
+RECONFIGURE_TIMEOUT_S = 10.0
+ANSWER_MARGIN_S = 5.0
+"""How much longer than the reconfiguration's timeout the command waits for the agent's answer."""
+ANCHORABLE = ("established", "half_closed")
+
+_EPILOG = """\
+examples:
+  dysco ctl status --mgmt /tmp/dy-client.sock
+  dysco ctl sessions --mgmt /tmp/dy-client.sock --json
+  dysco ctl reconfigure 3 --insert 10.0.4.2 --mgmt /tmp/dy-client.sock
+  dysco ctl reconfigure --all --replace 10.0.2.2 10.0.4.2 --mgmt /tmp/dy-client.sock
+  dysco ctl splice --in 10.0.1.2:41000-10.0.2.2:9000 --out 10.0.2.2:42000-10.0.3.2:9000 \\
+      --mgmt /tmp/dy-proxy.sock
+
+See docs/operations.md.
+"""
+
+_RECONFIGURE_EPILOG = """\
+examples (on the client's agent, the left anchor of its sessions):
+  dysco ctl reconfigure 3 --insert 10.0.4.2             # a scrubber in front of the chain
+  dysco ctl reconfigure 3 --delete 10.0.4.2             # and out again
+  dysco ctl reconfigure '10.0.1.2:41000->10.0.3.2:80' --replace 10.0.2.2 10.0.4.2
+  dysco ctl reconfigure 3 --right 10.0.3.2 --hops 10.0.4.2,10.0.2.2   # the new list, as it is
+  dysco ctl reconfigure 3 --right 10.0.3.2 --hops ''    # no middlebox up to 10.0.3.2
+  dysco ctl reconfigure --all --replace 10.0.2.2 10.0.4.2        # in every session through it
+  dysco ctl reconfigure --match 'tcp dst port 80' --insert 10.0.4.2   # pcap-filter predicate
+
+SESSION is an id or a five-tuple as `dysco ctl sessions` prints them.  An edit changes the
+session's path from this agent to the right: the right anchor is the first hop after the change
+(--right overrides it for --hops; default: the session's right end).  Exit status 0 only when
+every reconfiguration succeeded.
+"""
+
+_SPLICE_EPILOG = """\
+example (on the proxy's host, in its network namespace):
+  ip netns exec dy-m dysco ctl splice --in 10.0.1.2:41000-10.0.2.2:9000 \\
+      --out 10.0.2.2:42000-10.0.3.2:9000 --mgmt /tmp/dy-proxy.sock
+
+--in is the connection the proxy accepted (client -> proxy), --out the one it opened (proxy ->
+server), each as the proxy sees it.  The command reads what the kernel knows of both sockets
+(`ss -ti`: window scale, SACK, timestamps, byte counters); --no-kernel-info skips that.
+"""
+
+
+def register(subparsers: Any) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--mgmt", default=DEFAULT_SOCKET, metavar="SOCKET", help=f"management socket ({DEFAULT_SOCKET})"
+    )
+    common.add_argument("--json", action="store_true", help="print the answer as JSON")
+    c: argparse.ArgumentParser = subparsers.add_parser(
+        "ctl",
+        help="ask a running agent (status, sessions, reconfigure, splice)",
+        description="Query or drive a running `dysco agent` over its management socket.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = c.add_subparsers(dest="what", metavar="WHAT", required=True)
+    for name, text in (("status", "counters, table fill, recent errors"), ("sessions", "the sessions")):
+        p = sub.add_parser(name, parents=[common], help=text, description=f"Show {text}.")
+        p.set_defaults(handler=ctl_main)
+
+    r = sub.add_parser(
+        "reconfigure",
+        parents=[common],
+        help="insert, delete or replace middleboxes of live sessions",
+        description="Change the middleboxes of one live session, or of many, and wait for the outcome.",
+        epilog=_RECONFIGURE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    r.add_argument("session", nargs="?", metavar="SESSION", help="id or SRC:SPORT->DST:DPORT")
+    which = r.add_mutually_exclusive_group()
+    which.add_argument("--all", action="store_true", help="every session this agent anchors on the left")
+    which.add_argument("--match", metavar="PREDICATE", help="the sessions a pcap-filter predicate selects")
+    edit = r.add_mutually_exclusive_group(required=True)
+    edit.add_argument("--insert", metavar="ADDR", help="add this middlebox")
+    edit.add_argument("--delete", metavar="ADDR", help="remove this middlebox")
+    edit.add_argument("--replace", nargs=2, metavar=("OLD", "NEW"), help="put NEW where OLD is")
+    edit.add_argument("--hops", metavar="A,B,...", help="the new middleboxes up to --right ('' for none)")
+    r.add_argument("--at", type=int, metavar="N", help="--insert before the N-th hop (0: first, default)")
+    r.add_argument("--right", metavar="ADDR", help="the right anchor for --hops (default: the right end)")
+    r.add_argument(
+        "--timeout",
+        type=float,
+        default=RECONFIGURE_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"per session (default {RECONFIGURE_TIMEOUT_S:g})",
+    )
+    r.add_argument("--parallel", type=int, default=8, metavar="N", help="sessions at a time (default 8)")
+    r.set_defaults(handler=reconfigure_main)
+
+    s = sub.add_parser(
+        "splice",
+        parents=[common],
+        help="splice a proxy's two connections into one session (the proxy steps out)",
+        description="Ask the proxy host's agent to splice two TCP connections and remove the proxy.",
+        epilog=_SPLICE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument("--in", dest="inbound", required=True, metavar="SRC:PORT-DST:PORT", help="client -> proxy")
+    s.add_argument(
+        "--out", dest="outbound", required=True, metavar="SRC:PORT-DST:PORT", help="proxy -> server"
+    )
+    s.add_argument("--delta", type=int, default=0, help="bytes written to --out minus bytes read from --in")
+    s.add_argument("--delta-rev", type=int, default=0, help="the same for the other direction")
+    s.add_argument("--no-kernel-info", action="store_true", help="do not look the sockets up with ss")
+    s.add_argument("--timeout", type=float, default=RECONFIGURE_TIMEOUT_S, metavar="SECONDS")
+    s.set_defaults(handler=splice_main)
+
+
+# ---- status, sessions --------------------------------------------------------------------------
+
+
+def ctl_main(args: argparse.Namespace) -> int:
+    result = request(args.mgmt, args.what)
+    if args.json or args.what == "status":
+        print(json.dumps(result, indent=2, sort_keys=True))
+        return 0
+    assert isinstance(result, list)
+    print(f"{'ID':>6} {'STATE':<12} {'ROLE':<7} {'AGE_S':>8}  FIVE-TUPLE / CHAIN / SUBSESSIONS")
+    for s in result:
+        print(f"{s['id']:>6} {s['state']:<12} {s['role']:<7} {s['age_s']:>8}  {tuple_text(s['five_tuple'])}")
+        print(f"{'':>36}chain {' '.join(s['chain']) or '-'}")
+        for sub in s["subsessions"]:
+            print(f"{'':>36}{sub['side']:<5} {tuple_text(sub['five_tuple'])} {sub['state']}")
+    print(f"{len(result)} sessions")
+    return 0
+
+
+def tuple_text(t: Mapping[str, Any]) -> str:
+    """A five-tuple as `sessions` prints it and SESSION takes it: ``SRC:SPORT->DST:DPORT``."""
+    return f"{t['src']}:{t['sport']}->{t['dst']}:{t['dport']}"
+
+
+# ---- reconfigure: what to change ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """One change to a session's path: ``op`` insert, delete, replace or hops."""
+
+    op: str
+    addr: str = ""
+    new: str = ""
+    at: int = 0
+    hops: tuple[str, ...] = ()
+    right: str = ""
+
+    def __str__(self) -> str:
+        if self.op == "insert":
+            return f"insert {self.addr}" + (f" at {self.at}" if self.at else "")
+        if self.op == "delete":
+            return f"delete {self.addr}"
+        if self.op == "replace":
+            return f"replace {self.addr} by {self.new}"
+        return f"hops [{' '.join(self.hops)}] up to {self.right or 'the right end'}"
+
+
+def edit_from_args(args: argparse.Namespace) -> Edit:
+    if args.at is not None and args.insert is None:
+        raise UserError("--at goes with --insert")
+    if args.right is not None and args.hops is None:
+        raise UserError("--right goes with --hops (the edits find their right anchor)")
+    if args.insert is not None:
+        if args.at is not None and args.at < 0:
+            raise UserError(f"--at {args.at}: positions count from 0")
+        return Edit("insert", _addr(args.insert, "--insert"), at=args.at or 0)
+    if args.delete is not None:
+        return Edit("delete", _addr(args.delete, "--delete"))
+    if args.replace is not None:
+        old, new = (_addr(a, "--replace") for a in args.replace)
+        if old == new:
+            raise UserError(f"--replace {old} {new}: the same middlebox")
+        return Edit("replace", old, new)
+    hops = tuple(_addr(h.strip(), "--hops") for h in args.hops.split(",")) if args.hops.strip() else ()
+    right = _addr(args.right, "--right") if args.right is not None else ""
+    return Edit("hops", hops=hops, right=right)
+
+
+def _addr(text: str, flag: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ipaddress.AddressValueError:
+        raise UserError(f"{flag}: {text!r} is not an IPv4 address") from None
+
+
+def path_right_of(row: Mapping[str, Any], me: str) -> list[str]:
+    """The hops of a session to the right of this agent, the right end last."""
+    chain: list[str] = list(row["chain"])
+    return chain[chain.index(me) + 1 :] if me in chain else chain
+
+
+def plan(path: Sequence[str], edit: Edit) -> tuple[str, list[str]]:
+    """The right anchor and the new middleboxes between this agent and it that make ``edit``:
+    the shortest part of the path that changes (this agent is always the left anchor)."""
+    shown = " ".join(path) or "-"
+    if not path:
+        raise UserError("the session has no hop to the right of this agent")
+    if edit.op == "hops":
+        right = edit.right or path[-1]
+        if right not in path:
+            raise UserError(f"--right {right} is not on the session's path ({shown})")
+        if right in edit.hops:
+            raise UserError(f"--hops names the right anchor {right}")
+        return right, list(edit.hops)
+    if edit.op == "insert":
+        if edit.addr in path:
+            raise UserError(f"{edit.addr} is on the session's path already ({shown})")
+        if edit.at > len(path) - 1:
+            raise UserError(f"--at {edit.at}: the path has {len(path) - 1} middleboxes ({shown})")
+        return path[edit.at], [*path[: edit.at], edit.addr]
+    if edit.addr not in path:
+        raise UserError(f"{edit.addr} is not on the session's path ({shown})")
+    i = path.index(edit.addr)
+    if i == len(path) - 1:
+        raise UserError(f"{edit.addr} is the session's right end ({shown}); it cannot be {edit.op}d")
+    if edit.op == "replace" and edit.new in path:
+        raise UserError(f"{edit.new} is on the session's path already ({shown})")
+    return path[i + 1], [*path[:i], *([edit.new] if edit.op == "replace" else [])]
+
+
+# ---- reconfigure: which sessions --------------------------------------------------------------
+
+
+def predicate(text: str) -> Callable[[Mapping[str, Any]], bool]:
+    """A test of a session's five-tuple by a pcap-filter predicate of the policy language,
+    evaluated by dysco.compiler's own evaluator; errors point into ``text``."""
+    from dysco.compiler.evaluate import Syn, holds
+    from dysco.compiler.passes import front
+    from dysco.runtime._types import ip_int
+
+    if not text.strip():
+        raise UserError("--match: the predicate is empty")
+    if "\n" in text:
+        raise UserError("--match: the predicate is one line")
+    try:
+        _, pf = front(f"policy match:\n{text}\n-> 127.0.0.1\n", "--match")
+    except SourceErrors as exc:
+        raise SourceErrors(
+            SourceError(e.message, SourcePos("--match", 1, e.pos.column), text)
+            if e.pos.line == 2
+            else SourceError(f"not a predicate: {e.message}", SourcePos("--match", 1, 1), text)
+            for e in exc.errors
+        ) from None
+    if len(pf.policies) != 1 or pf.middleboxes:
+        raise UserError(f"--match {text!r}: one predicate, not policy statements")
+    pred = pf.policies[0].predicate
+
+    def test(t: Mapping[str, Any]) -> bool:
+        return holds(pred, Syn(ip_int(t["src"]), ip_int(t["dst"]), t["sport"], t["dport"]))
+
+    return test
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    row: Mapping[str, Any]
+    right: str = ""
+    hops: tuple[str, ...] = ()
+    skip: str = ""
+    """Why this session is left alone (the edit does not apply to it)."""
+
+
+def select(
+    rows: Sequence[Mapping[str, Any]], me: str, edit: Edit, test: Callable[[Mapping[str, Any]], bool] | None
+) -> list[Job]:
+    """The sessions this agent anchors on the left that ``test`` selects (all without one),
+    for --delete and --replace only those through the middlebox, each with its plan."""
+    jobs = []
+    for row in rows:
+        path = path_right_of(row, me)
+        if row["state"] not in ANCHORABLE or not any(s["side"] == "right" for s in row["subsessions"]):
+            continue
+        if test is not None and not test(row["five_tuple"]):
+            continue
+        if edit.op in ("delete", "replace") and edit.addr not in path:
+            continue
+        try:
+            right, hops = plan(path, edit)
+        except UserError as exc:
+            jobs.append(Job(row, skip=str(exc)))
+            continue
+        jobs.append(Job(row, right, tuple(hops)))
+    return jobs
+
+
+# ---- reconfigure: doing it ---------------------------------------------------------------------
+
+
+def reconfigure_main(args: argparse.Namespace) -> int:
+    if (args.session is None) == (not (args.all or args.match)):
+        raise UserError("give one SESSION, or --all or --match PREDICATE for many")
+    if not 0 < args.timeout <= 600:
+        raise UserError(f"--timeout {args.timeout:g}: between 0 and 600 seconds")
+    if args.parallel < 1:
+        raise UserError(f"--parallel {args.parallel}: at least 1")
+    edit = edit_from_args(args)
+    if args.session is None and edit.op == "hops":
+        raise UserError("--hops is for one SESSION; many sessions take --insert, --delete or --replace")
+    test = predicate(args.match) if args.match else None
+    me = _me(args.mgmt)
+    rows = request(args.mgmt, "sessions")
+    assert isinstance(rows, list)
+    if args.session is not None:
+        row = _find(rows, args.session)
+        right, hops = plan(path_right_of(row, me), edit)
+        result = _reconfigure(args.mgmt, row["id"], right, hops, args.timeout)
+        if args.json:
+            print(json.dumps(result, indent=2, sort_keys=True))
+        else:
+            print(_line(row, result))
+        return 0 if result["ok"] else 1
+    return _many(args, select(rows, me, edit, test), edit)
+
+
+def _me(mgmt: str) -> str:
+    status = request(mgmt, "status")
+    assert isinstance(status, dict)
+    address: str = status["config"]["address"]
+    return address
+
+
+def _find(rows: Sequence[Mapping[str, Any]], session: str) -> Mapping[str, Any]:
+    key = session.replace(" ", "")
+    for row in rows:
+        if key == str(row["id"]) or key == tuple_text(row["five_tuple"]):
+            return row
+    if not key.isdigit() and "->" not in key:
+        raise UserError(f"SESSION {session!r}: an id or SRC:SPORT->DST:DPORT as `dysco ctl sessions` shows")
+    raise UserError(f"no session {session!r} at this agent (see `dysco ctl sessions`)")
+
+
+def _reconfigure(mgmt: str, sid: int, right: str, hops: Sequence[str], timeout: float) -> dict[str, Any]:
+    args = {"session": sid, "right": right, "hops": list(hops), "timeout": timeout}
+    result = request(mgmt, "reconfigure", args, timeout=timeout + ANSWER_MARGIN_S)
+    assert isinstance(result, dict)
+    return result
+
+
+def _line(row: Mapping[str, Any], result: Mapping[str, Any]) -> str:
+    head = f"session {row['id']} {tuple_text(row['five_tuple'])}: {result['outcome']}"
+    if result["ok"]:
+        return f"{head} in {result['seconds']:g}s, chain {' '.join(result['chain'])}"
+    return f"{head}: {result['message']}"
+
+
+def _many(args: argparse.Namespace, jobs: list[Job], edit: Edit) -> int:
+    todo = [j for j in jobs if not j.skip]
+    out = sys.stderr if args.json else sys.stdout
+    for j in jobs:
+        if j.skip:
+            print(f"session {j.row['id']} {tuple_text(j.row['five_tuple'])}: skipped: {j.skip}", file=out)
+    results: list[dict[str, Any]] = []
+    for done, (job, result) in enumerate(_run(args.mgmt, todo, args.timeout, args.parallel), start=1):
+        results.append({"id": job.row["id"], "five_tuple": job.row["five_tuple"], **result})
+        print(f"[{done}/{len(todo)}] {_line(job.row, result)}", file=out, flush=True)
+    ok = sum(1 for r in results if r["ok"])
+    summary = {
+        "edit": str(edit),
+        "sessions": len(jobs),
+        "ok": ok,
+        "failed": len(results) - ok,
+        "skipped": len(jobs) - len(todo),
+    }
+    if args.json:
+        print(json.dumps({"summary": summary, "results": results}, indent=2, sort_keys=True))
+    else:
+        print(
+            f"{edit}: {len(jobs)} sessions, {ok} ok, {summary['failed']} failed, {summary['skipped']} skipped"
+        )
+    return 0 if summary["failed"] == 0 else 1
+
+
+def _run(mgmt: str, jobs: list[Job], timeout: float, parallel: int) -> Iterator[tuple[Job, dict[str, Any]]]:
+    """The jobs' outcomes as they come, ``parallel`` requests at a time (one connection each)."""
+
+    def one(job: Job) -> dict[str, Any]:
+        try:
+            return _reconfigure(mgmt, job.row["id"], job.right, job.hops, timeout)
+        except DyscoError as exc:  # e.g. the session ended since it was listed
+            return {"ok": False, "outcome": "refused", "message": str(exc), "chain": []}
+
+    if not jobs:
+        return
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="reconfigure") as pool:
+        futures = {pool.submit(one, job): job for job in jobs}
+        for f in as_completed(futures):
+            yield futures[f], f.result()
+
+
+# ---- splice ------------------------------------------------------------------------------------
+
+
+def splice_main(args: argparse.Namespace) -> int:
+    from dysco.runtime._splicecall import Side, parse_pair, request_splice, side_from_ss
+
+    inbound, outbound = parse_pair(args.inbound, "--in"), parse_pair(args.outbound, "--out")
+    if args.no_kernel_info:
+        sides = (Side.bare(*inbound), Side.bare(*outbound))
+    else:
+        sides = (side_from_ss(*inbound), side_from_ss(*outbound))
+    result = request_splice(sides[0], sides[1], args.delta, args.delta_rev, args.mgmt, args.timeout)
+    if args.json:
+        print(json.dumps(result.details, indent=2, sort_keys=True))
+    else:
+        print(f"splice {args.inbound} + {args.outbound}: {result.outcome}: {result.message}")
+    return 0 if result.ok else 1
