@@ -89,6 +89,10 @@ class Kind(enum.IntEnum):
     """Left anchor to the old middlebox: export the session's state to ``hops[0]``."""
     STATE_IMPORTED = 15
     """The new middlebox to the left anchor: the state is in place."""
+    FIN = 16
+    """Hop by hop on the new path, from an anchor toward the other: my host's FIN went on the old
+    path (``value``: 0 for the left-to-right direction, 1 for right-to-left)."""
+    ACK_FIN = 17
 
 
 ANSWERS: dict[Kind, tuple[Kind, ...]] = {
@@ -99,6 +103,7 @@ ANSWERS: dict[Kind, tuple[Kind, ...]] = {
     Kind.DONE: (Kind.ACK_DONE,),
     Kind.TEARDOWN: (Kind.ACK_TEARDOWN,),
     Kind.STATE_EXPORT: (Kind.STATE_IMPORTED,),
+    Kind.FIN: (Kind.ACK_FIN,),
 }
 """Requests (retransmitted until answered) and the kinds that answer them (same ``msg_id``)."""
 

@@ -19,18 +19,24 @@ from dysco.runtime import _ctlwire as cw
 from dysco.runtime import _packet as pk
 from dysco.runtime import _wire as wire
 from dysco.runtime._alloc import PortsExhausted
-from dysco.runtime._ctlmsg import ATTEMPTS, FIRST_RTO, MAX_RTO, Messenger, Pending
+from dysco.runtime._ctlmsg import ATTEMPTS, FIRST_RTO, MAX_RTO, MS, Messenger, Pending
 from dysco.runtime._events import Action, Delete, Mapping, Modify, Notify, Port, Send, Table
 from dysco.runtime._fsm import SessionState, SubsessionState
 from dysco.runtime._twopath import M32, Anchor, PathSide, Phase, translate
-from dysco.runtime._types import FiveTuple
+from dysco.runtime._types import FiveTuple, ip_str
 
 if TYPE_CHECKING:
     from dysco.runtime._core import Agent, Direction, Session
 
 MAC = b"\x02\0\0\0\0\x0a"
+SECOND = 1000 * MS
 SYN_TIMER = 1
 """Wake-up: retransmit the new-path SYN (or give the new path up)."""
+LOCK_TIMER = 2
+"""Wake-up: the right anchor's lock expires if the new path has not reached it."""
+LOCK_TIMEOUT = 30 * SECOND
+"""How long a right anchor stays locked without the new path's SYN (docs/protocol.md §4): longer
+than the left anchor takes to get its ackLock and give its SYN up."""
 
 
 class LockState(enum.Enum):
@@ -87,6 +93,8 @@ class Reconfigurer:
         for what, sid in expired.woken:
             if what == SYN_TIMER:
                 self._syn_timer(now, sid, out)
+            elif what == LOCK_TIMER:
+                self._lock_timer(now, sid, out)
         for p in expired.gave_up:
             self._gave_up(now, p, out)
 
@@ -215,6 +223,9 @@ class Reconfigurer:
             if a is not None:
                 a.peer_done = True
                 self._check(now, self.agent.sessions[sid], a, out)
+        elif msg.kind is k.FIN:
+            self._reply(now, src, msg, k.ACK_FIN, out)
+            self._fin_msg(now, msg, out)
         elif msg.kind is k.RIGHT_REQUEST:
             self._reply(now, src, msg, k.ACK_RIGHT, out)
             s = self._session_by_down(msg.sub)
@@ -232,7 +243,7 @@ class Reconfigurer:
             if msg.left_anchor == a.peer and msg.rid != a.extra["rid"]:
                 # from the same left anchor, for a new rid: it has completed (it acted on our
                 # DONE) and its TEARDOWN is still on its way along the old path
-                self._complete_right(s, a, out)
+                self._complete_right(now, s, a, out)
                 self._forget(s.sid)
                 self._replay_held(now, s, out)
             elif s.sid not in self.held:
@@ -256,6 +267,8 @@ class Reconfigurer:
             a = self._anchor(s, False, msg.left_anchor)
             a.new_delta = (msg.delta_fwd + a.old_delta) & M32
             a.extra["rid"] = msg.rid
+            a.extra["lock_until"] = now + LOCK_TIMEOUT
+            self.msgs.wake(now + LOCK_TIMEOUT, LOCK_TIMER, s.sid)
             self.anchors[s.sid] = a
             self.awaiting[msg.left_session] = s.sid
             self._punt(s, a, out)
@@ -407,9 +420,6 @@ class Reconfigurer:
         if port is Port.HOST:
             if f.five_tuple != a.out_key:
                 return False
-            if f.flags & pk.FIN:
-                a.extra["fin"] = (f.seq + len(f.payload)) & M32
-                a.extra["fin_ack"] = f.ack
             for side, g in a.outgoing(f):
                 if side is PathSide.OLD:
                     out.append(Send(translate(g, a.old_target, 0, a.old_delta).to_bytes(), Port.NET))
@@ -476,7 +486,7 @@ class Reconfigurer:
         old_down = s.down
         assert old_down is not None and a.new_target is not None
         self._fast(s, a, True, out)
-        self._fin_on_new_path(s, a, out)
+        self._fin_on_new_path(now, s, a, out)
         msg = cw.Message(cw.Kind.TEARDOWN, self._id(), a.extra["rid"], self.me, a.peer, old_down.tuple)
         self._request(now, old_down.tuple.dst, msg, 0, out)
         self._drop_mapping(s, Table.IN, a.old_in_key, out)
@@ -493,12 +503,38 @@ class Reconfigurer:
         self.agent.metrics["reconf.completed"] += 1
         out.append(Notify("reconfigured", f"{s.session}: rid {a.extra['rid']}", s.sid))
 
-    def _fin_on_new_path(self, s: Session, a: Anchor, out: list[Action]) -> None:
+    def _fin_on_new_path(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
+        """The host's FIN went on the old path (during the phase or before it): the new path's
+        agents learn it from a FIN message, retransmitted hop by hop until acknowledged."""
         from dysco.runtime._core import Direction as D
 
-        fin = a.fin_copy((D.FWD if a.left else D.REV) in s.fins)
-        if fin is not None:
-            out.append(Send(fin, Port.NET))
+        if (D.FWD if a.left else D.REV) not in s.fins or a.new_target is None:
+            return
+        sub = a.new_target if a.left else a.new_target.reversed()
+        nxt = sub.dst if a.left else sub.src
+        if nxt == a.peer:
+            return  # no new middlebox: nobody to tell
+        left, right = (self.me, a.peer) if a.left else (a.peer, self.me)
+        msg = cw.Message(cw.Kind.FIN, self._id(), a.extra["rid"], left, right, sub, value=0 if a.left else 1)
+        self.agent.metrics["reconf.fin_sent"] += 1
+        self._request(now, nxt, msg, 0, out)
+
+    def _fin_msg(self, now: int, msg: cw.Message, out: list[Action]) -> None:
+        """A FIN message reached this agent of a new path: that direction has ended; pass it on."""
+        from dysco.runtime._core import Direction as D
+
+        fwd = msg.value == 0
+        s = self._session_by_up(msg.sub) if fwd else self._session_by_down(msg.sub)
+        if s is None:
+            self.agent.metrics["reconf.fin_unknown"] += 1
+            return
+        self.agent._teardown_seen(now, s, D.FWD if fwd else D.REV, pk.FIN, out)
+        sub = s.down if fwd else s.up
+        if sub is None:
+            return
+        nxt = sub.tuple.dst if fwd else sub.tuple.src
+        if nxt != (msg.right_anchor if fwd else msg.left_anchor) and nxt != self.me:
+            self._request(now, nxt, replace(msg, msg_id=self._id(), sub=sub.tuple), 0, out)
 
     def _drop_mapping(self, s: Session, table: Table, key: FiveTuple, out: list[Action]) -> None:
         entry = s.mappings.pop((table, key), None)
@@ -528,7 +564,7 @@ class Reconfigurer:
             and (msg.left_anchor, msg.rid) == (a.peer, a.extra["rid"])
         ):
             if msg.kind is cw.Kind.TEARDOWN:
-                self._complete_right(s, a, out)
+                self._complete_right(now, s, a, out)
             else:
                 self._fast(s, a, False, out)
                 if a.new_in_key is not None:
@@ -548,18 +584,32 @@ class Reconfigurer:
         del self.locks[s.sid]
         self.msgs.forget(s.sid)
 
+    def _lock_timer(self, now: int, sid: int, out: list[Action]) -> None:
+        a = self.anchors.get(sid)
+        s = self.agent.sessions.get(sid)
+        if a is None or s is None or a.left or a.phase is not Phase.LOCKING:
+            return
+        if a.extra.get("lock_until", now + 1) > now:
+            return  # an earlier reconfiguration's timer
+        # the left anchor never set the new path up and its CANCEL_LOCK did not come: unlock
+        self._fast(s, a, False, out)
+        self._forget(sid)
+        self.agent.metrics["reconf.lock_expired"] += 1
+        out.append(Notify("lock_expired", f"{s.session}: rid {a.extra['rid']} from {ip_str(a.peer)}", sid))
+        self._replay_held(now, s, out)
+
     def _replay_held(self, now: int, s: Session, out: list[Action]) -> None:
         """This agent's part of a reconfiguration ended: act on the request that waited for it."""
         held = self.held.pop(s.sid, None)
         if held is not None:
             self._request_lock(now, held[0], held[1], out)
 
-    def _complete_right(self, s: Session, a: Anchor, out: list[Action]) -> None:
+    def _complete_right(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
         """The right anchor's end of a completed reconfiguration: the new path is the session's."""
         from dysco.runtime._core import Subsession
 
         self._fast(s, a, True, out)
-        self._fin_on_new_path(s, a, out)
+        self._fin_on_new_path(now, s, a, out)
         self._drop_mapping(s, Table.IN, a.old_in_key, out)
         assert a.new_target is not None
         up = Subsession(a.new_target.reversed(), self.agent._sub_fsm(s, "up"))

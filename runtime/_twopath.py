@@ -198,19 +198,6 @@ class Anchor:
         assert t is not None
         return pk.TcpFrame(MAC, MAC, t.src, t.dst, t.sport, t.dport, seq, ack, flags).to_bytes()
 
-    def fin_copy(self, host_fin_seen: bool) -> bytes | None:
-        """A copy of the host's FIN for the new path's agents, when the FIN went on the old path
-        (during the phase, or before the reconfiguration started); sent once, not retransmitted."""
-        if self.new_target is None:
-            return None
-        if "fin" in self.extra:
-            seq, ack = self.extra["fin"], self.extra["fin_ack"]
-        elif host_fin_seen and self.old_sent is not None and self.host_ack is not None:
-            seq, ack = (self.old_sent - 1) & M32, self.host_ack
-        else:
-            return None
-        return self.frame(pk.FIN | pk.ACK, seq, (ack - self.new_delta) & M32)
-
     # ---- incoming segments ---------------------------------------------------------------------------
 
     def incoming(self, f: pk.TcpFrame) -> None:

@@ -39,8 +39,7 @@ KINDS = ("insert", "delete", "replace")
 SETTLE = 60 * SECOND
 """Simulated time after the start by which everything must have ended and been cleaned up."""
 IDLE = 20 * SECOND
-"""The NIC entries' idle timeout: reclaims the state a lost FIN copy on a new path strands (the
-copy is sent once; see docs/protocol.md §4)."""
+"""The NIC entries' idle timeout: reclaims what agents keep of a session that ended unusually."""
 POLL = 1 * MS
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from dysco import p4names
+from dysco.errors import PeerError
+from dysco.runtime import _ctlwire as cw
 from dysco.runtime._core import SECOND
+from dysco.runtime._reconf import LOCK_TIMEOUT
 from dysco.runtime._types import ip_int
 from dysco.runtime.sim import MS, Forwarder
 from dysco.softswitch.api import Program
@@ -48,3 +52,65 @@ def test_delete_the_middlebox(dysco_program: Program) -> None:
     assert [bytes(c.received) for c in server.conns.values()] == [data]
     assert ch.agent.metrics["reconf.completed"] == 1
     check_clean(w)
+
+
+def _ctl_kind(frame: bytes) -> cw.Kind | None:
+    try:
+        _src, _dst, data = cw.parse_udp(frame, p4names.CONTROL_UDP_PORT)
+        return cw.decode(data).kind
+    except PeerError:
+        return None
+
+
+def test_a_fin_before_the_switch_reaches_the_new_path_reliably(dysco_program: Program) -> None:
+    # the client's FIN goes on the old path before the reconfiguration: the new middlebox learns
+    # it from a FIN message (the first one is lost), and frees the session without an idle timeout
+    w, client, _server = chain_world(dysco_program, 0)
+    new = ip_int("10.0.0.50")
+    nh = w.host("new", new, app=Forwarder)
+    lost: list[bytes] = []
+
+    def drop_first_fin(frame: bytes) -> bool:
+        if not lost and _ctl_kind(frame) is cw.Kind.FIN:
+            lost.append(frame)
+            return True
+        return False
+
+    w.net.faults.drop_if = drop_first_fin
+    data = bytes(range(256)) * 80  # the answer (twice as long) starts after the client's FIN
+    conn = client.connect(ip_int(SERVER), 80, data)
+    ch = w.hosts["client"]
+    assert ch.agent is not None and nh.agent is not None
+    while not any(s.fins for s in ch.agent.sessions.values()):
+        w.sim.run_for(MS // 10)
+    (sid,) = ch.agent.sessions
+    ch.execute(ch.agent.reconfigure(w.sim.now, sid, ip_int(SERVER), [new]))
+    w.sim.run_for(LINGER)
+    assert conn.done and not conn.reset and bytes(conn.received) == respond(data)
+    assert ch.agent.metrics["reconf.completed"] == 1 and len(lost) == 1
+    assert nh.agent.metrics["control.fin"] == 1  # the retransmission
+    closed = [n.message for n in nh.notes if n.event == "session_closed"]
+    assert len(closed) == 1 and closed[0].endswith("(closed)")  # FINs both ways, not idle
+    check_clean(w)
+
+
+def test_the_right_anchors_lock_expires_when_the_left_anchor_is_gone(dysco_program: Program) -> None:
+    w, client, _server = chain_world(dysco_program, 1)
+    client.connect(ip_int(SERVER), 80, bytes(300_000))  # still sending when the partition starts
+    w.sim.run_for(4 * MS)
+    ch, sh = w.hosts["client"], w.hosts["server"]
+    assert ch.agent is not None and sh.agent is not None
+    (sid,) = ch.agent.sessions
+    ch.execute(ch.agent.reconfigure(w.sim.now, sid, ip_int(SERVER), []))
+    while not sh.agent.rc.anchors:
+        w.sim.run_for(MS // 10)
+    locked_at = w.sim.now
+    for h in ("mb0", "server"):  # the left anchor is cut off: neither its SYN nor its cancel arrive
+        w.net.partition(ch.address, w.hosts[h].address)
+    w.sim.run_for(LOCK_TIMEOUT - 10 * MS)
+    assert sh.agent.rc.anchors and not any(n.event == "lock_expired" for n in sh.notes)
+    w.sim.run(locked_at + LOCK_TIMEOUT + MS)
+    assert not sh.agent.rc.anchors and sh.agent.metrics["reconf.lock_expired"] == 1
+    assert [n.event for n in sh.notes if n.event == "lock_expired"] == ["lock_expired"]
+    (s,) = sh.agent.sessions.values()
+    assert all(m.target is not None for m, _ in s.mappings.values())  # back on the fast path
