@@ -1,21 +1,23 @@
-"""The policy language's lexer, plugged into lark's LALR parser.
+"""The policy language's lexer, driven by the LALR parser (:mod:`dysco.compiler.lalr`).
 
 It does what lark's contextual lexer does for this grammar, with one regular
 expression for every token shape instead of one per terminal: a word is a
 keyword where the parser state accepts that keyword, otherwise a name (so
 ``policy host: ...`` still works).  pcap-filter keywords outside the subset
 raise :class:`Unsupported` wherever the grammar accepts them.
+
+Tokens are plain tuples ``(type, text, start, line, column)`` (:data:`Tok`): the
+parser makes one per word of every policy, and a tuple is the cheapest object
+Python builds.  Positions are relative to the text lexed; line and column count from 1.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence, Set
 
-from lark import Token
-from lark.exceptions import UnexpectedCharacters
-from lark.lexer import Lexer, LexerState
+Tok = tuple[str, str, int, int, int]
+"""A token: terminal name, text, offset of its first character, line, column."""
 
 _TOKEN = re.compile(
     r"""
@@ -138,39 +140,51 @@ UNSUPPORTED = {
 class Unsupported(Exception):
     """A pcap-filter keyword the subset refuses, where the grammar would take it."""
 
-    def __init__(self, token: Token) -> None:
-        super().__init__(str(token))
+    def __init__(self, token: Tok) -> None:
+        super().__init__(token[1])
         self.token = token
 
 
-class PolicyLexer(Lexer):
-    __future_interface__ = 1
+class UnexpectedCharacter(Exception):
+    """No token starts at ``pos`` (line ``line``, column ``column``)."""
 
-    def __init__(self, conf: Any) -> None:
-        # literal terminals ("policy", "{", ...) by their text, as lark named them
-        self._literals: dict[str, str] = {
-            t.pattern.value: t.name for t in conf.terminals if t.pattern.type == "str"
-        }
+    def __init__(self, pos: int, line: int, column: int) -> None:
+        super().__init__(f"no token at {line}:{column}")
+        self.pos = pos
+        self.line = line
+        self.column = column
+        self.accepts: set[str] = set()
+        """The terminals the parser could take there (the parser fills them in)."""
+
+
+class Lexer:
+    """The lexer for one grammar: its literal terminals and what each parser state accepts.
+
+    ``choices[state]`` is every symbol the state has an action or a goto for (what lark's
+    contextual lexer looks at); ``literals`` maps the text of a literal terminal (``policy``,
+    ``{``, ...) to its name.
+    """
+
+    def __init__(self, choices: Sequence[Set[str]], literals: Mapping[str, str]) -> None:
+        self._choices = choices
+        self._literals = dict(literals)
         # (keyword, parser state) -> terminal; bounded by keywords x states
         self._keyword_in_state: dict[tuple[str, int], str] = {}
 
-    def lex(self, lexer_state: LexerState, parser_state: Any) -> Iterator[Token]:
-        text: str = lexer_state.text.text
-        pos, end = lexer_state.text.start, lexer_state.text.end
-        states = parser_state.parse_conf.parse_table.states
-        stack = parser_state.state_stack
-        line, line_start = 1, 0
+    def tokens(self, text: str, stack: list[int]) -> Iterator[Tok]:
+        """The tokens of ``text``; ``stack`` is the parser's state stack, read as it changes."""
+        choices = self._choices
         literals = self._literals
+        keyword_in_state = self._keyword_in_state
         match = _TOKEN.match
+        pos, end = 0, len(text)
+        line, line_start = 1, 0
         while pos < end:
-            m = match(text, pos, end)
+            m = match(text, pos)
             if m is None:
                 while text[pos] in " \t\r\f\v":
                     pos += 1
-                column = pos - line_start + 1
-                raise UnexpectedCharacters(  # type: ignore[no-untyped-call]
-                    text, pos, line, column, allowed=set(states[stack[-1]])
-                )
+                raise UnexpectedCharacter(pos, line, pos - line_start + 1)
             kind = m.lastgroup or "end"
             pos = m.end()
             if kind == "skip" or kind == "end":
@@ -180,26 +194,23 @@ class PolicyLexer(Lexer):
                 continue
             start = m.start(kind)
             value = m.group(kind)
-            column = start - line_start + 1
-            if kind == "DIR" and " " not in value and "DIR" not in states[stack[-1]]:
+            if kind == "DIR" and " " not in value and "DIR" not in choices[stack[-1]]:
                 kind = "word"  # 'src' or 'dst' used as a name
             if kind == "word":
                 state = stack[-1]
-                known = self._keyword_in_state.get((value, state))
+                known = keyword_in_state.get((value, state))
                 if known is None:
-                    known = self._classify(value, states[state])
+                    known = self._classify(value, choices[state])
                     if value in _KEYWORDS or value in UNSUPPORTED or value in literals:
-                        self._keyword_in_state[value, state] = known
+                        keyword_in_state[value, state] = known
                 kind = known
                 if kind == "UNSUPPORTED":
-                    raise Unsupported(Token("UNSUPPORTED", value, start, line, column))
+                    raise Unsupported((kind, value, start, line, start - line_start + 1))
             elif kind == "punct":
                 kind = _OPERATORS.get(value) or literals[value]
-            tok = Token(kind, value, start, line, column, line, column + len(value), pos)
-            lexer_state.last_token = tok
-            yield tok
+            yield kind, value, start, line, start - line_start + 1
 
-    def _classify(self, word: str, accepts: Any) -> str:
+    def _classify(self, word: str, accepts: Set[str]) -> str:
         candidates = []
         keyword = _KEYWORDS.get(word) or self._literals.get(word)
         if keyword:

@@ -1,22 +1,27 @@
-"""Pass 1: text -> lark parse trees, one per statement.
+"""Pass 1: a policy file's statements, and the parser that runs on each.
 
 The file is cut into statements at lines that begin with ``policy`` or
 ``middlebox``; each statement is parsed on its own so that one syntax error does
 not hide the errors after it.
+
+The parser is the LALR(1) parser of ``policy.lark`` (:mod:`dysco.compiler.lalr`),
+run with a set of actions: compiling uses those of :mod:`dysco.compiler.build`,
+which build the AST as the parser reduces; ``dysco compile --stage parse`` uses
+:func:`parse_tree`, which builds the tree lark would.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
+from typing import Any
 
-from lark import Lark, Token, Tree
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark import Token, Tree
 
-from dysco.compiler.lexer import UNSUPPORTED, PolicyLexer, Unsupported
-from dysco.errors import SourceError, SourcePos
+from dysco.compiler import lalr
+from dysco.compiler.lexer import UNSUPPORTED, Tok, UnexpectedCharacter, Unsupported
 
 _STATEMENT_START = re.compile(r"^[ \t]*(policy|middlebox)(?![A-Za-z0-9_-])", re.MULTILINE)
 
@@ -52,20 +57,21 @@ _TERMINAL_TEXT = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Statement:
-    """One statement's parse tree and where it starts in the file."""
+class StatementError(Exception):
+    """What is wrong with a statement, at a line of the file and a column."""
 
-    tree: Tree[Token]
-    first_line: int
-    text: str
-    """The statement's own text; token positions are relative to it."""
+    def __init__(self, message: str, line: int, column: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.column = column
 
 
 @functools.cache
-def _parser() -> Lark:
+def tables() -> lalr.Tables:
+    """The parser tables of ``policy.lark`` (built once per process)."""
     grammar = resources.files("dysco.compiler").joinpath("policy.lark").read_text()
-    return Lark(grammar, parser="lalr", start="statement", lexer=PolicyLexer, maybe_placeholders=False)
+    return lalr.load(grammar, "statement")
 
 
 def split_statements(text: str) -> list[tuple[int, str]]:
@@ -88,52 +94,88 @@ def _has_code(chunk: str) -> bool:
     return any(ln.strip() and not ln.lstrip().startswith("#") for ln in chunk.split("\n"))
 
 
-@functools.lru_cache(maxsize=256)
-def _parse_chunk(chunk: str) -> Tree[Token]:
-    """Statements repeat (a shared declaration, an edited file read again): parse each text once.
-    Token positions are relative to the chunk, so a cached tree fits any place in any file."""
-    return _parser().parse(chunk)
-
-
-def parse_statement(chunk: str, first_line: int, filename: str, full_text: str) -> Statement:
-    """Parse one statement; raise :class:`SourceError` at the first problem."""
+def parse(
+    chunk: str,
+    first_line: int,
+    actions: Sequence[lalr.Action | None],
+    context: Any = None,
+    on_shift: Mapping[str, Callable[[Any, Tok], Any]] | None = None,
+) -> Any:
+    """Run the parser on one statement that starts at line ``first_line`` of its file;
+    raise :class:`StatementError` at the first syntax error."""
     try:
-        tree = _parse_chunk(chunk)
+        return lalr.run(tables(), chunk, actions, context, on_shift)
     except Unsupported as exc:
-        tok = exc.token
-        pos = SourcePos(filename, tok.line + first_line - 1 if tok.line else first_line, tok.column or 1)
-        why = UNSUPPORTED[str(tok)]
-        raise SourceError(f"'{tok}' {why}", pos, full_text) from None
-    except UnexpectedInput as exc:
-        raise _syntax_error(exc, chunk, first_line, filename, full_text) from None
-    return Statement(tree, first_line, chunk)
+        _, value, _, line, column = exc.token
+        raise StatementError(f"'{value}' {UNSUPPORTED[value]}", line + first_line - 1, column) from None
+    except UnexpectedCharacter as exc:
+        raise _unexpected_character(exc, chunk, first_line) from None
+    except lalr.UnexpectedToken as exc:
+        raise _unexpected_token(exc, chunk, first_line) from None
 
 
-def _syntax_error(
-    exc: UnexpectedInput, chunk: str, first_line: int, filename: str, full_text: str
-) -> SourceError:
-    line = (exc.line if exc.line and exc.line > 0 else chunk.count("\n") + 1) + first_line - 1
-    column = exc.column if exc.column and exc.column > 0 else 1
-    if isinstance(exc, UnexpectedCharacters):
-        at = exc.pos_in_stream or 0
-        ch = chunk[at] if at < len(chunk) else ""
-        if ch == "[":
-            msg = "byte-offset expressions such as tcp[13] are not supported"
-        else:
-            msg = f"unexpected character {ch!r}" + _expected(exc.allowed)
-    elif isinstance(exc, UnexpectedToken):
-        tok = exc.token
-        if tok.type == "$END":
-            msg = "unexpected end of statement" + _expected(exc.accepts or exc.expected)
-            line, column = _end_position(chunk, first_line)
-        else:
-            msg = f"unexpected '{tok!s}'" + _expected(exc.accepts or exc.expected)
-    elif isinstance(exc, UnexpectedEOF):
-        msg = "unexpected end of statement" + _expected(set(exc.expected))
+def parse_tree(chunk: str, first_line: int = 1) -> Tree[Token]:
+    """The statement's parse tree, shaped as lark shapes it (tokens positioned in ``chunk``)."""
+    tree: Tree[Token] = parse(chunk, first_line, _tree_actions())
+    return tree
+
+
+def check_syntax(chunk: str, first_line: int) -> None:
+    """Raise :class:`StatementError` if the statement has a syntax error."""
+    parse(chunk, first_line, _no_actions())
+
+
+@functools.cache
+def _tree_actions() -> tuple[lalr.Action, ...]:
+    return tuple(_tree_action(rule) for rule in tables().rules)
+
+
+def _tree_action(rule: lalr.Rule) -> lalr.Action:
+    def build(_context: object, children: list[Any]) -> Any:
+        kept: list[Any] = []
+        for i in rule.keep:
+            child = children[i]
+            if i in rule.splice:
+                kept.extend(child.children)
+            elif rule.is_terminal(i):
+                kind, value, start, line, column = child
+                end = start + len(value)
+                kept.append(Token(kind, value, start, line, column, line, column + len(value), end))
+            else:
+                kept.append(child)
+        if rule.expand1 and len(kept) == 1:
+            return kept[0]
+        return Tree(rule.label, kept)
+
+    return build
+
+
+@functools.cache
+def _no_actions() -> tuple[lalr.Action, ...]:
+    return tuple(_nothing for _ in tables().rules)
+
+
+def _nothing(_context: object, _children: list[Any]) -> None:
+    return None
+
+
+# ---- syntax errors ----------------------------------------------------------
+
+
+def _unexpected_character(exc: UnexpectedCharacter, chunk: str, first_line: int) -> StatementError:
+    line = exc.line + first_line - 1
+    if chunk[exc.pos] == "[":
+        return StatementError("byte-offset expressions such as tcp[13] are not supported", line, exc.column)
+    message = f"unexpected character {chunk[exc.pos]!r}" + _expected(exc.accepts)
+    return StatementError(message, line, exc.column)
+
+
+def _unexpected_token(exc: lalr.UnexpectedToken, chunk: str, first_line: int) -> StatementError:
+    kind, value, _, line, column = exc.token
+    if kind == "$END":
         line, column = _end_position(chunk, first_line)
-    else:  # pragma: no cover - lark has no other kinds
-        msg = "syntax error"
-    return SourceError(msg, SourcePos(filename, line, column), full_text)
+        return StatementError("unexpected end of statement" + _expected(exc.accepts), line, column)
+    return StatementError(f"unexpected '{value}'" + _expected(exc.accepts), line + first_line - 1, column)
 
 
 def _end_position(chunk: str, first_line: int) -> tuple[int, int]:

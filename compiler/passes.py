@@ -1,9 +1,12 @@
 """The compiler: an ordered list of pure passes.
 
-    text --parse--> statements --build--> PolicyFile --normalise--> formulas --entries--> Compiled
+    text --parse+build--> PolicyFile --normalise--> formulas --entries--> Compiled
 
-:data:`STAGES` is the order, written down once; ``dysco compile --stage`` dumps
-the output of any of them.
+Parsing and building the AST are one pass over each statement: the LALR parser
+calls the builder's actions as it reduces, so no parse tree is made
+(:mod:`dysco.compiler.build`).  :data:`STAGES` is the order, written down once;
+``dysco compile --stage`` dumps the output of any of them, the parse stage as the
+tree lark would build from the same grammar (:func:`dysco.compiler.parse.parse_tree`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from dysco.compiler import ast
-from dysco.compiler.build import Builder
+from dysco.compiler.build import build
 from dysco.compiler.entries import (
     BudgetExceeded,
     Entry,
@@ -22,7 +25,7 @@ from dysco.compiler.entries import (
     layout,
 )
 from dysco.compiler.normalise import Formula, format_formula, normalise
-from dysco.compiler.parse import Statement, parse_statement, split_statements
+from dysco.compiler.parse import parse_tree, split_statements
 from dysco.errors import SourceError, SourceErrors, SourcePos
 
 Stage = Literal["parse", "ast", "normal", "entries"]
@@ -81,23 +84,6 @@ class Compiled:
 # ---- the passes -------------------------------------------------------------
 
 
-def parse(text: str, filename: str) -> tuple[list[Statement], list[SourceError]]:
-    statements: list[Statement] = []
-    errors: list[SourceError] = []
-    for first_line, chunk in split_statements(text):
-        try:
-            statements.append(parse_statement(chunk, first_line, filename, text))
-        except SourceError as exc:
-            errors.append(exc)
-    return statements, errors
-
-
-def build(statements: list[Statement], filename: str, text: str) -> tuple[ast.PolicyFile, list[SourceError]]:
-    builder = Builder(filename, text)
-    pf = builder.build(statements)
-    return pf, builder.errors
-
-
 def normal(pf: ast.PolicyFile) -> list[tuple[ast.Policy, Formula]]:
     return [(pol, normalise(pol.predicate)) for pol in pf.policies]
 
@@ -153,11 +139,10 @@ def _chains(pf: ast.PolicyFile) -> dict[str, Chain]:
 # ---- driving them -----------------------------------------------------------
 
 
-def front(text: str, filename: str) -> tuple[list[Statement], ast.PolicyFile]:
-    """Parse and build, raising every error found in either pass together."""
-    statements, errors = parse(text, filename)
-    pf, build_errors = build(statements, filename, text)
-    errors += build_errors
+def front(text: str, filename: str) -> tuple[list[tuple[int, str]], ast.PolicyFile]:
+    """The statements (first line, text) and the AST, raising every error found together."""
+    statements = split_statements(text)
+    pf, errors = build(statements, filename, text)
     if errors:
         raise SourceErrors(errors)
     return statements, pf
@@ -173,7 +158,7 @@ def dump_stage(text: str, filename: str, stage: Stage, options: Options | None =
     """The output of ``stage`` as text (parse, ast, normal) or the Compiled result (entries)."""
     statements, pf = front(text, filename)
     if stage == "parse":
-        return "".join(st.tree.pretty() for st in statements)
+        return "".join(parse_tree(chunk, first_line).pretty() for first_line, chunk in statements)
     if stage == "ast":
         return ast.format_file(pf)
     formulas = normal(pf)
