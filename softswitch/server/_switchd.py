@@ -91,7 +91,9 @@ class SoftSwitchServer:
         self._stop.set()
         self.core.close_all_streams()
         if self._grpc is not None:
-            self._grpc.stop(grace).wait()
+            # bounded: grpcio may never finish a stream whose request failed to deserialize, and
+            # an unbounded wait would then keep the process from exiting (tests/security)
+            self._grpc.stop(grace).wait(grace + 1)
             self._grpc = None
         if self._idle_thread is not None:
             self._idle_thread.join(timeout=5)
