@@ -2,7 +2,9 @@
 
 An IPv4 address field is constrained by a ternary value/mask, a port field by an
 inclusive range.  Boxes intersect into boxes (or nothing), which is all the
-entry construction needs.
+entry construction needs.  :class:`Ternary` and :class:`PRange` are the
+constraints of one field (in entries and formulas); a :data:`Box` packs all four
+into one tuple of integers.
 """
 
 from __future__ import annotations
@@ -85,79 +87,67 @@ ANY_ADDR = Ternary(0, 0)
 ANY_PORT = PRange(0, PORT_MAX)
 
 
-@dataclass(slots=True)
-class Box:
-    """A ternary on each address and a range on each port, kept as plain integers
-    because the entry construction intersects and compares boxes a great deal."""
+# ---- boxes --------------------------------------------------------------------
 
-    sv: int = 0  # source address value / mask
-    sm: int = 0
-    dv: int = 0  # destination address value / mask
-    dm: int = 0
-    spl: int = 0  # source port range
-    sph: int = PORT_MAX
-    dpl: int = 0  # destination port range
-    dph: int = PORT_MAX
+Box = tuple[int, int, int, int, int, int]
+"""A ternary on each address and a range on each port:
+``(value, mask, sport_low, sport_high, dport_low, dport_high)``, where ``value`` and ``mask``
+hold the source address's ternary in their high 32 bits and the destination's in the low 32
+(bitwise operations work on both at once).  Plain tuples of integers, because the entry
+construction builds, intersects and compares boxes by the hundred for every policy."""
 
-    @staticmethod
-    def of(field: Field, constraint: Ternary | PRange) -> Box:
-        if isinstance(constraint, Ternary):
-            if field is Field.SRC_ADDR:
-                return Box(sv=constraint.value, sm=constraint.mask)
-            assert field is Field.DST_ADDR
-            return Box(dv=constraint.value, dm=constraint.mask)
-        if field is Field.SRC_PORT:
-            return Box(spl=constraint.low, sph=constraint.high)
-        assert field is Field.DST_PORT
-        return Box(dpl=constraint.low, dph=constraint.high)
-
-    @property
-    def src(self) -> Ternary:
-        return Ternary(self.sv, self.sm)
-
-    @property
-    def dst(self) -> Ternary:
-        return Ternary(self.dv, self.dm)
-
-    @property
-    def sport(self) -> PRange:
-        return PRange(self.spl, self.sph)
-
-    @property
-    def dport(self) -> PRange:
-        return PRange(self.dpl, self.dph)
-
-    def meet(self, o: Box) -> Box | None:
-        if (self.sv ^ o.sv) & self.sm & o.sm or (self.dv ^ o.dv) & self.dm & o.dm:
-            return None
-        spl, sph = max(self.spl, o.spl), min(self.sph, o.sph)
-        dpl, dph = max(self.dpl, o.dpl), min(self.dph, o.dph)
-        if spl > sph or dpl > dph:
-            return None
-        return Box(self.sv | o.sv, self.sm | o.sm, self.dv | o.dv, self.dm | o.dm, spl, sph, dpl, dph)
-
-    def within(self, o: Box) -> bool:
-        return (
-            o.spl <= self.spl
-            and self.sph <= o.sph
-            and o.dpl <= self.dpl
-            and self.dph <= o.dph
-            and not o.sm & ~self.sm
-            and not o.dm & ~self.dm
-            and self.sv & o.sm == o.sv
-            and self.dv & o.dm == o.dv
-        )
-
-    def intersects(self, o: Box) -> bool:
-        return not (
-            (self.sv ^ o.sv) & self.sm & o.sm
-            or (self.dv ^ o.dv) & self.dm & o.dm
-            or max(self.spl, o.spl) > min(self.sph, o.sph)
-            or max(self.dpl, o.dpl) > min(self.dph, o.dph)
-        )
+TOP: Box = (0, 0, 0, PORT_MAX, 0, PORT_MAX)
 
 
-TOP = Box()
+def box_of(field: Field, constraint: Ternary | PRange) -> Box:
+    """The box constrained in one field only."""
+    if isinstance(constraint, Ternary):
+        shift = 32 if field is Field.SRC_ADDR else 0
+        assert field.is_addr
+        return (constraint.value << shift, constraint.mask << shift, 0, PORT_MAX, 0, PORT_MAX)
+    if field is Field.SRC_PORT:
+        return (0, 0, constraint.low, constraint.high, 0, PORT_MAX)
+    assert field is Field.DST_PORT
+    return (0, 0, 0, PORT_MAX, constraint.low, constraint.high)
+
+
+def meet(a: Box, b: Box) -> Box | None:
+    """The intersection of two boxes, None if it is empty."""
+    av, am, asl, ash, adl, adh = a
+    bv, bm, bsl, bsh, bdl, bdh = b
+    if (av ^ bv) & am & bm:
+        return None
+    sl = asl if asl > bsl else bsl
+    sh = ash if ash < bsh else bsh
+    dl = adl if adl > bdl else bdl
+    dh = adh if adh < bdh else bdh
+    if sl > sh or dl > dh:
+        return None
+    return (av | bv, am | bm, sl, sh, dl, dh)
+
+
+def within(a: Box, b: Box) -> bool:
+    """Whether ``a`` is a subset of ``b``."""
+    av, am, asl, ash, adl, adh = a
+    bv, bm, bsl, bsh, bdl, bdh = b
+    return bsl <= asl and ash <= bsh and bdl <= adl and adh <= bdh and not bm & ~am and av & bm == bv
+
+
+def intersects(a: Box, b: Box) -> bool:
+    av, am, asl, ash, adl, adh = a
+    bv, bm, bsl, bsh, bdl, bdh = b
+    return not (av ^ bv) & am & bm and asl <= bsh and bsl <= ash and adl <= bdh and bdl <= adh
+
+
+def box_fields(b: Box) -> tuple[Ternary, Ternary, PRange, PRange]:
+    """The box as the constraints of the four classifier fields (src, dst, sport, dport)."""
+    v, m, sl, sh, dl, dh = b
+    return (
+        Ternary(v >> 32, m >> 32),
+        Ternary(v & ADDR_ALL, m & ADDR_ALL),
+        PRange(sl, sh),
+        PRange(dl, dh),
+    )
 
 
 def range_to_prefixes(low: int, high: int, width: int = 16) -> list[Ternary]:

@@ -16,7 +16,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from dysco.compiler.boxes import TOP, Box, PRange, Ternary, range_to_prefixes
+from dysco.compiler.boxes import (
+    TOP,
+    Box,
+    PRange,
+    Ternary,
+    box_fields,
+    box_of,
+    meet,
+    range_to_prefixes,
+    within,
+)
 from dysco.compiler.normalise import Atom, Const, Formula, Junction
 
 # Not frozen: these are built in bulk, and constructing a frozen dataclass costs about five
@@ -33,10 +43,8 @@ class BudgetExceeded(Exception):
         self.budget = budget
 
 
-@dataclass(slots=True)
-class Rule:
-    box: Box
-    verdict: bool
+Rule = tuple[Box, bool]
+"""A box and the verdict for the SYNs in it (a plain tuple: decision lists are rebuilt often)."""
 
 
 @dataclass(slots=True)
@@ -65,67 +73,74 @@ class Entry:
 
 
 def decision_list(f: Formula, budget: int) -> list[Rule]:
-    match f:
-        case Const(value=v):
-            return [Rule(TOP, True)] if v else []
-        case Atom(field=fld, constraint=c, negated=False):
-            return [Rule(Box.of(fld, c), True)]
-        case Atom(field=fld, constraint=PRange() as r, negated=True):
-            return [Rule(Box.of(fld, part), True) for part in r.complement()]
-        case Atom(field=fld, constraint=c, negated=True):
-            return [Rule(Box.of(fld, c), False), Rule(TOP, True)]
-        case Junction(op=op, terms=terms) if all(isinstance(t, Atom) and not t.negated for t in terms):
-            return _plain(op, terms)  # type: ignore[arg-type]
-        case Junction(op=op, terms=terms):
-            lists = [decision_list(t, budget) for t in terms]
-            # lists without "no" boxes first: they do not multiply what follows them
-            lists.sort(key=lambda dl: (sum(not r.verdict for r in dl), len(dl)))
-            combine = _and if op == "and" else _or
-            out = lists[0]
-            for dl in lists[1:]:
-                out = _prune(combine(out, dl, budget))
-            return out
-    raise AssertionError(f)
+    kind = type(f)
+    if kind is Atom:
+        assert isinstance(f, Atom)
+        c = f.constraint
+        if not f.negated:
+            return [(box_of(f.field, c), True)]
+        if isinstance(c, PRange):
+            return [(box_of(f.field, part), True) for part in c.complement()]
+        return [(box_of(f.field, c), False), (TOP, True)]
+    if kind is Junction:
+        assert isinstance(f, Junction)
+        terms = f.terms
+        if all(type(t) is Atom and not t.negated for t in terms):
+            return _plain(f.op, terms)  # type: ignore[arg-type]
+        lists = [decision_list(t, budget) for t in terms]
+        # lists without "no" boxes first: they do not multiply what follows them
+        lists.sort(key=_cost)
+        combine = _and if f.op == "and" else _or
+        out = lists[0]
+        for dl in lists[1:]:
+            out = _prune(combine(out, dl, budget))
+        return out
+    assert isinstance(f, Const)
+    return [(TOP, True)] if f.value else []
+
+
+def _cost(rules: list[Rule]) -> tuple[int, int]:
+    return sum(not verdict for _, verdict in rules), len(rules)
 
 
 def _plain(op: str, atoms: tuple[Atom, ...]) -> list[Rule]:
     """``and``/``or`` of positive atoms: one box, or one box per atom; no "no" boxes."""
-    boxes = [Box.of(a.field, a.constraint) for a in atoms]
+    boxes = [box_of(a.field, a.constraint) for a in atoms]
     if op == "and":
         acc: Box | None = boxes[0]
         for b in boxes[1:]:
-            acc = acc.meet(b) if acc is not None else None
-        return [Rule(acc, True)] if acc is not None else []
+            acc = meet(acc, b) if acc is not None else None
+        return [(acc, True)] if acc is not None else []
     out: list[Rule] = []
     for b in boxes:
-        if not any(b.within(r.box) for r in out):
-            out.append(Rule(b, True))
+        if not any(within(b, r) for r, _ in out):
+            out.append((b, True))
     return out
 
 
 def _positive(rules: list[Rule]) -> bool:
-    return all(r.verdict for r in rules)
+    return all(verdict for _, verdict in rules)
 
 
 def _and(left: list[Rule], right: list[Rule], budget: int) -> list[Rule]:
     out: list[Rule] = []
     if _positive(left) and _positive(right):
         # unions of boxes: the conjunction is the union of the pairwise intersections
-        for r in left:
-            for s in right:
-                b = r.box.meet(s.box)
+        for r, _ in left:
+            for s, _ in right:
+                b = meet(r, s)
                 if b is not None:
-                    out.append(Rule(b, True))
+                    out.append((b, True))
             if len(out) > budget:
                 raise BudgetExceeded(len(out), budget)
         return out
-    for r in left:
-        if r.verdict:
-            for s in right:
-                b = r.box.meet(s.box)
+    for r, verdict in left:
+        if verdict:
+            for s, v in right:
+                b = meet(r, s)
                 if b is not None:
-                    out.append(Rule(b, s.verdict))
-        out.append(Rule(r.box, False))
+                    out.append((b, v))
+        out.append((r, False))
         if len(out) > budget:
             raise BudgetExceeded(len(out), budget)
     return out
@@ -137,13 +152,14 @@ def _or(left: list[Rule], right: list[Rule], budget: int) -> list[Rule]:
             raise BudgetExceeded(len(left) + len(right), budget)
         return left + right
     out: list[Rule] = []
-    for r in left:
-        if not r.verdict:
-            for s in right:
-                b = r.box.meet(s.box)
+    for rule in left:
+        r, verdict = rule
+        if not verdict:
+            for s, v in right:
+                b = meet(r, s)
                 if b is not None:
-                    out.append(Rule(b, s.verdict))
-        out.append(r)
+                    out.append((b, v))
+        out.append(rule)
         if len(out) > budget:
             raise BudgetExceeded(len(out), budget)
     out.extend(right)
@@ -160,25 +176,31 @@ def _drop_redundant(boxes: list[Box], decisions: list[object]) -> list[int]:
     with no kept entry in between that decides differently and overlaps it, decides
     nothing that entry would not: drop it too.  Every removal is justified by an entry
     that stays, so removals never justify each other.
+
+    (The box operations are written out here: this is the compiler's innermost loop.)
     """
-    if len(boxes) < 2:
-        return list(range(len(boxes)))
+    n = len(boxes)
+    if n < 2:
+        return list(range(n))
     kept: list[int] = []
-    for i, b in enumerate(boxes):
+    for i, (av, am, asl, ash, adl, adh) in enumerate(boxes):
         for k in kept:
-            if b.within(boxes[k]):
-                break
+            bv, bm, bsl, bsh, bdl, bdh = boxes[k]
+            if bsl <= asl and ash <= bsh and bdl <= adl and adh <= bdh and not bm & ~am and av & bm == bv:
+                break  # within an earlier kept entry
         else:
             kept.append(i)
     final: list[int] = []  # kept indices, right to left
     for i in reversed(kept):
-        b, decision = boxes[i], decisions[i]
+        av, am, asl, ash, adl, adh = boxes[i]
+        decision = decisions[i]
         for j in reversed(final):  # nearest first
+            bv, bm, bsl, bsh, bdl, bdh = boxes[j]
             if decisions[j] == decision:
-                if b.within(boxes[j]):
+                if bsl <= asl and ash <= bsh and bdl <= adl and adh <= bdh and not bm & ~am and av & bm == bv:
                     break  # redundant
-            elif b.intersects(boxes[j]):
-                final.append(i)
+            elif not (av ^ bv) & am & bm and asl <= bsh and bsl <= ash and adl <= bdh and bdl <= adh:
+                final.append(i)  # overlaps a later entry that decides differently
                 break
         else:
             final.append(i)
@@ -202,14 +224,20 @@ def _keep(boxes: list[Box], decisions: list[object]) -> list[int]:
         if decisions[i]:
             later_yes.append(boxes[i])
             out.append(i)
-        elif any(boxes[i].intersects(b) for b in later_yes):
-            out.append(i)
+        else:
+            av, am, asl, ash, adl, adh = boxes[i]
+            for bv, bm, bsl, bsh, bdl, bdh in later_yes:
+                if not (av ^ bv) & am & bm and asl <= bsh and bsl <= ash and adl <= bdh and bdl <= adh:
+                    out.append(i)
+                    break
     out.reverse()
     return out
 
 
 def _prune(rules: list[Rule]) -> list[Rule]:
-    return [rules[i] for i in _keep([r.box for r in rules], [r.verdict for r in rules])]
+    if not rules or (len(rules) == 1 and rules[0][1]):
+        return rules  # nothing to drop (a lone "no" is dropped below)
+    return [rules[i] for i in _keep([b for b, _ in rules], [v for _, v in rules])]
 
 
 # ---- laying out the policies ----------------------------------------------
@@ -222,30 +250,20 @@ class PolicyRules:
     rules: tuple[Rule, ...]
 
 
-@dataclass(slots=True)
-class _Draft:
-    box: Box
-    policy: str
-    chain_id: int  # 0 for bypass
+_Draft = tuple[Box, str, int]
+"""A box, the policy and its chain id (0 for bypass)."""
 
 
 def layout(policies: list[PolicyRules], budget: int) -> list[Entry]:
     """The classifier for the policies in file order, highest priority first."""
     drafts = _pruned_drafts(_emit(policies, 0, None, budget, []))
     n = len(drafts)
-    return [
-        Entry(
-            priority=PRIORITY_STEP * (n - i),
-            policy=d.policy,
-            action="chain" if d.chain_id else "bypass",
-            chain_id=d.chain_id,
-            src=d.box.src,
-            dst=d.box.dst,
-            sport=d.box.sport,
-            dport=d.box.dport,
-        )
-        for i, d in enumerate(drafts)
-    ]
+    out: list[Entry] = []
+    for i, (box, policy, chain_id) in enumerate(drafts):
+        src, dst, sport, dport = box_fields(box)
+        action: Literal["chain", "bypass"] = "chain" if chain_id else "bypass"
+        out.append(Entry(PRIORITY_STEP * (n - i), policy, action, chain_id, src, dst, sport, dport))
+    return out
 
 
 def _emit(
@@ -253,15 +271,15 @@ def _emit(
 ) -> list[_Draft]:
     for j in range(start, len(policies)):
         pol = policies[j]
-        for r in pol.rules:
-            b = r.box if region is None else r.box.meet(region)
+        for r, verdict in pol.rules:
+            b = r if region is None else meet(r, region)
             if b is None:
                 continue
-            if r.verdict:
-                out.append(_Draft(b, pol.name, pol.chain_id))
+            if verdict:
+                out.append((b, pol.name, pol.chain_id))
             else:
                 _emit(policies, j + 1, b, budget, out)
-                out.append(_Draft(b, pol.name, 0))
+                out.append((b, pol.name, 0))
             if len(out) > budget:
                 raise BudgetExceeded(len(out), budget)
     return out
@@ -270,7 +288,7 @@ def _emit(
 def _pruned_drafts(drafts: list[_Draft]) -> list[_Draft]:
     """Remove entries that never decide anything, until nothing changes."""
     while True:
-        out = [drafts[i] for i in _keep([d.box for d in drafts], [d.chain_id for d in drafts])]
+        out = [drafts[i] for i in _keep([d[0] for d in drafts], [d[2] for d in drafts])]
         if len(out) == len(drafts):
             return out
         drafts = out

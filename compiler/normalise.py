@@ -38,57 +38,65 @@ Formula = Atom | Junction | Const
 
 TRUE = Const(True)
 FALSE = Const(False)
+# The only two Consts: the passes compare with them by identity.
 
 
 def normalise(pred: Pred) -> Formula:
     return _nnf(pred, negate=False)
 
 
+_FIELDS = {
+    AddrMatch: (Field.SRC_ADDR, Field.DST_ADDR),
+    PortMatch: (Field.SRC_PORT, Field.DST_PORT),
+}
+
+
 def _nnf(pred: Pred, negate: bool) -> Formula:
-    match pred:
-        case Always():
-            return FALSE if negate else TRUE
-        case Not(operand=p):
-            return _nnf(p, not negate)
-        case BoolOp(op=op, left=left, right=right):
-            if negate:  # De Morgan
-                op = "or" if op == "and" else "and"
-            return junction(op, (_nnf(left, negate), _nnf(right, negate)))
-        case AddrMatch(dir=d, value=v, mask=m):
-            c: Ternary | PRange = Ternary(v, m)
-            fields = (Field.SRC_ADDR, Field.DST_ADDR)
-        case PortMatch(dir=d, low=lo, high=hi):
-            c = PRange(lo, hi)
-            fields = (Field.SRC_PORT, Field.DST_PORT)
+    kind = type(pred)
+    if kind is BoolOp:
+        assert isinstance(pred, BoolOp)
+        op = pred.op
+        if negate:  # De Morgan
+            op = "or" if op == "and" else "and"
+        return junction(op, (_nnf(pred.left, negate), _nnf(pred.right, negate)))
+    if kind is Not:
+        assert isinstance(pred, Not)
+        return _nnf(pred.operand, not negate)
+    if kind is Always:
+        return FALSE if negate else TRUE
+    c: Ternary | PRange
+    if kind is AddrMatch:
+        assert isinstance(pred, AddrMatch)
+        c = Ternary(pred.value & pred.mask & ADDR_ALL, pred.mask & ADDR_ALL)
+        trivial = pred.mask & ADDR_ALL == 0
+    else:
+        assert isinstance(pred, PortMatch)
+        c = PRange(pred.low, pred.high)
+        trivial = pred.low == 0 and pred.high == PORT_MAX
+    d = pred.dir
+    if trivial:  # every SYN has the field in range: true, whatever the direction
+        return FALSE if negate else TRUE
+    fields = _FIELDS[kind]
     if d is Dir.SRC:
-        return atom(fields[0], c, negate)
+        return Atom(fields[0], c, negate)
     if d is Dir.DST:
-        return atom(fields[1], c, negate)
+        return Atom(fields[1], c, negate)
     op = "or" if d is Dir.SRC_OR_DST else "and"
     if negate:
         op = "or" if op == "and" else "and"
-    return junction(op, (atom(fields[0], c, negate), atom(fields[1], c, negate)))
-
-
-def atom(field: Field, c: Ternary | PRange, negated: bool) -> Formula:
-    trivial = (isinstance(c, Ternary) and c.mask == 0) or (isinstance(c, PRange) and c == PRange(0, PORT_MAX))
-    if trivial:
-        return FALSE if negated else TRUE
-    if isinstance(c, Ternary):
-        c = Ternary(c.value & c.mask & ADDR_ALL, c.mask & ADDR_ALL)
-    return Atom(field, c, negated)
+    return Junction(op, (Atom(fields[0], c, negate), Atom(fields[1], c, negate)))
 
 
 def junction(op: str, terms: tuple[Formula, ...]) -> Formula:
     absorbing, neutral = (FALSE, TRUE) if op == "and" else (TRUE, FALSE)
     flat: list[Formula] = []
     for t in terms:
-        if t == absorbing:
+        if t is absorbing:
             return absorbing
-        if t == neutral:
+        if t is neutral:
             continue
         # repeated terms are left in: the entry pass drops what they duplicate
-        if isinstance(t, Junction) and t.op == op:
+        if type(t) is Junction and t.op == op:
             flat.extend(t.terms)
         else:
             flat.append(t)
