@@ -601,3 +601,28 @@ class Agent:
         else:
             self.rc.start(now, s, right, tuple(hops), out)
         return self._finish(out)
+
+    def request_reconfiguration(self, now: int, sid: int, right: int, hops: Iterable[int]) -> list[Action]:
+        """rightRequest: ask the agent on this agent's left on session ``sid`` to replace the part
+        of the path from it to ``right`` (this agent, or one on its right) by ``hops``; that agent
+        becomes the left anchor.  Notifies ``right_request_sent`` (or ``_refused``), then
+        ``right_request_accepted`` with the left anchor's rid, ``_refused`` or ``_failed``."""
+        out: list[Action] = []
+        s = self.sessions.get(sid)
+        if s is None:
+            out.append(Notify("right_request_refused", f"no session {sid}", sid, True))
+        else:
+            self.rc.right_request(now, s, right, tuple(hops), out)
+        return self._finish(out)
+
+    def request_removal(self, now: int, sid: int) -> list[Action]:
+        """A middlebox asks to be deleted from session ``sid``: the agent on its left reconnects
+        the session directly to the agent on its right (a rightRequest with no new hops)."""
+        s = self.sessions.get(sid)
+        if s is None or s.role is not Role.MIDDLE or s.down is None:
+            what = "no session" if s is None else f"a {s.role.value} agent of"
+            note = Notify(
+                "right_request_refused", f"{what} session {sid}: only a middlebox can leave", sid, True
+            )
+            return self._finish([note])
+        return self.request_reconfiguration(now, sid, s.down.tuple.dst, ())

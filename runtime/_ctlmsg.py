@@ -101,8 +101,11 @@ class Messenger:
         self._push(at, (_WAKE, what, sid))
 
     def forget(self, sid: int) -> None:
-        """Stop retransmitting the requests about session ``sid``."""
-        for key in [k for k, p in self.outbox.items() if p.sid == sid]:
+        """Stop retransmitting the requests about session ``sid``'s reconfiguration (a
+        RIGHT_REQUEST is about the next one: it stays until answered)."""
+        for key in [
+            k for k, p in self.outbox.items() if p.sid == sid and p.msg.kind is not cw.Kind.RIGHT_REQUEST
+        ]:
             del self.outbox[key]
 
     def next_deadline(self) -> int | None:

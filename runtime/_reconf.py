@@ -227,12 +227,64 @@ class Reconfigurer:
             self._reply(now, src, msg, k.ACK_FIN, out)
             self._fin_msg(now, msg, out)
         elif msg.kind is k.RIGHT_REQUEST:
-            self._reply(now, src, msg, k.ACK_RIGHT, out)
-            s = self._session_by_down(msg.sub)
-            if s is not None:
-                self.start(now, s, msg.right_anchor, msg.hops, out)
+            self._right_request_in(now, src, msg, out)
         else:
             self._reply(now, src, msg, k.STATE_IMPORTED, out)
+
+    # ---- rightRequest ------------------------------------------------------------------------------
+
+    def right_request(
+        self, now: int, s: Session, right: int, hops: tuple[int, ...], out: list[Action]
+    ) -> bool:
+        """Ask the agent on this agent's left (``s.up``) to replace the part of the path from it to
+        ``right`` by ``hops``: it becomes the left anchor.  False if refused here (a Notify says why)."""
+        why = ""
+        if s.up is None:
+            why = "no agent on the left of this one"
+        elif s.fsm.state not in (SessionState.ESTABLISHED, SessionState.HALF_CLOSED):
+            why = f"the session is not established ({s.fsm.state.name})"
+        elif len(hops) + 1 > wire.MAX_HOPS:
+            why = f"{len(hops)} new middleboxes is too many"
+        if why or s.up is None:
+            self.agent.metrics["reconf.right_request_refused"] += 1
+            out.append(Notify("right_request_refused", f"{s.session}: {why}", s.sid, True))
+            return False
+        sub = s.up.tuple
+        a = self.anchors.get(s.sid)
+        if a is not None and not a.left and a.sent_done and a.new_in_key is not None:
+            sub = a.new_in_key  # our side is done, the TEARDOWN is on its way: the new path is ours
+        left = sub.src
+        msg = cw.Message(cw.Kind.RIGHT_REQUEST, self._id(), 0, left, right, sub, hops=hops)
+        self._request(now, left, msg, s.sid, out)
+        self.agent.metrics["reconf.right_request_sent"] += 1
+        out.append(Notify("right_request_sent", f"{s.session}: to {ip_str(left)}", s.sid))
+        return True
+
+    def _right_request_in(self, now: int, src: int, msg: cw.Message, out: list[Action]) -> None:
+        """The agent on our right asks us to start a reconfiguration as its left anchor."""
+        s = self._session_by_down(msg.sub)
+        if s is None or msg.sub.dst != src:
+            self._reply(now, src, msg, cw.Kind.ACK_RIGHT, out, status=cw.Status.NO_SESSION)
+            return
+        rid = self.start(now, s, msg.right_anchor, msg.hops, out)
+        closing = s.fsm.state is SessionState.CLOSING
+        status = cw.Status.OK if rid else cw.Status.CLOSING if closing else cw.Status.BUSY
+        self._reply(now, src, msg, cw.Kind.ACK_RIGHT, out, rid=rid, status=status)
+
+    def _right_answered(
+        self, s: Session | None, p: Pending, msg: cw.Message | None, out: list[Action]
+    ) -> None:
+        sid = p.sid
+        name = s.session if s is not None else f"session {sid}"
+        if msg is None:
+            out.append(Notify("right_request_failed", f"{name}: {ip_str(p.dst)} did not answer", sid, True))
+        elif msg.status is cw.Status.OK:
+            out.append(
+                Notify("right_request_accepted", f"{name}: {ip_str(p.dst)} started rid {msg.rid}", sid)
+            )
+        else:
+            why = f"{ip_str(p.dst)} refused ({msg.status.name})"
+            out.append(Notify("right_request_refused", f"{name}: {why}", sid, True))
 
     def _request_lock(self, now: int, src: int, msg: cw.Message, out: list[Action]) -> None:
         s = self._session_by_up(msg.sub)
@@ -286,6 +338,8 @@ class Reconfigurer:
         self._reply(now, src, msg, cw.Kind.NACK_LOCK, out, status=status)
 
     def _on_answer(self, now: int, src: int, p: Pending, msg: cw.Message, out: list[Action]) -> None:
+        if p.msg.kind is cw.Kind.RIGHT_REQUEST:
+            return self._right_answered(self.agent.sessions.get(p.sid), p, msg, out)
         if p.msg.kind is not cw.Kind.REQUEST_LOCK:
             return  # acks of cancel, teardown, switch, done: nothing more to do
         s = self.agent.sessions.get(p.sid)
@@ -322,6 +376,8 @@ class Reconfigurer:
                 self._request_lock(now, saved[0], saved[1], out)
 
     def _gave_up(self, now: int, p: Pending, out: list[Action]) -> None:
+        if p.msg.kind is cw.Kind.RIGHT_REQUEST:
+            self._right_answered(self.agent.sessions.get(p.sid), p, None, out)
         if p.msg.kind is cw.Kind.REQUEST_LOCK:
             s = self.agent.sessions.get(p.sid)
             lock = self.locks.get(p.sid)

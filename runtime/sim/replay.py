@@ -60,13 +60,15 @@ class Plan:
     fail: int
     """The step whose new path cannot be set up (-1: none)."""
     first_at: int
+    by_request: bool = False
+    """The reconfigurations are asked for by the agent right of the left anchor (rightRequest)."""
 
     def describe(self) -> str:
         return (
             f"seed {self.seed}: {self.n_mbs} middleboxes, loss {self.loss}, duplicate {self.duplicate}, "
             f"jitter {self.jitter // MS} ms, {'eager' if self.eager else 'lazy'} server, "
             f"{len(self.request)}/{len(self.answer)} bytes, {self.mode} x{self.steps}, fail {self.fail}, "
-            f"first at {self.first_at / MS:.1f} ms"
+            f"first at {self.first_at / MS:.1f} ms{', by request' if self.by_request else ''}"
         )
 
 
@@ -89,6 +91,7 @@ def plan(seed: int) -> Plan:
         steps,
         fail,
         r.randint(1 * MS, 12 * MS),
+        mode != "contend" and r.random() < 0.3,  # drawn last: the earlier draws keep their seeds
     )
 
 
@@ -105,6 +108,8 @@ class Trigger:
     fail: bool
     at: int
     outcome: str = ""
+    requester: Host | None = None
+    """The middlebox that asked to be deleted (rightRequest); ``rid`` is known once it is accepted."""
     ended: bool = False
     """Failed because the session was ending (closing when the lock request came, closed first)."""
     """``reconfigured``, ``reconfigure_failed`` or ``reconfigure_refused`` (empty: neither yet)."""
@@ -226,6 +231,18 @@ class Run:
         if fail:
             self.failing = (left.address, hops[0] if hops else right)
         now = self.world.sim.now
+        if self.plan.by_request:
+            # the agent right of the left anchor asks for it (a middlebox deleting itself, or the
+            # right end asking for a new middlebox in front of it)
+            ask, ask_sid = path[i + 1]
+            assert ask.agent is not None
+            t = Trigger(step, kind, left, right, tuple(hops), 0, fail, now, requester=ask)
+            self.triggers.append(t)
+            if kind == "delete" and j == i + 2:
+                ask.execute(ask.agent.request_removal(now, ask_sid))
+            else:
+                ask.execute(ask.agent.request_reconfiguration(now, ask_sid, right, hops))
+            return True
         actions = left.agent.reconfigure(now, sid, right, hops)
         started = [a for a in actions if isinstance(a, Notify) and a.event == "reconfigure_started"]
         rid = int(started[0].message.rsplit(" ", 1)[1]) if started else 0
@@ -296,6 +313,16 @@ class Run:
     def _resolve(self, t: Trigger) -> bool:
         if t.outcome:
             return True
+        if t.rid == 0 and t.requester is not None:
+            for n in t.requester.notes:
+                if n.event == "right_request_accepted":
+                    t.rid = int(n.message.rsplit(" ", 1)[1])
+                elif n.event in ("right_request_refused", "right_request_failed"):
+                    t.outcome = "reconfigure_refused"
+                    t.ended = "(CLOSING)" in n.message
+                    return True
+            if t.rid == 0:
+                return False
         for n in t.left.notes:
             done = n.event == "reconfigured" and n.message.endswith(f": rid {t.rid}")
             if done or (n.event == "reconfigure_failed" and f": rid {t.rid}:" in n.message):

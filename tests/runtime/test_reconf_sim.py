@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dysco import p4names
 from dysco.errors import PeerError
+from dysco.runtime import Notify
 from dysco.runtime import _ctlwire as cw
 from dysco.runtime._core import SECOND
 from dysco.runtime._reconf import LOCK_TIMEOUT
@@ -114,3 +115,47 @@ def test_the_right_anchors_lock_expires_when_the_left_anchor_is_gone(dysco_progr
     assert [n.event for n in sh.notes if n.event == "lock_expired"] == ["lock_expired"]
     (s,) = sh.agent.sessions.values()
     assert all(m.target is not None for m, _ in s.mappings.values())  # back on the fast path
+
+
+def test_a_middlebox_asks_to_be_deleted(dysco_program: Program) -> None:
+    # rightRequest: mb1 asks mb0 (its left neighbour) to reconnect the session to the server
+    w, client, server = chain_world(dysco_program, 2)
+    data = bytes(range(256)) * 40
+    conn = client.connect(ip_int(SERVER), 80, data)
+    w.sim.run_for(5 * MS)
+    mb0, mb1 = w.hosts["mb0"], w.hosts["mb1"]
+    assert mb0.agent is not None and mb1.agent is not None
+    (sid,) = mb1.agent.sessions
+    mb1.execute(mb1.agent.request_removal(w.sim.now, sid))
+    w.sim.run_for(LINGER)
+    assert conn.done and not conn.reset and bytes(conn.received) == respond(data)
+    assert [bytes(c.received) for c in server.conns.values()] == [data]
+    events = [n.event for n in mb1.notes]
+    assert events[:2] == ["right_request_sent", "right_request_accepted"]
+    assert mb0.agent.metrics["reconf.completed"] == 1
+    closed = [n.message for n in mb1.notes if n.event == "session_closed"]
+    assert len(closed) == 1 and closed[0].endswith("(reconfigured away)")
+    check_clean(w)
+
+
+def test_a_right_request_that_cannot_be_honoured_is_refused(dysco_program: Program) -> None:
+    w, client, _server = chain_world(dysco_program, 1)
+    client.connect(ip_int(SERVER), 80, bytes(300_000))
+    w.sim.run_for(5 * MS)
+    ch, mb0, sh = w.hosts["client"], w.hosts["mb0"], w.hosts["server"]
+    assert ch.agent is not None and mb0.agent is not None and sh.agent is not None
+    ((csid, cs),) = ch.agent.sessions.items()
+    (ssid,) = sh.agent.sessions
+    # only a middlebox can leave; the left end has nobody on its left
+    out = ch.agent.request_removal(w.sim.now, csid)
+    assert [n.event for n in out if isinstance(n, Notify)] == ["right_request_refused"]
+    out = sh.agent.request_removal(w.sim.now, ssid)
+    assert "only a middlebox can leave" in next(n.message for n in out if isinstance(n, Notify))
+    out = ch.agent.request_reconfiguration(w.sim.now, csid, ip_int(SERVER), [])
+    assert any(isinstance(n, Notify) and "no agent on the left" in n.message for n in out)
+    # the client is busy with its own reconfiguration: the server's request is refused there
+    ch.execute(ch.agent.reconfigure(w.sim.now, csid, ip_int(SERVER), [ip_int("10.0.0.60")]))
+    sh.execute(sh.agent.request_reconfiguration(w.sim.now, ssid, sh.address, []))
+    w.sim.run_for(5 * MS)
+    assert any(n.event == "right_request_refused" and "(BUSY)" in n.message for n in sh.notes)
+    assert mb0.agent.metrics["control.right_request"] == 1 and cs.sid == csid
