@@ -101,13 +101,15 @@ TOP: Box = (0, 0, 0, PORT_MAX, 0, PORT_MAX)
 
 def box_of(field: Field, constraint: Ternary | PRange) -> Box:
     """The box constrained in one field only."""
-    if isinstance(constraint, Ternary):
-        shift = 32 if field is Field.SRC_ADDR else 0
-        assert field.is_addr
-        return (constraint.value << shift, constraint.mask << shift, 0, PORT_MAX, 0, PORT_MAX)
+    if field is Field.SRC_ADDR:
+        assert isinstance(constraint, Ternary)
+        return (constraint.value << 32, constraint.mask << 32, 0, PORT_MAX, 0, PORT_MAX)
+    if field is Field.DST_ADDR:
+        assert isinstance(constraint, Ternary)
+        return (constraint.value, constraint.mask, 0, PORT_MAX, 0, PORT_MAX)
+    assert isinstance(constraint, PRange)
     if field is Field.SRC_PORT:
         return (0, 0, constraint.low, constraint.high, 0, PORT_MAX)
-    assert field is Field.DST_PORT
     return (0, 0, 0, PORT_MAX, constraint.low, constraint.high)
 
 

@@ -57,6 +57,8 @@ class Tables:
     start: int
     end: int
     lexer: Lexer
+    sizes: tuple[int, ...]
+    """Per rule: how many symbols it reduces (never 0 in this grammar)."""
 
 
 class UnexpectedToken(Exception):
@@ -96,6 +98,7 @@ def load(grammar: str, start: str) -> Tables:
                 expand1=bool(r.options.expand1 and not r.alias),
             )
         )
+    assert all(r.expansion for r in rules), "no empty rules: the driver relies on it"
     n = len(table.states)
     assert sorted(table.states) == list(range(n)), "lark numbers the states (unless debugging)"
     actions: list[dict[str, int]] = [{} for _ in range(n)]
@@ -122,6 +125,7 @@ def load(grammar: str, start: str) -> Tables:
         table.start_states[start],
         table.end_states[start],
         Lexer(choices, literals),
+        tuple(len(r.expansion) for r in rules),
     )
 
 
@@ -134,41 +138,42 @@ def run(
 ) -> Any:
     """Parse ``text``; the value of the start symbol as the actions computed it.
 
-    ``on_shift[terminal](context, token)``, where given, is the value pushed for that
-    terminal instead of the token (it sees the context as it is before the token).
-    Raises :class:`UnexpectedToken`, and the lexer's ``UnexpectedCharacter`` and ``Unsupported``.
+    ``actions[rule]`` computes the value of each reduction; ``None`` may stand for the
+    action of a rule of one symbol that passes its child up.  ``on_shift[terminal](context,
+    token)``, where given, is the value pushed for that terminal instead of the token (it
+    sees the context as it is before the token).  Raises :class:`UnexpectedToken`, and the
+    lexer's ``UnexpectedCharacter`` and ``Unsupported``.
     """
     table = tables.actions
     gotos = tables.gotos
-    sizes = [len(r.expansion) for r in tables.rules]
+    sizes = tables.sizes
     hooks = on_shift or {}
     stack = [tables.start]
     values: list[Any] = []
+    push_state = stack.append
+    push_value = values.append
     token: Tok = ("$END", "", 0, 1, 1)
     try:
         for token in tables.lexer.tokens(text, stack):
             kind = token[0]
-            while True:
-                code = table[stack[-1]].get(kind)
-                if code is None:
-                    raise UnexpectedToken(token, accepts(tables, stack))
-                if code >= 0:
-                    stack.append(code)
-                    hook = hooks.get(kind)
-                    values.append(token if hook is None else hook(context, token))
-                    break
+            code = table[stack[-1]].get(kind)
+            while code is not None and code < 0:  # reduce, as often as the token asks
                 r = ~code
                 act = actions[r]
                 if act is None:  # a unit rule: its child goes up as it is
                     stack[-1] = gotos[r][stack[-2]]
-                    continue
-                size = sizes[r]
-                children = values[-size:] if size else []
-                if size:
+                else:
+                    size = sizes[r]
+                    children = values[-size:]
                     del values[-size:]
                     del stack[-size:]
-                values.append(act(context, children))
-                stack.append(gotos[r][stack[-1]])
+                    push_value(act(context, children))
+                    push_state(gotos[r][stack[-1]])
+                code = table[stack[-1]].get(kind)
+            if code is None:
+                raise UnexpectedToken(token, accepts(tables, stack))
+            push_state(code)
+            push_value(token if kind not in hooks else hooks[kind](context, token))
     except UnexpectedCharacter as exc:
         exc.accepts = accepts(tables, stack)
         raise
@@ -180,17 +185,13 @@ def run(
         r = ~code
         act = actions[r]
         size = sizes[r]
-        if act is None:
-            value = values[-1]
-            del values[-1]
-        else:
-            value = act(context, values[-size:] if size else [])
-            del values[len(values) - size :]
-        del stack[len(stack) - size :]
-        stack.append(gotos[r][stack[-1]])
-        values.append(value)
+        value = values[-1] if act is None else act(context, values[-size:])
+        del values[-size:]
+        del stack[-size:]
+        push_state(gotos[r][stack[-1]])
+        push_value(value)
         if stack[-1] == tables.end:
-            return values[-1]
+            return value
 
 
 def accepts(tables: Tables, stack: list[int]) -> set[str]:

@@ -38,6 +38,11 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
+# What each group of _TOKEN is, by number (None: skip it)
+_GROUP_KIND: tuple[str | None, ...] = tuple(
+    None if name in (None, "skip", "end") else name
+    for name in [None, *sorted(_TOKEN.groupindex, key=_TOKEN.groupindex.__getitem__)]
+)
 
 _KEYWORDS = {
     "and": "AND",
@@ -168,6 +173,7 @@ class Lexer:
     def __init__(self, choices: Sequence[Set[str]], literals: Mapping[str, str]) -> None:
         self._choices = choices
         self._literals = dict(literals)
+        self._special = frozenset(_KEYWORDS) | frozenset(UNSUPPORTED) | frozenset(literals)
         # (keyword, parser state) -> terminal; bounded by keywords x states
         self._keyword_in_state: dict[tuple[str, int], str] = {}
 
@@ -175,8 +181,10 @@ class Lexer:
         """The tokens of ``text``; ``stack`` is the parser's state stack, read as it changes."""
         choices = self._choices
         literals = self._literals
+        special = self._special
         keyword_in_state = self._keyword_in_state
         match = _TOKEN.match
+        kinds = _GROUP_KIND
         pos, end = 0, len(text)
         line, line_start = 1, 0
         while pos < end:
@@ -185,27 +193,32 @@ class Lexer:
                 while text[pos] in " \t\r\f\v":
                     pos += 1
                 raise UnexpectedCharacter(pos, line, pos - line_start + 1)
-            kind = m.lastgroup or "end"
+            group = m.lastindex
             pos = m.end()
-            if kind == "skip" or kind == "end":
+            kind = kinds[group]  # type: ignore[index]
+            if kind is None:  # a comment, the end
                 continue
             if kind == "nl":
                 line, line_start = line + 1, pos
                 continue
-            start = m.start(kind)
-            value = m.group(kind)
+            value = m.group(group)  # type: ignore[arg-type]
+            start = pos - len(value)  # every token ends its match
             if kind == "DIR" and " " not in value and "DIR" not in choices[stack[-1]]:
                 kind = "word"  # 'src' or 'dst' used as a name
             if kind == "word":
-                state = stack[-1]
-                known = keyword_in_state.get((value, state))
-                if known is None:
-                    known = self._classify(value, choices[state])
-                    if value in _KEYWORDS or value in UNSUPPORTED or value in literals:
-                        keyword_in_state[value, state] = known
-                kind = known
-                if kind == "UNSUPPORTED":
-                    raise Unsupported((kind, value, start, line, start - line_start + 1))
+                if value in special:
+                    state = stack[-1]
+                    known = keyword_in_state.get((value, state))
+                    if known is None:
+                        known = keyword_in_state[value, state] = self._classify(value, choices[state])
+                    kind = known
+                    if kind == "UNSUPPORTED":
+                        raise Unsupported((kind, value, start, line, start - line_start + 1))
+                elif "." in value:  # not a NAME
+                    kind = "WORD"
+                else:  # what _classify would say, without a call: a NAME unless only WORD fits
+                    accepts = choices[stack[-1]]
+                    kind = "WORD" if "NAME" not in accepts and "WORD" in accepts else "NAME"
             elif kind == "punct":
                 kind = _OPERATORS.get(value) or literals[value]
             yield kind, value, start, line, start - line_start + 1

@@ -79,18 +79,23 @@ def split_statements(text: str) -> list[tuple[int, str]]:
     starts = [m.start() for m in _STATEMENT_START.finditer(text)]
     if not starts or starts[0] != 0:
         starts.insert(0, 0)
+    starts.append(len(text))
     chunks: list[tuple[int, str]] = []
     line = 1
-    for i, start in enumerate(starts):
-        end = starts[i + 1] if i + 1 < len(starts) else len(text)
-        chunk = text[start:end]
-        if chunk.strip() and _has_code(chunk):
+    for i in range(len(starts) - 1):
+        chunk = text[starts[i] : starts[i + 1]]
+        if _has_code(chunk):
             chunks.append((line, chunk))
         line += chunk.count("\n")
     return chunks
 
 
 def _has_code(chunk: str) -> bool:
+    head = chunk.lstrip()
+    if not head:
+        return False
+    if head[0] != "#":
+        return True
     return any(ln.strip() and not ln.lstrip().startswith("#") for ln in chunk.split("\n"))
 
 
