@@ -77,6 +77,8 @@ class Host:
     """The TCP port HAProxy intercepts and connects to on the (first) server."""
     p4: str = ""
     """A NIC without an agent runs this program (default: the plan's)."""
+    sysctls: tuple[str, ...] = ()
+    """``NAME=VALUE`` settings in the host's namespace (e.g. conntrack's)."""
 
     @property
     def address(self) -> str:
@@ -189,6 +191,8 @@ class Plan:
                 f"ip netns exec {ns} sysctl -qw net.ipv4.conf.eth0.send_redirects=0",
             ]
             cmds += [f"ip netns exec {ns} iptables {rule}" for rule in self._rules(m)]
+        for h in self.hosts:
+            cmds += [f"ip netns exec {self.ns(h.key)} sysctl -qw {setting}" for setting in h.sysctls]
         return cmds
 
     def _routes(self) -> list[str]:
@@ -346,6 +350,19 @@ class Process:
                 f"{' '.join(self.argv[:3])}: no line with {text!r} in {timeout}s; see {self.log_path}"
             ) from None
 
+    def drain(self) -> list[str]:
+        """The lines printed so far and not yet waited for (does not wait)."""
+        lines: list[str] = []
+        while True:
+            try:
+                line = self.lines.get_nowait()
+            except queue.Empty:
+                return lines
+            if line is None:
+                self.lines.put(None)
+                return lines
+            lines.append(line)
+
     def send_line(self, line: str) -> None:
         assert self.proc is not None and self.proc.stdin is not None
         self.proc.stdin.write(line + "\n")
@@ -468,7 +485,8 @@ class Testbed:
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,15}")
 _TOP_KEYS = {"prefix", "p4", "linger", "grpc_port", "policy", "host"}
-_HOST_KEYS = {"name", "role", "agent", "kind", "rules", "port", "p4"}
+_HOST_KEYS = {"name", "role", "agent", "kind", "rules", "port", "p4", "sysctls"}
+_SYSCTL = re.compile(r"[a-z0-9_.]+=[A-Za-z0-9_.-]+")
 
 
 def _get(table: dict[str, Any], key: str, kind: type, default: Any, where: str) -> Any:
@@ -516,6 +534,10 @@ def load_topology(path: Path, **overrides: Any) -> Plan:
         rules = _get(t, "rules", list, [], where)
         if not all(isinstance(r, str) for r in rules):
             raise UserError(f"{where}: rules must be strings (iptables arguments)")
+        sysctls = _get(t, "sysctls", list, [], where)
+        bad = [x for x in sysctls if not (isinstance(x, str) and _SYSCTL.fullmatch(x))]
+        if bad:
+            raise UserError(f"{where}: sysctls must be NAME=VALUE strings, not {bad[0]!r}")
         counts[role] = counts.get(role, 0) + 1
         key = role[0] + (str(counts[role]) if counts[role] > 1 else "")
         agent = _get(t, "agent", bool, True, where)
@@ -534,6 +556,7 @@ def load_topology(path: Path, **overrides: Any) -> Plan:
                 tuple(rules),
                 _get(t, "port", int, 80, where),
                 p4,
+                tuple(sysctls),
             )
         )
     if len({h.name for h in hosts}) != len(hosts):

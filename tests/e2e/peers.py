@@ -4,6 +4,9 @@
     python peers.py blob-client ADDR PORT UP DOWN [hold]
                                                       send UP bytes, receive DOWN bytes; with hold,
                                                       close only when stdin has a line
+    python peers.py duplex-server PORT                one connection: both directions at once
+    python peers.py duplex-client ADDR PORT UP DOWN   send UP and receive DOWN bytes at the same time,
+                                                      printing "progress K" after each MB received
     python peers.py http-server PORT                  GET /K answers body(K)
     python peers.py http-client ADDR PORT COUNT       COUNT requests, one connection each, checked
     python peers.py connect ADDR PORT TIMEOUT         prints "connect: connected" or "connect: timed out"
@@ -20,6 +23,7 @@ import http.server
 import random
 import socket
 import sys
+import threading
 
 CHUNK = 1 << 16
 
@@ -78,6 +82,58 @@ def blob_client(addr: str, port: int, up: int, down: int, hold: bool) -> None:
         print("eof" if eof else "unexpected data", flush=True)
 
 
+def _send_all(s: socket.socket, data: bytes) -> None:
+    view = memoryview(data)
+    for i in range(0, len(data), CHUNK):
+        s.sendall(view[i : i + CHUNK])
+
+
+def duplex_server(port: int) -> None:
+    with socket.create_server(("0.0.0.0", port)) as ls:
+        print("listening", flush=True)
+        conn, peer = ls.accept()
+        with conn:
+            head = bytearray()
+            while len(head) < 16:
+                head += conn.recv(16 - len(head))
+            up, down = int.from_bytes(head[:8], "big"), int.from_bytes(head[8:], "big")
+            data = payload(2, down)
+            sender = threading.Thread(target=_send_all, args=(conn, data), name="duplex-send")
+            sender.start()
+            got = hashlib.sha256()
+            recv_exactly(conn, up, got)
+            sender.join()
+            print(
+                "server got", got.hexdigest(), "sent", hashlib.sha256(data).hexdigest(), peer[0], flush=True
+            )
+            conn.shutdown(socket.SHUT_WR)
+            print("eof" if conn.recv(1) == b"" else "unexpected data", flush=True)
+
+
+def duplex_client(addr: str, port: int, up: int, down: int) -> None:
+    data = payload(1, up)
+    with socket.create_connection((addr, port), timeout=60) as s:
+        print("connected", s.getsockname()[1], flush=True)
+        s.sendall(up.to_bytes(8, "big") + down.to_bytes(8, "big"))
+        sender = threading.Thread(target=_send_all, args=(s, data), name="duplex-send")
+        sender.start()
+        got = hashlib.sha256()
+        left, mark = down, 1
+        while left:
+            chunk = s.recv(min(left, CHUNK))
+            if not chunk:
+                raise EOFError(f"connection closed after {down - left} of {down} bytes")
+            got.update(chunk)
+            left -= len(chunk)
+            if down - left >= mark << 20:
+                print("progress", mark, flush=True)
+                mark += 1
+        sender.join()
+        print("client sent", hashlib.sha256(data).hexdigest(), "got", got.hexdigest(), flush=True)
+        s.shutdown(socket.SHUT_WR)
+        print("eof" if s.recv(1) == b"" else "unexpected data", flush=True)
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         data = body(int(self.path.lstrip("/")))
@@ -125,6 +181,10 @@ if __name__ == "__main__":
         blob_server(int(args[0]))
     elif cmd == "blob-client":
         blob_client(args[0], int(args[1]), int(args[2]), int(args[3]), args[4:] == ["hold"])
+    elif cmd == "duplex-server":
+        duplex_server(int(args[0]))
+    elif cmd == "duplex-client":
+        duplex_client(args[0], int(args[1]), int(args[2]), int(args[3]))
     elif cmd == "http-server":
         http_server(int(args[0]))
     elif cmd == "http-client":

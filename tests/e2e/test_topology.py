@@ -14,7 +14,7 @@ from .conftest import ROOT
 HOSTS = '[[host]]\nname = "client"\nrole = "client"\n[[host]]\nname = "mbox"\nrole = "middlebox"\n'
 
 
-@pytest.mark.parametrize("name", ["chain", "firewall", "nat", "haproxy", "longchain"])
+@pytest.mark.parametrize("name", ["chain", "firewall", "nat", "haproxy", "longchain", "reconfig"])
 def test_examples_load(name: str) -> None:
     plan = load_topology(ROOT / "examples" / f"{name}.toml")
     assert plan.role("client") and plan.role("middlebox") and plan.role("server")
@@ -33,6 +33,8 @@ def test_examples_load(name: str) -> None:
         (HOSTS.replace('"middlebox"', '"router"'), "role 'router' is not one of"),
         (HOSTS + 'kind = "nginx"\n', "kind 'nginx' is not one of"),
         (HOSTS + "rules = [1]\n", "rules must be strings"),
+        (HOSTS + 'sysctls = ["net.ipv4.ip_forward"]\n', "sysctls must be NAME=VALUE strings"),
+        (HOSTS + 'sysctls = ["a=1; reboot"]\n', "sysctls must be NAME=VALUE strings, not 'a=1; reboot'"),
         (HOSTS + 'p4 = "p4src/baseline.p4"\n', "p4 is for a NIC without an agent"),
         (HOSTS.replace('"mbox"', '"client"'), "two hosts have the same name"),
         (HOSTS.replace('role = "client"', 'role = "server"'), "must be a client"),
@@ -46,6 +48,14 @@ def test_mistakes(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(UserError) as info:
         load_topology(path)
     assert message in str(info.value) and str(path) in str(info.value)
+
+
+def test_sysctls_are_set_in_the_hosts_namespace() -> None:
+    plan = load_topology(ROOT / "examples" / "reconfig.toml")
+    fw2 = plan.host("fw2")
+    cmd = f"ip netns exec {plan.ns(fw2.key)} sysctl -qw net.netfilter.nf_conntrack_tcp_be_liberal=1"
+    assert plan.network().count(cmd) == 1
+    assert not plan.host("fw1").sysctls
 
 
 def test_missing_file(tmp_path: Path) -> None:
