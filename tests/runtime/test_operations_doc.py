@@ -18,3 +18,38 @@ def test_operations_doc_matches_the_plan() -> None:
     assert full.agent(full.hosts[2]) in text, "the third agent of the full deployment"
     for cmd in two.teardown():
         assert cmd in text
+
+
+def test_the_reconfiguration_section_runs_what_the_end_to_end_test_runs() -> None:
+    from dysco.runtime.testbed import load_topology
+
+    text = DOC.read_text().split("## Reconfiguring a live session", 1)[1].split("\n## ", 1)[0]
+    test = (DOC.parents[1] / "tests" / "e2e" / "test_reconfigure.py").read_text()
+    plan = load_topology(DOC.parents[1] / "examples" / "reconfig.toml")
+    addresses = {h.name: h.address for h in plan.hosts}
+    assert addresses == {
+        "client": "10.0.1.2", "fw1": "10.0.2.2", "server": "10.0.3.2", "fw2": "10.0.4.2", "scrub": "10.0.5.2",
+    }  # fmt: skip
+    assert 'FW1, SERVER, FW2, SCRUB = "10.0.2.2", "10.0.3.2", "10.0.4.2", "10.0.5.2"' in test
+    mgmt = f"--mgmt {plan.mgmt(plan.host('client'))}"
+    # each edit the test makes, as the page writes it
+    for edit, in_test in [
+        ("--insert 10.0.5.2", '"--insert", SCRUB'),
+        ("--delete 10.0.5.2", '"--delete", SCRUB'),
+        ("--all --replace 10.0.2.2 10.0.4.2", '"--all", "--replace", FW1, FW2'),
+        (
+            "--match 'tcp dst port 9005' --insert 10.0.5.2",
+            '"--match", "tcp dst port 9005", "--insert", SCRUB',
+        ),
+        (
+            "--match 'tcp dst portrange 9000-9009' --delete 10.0.5.2",
+            '"tcp dst portrange 9000-9009", "--delete"',
+        ),
+    ]:
+        assert in_test in test, edit
+        assert any(
+            line.startswith("dysco ctl reconfigure ") and f"{edit} {mgmt}" in line
+            for line in text.splitlines()
+        ), edit
+    assert "duplex-server 9000" in text and 'peer(self.tb, "server", "duplex-server", port)' in test
+    assert f"ip netns exec {plan.ns('s')} " in text and f"ip netns exec {plan.ns('c')} " in text
