@@ -14,7 +14,7 @@ against a budget, so a predicate that would blow up stops with a clear error.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from dysco.compiler.boxes import (
     TOP,
@@ -42,6 +42,8 @@ class BudgetExceeded(Exception):
         self.count = count
         self.budget = budget
 
+
+_T = TypeVar("_T", bound=tuple[Any, ...])
 
 Rule = tuple[Box, bool]
 """A box and the verdict for the SYNs in it (a plain tuple: decision lists are rebuilt often)."""
@@ -168,76 +170,71 @@ def _or(left: list[Rule], right: list[Rule], budget: int) -> list[Rule]:
     return out
 
 
-def _drop_redundant(boxes: list[Box], decisions: list[object]) -> list[int]:
-    """Indices of the entries to keep.
+def _keep(items: list[_T], d: int) -> list[_T]:
+    """The entries that still decide something, in order.  Each entry is a tuple of its box
+    (at 0) and its decision (at ``d``: a verdict, or a chain id with 0 for bypass).
 
     First, an entry contained in an earlier kept entry never decides: drop it.  Then,
     from the right, an entry contained in a later kept entry with the same decision,
     with no kept entry in between that decides differently and overlaps it, decides
     nothing that entry would not: drop it too.  Every removal is justified by an entry
-    that stays, so removals never justify each other.
+    that stays, so removals never justify each other.  Last, drop entries whose decision
+    is "no" (falsy) that no later "yes" entry overlaps, since falling through to the end
+    gives "no" as well.
 
-    (The box operations are written out here: this is the compiler's innermost loop.)
+    (The box tests are written out: this is the compiler's innermost loop.)
     """
-    n = len(boxes)
-    if n < 2:
-        return list(range(n))
-    kept: list[int] = []
-    for i, (av, am, asl, ash, adl, adh) in enumerate(boxes):
-        for k in kept:
-            bv, bm, bsl, bsh, bdl, bdh = boxes[k]
+    if len(items) < 2:
+        return items if not items or items[0][d] else []
+    kept: list[_T] = []
+    kept_boxes: list[Box] = []
+    for item in items:
+        box = item[0]
+        av, am, asl, ash, adl, adh = box
+        for bv, bm, bsl, bsh, bdl, bdh in kept_boxes:
             if bsl <= asl and ash <= bsh and bdl <= adl and adh <= bdh and not bm & ~am and av & bm == bv:
                 break  # within an earlier kept entry
         else:
-            kept.append(i)
-    final: list[int] = []  # kept indices, right to left
-    for i in reversed(kept):
-        av, am, asl, ash, adl, adh = boxes[i]
-        decision = decisions[i]
-        for j in reversed(final):  # nearest first
-            bv, bm, bsl, bsh, bdl, bdh = boxes[j]
-            if decisions[j] == decision:
+            kept.append(item)
+            kept_boxes.append(box)
+    final: list[_T] = []  # right to left
+    any_no = False
+    for item in reversed(kept):
+        av, am, asl, ash, adl, adh = item[0]
+        decision = item[d]
+        for later in reversed(final):  # nearest first
+            bv, bm, bsl, bsh, bdl, bdh = later[0]
+            if later[d] == decision:
                 if bsl <= asl and ash <= bsh and bdl <= adl and adh <= bdh and not bm & ~am and av & bm == bv:
                     break  # redundant
             elif not (av ^ bv) & am & bm and asl <= bsh and bsl <= ash and adl <= bdh and bdl <= adh:
-                final.append(i)  # overlaps a later entry that decides differently
+                final.append(item)  # overlaps a later entry that decides differently
+                any_no = any_no or not decision
                 break
         else:
-            final.append(i)
-    final.reverse()
-    return final
-
-
-def _keep(boxes: list[Box], decisions: list[object]) -> list[int]:
-    """Indices of the entries that still decide something, in order.
-
-    Drops redundant entries (see :func:`_drop_redundant`), then entries whose decision is
-    "no" (falsy: a "no" verdict, a bypass) that no later "yes" entry overlaps, since
-    falling through to the end gives "no" as well.
-    """
-    kept = _drop_redundant(boxes, decisions)
-    if all(decisions[i] for i in kept):
-        return kept
-    out: list[int] = []
+            final.append(item)
+            any_no = any_no or not decision
+    if not any_no:
+        final.reverse()
+        return final
+    out: list[_T] = []
     later_yes: list[Box] = []
-    for i in reversed(kept):
-        if decisions[i]:
-            later_yes.append(boxes[i])
-            out.append(i)
-        else:
-            av, am, asl, ash, adl, adh = boxes[i]
-            for bv, bm, bsl, bsh, bdl, bdh in later_yes:
-                if not (av ^ bv) & am & bm and asl <= bsh and bsl <= ash and adl <= bdh and bdl <= adh:
-                    out.append(i)
-                    break
+    for item in final:  # right to left
+        if item[d]:
+            later_yes.append(item[0])
+            out.append(item)
+            continue
+        av, am, asl, ash, adl, adh = item[0]
+        for bv, bm, bsl, bsh, bdl, bdh in later_yes:
+            if not (av ^ bv) & am & bm and asl <= bsh and bsl <= ash and adl <= bdh and bdl <= adh:
+                out.append(item)
+                break
     out.reverse()
     return out
 
 
 def _prune(rules: list[Rule]) -> list[Rule]:
-    if not rules or (len(rules) == 1 and rules[0][1]):
-        return rules  # nothing to drop (a lone "no" is dropped below)
-    return [rules[i] for i in _keep([b for b, _ in rules], [v for _, v in rules])]
+    return _keep(rules, 1)
 
 
 # ---- laying out the policies ----------------------------------------------
@@ -288,7 +285,7 @@ def _emit(
 def _pruned_drafts(drafts: list[_Draft]) -> list[_Draft]:
     """Remove entries that never decide anything, until nothing changes."""
     while True:
-        out = [drafts[i] for i in _keep([d[0] for d in drafts], [d[2] for d in drafts])]
+        out = _keep(drafts, 2)
         if len(out) == len(drafts):
             return out
         drafts = out
