@@ -3,7 +3,8 @@
 Each policy (3-6 primitives, mixed and/or/not, port ranges) is compiled as its own
 policy file through every pass of ``dysco compile``; libpcap compiles the same
 predicate text with ``pcap_compile`` (optimiser on, as tcpdump does).  Prints JSON.
-Target: the 10,000 in under 2 s on one core.
+Target: the 10,000 in under 2 s on one core.  The CPU seconds are printed too: on a
+shared machine they move less than the wall-clock times the target is judged on.
 
     python -m bench.compile_policies [--count N] [--seed S] [--repeat R]
 """
@@ -37,25 +38,29 @@ def main(argv: list[str] | None = None) -> int:
     files = [f"{HEADER}policy p{i}: {p} -> fw, px\n" for i, p in enumerate(preds)]
 
     ours: list[float] = []
+    ours_cpu: list[float] = []
     entries: list[int] = []
     for run in range(args.repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         counts = [len(compile_text(text, "bench.dysco").entries) for text in files]
         ours.append(time.perf_counter() - t0)
+        ours_cpu.append(time.process_time() - c0)
         entries = counts
         print(f"dysco run {run + 1}/{args.repeat}: {ours[-1]:.2f} s", file=sys.stderr)
 
     theirs: list[float] = []
+    theirs_cpu: list[float] = []
     refused = 0
     for run in range(args.repeat):
         refused = 0
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for p in preds:
             try:
                 PcapFilter(p).close()
             except PcapFilterError:
                 refused += 1  # contradictions: libpcap's optimiser refuses them
         theirs.append(time.perf_counter() - t0)
+        theirs_cpu.append(time.process_time() - c0)
         print(f"libpcap run {run + 1}/{args.repeat}: {theirs[-1]:.2f} s", file=sys.stderr)
 
     ours_s, theirs_s = statistics.median(ours), statistics.median(theirs)
@@ -69,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         "libpcap_seconds_median": round(theirs_s, 3),
         "libpcap_us_per_policy": round(theirs_s / args.count * 1e6, 1),
         "ratio_dysco_to_libpcap": round(ours_s / theirs_s, 2),
+        "dysco_cpu_seconds_median": round(statistics.median(ours_cpu), 3),
+        "libpcap_cpu_seconds_median": round(statistics.median(theirs_cpu), 3),
         "libpcap_refused_contradictions": refused,
         "entries_per_policy": {
             "mean": round(statistics.fmean(entries), 2),
