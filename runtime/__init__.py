@@ -6,6 +6,7 @@ Public surface::
     Install, Modify, Delete, Send, SetTimer, Notify, Mapping, Port, Reason, Table
     FiveTuple
     SynPayload, encode_payload, decode_payload, BadPayload   (docs/protocol.md)
+    splice, SpliceResult       a proxy hands its two sockets to the local agent (steps out)
 
 Adapters: ``dysco.runtime.sim`` (simulation on a fake clock), ``dysco.runtime.p4rt``
 (P4Runtime over gRPC, asyncio), ``dysco.runtime.cli`` (``dysco agent``, ``dysco ctl``).
@@ -25,6 +26,7 @@ from dysco.runtime._events import (
     SetTimer,
     Table,
 )
+from dysco.runtime._splicecall import SpliceResult, splice
 from dysco.runtime._types import FiveTuple
 from dysco.runtime._wire import BadPayload, SynPayload
 from dysco.runtime._wire import decode as decode_payload
@@ -46,8 +48,10 @@ __all__ = [
     "Role",
     "Send",
     "SetTimer",
+    "SpliceResult",
     "SynPayload",
     "Table",
     "decode_payload",
     "encode_payload",
+    "splice",
 ]
