@@ -418,11 +418,12 @@ def _run(mgmt: str, jobs: list[Job], timeout: float, parallel: int) -> Iterator[
 def splice_main(args: argparse.Namespace) -> int:
     from dysco.runtime._splicecall import Side, parse_pair, request_splice, side_from_ss
 
-    inbound, outbound = parse_pair(args.inbound, "--in"), parse_pair(args.outbound, "--out")
+    client, proxy_in = parse_pair(args.inbound, "--in")  # both left to right
+    proxy_out, server = parse_pair(args.outbound, "--out")
     if args.no_kernel_info:
-        sides = (Side.bare(*inbound), Side.bare(*outbound))
+        sides = (Side.bare(proxy_in, client), Side.bare(proxy_out, server))
     else:
-        sides = (side_from_ss(*inbound), side_from_ss(*outbound))
+        sides = (side_from_ss(proxy_in, client, args.inbound), side_from_ss(proxy_out, server, args.outbound))
     result = request_splice(sides[0], sides[1], args.delta, args.delta_rev, args.mgmt, args.timeout)
     if args.json:
         print(json.dumps(result.details, indent=2, sort_keys=True))

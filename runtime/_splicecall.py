@@ -183,7 +183,8 @@ def request_splice(
 
 
 def parse_pair(text: str, flag: str) -> tuple[Endpoint, Endpoint]:
-    """``SRC:PORT-DST:PORT`` (or ``->``) as the proxy sees the connection: local first."""
+    """``SRC:PORT-DST:PORT`` (or ``->``): a connection from left to right (client -> proxy,
+    proxy -> server)."""
     key = text.replace(" ", "").replace("->", "-")
     parts = key.split("-")
     if len(parts) != 2:
@@ -203,10 +204,11 @@ def _endpoint(text: str, flag: str, whole: str) -> Endpoint:
     return ip, number
 
 
-def side_from_ss(local: Endpoint, peer: Endpoint) -> Side:
-    """The kernel's view of an established connection of any process in this network namespace."""
+def side_from_ss(local: Endpoint, peer: Endpoint, shown: str = "") -> Side:
+    """The kernel's view of an established connection of any process in this network namespace
+    (``shown``: the connection as the user wrote it, for the error)."""
     argv = [
-        "ss", "-tinH", "state", "established",
+        "ss", "-tinoH", "state", "established",
         "src", f"{local[0]}:{local[1]}", "dst", f"{peer[0]}:{peer[1]}",
     ]  # fmt: skip
     try:
@@ -215,15 +217,16 @@ def side_from_ss(local: Endpoint, peer: Endpoint) -> Side:
         raise UserError(f"ss failed ({exc}); give --no-kernel-info") from None
     kernel = parse_ss(out)
     if kernel is None:
+        shown = shown or f"{local[0]}:{local[1]}-{peer[0]}:{peer[1]}"
         raise UserError(
-            f"no established TCP connection {local[0]}:{local[1]}-{peer[0]}:{peer[1]} in this network "
+            f"no established TCP connection {shown} in this network "
             "namespace: run the command where the proxy runs (ip netns exec NS ...) or give --no-kernel-info"
         )
     return Side(local, peer, kernel)
 
 
 def parse_ss(out: str) -> Kernel | None:
-    """The first connection of ``ss -tinH state established ...`` output, or None."""
+    """The first connection of ``ss -tinoH state established ...`` output, or None."""
     words = out.split()
     if len(words) < 4:
         return None
