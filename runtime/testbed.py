@@ -18,6 +18,7 @@ runs them and docs/operations.md shows them (a test keeps the two equal).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import queue
 import re
@@ -79,6 +80,12 @@ class Host:
     """A NIC without an agent runs this program (default: the plan's)."""
     sysctls: tuple[str, ...] = ()
     """``NAME=VALUE`` settings in the host's namespace (e.g. conntrack's)."""
+    policy: str = ""
+    """The policy of this host's agent (the first client's is the plan's)."""
+    agentless: tuple[str, ...] = ()
+    """More networks the agent treats as agentless (chains toward them end at their last hop)."""
+    splice: bool = False
+    """The agent watches handshakes so that a proxy on this host can splice (``--splice``)."""
 
     @property
     def address(self) -> str:
@@ -139,10 +146,23 @@ class Plan:
 
     @property
     def policy_text(self) -> str:
+        return self._substitute(self.policy)
+
+    def _substitute(self, text: str) -> str:
         try:
-            return string.Template(self.policy).substitute({h.name: h.address for h in self.hosts})
+            return string.Template(text).substitute({h.name: h.address for h in self.hosts})
         except (KeyError, ValueError) as exc:
             raise UserError(f"the policy names no host {exc}") from None
+
+    def policy_files(self) -> dict[str, tuple[str, str]]:
+        """Host name -> (policy file, its text) for every agent with a policy."""
+        clients = self.role("client")
+        files = {clients[0].name: (self.policies, self.policy_text)} if clients else {}
+        stem = self.policies.removesuffix(".dysco")
+        for h in self.with_agent():
+            if h.policy:
+                files[h.name] = (f"{stem}-{h.name}.dysco", self._substitute(h.policy))
+        return files
 
     # ---- the commands ---------------------------------------------------------------------------
 
@@ -247,10 +267,14 @@ class Plan:
 
     def agent(self, h: Host) -> str:
         options = ""
+        policy = self.policy_files().get(h.name)
+        if policy is not None:
+            options = f" --policies {policy[0]}"
         if h.role == "client":
-            options = f" --policies {self.policies}" + "".join(
-                f" --agentless 10.0.{x.subnet}.0/24" for x in self.hosts if not x.agent
-            )
+            options += "".join(f" --agentless 10.0.{x.subnet}.0/24" for x in self.hosts if not x.agent)
+        options += "".join(f" --agentless {net}" for net in h.agentless)
+        if h.splice:
+            options += " --splice"
         return (
             f"{self.dysco} -v agent --p4runtime 127.0.0.1:{h.grpc_port} --address {h.address} --name {h.name}"
             f"{options} --p4 {self.p4} --linger {self.linger:g} --mgmt {self.mgmt(h)}"
@@ -267,8 +291,14 @@ class Plan:
 
     def script(self) -> str:
         """Everything above as a shell session (docs/operations.md shows this text)."""
-        lines = ["# the network", *self.network(), "", "# the policy of the client's agent"]
-        lines += [f"cat > {self.policies} <<'EOF'", self.policy_text.rstrip("\n"), "EOF", ""]
+        lines = ["# the network", *self.network(), ""]
+        for name, (path, text) in self.policy_files().items():
+            lines += [
+                f"# the policy of the {name}'s agent"
+                if name != "client"
+                else "# the policy of the client's agent"
+            ]
+            lines += [f"cat > {path} <<'EOF'", text.rstrip("\n"), "EOF", ""]
         lines.append(
             f"# {_count(len(self.hosts))} NICs, then their agents (each in its own terminal, or with &)"
         )
@@ -418,6 +448,8 @@ def clean(plan: Plan) -> None:
     for cmd in plan.teardown():
         subprocess.run(shlex.split(cmd), capture_output=True, check=False)
     Path(plan.policies).unlink(missing_ok=True)
+    for path, _ in plan.policy_files().values():
+        Path(path).unlink(missing_ok=True)
 
 
 @dataclass
@@ -445,7 +477,8 @@ class Testbed:
             clean(self.plan)  # leftovers of an interrupted run
             for cmd in self.plan.network():
                 run(cmd)
-            Path(self.plan.policies).write_text(self.plan.policy_text)
+            for path, text in self.plan.policy_files().values():
+                Path(path).write_text(text)
             for h in self.plan.hosts:
                 p = Process(self._argv(self.plan.switch(h)), self.logs / f"switch-{h.name}.log", SWITCH_READY)
                 self.switches.append(p)
@@ -485,7 +518,19 @@ class Testbed:
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,15}")
 _TOP_KEYS = {"prefix", "p4", "linger", "grpc_port", "policy", "host"}
-_HOST_KEYS = {"name", "role", "agent", "kind", "rules", "port", "p4", "sysctls"}
+_HOST_KEYS = {
+    "name",
+    "role",
+    "agent",
+    "kind",
+    "rules",
+    "port",
+    "p4",
+    "sysctls",
+    "policy",
+    "agentless",
+    "splice",
+}
 _SYSCTL = re.compile(r"[a-z0-9_.]+=[A-Za-z0-9_.-]+")
 
 
@@ -538,6 +583,12 @@ def load_topology(path: Path, **overrides: Any) -> Plan:
         bad = [x for x in sysctls if not (isinstance(x, str) and _SYSCTL.fullmatch(x))]
         if bad:
             raise UserError(f"{where}: sysctls must be NAME=VALUE strings, not {bad[0]!r}")
+        agentless = _get(t, "agentless", list, [], where)
+        for net in agentless:
+            try:
+                ipaddress.IPv4Network(net)
+            except (ValueError, TypeError):
+                raise UserError(f"{where}: agentless {net!r} is not an IPv4 network") from None
         counts[role] = counts.get(role, 0) + 1
         key = role[0] + (str(counts[role]) if counts[role] > 1 else "")
         agent = _get(t, "agent", bool, True, where)
@@ -557,6 +608,9 @@ def load_topology(path: Path, **overrides: Any) -> Plan:
                 _get(t, "port", int, 80, where),
                 p4,
                 tuple(sysctls),
+                _get(t, "policy", str, "", where),
+                tuple(agentless),
+                _get(t, "splice", bool, False, where),
             )
         )
     if len({h.name for h in hosts}) != len(hosts):
@@ -574,8 +628,13 @@ def load_topology(path: Path, **overrides: Any) -> Plan:
     plan = Plan(tuple(hosts), **fields)
     if not re.fullmatch(r"[a-z][a-z0-9]{0,7}", plan.prefix):
         raise UserError(f"{path}: prefix {plan.prefix!r}: at most 8 lower-case letters and digits")
+    for h in plan.hosts:
+        if (h.policy or h.splice or h.agentless) and not h.agent:
+            raise UserError(
+                f"{path}: host {h.name}: policy, agentless and splice are for a host with an agent"
+            )
     try:
-        plan.policy_text  # noqa: B018 -- every $NAME in the policy names a host
+        plan.policy_files()  # every $NAME in a policy names a host
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
     return plan

@@ -14,7 +14,7 @@ from .conftest import ROOT
 HOSTS = '[[host]]\nname = "client"\nrole = "client"\n[[host]]\nname = "mbox"\nrole = "middlebox"\n'
 
 
-@pytest.mark.parametrize("name", ["chain", "firewall", "nat", "haproxy", "longchain", "reconfig"])
+@pytest.mark.parametrize("name", ["chain", "firewall", "nat", "haproxy", "longchain", "reconfig", "splice"])
 def test_examples_load(name: str) -> None:
     plan = load_topology(ROOT / "examples" / f"{name}.toml")
     assert plan.role("client") and plan.role("middlebox") and plan.role("server")
@@ -34,6 +34,13 @@ def test_examples_load(name: str) -> None:
         (HOSTS + 'kind = "nginx"\n', "kind 'nginx' is not one of"),
         (HOSTS + "rules = [1]\n", "rules must be strings"),
         (HOSTS + 'sysctls = ["net.ipv4.ip_forward"]\n', "sysctls must be NAME=VALUE strings"),
+        (HOSTS + 'agentless = ["10.0.3"]\n', "agentless '10.0.3' is not an IPv4 network"),
+        (HOSTS + "splice = 1\n", "splice must be bool"),
+        (
+            HOSTS + "agent = false\nsplice = true\n",
+            "host mbox: policy, agentless and splice are for a host with an agent",
+        ),
+        (HOSTS + 'policy = "policy p: tcp -> $nowhere"\n', "the policy names no host"),
         (HOSTS + 'sysctls = ["a=1; reboot"]\n', "sysctls must be NAME=VALUE strings, not 'a=1; reboot'"),
         (HOSTS + 'p4 = "p4src/baseline.p4"\n', "p4 is for a NIC without an agent"),
         (HOSTS.replace('"mbox"', '"client"'), "two hosts have the same name"),
@@ -56,6 +63,20 @@ def test_sysctls_are_set_in_the_hosts_namespace() -> None:
     cmd = f"ip netns exec {plan.ns(fw2.key)} sysctl -qw net.netfilter.nf_conntrack_tcp_be_liberal=1"
     assert plan.network().count(cmd) == 1
     assert not plan.host("fw1").sysctls
+
+
+def test_a_host_of_its_own_policy_agentless_networks_and_splice(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(
+        HOSTS + 'splice = true\nagentless = ["10.0.3.2/32"]\npolicy = "policy p: tcp dst port 9 -> $client"\n'
+    )
+    plan = load_topology(path, policies=str(tmp_path / "p.dysco"))
+    files = plan.policy_files()
+    assert files["mbox"] == (str(tmp_path / "p-mbox.dysco"), "policy p: tcp dst port 9 -> 10.0.1.2")
+    agent = plan.agent(plan.host("mbox"))
+    assert f"--policies {tmp_path / 'p-mbox.dysco'} --agentless 10.0.3.2/32 --splice " in agent
+    assert "--splice" not in plan.agent(plan.host("client"))
+    assert "cat > " + str(tmp_path / "p-mbox.dysco") in plan.script()
 
 
 def test_missing_file(tmp_path: Path) -> None:
