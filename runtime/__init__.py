@@ -2,7 +2,9 @@
 
 Public surface::
 
-    Agent, Config              the sans-IO core (events in, actions out)
+    Agent, Config              the sans-IO core (events in, actions out); Agent.reconfigure,
+                               Agent.request_removal / request_reconfiguration (rightRequest),
+                               Agent.splice (remove a TCP-terminating proxy, Config.splice)
     Install, Modify, Delete, Send, SetTimer, Notify, Mapping, Port, Reason, Table
     FiveTuple
     SynPayload, encode_payload, decode_payload, BadPayload   (docs/protocol.md)

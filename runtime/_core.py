@@ -44,6 +44,7 @@ from dysco.runtime._fsm import (
     SubsessionState,
 )
 from dysco.runtime._reconf import Reconfigurer
+from dysco.runtime._splice import Side, compute, side
 from dysco.runtime._twopath import translate
 from dysco.runtime._types import FiveTuple, ip_int, ip_str, prefixed
 
@@ -66,6 +67,9 @@ class Config:
     """Idle timeout of every session entry in the NIC."""
     agentless: tuple[ipaddress.IPv4Network, ...] = ()
     """Destinations without a Dysco agent: chains toward them end at their last hop (a gateway)."""
+    splice: bool = False
+    """Watch the handshake of every session this host's applications terminate or open (one
+    more punt per session), so a proxy here can splice them (:meth:`Agent.splice`)."""
 
 
 class Role(enum.Enum):
@@ -116,6 +120,12 @@ class Session:
     """Added to the sequence numbers arriving on the right subsession."""
     active: int = 0
     """When the agent last saw a packet of the session (a closing session lingers from then)."""
+    peer_syn: Side | None = None
+    """``Config.splice``: the SYN (right end) or SYN-ACK (left end) from the other end."""
+    host_syn: Side | None = None
+    """``Config.splice``: this host's SYN (left end) or SYN-ACK (right end)."""
+    waiting: dict[tuple[Table, FiveTuple], FiveTuple] = field(default_factory=dict)
+    """Entries punting until the handshake's packet passed, and the target they get then."""
 
 
 class Agent:
@@ -135,6 +145,8 @@ class Agent:
         self._timers: list[tuple[int, int]] = []
         self._announced: int | None = None
         self._entries = {Table.OUT: 0, Table.IN: 0}
+        self.drops: dict[tuple[Table, FiveTuple], Mapping] = {}
+        """Drop entries for a spliced proxy's sockets, until they idle out."""
         self.rc = Reconfigurer(self)
 
     # ---- events ---------------------------------------------------------------------------------
@@ -190,6 +202,11 @@ class Agent:
 
     def idle_timeout(self, now: int, table: Table, key: FiveTuple) -> list[Action]:
         out: list[Action] = []
+        dropped = self.drops.pop((table, key), None)
+        if dropped is not None:  # a spliced proxy's socket fell silent
+            self._entries[table] -= 1
+            out.append(Delete(dropped))
+            return self._finish(out)
         sid = self.by_key.get((table, key))
         if sid is not None:
             self.metrics["sessions.idle"] += 1
@@ -271,7 +288,12 @@ class Agent:
         s.down = Subsession(d, self._sub_fsm(s, "down"), lport)
         s.syn_out = wire.encode(wire.SynPayload(s0, tuple(hops)))
         self._install(s, Mapping(Table.OUT, s0, None, s.sid), Direction.FWD, out)
-        self._install(s, Mapping(Table.IN, d.reversed(), s0.reversed(), s.sid), Direction.REV, out)
+        if self.config.splice:  # the server's SYN-ACK comes to the agent once
+            s.host_syn = side(f, now)
+            s.waiting[(Table.IN, d.reversed())] = s0.reversed()
+            self._install(s, Mapping(Table.IN, d.reversed(), None, s.sid), Direction.REV, out)
+        else:
+            self._install(s, Mapping(Table.IN, d.reversed(), s0.reversed(), s.sid), Direction.REV, out)
         self._set_deadline(s, now + self.config.setup_timeout)
         self._send_syn(s, f, out)
 
@@ -327,7 +349,14 @@ class Agent:
         s.up = Subsession(d, self._sub_fsm(s, "up"))
         s.up.fsm.set(SubsessionState.OPEN)
         self._install(s, Mapping(Table.IN, d, p.session, s.sid), Direction.FWD, out)
-        self._install(s, Mapping(Table.OUT, p.session.reversed(), d.reversed(), s.sid), Direction.REV, out)
+        if self.config.splice and role is Role.RIGHT:  # this host's SYN-ACK comes to the agent once
+            s.peer_syn = side(f, now)
+            s.waiting[(Table.OUT, p.session.reversed())] = d.reversed()
+            self._install(s, Mapping(Table.OUT, p.session.reversed(), None, s.sid), Direction.REV, out)
+        else:
+            self._install(
+                s, Mapping(Table.OUT, p.session.reversed(), d.reversed(), s.sid), Direction.REV, out
+            )
         if role is Role.MIDDLE:
             s.tag = self._next_tag
             self._next_tag = self._next_tag % 0xFFFFFFFF + 1
@@ -403,6 +432,17 @@ class Agent:
             return
         m, direction = s.mappings[(table, f.five_tuple)]
         target = m.target
+        waited = s.waiting.pop((table, f.five_tuple), None)
+        if waited is not None:  # the handshake's SYN-ACK (Config.splice): seen once, then fast
+            if f.flags & pk.SYN and f.flags & pk.ACK:
+                if table is Table.OUT:
+                    s.host_syn = side(f, now)
+                else:
+                    s.peer_syn = side(f, now)
+            m = replace(m, target=waited)
+            s.mappings[(table, f.five_tuple)] = (m, direction)
+            out.append(Modify(m))
+            target = waited
         if target is None:  # the left end's SYN_SENT entry
             if f.syn_only:
                 self._resend(s, f, out)
@@ -586,6 +626,7 @@ class Agent:
             or self.ports.in_use()
             or any(self._entries.values())
             or self.selector.load
+            or self.drops
             or not self.rc.empty()
         )
 
@@ -626,3 +667,54 @@ class Agent:
             )
             return self._finish([note])
         return self.request_reconfiguration(now, sid, s.down.tuple.dst, ())
+
+    # ---- splice --------------------------------------------------------------------------------------
+
+    def splice(
+        self, now: int, inbound: FiveTuple, outbound: FiveTuple, fwd_bytes: int = 0, rev_bytes: int = 0
+    ) -> list[Action]:
+        """A TCP-terminating proxy on this host hands over its two sockets: remove the proxy from
+        the path so that the client's and the server's anchors carry the bytes between them.
+
+        ``inbound``: the accepted socket as the proxy sees it, peer to local (client address and
+        port -> this host's address and the listening port); it must be a Dysco session whose
+        right end is this agent.  ``outbound``: the connected socket, local to peer (this host's
+        address and port -> the server's); it must be a Dysco session this agent opened (the
+        proxy's policy).  ``fwd_bytes``: bytes the proxy added to the client's stream (written
+        to ``outbound`` minus read from ``inbound``; 0 for a relay), ``rev_bytes`` the same the
+        other way.  The rest comes from the handshakes this agent watched (``Config.splice``):
+        initial sequence numbers, window scale, SACK permitted and timestamps of both sessions.
+
+        The agent asks the agent on the client's side to reconfigure the path up to the agent on
+        the server's side with no middlebox (a rightRequest); the proxy keeps relaying until its
+        sockets fall silent (the two-path phase drains the bytes already on the old path).  When
+        the old path is torn down this agent reports ``spliced`` and installs drop entries for
+        the four five-tuples of the two sockets, so whatever the proxy's kernel still sends (FIN,
+        RST, retransmissions) never leaves the NIC; they go when they idle out.  Notifies
+        ``splice_started`` (with ``splice_warning`` for a difference that cannot be translated) or
+        ``splice_refused``; the reconfiguration's outcome is the left anchor's
+        (``right_request_accepted`` / ``_refused`` / ``_failed`` here)."""
+        out: list[Action] = []
+        s1 = self.sessions.get(self.by_key.get((Table.OUT, inbound.reversed()), 0))
+        s2 = self.sessions.get(self.by_key.get((Table.OUT, outbound), 0))
+        why = ""
+        if s1 is None or s1.role is not Role.RIGHT or s1.up is None:
+            why = f"the inbound socket {inbound} is not a Dysco session ending at this agent"
+        elif s2 is None or s2.role is not Role.LEFT or s2.down is None:
+            why = f"the outbound socket {outbound} is not a Dysco session this agent opened"
+        elif None in (s1.peer_syn, s1.host_syn, s2.host_syn, s2.peer_syn):
+            why = "the handshakes were not watched (start the agent with splice enabled)"
+        elif any(x.fsm.state not in (SessionState.ESTABLISHED, SessionState.HALF_CLOSED) for x in (s1, s2)):
+            why = "both sessions must be established"
+        elif s1.sid in self.rc.splices or s1.sid in self.rc.anchors or s1.sid in self.rc.locks:
+            why = "the inbound session is already being spliced or reconfigured"
+        if why or s1 is None or s2 is None:
+            self.metrics["splice.refused"] += 1
+            out.append(Notify("splice_refused", why, 0, True))
+            return self._finish(out)
+        assert s1.peer_syn and s1.host_syn and s2.host_syn and s2.peer_syn
+        t = compute(s1.peer_syn, s1.host_syn, s2.host_syn, s2.peer_syn, fwd_bytes, rev_bytes, now)
+        for w in t.warnings:
+            out.append(Notify("splice_warning", f"{s1.session} + {s2.session}: {w}", s1.sid))
+        self.rc.splice(now, s1, s2, t, out)
+        return self._finish(out)

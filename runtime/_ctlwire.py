@@ -58,7 +58,19 @@ TUPLE = Layout(
     Field("pad", "3s", const=b"\0\0\0"),
 )
 """A five-tuple (16 bytes); all zero means "not given"."""
-DELTAS = Layout(Field("delta_fwd", "I"), Field("delta_rev", "I"), Field("value", "I"))
+DELTAS = Layout(
+    Field("delta_fwd", "I"),
+    Field("delta_rev", "I"),
+    Field("value", "I"),
+    Field("ts_fwd", "I"),
+    Field("ts_rev", "I"),
+    Field("ws_fwd_from", "B"),
+    Field("ws_fwd_to", "B"),
+    Field("ws_rev_from", "B"),
+    Field("ws_rev_to", "B"),
+)
+"""Sequence deltas, the type's value, and the option translations a splice adds (timestamp
+deltas, window scale shifts), per direction."""
 ADDRESS = Layout(Field("addr", "4s"))
 TUPLES = ("sub", "left_session", "right_session")
 FIXED = HEADER.size + TUPLE.size * len(TUPLES) + DELTAS.size + TAG.size
@@ -194,6 +206,12 @@ class Message:
     status: Status = Status.OK
     hops: tuple[int, ...] = ()
     tag: Tag = field(default_factory=Tag)
+    ts_fwd: int = 0
+    """Left-to-right TSval delta accumulated so far (a spliced proxy's two sessions; mod 2^32)."""
+    ts_rev: int = 0
+    ws_fwd: tuple[int, int] = (0, 0)
+    """Left-to-right window: ``window << ws[0] >> ws[1]`` (equal shifts: unchanged)."""
+    ws_rev: tuple[int, int] = (0, 0)
 
     def encoded_size(self) -> int:
         return FIXED + ADDRESS.size * len(self.hops) + len(self.tag.value)
@@ -234,7 +252,20 @@ def encode(
         "left_anchor": _b4(m.left_anchor),
         "right_anchor": _b4(m.right_anchor),
     }
-    d = {"delta_fwd": m.delta_fwd % 2**32, "delta_rev": m.delta_rev % 2**32, "value": m.value % 2**32}
+    for ws in (m.ws_fwd, m.ws_rev):
+        if not all(0 <= x <= 14 for x in ws):
+            raise ValueError(f"window scale shifts {ws} (0-14)")
+    d = {
+        "delta_fwd": m.delta_fwd % 2**32,
+        "delta_rev": m.delta_rev % 2**32,
+        "value": m.value % 2**32,
+        "ts_fwd": m.ts_fwd % 2**32,
+        "ts_rev": m.ts_rev % 2**32,
+        "ws_fwd_from": m.ws_fwd[0],
+        "ws_fwd_to": m.ws_fwd[1],
+        "ws_rev_from": m.ws_rev[0],
+        "ws_rev_to": m.ws_rev[1],
+    }
     top = b"".join(
         [
             HEADER.pack(head),
@@ -298,6 +329,9 @@ def decode(
         tuples.append(tup)
     d = DELTAS.unpack(data, off)
     off += DELTAS.size
+    shifts = tuple(_i(d[n]) for n in ("ws_fwd_from", "ws_fwd_to", "ws_rev_from", "ws_rev_to"))
+    if max(shifts) > 14:
+        raise GarbledControl(f"window scale shift {max(shifts)} > 14")
     hops = []
     for _ in range(nhops):
         hops.append(_i(ADDRESS.unpack(data, off)["addr"]))
@@ -334,6 +368,10 @@ def decode(
         status,
         tuple(hops),
         Tag(tag_type, _i(tag["key_id"]), value),
+        _i(d["ts_fwd"]),
+        _i(d["ts_rev"]),
+        (shifts[0], shifts[1]),
+        (shifts[2], shifts[3]),
     )
 
 

@@ -42,7 +42,7 @@ class Reason(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class Mapping:
     """One entry of a session table: packets matching ``key`` are rewritten to ``target``,
-    or, with ``target`` None, punted to the agent."""
+    or, with ``target`` None, punted to the agent (dropped with ``drop``)."""
 
     table: Table
     key: FiveTuple
@@ -52,6 +52,14 @@ class Mapping:
     """Added to the sequence number (packets arriving on a reconfigured path)."""
     ack_delta: int = 0
     """Subtracted from the acknowledgment number and SACK edges (packets leaving on one)."""
+    ts_val_delta: int = 0
+    """Added to the TSval of the timestamp option (a spliced session, packets arriving)."""
+    ts_ecr_delta: int = 0
+    """Added to the TSecr (a spliced session, packets leaving)."""
+    ws: tuple[int, int] = (0, 0)
+    """The window becomes ``window << ws[0] >> ws[1]`` (a spliced session's scales differ)."""
+    drop: bool = False
+    """Drop the packets instead (what a spliced proxy's kernel still sends)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,7 @@ class Nic:
         self._fields: dict[Table, tuple[int, ...]] = {}
         self._rewrite: dict[Table, int] = {}
         self._punt: dict[Table, int] = {}
+        self._drop: dict[Table, int] = {}
         self._table_of: dict[int, Table] = {}
         for table, names in _TABLE_NAMES.items():
             t = _by_name(p4info.tables, names.table, "table")
@@ -71,6 +72,7 @@ class Nic:
             self._fields[table] = tuple(fids[n] for n in names.key)
             self._rewrite[table] = _by_name(p4info.actions, names.rewrite_action, "action").preamble.id
             self._punt[table] = _by_name(p4info.actions, names.punt_action, "action").preamble.id
+            self._drop[table] = _by_name(p4info.actions, names.drop_action, "action").preamble.id
         c = p4names.CLASSIFIER
         ct = _by_name(p4info.tables, c.table, "table")
         self.classifier_id = ct.preamble.id
@@ -87,7 +89,9 @@ class Nic:
         return tuple(FieldMatch(fid, "exact", v) for fid, v in pairs)
 
     def entry(self, m: Mapping, idle_timeout_ns: int = 0) -> TableEntry:
-        if m.target is None:
+        if m.drop:
+            action = ActionCall(self._drop[m.table], ())
+        elif m.target is None:
             action = ActionCall(self._punt[m.table], (m.session_id,))
         else:
             t = m.target
@@ -100,10 +104,10 @@ class Nic:
                     t.dport,
                     m.seq_delta % 2**32,
                     m.ack_delta % 2**32,
-                    0,
-                    0,
-                    0,
-                    0,
+                    m.ts_val_delta % 2**32,
+                    m.ts_ecr_delta % 2**32,
+                    m.ws[0],
+                    m.ws[1],
                     m.session_id,
                 ),
             )

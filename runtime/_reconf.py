@@ -20,13 +20,14 @@ from dysco.runtime import _packet as pk
 from dysco.runtime import _wire as wire
 from dysco.runtime._alloc import PortsExhausted
 from dysco.runtime._ctlmsg import ATTEMPTS, FIRST_RTO, MAX_RTO, MS, Messenger, Pending
-from dysco.runtime._events import Action, Delete, Mapping, Modify, Notify, Port, Send, Table
+from dysco.runtime._events import Action, Delete, Install, Mapping, Modify, Notify, Port, Send, Table
 from dysco.runtime._fsm import SessionState, SubsessionState
+from dysco.runtime._splice import Spliced, compose
 from dysco.runtime._twopath import M32, Anchor, PathSide, Phase, translate
 from dysco.runtime._types import FiveTuple, ip_str
 
 if TYPE_CHECKING:
-    from dysco.runtime._core import Agent, Direction, Session
+    from dysco.runtime._core import Agent, Direction, Session, Subsession
 
 MAC = b"\x02\0\0\0\0\x0a"
 SECOND = 1000 * MS
@@ -65,6 +66,9 @@ class Reconfigurer:
         self.awaiting: dict[FiveTuple, int] = {}
         """Right anchor: the left anchor's view of the session -> session id (new-path SYN)."""
         self.rids: dict[int, tuple[int, int]] = {}
+        self.splices: dict[int, tuple[int, Spliced]] = {}
+        """A spliced proxy's inbound session id -> its outbound session id and the translations:
+        reconfiguration messages cross from the one to the other here."""
         self.held: dict[int, tuple[int, cw.Message]] = {}
         """Right anchor done, waiting for the TEARDOWN: a REQUEST_LOCK that came on the new path."""
         self.msgs = Messenger(self.me, agent.metrics)
@@ -84,9 +88,8 @@ class Reconfigurer:
         return self.msgs.next_deadline()
 
     def empty(self) -> bool:
-        return (
-            not (self.locks or self.anchors or self.awaiting or self.rids or self.held) and self.msgs.empty()
-        )
+        busy = self.locks or self.anchors or self.awaiting or self.rids or self.held or self.splices
+        return not busy and self.msgs.empty()
 
     def timer(self, now: int, out: list[Action]) -> None:
         expired = self.msgs.timer(now, out)
@@ -158,16 +161,17 @@ class Reconfigurer:
         """The session's entries back to the fast path: on the new path (with its deltas) or the old."""
         target = a.new_target if new else a.old_target
         delta = a.new_delta if new else a.old_delta
+        ecr = -a.new_ts & M32 if new else 0
         assert target is not None
         for table, key, m in (
-            (Table.OUT, a.out_key, Mapping(Table.OUT, a.out_key, target, s.sid, 0, delta)),
+            (Table.OUT, a.out_key, Mapping(Table.OUT, a.out_key, target, s.sid, 0, delta, ts_ecr_delta=ecr)),
             (Table.IN, a.old_in_key, Mapping(Table.IN, a.old_in_key, a.in_target, s.sid, a.old_delta, 0)),
         ):
             if (table, key) in s.mappings:
                 s.mappings[(table, key)] = (m, s.mappings[(table, key)][1])
                 out.append(Modify(m))
         if a.new_in_key is not None and (Table.IN, a.new_in_key) in s.mappings:
-            m = Mapping(Table.IN, a.new_in_key, a.in_target, s.sid, a.new_delta, 0)
+            m = Mapping(Table.IN, a.new_in_key, a.in_target, s.sid, a.new_delta, 0, a.new_ts, 0, a.new_ws)
             s.mappings[(Table.IN, a.new_in_key)] = (m, s.mappings[(Table.IN, a.new_in_key)][1])
             out.append(Modify(m))
 
@@ -231,6 +235,57 @@ class Reconfigurer:
         else:
             self._reply(now, src, msg, k.STATE_IMPORTED, out)
 
+    # ---- splice ----------------------------------------------------------------------------------
+
+    def splice(self, now: int, s1: Session, s2: Session, t: Spliced, out: list[Action]) -> None:
+        """Join a proxy's inbound session ``s1`` and outbound session ``s2`` into one path through
+        this agent, then ask the agent on the left to delete this hop (rightRequest)."""
+        assert s2.down is not None
+        self.splices[s1.sid] = (s2.sid, t)
+        self.agent.metrics["splice.started"] += 1
+        out.append(Notify("splice_started", f"{s1.session} + {s2.session}", s1.sid))
+        if not self.right_request(now, s1, s2.down.tuple.dst, (), out):
+            del self.splices[s1.sid]
+
+    def _down(self, s: Session) -> Subsession | None:
+        """The subsession to the right of ``s`` at this agent: a spliced proxy's outbound one."""
+        if s.down is not None or s.sid not in self.splices:
+            return s.down
+        s2 = self.agent.sessions.get(self.splices[s.sid][0])
+        return s2.down if s2 is not None else None
+
+    def _splice_failed(self, s: Session | None, why: str, out: list[Action]) -> None:
+        """The reconfiguration that was to remove this proxy did not happen: both sessions go on
+        through it (the proxy may splice again)."""
+        if s is not None and self.splices.pop(s.sid, None) is not None:
+            self.agent.metrics["splice.failed"] += 1
+            out.append(Notify("splice_failed", f"{s.session}: {why}", s.sid, True))
+
+    def _spliced_away(self, now: int, s1: Session, out: list[Action]) -> None:
+        """The old path through this proxy is torn down: free both sessions, then drop whatever
+        the proxy's kernel still sends on its two sockets (and stragglers of the old subsessions)."""
+        sid2, _t = self.splices.pop(s1.sid)
+        s2 = self.agent.sessions.get(sid2)
+        keys = [(Table.OUT, s1.session.reversed())]
+        if s1.up is not None:
+            keys.append((Table.IN, s1.up.tuple))
+        if s2 is not None:
+            keys.append((Table.OUT, s2.session))
+            if s2.down is not None:
+                keys.append((Table.IN, s2.down.tuple.reversed()))
+        self.agent._close(now, s1, "spliced", out)
+        if s2 is not None:
+            self.agent._close(now, s2, "spliced", out)
+        for table, key in keys:
+            if (table, key) in self.agent.by_key or (table, key) in self.agent.drops:
+                continue
+            m = Mapping(table, key, None, 0, drop=True)
+            self.agent.drops[(table, key)] = m
+            self.agent._entries[table] += 1
+            out.append(Install(m))
+        self.agent.metrics["splice.completed"] += 1
+        out.append(Notify("spliced", f"{s1.session}: the proxy is out of the path", s1.sid))
+
     # ---- rightRequest ------------------------------------------------------------------------------
 
     def right_request(
@@ -276,6 +331,8 @@ class Reconfigurer:
     ) -> None:
         sid = p.sid
         name = s.session if s is not None else f"session {sid}"
+        if msg is None or msg.status is not cw.Status.OK:
+            self._splice_failed(s, "the agent on the left did not start the reconfiguration", out)
         if msg is None:
             out.append(Notify("right_request_failed", f"{name}: {ip_str(p.dst)} did not answer", sid, True))
         elif msg.status is cw.Status.OK:
@@ -318,6 +375,7 @@ class Reconfigurer:
         if msg.right_anchor == self.me:
             a = self._anchor(s, False, msg.left_anchor)
             a.new_delta = (msg.delta_fwd + a.old_delta) & M32
+            a.new_ts, a.new_ws = msg.ts_fwd, msg.ws_fwd
             a.extra["rid"] = msg.rid
             a.extra["lock_until"] = now + LOCK_TIMEOUT
             self.msgs.wake(now + LOCK_TIMEOUT, LOCK_TIMER, s.sid)
@@ -326,11 +384,16 @@ class Reconfigurer:
             self._punt(s, a, out)
             self._reply(now, src, msg, cw.Kind.ACK_LOCK, out, right_session=s.session)
             return None
-        if s.down is None:
+        down = self._down(s)
+        if down is None:
             return self._nack(now, src, msg, cw.Status.NOT_ON_PATH, out)
         self.locks[s.sid] = Lock(LockState.PENDING, (msg.left_anchor, msg.rid), (src, msg))
-        fwd = replace(msg, msg_id=self._id(), sub=s.down.tuple, delta_fwd=(msg.delta_fwd + s.delta_up) & M32)
-        self._request(now, s.down.tuple.dst, fwd, s.sid, out)
+        fwd = replace(msg, msg_id=self._id(), sub=down.tuple, delta_fwd=(msg.delta_fwd + s.delta_up) & M32)
+        if s.sid in self.splices:  # the proxy's translation joins the segment's
+            t = self.splices[s.sid][1].fwd
+            fwd = replace(fwd, delta_fwd=(fwd.delta_fwd + t.seq) & M32, ts_fwd=(fwd.ts_fwd + t.ts) & M32,
+                          ws_fwd=compose(fwd.ws_fwd, t.ws))  # fmt: skip
+        self._request(now, down.tuple.dst, fwd, s.sid, out)
         return None
 
     def _nack(self, now: int, src: int, msg: cw.Message, status: cw.Status, out: list[Action]) -> None:
@@ -364,11 +427,17 @@ class Reconfigurer:
             src, req = lock.upstream
             if ok:
                 lock.state = LockState.LOCKED
+                rev = (msg.delta_rev + s.delta_down) & M32
+                ts, ws = msg.ts_rev, msg.ws_rev
+                if s.sid in self.splices:
+                    t = self.splices[s.sid][1].rev
+                    rev, ts, ws = (rev + t.seq) & M32, (ts + t.ts) & M32, compose(ws, t.ws)
                 self._reply(now, src, req, cw.Kind.ACK_LOCK, out, right_session=msg.right_session,
-                            delta_rev=(msg.delta_rev + s.delta_down) & M32)  # fmt: skip
+                            delta_rev=rev, ts_rev=ts, ws_rev=ws)  # fmt: skip
             else:
                 del self.locks[s.sid]
                 self._reply(now, src, req, cw.Kind.NACK_LOCK, out, status=msg.status)
+                self._splice_failed(s, f"the lock was refused ({msg.status.name})", out)
         if saved is not None:
             if ok:
                 self._nack(now, saved[0], saved[1], cw.Status.BUSY, out)
@@ -392,6 +461,7 @@ class Reconfigurer:
     def _new_path(self, now: int, s: Session, msg: cw.Message, out: list[Action]) -> None:
         a = self.anchors[s.sid]
         a.new_delta = (msg.delta_rev + a.old_delta) & M32
+        a.new_ts, a.new_ws = msg.ts_rev, msg.ws_rev
         hops = (*a.hops, msg.right_anchor)
         try:
             lport = self.agent.ports.allocate(hops[0])
@@ -481,7 +551,8 @@ class Reconfigurer:
                     out.append(Send(translate(g, a.old_target, 0, a.old_delta).to_bytes(), Port.NET))
                 else:
                     assert a.new_target is not None
-                    out.append(Send(translate(g, a.new_target, 0, a.new_delta).to_bytes(), Port.NET))
+                    g = translate(g, a.new_target, 0, a.new_delta, (0, -a.new_ts & M32))
+                    out.append(Send(g.to_bytes(), Port.NET))
             direction = D.FWD if a.left else D.REV
         else:
             t = f.five_tuple
@@ -501,7 +572,8 @@ class Reconfigurer:
             else:
                 return False
             a.incoming(f)
-            out.append(Send(translate(f, a.in_target, delta, 0).to_bytes(), Port.HOST))
+            ts, ws = ((a.new_ts, 0), a.new_ws) if t == a.new_in_key else ((0, 0), (0, 0))
+            out.append(Send(translate(f, a.in_target, delta, 0, ts, ws).to_bytes(), Port.HOST))
             direction = D.REV if a.left else D.FWD
         self.agent.metrics["reconf.two_path_packets"] += 1
         if f.flags & (pk.FIN | pk.RST):
@@ -634,11 +706,15 @@ class Reconfigurer:
             return
         if msg.kind is cw.Kind.TEARDOWN:
             self._cancel_down(now, s, msg, out)
-            self.agent._close(now, s, "reconfigured away", out)
+            if s.sid in self.splices:
+                self._spliced_away(now, s, out)
+            else:
+                self.agent._close(now, s, "reconfigured away", out)
             return
         self._cancel_down(now, s, msg, out)
         del self.locks[s.sid]
         self.msgs.forget(s.sid)
+        self._splice_failed(s, "the reconfiguration was cancelled", out)
 
     def _lock_timer(self, now: int, sid: int, out: list[Action]) -> None:
         a = self.anchors.get(sid)
@@ -676,10 +752,11 @@ class Reconfigurer:
         out.append(Notify("reconfigured", f"{s.session}: rid {a.extra['rid']} (right anchor)", s.sid))
 
     def _cancel_down(self, now: int, s: Session, msg: cw.Message, out: list[Action]) -> None:
-        if s.down is not None:
+        down = self._down(s)
+        if down is not None:
             kind = cw.Kind.TEARDOWN if msg.kind is cw.Kind.TEARDOWN else cw.Kind.CANCEL_LOCK
-            fwd = replace(msg, kind=kind, msg_id=self._id(), sub=s.down.tuple)
-            self._request(now, s.down.tuple.dst, fwd, 0, out)
+            fwd = replace(msg, kind=kind, msg_id=self._id(), sub=down.tuple)
+            self._request(now, down.tuple.dst, fwd, 0, out)
 
     def _abandon(self, now: int, s: Session, why: str, out: list[Action], cancel: bool) -> None:
         """The left anchor gives up: the session stays on the old path."""
@@ -707,6 +784,8 @@ class Reconfigurer:
             out.append(Send(a.frame(pk.RST, a.old_sent or 0, 0), Port.NET))
 
     def session_closed(self, now: int, s: Session, out: list[Action]) -> None:
+        for sid1 in [k for k, (sid2, _) in self.splices.items() if s.sid in (k, sid2)]:
+            del self.splices[sid1]
         held = self.held.pop(s.sid, None)
         if held is not None:
             self._nack(now, held[0], held[1], cw.Status.CLOSING, out)

@@ -53,13 +53,45 @@ def _sack(options: bytes, delta: int) -> bytes:
     return bytes(out)
 
 
-def translate(f: pk.TcpFrame, target: FiveTuple, seq_delta: int, ack_delta: int) -> pk.TcpFrame:
-    """What the NIC's ``rewrite`` does, in software."""
+def _timestamps(options: bytes, val_delta: int, ecr_delta: int) -> bytes:
+    """The option area with the timestamp option's TSval and TSecr plus the deltas."""
+    out = bytearray(options)
+    i = 0
+    while i < len(out):
+        kind = out[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= len(out) or out[i + 1] < 2:
+            break
+        if kind == 8 and out[i + 1] == 10 and i + 10 <= len(out):
+            val, ecr = struct.unpack_from("!II", out, i + 2)
+            struct.pack_into("!II", out, i + 2, (val + val_delta) & M32, (ecr + ecr_delta) & M32)
+        i += out[i + 1]
+    return bytes(out)
+
+
+def translate(
+    f: pk.TcpFrame,
+    target: FiveTuple,
+    seq_delta: int,
+    ack_delta: int,
+    ts: tuple[int, int] = (0, 0),
+    ws: tuple[int, int] = (0, 0),
+) -> pk.TcpFrame:
+    """What the NIC's ``rewrite`` does, in software: ``ts`` are the TSval and TSecr deltas (the
+    TSecr only on segments with ACK), ``ws`` the window's shifts (not on SYNs)."""
     g = f.with_tuple(target)
     if seq_delta:
         g = replace(g, seq=(g.seq + seq_delta) & M32)
     if ack_delta and g.flags & pk.ACK:
         g = replace(g, ack=(g.ack - ack_delta) & M32, options=_sack(g.options, ack_delta))
+    if ts != (0, 0) and g.options:
+        g = replace(g, options=_timestamps(g.options, ts[0], ts[1] if g.flags & pk.ACK else 0))
+    if ws[0] != ws[1] and not g.flags & pk.SYN:
+        g = replace(g, window=min(0xFFFF, (g.window << ws[0]) >> ws[1]))
     return g
 
 
@@ -88,6 +120,10 @@ class Anchor:
     old_delta: int
     """Sequence delta of the old path's incoming packets (and ack delta of its outgoing ones)."""
     new_delta: int = 0
+    new_ts: int = 0
+    """TSval delta of the new path's incoming packets (and minus the TSecr delta of outgoing ones)."""
+    new_ws: tuple[int, int] = (0, 0)
+    """Window shifts of the new path's incoming packets."""
     new_target: FiveTuple | None = None
     new_in_key: FiveTuple | None = None
     phase: Phase = Phase.LOCKING
@@ -122,7 +158,13 @@ class Anchor:
         self.old_rcvd = None if idle else (value + self.new_delta) & M32
 
     def out_done(self) -> bool:
-        if self.phase is not Phase.TWO_PATH:
+        """This anchor's side of the two-path phase is over: everything its host sent on the old
+        path was acknowledged, and its host acknowledged everything the peer sent on it.  (The
+        second half matters when the old path has a TCP-terminating proxy: the proxy's
+        acknowledgments say nothing about what reached the host behind the other anchor.)"""
+        if self.phase is not Phase.TWO_PATH or not self.rcvd_known:
+            return False
+        if self.old_rcvd is not None and (self.host_ack is None or after(self.old_rcvd, self.host_ack)):
             return False
         if self.idle or self.old_sent is None:
             return True

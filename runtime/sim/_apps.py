@@ -8,6 +8,8 @@ from dataclasses import replace
 from dysco.runtime import _packet as pk
 from dysco.runtime._types import FiveTuple
 from dysco.runtime.sim._host import Host
+from dysco.runtime.sim._net import MS
+from dysco.runtime.sim._tcp import Conn, TcpStack
 
 
 class Forwarder:
@@ -67,3 +69,66 @@ class ChainClassifier(Forwarder):
         if f.syn_only and self.host.agent is not None:
             self.host.agent.prepend_hops(f.five_tuple, self.choose(f.five_tuple))
         super().receive(frame)
+
+
+POLL = 1 * MS
+
+
+class SpliceProxy:
+    """A TCP-terminating proxy (paper §4.2): accepts client connections on ``port``, opens its
+    own connection to ``upstream``:``upstream_port`` for each and relays the bytes both ways.
+    Once ``splice_after`` bytes went from the client to the server it hands both sockets to its
+    agent (:meth:`Agent.splice`), relays what still arrives on them (the old path draining), and
+    closes them when the agent reports ``spliced``: its FINs must never leave the NIC."""
+
+    def __init__(self, host: Host, port: int, upstream: int, upstream_port: int, splice_after: int) -> None:
+        self.host = host
+        self.tcp = TcpStack(host.sim, host.address, host.emit)
+        self.tcp.listen_stream(port)
+        self.upstream = (upstream, upstream_port)
+        self.splice_after = splice_after
+        self.pairs: list[tuple[Conn, Conn]] = []
+        self.relayed: dict[int, int] = {}
+        self.splice_at: int | None = None
+        self.closed_at: int | None = None
+
+    def receive(self, frame: bytes) -> None:
+        self.tcp.receive(frame)
+        paired = {id(c) for pair in self.pairs for c in pair}
+        for c in list(self.tcp.conns.values()):
+            if not c.client and c.established and id(c) not in paired:
+                up = self.tcp.connect(*self.upstream, b"", stream=True)
+                self.pairs.append((c, up))
+        for inbound, outbound in self.pairs:
+            self._relay(inbound, outbound)
+            self._relay(outbound, inbound)
+            self._maybe_splice(inbound, outbound)
+
+    def _relay(self, src: Conn, dst: Conn) -> None:
+        done = self.relayed.get(id(src), 0)
+        if len(src.received) > done and not dst.want_fin:
+            dst.data += bytes(src.received[done:])
+            self.relayed[id(src)] = len(src.received)
+        if src.peer_fin and not dst.want_fin and self.relayed.get(id(src), 0) == len(src.received):
+            dst.want_fin = True
+        dst.pump()
+
+    def _maybe_splice(self, inbound: Conn, outbound: Conn) -> None:
+        agent = self.host.agent
+        ready = outbound.established and self.relayed.get(id(inbound), 0) >= self.splice_after
+        if self.splice_at is None and agent is not None and ready:
+            self.splice_at = self.host.sim.now
+            a = self.host.address
+            fwd = FiveTuple(inbound.remote, a, inbound.remote_port, inbound.local_port)
+            out = FiveTuple(a, outbound.remote, outbound.local_port, outbound.remote_port)
+            self.host.execute(agent.splice(self.host.sim.now, fwd, out))
+            self.host.sim.after(POLL, lambda: self._close_when_spliced(inbound, outbound))
+
+    def _close_when_spliced(self, inbound: Conn, outbound: Conn) -> None:
+        if not any(n.event == "spliced" for n in self.host.notes):
+            self.host.sim.after(POLL, lambda: self._close_when_spliced(inbound, outbound))
+            return
+        self.closed_at = self.host.sim.now
+        for c in (inbound, outbound):  # close(): a FIN from this kernel, dropped by the NIC
+            c.want_fin = True
+            c.pump()

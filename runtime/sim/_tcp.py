@@ -50,6 +50,8 @@ class Conn:
     _timer_gen: int = 0
     respond: Callable[[bytes], bytes] | None = None
     eager: bool = False
+    stream: bool = False
+    """The application feeds ``data`` and sets ``want_fin`` itself (a relay), whatever comes in."""
     snd_max: int = 0
     """The highest sequence number sent so far plus one (the SYN counts)."""
     bad_acks: list[int] = field(default_factory=list)
@@ -157,7 +159,7 @@ class Conn:
             if f.flags & pk.FIN and not self.peer_fin:
                 self.peer_fin = True
                 self.rcv_nxt += 1
-                if not self.client and not self.eager:
+                if not self.client and not self.eager and not self.stream:
                     self.data = self.respond(bytes(self.received)) if self.respond else b""
                     self.want_fin = True
         if occupies:
@@ -174,6 +176,7 @@ class TcpStack:
         self.emit = emit
         self.conns: dict[tuple[int, int, int], Conn] = {}
         self.listening: dict[int, tuple[Callable[[bytes], bytes], bool]] = {}
+        self.streams: set[int] = set()
         self.retransmits = 0
         self.unmatched = 0
         self._next_port = 40000
@@ -181,11 +184,19 @@ class TcpStack:
     def listen(self, port: int, respond: Callable[[bytes], bytes], eager: bool = False) -> None:
         self.listening[port] = (respond, eager)
 
-    def connect(self, dst: int, dport: int, data: bytes, sport: int | None = None) -> Conn:
+    def listen_stream(self, port: int) -> None:
+        """Accept connections on ``port`` whose data the application feeds (:attr:`Conn.stream`)."""
+        self.listening[port] = (lambda req: b"", False)
+        self.streams.add(port)
+
+    def connect(
+        self, dst: int, dport: int, data: bytes, sport: int | None = None, stream: bool = False
+    ) -> Conn:
         if sport is None:
             sport = self._next_port
             self._next_port = self._next_port + 1 if self._next_port < 60999 else 40000
-        c = Conn(self, sport, dst, dport, self.sim.rng.randrange(1 << 30), data, want_fin=True)
+        c = Conn(self, sport, dst, dport, self.sim.rng.randrange(1 << 30), data, want_fin=not stream)
+        c.stream = stream
         self.conns[(dst, dport, sport)] = c
         c.segment(pk.SYN, c.iss, options=SYN_OPTIONS)
         c._arm()
@@ -201,6 +212,7 @@ class TcpStack:
         if c is None and f.syn_only and f.dport in self.listening:
             c = Conn(self, f.dport, f.src, f.sport, self.sim.rng.randrange(1 << 30), client=False)
             c.respond, c.eager = self.listening[f.dport]
+            c.stream = f.dport in self.streams
             c.rcv_nxt = f.seq + 1
             self.conns[key] = c
             c.segment(pk.SYN | pk.ACK, c.iss)

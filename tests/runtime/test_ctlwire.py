@@ -27,18 +27,21 @@ M = c.Message(
     FiveTuple(ip_int("10.0.0.1"), ip_int("10.0.0.100"), 40000, 80),
     delta_fwd=5,
     hops=(ip_int("10.0.0.20"),),
+    ts_fwd=2**32 - 3,
+    ws_fwd=(7, 2),
 )
 
 
 def test_documented_layout() -> None:
     data = c.encode(M)
-    assert len(data) == M.encoded_size() == 92 + 4
+    assert len(data) == M.encoded_size() == 104 + 4
     assert data[:4] == b"DYSR" and data[4] == 1 and data[5] == 1 and data[6] == 4
     assert int.from_bytes(data[8:10], "big") == len(data)
     assert int.from_bytes(data[12:16], "big") == 7 and int.from_bytes(data[16:20], "big") == 3
     assert data[28:32] == bytes([10, 0, 0, 1]) and data[36:38] == (10000).to_bytes(2, "big")
     assert int.from_bytes(data[76:80], "big") == 5
-    assert data[88:92] == bytes([10, 0, 0, 20]) and data[92:] == b"\0" * 4
+    assert int.from_bytes(data[88:92], "big") == 2**32 - 3 and data[96:100] == bytes([7, 2, 0, 0])
+    assert data[100:104] == bytes([10, 0, 0, 20]) and data[104:] == b"\0" * 4
     assert [n for _, _, n in c.HEADER.describe()][:4] == ["magic", "version", "type", "family"]
 
 
@@ -66,7 +69,10 @@ tuples = st.builds(FiveTuple, a32, a32, st.integers(0, 65535), st.integers(0, 65
 def test_round_trip_any(
     kind: c.Kind, mid: int, v: int, t1: FiveTuple, t2: FiveTuple, hops: list[int], status: c.Status
 ) -> None:
-    m = c.Message(kind, mid, v, v, mid, t1, t2, t1, v, mid, v, status, tuple(hops))
+    ws = (v % 15, mid % 15)
+    m = c.Message(
+        kind, mid, v, v, mid, t1, t2, t1, v, mid, v, status, tuple(hops), ts_fwd=mid, ts_rev=v, ws_fwd=ws
+    )
     assert c.decode(c.encode(m)) == m
 
 
@@ -99,8 +105,9 @@ def _patch(off: int, value: bytes) -> bytes:
         (_patch(8, b"\x00\x10"), c.GarbledControl, "length 16"),
         (_patch(41, b"\x01"), c.GarbledControl, "pad"),
         (_patch(40, b"\x11"), c.GarbledControl, "protocol 17"),
-        (_patch(92, b"\x01"), c.GarbledControl, "tag type 1"),
-        (_patch(94, b"\x00\x04"), c.GarbledControl, "tag length"),
+        (_patch(98, b"\x0f"), c.GarbledControl, "shift 15 > 14"),
+        (_patch(104, b"\x01"), c.GarbledControl, "tag type 1"),
+        (_patch(106, b"\x00\x04"), c.GarbledControl, "tag length"),
     ],
 )
 def test_malformed(data: bytes, error: type[Exception], match: str) -> None:
@@ -114,6 +121,8 @@ def test_encoder_refuses_too_much() -> None:
         c.encode(c.Message(c.Kind.DONE, 1, 1, 1, 1, hops=(1,) * 17))
     with pytest.raises(ValueError, match="tag"):
         c.encode(c.Message(c.Kind.DONE, 1, 1, 1, 1, tag=c.Tag(0, 0, b"x" * 65)))
+    with pytest.raises(ValueError, match="window scale"):
+        c.encode(c.Message(c.Kind.DONE, 1, 1, 1, 1, ws_rev=(15, 0)))
 
 
 # ---- authentication (docs/protocol.md §5) ------------------------------------------------------------
@@ -129,17 +138,17 @@ def _sealed(m: c.Message = M, ring: auth.KeyRing = RING, now: int = T0, receiver
 
 def test_sealed_layout() -> None:
     data = _sealed()
-    assert len(data) == 92 + 4 + 32 and int.from_bytes(data[8:10], "big") == len(data)
-    assert data[92:96] == bytes([1, 1, 0, 32])
-    assert data[96:112] == auth.Stamp(PEER, ME, T0).pack()
-    assert data[112:] == hmac.new(RING.keys[1], data[:112], hashlib.sha256).digest()[:16]
+    assert len(data) == 104 + 4 + 32 and int.from_bytes(data[8:10], "big") == len(data)
+    assert data[104:108] == bytes([1, 1, 0, 32])
+    assert data[108:124] == auth.Stamp(PEER, ME, T0).pack()
+    assert data[124:] == hmac.new(RING.keys[1], data[:124], hashlib.sha256).digest()[:16]
 
 
 def test_sealed_round_trip() -> None:
     guard = auth.ReplayGuard(ME)
     data = _sealed()
     m = c.decode(data, RING, guard, now=T0)
-    assert m == replace(M, tag=c.Tag(c.TagType.HMAC_SHA256, 1, data[96:]))
+    assert m == replace(M, tag=c.Tag(c.TagType.HMAC_SHA256, 1, data[108:]))
     assert c.encode(m) == data
     with pytest.raises(c.ControlReplayed) as info:
         c.decode(data, RING, guard, now=T0)

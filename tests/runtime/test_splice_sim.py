@@ -1,0 +1,114 @@
+"""Splicing a TCP-terminating proxy out of the path (Agent.splice) in the simulation, with the real
+NIC program: the client reaches the proxy through Dysco, the proxy reaches the server through its
+own Dysco policy; after the splice the client's and the server's anchors carry the bytes."""
+
+from __future__ import annotations
+
+import pytest
+
+from dysco.compiler import compile_text
+from dysco.runtime import _packet as pk
+from dysco.runtime._core import SECOND
+from dysco.runtime._splice import Side, compute
+from dysco.runtime._types import FiveTuple, ip_int
+from dysco.runtime.sim import MS, SpliceProxy, TcpStack, World
+from dysco.softswitch.api import Program
+
+CLIENT, PROXY, SERVER = ip_int("10.0.0.1"), ip_int("10.0.0.20"), ip_int("10.0.0.100")
+
+
+def _direct(text: str):  # type: ignore[no-untyped-def]
+    """A policy whose chain is only its destination (the agent there is the right end)."""
+    policies = compile_text(text)
+    object.__setattr__(next(iter(policies.chains.values())), "hops", ())
+    return policies
+
+
+def _world(program: Program, seed: int, splice_after: int, loss: float = 0.0):  # type: ignore[no-untyped-def]
+    w = World(program, seed)
+    w.net.faults.loss = loss
+    client = TcpStack(w.sim, CLIENT, lambda f: None)
+    ch = w.host("client", CLIENT, policies=_direct("policy p: tcp dst port 8080 -> 10.0.0.20\n"),
+                app=lambda h: client, idle_timeout=5 * SECOND)  # fmt: skip
+    client.emit = ch.emit
+    ph = w.host("proxy", PROXY, policies=_direct("policy s: tcp dst port 80 -> 10.0.0.100\n"),
+                app=lambda h: SpliceProxy(h, 8080, SERVER, 80, splice_after), idle_timeout=5 * SECOND,
+                splice=True)  # fmt: skip
+    server = TcpStack(w.sim, SERVER, lambda f: None)
+    sh = w.host("server", SERVER, app=lambda h: server, idle_timeout=5 * SECOND)
+    server.emit = sh.emit
+    server.listen(80, lambda req: b"answer:" + req[::-1] * 3)
+    sent_by_proxy: list[tuple[int, bytes]] = []
+
+    def watch(frame: bytes) -> bool:
+        if int.from_bytes(frame[26:30], "big") == PROXY and frame[23] == 6:
+            sent_by_proxy.append((w.sim.now, frame))
+        return False
+
+    w.net.faults.drop_if = watch
+    return w, client, server, ph, sent_by_proxy
+
+
+@pytest.mark.parametrize(("seed", "loss"), [(1, 0.0), (2, 0.0), (3, 0.02), (4, 0.05)])
+def test_the_proxy_is_spliced_out(dysco_program: Program, seed: int, loss: float) -> None:
+    w, client, server, ph, sent_by_proxy = _world(dysco_program, seed, 3000, loss)
+    request = bytes(range(256)) * 60
+    conn = client.connect(PROXY, 8080, request)
+    w.sim.run(60 * SECOND)
+    proxy = ph.app
+    assert isinstance(proxy, SpliceProxy) and proxy.splice_at is not None and proxy.closed_at is not None
+    # bytes exact both ways, nobody acknowledged for bytes it did not send
+    (srv,) = server.conns.values()
+    assert bytes(srv.received) == request
+    assert conn.done and not conn.reset and not conn.failed
+    assert bytes(conn.received) == b"answer:" + request[::-1] * 3
+    assert conn.bad_acks == [] and srv.bad_acks == []
+    # the answer (sent after the splice) went around the proxy
+    (_inbound, outbound) = proxy.pairs[0]
+    assert len(outbound.received) < len(conn.received) // 2, len(outbound.received)
+    # the proxy kernel's FINs after the splice never left its NIC
+    assert proxy.closed_at > proxy.splice_at
+    late = [pk.parse(f) for t, f in sent_by_proxy if t >= proxy.closed_at]
+    assert late == []
+    assert ph.agent is not None and ph.agent.metrics["splice.completed"] == 1
+    assert w.leftovers() == {}
+
+
+def test_a_splice_that_cannot_be_done_is_refused(dysco_program: Program) -> None:
+    w, client, _server, ph, _sent = _world(dysco_program, 5, 10**9)
+    client.connect(PROXY, 8080, bytes(300_000))  # still relaying when the splice is asked for
+    w.sim.run_for(20 * MS)
+    assert ph.agent is not None
+    bogus = FiveTuple(CLIENT, PROXY, 1, 2)
+    out = ph.agent.splice(w.sim.now, bogus, bogus)
+    assert [n.message for n in out if getattr(n, "event", "") == "splice_refused"] == [
+        f"the inbound socket {bogus} is not a Dysco session ending at this agent"
+    ]
+    assert ph.agent.metrics["splice.refused"] == 1
+    # the client's agent is busy with a reconfiguration of its own: the splice fails, cleanly
+    ch = w.hosts["client"]
+    assert ch.agent is not None
+    ((csid, cs),) = ch.agent.sessions.items()
+    ch.execute(ch.agent.reconfigure(w.sim.now, csid, PROXY, [ip_int("10.0.0.60")]))
+    inbound = cs.session
+    ((_, out_conn),) = [(k, c) for k, c in ph.app.tcp.conns.items() if c.client]  # type: ignore[union-attr]
+    outbound = FiveTuple(PROXY, SERVER, out_conn.local_port, 80)
+    ph.execute(ph.agent.splice(w.sim.now, inbound, outbound))
+    w.sim.run_for(20 * MS)
+    events = [n.event for n in ph.notes]
+    assert "splice_started" in events and "splice_failed" in events and "spliced" not in events
+    assert not ph.agent.rc.splices
+
+
+def test_translations_of_a_splice() -> None:
+    c = Side(1000, 0, wscale=7, sack=True, tsval=500)
+    p1 = Side(9000, 1 * MS, wscale=2, sack=True, tsval=70)
+    p2 = Side(5000, 2 * MS, wscale=5, sack=False, tsval=80)
+    s = Side(2**32 - 10, 3 * MS, wscale=9, sack=True, tsval=4000)
+    t = compute(c, p1, p2, s, fwd_bytes=3, rev_bytes=-1, now=10 * MS)
+    assert t.fwd.seq == 5000 - 1000 + 3 and t.rev.seq == (9000 + 10 - 1) % 2**32
+    assert t.fwd.ts == (80 - 500 + 11) % 2**32 and t.rev.ts == (70 - 4000 + 11) % 2**32
+    assert t.fwd.ws == (7, 5) and t.rev.ws == (9, 2)
+    assert t.warnings == ("SACK permitted on one session only",)
+    plain = compute(Side(1, 0), Side(2, 0), Side(3, 0), Side(4, 0), 0, 0, 0)
+    assert plain.fwd.ts == 0 and plain.fwd.ws == (0, 0) and plain.warnings == ()
