@@ -265,6 +265,13 @@ _POSITIONAL: dict[str, lalr.Action] = {
     "bare": _bare,
 }
 _SHAPED: dict[str, lalr.Action] = {"middlebox": _middlebox, "instances": _instances, "select": _select}
+# How the positional actions expect their rules to begin (checked when the tables load).
+_EXPECTED = {
+    "policy": ("POLICY", "NAME", "COLON", "expr", "_ARROW", "hop"),
+    "binop": ("expr", "", "unary"),
+    "negation": ("NOT", "unary"),
+    "group": ("LPAR", "expr", "RPAR"),
+}
 
 
 @functools.cache
@@ -274,6 +281,11 @@ def _actions() -> tuple[lalr.Action | None, ...]:
 
 def _action(rule: lalr.Rule) -> lalr.Action | None:
     if rule.label in _POSITIONAL:
+        expected = _EXPECTED.get(rule.label, ())
+        got = rule.expansion[: len(expected)]
+        if len(got) < len(expected) or any(e and e != g for e, g in zip(expected, got, strict=True)):
+            # only if someone changes the grammar and not this module
+            raise AssertionError(f"{rule.label}: the grammar changed, {got} is not {expected}")
         return _POSITIONAL[rule.label]
     if rule.label in _SHAPED:
         return _shaped(rule, _SHAPED[rule.label])

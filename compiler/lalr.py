@@ -6,9 +6,10 @@ over the tokens of :mod:`dysco.compiler.lexer` and calls one *action* per reduct
 makes no parse tree at all; :mod:`dysco.compiler.parse` passes actions that build the
 tree lark itself would build (for ``--stage parse``).
 
-The loop is lark's own LALR algorithm, cut down to what this grammar needs: per token a
-dictionary lookup and a list append, per reduction one call.  Syntax errors carry what
-lark's would: the token, and the terminals that the parser could really take there.
+The loop is the textbook LALR(1) loop, as lark's parser runs it too, cut down to what this
+grammar needs: per token a dictionary lookup and a list append, per reduction one call.
+Syntax errors carry what lark's would: the token, and the terminals that the parser could
+really take there (``tests/compiler/test_parser.py`` checks both against lark's parser).
 """
 
 from __future__ import annotations
@@ -106,9 +107,8 @@ def load(grammar: str, start: str) -> Tables:
     by_origin: dict[str, list[int]] = {}
     for i, rule in enumerate(rules):
         by_origin.setdefault(rule.origin, []).append(i)
-    choices: list[frozenset[str]] = []
+    choices = [frozenset(table.states[state]) for state in range(n)]
     for state, row in table.states.items():
-        choices.append(frozenset(row))
         for symbol, (kind, arg) in row.items():
             if not symbol.isupper():  # a nonterminal: the goto after reducing any of its rules
                 for i in by_origin.get(symbol, ()):
