@@ -19,20 +19,22 @@ from collections.abc import Iterator, Mapping, Sequence, Set
 Tok = tuple[str, str, int, int, int]
 """A token: terminal name, text, offset of its first character, line, column."""
 
+# Alternatives that can start with the same character keep their order (DIR before word;
+# the longest address form first); the others come most frequent first.
 _TOKEN = re.compile(
     r"""
     [ \t\r\f\v]*                         # blanks before a token are part of its match
-    (?: (?P<skip>\#[^\n]*)
-    | (?P<nl>\n)
+    (?: (?P<DIR>(?:src|dst)(?:[ \t]+(?:or|and|\|\||&&)[ \t]+(?:src|dst))?)(?![A-Za-z0-9_.-])
+    | (?P<word>[A-Za-z_][A-Za-z0-9_.-]*)
     | (?P<ADDR_MASK>[0-9]+(?:\.[0-9]+){1,3}[ \t]+mask[ \t]+[0-9]+(?:\.[0-9]+){1,3})
     | (?P<PREFIX>[0-9]+(?:\.[0-9]+){1,3}[ \t]*/[ \t]*[0-9]+)
     | (?P<ADDR>[0-9]+(?:\.[0-9]+){1,3})
     | (?P<PORTRANGE>[0-9]+-[0-9]+)
     | (?P<NUMBER>0[xX][0-9a-fA-F]+|[0-9]+)
-    | (?P<DIR>(?:src|dst)(?:[ \t]+(?:or|and|\|\||&&)[ \t]+(?:src|dst))?)(?![A-Za-z0-9_.-])
-    | (?P<word>[A-Za-z_][A-Za-z0-9_.-]*)
-    | (?P<ESCAPED>\\[A-Za-z]+)
     | (?P<punct>->|&&|\|\||[{}();:,!])
+    | (?P<ESCAPED>\\[A-Za-z]+)
+    | (?P<nl>\n)
+    | (?P<skip>\#[^\n]*)
     | (?P<end>\Z) )
     """,
     re.VERBOSE,
