@@ -75,6 +75,11 @@ def register(subparsers: Any) -> None:
         metavar="NET",
         help="destinations without an agent (CIDR, repeatable): chains toward them end at their last hop",
     )
+    a.add_argument(
+        "--splice",
+        action="store_true",
+        help="watch the handshakes of local applications' sessions, so a proxy here can splice them",
+    )
     a.set_defaults(handler=agent_main)
 
     ctl.register(subparsers)
@@ -143,6 +148,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         agentless=agentless,
         idle_timeout=int(args.idle_timeout * SECOND),
         linger=int(args.linger * SECOND),
+        splice=args.splice,
     )
     return Settings(
         tls=_client_tls(args),

@@ -24,7 +24,7 @@ import functools
 import ipaddress
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
@@ -89,6 +89,20 @@ class _Pending:
     started: int = 0
 
 
+@dataclass(slots=True)
+class _Splice:
+    """A splice a management request started and waits for (keyed by the inbound session)."""
+
+    done: asyncio.Future[Notify]
+    started: int
+    sid: int = 0
+    notes: list[str] = field(default_factory=list)
+    """Warnings and progress the core reported on the way."""
+
+
+SPLICE_FAILED = ("right_request_refused", "right_request_failed")
+
+
 class AgentService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -109,6 +123,7 @@ class AgentService:
         event that caused it (a packet-in) to the packet-out, table writes included."""
         self._timer: asyncio.TimerHandle | None = None
         self._pending: list[_Pending] = []
+        self._splices: list[_Splice] = []
         self._chains: dict[int, tuple[int, ...]] = {}
         """Sessions' chains as reconfigurations through this service left them (the core keeps the
         chain of the session's setup)."""
@@ -343,6 +358,8 @@ class AgentService:
         self.counters[f"notify.{n.event}"] += 1
         if self._pending:
             self._outcome(n)
+        if self._splices:
+            self._splice_outcome(n)
         if n.error:
             self._error(n.event, n.message)
             self.log.warning("%s: %s", n.event, n.message)
@@ -457,13 +474,58 @@ class AgentService:
 
     async def splice(self, args: Args) -> dict[str, object]:
         """Management ``splice`` (:func:`dysco.runtime.splice`): a proxy on this host hands over
-        its two connections.  The request is checked here; the core does the splice."""
+        its two connections.  The request is checked here, the core splices (``Agent.splice``);
+        the answer is its outcome: ``spliced`` once the old path is gone, else why not."""
         req = parse_request(args)
         self.counters["mgmt.splice"] += 1
-        core = getattr(self.agent, "splice", None)
-        if core is None:
-            raise UserError(f"splice {req.inbound} + {req.outbound}: this agent's core cannot splice yet")
-        raise UserError("splice: the core's splice is not wired to the management API yet")
+        sp = _Splice(asyncio.get_running_loop().create_future(), self.now())
+        self._splices.append(sp)
+
+        def event(now: int) -> list[Action]:
+            actions = self.agent.splice(now, req.inbound, req.outbound, req.delta, req.delta_rev)
+            for a in actions:
+                if isinstance(a, Notify) and a.event == "splice_refused":
+                    sp.done.set_result(a)
+                elif isinstance(a, Notify) and a.event == "splice_started":
+                    sp.sid = a.session_id
+                elif isinstance(a, Notify) and a.event == "splice_warning":
+                    sp.notes.append(a.message)
+            if not sp.done.done() and not sp.sid:
+                sp.done.set_result(Notify("splice_refused", "the agent did not start it", 0, True))
+            return actions
+
+        self._events.put_nowait((event, self.now()))
+        try:
+            async with asyncio.timeout(req.timeout):
+                note = await sp.done
+        except TimeoutError:
+            note = Notify("splice_timeout", f"not spliced in {req.timeout:g}s", sp.sid, True)
+        finally:
+            self._splices.remove(sp)
+        self.counters[f"mgmt.{note.event}"] += 1
+        return {
+            "outcome": note.event,
+            "ok": note.event == "spliced",
+            "message": note.message,
+            "session": sp.sid,
+            "inbound": str(req.inbound),
+            "outbound": str(req.outbound),
+            "notes": sp.notes,
+            "seconds": round((self.now() - sp.started) / 1e9, 3),
+        }
+
+    def _splice_outcome(self, n: Notify) -> None:
+        for sp in self._splices:
+            if not sp.sid or n.session_id != sp.sid or sp.done.done():
+                continue
+            if n.event == "spliced" or n.event in SPLICE_FAILED:
+                sp.done.set_result(n)
+            elif n.event == "session_closed" and not n.message.endswith("(spliced)"):
+                sp.done.set_result(
+                    Notify("splice_failed", f"the session closed first: {n.message}", n.session_id, True)
+                )
+            elif n.event.startswith("right_request"):
+                sp.notes.append(f"{n.event}: {n.message}")
 
     def _session_id(self, value: object) -> int:
         if isinstance(value, int) and not isinstance(value, bool):

@@ -58,7 +58,7 @@ def run(
         server = ManagementServer(
             str(sock),
             {"status": lambda _: service.status(), "sessions": lambda _: service.sessions(),
-             "reconfigure": service.reconfigure},
+             "reconfigure": service.reconfigure, "splice": service.splice},
         )  # fmt: skip
         await server.start()
         task = await _running(service)
@@ -140,5 +140,20 @@ def test_outcomes_timeout_busy_and_failed(
             1,
             1,
         )
+
+    run(dysco_program, switch, tmp_path, body)
+
+
+def test_a_splice_of_sockets_that_are_no_dysco_sessions_is_refused(
+    dysco_program: Program, switch: SwitchProcess, tmp_path: Path
+) -> None:
+    async def body(service: AgentService, sock: Path) -> None:
+        await session(service, established=True)
+        args = ["splice", "--in", "10.0.3.2:80-10.0.1.2:9000", "--out", "10.0.1.2:41000-10.0.3.2:9000"]
+        code, out, err = await ctl(sock, *args, "--no-kernel-info", "--json")
+        answer = json.loads(out)
+        assert (code, answer["outcome"], answer["ok"]) == (1, "splice_refused", False), err
+        assert "10.0.3.2:80->10.0.1.2:9000 is not a Dysco session ending at this agent" in answer["message"]
+        assert service.counters["mgmt.splice_refused"] == 1
 
     run(dysco_program, switch, tmp_path, body)
