@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from dysco.runtime.testbed import Plan
@@ -53,3 +54,30 @@ def test_the_reconfiguration_section_runs_what_the_end_to_end_test_runs() -> Non
         ), edit
     assert "duplex-server 9000" in text and 'peer(self.tb, "server", "duplex-server", port)' in test
     assert f"ip netns exec {plan.ns('s')} " in text and f"ip netns exec {plan.ns('c')} " in text
+
+
+def test_the_splice_section_runs_what_the_end_to_end_test_runs() -> None:
+    from dysco.runtime.testbed import load_topology
+
+    text = DOC.read_text().split("## Splicing out a proxy by hand", 1)[1].split("\n## ", 1)[0]
+    test = (DOC.parents[1] / "tests" / "e2e" / "test_splice.py").read_text()
+    plan = load_topology(DOC.parents[1] / "examples" / "splice.toml")
+    assert [h.address for h in plan.hosts] == ["10.0.1.2", "10.0.2.2", "10.0.3.2"]
+    assert 'PROXY, SERVER = "10.0.2.2", "10.0.3.2"' in test
+    proxy = plan.host("proxy")
+    assert proxy.splice and f"--mgmt {plan.mgmt(proxy)}" in text
+    lines = text.splitlines()
+    ns = f"ip netns exec {plan.ns(proxy.key)} "
+    start = next(ln for ln in lines if "examples/splice_proxy.py" in ln and ln.startswith(ns))
+    assert "--listen 10.0.2.2:9000 --server 10.0.3.2:9000 --mgmt" in start
+    assert '"--listen", f"{PROXY}:9000", "--server", f"{SERVER}:9000", "--mgmt", mgmt' in test
+    splice = next(ln for ln in lines if ln.startswith(ns + "dysco ctl splice "))
+    assert re.search(
+        r"--in 10\.0\.1\.2:\d+-10\.0\.2\.2:9000 --out 10\.0\.2\.2:\d+-10\.0\.3\.2:9000 --mgmt", splice
+    )
+    assert '"--in", inbound, "--out", outbound, "--mgmt", mgmt' in test
+    assert (
+        '"ctl", "splice"' in test
+        and '"--splice-after", str(4 * MB)' in test
+        and "--splice-after 4194304" in text
+    )
