@@ -94,9 +94,12 @@ def _theirs(reference: Lark, chunk: str) -> tuple[str, int, int, set[str]] | Tre
         return "UNSUPPORTED", exc.token[3], exc.token[4], set()
 
 
-@given(st.lists(st.sampled_from(WORDS), max_size=25).map(" ".join))
-def test_same_errors_as_lark(reference: Lark, soup: str) -> None:
-    chunk = "policy p: " + soup
+@given(
+    st.sampled_from(["policy p: ", "middlebox m { ", "policy p: port 80 -> ", ""]),
+    st.lists(st.sampled_from(WORDS), max_size=25).map(" ".join),
+)
+def test_same_errors_as_lark(reference: Lark, start: str, soup: str) -> None:
+    chunk = start + soup
     ours, theirs = _ours(chunk), _theirs(reference, chunk)
     if isinstance(ours, tuple) and ours[0] == "$END":
         assert isinstance(theirs, tuple)
