@@ -75,6 +75,7 @@ async def _measure(address: str, latency_n: int, rate_n: int) -> dict[str, objec
         config=Config(address=ip_int("10.0.1.2"), name="bench"),
         pipeline=Pipeline(program.p4info, program.device_config()),
         policies=compile_text(POLICY),
+        limits={},  # the rate measurement sends SYNs far above the default punt limit on purpose
     )
     service = AgentService(settings)
     task = asyncio.create_task(service.run(), name="bench-agent")

@@ -65,6 +65,14 @@ def register(subparsers: Any) -> None:
         "--idle-timeout", type=float, default=300.0, metavar="SECONDS", help="session idle timeout"
     )
     a.add_argument("--linger", type=float, default=2.0, metavar="SECONDS", help="state kept after both FINs")
+    a.add_argument(
+        "--punt-limit",
+        action="append",
+        default=[],
+        metavar="REASON=RATE[/BURST]",
+        help="punts per second (and burst) the NIC lets through to the agent for one reason, e.g. "
+        "policy_syn=500/100 or two_path=off; repeatable; the rest keep their defaults (docs/security.md)",
+    )
     a.add_argument("--p4runtime-ca", metavar="PEM", help="use TLS: trust the switch by these CA certificates")
     a.add_argument("--p4runtime-cert", metavar="PEM", help="this agent's certificate (with --p4runtime-ca)")
     a.add_argument("--p4runtime-key", metavar="PEM", help="this agent's private key (with --p4runtime-cert)")
@@ -150,7 +158,11 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         linger=int(args.linger * SECOND),
         splice=args.splice,
     )
+    from dysco.runtime.p4rt import _limits
+
+    limits = _limits.with_overrides(_limits.parse_limit(text) for text in args.punt_limit)
     return Settings(
+        limits=limits,
         tls=_client_tls(args),
         p4runtime=args.p4runtime,
         config=config,
@@ -161,6 +173,11 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         control_port=args.control_port,
         policies_file=args.policies or "",
     )
+
+
+async def _status(service: Any, server: ManagementServer) -> dict[str, object]:
+    status: dict[str, object] = await service.status_with_drops()
+    return {**status, "management": dict(sorted(server.counters.items()))}
 
 
 def _client_tls(args: argparse.Namespace) -> Any:
@@ -195,7 +212,7 @@ async def serve(settings: Any, mgmt: str) -> None:
     server = ManagementServer(
         mgmt,
         {
-            "status": lambda _: {**service.status(), "management": dict(sorted(server.counters.items()))},
+            "status": lambda _: _status(service, server),
             "sessions": lambda _: service.sessions(),
             "reconfigure": service.reconfigure,
             "splice": service.splice,

@@ -273,6 +273,14 @@ class Connection:
             return update_errors(exc, len(updates))
         return [None] * len(updates)
 
+    async def read(self, entities: Sequence[p4runtime_pb2.Entity]) -> list[p4runtime_pb2.Entity]:
+        """Every entity a Read of ``entities`` (wildcards allowed) returns."""
+        req = p4runtime_pb2.ReadRequest(device_id=self.device_id, entities=entities)
+        out: list[p4runtime_pb2.Entity] = []
+        async for reply in self._stub.Read(req):
+            out.extend(reply.entities)
+        return out
+
     @staticmethod
     def table_update(op: Op, entry: TableEntry) -> p4runtime_pb2.Update:
         u = p4runtime_pb2.Update(type=_OPS[op])

@@ -39,6 +39,7 @@ from dysco.runtime._mgmt import Args
 from dysco.runtime._nic import Nic, PacketIn
 from dysco.runtime._splicecall import parse_request
 from dysco.runtime._types import FiveTuple, ip_int, ip_str, prefixed
+from dysco.runtime.p4rt import _limits
 from dysco.runtime.p4rt._client import (
     ClientTls,
     Connection,
@@ -75,6 +76,10 @@ class Settings:
     policies_file: str = ""
     tls: ClientTls | None = None
     """P4Runtime over TLS; plain text when None."""
+    limits: dict[p4names.Reason, _limits.Limit | None] = field(
+        default_factory=lambda: dict(_limits.DEFAULT_LIMITS)
+    )
+    """Punt rate limits per reason, written to the NIC's punt meter on every connection."""
 
 
 @dataclass(slots=True)
@@ -202,7 +207,8 @@ class AgentService:
                 tg.create_task(self._worker(conn), name=f"{s.config.name}-worker")
 
     async def _static_entries(self, conn: Connection) -> None:
-        """The classifier and the teardown clone session; existing ones are overwritten."""
+        """The classifier, the teardown clone session and the punt limits; existing ones are
+        overwritten."""
         entries = self.nic.classifier_entries(
             self.settings.policies.entries if self.settings.policies else ()
         )
@@ -220,6 +226,10 @@ class AgentService:
         bad += [r for r in results if r is not None and r.code != "ALREADY_EXISTS"]
         if bad:
             raise PeerError(f"writing the classifier failed: {bad[0].code} {bad[0].message}")
+        meters = _limits.meter_updates(self.nic.p4info, self.settings.limits)
+        bad = [r for r in await conn.write(meters) if r is not None]
+        if bad:
+            raise PeerError(f"writing the punt limits failed: {bad[0].code} {bad[0].message}")
 
     # ---- stream -> events -------------------------------------------------------------------------
 
@@ -410,11 +420,32 @@ class AgentService:
                 t.value: {"entries": entries[t.value], "size": self.nic.table_sizes[t]}
                 for t in self.nic.table_sizes
             },
+            "limits": {
+                "max_sessions": s.config.max_sessions,
+                "table_size": self.agent.config.table_size,
+                "punts": _limits.describe(s.limits),
+            },
             "ports_in_use": core["ports_in_use"],
             "core": core["metrics"],
             "adapter": dict(sorted(self.counters.items())),
             "errors": list(self.errors),
         }
+
+    async def status_with_drops(self) -> dict[str, object]:
+        """:meth:`status`, with the punts the NIC dropped per reason read from its drop counter
+        (``limits.punts.REASON.dropped``) while connected."""
+        out = self.status()
+        conn = self._conn
+        if conn is not None:
+            info = self.settings.pipeline.p4info
+            try:
+                dropped = _limits.dropped_counts(info, await conn.read([_limits.dropped_read(info)]))
+            except grpc.aio.AioRpcError as exc:
+                self._error("status", f"reading {p4names.PUNT_DROPPED}: {exc.code().name}")
+            else:
+                limits: Any = out["limits"]
+                limits["punts"] = _limits.describe(self.settings.limits, dropped)
+        return out
 
     def sessions(self) -> list[dict[str, object]]:
         rows = self.agent.session_list(self.now())

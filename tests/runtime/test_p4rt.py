@@ -8,6 +8,7 @@ directions over gRPC and sends the SYN with its Dysco payload on (the switch dro
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from dysco.runtime import _packet as pk
 from dysco.runtime._core import Config
 from dysco.runtime._events import Mapping, Table
 from dysco.runtime._types import FiveTuple, ip_int
-from dysco.runtime.p4rt import AgentService, Pipeline, Settings
+from dysco.runtime.p4rt import AgentService, Pipeline, Settings, _limits
 from dysco.runtime.testbed import SwitchProcess
 from dysco.softswitch.api import Program
 
@@ -168,6 +169,53 @@ def test_reconnects_after_the_target_restarts(dysco_program: Program, tmp_path: 
                 from_host(service, syn())  # the new target got the pipeline and the classifier again
                 await service.wait_until(lambda: service.counters["packet_out"] >= 1, WAIT_S)
                 assert len(service.sessions()) == 1
+        finally:
+            await _stop(task)
+
+    asyncio.run(main())
+
+
+def test_agent_writes_punt_limits_and_reports_drops(dysco_program: Program, switch: SwitchProcess) -> None:
+    """The agent configures the punt meter when it connects; SYNs above the limit are dropped in
+    the NIC, never reach the agent, and show up in the status."""
+    limit = _limits.Limit(1, 2)
+    n = 8
+
+    async def main() -> None:
+        s = dataclasses.replace(
+            settings(dysco_program, switch.address),
+            limits=_limits.with_overrides([(p4names.Reason.POLICY_SYN, limit)]),
+        )
+        service = AgentService(s)
+        task = await _running(service)
+        try:
+            conn = service.connection
+            assert conn is not None
+            info = dysco_program.p4info
+            meter_id = next(m.preamble.id for m in info.meters if m.preamble.name == p4names.PUNT_METER)
+            wildcard = p4runtime_pb2.Entity()
+            wildcard.meter_entry.meter_id = meter_id
+            cells = {e.meter_entry.index.index: e.meter_entry.config for e in await conn.read([wildcard])}
+            assert cells[p4names.Reason.POLICY_SYN].cir == 1 and cells[p4names.Reason.POLICY_SYN].pburst == 2
+            assert cells[p4names.Reason.CONTROL].cir == _limits.DEFAULT_LIMITS[p4names.Reason.CONTROL].rate  # type: ignore[union-attr]
+            started = asyncio.get_running_loop().time()
+            for i in range(n):
+                from_host(service, syn(41000 + i))
+            deadline = started + WAIT_S
+            while True:  # the drops are counted in the NIC, which tells nobody: poll the status
+                status = await service.status_with_drops()
+                row = status["limits"]["punts"]["policy_syn"]  # type: ignore[index]
+                if (
+                    row["dropped"] + len(service.sessions()) >= n
+                    or asyncio.get_running_loop().time() > deadline
+                ):
+                    break
+                await asyncio.sleep(0.05)
+            elapsed = asyncio.get_running_loop().time() - started
+            punted = len(service.sessions())
+            assert row == {"rate_pps": 1, "burst": 2, "dropped": n - punted}
+            assert 1 <= punted <= limit.burst + int(elapsed) + 1, (punted, elapsed)
+            assert status["limits"]["max_sessions"] == s.config.max_sessions  # type: ignore[index]
         finally:
             await _stop(task)
 
