@@ -72,12 +72,29 @@ class _Problem(Exception):
 class _Context:
     """What the actions of one statement share."""
 
-    __slots__ = ("chunk", "offset", "quals")
+    __slots__ = ("chunk", "nesting", "offset", "quals")
 
     def __init__(self, chunk: str, first_line: int) -> None:
         self.chunk = chunk
         self.offset = first_line - 1
         self.quals: _Quals | None = None  # in force for the next bare value
+        self.nesting = 0  # operators and groups so far
+
+
+MAX_NESTING = 500
+"""Most operators and parenthesised groups in one predicate: the passes after this one
+recurse into the predicate, and this keeps them well inside Python's recursion limit."""
+
+
+def _nest(c: _Context, at: Tok) -> None:
+    c.nesting += 1
+    if c.nesting > MAX_NESTING:
+        raise _fail(
+            c,
+            f"the predicate has more than {MAX_NESTING} operators and parentheses; "
+            "split it into several policies",
+            at,
+        )
 
 
 def _loc(c: _Context, tok: Tok) -> Loc:
@@ -205,11 +222,13 @@ def _hop(c: _Context, ch: list[Tok]) -> Hop:
     return TypeHop(tok[1], _loc(c, tok))
 
 
-def _binop(_c: _Context, ch: list[Any]) -> Pred:
+def _binop(c: _Context, ch: list[Any]) -> Pred:
+    _nest(c, ch[1])
     return BoolOp("and" if ch[1][0] == "AND" else "or", ch[0], ch[2])
 
 
 def _negation(c: _Context, ch: list[Any]) -> Pred:
+    _nest(c, ch[0])
     return Not(ch[1], _loc(c, ch[0]))
 
 
@@ -218,6 +237,7 @@ def _open_group(c: _Context, _tok: Tok) -> _Quals | None:
 
 
 def _group(c: _Context, ch: list[Any]) -> Pred:
+    _nest(c, ch[2])
     c.quals = ch[0]  # what _open_group saved: a group passes on the qualifiers before it
     pred: Pred = ch[1]
     return pred

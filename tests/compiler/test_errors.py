@@ -80,3 +80,22 @@ def test_budget_for_the_whole_file() -> None:
 def test_same_blowup_fits_a_larger_budget() -> None:
     compiled = compile_text(BLOWUP, "big.dysco", Options(budget=100_000))
     assert any(e.action == "chain" for e in compiled.entries)
+
+
+@pytest.mark.parametrize(
+    "deep",
+    [
+        lambda n: " or ".join(f"port {i}" for i in range(n + 1)),
+        lambda n: "not " * n + "port 80",
+        lambda n: "(" * n + "port 80" + ")" * n,
+    ],
+    ids=["or", "not", "parentheses"],
+)
+def test_predicates_nest_at_most_500_deep(deep: Callable[[int], str]) -> None:
+    head = "middlebox fw { instances 10.0.2.1; }\n"
+    compile_text(f"{head}policy p: {deep(500)} -> fw\n", "deep.dysco")
+    with pytest.raises(SourceErrors) as info:  # not a RecursionError in a later pass
+        compile_text(f"{head}policy p: {deep(5000)} -> fw\n", "deep.dysco")
+    (err,) = info.value.errors
+    assert err.pos.line == 2
+    assert "more than 500 operators and parentheses; split it into several policies" in err.message
