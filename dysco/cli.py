@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "dysco.softswitch.server.cli",
     "dysco.runtime.cli",
     "dysco.runtime.testbed_cli",
+    "dysco.runtime.demo",
     "dysco.bmv2.cli",
 )
 

@@ -1,0 +1,202 @@
+"""The traffic of ``dysco demo`` on the testbed, run inside a host's network namespace::
+
+    python -m dysco.runtime._demo_peer server PORT SESSIONS
+    python -m dysco.runtime._demo_peer client ADDR PORT SESSIONS UP DOWN
+
+The client opens SESSIONS connections at once; each sends a 16-byte header (its session number
+and DOWN), then UP pseudo-random bytes, while the server sends DOWN bytes back on it.  Both ends
+hash every byte they send and receive (SHA-256) and print, one line each::
+
+    started                                    (the client; the server says "listening")
+    connected N LOCAL_PORT                     the client's session N is established
+    p MONOTONIC B1 B2 ...                      every 0.1 s: bytes received so far per session
+    done N sent SHA BYTES got SHA BYTES        (the client; the server says "done N got ... sent ...")
+    all done
+
+A side that fails prints ``error N: ...`` and goes on with the other sessions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+CHUNK = 1 << 16
+REPORT_S = 0.1
+TIMEOUT_S = 120.0
+
+
+def chunks(seed: int, n: int) -> Iterator[bytes]:
+    """The pseudo-random stream number ``seed``, ``n`` bytes, in CHUNK pieces (the same on every
+    run; a byte lost, duplicated or moved changes the digest)."""
+    rng = random.Random(seed)
+    while n > 0:
+        piece = rng.randbytes(min(CHUNK, n))
+        n -= len(piece)
+        yield piece
+
+
+class Counters:
+    """Bytes received per session, reported every REPORT_S by a thread of its own."""
+
+    def __init__(self, sessions: int) -> None:
+        self.got = [0] * sessions
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+
+    def say(self, text: str) -> None:
+        with self.lock:
+            print(text, flush=True)
+
+    def report(self) -> None:
+        while not self.stop.wait(REPORT_S):
+            self.say(f"p {time.monotonic():.3f} " + " ".join(map(str, self.got)))
+        self.say(f"p {time.monotonic():.3f} " + " ".join(map(str, self.got)))
+
+
+class Worker(threading.Thread):
+    """A thread whose exception :meth:`result` raises in the thread that waits for it."""
+
+    def __init__(self, target: Callable[..., object], *args: object) -> None:
+        super().__init__(name=target.__name__, daemon=True)
+        self.work, self.args_ = target, args
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.work(*self.args_)
+        except (OSError, EOFError, ValueError) as exc:
+            self.error = exc
+
+    def result(self) -> None:
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+
+def _send(sock: socket.socket, pieces: Iterable[bytes], digest: hashlib._Hash) -> int:
+    sent = 0
+    for piece in pieces:
+        sock.sendall(piece)
+        digest.update(piece)
+        sent += len(piece)
+    return sent
+
+
+def _recv(sock: socket.socket, n: int, digest: hashlib._Hash, counters: Counters, i: int) -> None:
+    """Receive ``n`` bytes then the end of the stream; raises EOFError when it ends early or
+    ValueError when more comes."""
+    left = n
+    while left:
+        data = sock.recv(min(left, CHUNK))
+        if not data:
+            raise EOFError(f"the stream ended after {n - left} of {n} bytes")
+        digest.update(data)
+        left -= len(data)
+        counters.got[i] += len(data)
+    if sock.recv(1):
+        raise ValueError(f"more than the {n} bytes announced")
+
+
+def server(port: int, sessions: int) -> None:
+    counters = Counters(sessions)
+    reporter = threading.Thread(target=counters.report, name="report", daemon=True)
+    with socket.create_server(("0.0.0.0", port), backlog=sessions) as ls:
+        counters.say("listening")
+        reporter.start()
+        threads = []
+        for _ in range(sessions):
+            conn, peer = ls.accept()
+            t = threading.Thread(target=_serve, args=(conn, peer, counters), name="serve", daemon=True)
+            t.start()
+            threads.append(t)
+        for t in threads:
+            t.join()
+    counters.stop.set()
+    reporter.join()
+    counters.say("all done")
+
+
+def _serve(conn: socket.socket, peer: tuple[str, int], counters: Counters) -> None:
+    n = 0
+    try:
+        with conn:
+            conn.settimeout(TIMEOUT_S)
+            head = b""
+            while len(head) < 24:
+                more = conn.recv(24 - len(head))
+                if not more:
+                    raise EOFError("no header")
+                head += more
+            n, up, down = (int.from_bytes(head[k : k + 8], "big") for k in (0, 8, 16))
+            if not 1 <= n <= len(counters.got):
+                raise ValueError(f"session number {n} out of range")
+            got, sent = hashlib.sha256(), hashlib.sha256()
+            sender = Worker(_send, conn, chunks(1000 + n, down), sent)
+            sender.start()
+            _recv(conn, up, got, counters, n - 1)
+            sender.result()
+            conn.shutdown(socket.SHUT_WR)
+            counters.say(f"done {n} got {got.hexdigest()} {up} sent {sent.hexdigest()} {down} {peer[0]}")
+    except (OSError, EOFError, ValueError) as exc:
+        counters.say(f"error {n}: {exc}")
+
+
+def client(addr: str, port: int, sessions: int, up: int, down: int) -> None:
+    counters = Counters(sessions)
+    counters.say("started")
+    reporter = threading.Thread(target=counters.report, name="report", daemon=True)
+    reporter.start()
+    threads = [
+        threading.Thread(
+            target=_session, args=(addr, port, n, up, down, counters), name="session", daemon=True
+        )
+        for n in range(1, sessions + 1)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    counters.stop.set()
+    reporter.join()
+    counters.say("all done")
+
+
+def _session(addr: str, port: int, n: int, up: int, down: int, counters: Counters) -> None:
+    try:
+        with socket.create_connection((addr, port), timeout=TIMEOUT_S) as s:
+            counters.say(f"connected {n} {s.getsockname()[1]}")
+            got, sent = hashlib.sha256(), hashlib.sha256()
+            s.sendall(n.to_bytes(8, "big") + up.to_bytes(8, "big") + down.to_bytes(8, "big"))
+            receiver = Worker(_recv, s, down, got, counters, n - 1)
+            receiver.start()
+            _send(s, chunks(n, up), sent)
+            s.shutdown(socket.SHUT_WR)
+            receiver.result()
+            counters.say(f"done {n} sent {sent.hexdigest()} {up} got {got.hexdigest()} {down}")
+    except (OSError, EOFError, ValueError) as exc:
+        counters.say(f"error {n}: {exc}")
+
+
+def main(argv: list[str]) -> int:
+    try:
+        if argv[:1] == ["server"] and len(argv) == 3:
+            server(int(argv[1]), int(argv[2]))
+            return 0
+        if argv[:1] == ["client"] and len(argv) == 6:
+            client(argv[1], int(argv[2]), int(argv[3]), int(argv[4]), int(argv[5]))
+            return 0
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
