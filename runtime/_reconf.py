@@ -348,8 +348,26 @@ class Reconfigurer:
         if s is None:
             return self._nack(now, src, msg, cw.Status.NO_SESSION, out)
         a = self.anchors.get(s.sid)
+        lock = self.locks.get(s.sid)
+        renewed = a is not None and not a.left and msg.left_anchor == a.peer and msg.rid != a.extra["rid"]
+        if a is not None and renewed and msg.sub == a.old_in_key:
+            # the same left anchor asks again on the old path: it gave the old rid up (it runs one
+            # reconfiguration per session at a time) and its CANCEL_LOCK is still on its way
+            self._fast(s, a, False, out)
+            if a.new_in_key is not None:
+                self._drop_mapping(s, Table.IN, a.new_in_key, out)
+            self._forget(s.sid)
+            self.agent.metrics["reconf.superseded"] += 1
+            a = None
+        old_rid = lock is not None and lock.rid[0] == msg.left_anchor and lock.rid[1] != msg.rid
+        if lock is not None and lock.upstream is not None and lock.saved is None and old_rid:
+            # the same at a middle: the old lock goes, and a CANCEL_LOCK after it to the right
+            self._cancel_down(now, s, lock.upstream[1], out)
+            del self.locks[s.sid]
+            self.msgs.forget(s.sid)
+            self.agent.metrics["reconf.superseded"] += 1
         if a is not None and not a.left and a.sent_done and msg.sub == a.new_in_key:
-            if msg.left_anchor == a.peer and msg.rid != a.extra["rid"]:
+            if renewed:
                 # from the same left anchor, for a new rid: it has completed (it acted on our
                 # DONE) and its TEARDOWN is still on its way along the old path
                 self._complete_right(now, s, a, out)
@@ -403,6 +421,7 @@ class Reconfigurer:
     def _on_answer(self, now: int, src: int, p: Pending, msg: cw.Message, out: list[Action]) -> None:
         if p.msg.kind is cw.Kind.RIGHT_REQUEST:
             return self._right_answered(self.agent.sessions.get(p.sid), p, msg, out)
+        self._teardown_done(p)
         if p.msg.kind is not cw.Kind.REQUEST_LOCK:
             return  # acks of cancel, teardown, switch, done: nothing more to do
         s = self.agent.sessions.get(p.sid)
@@ -444,7 +463,14 @@ class Reconfigurer:
             else:
                 self._request_lock(now, saved[0], saved[1], out)
 
+    def _teardown_done(self, p: Pending) -> None:
+        """Our own TEARDOWN was answered (or given up): its subsession's port may be reused."""
+        sub = p.msg.sub
+        if p.msg.kind is cw.Kind.TEARDOWN and p.msg.left_anchor == self.me and sub.src == self.me:
+            self.agent.ports.release(sub.dst, sub.sport)
+
     def _gave_up(self, now: int, p: Pending, out: list[Action]) -> None:
+        self._teardown_done(p)
         if p.msg.kind is cw.Kind.RIGHT_REQUEST:
             self._right_answered(self.agent.sessions.get(p.sid), p, None, out)
         if p.msg.kind is cw.Kind.REQUEST_LOCK:
@@ -619,8 +645,8 @@ class Reconfigurer:
         self._request(now, old_down.tuple.dst, msg, 0, out)
         self._drop_mapping(s, Table.IN, a.old_in_key, out)
         old_down.fsm.set(SubsessionState.CLOSED)
-        if old_down.local_port is not None:
-            self.agent.ports.release(old_down.tuple.dst, old_down.local_port)
+        # the old subsession's port is reused only once the TEARDOWN freed it downstream: a late
+        # TEARDOWN must not meet a new subsession with the same five-tuple
         from dysco.runtime._core import Subsession
 
         new = Subsession(a.new_target, self.agent._sub_fsm(s, "down"), a.extra["lport"])

@@ -109,7 +109,9 @@ class Trigger:
     at: int
     outcome: str = ""
     requester: Host | None = None
-    """The middlebox that asked to be deleted (rightRequest); ``rid`` is known once it is accepted."""
+    """The agent that asked for it (rightRequest); ``rid`` is known once it is accepted."""
+    notes_from: int = 0
+    """The requester's notes before this request (earlier answers are not this one's)."""
     ended: bool = False
     """Failed because the session was ending (closing when the lock request came, closed first)."""
     """``reconfigured``, ``reconfigure_failed`` or ``reconfigure_refused`` (empty: neither yet)."""
@@ -237,6 +239,7 @@ class Run:
             ask, ask_sid = path[i + 1]
             assert ask.agent is not None
             t = Trigger(step, kind, left, right, tuple(hops), 0, fail, now, requester=ask)
+            t.notes_from = len(ask.notes)
             self.triggers.append(t)
             if kind == "delete" and j == i + 2:
                 ask.execute(ask.agent.request_removal(now, ask_sid))
@@ -314,7 +317,7 @@ class Run:
         if t.outcome:
             return True
         if t.rid == 0 and t.requester is not None:
-            for n in t.requester.notes:
+            for n in t.requester.notes[t.notes_from :]:
                 if n.event == "right_request_accepted":
                     t.rid = int(n.message.rsplit(" ", 1)[1])
                 elif n.event in ("right_request_refused", "right_request_failed"):
