@@ -23,8 +23,9 @@ $(STAMP): requirements.lock pyproject.toml
 
 setup: debs $(STAMP)
 
+# The end-to-end story (README, "Run it"): on network namespaces as root, else in the simulation.
 demo: setup
-	$(BIN)/dysco compile examples/policies.dysco --format text
+	$(BIN)/dysco demo --out demo-out
 
 lint: setup
 	$(BIN)/ruff check .
