@@ -25,7 +25,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dysco.errors import UserError
-from dysco.runtime._demo_story import ProxyUse, Say, Splice, Story, Transfer, progress_line, splice_points
+from dysco.runtime._demo_story import (
+    AFTER_S,
+    ProxyUse,
+    Say,
+    Splice,
+    Story,
+    Transfer,
+    progress_line,
+    splice_points,
+)
 from dysco.runtime.testbed import Plan, Process, Testbed, load_topology
 
 PORT = 9000
@@ -33,7 +42,7 @@ PORT = 9000
 CTL_TIMEOUT_S = 30.0
 WAIT_S = 60.0
 """For one line the demo waits for (a process ready, a stats line)."""
-TRANSFER_S = 90.0
+TRANSFER_S = 120.0
 """A transfer not done by then is a failure."""
 NO_TIMESTAMPS = "net.ipv4.tcp_timestamps=0"
 """An open issue of the splice: the anchors translate TCP timestamps so that the new path's run
@@ -91,8 +100,8 @@ class NetDemo:
             short="testbed",
             measured="time: the proxy's agent, from the splice request to the old path gone (ctl --json)",
             sessions=sessions,
-            size_up=size,
-            size_down=size,
+            size_up=0,
+            size_down=0,
         )
         self.points = splice_points(sessions, size)
         self.start = 0.0
@@ -132,8 +141,6 @@ class NetDemo:
                     proxy_h.address,
                     str(PORT),
                     str(self.sessions),
-                    str(self.size),
-                    str(self.size),
                 ],
             )
             with (
@@ -153,6 +160,7 @@ class NetDemo:
     ) -> None:
         next_line = 1.0
         deadline = self.start + TRANSFER_S
+        stop_at: float | None = None
         peers = {"server": server, "client": client}
         while len(self.done["client"]) + len(self.done["server"]) < 2 * self.sessions:
             # wait on a peer that has more to say; the others' lines are taken as they come
@@ -172,6 +180,12 @@ class NetDemo:
             self.maybe_splice(proxy, pool, mgmt)
             self.report_splices(proxy)
             now = time.monotonic() - self.start
+            if stop_at is None and len(self.told) == self.sessions:
+                stop_at = now + AFTER_S
+            if stop_at is not None and now >= stop_at:
+                self.say(f"{now:6.2f} s  the client finishes its sessions")
+                client.send_line("stop")
+                stop_at = float("inf")
             if now >= next_line:
                 self.story.splices = self.splice_list()
                 self.say(progress_line(self.story, now))
@@ -184,6 +198,12 @@ class NetDemo:
         self.report_splices(proxy)
 
     def on_line(self, who: str, line: str) -> None:
+        try:
+            self._on_line(who, line)
+        except (ValueError, IndexError):
+            self.errors.append(f"unexpected output from the {who}: {line.strip()[:200]!r}")
+
+    def _on_line(self, who: str, line: str) -> None:
         words = line.split()
         if not words:
             return

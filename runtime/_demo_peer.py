@@ -1,11 +1,12 @@
 """The traffic of ``dysco demo`` on the testbed, run inside a host's network namespace::
 
     python -m dysco.runtime._demo_peer server PORT SESSIONS
-    python -m dysco.runtime._demo_peer client ADDR PORT SESSIONS UP DOWN
+    python -m dysco.runtime._demo_peer client ADDR PORT SESSIONS
 
-The client opens SESSIONS connections at once; each sends a 16-byte header (its session number
-and DOWN), then UP pseudo-random bytes, while the server sends DOWN bytes back on it.  Both ends
-hash every byte they send and receive (SHA-256) and print, one line each::
+The client opens SESSIONS connections at once; each sends an 8-byte header (its session number)
+and then pseudo-random bytes until a line ``stop`` arrives on its standard input, then its FIN;
+the server sends its own stream back on each until the client's FIN arrived, then its FIN.  Both
+ends hash every byte they send and receive (SHA-256) and print, one line each::
 
     started                                    (the client; the server says "listening")
     connected N LOCAL_PORT                     the client's session N is established
@@ -25,20 +26,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 CHUNK = 1 << 16
 REPORT_S = 0.1
 TIMEOUT_S = 120.0
 
 
-def chunks(seed: int, n: int) -> Iterator[bytes]:
-    """The pseudo-random stream number ``seed``, ``n`` bytes, in CHUNK pieces (the same on every
-    run; a byte lost, duplicated or moved changes the digest)."""
+def chunks(seed: int, stop: threading.Event) -> Iterator[bytes]:
+    """The pseudo-random stream number ``seed`` in CHUNK pieces until ``stop`` is set (the same
+    bytes on every run; a byte lost, duplicated or moved changes the digest)."""
     rng = random.Random(seed)
-    while n > 0:
-        piece = rng.randbytes(min(CHUNK, n))
-        n -= len(piece)
-        yield piece
+    while not stop.is_set():
+        yield rng.randbytes(CHUNK)
 
 
 class Counters:
@@ -66,17 +66,19 @@ class Worker(threading.Thread):
         super().__init__(name=target.__name__, daemon=True)
         self.work, self.args_ = target, args
         self.error: BaseException | None = None
+        self.value: Any = None
 
     def run(self) -> None:
         try:
-            self.work(*self.args_)
+            self.value = self.work(*self.args_)
         except (OSError, EOFError, ValueError) as exc:
             self.error = exc
 
-    def result(self) -> None:
+    def result(self) -> Any:
         self.join()
         if self.error is not None:
             raise self.error
+        return self.value
 
 
 def _send(sock: socket.socket, pieces: Iterable[bytes], digest: hashlib._Hash) -> int:
@@ -88,19 +90,11 @@ def _send(sock: socket.socket, pieces: Iterable[bytes], digest: hashlib._Hash) -
     return sent
 
 
-def _recv(sock: socket.socket, n: int, digest: hashlib._Hash, counters: Counters, i: int) -> None:
-    """Receive ``n`` bytes then the end of the stream; raises EOFError when it ends early or
-    ValueError when more comes."""
-    left = n
-    while left:
-        data = sock.recv(min(left, CHUNK))
-        if not data:
-            raise EOFError(f"the stream ended after {n - left} of {n} bytes")
+def _recv(sock: socket.socket, digest: hashlib._Hash, counters: Counters, i: int) -> None:
+    """Receive until the end of the stream."""
+    while data := sock.recv(CHUNK):
         digest.update(data)
-        left -= len(data)
         counters.got[i] += len(data)
-    if sock.recv(1):
-        raise ValueError(f"more than the {n} bytes announced")
 
 
 def server(port: int, sessions: int) -> None:
@@ -128,34 +122,36 @@ def _serve(conn: socket.socket, peer: tuple[str, int], counters: Counters) -> No
         with conn:
             conn.settimeout(TIMEOUT_S)
             head = b""
-            while len(head) < 24:
-                more = conn.recv(24 - len(head))
+            while len(head) < 8:
+                more = conn.recv(8 - len(head))
                 if not more:
                     raise EOFError("no header")
                 head += more
-            n, up, down = (int.from_bytes(head[k : k + 8], "big") for k in (0, 8, 16))
+            n = int.from_bytes(head, "big")
             if not 1 <= n <= len(counters.got):
                 raise ValueError(f"session number {n} out of range")
-            got, sent = hashlib.sha256(), hashlib.sha256()
-            sender = Worker(_send, conn, chunks(1000 + n, down), sent)
+            got, sent, eof = hashlib.sha256(), hashlib.sha256(), threading.Event()
+            sender = Worker(_send, conn, chunks(1000 + n, eof), sent)
             sender.start()
-            _recv(conn, up, got, counters, n - 1)
-            sender.result()
+            _recv(conn, got, counters, n - 1)
+            eof.set()
+            down = sender.result()
             conn.shutdown(socket.SHUT_WR)
+            up = counters.got[n - 1]
             counters.say(f"done {n} got {got.hexdigest()} {up} sent {sent.hexdigest()} {down} {peer[0]}")
     except (OSError, EOFError, ValueError) as exc:
         counters.say(f"error {n}: {exc}")
 
 
-def client(addr: str, port: int, sessions: int, up: int, down: int) -> None:
+def client(addr: str, port: int, sessions: int) -> None:
     counters = Counters(sessions)
     counters.say("started")
     reporter = threading.Thread(target=counters.report, name="report", daemon=True)
     reporter.start()
+    stop = threading.Event()
+    threading.Thread(target=_wait_for_stop, args=(stop,), name="stdin", daemon=True).start()
     threads = [
-        threading.Thread(
-            target=_session, args=(addr, port, n, up, down, counters), name="session", daemon=True
-        )
+        threading.Thread(target=_session, args=(addr, port, n, stop, counters), name="session", daemon=True)
         for n in range(1, sessions + 1)
     ]
     for t in threads:
@@ -167,17 +163,23 @@ def client(addr: str, port: int, sessions: int, up: int, down: int) -> None:
     counters.say("all done")
 
 
-def _session(addr: str, port: int, n: int, up: int, down: int, counters: Counters) -> None:
+def _wait_for_stop(stop: threading.Event) -> None:
+    sys.stdin.readline()  # a line, or the end of the input: the demo is done (or gone)
+    stop.set()
+
+
+def _session(addr: str, port: int, n: int, stop: threading.Event, counters: Counters) -> None:
     try:
         with socket.create_connection((addr, port), timeout=TIMEOUT_S) as s:
             counters.say(f"connected {n} {s.getsockname()[1]}")
             got, sent = hashlib.sha256(), hashlib.sha256()
-            s.sendall(n.to_bytes(8, "big") + up.to_bytes(8, "big") + down.to_bytes(8, "big"))
-            receiver = Worker(_recv, s, down, got, counters, n - 1)
+            s.sendall(n.to_bytes(8, "big"))
+            receiver = Worker(_recv, s, got, counters, n - 1)
             receiver.start()
-            _send(s, chunks(n, up), sent)
+            up = _send(s, chunks(n, stop), sent)
             s.shutdown(socket.SHUT_WR)
             receiver.result()
+            down = counters.got[n - 1]
             counters.say(f"done {n} sent {sent.hexdigest()} {up} got {got.hexdigest()} {down}")
     except (OSError, EOFError, ValueError) as exc:
         counters.say(f"error {n}: {exc}")
@@ -188,8 +190,8 @@ def main(argv: list[str]) -> int:
         if argv[:1] == ["server"] and len(argv) == 3:
             server(int(argv[1]), int(argv[2]))
             return 0
-        if argv[:1] == ["client"] and len(argv) == 6:
-            client(argv[1], int(argv[2]), int(argv[3]), int(argv[4]), int(argv[5]))
+        if argv[:1] == ["client"] and len(argv) == 4:
+            client(argv[1], int(argv[2]), int(argv[3]))
             return 0
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -12,11 +12,13 @@ from pathlib import Path
 
 BIN_S = 0.5
 """Goodput is drawn per interval of this many seconds."""
-FIRST_SPLICE = 0.15
-LAST_SPLICE = 0.45
+FIRST_SPLICE = 0.2
+LAST_SPLICE = 0.5
 """Session i of n is spliced once this fraction of its upload arrived, evenly from the first
 to the last: the reconfigurations come in a staggered wave, mid-transfer."""
 MB = 1 << 20
+AFTER_S = 3.0
+"""On the testbed the sessions go on this long after the last splice's answer, then end."""
 MIN_WINDOW_S = 0.1
 """A goodput over less time than this is not reported."""
 
@@ -90,6 +92,7 @@ class Story:
     sessions: int
     size_up: int
     size_down: int
+    """Bytes each session sends each way (0: as long as the story needs, on the testbed)."""
     transfers: list[Transfer] = field(default_factory=list)
     splices: list[Splice] = field(default_factory=list)
     samples: list[tuple[float, int, int]] = field(default_factory=list)
@@ -102,7 +105,12 @@ class Story:
 
     @property
     def verified(self) -> int:
-        return sum(t.verified and t.up == self.size_up and t.down == self.size_down for t in self.transfers)
+        return sum(
+            t.verified and t.up > 0 and t.down > 0 and (t.up, t.down) == (self.size_up, self.size_down)
+            if self.size_up
+            else t.verified and t.up > 0 and t.down > 0
+            for t in self.transfers
+        )
 
     @property
     def spliced(self) -> list[Splice]:
@@ -279,8 +287,9 @@ def progress_line(story: Story, t: float) -> str:
     rate = story.rate(max(0.0, t - 1.0), t)
     spliced = sorted(s.session for s in story.spliced if s.done is not None and s.done <= t)
     total_up, total_down = story.size_up * story.sessions, story.size_down * story.sessions
+    of_up, of_down = (f"/{total_up / MB:.1f}", f"/{total_down / MB:.1f}") if story.size_up else ("", "")
     which = f" ({', '.join(map(str, spliced))})" if spliced else ""
     return (
-        f"{t:6.2f} s  goodput {rate or 0.0:6.1f} Mbit/s  up {up / MB:5.1f}/{total_up / MB:.1f} MB  "
-        f"down {down / MB:5.1f}/{total_down / MB:.1f} MB  spliced {len(spliced)}/{story.sessions}{which}"
+        f"{t:6.2f} s  goodput {rate or 0.0:6.1f} Mbit/s  up {up / MB:5.1f}{of_up} MB  "
+        f"down {down / MB:5.1f}{of_down} MB  spliced {len(spliced)}/{story.sessions}{which}"
     )

@@ -42,7 +42,7 @@ def demo_argv(out: Path, *extra: str) -> list[str]:
 
 def test_make_demo_as_root(tmp_path: Path) -> None:
     needs_root()
-    argv = demo_argv(tmp_path, "--sessions", "2", "--size", "10")
+    argv = demo_argv(tmp_path, "--sessions", "2", "--size", "4")
     out = subprocess.run(argv, capture_output=True, text=True, timeout=180, cwd=ROOT, check=False)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     text = out.stdout
