@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from dysco.compiler.passes import AddressStep, Chain
 from dysco.errors import PeerError
+from dysco.runtime import _auth as auth
 from dysco.runtime import _packet as pk
 from dysco.runtime import _wire as wire
 from dysco.runtime._alloc import PortPool, PortsExhausted, Selector
@@ -70,6 +71,11 @@ class Config:
     splice: bool = False
     """Watch the handshake of every session this host's applications terminate or open (one
     more punt per session), so a proxy here can splice them (:meth:`Agent.splice`)."""
+    keys: auth.KeyRing | None = None
+    """The trust domain's keys: when set, every Dysco SYN payload and control message this agent
+    sends is sealed with the current key, and every one it receives must verify (docs/security.md)."""
+    replay_window: int = auth.WINDOW
+    """How far a sealed message's timestamp may be from this agent's clock."""
 
 
 class Role(enum.Enum):
@@ -108,8 +114,8 @@ class Session:
     up: Subsession | None = None
     down: Subsession | None = None
     tag: int | None = None
-    syn_out: bytes = b""
-    """The Dysco payload of the SYN this agent sent (resent on retransmissions)."""
+    syn_out: wire.SynPayload | None = None
+    """The Dysco payload of the SYN this agent sent (sealed anew for each retransmission)."""
     mappings: dict[tuple[Table, FiveTuple], tuple[Mapping, Direction]] = field(default_factory=dict)
     fins: set[Direction] = field(default_factory=set)
     deadline: int | None = None
@@ -147,7 +153,13 @@ class Agent:
         self._entries = {Table.OUT: 0, Table.IN: 0}
         self.drops: dict[tuple[Table, FiveTuple], Mapping] = {}
         """Drop entries for a spliced proxy's sockets, until they idle out."""
+        self.guard = (
+            auth.ReplayGuard(config.address, config.replay_window, metrics=self.metrics)
+            if config.keys
+            else None
+        )
         self.rc = Reconfigurer(self)
+        self.rc.msgs.keys, self.rc.msgs.guard = config.keys, self.guard
 
     # ---- events ---------------------------------------------------------------------------------
 
@@ -246,7 +258,7 @@ class Agent:
         s0 = f.five_tuple
         sid = self.by_key.get((Table.OUT, s0))
         if sid is not None:
-            self._resend(self.sessions[sid], f, out)
+            self._resend(now, self.sessions[sid], f, out)
             return
         if not f.syn_only:
             self._drop(out, "policy_not_syn", None)
@@ -286,7 +298,7 @@ class Agent:
             self.selector.acquire(a)
         d = FiveTuple(self.config.address, hops[0], lport, s0.dport)
         s.down = Subsession(d, self._sub_fsm(s, "down"), lport)
-        s.syn_out = wire.encode(wire.SynPayload(s0, tuple(hops)))
+        s.syn_out = wire.SynPayload(s0, tuple(hops))
         self._install(s, Mapping(Table.OUT, s0, None, s.sid), Direction.FWD, out)
         if self.config.splice:  # the server's SYN-ACK comes to the agent once
             s.host_syn = side(f, now)
@@ -295,28 +307,47 @@ class Agent:
         else:
             self._install(s, Mapping(Table.IN, d.reversed(), s0.reversed(), s.sid), Direction.REV, out)
         self._set_deadline(s, now + self.config.setup_timeout)
-        self._send_syn(s, f, out)
+        self._send_syn(now, s, f, out)
 
-    def _send_syn(self, s: Session, f: pk.TcpFrame, out: list[Action]) -> None:
-        assert s.down is not None
-        syn = replace(
-            f.with_tuple(s.down.tuple), options=pk.strip_tag(f.options), payload=s.syn_out + f.payload
-        )
+    def _send_syn(self, now: int, s: Session, f: pk.TcpFrame, out: list[Action]) -> None:
+        assert s.down is not None and s.syn_out is not None
+        payload = self.seal_syn(now, s.syn_out) + f.payload
+        syn = replace(f.with_tuple(s.down.tuple), options=pk.strip_tag(f.options), payload=payload)
         out.append(Send(syn.to_bytes(), Port.NET))
         s.down.fsm.set(SubsessionState.OPEN)
 
-    def _resend(self, s: Session, f: pk.TcpFrame, out: list[Action]) -> None:
+    def _resend(self, now: int, s: Session, f: pk.TcpFrame, out: list[Action]) -> None:
         """A SYN of a session that exists: the host or middlebox retransmitted it."""
         self.metrics["syn.retransmitted"] += 1
-        if s.down is not None and s.syn_out:
-            self._send_syn(s, f, out)
+        if s.down is not None and s.syn_out is not None:
+            self._send_syn(now, s, f, out)
+
+    @property
+    def wall_offset(self) -> int:
+        """What to add to the adapter's clock for wall-clock ns (message stamps); 0 in the
+        simulation, whose agents share one clock."""
+        return self.rc.msgs.wall_offset
+
+    @wall_offset.setter
+    def wall_offset(self, value: int) -> None:
+        self.rc.msgs.wall_offset = value
+
+    def wall(self, now: int) -> int:
+        """``now`` (the adapter's clock) as ns since the Unix epoch, as message stamps carry it."""
+        return now + self.wall_offset
+
+    def seal_syn(self, now: int, p: wire.SynPayload) -> bytes:
+        """The payload's bytes, sealed for its first hop when the agent has keys."""
+        return wire.encode(
+            p, self.config.keys, sender=self.config.address, receiver=p.hops[0], now=self.wall(now)
+        )
 
     def _dysco_syn(self, now: int, f: pk.TcpFrame, out: list[Action]) -> None:
         if not f.syn_only:
             self._drop(out, "dysco_syn_not_syn", None)
             return
         try:
-            p, rest = wire.decode(f.payload)
+            p, rest = wire.decode(f.payload, self.config.keys, self.guard, now=self.wall(now))
         except wire.BadPayload as exc:
             self.metrics[f"drops.bad_payload.{exc.kind}"] += 1
             self.log.info("dropped a Dysco SYN from %s: %s", ip_str(f.src), exc)
@@ -385,7 +416,7 @@ class Agent:
             return
         s = self.sessions[sid]
         if s.down is not None:
-            self._resend(s, f, out)
+            self._resend(now, s, f, out)
             return
         emitted = f.five_tuple
         if not s.remaining:
@@ -410,12 +441,12 @@ class Agent:
         s.emitted = emitted
         d2 = FiveTuple(self.config.address, nxt, lport, emitted.dport)
         s.down = Subsession(d2, self._sub_fsm(s, "down"), lport)
-        s.syn_out = wire.encode(wire.SynPayload(emitted, tuple(s.remaining)))
+        s.syn_out = wire.SynPayload(emitted, tuple(s.remaining))
         self._install(s, Mapping(Table.OUT, emitted, d2, s.sid), Direction.FWD, out)
         self._install(s, Mapping(Table.IN, d2.reversed(), emitted.reversed(), s.sid), Direction.REV, out)
         s.fsm.set(SessionState.ESTABLISHED)
         s.deadline = None
-        self._send_syn(s, f, out)
+        self._send_syn(now, s, f, out)
 
     # ---- steady state and teardown ---------------------------------------------------------------
 
@@ -445,7 +476,7 @@ class Agent:
             target = waited
         if target is None:  # the left end's SYN_SENT entry
             if f.syn_only:
-                self._resend(s, f, out)
+                self._resend(now, s, f, out)
                 return
             assert s.down is not None
             target = s.down.tuple

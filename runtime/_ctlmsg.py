@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from dysco import p4names
 from dysco.errors import PeerError
+from dysco.runtime import _auth as auth
 from dysco.runtime import _ctlwire as cw
 from dysco.runtime._events import Action, Port, Send
 
@@ -70,6 +71,11 @@ class Messenger:
         self._timers: list[tuple[int, int, tuple[int, int, int]]] = []
         self._n = 0
         self._next_id = 1
+        self.keys: auth.KeyRing | None = None
+        """Seal what is sent and verify what is received (set by the agent from its config)."""
+        self.guard: auth.ReplayGuard | None = None
+        self.wall_offset = 0
+        """Added to ``now`` for message stamps (ns since the Unix epoch)."""
 
     def new_id(self) -> int:
         self._next_id = self._next_id % M32 + 1
@@ -79,19 +85,22 @@ class Messenger:
         self._n += 1
         heapq.heappush(self._timers, (at, self._n, key))
 
-    def frame(self, dst: int, msg: cw.Message) -> bytes:
-        return cw.udp_frame(self.me, dst, p4names.CONTROL_UDP_PORT, cw.encode(msg))
+    def frame(self, now: int, dst: int, msg: cw.Message) -> bytes:
+        """The datagram for ``msg``, sealed at ``now`` when there are keys (a retransmission is
+        sealed anew: a repeat of the same bytes would be refused as a replay)."""
+        data = cw.encode(msg, self.keys, sender=self.me, receiver=dst, now=now + self.wall_offset)
+        return cw.udp_frame(self.me, dst, p4names.CONTROL_UDP_PORT, data)
 
     def request(self, now: int, dst: int, msg: cw.Message, sid: int, out: list[Action]) -> None:
         """Send ``msg`` to ``dst`` and retransmit it until it is answered."""
         p = Pending(dst, msg, sid, now + FIRST_RTO)
         self.outbox[(dst, msg.msg_id)] = p
         self._push(p.at, (0, dst, msg.msg_id))
-        out.append(Send(self.frame(dst, msg), Port.NET))
+        out.append(Send(self.frame(now, dst, msg), Port.NET))
 
     def answer(self, now: int, dst: int, msg: cw.Message, out: list[Action]) -> None:
         """Send the answer ``msg`` and remember it for duplicates of the request."""
-        data = self.frame(dst, msg)
+        data = self.frame(now, dst, msg)
         self.seen[(dst, msg.msg_id)] = (now + SEEN_FOR, data)
         self._push(now + SEEN_FOR, (_EXPIRE, 0, 0))
         out.append(Send(data, Port.NET))
@@ -118,7 +127,7 @@ class Messenger:
         """A control datagram from the NIC: what to act on (None: garbled, duplicate or stale)."""
         try:
             src, dst, data = cw.parse_udp(frame, p4names.CONTROL_UDP_PORT)
-            msg = cw.decode(data)
+            msg = cw.decode(data, self.keys, self.guard, now=now + self.wall_offset)
         except PeerError as exc:
             self.metrics[f"drops.control.{getattr(exc, 'kind', 'garbled')}"] += 1
             return None
@@ -167,5 +176,5 @@ class Messenger:
             p.at = now + p.rto
             self._push(p.at, (0, a, b))
             self.metrics["reconf.retransmitted"] += 1
-            out.append(Send(self.frame(p.dst, p.msg), Port.NET))
+            out.append(Send(self.frame(now, p.dst, p.msg), Port.NET))
         return Expired(gave_up, woken)

@@ -505,9 +505,11 @@ class Reconfigurer:
         a.phase = Phase.NEW_PATH
         start = a.sent_max if a.sent_max is not None else a.acked_max
         seq = ((start or 1) - 1) & M32
+        payload = self.agent.seal_syn(now, wire.SynPayload(view, hops))
         syn = pk.TcpFrame(MAC, MAC, new.src, new.dst, new.sport, new.dport, seq, 0, pk.SYN, 65535,
-                          b"\x02\x04\x05\xb4", wire.encode(wire.SynPayload(view, hops)))  # fmt: skip
+                          b"\x02\x04\x05\xb4", payload)  # fmt: skip
         a.syn = syn.to_bytes()
+        a.extra["right"] = msg.right_anchor
         a.extra["syn_rto"] = FIRST_RTO
         a.extra["syn_tries"] = 1
         out.append(Send(a.syn, Port.NET))
@@ -533,6 +535,9 @@ class Reconfigurer:
             return
         a.extra["syn_tries"] += 1
         a.extra["syn_rto"] = min(a.extra["syn_rto"] * 2, MAX_RTO)
+        # sealed anew: the receiver refuses the same bytes again as a replay
+        p = wire.SynPayload(self._left_view(s), (*a.hops, a.extra["right"]))
+        a.syn = replace(pk.parse(a.syn), payload=self.agent.seal_syn(now, p)).to_bytes()
         out.append(Send(a.syn, Port.NET))
         self.msgs.wake(now + a.extra["syn_rto"], SYN_TIMER, sid)
 

@@ -14,13 +14,16 @@ Replay a seed from the repository's root::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import random
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from dysco.compiler import compile_text
 from dysco.runtime import _packet as pk
+from dysco.runtime._auth import KeyRing
 from dysco.runtime._core import SECOND
 from dysco.runtime._events import Notify, Table
 from dysco.runtime._fsm import SessionState
@@ -41,6 +44,8 @@ SETTLE = 60 * SECOND
 IDLE = 20 * SECOND
 """The NIC entries' idle timeout: reclaims what agents keep of a session that ended unusually."""
 POLL = 1 * MS
+SIM_KEYS = KeyRing({7: hashlib.sha256(b"dysco simulation").digest()}, 7)
+"""The simulated trust domain's key ring (``--sealed``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +147,11 @@ class Run:
     # ---- the world ---------------------------------------------------------------------------------
 
     @classmethod
-    def build(cls, program: Program, p: Plan) -> Run:
+    def build(cls, program: Program, p: Plan, sealed: bool = False) -> Run:
+        """The world of plan ``p``; ``sealed``: every agent has :data:`SIM_KEYS`, so every Dysco
+        SYN payload and control message is sealed and verified (docs/security.md)."""
         w = World(program, p.seed)
+        cfg: dict[str, Any] = {"idle_timeout": IDLE, "keys": SIM_KEYS if sealed else None}
         w.net.faults = Faults(1 * MS, p.jitter, p.loss, p.duplicate)
         lines = [f"middlebox mb{i} {{ instances {ip_str(a)}; }}" for i, a in enumerate(MIDDLE[: p.n_mbs])]
         hops = ", ".join(f"mb{i}" for i in range(p.n_mbs)) or ip_str(SERVER)
@@ -154,13 +162,13 @@ class Run:
         server = TcpStack(w.sim, SERVER, lambda f: None)
         run = cls(p, w, client, server, random.Random(p.seed ^ 0x5EED))
         w.net.faults.drop_if = run._drop
-        ch = w.host("client", CLIENT, policies=policies, app=lambda h: client, idle_timeout=IDLE)
+        ch = w.host("client", CLIENT, policies=policies, app=lambda h: client, **cfg)
         client.emit = ch.emit
         for i, a in enumerate(MIDDLE[: p.n_mbs]):
-            w.host(f"mb{i}", a, app=Forwarder, idle_timeout=IDLE)
+            w.host(f"mb{i}", a, app=Forwarder, **cfg)
         for i, a in enumerate(SPARE):
-            w.host(f"spare{i}", a, app=Forwarder, idle_timeout=IDLE)
-        sh = w.host("server", SERVER, app=lambda h: server, idle_timeout=IDLE)
+            w.host(f"spare{i}", a, app=Forwarder, **cfg)
+        sh = w.host("server", SERVER, app=lambda h: server, **cfg)
         server.emit = sh.emit
         server.listen(80, lambda req: p.answer, eager=p.eager)
         return run
@@ -374,9 +382,10 @@ def _diff(got: bytes, want: bytes) -> str:
     return f"{len(got)} bytes, expected {len(want)}, first difference at byte {i}"
 
 
-def run(program: Program, seed: int) -> tuple[Run, list[str]]:
-    """Play seed ``seed``; the run and the properties that did not hold."""
-    r = Run.build(program, plan(seed))
+def run(program: Program, seed: int, sealed: bool = False) -> tuple[Run, list[str]]:
+    """Play seed ``seed`` (with every message sealed when ``sealed``); the run and the properties
+    that did not hold."""
+    r = Run.build(program, plan(seed), sealed)
     r.start()
     return r, r.violations()
 
@@ -393,6 +402,7 @@ def main(argv: list[str] | None = None, load: Callable[[str], Program] | None = 
     )
     ap.add_argument("seeds", nargs="+", type=int, metavar="SEED")
     ap.add_argument("--p4", default="p4src/dysco.p4", help="the data-plane program (default: %(default)s)")
+    ap.add_argument("--sealed", action="store_true", help="every agent seals and verifies (a shared key)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print the plan, requests and agent events")
     args = ap.parse_args(argv)
     if load is None:
@@ -402,7 +412,7 @@ def main(argv: list[str] | None = None, load: Callable[[str], Program] | None = 
     program = load(args.p4)
     bad = 0
     for seed in args.seeds:
-        r, problems = run(program, seed)
+        r, problems = run(program, seed, args.sealed)
         print(f"{r.plan.describe()}: {'FAILED' if problems else 'ok'}")
         if args.verbose:
             for t in r.triggers:

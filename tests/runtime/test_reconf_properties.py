@@ -40,6 +40,35 @@ def test_reconfiguration_properties(dysco_program: Program, first: int) -> None:
     _check(dysco_program, range(first, first + CHUNK))
 
 
+SEALED_SEEDS = 100
+
+
+def test_reconfiguration_properties_sealed(dysco_program: Program) -> None:
+    """The same worlds with every agent holding the trust domain's key: every Dysco SYN payload
+    and control message (retransmissions included, sealed anew) verifies, none is refused."""
+    logging.disable(logging.WARNING)
+    try:
+        failed, remembered = [], 0
+        for seed in range(SEALED_SEEDS):
+            run, problems = replay.run(dysco_program, seed, sealed=True)
+            refused = {
+                f"{h.name}:{k}": v
+                for h in run.world.hosts.values()
+                if h.agent is not None
+                for k, v in h.agent.metrics.items()
+                if k.startswith(("drops.control.", "drops.bad_payload.")) and not k.endswith("replayed")
+            }
+            if problems or refused:
+                failed.append(f"seed {seed}: {problems[:3]} refused {refused}")
+            remembered += sum(
+                len(h.agent.guard) for h in run.world.hosts.values() if h.agent and h.agent.guard
+            )
+    finally:
+        logging.disable(logging.NOTSET)
+    assert not failed, "\n".join(failed)
+    assert remembered > SEALED_SEEDS, "the guards accepted sealed messages"
+
+
 REGRESSIONS = {
     624: "a closing session lingered from its FINs, not from its last packet, amid retransmissions",
     1059: "new data was held while the new path's SYN was unanswered; the host gave up",
