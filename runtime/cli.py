@@ -88,6 +88,12 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="watch the handshakes of local applications' sessions, so a proxy here can splice them",
     )
+    a.add_argument(
+        "--keys",
+        metavar="FILE",
+        help="the trust domain's key file (docs/security.md): seal every Dysco SYN payload and control "
+        "message this agent sends and refuse any it receives that does not verify",
+    )
     a.set_defaults(handler=agent_main)
 
     ctl.register(subparsers)
@@ -157,6 +163,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         idle_timeout=int(args.idle_timeout * SECOND),
         linger=int(args.linger * SECOND),
         splice=args.splice,
+        keys=_keys(args.keys),
     )
     from dysco.runtime.p4rt import _limits
 
@@ -178,6 +185,15 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 async def _status(service: Any, server: ManagementServer) -> dict[str, object]:
     status: dict[str, object] = await service.status_with_drops()
     return {**status, "management": dict(sorted(server.counters.items()))}
+
+
+def _keys(path: str | None) -> Any:
+    """The key ring of ``--keys``; None without it."""
+    if path is None:
+        return None
+    from dysco.runtime._auth import KeyRing
+
+    return KeyRing.load(path)
 
 
 def _client_tls(args: argparse.Namespace) -> Any:

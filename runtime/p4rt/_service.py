@@ -144,7 +144,9 @@ class AgentService:
         s = self.settings
         sizes = self.nic.table_sizes.values()
         config = s.config if min(sizes) >= s.config.table_size else _with_table_size(s.config, min(sizes))
-        return Agent(config, s.policies.chains.values() if s.policies is not None else ())
+        agent = Agent(config, s.policies.chains.values() if s.policies is not None else ())
+        agent.wall_offset = time.time_ns() - time.monotonic_ns()  # now() is the loop's monotonic clock
+        return agent
 
     def now(self) -> int:
         return int(asyncio.get_running_loop().time() * 1e9)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from p4.v1 import p4runtime_pb2
 from dysco import p4names
 from dysco.compiler import compile_text
 from dysco.runtime import _packet as pk
+from dysco.runtime import _wire as wire
+from dysco.runtime._auth import KeyRing
 from dysco.runtime._core import Config
 from dysco.runtime._events import Mapping, Table
 from dysco.runtime._types import FiveTuple, ip_int
@@ -62,10 +65,15 @@ def syn(sport: int = 40000) -> bytes:
 
 def from_host(service: AgentService, frame: bytes) -> None:
     """The frame enters the NIC's pipeline on the HOST port."""
+    from_port(service, frame, p4names.HOST_PORT)
+
+
+def from_port(service: AgentService, frame: bytes, port: int) -> None:
+    """The frame enters the NIC's pipeline on ``port``."""
     conn = service.connection
     assert conn is not None
     out = {m.name: m.id for m in _packet_out_meta(service)}
-    conn.packet_out(frame, {out["port"]: p4names.HOST_PORT, out["mode"]: int(p4names.PacketOutMode.PIPELINE)})
+    conn.packet_out(frame, {out["port"]: port, out["mode"]: int(p4names.PacketOutMode.PIPELINE)})
 
 
 def _packet_out_meta(service: AgentService) -> list[p4runtime_pb2.PacketMetadata]:
@@ -216,6 +224,46 @@ def test_agent_writes_punt_limits_and_reports_drops(dysco_program: Program, swit
             assert row == {"rate_pps": 1, "burst": 2, "dropped": n - punted}
             assert 1 <= punted <= limit.burst + int(elapsed) + 1, (punted, elapsed)
             assert status["limits"]["max_sessions"] == s.config.max_sessions  # type: ignore[index]
+        finally:
+            await _stop(task)
+
+    asyncio.run(main())
+
+
+def test_agent_with_keys_refuses_unsealed_dysco_syns_and_takes_sealed_ones(
+    dysco_program: Program, switch: SwitchProcess
+) -> None:
+    """Over a real switch: with a key ring, an unsealed Dysco SYN is refused and counted; one
+    sealed with the domain's key at wall-clock time (the agent's stamps are wall clock, its
+    events monotonic) sets the session up."""
+    ring = KeyRing({4: bytes(range(32))}, 4)
+    me, upstream = ip_int("10.0.1.2"), ip_int("10.0.0.9")
+    session = FiveTuple(ip_int("10.0.0.1"), ip_int("10.0.3.2"), 40001, 80)
+
+    def dysco_syn(payload: bytes, sport: int) -> bytes:
+        f = pk.TcpFrame(
+            b"\x02\x00\x00\x00\x00\x01", b"\x02\x00\x00\x00\x00\x02", upstream, me, sport, 80, 7, 0, pk.SYN,
+            payload=payload,
+        )  # fmt: skip
+        return f.to_bytes()
+
+    async def main() -> None:
+        s = dataclasses.replace(
+            settings(dysco_program, switch.address),
+            config=Config(address=me, name="mbox", keys=ring),
+        )
+        service = AgentService(s)
+        task = await _running(service)
+        try:
+            p = wire.SynPayload(session, (me, session.dst))
+            from_port(service, dysco_syn(wire.encode(p), 20001), p4names.NET_PORT)
+            await service.wait_until(lambda: service.counters["packet_in"] >= 1, WAIT_S)
+            assert service.agent.metrics["drops.bad_payload.missing_tag"] == 1
+            assert not service.sessions()
+            sealed = wire.encode(p, ring, sender=upstream, receiver=me, now=time.time_ns())
+            from_port(service, dysco_syn(sealed, 20002), p4names.NET_PORT)
+            await service.wait_until(lambda: len(service.sessions()) == 1, WAIT_S)
+            assert sum(v for k, v in service.agent.metrics.items() if k.startswith("drops.")) == 1
         finally:
             await _stop(task)
 
