@@ -23,6 +23,7 @@ import collections
 import functools
 import ipaddress
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
