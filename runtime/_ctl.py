@@ -1,11 +1,11 @@
 """``dysco ctl``: a running agent's management API from the command line.
 
-``status`` and ``sessions`` read; ``reconfigure`` changes the middleboxes of one session or of
-many (every session through a middlebox, every session a pcap-filter predicate selects) and
-waits for each outcome; ``splice`` hands a proxy's two TCP connections to the agent
-(:func:`dysco.runtime.splice` is the same from a program).  The agent does the work; this module
-only chooses sessions, turns an edit (insert, delete, replace) into the right anchor and new
-middlebox list the core takes, and reports.
+``status``, ``sessions`` and ``events`` (the agent's timestamped notifications) read;
+``reconfigure`` changes the middleboxes of one session or of many (every session through a
+middlebox, every session a pcap-filter predicate selects) and waits for each outcome; ``splice``
+hands a proxy's two TCP connections to the agent (:func:`dysco.runtime.splice` is the same from a
+program).  The agent does the work; this module only chooses sessions, turns an edit (insert,
+delete, replace) into the right anchor and new middlebox list the core takes, and reports.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ _EPILOG = """\
 examples:
   dysco ctl status --mgmt /tmp/dy-client.sock
   dysco ctl sessions --mgmt /tmp/dy-client.sock --json
+  dysco ctl events --since 120 --mgmt /tmp/dy-client.sock
   dysco ctl reconfigure 3 --insert 10.0.4.2 --mgmt /tmp/dy-client.sock
   dysco ctl reconfigure --all --replace 10.0.2.2 10.0.4.2 --mgmt /tmp/dy-client.sock
   dysco ctl splice --in 10.0.1.2:41000-10.0.2.2:9000 --out 10.0.2.2:42000-10.0.3.2:9000 \\
@@ -66,6 +67,18 @@ server), each as the proxy sees it.  The command reads what the kernel knows of 
 """
 
 
+_EVENTS_EPILOG = """\
+examples:
+  dysco ctl events --mgmt /tmp/dy-client.sock              # every event the agent still keeps
+  dysco ctl events --since 120 --json --mgmt /tmp/dy-client.sock
+
+Each line is SEQ, the time (CLOCK_MONOTONIC seconds, the same clock for every agent of the
+machine), the event, the core's session id and the message.  The last line gives the --since of
+the next call, which prints only what came after; the agent keeps a bounded number of events and
+says how many it dropped unread.
+"""
+
+
 def register(subparsers: Any) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -74,7 +87,7 @@ def register(subparsers: Any) -> None:
     common.add_argument("--json", action="store_true", help="print the answer as JSON")
     c: argparse.ArgumentParser = subparsers.add_parser(
         "ctl",
-        help="ask a running agent (status, sessions, reconfigure, splice)",
+        help="ask a running agent (status, sessions, events, reconfigure, splice)",
         description="Query or drive a running `dysco agent` over its management socket.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -83,6 +96,18 @@ def register(subparsers: Any) -> None:
     for name, text in (("status", "counters, table fill, recent errors"), ("sessions", "the sessions")):
         p = sub.add_parser(name, parents=[common], help=text, description=f"Show {text}.")
         p.set_defaults(handler=ctl_main)
+
+    e = sub.add_parser(
+        "events",
+        parents=[common],
+        help="the agent's notifications, timestamped (reconfigurations, splices, sessions)",
+        description="Show the notifications the agent logged after a sequence number.",
+        epilog=_EVENTS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    e.add_argument("--since", type=int, default=0, metavar="SEQ", help="only events after SEQ (default 0)")
+    e.add_argument("--limit", type=int, metavar="N", help="at most N events (default: the agent's maximum)")
+    e.set_defaults(handler=events_main)
 
     r = sub.add_parser(
         "reconfigure",
@@ -148,6 +173,25 @@ def ctl_main(args: argparse.Namespace) -> int:
         for sub in s["subsessions"]:
             print(f"{'':>36}{sub['side']:<5} {tuple_text(sub['five_tuple'])} {sub['state']}")
     print(f"{len(result)} sessions")
+    return 0
+
+
+def events_main(args: argparse.Namespace) -> int:
+    query: dict[str, int] = {"since": args.since}
+    if args.limit is not None:
+        query["limit"] = args.limit
+    result = request(args.mgmt, "events", query)
+    assert isinstance(result, dict)
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+        return 0
+    for e in result["events"]:
+        what = f"{e['event']}{' ERROR' if e['error'] else ''} session {e['session']}"
+        print(f"{e['seq']:>7} {e['t_ns'] / 1e9:.6f} {what}: {e['message']}")
+    tail = f"{len(result['events'])} events; next --since {result['next']}"
+    if result["missed"]:
+        tail += f"; {result['missed']} earlier events were dropped before they were read"
+    print(tail)
     return 0
 
 

@@ -230,6 +230,7 @@ async def serve(settings: Any, mgmt: str) -> None:
         {
             "status": lambda _: _status(service, server),
             "sessions": lambda _: service.sessions(),
+            "events": service.events,
             "reconfigure": service.reconfigure,
             "splice": service.splice,
         },

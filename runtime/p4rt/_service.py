@@ -14,6 +14,12 @@ same queue, so the core sees them in order with the packets; the request waits f
 outcome notification (after that batch's writes are done) or its timeout.
 
 Timers use the event loop's clock (``loop.time()`` in ns).
+
+Every notification of the core is also kept, numbered and timestamped (CLOCK_MONOTONIC ns, taken
+when the service has carried out the batch that raised it: its table writes done, its packets
+handed to the target), in a bounded log that management ``events`` reads from a cursor; the
+monotonic clock is the same for every process of the machine, whatever its network namespace,
+so logs of several agents can be set side by side.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import asyncio
 import collections
 import functools
 import ipaddress
+import itertools
 import re
 import time
 from collections.abc import Callable
@@ -60,6 +67,10 @@ STABLE_S = 10.0
 
 RECONFIGURE_TIMEOUT_S = 10.0
 MAX_TIMEOUT_S = 600.0
+EVENT_LOG = 16384
+"""Notifications kept for management ``events``; older ones go first (a reader is told how many
+it missed)."""
+EVENTS_PER_ANSWER = 10000
 
 Event = Callable[[int], list[Action]]
 _RID = re.compile(r"\brid (\d+)\b")
@@ -81,6 +92,8 @@ class Settings:
         default_factory=lambda: dict(_limits.DEFAULT_LIMITS)
     )
     """Punt rate limits per reason, written to the NIC's punt meter on every connection."""
+    event_log_size: int = EVENT_LOG
+    """Notifications kept for management ``events``."""
 
 
 @dataclass(slots=True)
@@ -118,6 +131,12 @@ class AgentService:
         self.agent = self._new_core()
         self.counters: collections.Counter[str] = collections.Counter()
         self.errors: collections.deque[dict[str, object]] = collections.deque(maxlen=20)
+        self.event_log: collections.deque[dict[str, object]] = collections.deque(
+            maxlen=settings.event_log_size
+        )
+        """The latest notifications, oldest first; their ``seq`` numbers have no gaps."""
+        self.event_seq = 0
+        """The ``seq`` of the latest notification (0: none yet)."""
         self.connected = False
         self.ready = asyncio.Event()
         """Set once the first connection is primary, the pipeline is in and the classifier written."""
@@ -369,6 +388,17 @@ class AgentService:
 
     def _notify(self, n: Notify) -> None:
         self.counters[f"notify.{n.event}"] += 1
+        self.event_seq += 1
+        self.event_log.append(
+            {
+                "seq": self.event_seq,
+                "t_ns": time.monotonic_ns(),
+                "event": n.event,
+                "session": n.session_id,
+                "message": n.message,
+                "error": n.error,
+            }
+        )
         if self._pending:
             self._outcome(n)
         if self._splices:
@@ -460,6 +490,31 @@ class AgentService:
             if chain is not None:
                 row["chain"] = [ip_str(a) for a in chain]
         return rows
+
+    def events(self, args: Args) -> dict[str, object]:
+        """Management ``events``: the logged notifications after ``since`` (a ``seq``; 0, the
+        default, for all that are kept), at most ``limit`` of them, oldest first.  Each is
+        ``seq``, ``t_ns`` (CLOCK_MONOTONIC), ``event``, ``session`` (the core's id, 0 for none),
+        ``message`` and ``error``.  The answer also has ``next`` (the ``since`` of the next
+        request), ``last`` (the latest ``seq``), ``missed`` (events after ``since`` that the
+        bounded log dropped before they were read) and ``now_ns``."""
+        since = _count(args.get("since", 0), "since")
+        limit = _count(args.get("limit", EVENTS_PER_ANSWER), "limit", 1, EVENTS_PER_ANSWER)
+        if since > self.event_seq:
+            raise UserError(
+                f"since {since} is after the latest event {self.event_seq} (did the agent restart?)"
+            )
+        self.counters["mgmt.events"] += 1
+        first = self.event_seq - len(self.event_log) + 1  # the oldest kept
+        skip = max(0, since + 1 - first)
+        rows = list(itertools.islice(self.event_log, skip, skip + limit))
+        return {
+            "events": rows,
+            "next": rows[-1]["seq"] if rows else max(since, first - 1),
+            "last": self.event_seq,
+            "missed": max(0, first - 1 - since),
+            "now_ns": time.monotonic_ns(),
+        }
 
     async def reconfigure(self, args: Args) -> dict[str, object]:
         """Management ``reconfigure``: ``session`` (id, or five-tuple text as ``sessions`` shows
@@ -602,6 +657,13 @@ def _timeout(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_TIMEOUT_S:
         raise UserError(f"timeout must be a number of seconds in (0, {MAX_TIMEOUT_S:g}], not {value!r}")
     return float(value)
+
+
+def _count(value: object, what: str, low: int = 0, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value > high):
+        bounds = f"between {low} and {high}" if high else f"at least {low}"
+        raise UserError(f"{what} must be a whole number {bounds}, not {value!r}")
+    return value
 
 
 def _address(value: object, what: str) -> int:
