@@ -584,6 +584,7 @@ class Reconfigurer:
                     assert a.new_target is not None
                     g = translate(g, a.new_target, 0, a.new_delta, (0, -a.new_ts & M32))
                     out.append(Send(g.to_bytes(), Port.NET))
+                    self._new_data(s, a, "sent", len(g.payload), out)
             direction = D.FWD if a.left else D.REV
         else:
             t = f.five_tuple
@@ -603,6 +604,8 @@ class Reconfigurer:
             else:
                 return False
             a.incoming(f)
+            if t == a.new_in_key:
+                self._new_data(s, a, "received", len(f.payload), out)
             ts, ws = ((a.new_ts, 0), a.new_ws) if t == a.new_in_key else ((0, 0), (0, 0))
             out.append(Send(translate(f, a.in_target, delta, 0, ts, ws).to_bytes(), Port.HOST))
             direction = D.REV if a.left else D.FWD
@@ -611,6 +614,12 @@ class Reconfigurer:
             self.agent._teardown_seen(now, s, direction, f.flags, out)
         self._check(now, s, a, out)
         return True
+
+    def _new_data(self, s: Session, a: Anchor, how: str, n: int, out: list[Action]) -> None:
+        """Once per anchor: the first data segment it sends or receives on the new path."""
+        if n and "new_data" not in a.extra:
+            a.extra["new_data"] = n
+            out.append(Notify("new_path_data", f"{s.session}: rid {a.extra['rid']}: {how} {n} bytes", s.sid))
 
     def _synack(self, now: int, s: Session, a: Anchor, f: pk.TcpFrame, out: list[Action]) -> None:
         assert a.new_target is not None
