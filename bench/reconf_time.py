@@ -8,12 +8,13 @@ server, three network namespaces, each behind its own ``dysco switch`` NIC with 
 server are this module's peers:
 
 * the server echoes every byte back;
-* the client runs ``--removals`` sessions, ``--concurrency`` at a time.  Each sends ``--window``
-  messages of ``--message`` random bytes, waits for their echo, checks it and goes on, so data
-  flows both ways all the time.  The proxy splices a connection once it has relayed
-  ``--before`` bytes (both ways together); when it reports the splice done, this module tells
-  the client, which sends ``--after`` more bytes each way (directly to the server now), closes
-  and checks that every byte came back.
+* the client runs sessions, ``--concurrency`` at a time, until ``--removals`` of them have been
+  spliced.  Each sends ``--window`` messages of ``--message`` random bytes, waits for their
+  echo, checks it and goes on, so data flows both ways all the time.  The proxy splices a
+  connection once it has relayed ``--before`` bytes (both ways together); when it reports the
+  splice done, this module tells the client, which sends ``--after`` more bytes each way
+  (directly to the server now), closes and checks that every byte came back.  A session without
+  an echo for ``--stall`` seconds is counted as failed (before or after its splice) and ends.
 
 Per removal, from the agents' event logs (``dysco ctl events``: the core's notifications,
 stamped with CLOCK_MONOTONIC ns when the agent has carried out the batch that raised them, one
@@ -50,6 +51,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -157,25 +159,35 @@ class _Client:
             writer.close()
             self.told.pop(cport, None)
 
-    async def run(self, count: int, concurrency: int) -> None:
+    async def run(self, limit: int, concurrency: int) -> None:
+        """Sessions, ``concurrency`` at a time, until ``stop`` on stdin (or ``limit`` sessions)."""
         loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
 
         def stdin() -> None:
             for line in sys.stdin:
-                cmd, _, arg = line.partition(" ")
+                cmd, _, arg = line.strip().partition(" ")
                 if cmd == "after":
                     loop.call_soon_threadsafe(self.tell, int(arg))
+                elif cmd == "stop":
+                    loop.call_soon_threadsafe(stop.set)
 
         threading.Thread(target=stdin, name="stdin", daemon=True).start()
         gate = asyncio.Semaphore(concurrency)
 
         async def one() -> None:
-            async with gate:
+            try:
                 await self.session()
+            finally:
+                gate.release()
 
         print("started", flush=True)
         async with asyncio.TaskGroup() as tg:
-            for i in range(count):
+            for i in range(limit):
+                await gate.acquire()
+                if stop.is_set():
+                    gate.release()
+                    break
                 tg.create_task(one(), name=f"session-{i}")
         print(f"finished ok {self.ok} failed {self.failed}", flush=True)
 
@@ -185,9 +197,9 @@ def _peer(args: list[str]) -> None:
     if cmd == "echo-server":
         asyncio.run(_echo_server(int(rest[0])))
     elif cmd == "client":
-        addr, port, count, concurrency, message, window, after, stall = rest
+        addr, port, limit, concurrency, message, window, after, stall = rest
         client = _Client(addr, int(port), int(message), int(window), int(after), float(stall))
-        asyncio.run(client.run(int(count), int(concurrency)))
+        asyncio.run(client.run(int(limit), int(concurrency)))
     else:
         raise UserError(f"no peer {cmd!r}")
 
@@ -339,6 +351,43 @@ _ACCEPTED = re.compile(r"^accepted (\d+) [\d.]+:(\d+) -> ")
 _SPLICED = re.compile(r"^spliced (\d+) in \S+: up (\d+) down (\d+)")
 _SPLICE_FAILED = re.compile(r"^splice failed (\d+)")
 _DONE = re.compile(r"^done (\d+) sent (\d+) after (\d+)")
+_FAILED = re.compile(r"^failed (\d+) ")
+
+
+@dataclass
+class Tally:
+    """The sessions' outcomes as the proxy and the client report them."""
+
+    spliced: int = 0
+    splice_failures: list[str] = field(default_factory=list)
+    relayed: dict[int, int] = field(default_factory=dict)
+    """Client port of a live spliced session -> bytes the proxy relayed (both ways) until then."""
+    ok: int = 0
+    ok_past_the_proxy: int = 0
+    """Sessions whose bytes after the splice did not cross the proxy."""
+    stalled_after_splice: list[str] = field(default_factory=list)
+    failed_before_splice: list[str] = field(default_factory=list)
+
+    def done(self, port: int, sent: int) -> None:
+        self.ok += 1
+        relayed = self.relayed.pop(port, None)
+        if relayed is not None and 2 * sent > relayed:
+            self.ok_past_the_proxy += 1
+
+    def failed(self, port: int, line: str) -> None:
+        spliced = self.relayed.pop(port, None) is not None
+        (self.stalled_after_splice if spliced else self.failed_before_splice).append(line)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "spliced": self.spliced,
+            "ok": self.ok,
+            "ok_with_data_after_the_splice_past_the_proxy": self.ok_past_the_proxy,
+            "failed_after_splice": len(self.stalled_after_splice),
+            "failed_before_splice": len(self.failed_before_splice),
+            "first_failures": (self.stalled_after_splice + self.failed_before_splice)[:5],
+            "splice_failures_reported_by_the_proxy": self.splice_failures[:5],
+        }
 
 
 def run(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
@@ -357,18 +406,15 @@ def run(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
         procs.wait_for("proxy", "listening")
         logs_ = EventLogs(tb)
         logs_.skip_past()
-        client = [*peer, "client", proxy.address, str(PORT), str(args.removals), str(args.concurrency)]
+        limit = 2 * args.removals  # sessions that fail before their splice make no removal
+        client = [*peer, "client", proxy.address, str(PORT), str(limit), str(args.concurrency)]
         client += [str(args.message), str(args.window), str(args.after), str(args.stall)]
         started = time.monotonic()
         procs.start("client", tb.netns_argv("client", client))
         procs.wait_for("client", "started")
-        _progress(f"{args.removals} sessions, {args.concurrency} at a time")
+        _progress(f"sessions until {args.removals} are spliced, {args.concurrency} at a time")
         port_of: dict[int, int] = {}
-        relayed: dict[int, int] = {}
-        """Client port -> bytes the proxy relayed (both ways) when its splice was done."""
-        done: dict[int, tuple[int, int]] = {}
-        failures: list[str] = []
-        splice_failures: list[str] = []
+        t = Tally()
         finished = ""
         last_read = time.monotonic()
         while not finished:
@@ -383,19 +429,22 @@ def run(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
                     port_of[int(m.group(1))] = int(m.group(2))
                 elif m := _SPLICED.match(line):
                     cport = port_of[int(m.group(1))]
-                    relayed[cport] = int(m.group(2)) + int(m.group(3))
+                    t.relayed[cport] = int(m.group(2)) + int(m.group(3))
+                    t.spliced += 1
                     procs.send("client", f"after {cport}")
+                    if t.spliced == args.removals:
+                        procs.send("client", "stop")
+                    if t.spliced % 100 == 0:
+                        rate = t.spliced / (time.monotonic() - started)
+                        _progress(f"  {t.spliced}/{args.removals} spliced ({rate:.1f}/s)")
                 elif m := _SPLICE_FAILED.match(line):
-                    splice_failures.append(line)
+                    t.splice_failures.append(line)
                     procs.send("client", f"after {port_of[int(m.group(1))]}")
             elif who == "client":
                 if m := _DONE.match(line):
-                    done[int(m.group(1))] = (int(m.group(2)), int(m.group(3)))
-                    if len(done) % 100 == 0:
-                        rate = len(done) / (time.monotonic() - started)
-                        _progress(f"  {len(done)}/{args.removals} sessions done ({rate:.1f}/s)")
-                elif line.startswith("failed "):
-                    failures.append(line)
+                    t.done(int(m.group(1)), int(m.group(2)))
+                elif m := _FAILED.match(line):
+                    t.failed(int(m.group(1)), line)
                 elif line.startswith("finished "):
                     finished = line
             if time.monotonic() - last_read > 5.0:  # keep the agents' bounded logs read
@@ -412,7 +461,7 @@ def run(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
         kernel = {name: kernel_counters(tb, name) for name in ("client", "server")}
     ev = logs_.events
     removals = pair(ev["client"], ev["proxy"], ev["server"])
-    result = report(args, removals, done, relayed, failures, splice_failures, errors, seconds)
+    result = report(args, removals, t, errors, seconds)
     result["sessions"]["left_open_at_the_agents"] = left
     result["kernel_counters"] = kernel
     return result
@@ -439,10 +488,7 @@ def status_errors(path: str) -> list[Any]:
 def report(
     args: argparse.Namespace,
     removals: list[Removal],
-    done: dict[int, tuple[int, int]],
-    relayed: dict[int, int],
-    failures: list[str],
-    splice_failures: list[str],
+    t: Tally,
     errors: dict[str, list[Any]],
     seconds: float,
 ) -> dict[str, Any]:
@@ -451,8 +497,6 @@ def report(
     b = [x for r in complete if (x := r.to_old_path_freed_ms()) is not None]
     a_splice = [x for r in complete if (x := r.to_new_path_data_ms("splice")) is not None]
     b_splice = [x for r in complete if (x := r.to_old_path_freed_ms("splice")) is not None]
-    # data after the splice: the client moved more bytes than the proxy relayed
-    past_proxy = sum(1 for port, (sent, _) in done.items() if port in relayed and 2 * sent > relayed[port])
     sa, sb = summary(a), summary(b)
     return {
         "benchmark": "reconf_time",
@@ -470,17 +514,11 @@ def report(
             **PAPER,
             "source": "Dysco (SIGCOMM'17) Fig. 12, proxy removal: almost 80% within 2 ms, 98.7% within 4 ms",
         },
-        "sessions": {
-            "done": len(done),
-            "failed": len(failures),
-            "first_failures": failures[:5],
-            "data_after_the_splice_past_the_proxy": past_proxy,
-        },
+        "sessions": t.as_json(),
         "removals": {
             "started": len(removals),
             "complete": len(complete),
             "failed": [r.failure for r in removals if r.failure][:5],
-            "splice_failures_reported_by_the_proxy": splice_failures[:5],
             "no_data_on_the_new_path_while_two_paths": sum(1 for r in complete if not r.data_ns),
             "first_data_by": {
                 side: sum(
@@ -516,7 +554,7 @@ def draw(result: dict[str, Any], out: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--removals", type=int, default=1000, help="sessions, each spliced once")
+    parser.add_argument("--removals", type=int, default=1000, help="proxy removals to measure")
     parser.add_argument("--concurrency", type=int, default=8, help="sessions at a time")
     parser.add_argument("--message", type=int, default=1000, help="bytes per message")
     parser.add_argument("--window", type=int, default=2, help="messages sent before waiting for their echo")
