@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
 from dysco.runtime import _packet as pk
 from dysco.runtime._types import FiveTuple
@@ -79,26 +80,49 @@ class SpliceProxy:
     own connection to ``upstream``:``upstream_port`` for each and relays the bytes both ways.
     Once ``splice_after`` bytes went from the client to the server it hands both sockets to its
     agent (:meth:`Agent.splice`), relays what still arrives on them (the old path draining), and
-    closes them when the agent reports ``spliced``: its FINs must never leave the NIC."""
+    closes them when the agent reports ``spliced``: its FINs must never leave the NIC.
+    ``connect_after``: how long after accepting it opens the upstream connection (a proxy that
+    waits for the request, a slow resolver); ``timestamps``: its TCP uses timestamps."""
 
-    def __init__(self, host: Host, port: int, upstream: int, upstream_port: int, splice_after: int) -> None:
+    def __init__(
+        self,
+        host: Host,
+        port: int,
+        upstream: int,
+        upstream_port: int,
+        splice_after: int,
+        *,
+        connect_after: int = 0,
+        timestamps: bool = False,
+    ) -> None:
         self.host = host
-        self.tcp = TcpStack(host.sim, host.address, host.emit)
+        self.tcp = TcpStack(host.sim, host.address, host.emit, timestamps)
         self.tcp.listen_stream(port)
         self.upstream = (upstream, upstream_port)
         self.splice_after = splice_after
+        self.connect_after = connect_after
         self.pairs: list[tuple[Conn, Conn]] = []
+        self._accepted: set[int] = set()
         self.relayed: dict[int, int] = {}
         self.splice_at: int | None = None
         self.closed_at: int | None = None
 
     def receive(self, frame: bytes) -> None:
         self.tcp.receive(frame)
-        paired = {id(c) for pair in self.pairs for c in pair}
         for c in list(self.tcp.conns.values()):
-            if not c.client and c.established and id(c) not in paired:
-                up = self.tcp.connect(*self.upstream, b"", stream=True)
-                self.pairs.append((c, up))
+            if not c.client and c.established and id(c) not in self._accepted:
+                self._accepted.add(id(c))
+                if self.connect_after:
+                    self.host.sim.after(self.connect_after, partial(self._connect, c))
+                else:
+                    self._connect(c)
+        self._work()
+
+    def _connect(self, inbound: Conn) -> None:
+        self.pairs.append((inbound, self.tcp.connect(*self.upstream, b"", stream=True)))
+        self._work()
+
+    def _work(self) -> None:
         for inbound, outbound in self.pairs:
             self._relay(inbound, outbound)
             self._relay(outbound, inbound)

@@ -5,10 +5,18 @@ delivery, SYN/SYN-ACK/FIN retransmission with a doubling timeout.  A client send
 and a FIN; the server answers when the FIN arrived (``respond(request)``), then sends its FIN, or
 (an *eager* server) sends ``respond(b"")`` and its FIN as soon as the connection is established.
 Every ACK that acknowledges bytes this side never sent is recorded in ``bad_acks``.
+
+With ``timestamps`` a stack behaves as Linux with ``tcp_timestamps=1``: every connection's TSval
+clock ticks at 1 kHz from a random per-connection offset, the option is negotiated on the
+handshake, ``ts_recent`` is updated from segments at or before the last acknowledged point, and
+PAWS (RFC 7323 §5) discards a segment whose TSval is more than one tick behind ``ts_recent``
+(counted in ``paws_drops``, answered with a duplicate ACK), except a duplicate pure ACK within
+the retransmission timeout (Linux's ``tcp_disordered_ack``).
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,6 +31,34 @@ MAX_RETRIES = 8
 MAC_A = b"\x02\0\0\0\0\x01"
 MAC_B = b"\x02\0\0\0\0\x02"
 SYN_OPTIONS = b"\x02\x04\x05\xb4"  # MSS 1460
+M32 = 0xFFFFFFFF
+PAWS_WINDOW = 1
+"""Ticks a TSval may lag ``ts_recent`` and still pass PAWS (Linux's ``TCP_PAWS_WINDOW``)."""
+
+
+def _s32(x: int) -> int:
+    """``x`` modulo 2^32 as a signed 32-bit number (sequence and timestamp comparisons)."""
+    x &= M32
+    return x - (1 << 32) if x >= 1 << 31 else x
+
+
+def timestamp_option(options: bytes) -> tuple[int, int] | None:
+    """TSval and TSecr of the timestamp option in ``options``, if there is one."""
+    i = 0
+    while i < len(options):
+        kind = options[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= len(options) or options[i + 1] < 2:
+            break
+        if kind == 8 and options[i + 1] == 10 and i + 10 <= len(options):
+            val, ecr = struct.unpack_from("!II", options, i + 2)
+            return val, ecr
+        i += options[i + 1]
+    return None
 
 
 @dataclass
@@ -56,9 +92,26 @@ class Conn:
     """The highest sequence number sent so far plus one (the SYN counts)."""
     bad_acks: list[int] = field(default_factory=list)
     """Acknowledgment numbers outside [iss + 1, snd_max]: acks for bytes never sent."""
+    ts_offset: int = 0
+    """This connection's TSval at simulated time 0 (random, as Linux's per-connection offset)."""
+    ts_ok: bool = False
+    """Both SYNs carried the timestamp option: every segment carries it."""
+    ts_recent: int = 0
+    rcv_wup: int = 0
+    """``rcv_nxt`` when this side last sent an ACK (``ts_recent`` is taken from segments up to it)."""
+    ts_clock: int | None = None
+    """The peer's TSval clock as the SYN (or SYN-ACK) showed it: its TSval minus our clock."""
+    ts_lead: tuple[int, int] = (0, 0)
+    """How far (ms) the TSvals received ran behind / ahead of that clock, at most: a constant
+    path delay keeps both at 0; a path whose TSvals are translated (a splice) must keep them small."""
 
     def __post_init__(self) -> None:
         self.snd_max = self.iss + 1
+
+    @property
+    def tsval(self) -> int:
+        """This connection's TSval clock now (1 kHz)."""
+        return (self.ts_offset + self.stack.sim.now // MS) & M32
 
     @property
     def fin_seq(self) -> int:
@@ -74,6 +127,10 @@ class Conn:
 
     def segment(self, flags: int, seq: int, payload: bytes = b"", options: bytes = b"") -> None:
         ack = self.rcv_nxt if flags & pk.ACK else 0
+        if flags & pk.ACK:
+            self.rcv_wup = self.rcv_nxt
+        if self.ts_ok or (flags == pk.SYN and self.stack.timestamps):
+            options += b"\x01\x01\x08\x0a" + struct.pack("!II", self.tsval, self.ts_recent)
         f = pk.TcpFrame(
             MAC_B, MAC_A, self.stack.address, self.remote, self.local_port, self.remote_port,
             seq, ack, flags, 65535, options, payload,
@@ -121,7 +178,42 @@ class Conn:
         self.snd_nxt = self.snd_una
         self.pump()
 
+    def _paws_rejects(self, f: pk.TcpFrame, ts: tuple[int, int] | None) -> bool:
+        """PAWS: ``f`` carries a TSval too old to be a segment of this connection."""
+        if not self.ts_ok or ts is None or f.flags & (pk.RST | pk.SYN):
+            return False
+        lag = _s32(self.ts_recent - ts[0])
+        if lag <= PAWS_WINDOW:
+            return False
+        disordered_ack = (
+            not f.payload
+            and not f.flags & pk.FIN
+            and f.seq == self.rcv_nxt
+            and f.ack == self.snd_una
+            and lag <= self.rto // MS
+        )
+        return not disordered_ack
+
+    def _replaces_ts_recent(self, seq: int, tsval: int) -> bool:
+        """Linux's ``tcp_replace_ts_recent``: a newer TSval on a segment at or before ``rcv_wup``."""
+        return self.ts_ok and _s32(seq - self.rcv_wup) <= 0 and _s32(tsval - self.ts_recent) >= 0
+
+    def _watch_clock(self, tsval: int) -> None:
+        now = self.stack.sim.now // MS
+        if self.ts_clock is None:
+            self.ts_clock = (tsval - now) & M32
+        lead = _s32(tsval - self.ts_clock - now)
+        self.ts_lead = (min(self.ts_lead[0], lead), max(self.ts_lead[1], lead))
+
     def input(self, f: pk.TcpFrame) -> None:
+        ts = timestamp_option(f.options) if self.stack.timestamps else None
+        if ts is not None:
+            self._watch_clock(ts[0])
+        if self._paws_rejects(f, ts):
+            self.stack.paws_drops += 1
+            if f.payload or f.flags & pk.FIN:
+                self.segment(pk.ACK, self.snd_nxt)
+            return
         if f.flags & pk.ACK and not 0 < (f.ack - self.iss) % (1 << 32) <= self.snd_max - self.iss:
             self.bad_acks.append(f.ack)
         if f.flags & pk.RST:
@@ -130,6 +222,8 @@ class Conn:
         if f.flags & pk.SYN:
             if self.client and f.flags & pk.ACK and f.ack == self.iss + 1:
                 if not self.established:
+                    self.ts_ok = ts is not None
+                    self.ts_recent = ts[0] if ts is not None else 0
                     self.rcv_nxt = f.seq + 1
                     self.snd_una = self.snd_nxt = self.iss + 1
                     self.established = True
@@ -152,6 +246,8 @@ class Conn:
             self.snd_una = f.ack
             self.rto = RTO
             self.retries = 0
+        if ts is not None and self._replaces_ts_recent(f.seq, ts[0]):
+            self.ts_recent = ts[0]
         occupies = bool(f.payload) or bool(f.flags & pk.FIN)
         if f.seq == self.rcv_nxt and self.established:
             self.received += f.payload
@@ -170,7 +266,9 @@ class Conn:
 class TcpStack:
     """The TCP of one simulated host (its application on the HOST port)."""
 
-    def __init__(self, sim: Sim, address: int, emit: Callable[[bytes], None]) -> None:
+    def __init__(
+        self, sim: Sim, address: int, emit: Callable[[bytes], None], timestamps: bool = False
+    ) -> None:
         self.sim = sim
         self.address = address
         self.emit = emit
@@ -179,6 +277,9 @@ class TcpStack:
         self.streams: set[int] = set()
         self.retransmits = 0
         self.unmatched = 0
+        self.timestamps = timestamps
+        self.paws_drops = 0
+        """Segments discarded by PAWS (Linux's PAWSEstabRejected)."""
         self._next_port = 40000
 
     def listen(self, port: int, respond: Callable[[bytes], bytes], eager: bool = False) -> None:
@@ -197,6 +298,8 @@ class TcpStack:
             self._next_port = self._next_port + 1 if self._next_port < 60999 else 40000
         c = Conn(self, sport, dst, dport, self.sim.rng.randrange(1 << 30), data, want_fin=not stream)
         c.stream = stream
+        if self.timestamps:
+            c.ts_offset = self.sim.rng.randrange(1 << 32)
         self.conns[(dst, dport, sport)] = c
         c.segment(pk.SYN, c.iss, options=SYN_OPTIONS)
         c._arm()
@@ -214,6 +317,13 @@ class TcpStack:
             c.respond, c.eager = self.listening[f.dport]
             c.stream = f.dport in self.streams
             c.rcv_nxt = f.seq + 1
+            if self.timestamps:
+                c.ts_offset = self.sim.rng.randrange(1 << 32)
+                ts = timestamp_option(f.options)
+                c.ts_ok = ts is not None
+                c.ts_recent = ts[0] if ts is not None else 0
+                if ts is not None:
+                    c._watch_clock(ts[0])
             self.conns[key] = c
             c.segment(pk.SYN | pk.ACK, c.iss)
             c._arm()
