@@ -6,14 +6,24 @@ proxy kernel's SYN-ACK ``p1``), its outbound session proxy -> server (the proxy 
 ``p2``, the server's SYN-ACK ``s``).  After the splice the client's bytes reach the server
 directly and must look as if ``p2`` had sent them, and the other way round::
 
-    client -> server: seq + (p2.isn - c.isn + fwd_bytes)    TSval + (p2.ts - c.ts + margin)
-    server -> client: seq + (p1.isn - s.isn + rev_bytes)    TSval + (p1.ts - s.ts + margin)
+    client -> server: seq + (p2.isn - c.isn + fwd_bytes)    TSval + (p2.ts - c.ts - (p2.at - c.at) + 1)
+    server -> client: seq + (p1.isn - s.isn + rev_bytes)    TSval + (p1.ts - s.ts - (p1.at - s.at) + 1)
 
 ``fwd_bytes`` is what the proxy added to the client's stream (bytes written to the outbound
-socket minus bytes read from the inbound one), ``rev_bytes`` the same the other way.  The
-timestamp margin (the milliseconds since the first of the two handshakes) keeps the translated
-clock ahead of the one the receiver saw from the proxy, so PAWS never discards a segment.
-Windows are rescaled from the sender's shift to the one the receiver applies.
+socket minus bytes read from the inbound one), ``rev_bytes`` the same the other way.
+
+Timestamps: each TSval clock is a host's clock plus a per-connection offset (Linux draws one at
+random for every connection), ticking at 1 kHz (Linux's ``TCP_TS_HZ``).  The client's clock and
+the proxy's clock of its outbound connection tick together, so the difference between them is a
+constant; the two SYNs were seen at different times, so the agent corrects it by the
+milliseconds between the two observations (``at``, its own clock, rounded down: the delta comes
+out larger, never smaller).  One tick more covers the clocks' rounding to whole ticks.  The
+receiver's PAWS check compares what arrives with the latest TSval it saw, which may still come
+from the proxy: translated TSvals must not be behind the proxy's clock (the new path's segments
+would be dropped) nor seconds ahead of it (the proxy's last segments on the old path would be).
+The delay between a SYN being stamped and the agent seeing it errs towards larger deltas for the
+remote end's SYN, which crossed the network, by the one-way delay.  Windows are rescaled from the
+sender's shift to the one the receiver applies.
 """
 
 from __future__ import annotations
@@ -25,6 +35,9 @@ from dysco.runtime import _packet as pk
 
 M32 = 0xFFFFFFFF
 MS = 1_000_000
+"""Nanoseconds per TSval tick (Linux's TCP timestamp clock runs at 1 kHz)."""
+TS_MARGIN = 1
+"""Ticks added to a TSval delta for the two clocks' rounding to whole ticks."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +102,17 @@ def _shift(sender: Side, receiver: Side) -> int:
     return sender.wscale if sender.wscale is not None and receiver.wscale is not None else 0
 
 
-def compute(c: Side, p1: Side, p2: Side, s: Side, fwd_bytes: int, rev_bytes: int, now: int) -> Spliced:
-    """The translations of a proxy spliced at ``now``: ``c``/``p1`` the inbound session's SYN and
-    SYN-ACK, ``p2``/``s`` the outbound session's."""
-    margin = max(0, now - min(c.at, p1.at, p2.at, s.at)) // MS + 1
+def ts_delta(sender: Side, target: Side) -> int:
+    """What to add to ``sender``'s TSvals to read them on ``target``'s clock: the difference of
+    the two clocks at one instant, from TSvals seen at ``sender.at`` and ``target.at``."""
+    assert sender.tsval is not None and target.tsval is not None
+    ticks = (target.at - sender.at) // MS  # rounded down: the delta errs towards larger values
+    return (target.tsval - sender.tsval - ticks + TS_MARGIN) & M32
+
+
+def compute(c: Side, p1: Side, p2: Side, s: Side, fwd_bytes: int, rev_bytes: int) -> Spliced:
+    """The translations of a spliced proxy: ``c``/``p1`` the inbound session's SYN and SYN-ACK,
+    ``p2``/``s`` the outbound session's."""
     ts_in = c.tsval is not None and p1.tsval is not None
     ts_out = p2.tsval is not None and s.tsval is not None
     warnings = []
@@ -101,8 +121,8 @@ def compute(c: Side, p1: Side, p2: Side, s: Side, fwd_bytes: int, rev_bytes: int
     if (c.sack and p1.sack) != (p2.sack and s.sack):
         warnings.append("SACK permitted on one session only")
     both = ts_in and ts_out
-    fwd_ts = ((p2.tsval or 0) - (c.tsval or 0) + margin) & M32 if both else 0
-    rev_ts = ((p1.tsval or 0) - (s.tsval or 0) + margin) & M32 if both else 0
+    fwd_ts = ts_delta(c, p2) if both else 0
+    rev_ts = ts_delta(s, p1) if both else 0
     fwd = Translation((p2.isn - c.isn + fwd_bytes) & M32, fwd_ts, (_shift(c, p1), _shift(p2, s)))
     rev = Translation((p1.isn - s.isn + rev_bytes) & M32, rev_ts, (_shift(s, p2), _shift(p1, c)))
     return Spliced(fwd, rev, tuple(warnings))

@@ -11,7 +11,7 @@ from dysco.runtime import _packet as pk
 from dysco.runtime._core import SECOND
 from dysco.runtime._splice import Side, compute
 from dysco.runtime._types import FiveTuple, ip_int
-from dysco.runtime.sim import MS, SpliceProxy, TcpStack, World
+from dysco.runtime.sim import MS, Conn, SpliceProxy, TcpStack, World
 from dysco.softswitch.api import Program
 
 CLIENT, PROXY, SERVER = ip_int("10.0.0.1"), ip_int("10.0.0.20"), ip_int("10.0.0.100")
@@ -24,17 +24,26 @@ def _direct(text: str):  # type: ignore[no-untyped-def]
     return policies
 
 
-def _world(program: Program, seed: int, splice_after: int, loss: float = 0.0):  # type: ignore[no-untyped-def]
+def _world(  # type: ignore[no-untyped-def]
+    program: Program,
+    seed: int,
+    splice_after: int,
+    loss: float = 0.0,
+    *,
+    timestamps: bool = False,
+    connect_after: int = 0,
+):
     w = World(program, seed)
     w.net.faults.loss = loss
-    client = TcpStack(w.sim, CLIENT, lambda f: None)
+    client = TcpStack(w.sim, CLIENT, lambda f: None, timestamps)
     ch = w.host("client", CLIENT, policies=_direct("policy p: tcp dst port 8080 -> 10.0.0.20\n"),
                 app=lambda h: client, idle_timeout=5 * SECOND)  # fmt: skip
     client.emit = ch.emit
     ph = w.host("proxy", PROXY, policies=_direct("policy s: tcp dst port 80 -> 10.0.0.100\n"),
-                app=lambda h: SpliceProxy(h, 8080, SERVER, 80, splice_after), idle_timeout=5 * SECOND,
-                splice=True)  # fmt: skip
-    server = TcpStack(w.sim, SERVER, lambda f: None)
+                app=lambda h: SpliceProxy(h, 8080, SERVER, 80, splice_after, connect_after=connect_after,
+                                          timestamps=timestamps),
+                idle_timeout=5 * SECOND, splice=True)  # fmt: skip
+    server = TcpStack(w.sim, SERVER, lambda f: None, timestamps)
     sh = w.host("server", SERVER, app=lambda h: server, idle_timeout=5 * SECOND)
     server.emit = sh.emit
     server.listen(80, lambda req: b"answer:" + req[::-1] * 3)
@@ -74,6 +83,59 @@ def test_the_proxy_is_spliced_out(dysco_program: Program, seed: int, loss: float
     assert w.leftovers() == {}
 
 
+def _feed(w: World, conn: Conn, chunk: bytes, every: int, until: int) -> None:
+    """The client's application writes ``chunk`` every ``every`` ns until ``until``, then closes."""
+    if w.sim.now >= until:
+        conn.want_fin = True
+    else:
+        conn.data += chunk
+        w.sim.after(every, lambda: _feed(w, conn, chunk, every, until))
+    conn.pump()
+
+
+@pytest.mark.parametrize("seed", [6, 7])
+def test_translated_timestamps_keep_the_proxys_clock(dysco_program: Program, seed: int) -> None:
+    """Linux TCP with timestamps (per-connection TSval offsets, PAWS), data both ways.  The proxy
+    opens its upstream connection 2 s after accepting the client and is spliced about 4 s into
+    the session.  Each end host must go on seeing the proxy's TSval clock after the splice, to
+    within the path's delay: translated TSvals seconds ahead make PAWS discard what the proxy
+    still sends on the old path, TSvals behind make it discard the new path's segments."""
+    w, client, server, ph, _sent = _world(
+        dysco_program, seed, 400_000, timestamps=True, connect_after=2 * SECOND
+    )
+    server.listen_stream(80)
+    proxy = ph.app
+    assert isinstance(proxy, SpliceProxy)
+    conn = client.connect(PROXY, 8080, b"", stream=True)
+    up, down, every, until = bytes(range(100)) * 10, bytes(range(50)) * 10, 10 * MS, 6 * SECOND
+    _feed(w, conn, up, every, until)
+
+    def answer() -> None:
+        srv = next(iter(server.conns.values()), None)
+        if srv is None:
+            w.sim.after(every, answer)
+        else:
+            _feed(w, srv, down, every, until)
+
+    answer()
+    w.sim.run(60 * SECOND)
+    assert proxy.splice_at is not None and proxy.closed_at is not None
+    assert 3 * SECOND < proxy.splice_at < 5 * SECOND
+    (srv,) = server.conns.values()
+    assert conn.done and srv.done and not conn.failed and not srv.failed
+    assert len(srv.received) > 500_000 and bytes(srv.received) == up * (len(srv.received) // len(up))
+    assert bytes(conn.received) == srv.data and len(srv.data) > 150_000
+    assert conn.bad_acks == [] and srv.bad_acks == []
+    # what each end received after the splice (answer and upload on the new path) ran on the
+    # proxy's TSval clock: at most a tick behind, at most the one-way delay and two ticks ahead
+    assert conn.ts_ok and srv.ts_ok
+    for c in (conn, srv):
+        assert c.ts_lead[0] >= -1 and c.ts_lead[1] <= 3, c.ts_lead
+    assert client.paws_drops == 0 and server.paws_drops == 0
+    assert ph.agent is not None and ph.agent.metrics["splice.completed"] == 1
+    assert w.leftovers() == {}
+
+
 def test_a_splice_that_cannot_be_done_is_refused(dysco_program: Program) -> None:
     w, client, _server, ph, _sent = _world(dysco_program, 5, 10**9)
     client.connect(PROXY, 8080, bytes(300_000))  # still relaying when the splice is asked for
@@ -105,10 +167,38 @@ def test_translations_of_a_splice() -> None:
     p1 = Side(9000, 1 * MS, wscale=2, sack=True, tsval=70)
     p2 = Side(5000, 2 * MS, wscale=5, sack=False, tsval=80)
     s = Side(2**32 - 10, 3 * MS, wscale=9, sack=True, tsval=4000)
-    t = compute(c, p1, p2, s, fwd_bytes=3, rev_bytes=-1, now=10 * MS)
+    t = compute(c, p1, p2, s, fwd_bytes=3, rev_bytes=-1)
     assert t.fwd.seq == 5000 - 1000 + 3 and t.rev.seq == (9000 + 10 - 1) % 2**32
-    assert t.fwd.ts == (80 - 500 + 11) % 2**32 and t.rev.ts == (70 - 4000 + 11) % 2**32
+    # the SYNs were seen 2 ms (c -> p2) and 2 ms (p1 -> s) apart; one tick for rounding
+    assert t.fwd.ts == (80 - 500 - 2 + 1) % 2**32 and t.rev.ts == (70 - 4000 + 2 + 1) % 2**32
     assert t.fwd.ws == (7, 5) and t.rev.ws == (9, 2)
     assert t.warnings == ("SACK permitted on one session only",)
-    plain = compute(Side(1, 0), Side(2, 0), Side(3, 0), Side(4, 0), 0, 0, 0)
+    plain = compute(Side(1, 0), Side(2, 0), Side(3, 0), Side(4, 0), 0, 0)
     assert plain.fwd.ts == 0 and plain.fwd.ws == (0, 0) and plain.warnings == ()
+
+
+def _linux_clock(offset: int, at: int) -> int:
+    """A Linux connection's TSval at ``at`` (ns): the host's 1 kHz clock plus its random offset."""
+    return (offset + at // MS) & 0xFFFFFFFF
+
+
+def test_timestamp_translation_of_sessions_set_up_seconds_apart() -> None:
+    """The client connects at 10.000 s; the proxy opens its outbound connection 3.5 s later; the
+    splice comes 40 s in.  Per-connection offsets are random 32-bit numbers (one wraps).  The
+    agent sees the client's SYN 0.7 ms after it was stamped (network and punt), the server's
+    SYN-ACK 0.9 ms after, the proxy's own SYN and SYN-ACK 0.2 ms after."""
+    off_c, off_p1, off_p2, off_s = 0x1234_5678, 0xFFFF_F000, 0x0BAD_CAFE, 0x8000_0001
+    t_c, t_p1 = 10_000_000_000 + 300_000, 10_001_000_000 + 600_000  # stamped (ns)
+    t_p2, t_s = 13_500_000_000 + 100_000, 13_501_000_000 + 450_000
+    c = Side(1, t_c + 700_000, tsval=_linux_clock(off_c, t_c))
+    p1 = Side(2, t_p1 + 200_000, tsval=_linux_clock(off_p1, t_p1))
+    p2 = Side(3, t_p2 + 200_000, tsval=_linux_clock(off_p2, t_p2))
+    s = Side(4, t_s + 900_000, tsval=_linux_clock(off_s, t_s))
+    t = compute(c, p1, p2, s, 0, 0)
+    splice = 50_000_000_000
+    for later in (splice, splice + 123_456_789, splice + 3_600_000_000_000):
+        # what the server sees from the client after the splice, against what the proxy sends it
+        lead_fwd = (_linux_clock(off_c, later) + t.fwd.ts - _linux_clock(off_p2, later)) & 0xFFFFFFFF
+        lead_rev = (_linux_clock(off_s, later) + t.rev.ts - _linux_clock(off_p1, later)) & 0xFFFFFFFF
+        # never behind the proxy's clock, never more than a few ticks ahead (not 40 s)
+        assert 0 <= lead_fwd <= 3 and 0 <= lead_rev <= 3, (lead_fwd, lead_rev)
