@@ -54,12 +54,18 @@ def cdf_png(
     title: str,
     xlabel: str,
     references: Sequence[tuple[float, float, str]] = (),
+    log_x: bool = False,
 ) -> Path:
     """Draw one CDF step line per series; ``references`` are (x, fraction, label) points to mark,
-    e.g. the paper's "80% within 2 ms"."""
+    e.g. the paper's "80% within 2 ms"; ``log_x`` for values over several orders of magnitude
+    (all must be positive)."""
     if not any(series.values()):
         raise ValueError("a CDF needs at least one value")
+    if log_x and any(v <= 0 for values in series.values() for v in values):
+        raise ValueError("a logarithmic axis needs positive values")
     fig, ax = _figure()
+    if log_x:
+        ax.set_xscale("log")
     for label, values in series.items():
         if values:
             xs, ys = cdf_points(values)

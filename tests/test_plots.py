@@ -53,6 +53,15 @@ def test_cdf_png_draws_the_series(tmp_path: Path) -> None:
 def test_cdf_png_refuses_no_values(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least one value"):
         cdf_png(tmp_path / "x.png", {"a": []}, title="t", xlabel="ms")
+    with pytest.raises(ValueError, match="logarithmic axis needs positive values"):
+        cdf_png(tmp_path / "x.png", {"a": [0.0, 1.0]}, title="t", xlabel="ms", log_x=True)
+
+
+def test_cdf_png_on_a_logarithmic_axis(tmp_path: Path) -> None:
+    values = {"a": [2.0, 30.0, 400.0, 5000.0]}
+    log = cdf_png(tmp_path / "log.png", values, title="t", xlabel="ms", log_x=True)
+    linear = cdf_png(tmp_path / "linear.png", values, title="t", xlabel="ms")
+    assert _png_size(log) == (700, 400) and log.read_bytes() != linear.read_bytes()
 
 
 def test_timeseries_png_marks_instants(tmp_path: Path) -> None:
