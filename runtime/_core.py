@@ -565,6 +565,12 @@ class Agent:
     def _install(self, s: Session, m: Mapping, direction: Direction, out: list[Action]) -> None:
         s.mappings[(m.table, m.key)] = (m, direction)
         self.by_key[(m.table, m.key)] = s.sid
+        if self.drops.pop((m.table, m.key), None) is not None:
+            # a spliced proxy's drop entry still holds the five-tuple (its subsession port was
+            # released and reused, or the client reuses its port): the new session takes it over
+            self.metrics["splice.drop_taken_over"] += 1
+            out.append(Modify(m))
+            return
         self._entries[m.table] += 1
         out.append(Install(m))
 

@@ -9,6 +9,7 @@ import pytest
 from dysco.compiler import compile_text
 from dysco.runtime import _packet as pk
 from dysco.runtime._core import SECOND
+from dysco.runtime._demo_sim import TimedNotes, WaveProxy
 from dysco.runtime._splice import Side, compute
 from dysco.runtime._types import FiveTuple, ip_int
 from dysco.runtime.sim import MS, Conn, SpliceProxy, TcpStack, World
@@ -133,6 +134,43 @@ def test_translated_timestamps_keep_the_proxys_clock(dysco_program: Program, see
         assert c.ts_lead[0] >= -1 and c.ts_lead[1] <= 3, c.ts_lead
     assert client.paws_drops == 0 and server.paws_drops == 0
     assert ph.agent is not None and ph.agent.metrics["splice.completed"] == 1
+    assert w.leftovers() == {}
+
+
+def test_a_session_after_a_splice_takes_over_the_drop_entries(dysco_program: Program) -> None:
+    """After a splice the proxy's agent drops what its kernel still sends on the spliced sockets
+    and releases the subsession ports; the next session the proxy opens to the same server gets
+    the same port: its five-tuple must become the new session's, not stay a drop entry.  (It
+    used to: ALREADY_EXISTS, and when that session was spliced in turn its reconfiguration never
+    completed and the session stalled until it idled out.)"""
+    w = World(dysco_program, 1)
+    client = TcpStack(w.sim, CLIENT, lambda f: None)
+    ch = w.host("client", CLIENT, policies=_direct("policy p: tcp dst port 8080 -> 10.0.0.20\n"),
+                app=lambda h: client, idle_timeout=5 * SECOND)  # fmt: skip
+    client.emit = ch.emit
+    ph = w.host("proxy", PROXY, policies=_direct("policy s: tcp dst port 80 -> 10.0.0.100\n"),
+                app=lambda h: WaveProxy(h, 8080, SERVER, 80, [20_000, 20_000]), idle_timeout=5 * SECOND,
+                splice=True)  # fmt: skip
+    ph.notes = TimedNotes(w.sim)
+    server = TcpStack(w.sim, SERVER, lambda f: None)
+    sh = w.host("server", SERVER, app=lambda h: server, idle_timeout=5 * SECOND)
+    server.emit = sh.emit
+    server.listen(80, lambda req: b"answer:" + req[::-1])
+    proxy = ph.app
+    assert isinstance(proxy, WaveProxy) and ph.agent is not None
+    first = client.connect(PROXY, 8080, bytes(300_000))
+    w.sim.run_for(50 * MS)
+    assert ph.agent.metrics["splice.completed"] == 1 and ph.agent.drops
+    second = client.connect(PROXY, 8080, b"\1" * 300_000)
+    w.sim.run_for(2 * SECOND)
+    outcomes = [proxy.outcome(port) for port in proxy.requested]
+    assert [o[0] if o else "no outcome" for o in outcomes] == ["spliced", "spliced"]
+    assert second.done and not second.failed and not second.reset
+    assert bytes(second.received) == b"answer:" + b"\1" * 300_000
+    assert ph.agent.metrics["splice.drop_taken_over"] >= 1
+    assert not any(v for k, v in ph.agent.metrics.items() if k.startswith("errors."))
+    w.sim.run(60 * SECOND)
+    assert first.done and not first.failed and not first.reset
     assert w.leftovers() == {}
 
 
