@@ -10,20 +10,30 @@ from dysco.runtime import _packet as pk
 from dysco.runtime._types import FiveTuple
 from dysco.runtime.sim._host import Host
 from dysco.runtime.sim._net import MS
-from dysco.runtime.sim._tcp import Conn, TcpStack
+from dysco.runtime.sim._tcp import Conn, TcpStack, kernel_rst
 
 
 class Forwarder:
-    """A transparent middlebox (or a gateway's IP forwarding): every frame goes back out."""
+    """A transparent middlebox (or a gateway's IP forwarding): every frame goes back out.  A
+    segment for the host itself is not forwarded; with ``rsts`` its kernel answers it with a RST,
+    as Linux does (it has no socket for it)."""
 
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Host, *, rsts: bool = False) -> None:
         self.host = host
+        self.answers = rsts
         self.frames = 0
         self.dropped = 0
+        self.rsts = 0
+        """RSTs its kernel sent in answer to segments for the host itself."""
 
     def receive(self, frame: bytes) -> None:
         if len(frame) >= 34 and int.from_bytes(frame[30:34], "big") == self.host.address:
-            self.dropped += 1  # for this host itself (a stray segment of a closed session): not forwarded
+            # for this host itself (a stray segment of a subsession its agent no longer knows)
+            self.dropped += 1
+            rst = kernel_rst(frame) if self.answers else None
+            if rst is not None:
+                self.rsts += 1
+                self.host.emit(rst)
             return
         self.frames += 1
         self.host.emit(frame)

@@ -12,6 +12,9 @@ handshake, ``ts_recent`` is updated from segments at or before the last acknowle
 PAWS (RFC 7323 §5) discards a segment whose TSval is more than one tick behind ``ts_recent``
 (counted in ``paws_drops``, answered with a duplicate ACK), except a duplicate pure ACK within
 the retransmission timeout (Linux's ``tcp_disordered_ack``).
+
+With ``rsts`` set on a stack, it answers a segment for no connection with a RST as Linux does
+(:func:`kernel_rst`), and takes a RST only at exactly ``rcv_nxt`` (RFC 5961).
 """
 
 from __future__ import annotations
@@ -178,6 +181,19 @@ class Conn:
         self.snd_nxt = self.snd_una
         self.pump()
 
+    def _rst(self, f: pk.TcpFrame) -> None:
+        """Linux's checks of a RST (RFC 5961 §3): while connecting, only a RST+ACK of the SYN; then
+        only one at exactly ``rcv_nxt`` resets; one elsewhere in the window gets a challenge ACK."""
+        if not self.established and self.client:
+            self.reset = bool(f.flags & pk.ACK) and f.ack == (self.iss + 1) & M32
+            return
+        off = (f.seq - self.rcv_nxt) & M32
+        if off == 0:
+            self.reset = True
+        elif off < 65535:
+            self.stack.challenge_acks += 1
+            self.segment(pk.ACK, self.snd_nxt)
+
     def _paws_rejects(self, f: pk.TcpFrame, ts: tuple[int, int] | None) -> bool:
         """PAWS: ``f`` carries a TSval too old to be a segment of this connection."""
         if not self.ts_ok or ts is None or f.flags & (pk.RST | pk.SYN):
@@ -217,7 +233,10 @@ class Conn:
         if f.flags & pk.ACK and not 0 < (f.ack - self.iss) % (1 << 32) <= self.snd_max - self.iss:
             self.bad_acks.append(f.ack)
         if f.flags & pk.RST:
-            self.reset = True
+            if self.stack.rsts:
+                self._rst(f)
+            else:
+                self.reset = True
             return
         if f.flags & pk.SYN:
             if self.client and f.flags & pk.ACK and f.ack == self.iss + 1:
@@ -263,6 +282,24 @@ class Conn:
         self.pump()
 
 
+def kernel_rst(frame: bytes) -> bytes | None:
+    """Linux's answer to a TCP segment for no socket (``tcp_v4_send_reset``): a RST with the
+    segment's ack as its sequence number, or RST+ACK of the segment when it carries no ACK.  A RST
+    (or what is no TCP segment) is not answered."""
+    try:
+        f = pk.parse(frame)
+    except pk.MalformedFrame:
+        return None
+    if f.flags & pk.RST:
+        return None
+    if f.flags & pk.ACK:
+        seq, ack, flags = f.ack, 0, pk.RST
+    else:
+        seq, ack, flags = 0, (f.seq + f.seg_len()) & M32, pk.RST | pk.ACK
+    rst = pk.TcpFrame(f.eth_src, f.eth_dst, f.dst, f.src, f.dport, f.sport, seq, ack, flags, 0)
+    return rst.to_bytes()
+
+
 class TcpStack:
     """The TCP of one simulated host (its application on the HOST port)."""
 
@@ -280,6 +317,11 @@ class TcpStack:
         self.timestamps = timestamps
         self.paws_drops = 0
         """Segments discarded by PAWS (Linux's PAWSEstabRejected)."""
+        self.rsts = False
+        """Behave as Linux with RSTs: answer a segment for no connection with one, and take one only
+        at exactly ``rcv_nxt`` (else any RST resets the connection it names)."""
+        self.challenge_acks = 0
+        """RSTs in the window but not at ``rcv_nxt``, answered with an ACK (TCPChallengeACK)."""
         self._next_port = 40000
 
     def listen(self, port: int, respond: Callable[[bytes], bytes], eager: bool = False) -> None:
@@ -330,5 +372,8 @@ class TcpStack:
             return
         if c is None:
             self.unmatched += 1
+            rst = kernel_rst(frame) if self.rsts else None
+            if rst is not None:
+                self.emit(rst)
             return
         c.input(f)
