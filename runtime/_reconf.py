@@ -600,6 +600,13 @@ class Reconfigurer:
                     return True
                 delta = a.new_delta
             elif t == a.old_in_key:
+                if f.flags & pk.RST and not a.left and a.sent_done:
+                    # the left anchor may have completed and freed the old path: this is a kernel's
+                    # answer to one of our host's stragglers there (a middlebox or the left host no
+                    # longer knows the old subsession), not the session's end; a RST of the left
+                    # host comes on the new path too (the left anchor is past its switch)
+                    self.agent.metrics["reconf.old_path_rst"] += 1
+                    return True
                 delta = a.old_delta
             else:
                 return False

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import partial
+
 from dysco import p4names
 from dysco.errors import PeerError
 from dysco.runtime import Notify
 from dysco.runtime import _ctlwire as cw
+from dysco.runtime import _packet as pk
 from dysco.runtime._core import SECOND
 from dysco.runtime._reconf import LOCK_TIMEOUT
 from dysco.runtime._types import ip_int
@@ -159,3 +163,49 @@ def test_a_right_request_that_cannot_be_honoured_is_refused(dysco_program: Progr
     w.sim.run_for(5 * MS)
     assert any(n.event == "right_request_refused" and "(BUSY)" in n.message for n in sh.notes)
     assert mb0.agent.metrics["control.right_request"] == 1 and cs.sid == csid
+
+
+def test_a_kernels_rst_for_a_straggler_on_the_freed_old_path_ends_nothing(dysco_program: Program) -> None:
+    # The left anchor completed and the middlebox left the path (its agent forgot the session),
+    # while the server's agent, the right anchor, still waits for the TEARDOWN (the first one is
+    # lost): a segment of its host that still takes the old path reaches the middlebox's kernel,
+    # which answers with a RST, as Linux does.  That RST must not reach the server: it would
+    # reset the connection there (and the server's kernel then the client's).
+    w, client, server = chain_world(dysco_program, 1, mb_app=lambda i: partial(Forwarder, rsts=True))
+    client.rsts = server.rsts = True
+    sh, mb, ch = w.hosts["server"], w.hosts["mb0"], w.hosts["client"]
+    assert sh.agent is not None and ch.agent is not None and isinstance(mb.app, Forwarder)
+    sent: list[bytes] = []
+    emit = server.emit
+    server.emit = lambda frame: (sent.append(frame), emit(frame))[1]
+    lost: list[bytes] = []
+
+    def drop_first_teardown_to_the_server(frame: bytes) -> bool:
+        if not lost and _ctl_kind(frame) is cw.Kind.TEARDOWN and frame[30:34] == sh.address.to_bytes(4):
+            lost.append(frame)
+            return True
+        return False
+
+    w.net.faults.drop_if = drop_first_teardown_to_the_server
+    data = bytes(range(256)) * 80
+    conn = client.connect(ip_int(SERVER), 80, data)
+    while not sent or not any(f for f in sent if len(f) > 54):
+        w.sim.run_for(MS // 10)
+    w.sim.run_for(4 * MS)
+    (sid,) = ch.agent.sessions
+    ch.execute(ch.agent.reconfigure(w.sim.now, sid, ip_int(SERVER), []))
+    while not any(n.event == "session_closed" for n in mb.notes):
+        w.sim.run_for(MS // 10)
+    assert lost and sh.agent.rc.anchors, "the server's agent is still in the two-path phase"
+    # its kernel sends its first data (old-path bytes) again, with its current ack: the RST the
+    # middlebox's kernel answers it with is at exactly the server's rcv_nxt, which Linux takes
+    (sc,) = server.conns.values()
+    old = pk.parse(next(f for f in sent if len(f) > 54))
+    sh.emit(replace(old, ack=sc.rcv_nxt).to_bytes())
+    w.sim.run_for(LINGER)
+    assert mb.app.rsts >= 1, "the middlebox's kernel answered the straggler"
+    assert not sc.reset, "the RST reached the server"
+    assert conn.done and not conn.reset and bytes(conn.received) == respond(data)
+    assert sh.agent.metrics["reconf.old_path_rst"] >= 1
+    assert ch.agent.metrics["reconf.completed"] == 1
+    check_clean(w)
