@@ -651,6 +651,9 @@ class Agent:
                     "age_s": round((now - s.created) / SECOND, 3),
                 }
             )
+            anchor = self.rc.anchors.get(s.sid)
+            if anchor is not None:
+                rows[-1]["reconfiguration"] = anchor.describe()
         return rows
 
     def empty(self) -> bool:

@@ -598,7 +598,6 @@ class Reconfigurer:
                     # ends the session reaches this host on the old path
                     self.agent.metrics["reconf.new_path_rst"] += 1
                     return True
-                delta = a.new_delta
             elif t == a.old_in_key:
                 if f.flags & pk.RST and not a.left and a.sent_done:
                     # the left anchor may have completed and freed the old path: this is a kernel's
@@ -607,14 +606,12 @@ class Reconfigurer:
                     # host comes on the new path too (the left anchor is past its switch)
                     self.agent.metrics["reconf.old_path_rst"] += 1
                     return True
-                delta = a.old_delta
             else:
                 return False
             a.incoming(f)
             if t == a.new_in_key:
                 self._new_data(s, a, "received", len(f.payload), out)
-            ts, ws = ((a.new_ts, 0), a.new_ws) if t == a.new_in_key else ((0, 0), (0, 0))
-            out.append(Send(translate(f, a.in_target, delta, 0, ts, ws).to_bytes(), Port.HOST))
+            out.append(Send(a.to_host(f, t == a.new_in_key).to_bytes(), Port.HOST))
             direction = D.REV if a.left else D.FWD
         self.agent.metrics["reconf.two_path_packets"] += 1
         if f.flags & (pk.FIN | pk.RST):

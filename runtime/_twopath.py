@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass, field, replace
 
 from dysco.runtime import _packet as pk
-from dysco.runtime._types import FiveTuple
+from dysco.runtime._types import FiveTuple, ip_str
 
 M32 = 0xFFFFFFFF
 MAC = b"\x02\0\0\0\0\x0a"
@@ -133,6 +133,8 @@ class Anchor:
     old_sent: int | None = None
     idle: bool = False
     """Nothing was seen from the host before the switch: every later byte is new."""
+    idle_seq: int | None = None
+    """With ``idle``: the sequence number of the host's first segment after the switch."""
     rcvd_known: bool = False
     old_rcvd: int | None = None
     """The peer's boundary in this host's receive space (None with ``rcvd_known``: the peer was idle)."""
@@ -142,6 +144,8 @@ class Anchor:
     sent_done: bool = False
     host_ack: int | None = None
     """The latest acknowledgment the host sent (in its receive space)."""
+    new_window: int | None = None
+    """The window of the latest segment from the new path, as the host got it (translated)."""
     hops: tuple[int, ...] = ()
     extra: dict[str, int] = field(default_factory=dict)
 
@@ -156,6 +160,23 @@ class Anchor:
     def learn_peer(self, value: int, idle: bool) -> None:
         self.rcvd_known = True
         self.old_rcvd = None if idle else (value + self.new_delta) & M32
+
+    def describe(self) -> dict[str, object]:
+        """The phase and the completion test's inputs, for ``dysco ctl sessions``."""
+        return {
+            "rid": self.extra.get("rid"),
+            "side": "left" if self.left else "right",
+            "peer": ip_str(self.peer),
+            "phase": self.phase.value,
+            "old_sent": self.old_sent,
+            "idle": self.idle,
+            "acked_max": self.acked_max,
+            "old_rcvd": self.old_rcvd,
+            "rcvd_known": self.rcvd_known,
+            "host_ack": self.host_ack,
+            "sent_done": self.sent_done,
+            "peer_done": self.peer_done,
+        }
 
     def out_done(self) -> bool:
         """This anchor's side of the two-path phase is over: everything its host sent on the old
@@ -185,6 +206,10 @@ class Anchor:
         if one_path:
             return [self._old(f)]
         boundary = None if self.idle else self.old_sent
+        if self.idle and self.idle_seq is None:
+            self.idle_seq = (
+                f.seq
+            )  # the host sent nothing before: its first sequence number is the old path's end
         n = len(f.payload) + (1 if f.flags & pk.FIN else 0)
         n_old = (
             0
@@ -210,17 +235,22 @@ class Anchor:
             return [self._old(f), (PathSide.NEW, f)]
         if not f.flags & pk.ACK:
             return segs
-        pure_seq = f.seq if boundary is None or after(f.seq, boundary) else boundary
-        pure = replace(f, seq=pure_seq, payload=b"", flags=pk.ACK)
+        # a pure ACK's sequence number must be one its receiver accepts (Linux discards a segment
+        # beyond its receive window, ACK and all): on the new path not before the boundary, on the
+        # old path not after it (where the old path's data ends, its receiver's rcv_nxt at last)
+        pure = replace(f, payload=b"", flags=pk.ACK)
+        new_pure = pure if boundary is None or after(f.seq, boundary) else replace(pure, seq=boundary)
+        old_end = self.idle_seq if boundary is None else boundary
+        old_pure = pure if old_end is None or not after(f.seq, old_end) else replace(pure, seq=old_end)
         if ack_new and self.phase is Phase.TWO_PATH:
             if not new_len:
-                segs.append((PathSide.NEW, pure))
+                segs.append((PathSide.NEW, new_pure))
             if self.old_rcvd is not None and (
                 self.host_ack_old is None or after(self.old_rcvd, self.host_ack_old)
             ):
-                segs.append(self._old(replace(pure, ack=self.old_rcvd)))
+                segs.append(self._old(replace(old_pure, ack=self.old_rcvd)))
         elif not n_old and (self.host_ack_old is None or after(f.ack, self.host_ack_old) or not new_len):
-            segs.append(self._old(replace(pure, window=f.window)))
+            segs.append(self._old(old_pure))
         return segs
 
     def _ack_new(self, f: pk.TcpFrame) -> bool:
@@ -246,3 +276,29 @@ class Anchor:
         """A segment from the peer (before translation): its ack is in this host's send space."""
         if f.flags & pk.ACK:
             self.acked_max = later(self.acked_max, f.ack)
+
+    def to_host(self, f: pk.TcpFrame, new: bool) -> pk.TcpFrame:
+        """The peer's segment ``f`` from the new path (``new``) or the old one, as its host gets it.
+
+        An old-path segment in the two-path phase carries the ack of whoever ends the old path
+        (a TCP-terminating proxy acknowledges what it received, the old path's data), while the
+        host's send window has moved on with the new path's acks.  Linux discards a segment whose
+        ack is more than the largest window behind its ``snd_una`` (RFC 5961 §5.2, "too old ack"),
+        data and all, so the old path's last bytes would never be delivered once the new path ran
+        a window ahead: such a segment gets the newest ack this host was sent (on either path) and
+        the window that came with the new path's latest segment."""
+        if new:
+            g = translate(f, self.in_target, self.new_delta, 0, (self.new_ts, 0), self.new_ws)
+            if g.flags & pk.ACK:
+                self.new_window = g.window
+            return g
+        g = translate(f, self.in_target, self.old_delta, 0)
+        if (
+            self.phase is Phase.TWO_PATH
+            and g.flags & pk.ACK
+            and self.acked_max is not None
+            and after(self.acked_max, g.ack)
+        ):
+            window = g.window if self.new_window is None else self.new_window
+            g = replace(g, ack=self.acked_max, window=window)
+        return g

@@ -13,6 +13,10 @@ PAWS (RFC 7323 §5) discards a segment whose TSval is more than one tick behind 
 (counted in ``paws_drops``, answered with a duplicate ACK), except a duplicate pure ACK within
 the retransmission timeout (Linux's ``tcp_disordered_ack``).
 
+As Linux does, a segment that starts beyond the receive window is discarded, ACK and all
+(``beyond_window``), and so is a segment whose ACK is more than the window behind ``snd_una``
+(RFC 5961 §5.2, ``old_ack_drops``); both are answered with an ACK.
+
 With ``rsts`` set on a stack, it answers a segment for no connection with a RST as Linux does
 (:func:`kernel_rst`), and takes a RST only at exactly ``rcv_nxt`` (RFC 5961).
 """
@@ -230,6 +234,14 @@ class Conn:
             if f.payload or f.flags & pk.FIN:
                 self.segment(pk.ACK, self.snd_nxt)
             return
+        if (
+            self.established
+            and f.flags & pk.ACK
+            and WINDOW * MSS < (self.snd_una - f.ack) % (1 << 32) < 1 << 31
+        ):
+            self.stack.old_ack_drops += 1
+            self.segment(pk.ACK, self.snd_nxt)
+            return
         if f.flags & pk.ACK and not 0 < (f.ack - self.iss) % (1 << 32) <= self.snd_max - self.iss:
             self.bad_acks.append(f.ack)
         if f.flags & pk.RST:
@@ -315,6 +327,10 @@ class TcpStack:
         self.retransmits = 0
         self.unmatched = 0
         self.timestamps = timestamps
+        self.beyond_window = 0
+        """Segments discarded for starting beyond the receive window (Linux's BeyondWindow)."""
+        self.old_ack_drops = 0
+        """Segments discarded for an ACK too far behind (Linux's drop reason TCP_TOO_OLD_ACK)."""
         self.paws_drops = 0
         """Segments discarded by PAWS (Linux's PAWSEstabRejected)."""
         self.rsts = False

@@ -55,6 +55,71 @@ def test_a_fin_in_the_new_path_phase_goes_on_the_old_path() -> None:
     assert a.old_sent == 1001  # the FIN is old: the other side acknowledges it on the old path
 
 
+def test_old_path_acks_carry_a_sequence_number_its_receiver_accepts() -> None:
+    """Once the host sent new data far past the boundary, an ACK on the old path still carries
+    the old path's end as its sequence number: Linux discards a segment beyond its receive window,
+    ACK and all, so a proxy on the old path would never see its last bytes acknowledged."""
+    a = _anchor()
+    a.new_target, a.new_in_key = NEW, NEW.reversed()
+    a.outgoing(_data(1000, 200))
+    a.phase = Phase.NEW_PATH
+    a.fix_boundary()
+    a.phase = Phase.TWO_PATH
+    assert a.old_sent == 1200
+    segs = a.outgoing(_data(900_000, 100, ack=700))  # new data, and an ack of old-path bytes
+    assert [(side, g.seq, len(g.payload), g.ack) for side, g in segs] == [
+        (PathSide.NEW, 900_000, 100, 700),
+        (PathSide.OLD, 1200, 0, 700),
+    ]
+    a.learn_peer(800, idle=False)  # the peer's boundary: acks past 800 belong to the new path
+    segs = a.outgoing(_data(900_100, 0, ack=950))
+    assert [(side, g.seq, g.ack) for side, g in segs] == [
+        (PathSide.NEW, 900_100, 950),
+        (PathSide.OLD, 1200, 800),
+    ]
+
+
+def test_an_idle_hosts_old_path_acks_carry_its_first_sequence_number() -> None:
+    a = _anchor()
+    a.new_target, a.new_in_key = NEW, NEW.reversed()
+    a.phase = Phase.NEW_PATH
+    a.fix_boundary()  # nothing seen from the host: every byte it sends is new
+    a.phase = Phase.TWO_PATH
+    assert a.idle
+    a.outgoing(_data(5000, 100, ack=600))
+    segs = a.outgoing(_data(90_000, 100, ack=700))
+    assert [(side, g.seq, len(g.payload)) for side, g in segs] == [
+        (PathSide.NEW, 90_000, 100),
+        (PathSide.OLD, 5000, 0),
+    ]
+
+
+def _from_peer(t: FiveTuple, seq: int, ack: int, window: int, n: int = 100) -> pk.TcpFrame:
+    return pk.TcpFrame(
+        MAC, MAC, t.src, t.dst, t.sport, t.dport, seq, ack, pk.ACK, window=window, payload=b"y" * n
+    )
+
+
+def test_an_old_path_segment_behind_the_new_paths_acks_gets_the_newest_ack() -> None:
+    """A proxy on the old path acknowledges only the old path's data; once the new path's acks
+    moved the host's snd_una more than a window past that, Linux would discard the proxy's last
+    bytes (RFC 5961 "too old ack"): the anchor gives them the newest ack and the new path's window."""
+    a = _anchor()
+    a.new_target, a.new_in_key = NEW, NEW.reversed()
+    a.phase = Phase.TWO_PATH
+    assert a.to_host(_from_peer(OLD.reversed(), 7000, 1200, 40), new=False).ack == 1200  # nothing newer
+    new = a.to_host(_from_peer(NEW.reversed(), 9000, 5_000_000, 300), new=True)
+    a.incoming(_from_peer(NEW.reversed(), 9000, 5_000_000, 300))
+    assert (new.ack, new.window, new.five_tuple) == (5_000_000, 300, HOST.reversed())
+    old = _from_peer(OLD.reversed(), 7100, 1200, 40)
+    a.incoming(old)
+    g = a.to_host(old, new=False)
+    assert (g.seq, g.ack, g.window, g.payload) == (7100, 5_000_000, 300, old.payload)
+    assert g.five_tuple == HOST.reversed()
+    a.phase = Phase.NEW_PATH  # before the switch the old path's acks are the host's: untouched
+    assert a.to_host(old, new=False).ack == 1200
+
+
 def test_software_translation_of_timestamps_and_window() -> None:
     ts = bytes([1, 1, 8, 10]) + (100).to_bytes(4, "big") + (2**32 - 1).to_bytes(4, "big")
     f = replace(_data(1000, 10), options=ts, window=1000)
