@@ -40,10 +40,6 @@ def demo_argv(out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "dysco", "demo", "--out", str(out), "--prefix", prefix(), *extra]
 
 
-# In `make soak`, not `make test`: a splice on the testbed intermittently never completes (the open
-# issue-6 bug that moved tests/e2e/test_splice.py there too); the simulated demo stays in `make test`
-# (tests/test_demo.py).
-@pytest.mark.slow
 def test_make_demo_as_root(tmp_path: Path) -> None:
     needs_root()
     argv = demo_argv(tmp_path, "--sessions", "2", "--size", "4")

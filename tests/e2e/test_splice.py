@@ -20,13 +20,8 @@ from dysco.runtime.testbed import Process, Testbed
 from .conftest import ROOT, WAIT_S, ctl, peer
 from .test_reconfigure import rx_bytes
 
-# In `make soak`, not `make test`: these splices fail intermittently (a splice that never completes,
-# "splice_timeout" / "the session closed first"; seen in about half of the full-suite runs at the end of
-# session 2, rarely alone) — an open bug of issue 6 that is not yet understood.  `dysco demo` as root
-# (tests/e2e/test_demo.py, in `make test`) splices on the same testbed one session at a time.
 pytestmark = [
     pytest.mark.root,
-    pytest.mark.slow,
     pytest.mark.parametrize("testbed", ["splice"], indirect=True),
 ]
 
