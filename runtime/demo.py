@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from types import FrameType
@@ -149,3 +150,9 @@ def _run(root: Path, args: argparse.Namespace, sim: bool, size: int, out: Path) 
     from dysco.runtime import _demo_net
 
     return _demo_net.run(root, args.prefix, out / "logs", args.sessions, size, _say, args.tcp_timestamps)
+
+
+if __name__ == "__main__":  # python -m dysco.runtime.demo ARGS: the same as dysco demo ARGS
+    from dysco.cli import main
+
+    raise SystemExit(main(["demo", *sys.argv[1:]]))
