@@ -10,13 +10,32 @@
     python peers.py http-server PORT                  GET /K answers body(K)
     python peers.py http-client ADDR PORT COUNT       COUNT requests, one connection each, checked
     python peers.py connect ADDR PORT TIMEOUT         prints "connect: connected" or "connect: timed out"
+    python peers.py bundle-server PORT SESSIONS SIZE PERIOD
+    python peers.py bundle-client ADDR PORT SESSIONS SIZE PERIOD
+                                                      SESSIONS paced sessions (a bundle), below
 
 Each side prints the SHA-256 of what it sent and of what it received, so a test compares the
 digests of both ends; the payload is pseudo-random (a byte lost, duplicated or moved shows).
+
+A bundle (asyncio, one process for all its sessions): the client opens SESSIONS connections,
+numbered 1..SESSIONS, a few at a time, each starting with its number (8 bytes).  Both ends then
+send SIZE random bytes every PERIOD seconds on every session (each at its own phase) until the
+client reads a line ``stop`` (or the end of its input): it sends its FIN, the server its own
+once it has the client's, and each side prints its digests.  Lines::
+
+    started | listening
+    connected N LOCAL_PORT             (the client; the server: connected N PEER_ADDR)
+    all connected                      (the client, once every session is established)
+    p MONOTONIC B1 ... BSESSIONS       every 0.5 s: bytes received so far per session
+    done N sent SHA BYTES got SHA BYTES  (the server: done N got SHA BYTES sent SHA BYTES PEER)
+    error N: WHAT                      a session that failed (the others go on)
+    all done
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import http.client
 import http.server
@@ -24,6 +43,7 @@ import random
 import socket
 import sys
 import threading
+import time
 
 CHUNK = 1 << 16
 
@@ -175,6 +195,155 @@ def connect(addr: str, port: int, timeout: float) -> None:
         print("connect: timed out", flush=True)
 
 
+REPORT_S = 0.5
+CONNECTS = 8
+"""Connection attempts a bundle client has under way at once."""
+BUNDLE_TIMEOUT_S = 120.0
+
+
+class Bundle:
+    """Bytes received per session of a bundle, printed every REPORT_S."""
+
+    def __init__(self, sessions: int, size: int, period: float) -> None:
+        self.got = [0] * sessions
+        self.size, self.period = size, period
+        self.ok = self.failed = 0
+
+    async def report(self) -> None:
+        while True:
+            self.print_counts()
+            await asyncio.sleep(REPORT_S)
+
+    def print_counts(self) -> None:
+        print(f"p {time.monotonic():.3f} " + " ".join(map(str, self.got)), flush=True)
+
+    async def send(
+        self, n: int, writer: asyncio.StreamWriter, stop: asyncio.Event, digest: hashlib._Hash
+    ) -> int:
+        """SIZE bytes every PERIOD (phase by session) until ``stop``; returns the bytes sent."""
+        rng = random.Random(n)
+        loop = asyncio.get_running_loop()
+        at = loop.time() + self.period * rng.random()
+        sent = 0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(0.0, at - loop.time()))
+            if stop.is_set():
+                return sent
+            data = rng.randbytes(self.size)
+            writer.write(data)
+            await writer.drain()
+            digest.update(data)
+            sent += len(data)
+            at += self.period
+
+    async def receive(self, n: int, reader: asyncio.StreamReader, digest: hashlib._Hash) -> None:
+        """Until the end of the stream."""
+        while data := await reader.read(CHUNK):
+            digest.update(data)
+            self.got[n - 1] += len(data)
+
+
+async def bundle_server(port: int, sessions: int, size: int, period: float) -> None:
+    b = Bundle(sessions, size, period)
+    done = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        n = 0
+        peer = writer.get_extra_info("peername")[0]
+        try:
+            n = int.from_bytes(await reader.readexactly(8), "big")
+            if not 1 <= n <= sessions:
+                raise ValueError(f"session number {n} out of range")
+            print(f"connected {n} {peer}", flush=True)
+            got, sent, eof = hashlib.sha256(), hashlib.sha256(), asyncio.Event()
+            sender = asyncio.create_task(b.send(1000 + n, writer, eof, sent), name=f"send-{n}")
+            try:
+                await b.receive(n, reader, got)
+            except BaseException:
+                sender.cancel()
+                raise
+            eof.set()
+            up = await sender
+            writer.write_eof()
+            await writer.drain()
+            b.ok += 1
+            print(
+                f"done {n} got {got.hexdigest()} {b.got[n - 1]} sent {sent.hexdigest()} {up} {peer}",
+                flush=True,
+            )
+        except (OSError, EOFError, ValueError, asyncio.IncompleteReadError) as exc:
+            b.failed += 1
+            print(f"error {n}: {type(exc).__name__}: {exc}", flush=True)
+        finally:
+            writer.close()
+            if b.ok + b.failed == sessions:
+                done.set()
+
+    server = await asyncio.start_server(serve, "0.0.0.0", port, backlog=1024)
+    print("listening", flush=True)
+    reporter = asyncio.create_task(b.report(), name="report")
+    async with server:
+        await done.wait()
+    reporter.cancel()
+    b.print_counts()
+    print(f"all done ok {b.ok} failed {b.failed}", flush=True)
+
+
+async def bundle_client(addr: str, port: int, sessions: int, size: int, period: float) -> None:
+    b = Bundle(sessions, size, period)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def stdin() -> None:
+        for line in sys.stdin:
+            if line.strip() == "stop":
+                break
+        loop.call_soon_threadsafe(stop.set)  # "stop", or the end of the input: the test is done
+
+    gate = asyncio.Semaphore(CONNECTS)
+    connected = 0
+
+    async def session(n: int) -> None:
+        nonlocal connected
+        try:
+            async with gate:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(addr, port), BUNDLE_TIMEOUT_S)
+            print(f"connected {n} {writer.get_extra_info('sockname')[1]}", flush=True)
+            connected += 1
+            if connected == sessions:
+                print("all connected", flush=True)
+            try:
+                writer.write(n.to_bytes(8, "big"))
+                got, sent = hashlib.sha256(), hashlib.sha256()
+                receiver = asyncio.create_task(b.receive(n, reader, got), name=f"receive-{n}")
+                try:
+                    up = await b.send(n, writer, stop, sent)
+                    writer.write_eof()
+                    await writer.drain()
+                except BaseException:
+                    receiver.cancel()
+                    raise
+                await receiver
+            finally:
+                writer.close()
+            b.ok += 1
+            print(f"done {n} sent {sent.hexdigest()} {up} got {got.hexdigest()} {b.got[n - 1]}", flush=True)
+        except (OSError, EOFError, ValueError, TimeoutError) as exc:
+            b.failed += 1
+            print(f"error {n}: {type(exc).__name__}: {exc}", flush=True)
+
+    print("started", flush=True)
+    threading.Thread(target=stdin, name="stdin", daemon=True).start()
+    reporter = asyncio.create_task(b.report(), name="report")
+    async with asyncio.TaskGroup() as tg:
+        for n in range(1, sessions + 1):
+            tg.create_task(session(n), name=f"session-{n}")
+    reporter.cancel()
+    b.print_counts()
+    print(f"all done ok {b.ok} failed {b.failed}", flush=True)
+
+
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
     if cmd == "blob-server":
@@ -189,5 +358,9 @@ if __name__ == "__main__":
         http_server(int(args[0]))
     elif cmd == "http-client":
         http_client(args[0], int(args[1]), int(args[2]))
+    elif cmd == "bundle-server":
+        asyncio.run(bundle_server(int(args[0]), int(args[1]), int(args[2]), float(args[3])))
+    elif cmd == "bundle-client":
+        asyncio.run(bundle_client(args[0], int(args[1]), int(args[2]), int(args[3]), float(args[4])))
     else:
         connect(args[0], int(args[1]), float(args[2]))
