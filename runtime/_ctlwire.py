@@ -72,6 +72,16 @@ DELTAS = Layout(
 """Sequence deltas, the type's value, and the option translations a splice adds (timestamp
 deltas, window scale shifts), per direction."""
 ADDRESS = Layout(Field("addr", "4s"))
+STATE = Layout(Field("state_length", "H"))
+"""STATE_EXPORT and STATE_IMPORTED only: the length of the state bytes that follow it."""
+MAX_STATE = 1024
+"""State bytes one message carries at most (the datagram stays within one Ethernet frame)."""
+MIGRATE = 1
+"""REQUEST_LOCK and ACK_LOCK ``value`` bit: the segment's one old middlebox has a state hook, its
+state for the session moves to the one new middlebox before either anchor switches."""
+EXPORT, TRANSFER = 0, 1
+"""STATE_EXPORT ``value``: export the state to ``hops[0]`` (from the left anchor to the old
+middlebox), or import the state bytes (from the old middlebox to the new one)."""
 TUPLES = ("sub", "left_session", "right_session")
 FIXED = HEADER.size + TUPLE.size * len(TUPLES) + DELTAS.size + TAG.size
 
@@ -98,9 +108,11 @@ class Kind(enum.IntEnum):
     """Left to right on the old path: free the old path's state and entries."""
     ACK_TEARDOWN = 13
     STATE_EXPORT = 14
-    """Left anchor to the old middlebox: export the session's state to ``hops[0]``."""
+    """Left anchor to the old middlebox (``value`` EXPORT): export the session's state to
+    ``hops[0]``; the old middlebox to the new one (``value`` TRANSFER): import the state bytes."""
     STATE_IMPORTED = 15
-    """The new middlebox to the left anchor: the state is in place."""
+    """The answer to either: the new middlebox imported the state (or ``status`` says why not, the
+    state bytes too, as UTF-8 text)."""
     FIN = 16
     """Hop by hop on the new path, from an anchor toward the other: my host's FIN went on the old
     path (``value``: 0 for the left-to-right direction, 1 for right-to-left)."""
@@ -131,6 +143,14 @@ class Status(enum.IntEnum):
     """SWITCH: nothing had been sent before the switch (``value`` carries no boundary)."""
     CLOSING = 5
     """Nack: the session is closing at the receiver (a FIN was seen both ways, or a RST)."""
+    NO_HOOK = 6
+    """STATE_IMPORTED: the middlebox's agent has no state hook."""
+    HOOK_FAILED = 7
+    """STATE_IMPORTED: the state could not be exported, moved or imported (the state bytes say why)."""
+
+
+STATE_KINDS = frozenset({Kind.STATE_EXPORT, Kind.STATE_IMPORTED})
+"""The kinds with a state section after their hop addresses."""
 
 
 class BadControl(PeerError):
@@ -212,9 +232,12 @@ class Message:
     ws_fwd: tuple[int, int] = (0, 0)
     """Left-to-right window: ``window << ws[0] >> ws[1]`` (equal shifts: unchanged)."""
     ws_rev: tuple[int, int] = (0, 0)
+    state: bytes = b""
+    """STATE_EXPORT / STATE_IMPORTED: a middlebox's exported state (or why it failed)."""
 
     def encoded_size(self) -> int:
-        return FIXED + ADDRESS.size * len(self.hops) + len(self.tag.value)
+        state = STATE.size + len(self.state) if self.kind in STATE_KINDS else 0
+        return FIXED + ADDRESS.size * len(self.hops) + state + len(self.tag.value)
 
 
 def _b4(v: int) -> bytes:
@@ -241,6 +264,11 @@ def encode(
         raise ValueError(f"{len(m.hops)} hops > {MAX_HOPS}")
     if len(m.tag.value) > MAX_TAG:
         raise ValueError(f"tag of {len(m.tag.value)} bytes > {MAX_TAG}")
+    if len(m.state) > MAX_STATE:
+        raise ValueError(f"state of {len(m.state)} bytes > {MAX_STATE}")
+    if m.state and m.kind not in STATE_KINDS:
+        raise ValueError(f"{m.kind.name} carries no state")
+    state = STATE.pack({"state_length": len(m.state)}) + m.state if m.kind in STATE_KINDS else b""
     head: dict[str, int | bytes] = {
         "version": VERSION,
         "type": int(m.kind),
@@ -272,6 +300,7 @@ def encode(
             *(TUPLE.pack(_tuple_fields(getattr(m, n))) for n in TUPLES),
             DELTAS.pack(d),
             *(ADDRESS.pack({"addr": _b4(h)}) for h in m.hops),
+            state,
             TAG.pack({"type": m.tag.type, "key_id": m.tag.key_id, "length": len(m.tag.value)}),
         ]
     )
@@ -309,6 +338,15 @@ def decode(
         raise GarbledControl(f"{nhops} hops > {MAX_HOPS}")
     length = _i(head["length"])
     fixed = FIXED + ADDRESS.size * nhops
+    at_state = fixed - TAG.size
+    state_len = 0
+    if kind in STATE_KINDS:
+        if len(data) < at_state + STATE.size:
+            raise TruncatedControl(f"{len(data)} bytes: the state length is cut off")
+        state_len = _i(STATE.unpack(data, at_state)["state_length"])
+        if state_len > MAX_STATE:
+            raise GarbledControl(f"state of {state_len} bytes > {MAX_STATE}")
+        fixed += STATE.size + state_len
     if not fixed <= length <= fixed + MAX_TAG:
         raise GarbledControl(f"length {length} for {nhops} hops (between {fixed} and {fixed + MAX_TAG})")
     if len(data) != length:
@@ -336,6 +374,11 @@ def decode(
     for _ in range(nhops):
         hops.append(_i(ADDRESS.unpack(data, off)["addr"]))
         off += ADDRESS.size
+    state = b""
+    if kind in STATE_KINDS:
+        off += STATE.size
+        state = bytes(data[off : off + state_len])
+        off += state_len
     tag = TAG.unpack(data, off)
     off += TAG.size
     if off + _i(tag["length"]) != length:
@@ -372,6 +415,7 @@ def decode(
         _i(d["ts_rev"]),
         (shifts[0], shifts[1]),
         (shifts[2], shifts[3]),
+        state,
     )
 
 

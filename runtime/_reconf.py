@@ -22,6 +22,7 @@ from dysco.runtime._alloc import PortsExhausted
 from dysco.runtime._ctlmsg import ATTEMPTS, FIRST_RTO, MAX_RTO, MS, Messenger, Pending
 from dysco.runtime._events import Action, Delete, Install, Mapping, Modify, Notify, Port, Send, Table
 from dysco.runtime._fsm import SessionState, SubsessionState
+from dysco.runtime._migrate import Migrations
 from dysco.runtime._splice import Spliced, compose
 from dysco.runtime._twopath import M32, Anchor, PathSide, Phase, translate
 from dysco.runtime._types import FiveTuple, ip_str
@@ -72,6 +73,8 @@ class Reconfigurer:
         self.held: dict[int, tuple[int, cw.Message]] = {}
         """Right anchor done, waiting for the TEARDOWN: a REQUEST_LOCK that came on the new path."""
         self.msgs = Messenger(self.me, agent.metrics)
+        self.mig = Migrations(self)
+        """State migration's middlebox side (the adapter sets ``mig.enabled`` when it has a hook)."""
 
     # ---- bookkeeping ------------------------------------------------------------------------------
 
@@ -89,7 +92,7 @@ class Reconfigurer:
 
     def empty(self) -> bool:
         busy = self.locks or self.anchors or self.awaiting or self.rids or self.held or self.splices
-        return not busy and self.msgs.empty()
+        return not busy and self.msgs.empty() and self.mig.empty()
 
     def timer(self, now: int, out: list[Action]) -> None:
         expired = self.msgs.timer(now, out)
@@ -217,6 +220,8 @@ class Reconfigurer:
                 else self.awaiting.get(msg.left_session, 0)
             )
             a = self.anchors.get(sid)
+            if a is not None and not a.left and a.phase is Phase.MIGRATING:
+                self._switch(now, self.agent.sessions[sid], a, out)  # the state is in place
             if a is not None and not a.rcvd_known:
                 a.learn_peer(msg.value, msg.status is cw.Status.IDLE)
                 self._check(now, self.agent.sessions[sid], a, out)
@@ -233,7 +238,7 @@ class Reconfigurer:
         elif msg.kind is k.RIGHT_REQUEST:
             self._right_request_in(now, src, msg, out)
         else:
-            self._reply(now, src, msg, k.STATE_IMPORTED, out)
+            self.mig.request(now, src, msg, out)
 
     # ---- splice ----------------------------------------------------------------------------------
 
@@ -395,6 +400,7 @@ class Reconfigurer:
             a.new_delta = (msg.delta_fwd + a.old_delta) & M32
             a.new_ts, a.new_ws = msg.ts_fwd, msg.ws_fwd
             a.extra["rid"] = msg.rid
+            a.extra["migrate"] = msg.value & cw.MIGRATE
             a.extra["lock_until"] = now + LOCK_TIMEOUT
             self.msgs.wake(now + LOCK_TIMEOUT, LOCK_TIMER, s.sid)
             self.anchors[s.sid] = a
@@ -407,6 +413,9 @@ class Reconfigurer:
             return self._nack(now, src, msg, cw.Status.NOT_ON_PATH, out)
         self.locks[s.sid] = Lock(LockState.PENDING, (msg.left_anchor, msg.rid), (src, msg))
         fwd = replace(msg, msg_id=self._id(), sub=down.tuple, delta_fwd=(msg.delta_fwd + s.delta_up) & M32)
+        if self.mig.marks(s, msg, down.tuple.dst):  # this middlebox's state moves to the new one
+            fwd = replace(fwd, value=fwd.value | cw.MIGRATE)
+            self.agent.metrics["migrate.marked"] += 1
         if s.sid in self.splices:  # the proxy's translation joins the segment's
             t = self.splices[s.sid][1].fwd
             fwd = replace(fwd, delta_fwd=(fwd.delta_fwd + t.seq) & M32, ts_fwd=(fwd.ts_fwd + t.ts) & M32,
@@ -421,6 +430,8 @@ class Reconfigurer:
     def _on_answer(self, now: int, src: int, p: Pending, msg: cw.Message, out: list[Action]) -> None:
         if p.msg.kind is cw.Kind.RIGHT_REQUEST:
             return self._right_answered(self.agent.sessions.get(p.sid), p, msg, out)
+        if p.msg.kind is cw.Kind.STATE_EXPORT:
+            return self._state_answered(now, p, msg, out)
         self._teardown_done(p)
         if p.msg.kind is not cw.Kind.REQUEST_LOCK:
             return  # acks of cancel, teardown, switch, done: nothing more to do
@@ -452,7 +463,7 @@ class Reconfigurer:
                     t = self.splices[s.sid][1].rev
                     rev, ts, ws = (rev + t.seq) & M32, (ts + t.ts) & M32, compose(ws, t.ws)
                 self._reply(now, src, req, cw.Kind.ACK_LOCK, out, right_session=msg.right_session,
-                            delta_rev=rev, ts_rev=ts, ws_rev=ws)  # fmt: skip
+                            delta_rev=rev, ts_rev=ts, ws_rev=ws, value=msg.value)  # fmt: skip
             else:
                 del self.locks[s.sid]
                 self._reply(now, src, req, cw.Kind.NACK_LOCK, out, status=msg.status)
@@ -471,6 +482,8 @@ class Reconfigurer:
 
     def _gave_up(self, now: int, p: Pending, out: list[Action]) -> None:
         self._teardown_done(p)
+        if p.msg.kind is cw.Kind.STATE_EXPORT:
+            self._state_answered(now, p, None, out)
         if p.msg.kind is cw.Kind.RIGHT_REQUEST:
             self._right_answered(self.agent.sessions.get(p.sid), p, None, out)
         if p.msg.kind is cw.Kind.REQUEST_LOCK:
@@ -488,6 +501,7 @@ class Reconfigurer:
         a = self.anchors[s.sid]
         a.new_delta = (msg.delta_rev + a.old_delta) & M32
         a.new_ts, a.new_ws = msg.ts_rev, msg.ws_rev
+        a.extra["migrate"] = msg.value & cw.MIGRATE if len(a.hops) == 1 else 0
         hops = (*a.hops, msg.right_anchor)
         try:
             lport = self.agent.ports.allocate(hops[0])
@@ -514,6 +528,48 @@ class Reconfigurer:
         a.extra["syn_tries"] = 1
         out.append(Send(a.syn, Port.NET))
         self.msgs.wake(now + FIRST_RTO, SYN_TIMER, s.sid)
+
+    def _switch(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
+        """This anchor switches: what its host sent so far is old, later data takes the new path."""
+        a.fix_boundary()
+        a.phase = Phase.TWO_PATH
+        self._switch_msg(now, s, a, out)
+
+    # ---- state migration: the anchors' side (the middleboxes' is in _migrate) ------------------------
+
+    def _export(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
+        """The new path is up: the old middlebox exports its state to the new one before anyone
+        switches (everything stays on the old path meanwhile)."""
+        assert s.down is not None and a.new_target is not None
+        a.phase = Phase.MIGRATING
+        old, new = s.down.tuple.dst, a.hops[0]
+        msg = cw.Message(cw.Kind.STATE_EXPORT, self._id(), a.extra["rid"], self.me, a.peer, s.down.tuple,
+                         a.new_target, hops=(new,), value=cw.EXPORT)  # fmt: skip
+        self._request(now, old, msg, s.sid, out)
+        self.agent.metrics["migrate.started"] += 1
+        out.append(Notify("state_migration_started", f"{s.session}: {ip_str(old)} -> {ip_str(new)}", s.sid))
+
+    def _state_answered(self, now: int, p: Pending, msg: cw.Message | None, out: list[Action]) -> None:
+        if p.msg.value == cw.TRANSFER:
+            return self.mig.relayed(now, p.msg.msg_id, msg, out)
+        s = self.agent.sessions.get(p.sid)
+        a = self.anchors.get(p.sid)
+        if s is None or a is None or a.phase is not Phase.MIGRATING or a.extra["rid"] != p.msg.rid:
+            return None
+        if msg is not None and msg.status is cw.Status.OK:
+            self.agent.metrics["migrate.completed"] += 1
+            out.append(Notify("state_migrated", f"{s.session}: rid {a.extra['rid']}", s.sid))
+            self._switch(now, s, a, out)
+            return None
+        if msg is None:
+            why, status = f"{ip_str(p.dst)} did not answer the state export", "timeout"
+        else:
+            text = msg.state.decode("utf-8", "replace")
+            why, status = f"{msg.status.name}: {text}", msg.status.name.lower()
+        self.agent.metrics["migrate.failed"] += 1
+        self.agent.metrics[f"migrate.failed.{status}"] += 1
+        self._abandon(now, s, f"the state migration failed ({why})", out, cancel=True)
+        return None
 
     def _switch_msg(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
         rid = a.extra["rid"]
@@ -553,13 +609,19 @@ class Reconfigurer:
             a.new_in_key = d
             a.new_target = d.reversed()
             self.agent._install(s, Mapping(Table.IN, d, None, s.sid), _rev(fwd=True), out)
-            a.fix_boundary()
-            a.phase = Phase.TWO_PATH
-            seq = ((a.old_sent or 1) - 1) & M32
+            if a.extra.get("migrate"):  # the switch waits for the left anchor's SWITCH
+                a.phase = Phase.MIGRATING
+                start = a.sent_max if a.sent_max is not None else a.acked_max
+                seq = ((start or 1) - 1) & M32
+            else:
+                a.fix_boundary()
+                a.phase = Phase.TWO_PATH
+                seq = ((a.old_sent or 1) - 1) & M32
             synack = pk.TcpFrame(MAC, MAC, d.dst, d.src, d.dport, d.sport, seq, (f.seq + 1) & M32,
                                  pk.SYN | pk.ACK, 65535, b"\x02\x04\x05\xb4")  # fmt: skip
             a.synack = synack.to_bytes()
-            self._switch_msg(now, s, a, out)
+            if a.phase is Phase.TWO_PATH:
+                self._switch_msg(now, s, a, out)
         elif a.new_in_key != d:
             return True  # a SYN of another new path for the same reconfiguration: ignore
         self.agent.metrics["reconf.new_path_syn"] += 1
@@ -628,10 +690,11 @@ class Reconfigurer:
     def _synack(self, now: int, s: Session, a: Anchor, f: pk.TcpFrame, out: list[Action]) -> None:
         assert a.new_target is not None
         if a.phase is Phase.NEW_PATH:
-            a.fix_boundary()
-            a.phase = Phase.TWO_PATH
             self.agent.metrics["reconf.new_path_up"] += 1
-            self._switch_msg(now, s, a, out)
+            if a.extra.get("migrate"):
+                self._export(now, s, a, out)
+            else:
+                self._switch(now, s, a, out)
         if a.host_ack is None:
             return  # nothing to acknowledge with yet: the new path's agents see the host's next segment
         # the handshake's ACK acknowledges what the host acknowledged: if it reaches the other host
@@ -763,7 +826,7 @@ class Reconfigurer:
     def _lock_timer(self, now: int, sid: int, out: list[Action]) -> None:
         a = self.anchors.get(sid)
         s = self.agent.sessions.get(sid)
-        if a is None or s is None or a.left or a.phase is not Phase.LOCKING:
+        if a is None or s is None or a.left or a.phase not in (Phase.LOCKING, Phase.MIGRATING):
             return
         if a.extra.get("lock_until", now + 1) > now:
             return  # an earlier reconfiguration's timer

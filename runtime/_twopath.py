@@ -100,6 +100,10 @@ class Phase(enum.Enum):
     """Left: waiting for ackLock; right: locked, waiting for the new path. Everything on the old path."""
     NEW_PATH = "new_path"
     """Left: new-path SYN sent; everything still on the old path until the SYN-ACK fixes the boundary."""
+    MIGRATING = "migrating"
+    """The new path is up, but a stateful middlebox's state is still moving to the new one
+    (:mod:`dysco.runtime._migrate`): everything still on the old path.  The left anchor switches
+    when the state is imported, the right anchor when the left anchor's SWITCH arrives."""
     TWO_PATH = "two_path"
 
 

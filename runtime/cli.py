@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,22 @@ classifier compiled from --policies, and serves until SIGINT or SIGTERM.  Once i
 and the classifier is written it prints one line starting with "dysco agent: ready".
 See docs/operations.md.
 """
+
+
+STATE_HOOKS = ("conntrack",)
+
+
+def _state_hook(args: argparse.Namespace) -> Any:
+    """The hook of ``--state-hook`` (None without it)."""
+    if args.state_netns and not args.state_hook:
+        raise UserError("--state-netns is for --state-hook")
+    if args.state_hook is None:
+        return None
+    from dysco.runtime._conntrack import ConntrackHook
+
+    if args.state_netns and not os.path.exists(f"/run/netns/{args.state_netns}"):
+        raise UserError(f"--state-netns {args.state_netns!r}: no such network namespace")
+    return ConntrackHook(args.state_netns)
 
 
 def register(subparsers: Any) -> None:
@@ -93,6 +110,18 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="the trust domain's key file (docs/security.md): seal every Dysco SYN payload and control "
         "message this agent sends and refuse any it receives that does not verify",
+    )
+    a.add_argument(
+        "--state-hook",
+        choices=STATE_HOOKS,
+        help="this middlebox's per-session state moves to the new instance when a reconfiguration "
+        "replaces it (conntrack: the netfilter connection tracking entry; docs/operations.md)",
+    )
+    a.add_argument(
+        "--state-netns",
+        default="",
+        metavar="NAME",
+        help="the network namespace the middlebox application runs in (default: the agent's)",
     )
     a.set_defaults(handler=agent_main)
 
@@ -179,6 +208,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         election_id=args.election_id,
         control_port=args.control_port,
         policies_file=args.policies or "",
+        state_hook=_state_hook(args),
     )
 
 

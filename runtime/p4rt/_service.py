@@ -44,6 +44,7 @@ from dysco.errors import DyscoError, PeerError, UserError
 from dysco.runtime._core import Agent, Config
 from dysco.runtime._events import Action, Delete, Install, Mapping, Modify, Notify, Send, SetTimer, Table
 from dysco.runtime._mgmt import Args
+from dysco.runtime._migrate import HookCall, StateHook, hook_done, run_hook
 from dysco.runtime._nic import Nic, PacketIn
 from dysco.runtime._splicecall import parse_request
 from dysco.runtime._types import FiveTuple, ip_int, ip_str, prefixed
@@ -94,6 +95,8 @@ class Settings:
     """Punt rate limits per reason, written to the NIC's punt meter on every connection."""
     event_log_size: int = EVENT_LOG
     """Notifications kept for management ``events``."""
+    state_hook: StateHook | None = None
+    """This middlebox's state hook (:mod:`dysco.runtime._migrate`); its calls run in a thread."""
 
 
 @dataclass(slots=True)
@@ -166,6 +169,7 @@ class AgentService:
         config = s.config if min(sizes) >= s.config.table_size else _with_table_size(s.config, min(sizes))
         agent = Agent(config, s.policies.chains.values() if s.policies is not None else ())
         agent.wall_offset = time.time_ns() - time.monotonic_ns()  # now() is the loop's monotonic clock
+        agent.rc.mig.enabled = s.state_hook is not None
         return agent
 
     def now(self) -> int:
@@ -342,6 +346,8 @@ class AgentService:
                     self.setup_latencies.append(self.now() - arrived[i])
             for n in notes:
                 self._notify(n)
+            for call in self.agent.rc.mig.take():
+                self._hook(call)
             calls, arrived = more, []
 
     async def _write(
@@ -380,6 +386,26 @@ class AgentService:
             return []
         failed.add(i)
         return [self.agent.write_failed(self.now(), m, r.code, r.message)]
+
+    def _hook(self, call: HookCall) -> None:
+        """Run a state hook call in a thread (it does I/O); its outcome is an event for the core
+        that queued it (a core made anew meanwhile does not know the call and counts it)."""
+        agent = self.agent
+        self.counters[f"state_hook.{call.op.value}"] += 1
+
+        def finished(f: asyncio.Future[tuple[bytes, str]]) -> None:
+            state, error = f.result()
+            if error:
+                self.counters[f"state_hook.{call.op.value}_failed"] += 1
+            self._events.put_nowait(
+                (
+                    lambda now: hook_done(agent, now, call.id, state, error) if agent is self.agent else [],
+                    self.now(),
+                )
+            )
+
+        future = asyncio.get_running_loop().run_in_executor(None, run_hook, self.settings.state_hook, call)
+        future.add_done_callback(finished)
 
     def _set_timer(self, at: int) -> None:
         if self._timer is not None:

@@ -1,0 +1,260 @@
+"""State migration when a reconfiguration replaces a stateful middlebox (paper §3.4, DESIGN.md §4).
+
+A middlebox whose application keeps per-session state (a stateful firewall's connection tracking,
+say) declares a *state hook* to its agent (:class:`StateHook`; ``dysco agent --state-hook``).  When
+a reconfiguration replaces that middlebox, and it alone, by one new middlebox, its state for the
+session moves to the new one before either anchor sends anything on the new path:
+
+1. the old middlebox's agent marks the REQUEST_LOCK on its way to the right anchor (``value``
+   bit MIGRATE); the right anchor echoes it in its ACK_LOCK, and both anchors know;
+2. the new path is set up as usual, but neither anchor switches to it: everything keeps taking
+   the old path (the hosts' data is neither stalled nor buffered);
+3. the left anchor, once the new path's SYN-ACK came, sends STATE_EXPORT (``value`` EXPORT) to the
+   old middlebox's agent; that agent runs its hook's export, sends the state bytes in a
+   STATE_EXPORT (``value`` TRANSFER) to the new middlebox's agent, which runs its hook's import and
+   answers STATE_IMPORTED; the old one answers the left anchor with that outcome;
+4. on success the left anchor switches and sends its SWITCH, and the right anchor switches when
+   that SWITCH arrives; on any failure (no hook at the new middlebox, the hook failed, nobody
+   answered) the left anchor cancels the reconfiguration (CANCEL_LOCK) and the session goes on
+   over the old path.
+
+The agent's core stays sans-IO: a hook does I/O, so the core only *asks* for it.  It queues
+:class:`HookCall` objects (:meth:`Migrations.take`); the adapter runs each with :func:`run_hook`
+off its event loop and hands the outcome back through :func:`hook_done`, which returns actions
+like every other event.  State the old middlebox changes after its export (the old path still
+carries the session meanwhile) is not carried over; for connection tracking (the reference
+hook, :mod:`dysco.runtime._conntrack`) that loses nothing, see docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from dysco.runtime import _ctlwire as cw
+from dysco.runtime._events import Action, Notify
+from dysco.runtime._types import FiveTuple, ip_str
+
+if TYPE_CHECKING:
+    from dysco.runtime._core import Agent, Session
+    from dysco.runtime._reconf import Reconfigurer
+
+MAX_REASON = 200
+"""Bytes of a failure's text a STATE_IMPORTED carries."""
+
+
+class HookOp(enum.Enum):
+    EXPORT = "export"
+    IMPORT = "import"
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """A session as the middlebox application sees it."""
+
+    orig: FiveTuple
+    """The packets from the left (the session's initiator) as they reach the application."""
+    reply: FiveTuple
+    """The packets from the right as they reach it (a NAT's replies go to its own address)."""
+
+    def __str__(self) -> str:
+        return f"{self.orig} (replies {self.reply})"
+
+
+class HookError(Exception):
+    """A hook could not export or import the state; the message says why (it travels to the left
+    anchor, which reports it)."""
+
+
+class StateHook(Protocol):
+    """What a stateful middlebox implements.  Both calls may block (adapters run them off their
+    event loop) and raise :class:`HookError`; anything else they raise counts as a failure too."""
+
+    name: str
+
+    def export_state(self, view: View) -> bytes:
+        """The application's state for the session ``view`` (at most ``MAX_STATE`` bytes)."""
+        ...
+
+    def import_state(self, state: bytes, view: View) -> None:
+        """Install ``state`` (another instance's export) for the session ``view``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class HookCall:
+    """Work for the adapter: run the hook's export or import."""
+
+    id: int
+    op: HookOp
+    view: View
+    state: bytes = b""
+
+
+def run_hook(hook: StateHook | None, call: HookCall) -> tuple[bytes, str]:
+    """Carry ``call`` out (blocking): ``(state, "")`` or ``(b"", why it failed)``."""
+    if hook is None:
+        return b"", "no state hook"
+    try:
+        if call.op is HookOp.EXPORT:
+            state: object = hook.export_state(call.view)
+            if not isinstance(state, bytes):
+                return b"", f"{hook.name}: export gave {type(state).__name__}, not bytes"
+            if len(state) > cw.MAX_STATE:
+                return b"", f"{hook.name}: {len(state)} bytes of state > {cw.MAX_STATE}"
+            return state, ""
+        hook.import_state(call.state, call.view)
+        return b"", ""
+    except HookError as exc:
+        return b"", f"{hook.name}: {exc}"
+    except Exception as exc:  # a hook's bug must not take the agent down: it fails the migration
+        return b"", f"{hook.name}: {type(exc).__name__}: {exc}"
+
+
+def hook_done(agent: Agent, now: int, call_id: int, state: bytes, error: str) -> list[Action]:
+    """The event an adapter feeds the core when a :class:`HookCall` finished (``error`` empty:
+    it succeeded, ``state`` is an export's result)."""
+    out: list[Action] = []
+    agent.rc.mig.done(now, call_id, state, error, out)
+    return agent._finish(out)
+
+
+@dataclass(slots=True)
+class _Job:
+    call: HookCall
+    src: int
+    """Whom to answer: the left anchor (an export) or the old middlebox (an import)."""
+    req: cw.Message
+
+
+@dataclass(slots=True)
+class Migrations:
+    """The middlebox side of state migration at one agent (the anchors' side is in
+    :mod:`dysco.runtime._reconf`): exports, transfers and imports in progress."""
+
+    rc: Reconfigurer
+    enabled: bool = False
+    """The adapter has a state hook for this host's middlebox application."""
+    calls: list[HookCall] = field(default_factory=list)
+    jobs: dict[int, _Job] = field(default_factory=dict)
+    relays: dict[int, tuple[int, cw.Message]] = field(default_factory=dict)
+    """An old middlebox's TRANSFER (by msg_id) -> the left anchor's EXPORT request it answers."""
+    _next: int = 0
+
+    def take(self) -> list[HookCall]:
+        """The hook calls the adapter has to run (each once)."""
+        calls, self.calls = self.calls, []
+        return calls
+
+    def empty(self) -> bool:
+        return not (self.calls or self.jobs or self.relays)
+
+    @property
+    def _metrics(self) -> dict[str, int]:
+        return self.rc.agent.metrics
+
+    def marks(self, s: Session, msg: cw.Message, right: int) -> bool:
+        """A REQUEST_LOCK this agent forwards to ``right``: is this middlebox the only one of the
+        segment, replaced by one other, and stateful?"""
+        return (
+            self.enabled
+            and len(msg.hops) == 1
+            and msg.hops[0] != self.rc.me
+            and right == msg.right_anchor
+            and s.up is not None
+            and s.up.tuple.src == msg.left_anchor
+            and s.sid not in self.rc.splices
+        )
+
+    def _call(self, op: HookOp, s: Session, src: int, req: cw.Message, state: bytes = b"") -> None:
+        self._next = self._next % 0xFFFFFFFF + 1
+        emitted = s.emitted if s.emitted is not None else s.session
+        call = HookCall(self._next, op, View(s.session, emitted.reversed()), state)
+        self.jobs[call.id] = _Job(call, src, req)
+        self.calls.append(call)
+        self._metrics[f"migrate.hook_{op.value}s"] += 1
+
+    def _fail(
+        self, now: int, src: int, req: cw.Message, status: cw.Status, why: str, out: list[Action]
+    ) -> None:
+        self._metrics[f"migrate.refused.{status.name.lower()}"] += 1
+        text = why.encode("utf-8", "replace")[:MAX_REASON]
+        self.rc._reply(now, src, req, cw.Kind.STATE_IMPORTED, out, status=status, state=text)
+
+    # ---- requests ---------------------------------------------------------------------------------
+
+    def request(self, now: int, src: int, msg: cw.Message, out: list[Action]) -> None:
+        """A STATE_EXPORT for this agent: export (old middlebox) or import (new middlebox)."""
+        s = self.rc._session_by_up(msg.sub)
+        if s is None or msg.sub.dst != self.rc.me:
+            return self._fail(now, src, msg, cw.Status.NO_SESSION, f"no session {msg.sub} here", out)
+        if msg.value == cw.EXPORT:
+            lock = self.rc.locks.get(s.sid)
+            if src != msg.sub.src or src != msg.left_anchor or len(msg.hops) != 1:
+                return self._fail(now, src, msg, cw.Status.NOT_ON_PATH, "not from the left anchor", out)
+            if lock is None or lock.rid != (msg.left_anchor, msg.rid):
+                return self._fail(
+                    now, src, msg, cw.Status.BUSY, f"the segment is not locked for rid {msg.rid}", out
+                )
+            if not self.enabled:
+                return self._fail(
+                    now, src, msg, cw.Status.NO_HOOK, f"{ip_str(self.rc.me)} has no state hook", out
+                )
+            self._call(HookOp.EXPORT, s, src, msg)
+        elif msg.value == cw.TRANSFER:
+            if msg.sub.src != msg.left_anchor or s.emitted is None:
+                return self._fail(
+                    now, src, msg, cw.Status.NOT_ON_PATH, f"{msg.sub} is not a new path here", out
+                )
+            if not self.enabled:
+                return self._fail(
+                    now, src, msg, cw.Status.NO_HOOK, f"{ip_str(self.rc.me)} has no state hook", out
+                )
+            self._call(HookOp.IMPORT, s, src, msg, msg.state)
+        else:
+            self._fail(now, src, msg, cw.Status.HOOK_FAILED, f"STATE_EXPORT value {msg.value} unknown", out)
+        return None
+
+    def done(self, now: int, call_id: int, state: bytes, error: str, out: list[Action]) -> None:
+        """The adapter ran hook call ``call_id``."""
+        job = self.jobs.pop(call_id, None)
+        if job is None:
+            self._metrics["migrate.unknown_call"] += 1
+            return
+        op = job.call.op.value
+        if error:
+            self._metrics[f"migrate.hook_failed.{op}"] += 1
+            out.append(Notify(f"state_{op}_failed", f"{job.call.view}: {error}", 0, True))
+            return self._fail(now, job.src, job.req, cw.Status.HOOK_FAILED, error, out)
+        if job.call.op is HookOp.IMPORT:
+            self._metrics["migrate.imported"] += 1
+            out.append(Notify("state_imported", f"{job.call.view}: {job.req.state.hex()[:64]}", 0))
+            self.rc._reply(now, job.src, job.req, cw.Kind.STATE_IMPORTED, out)
+            return None
+        self._metrics["migrate.exported"] += 1
+        out.append(
+            Notify("state_exported", f"{job.call.view}: {len(state)} bytes to {ip_str(job.req.hops[0])}", 0)
+        )
+        msg_id = self.rc._id()
+        transfer = cw.Message(
+            cw.Kind.STATE_EXPORT, msg_id, job.req.rid, job.req.left_anchor, job.req.right_anchor,
+            job.req.left_session, value=cw.TRANSFER, state=state,
+        )  # fmt: skip
+        self.relays[msg_id] = (job.src, job.req)
+        self.rc._request(now, job.req.hops[0], transfer, 0, out)
+        return None
+
+    # ---- answers ------------------------------------------------------------------------------------
+
+    def relayed(self, now: int, msg_id: int, answer: cw.Message | None, out: list[Action]) -> None:
+        """The new middlebox answered this agent's TRANSFER (None: it never did)."""
+        relay = self.relays.pop(msg_id, None)
+        if relay is None:
+            return
+        src, req = relay
+        if answer is None:
+            why = f"the new middlebox {ip_str(req.hops[0])} did not answer"
+            return self._fail(now, src, req, cw.Status.HOOK_FAILED, why, out)
+        self.rc._reply(now, src, req, cw.Kind.STATE_IMPORTED, out, status=answer.status, state=answer.state)
+        return None
