@@ -86,6 +86,8 @@ class Host:
     """More networks the agent treats as agentless (chains toward them end at their last hop)."""
     splice: bool = False
     """The agent watches handshakes so that a proxy on this host can splice (``--splice``)."""
+    state_hook: str = ""
+    """The middlebox's state hook (``--state-hook``, in the host's namespace): ``conntrack``."""
 
     @property
     def address(self) -> str:
@@ -275,6 +277,8 @@ class Plan:
         options += "".join(f" --agentless {net}" for net in h.agentless)
         if h.splice:
             options += " --splice"
+        if h.state_hook:
+            options += f" --state-hook {h.state_hook} --state-netns {self.ns(h.key)}"
         return (
             f"{self.dysco} -v agent --p4runtime 127.0.0.1:{h.grpc_port} --address {h.address} --name {h.name}"
             f"{options} --p4 {self.p4} --linger {self.linger:g} --mgmt {self.mgmt(h)}"
@@ -530,6 +534,7 @@ _HOST_KEYS = {
     "policy",
     "agentless",
     "splice",
+    "state_hook",
 }
 _SYSCTL = re.compile(r"[a-z0-9_.]+=[A-Za-z0-9_.-]+")
 
@@ -611,6 +616,7 @@ def load_topology(path: Path, **overrides: Any) -> Plan:
                 _get(t, "policy", str, "", where),
                 tuple(agentless),
                 _get(t, "splice", bool, False, where),
+                _get(t, "state_hook", str, "", where),
             )
         )
     if len({h.name for h in hosts}) != len(hosts):
@@ -629,7 +635,9 @@ def load_topology(path: Path, **overrides: Any) -> Plan:
     if not re.fullmatch(r"[a-z][a-z0-9]{0,7}", plan.prefix):
         raise UserError(f"{path}: prefix {plan.prefix!r}: at most 8 lower-case letters and digits")
     for h in plan.hosts:
-        if (h.policy or h.splice or h.agentless) and not h.agent:
+        if h.state_hook not in ("", "conntrack"):
+            raise UserError(f"{path}: host {h.name}: state_hook {h.state_hook!r} is not one of: conntrack")
+        if (h.policy or h.splice or h.agentless or h.state_hook) and not h.agent:
             raise UserError(
                 f"{path}: host {h.name}: policy, agentless and splice are for a host with an agent"
             )
