@@ -196,7 +196,7 @@ def connect(addr: str, port: int, timeout: float) -> None:
 
 
 REPORT_S = 0.5
-CONNECTS = 8
+CONNECTS = 2
 """Connection attempts a bundle client has under way at once."""
 BUNDLE_TIMEOUT_S = 120.0
 
