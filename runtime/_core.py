@@ -319,6 +319,9 @@ class Agent:
     def _resend(self, now: int, s: Session, f: pk.TcpFrame, out: list[Action]) -> None:
         """A SYN of a session that exists: the host or middlebox retransmitted it."""
         self.metrics["syn.retransmitted"] += 1
+        if s.fsm.state in (SessionState.SYN_SENT, SessionState.PENDING):
+            # the host (or middlebox) still tries: the setup may take as long as its retries do
+            self._set_deadline(s, now + self.config.setup_timeout)
         if s.down is not None and s.syn_out is not None:
             self._send_syn(now, s, f, out)
 
@@ -350,7 +353,7 @@ class Agent:
             p, rest = wire.decode(f.payload, self.config.keys, self.guard, now=self.wall(now))
         except wire.BadPayload as exc:
             self.metrics[f"drops.bad_payload.{exc.kind}"] += 1
-            self.log.info("dropped a Dysco SYN from %s: %s", ip_str(f.src), exc)
+            self.log.debug("dropped a Dysco SYN from %s: %s", ip_str(f.src), exc)
             return
         me = self.config.address
         d = f.five_tuple
@@ -364,14 +367,24 @@ class Agent:
             old = self.sessions[sid]
             if old.session == p.session:
                 self.metrics["syn.retransmitted"] += 1
+                if old.fsm.state is SessionState.PENDING:
+                    self._set_deadline(old, now + self.config.setup_timeout)
                 self._deliver(old, f, rest, out)
                 return
             self._close(now, old, "replaced", out)  # the neighbour reused the subsession's port
         remaining = list(p.hops[1:])
         role = Role.MIDDLE if remaining else Role.RIGHT
-        if (Table.OUT, p.session.reversed()) in self.by_key:
-            self._fail(out, "session_clash", f"{p.session} is already a session at this host")
-            return
+        clash = self.by_key.get((Table.OUT, p.session.reversed()))
+        if clash is not None:
+            old = self.sessions[clash]
+            stale = old.fsm.state is SessionState.PENDING  # its setup never completed
+            if not stale or old.session != p.session or old.up is None or old.up.tuple.src != d.src:
+                self._fail(out, "session_clash", f"{p.session} is already a session at this host")
+                return
+            # the previous hop gave the old subsession up (its setup timed out) and sets the
+            # session up again on a new one: the old one is stale
+            self.metrics["sessions.resetup"] += 1
+            self._close(now, old, "set up again", out)
         if not self._room():
             return self._table_full(out, p.session)
         state = SessionState.PENDING if role is Role.MIDDLE else SessionState.ESTABLISHED

@@ -43,9 +43,11 @@ def test_middle_installs_both_directions_before_the_syn_leaves() -> None:
     assert isinstance(send, Send) and send.port is Port.HOST
     f = pk.parse(send.frame)
     assert f.payload == b"" and pk.find_tag(f.options) is not None
-    # a retransmission is delivered again, with no new state
+    # a retransmission is delivered again, with no new state; the setup deadline moves on with it
     again = a.packet_in(1, _dysco_syn((ME, ip_int("10.0.0.100"))), Port.NET, Reason.DYSCO_SYN)
-    assert [type(x) for x in again] == [Send] and len(a.sessions) == 1
+    assert sorted(type(x).__name__ for x in again) == ["Send", "SetTimer"] and len(a.sessions) == 1
+    first, later = actions[3], next(x for x in again if isinstance(x, SetTimer))
+    assert isinstance(first, SetTimer) and isinstance(later, SetTimer) and later.at > first.at
 
 
 def test_refused_write_fails_the_session_closed() -> None:

@@ -190,7 +190,9 @@ def test_idle_timeout_removes_a_silent_session(dysco_program: Program) -> None:
 
 
 def test_partition_during_setup_times_out_cleanly(dysco_program: Program) -> None:
-    w, client, _server = chain_world(dysco_program, 1, seed=5, idle_timeout=20 * SECOND)
+    # the setup deadline runs from the host's last SYN retransmission (~19 s of retries here), so
+    # the idle timeout is longer than that: the setup's failure is what is reported
+    w, client, _server = chain_world(dysco_program, 1, seed=5, idle_timeout=60 * SECOND)
     w.net.partition(ip_int("10.0.0.10"), ip_int(SERVER))
     conn = client.connect(ip_int(SERVER), 80, request(0))
     w.sim.run_for(120 * SECOND)
@@ -234,4 +236,21 @@ def test_full_table_fails_closed(dysco_program: Program) -> None:
     assert any(n.event == "table_full" and n.error for h in w.hosts.values() for n in h.notes)
     w.sim.run_for(LINGER)  # the retransmitted SYN finds room once the others are gone
     check_exchange(conns, server)
+    check_clean(w)
+
+
+def test_a_setup_given_up_at_the_left_end_can_be_set_up_again(dysco_program: Program) -> None:
+    """Every SYN lost for longer than the setup timeout (a partition here, a SYN flood on the
+    testbed): the client's agent gives the session up while the middlebox's still holds it, pending.
+    When the host tries again on a new subsession, the middlebox takes it as the same neighbour
+    setting the same session up again, not as a clash."""
+    w, client, _server = chain_world(dysco_program, 1, seed=3)
+    w.net.partition(ip_int("10.0.0.10"), ip_int(SERVER))
+    conn = client.connect(ip_int(SERVER), 80, request(1))
+    w.sim.run_for(12 * SECOND)
+    w.net.heal()
+    w.sim.run_for(60 * SECOND)
+    mb = w.hosts["mb0"].agent
+    assert mb is not None and mb.metrics["errors.session_clash"] == 0
+    assert conn.established and not conn.failed and not conn.reset
     check_clean(w)
