@@ -14,7 +14,21 @@ from .conftest import ROOT
 HOSTS = '[[host]]\nname = "client"\nrole = "client"\n[[host]]\nname = "mbox"\nrole = "middlebox"\n'
 
 
-@pytest.mark.parametrize("name", ["chain", "firewall", "nat", "haproxy", "longchain", "reconfig", "splice"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "chain",
+        "firewall",
+        "nat",
+        "haproxy",
+        "longchain",
+        "reconfig",
+        "splice",
+        "migrate",
+        "scale",
+        "synflood",
+    ],
+)
 def test_examples_load(name: str) -> None:
     plan = load_topology(ROOT / "examples" / f"{name}.toml")
     assert plan.role("client") and plan.role("middlebox") and plan.role("server")
