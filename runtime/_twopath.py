@@ -148,6 +148,9 @@ class Anchor:
     sent_done: bool = False
     host_ack: int | None = None
     """The latest acknowledgment the host sent (in its receive space)."""
+    new_rcvd_min: int | None = None
+    """The lowest sequence number of the new path's data the host was given: the old path's data
+    ends at or before it (the model's ``firstNewRcvd``, whatever order the segments came in)."""
     new_window: int | None = None
     """The window of the latest segment from the new path, as the host got it (translated)."""
     hops: tuple[int, ...] = ()
@@ -253,7 +256,9 @@ class Anchor:
                 self.host_ack_old is None or after(self.old_rcvd, self.host_ack_old)
             ):
                 segs.append(self._old(replace(old_pure, ack=self.old_rcvd)))
-        elif not n_old and (self.host_ack_old is None or after(f.ack, self.host_ack_old) or not new_len):
+        elif not n_old and (
+            self.host_ack_old is None or after(self._old_ack(f.ack), self.host_ack_old) or not new_len
+        ):
             segs.append(self._old(old_pure))
         return segs
 
@@ -264,8 +269,17 @@ class Anchor:
 
     def _old(self, g: pk.TcpFrame) -> tuple[PathSide, pk.TcpFrame]:
         if g.flags & pk.ACK:
+            if (ack := self._old_ack(g.ack)) != g.ack:
+                g = replace(g, ack=ack)
             self.host_ack_old = later(self.host_ack_old, g.ack)
         return (PathSide.OLD, g)
+
+    def _old_ack(self, ack: int) -> int:
+        """The host's ``ack`` as the old path may carry it: never past what only the new path
+        carried, which the old path's sender (a spliced proxy's kernel) never sent and would take
+        for an acknowledgment of unsent data, discarding the segment."""
+        cap = self.old_rcvd if self.rcvd_known and self.old_rcvd is not None else self.new_rcvd_min
+        return cap if cap is not None and after(ack, cap) else ack
 
     # ---- frames of the anchor's own on the new path --------------------------------------------------
 
@@ -295,6 +309,8 @@ class Anchor:
             g = translate(f, self.in_target, self.new_delta, 0, (self.new_ts, 0), self.new_ws)
             if g.flags & pk.ACK:
                 self.new_window = g.window
+            if g.seg_len() and (self.new_rcvd_min is None or after(self.new_rcvd_min, g.seq)):
+                self.new_rcvd_min = g.seq
             return g
         g = translate(f, self.in_target, self.old_delta, 0)
         if (

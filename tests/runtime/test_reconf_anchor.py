@@ -79,6 +79,29 @@ def test_old_path_acks_carry_a_sequence_number_its_receiver_accepts() -> None:
     ]
 
 
+def test_old_path_segments_never_acknowledge_what_only_the_new_path_carried() -> None:
+    """The peer was idle (its boundary unknown as a number) and its new data reached the host:
+    the host's retransmission of old data goes on the old path with an ack no further than the
+    new path's first byte, or the old path's sender would take it as acking unsent data."""
+    a = _anchor()
+    a.new_target, a.new_in_key = NEW, NEW.reversed()
+    a.outgoing(_data(1000, 200))
+    a.phase = Phase.NEW_PATH
+    a.fix_boundary()
+    a.phase = Phase.TWO_PATH
+    a.learn_peer(0, idle=True)
+    a.to_host(_from_peer(NEW.reversed(), 6000, 1200, 300, n=0), new=True)  # a pure ACK: no data
+    assert a.new_rcvd_min is None
+    a.to_host(_from_peer(NEW.reversed(), 6100, 1200, 300), new=True)  # reordered: 6000.. comes later
+    a.to_host(_from_peer(NEW.reversed(), 6000, 1200, 300), new=True)
+    assert a.new_rcvd_min == 6000
+    segs = a.outgoing(_data(1100, 100, ack=6200))  # old data, acking the new path's 200 bytes
+    assert [(side, g.seq, len(g.payload), g.ack) for side, g in segs] == [
+        (PathSide.OLD, 1100, 100, 6000),
+        (PathSide.NEW, 1200, 0, 6200),  # the new path's data is acknowledged on the new path
+    ]
+
+
 def test_an_idle_hosts_old_path_acks_carry_its_first_sequence_number() -> None:
     a = _anchor()
     a.new_target, a.new_in_key = NEW, NEW.reversed()
