@@ -79,6 +79,10 @@ action translate_tuple() {
                     punt(REASON_TAGGED_SYN); \
                 } else if (!session_out.apply().hit && syn_only) { \
                     classifier.apply(); \
+                } else if (syn_only && meta.drop == 1) { \
+                    /* a new connection on the port of a spliced socket: not a leftover */ \
+                    meta.drop = 0; \
+                    classifier.apply(); \
                 } \
             } else { \
                 if (syn_only && meta.dysco_syn == 1) { \

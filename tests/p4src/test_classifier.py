@@ -72,3 +72,23 @@ def test_bypass_and_miss_forward_untouched(classified: Dut, pkt: Ether) -> None:
 def test_inbound_syn_is_not_classified(classified: Dut) -> None:
     pkt = syn("10.0.5.5", "192.0.2.1", 22)
     assert_frames(classified.send(NET_PORT, pkt), [(HOST_PORT, pkt)])
+
+
+def test_a_syn_on_a_dropped_sessions_five_tuple_is_classified(classified: Dut) -> None:
+    """A drop entry (a spliced proxy's socket) drops the kernel's leftovers on that five-tuple, but
+    a SYN there is a new connection reusing the port: it is classified as if the entry were not."""
+    from dysco.p4names import SESSION_OUT
+
+    from .test_sessions import fresh
+
+    key = ("10.0.1.5", "10.0.9.9", 40000, 80)
+    classified.add_session(key, SESSION_OUT.drop_action)
+    data = syn(*key[:2], key[3], flags="A")
+    assert classified.send(HOST_PORT, fresh(data)) == []  # a leftover: dropped
+    out = classified.send(HOST_PORT, syn(*key[:2], key[3]))
+    assert [p for p, _ in out] == [255], out
+    fields, _inner = packet_in(out[0][1])
+    assert (fields["reason"], fields["policy_id"]) == (Reason.POLICY_SYN, 1)
+    classified.add_session(("10.0.5.5", "192.0.2.1", 40000, 80), SESSION_OUT.drop_action)
+    out = classified.send(HOST_PORT, syn("10.0.5.5", "192.0.2.1", 80))  # no policy: forwarded as it is
+    assert [p for p, _ in out] == [NET_PORT]
