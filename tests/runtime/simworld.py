@@ -66,3 +66,13 @@ def check_exchange(conns: list[Conn], server: TcpStack) -> None:
 
 def check_clean(w: World) -> None:
     assert w.leftovers() == {}
+
+
+def feed(w: World, conn: Conn, chunk: bytes, every: int, until: int) -> None:
+    """The application writes ``chunk`` every ``every`` ns until ``until``, then closes."""
+    if w.sim.now >= until:
+        conn.want_fin = True
+    else:
+        conn.data += chunk
+        w.sim.after(every, lambda: feed(w, conn, chunk, every, until))
+    conn.pump()

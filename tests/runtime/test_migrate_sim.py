@@ -14,10 +14,10 @@ from dysco.runtime import _packet as pk
 from dysco.runtime._core import SECOND
 from dysco.runtime._migrate import HookCall, HookError, HookOp, View, hook_done, run_hook
 from dysco.runtime._types import FiveTuple, ip_int
-from dysco.runtime.sim import MS, Conn, Forwarder, Host, World
+from dysco.runtime.sim import MS, Forwarder, Host, World
 from dysco.softswitch.api import Program
 
-from .simworld import SERVER, chain_world, check_clean, respond
+from .simworld import SERVER, chain_world, check_clean, feed, respond
 
 LINGER = 30 * SECOND
 NEW = "10.0.0.50"
@@ -205,16 +205,6 @@ def test_a_failed_migration_cancels_and_the_session_stays_on_the_old_path(
     check_clean(w)
 
 
-def _feed(w: World, conn: Conn, chunk: bytes, every: int, until: int) -> None:
-    """The application writes ``chunk`` every ``every`` ns until ``until``, then closes."""
-    if w.sim.now >= until:
-        conn.want_fin = True
-    else:
-        conn.data += chunk
-        w.sim.after(every, lambda: _feed(w, conn, chunk, every, until))
-    conn.pump()
-
-
 def test_a_silent_new_middlebox_times_the_migration_out(dysco_program: Program) -> None:
     # the new path is up, then the new middlebox is cut off from the old one: the transfer of
     # the state is never answered, the left anchor gives up and cancels; data flows both ways
@@ -223,10 +213,10 @@ def test_a_silent_new_middlebox_times_the_migration_out(dysco_program: Program) 
     server.listen_stream(80)
     conn = client.connect(ip_int(SERVER), 80, b"", stream=True)
     up, down, every, until = bytes(range(100)) * 10, bytes(range(50)) * 10, 10 * MS, 12 * SECOND
-    _feed(w, conn, up, every, until)
+    feed(w, conn, up, every, until)
     w.sim.run_for(50 * MS)
     (srv,) = server.conns.values()
-    _feed(w, srv, down, every, until)
+    feed(w, srv, down, every, until)
     _replace(w)
     w.net.partition(old.address, new.address)
     w.sim.run_for(LINGER)
@@ -252,11 +242,11 @@ def test_migration_on_a_faulty_network(dysco_program: Program, seed: int) -> Non
     server.listen_stream(80)
     conn = client.connect(ip_int(SERVER), 80, b"", stream=True)
     up, down, every, until = bytes(range(100)) * 4, bytes(range(50)) * 4, 10 * MS, 3 * SECOND
-    _feed(w, conn, up, every, until)
+    feed(w, conn, up, every, until)
     while not server.conns:
         w.sim.run_for(MS)
     (srv,) = server.conns.values()
-    _feed(w, srv, down, every, until)
+    feed(w, srv, down, every, until)
     w.sim.run_for((20 + 10 * seed) * MS)
     sid = _replace(w)
     w.sim.run_for(2 * LINGER)

@@ -55,16 +55,22 @@ def test_a_fin_in_the_new_path_phase_goes_on_the_old_path() -> None:
     assert a.old_sent == 1001  # the FIN is old: the other side acknowledges it on the old path
 
 
-def test_old_path_acks_carry_a_sequence_number_its_receiver_accepts() -> None:
-    """Once the host sent new data far past the boundary, an ACK on the old path still carries
-    the old path's end as its sequence number: Linux discards a segment beyond its receive window,
-    ACK and all, so a proxy on the old path would never see its last bytes acknowledged."""
+def _switched_after_200_bytes() -> Anchor:
+    """An anchor in the two-path phase whose host sent bytes 1000..1199 before the switch."""
     a = _anchor()
     a.new_target, a.new_in_key = NEW, NEW.reversed()
     a.outgoing(_data(1000, 200))
     a.phase = Phase.NEW_PATH
     a.fix_boundary()
     a.phase = Phase.TWO_PATH
+    return a
+
+
+def test_old_path_acks_carry_a_sequence_number_its_receiver_accepts() -> None:
+    """Once the host sent new data far past the boundary, an ACK on the old path still carries
+    the old path's end as its sequence number: Linux discards a segment beyond its receive window,
+    ACK and all, so a proxy on the old path would never see its last bytes acknowledged."""
+    a = _switched_after_200_bytes()
     assert a.old_sent == 1200
     segs = a.outgoing(_data(900_000, 100, ack=700))  # new data, and an ack of old-path bytes
     assert [(side, g.seq, len(g.payload), g.ack) for side, g in segs] == [
@@ -83,12 +89,7 @@ def test_old_path_segments_never_acknowledge_what_only_the_new_path_carried() ->
     """The peer was idle (its boundary unknown as a number) and its new data reached the host:
     the host's retransmission of old data goes on the old path with an ack no further than the
     new path's first byte, or the old path's sender would take it as acking unsent data."""
-    a = _anchor()
-    a.new_target, a.new_in_key = NEW, NEW.reversed()
-    a.outgoing(_data(1000, 200))
-    a.phase = Phase.NEW_PATH
-    a.fix_boundary()
-    a.phase = Phase.TWO_PATH
+    a = _switched_after_200_bytes()
     a.learn_peer(0, idle=True)
     a.to_host(_from_peer(NEW.reversed(), 6000, 1200, 300, n=0), new=True)  # a pure ACK: no data
     assert a.new_rcvd_min is None

@@ -12,8 +12,10 @@ from dysco.runtime._core import SECOND
 from dysco.runtime._demo_sim import TimedNotes, WaveProxy
 from dysco.runtime._splice import Side, compute
 from dysco.runtime._types import FiveTuple, ip_int
-from dysco.runtime.sim import MS, Conn, SpliceProxy, TcpStack, World
+from dysco.runtime.sim import MS, SpliceProxy, TcpStack, World
 from dysco.softswitch.api import Program
+
+from .simworld import feed
 
 CLIENT, PROXY, SERVER = ip_int("10.0.0.1"), ip_int("10.0.0.20"), ip_int("10.0.0.100")
 
@@ -84,16 +86,6 @@ def test_the_proxy_is_spliced_out(dysco_program: Program, seed: int, loss: float
     assert w.leftovers() == {}
 
 
-def _feed(w: World, conn: Conn, chunk: bytes, every: int, until: int) -> None:
-    """The client's application writes ``chunk`` every ``every`` ns until ``until``, then closes."""
-    if w.sim.now >= until:
-        conn.want_fin = True
-    else:
-        conn.data += chunk
-        w.sim.after(every, lambda: _feed(w, conn, chunk, every, until))
-    conn.pump()
-
-
 @pytest.mark.parametrize("seed", [6, 7])
 def test_translated_timestamps_keep_the_proxys_clock(dysco_program: Program, seed: int) -> None:
     """Linux TCP with timestamps (per-connection TSval offsets, PAWS), data both ways.  The proxy
@@ -109,14 +101,14 @@ def test_translated_timestamps_keep_the_proxys_clock(dysco_program: Program, see
     assert isinstance(proxy, SpliceProxy)
     conn = client.connect(PROXY, 8080, b"", stream=True)
     up, down, every, until = bytes(range(100)) * 10, bytes(range(50)) * 10, 10 * MS, 6 * SECOND
-    _feed(w, conn, up, every, until)
+    feed(w, conn, up, every, until)
 
     def answer() -> None:
         srv = next(iter(server.conns.values()), None)
         if srv is None:
             w.sim.after(every, answer)
         else:
-            _feed(w, srv, down, every, until)
+            feed(w, srv, down, every, until)
 
     answer()
     w.sim.run(60 * SECOND)
