@@ -62,6 +62,13 @@ class StreamHandle:
     def put(self, msg: p4runtime_pb2.StreamMessageResponse, *, droppable: bool = False) -> None:
         if droppable and self.outbox.qsize() >= OUTBOX_LIMIT:
             self.dropped += 1
+            if self.dropped & (self.dropped - 1) == 0:  # the 1st, 2nd, 4th, 8th ...: said as it happens
+                _log.warning(
+                    "[p4runtime] stream %d: %d messages dropped so far (slow reader, %d queued)",
+                    self.stream_id,
+                    self.dropped,
+                    OUTBOX_LIMIT,
+                )
             return
         self.outbox.put(msg)
 

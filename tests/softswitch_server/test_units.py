@@ -100,3 +100,24 @@ def test_write_status_pads_successes_up_to_the_last_failure() -> None:
         d.Unpack(e)
         errors.append((e.canonical_code, e.message))
     assert errors == [(0, ""), (code_pb2.NOT_FOUND, "gone")]
+
+
+def test_a_slow_readers_dropped_packet_ins_are_logged_as_they_happen(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Beyond OUTBOX_LIMIT queued messages a stream drops packet-ins (never other messages) and
+    says so at the 1st, 2nd, 4th, 8th ... drop, not only when the stream closes."""
+    from dysco.softswitch.server._core import OUTBOX_LIMIT, StreamHandle
+
+    handle = StreamHandle(7)
+    msg = p4runtime_pb2.StreamMessageResponse()
+    for _ in range(OUTBOX_LIMIT):
+        handle.put(msg, droppable=True)
+    with caplog.at_level("WARNING", logger="dysco.softswitch.server"):
+        for _ in range(5):
+            handle.put(msg, droppable=True)
+        handle.put(msg)  # not droppable: queued
+    assert handle.dropped == 5 and handle.outbox.qsize() == OUTBOX_LIMIT + 1
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [f"[p4runtime] stream 7: {n} messages dropped so far (slow reader, {OUTBOX_LIMIT} queued)"
+                    for n in (1, 2, 4)]  # fmt: skip
