@@ -234,6 +234,10 @@ class Conn:
             if f.payload or f.flags & pk.FIN:
                 self.segment(pk.ACK, self.snd_nxt)
             return
+        if self.established and WINDOW * MSS < (f.seq - self.rcv_nxt) % (1 << 32) < 1 << 31:
+            self.stack.beyond_window += 1
+            self.segment(pk.ACK, self.snd_nxt)
+            return
         if (
             self.established
             and f.flags & pk.ACK
