@@ -44,6 +44,10 @@ MAX_REASON = 200
 """Bytes of a failure's text a STATE_IMPORTED carries."""
 
 
+STATE_HOOKS = ("conntrack",)
+"""The state hooks an agent can run (``dysco agent --state-hook``, a testbed host's ``state_hook``)."""
+
+
 class HookOp(enum.Enum):
     EXPORT = "export"
     IMPORT = "import"

@@ -15,6 +15,7 @@ from dysco import p4names
 from dysco.errors import UserError
 from dysco.runtime import _ctl as ctl
 from dysco.runtime._mgmt import DEFAULT_SOCKET, ManagementServer
+from dysco.runtime._migrate import STATE_HOOKS
 
 READY_LINE = "dysco agent: ready ({name}, P4Runtime {p4runtime}, management {mgmt})"
 
@@ -29,9 +30,6 @@ classifier compiled from --policies, and serves until SIGINT or SIGTERM.  Once i
 and the classifier is written it prints one line starting with "dysco agent: ready".
 See docs/operations.md.
 """
-
-
-STATE_HOOKS = ("conntrack",)
 
 
 def _state_hook(args: argparse.Namespace) -> Any:

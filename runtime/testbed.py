@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dysco.errors import UserError
+from dysco.runtime._migrate import STATE_HOOKS
 
 SWITCH_READY = "softswitch: P4Runtime server listening on"
 AGENT_READY = "dysco agent: ready"
@@ -635,8 +636,9 @@ def load_topology(path: Path, **overrides: Any) -> Plan:
     if not re.fullmatch(r"[a-z][a-z0-9]{0,7}", plan.prefix):
         raise UserError(f"{path}: prefix {plan.prefix!r}: at most 8 lower-case letters and digits")
     for h in plan.hosts:
-        if h.state_hook not in ("", "conntrack"):
-            raise UserError(f"{path}: host {h.name}: state_hook {h.state_hook!r} is not one of: conntrack")
+        if h.state_hook and h.state_hook not in STATE_HOOKS:
+            hooks = ", ".join(STATE_HOOKS)
+            raise UserError(f"{path}: host {h.name}: state_hook {h.state_hook!r} is not one of: {hooks}")
         if (h.policy or h.splice or h.agentless or h.state_hook) and not h.agent:
             raise UserError(
                 f"{path}: host {h.name}: policy, agentless and splice are for a host with an agent"
