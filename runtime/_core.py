@@ -132,6 +132,9 @@ class Session:
     """``Config.splice``: this host's SYN (left end) or SYN-ACK (right end)."""
     waiting: dict[tuple[Table, FiveTuple], FiveTuple] = field(default_factory=dict)
     """Entries punting until the handshake's packet passed, and the target they get then."""
+    macs: tuple[bytes, bytes] | None = None
+    """An end's Ethernet destination and source of frames toward its host (from the setup), for
+    frames the agent makes itself (a reconfiguration's probe, :mod:`dysco.runtime._reconf`)."""
 
 
 class Agent:
@@ -294,6 +297,7 @@ class Agent:
             return
         s = self._new(now, Role.LEFT, s0, tuple(hops), SessionState.SYN_SENT)
         s.instances = tuple(instances)
+        s.macs = (f.eth_src, f.eth_dst)
         for a in instances:
             self.selector.acquire(a)
         d = FiveTuple(self.config.address, hops[0], lport, s0.dport)
@@ -390,6 +394,8 @@ class Agent:
         state = SessionState.PENDING if role is Role.MIDDLE else SessionState.ESTABLISHED
         s = self._new(now, role, p.session, p.hops, state)
         s.remaining = remaining
+        if role is Role.RIGHT:
+            s.macs = (f.eth_dst, f.eth_src)
         s.up = Subsession(d, self._sub_fsm(s, "up"))
         s.up.fsm.set(SubsessionState.OPEN)
         self._install(s, Mapping(Table.IN, d, p.session, s.sid), Direction.FWD, out)

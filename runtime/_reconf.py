@@ -36,6 +36,14 @@ SYN_TIMER = 1
 """Wake-up: retransmit the new-path SYN (or give the new path up)."""
 LOCK_TIMER = 2
 """Wake-up: the right anchor's lock expires if the new path has not reached it."""
+PROBE_TIMER = 3
+"""Wake-up: probe the host again, or stop waiting for its answer."""
+PROBE_RTO = 600 * MS
+"""The first probe's timeout: Linux answers at most one SYN or out-of-window segment per
+connection every 500 ms (``net.ipv4.tcp_invalid_ratelimit``), so a probe sent sooner is ignored."""
+PROBE_ATTEMPTS = 3
+"""Probes before an anchor whose host stays silent switches without knowing where its host's
+data ends (SWITCH with status IDLE; docs/protocol.md §4)."""
 LOCK_TIMEOUT = 30 * SECOND
 """How long a right anchor stays locked without the new path's SYN (docs/protocol.md §4): longer
 than the left anchor takes to get its ackLock and give its SYN up."""
@@ -101,6 +109,8 @@ class Reconfigurer:
                 self._syn_timer(now, sid, out)
             elif what == LOCK_TIMER:
                 self._lock_timer(now, sid, out)
+            elif what == PROBE_TIMER:
+                self._probe_timer(now, sid, out)
         for p in expired.gave_up:
             self._gave_up(now, p, out)
 
@@ -571,14 +581,61 @@ class Reconfigurer:
         self._abandon(now, s, f"the state migration failed ({why})", out, cancel=True)
         return None
 
-    def _switch_msg(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
+    def _switch_msg(self, now: int, s: Session, a: Anchor, out: list[Action], *, idle: bool = False) -> None:
+        """Tell the peer where this host's old-path data ends (``old_sent``).
+
+        A host that sent nothing since the lock (``a.idle``) may still have bytes on the old
+        path that a TCP-terminating proxy holds; where they end is the host's ``snd_nxt``, which
+        only its next segment shows.  The message waits for that segment, and a probe elicits
+        one (:meth:`_probe`); only a host that stays silent through every probe is reported as
+        IDLE (``idle``), the peer then waiting for nothing on the old path."""
+        if a.host_ack is None and "probes" not in a.extra:
+            self._probe(now, s, a, out)  # the completion test needs the host's acknowledgment too
+        value = a.idle_seq if a.idle else a.old_sent
+        if value is None and not idle:
+            a.extra["switch_waits"] = 1
+            return
+        a.extra.pop("switch_waits", None)
         rid = a.extra["rid"]
         left = self.me if a.left else a.peer
-        status = cw.Status.IDLE if a.idle else cw.Status.OK
+        status = cw.Status.OK if value is not None else cw.Status.IDLE
         msg = cw.Message(cw.Kind.SWITCH, self._id(), rid, left, self.me if not a.left else a.peer,
                          left_session=self._left_view(s) if a.left else FiveTuple(0, 0, 0, 0, 0),
-                         value=a.old_sent or 0, status=status)  # fmt: skip
+                         value=value or 0, status=status)  # fmt: skip
         self._request(now, a.peer, msg, s.sid, out)
+
+    def _probe(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
+        """Ask the host for a segment: a SYN on its established connection is answered with an
+        ACK carrying its ``snd_nxt`` and ``rcv_nxt`` whatever its sequence number (RFC 5961
+        §4.2, Linux's challenge ACK).  Only an end host is probed: a middlebox application
+        would pass the SYN on."""
+        tries = a.extra.get("probes", 0) + 1
+        a.extra["probes"] = tries
+        end = s.up is None if a.left else s.down is None
+        if end and s.macs is not None:
+            t = a.in_target
+            probe = pk.TcpFrame(*s.macs, t.src, t.dst, t.sport, t.dport, 0, 0, pk.SYN, 0)
+            out.append(Send(probe.to_bytes(), Port.HOST))
+            self.agent.metrics["reconf.host_probes"] += 1
+        self.msgs.wake(now + PROBE_RTO * (1 << (tries - 1)), PROBE_TIMER, s.sid)
+
+    def _probe_timer(self, now: int, sid: int, out: list[Action]) -> None:
+        a = self.anchors.get(sid)
+        s = self.agent.sessions.get(sid)
+        if a is None or s is None or a.phase is not Phase.TWO_PATH:
+            return
+        if a.host_ack is not None and "switch_waits" not in a.extra:
+            return  # the host answered
+        if a.extra["probes"] < PROBE_ATTEMPTS:
+            self._probe(now, s, a, out)
+        elif "switch_waits" in a.extra:
+            self.agent.metrics["reconf.idle_switch"] += 1
+            self._switch_msg(now, s, a, out, idle=True)
+
+    def _host_spoke(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
+        """The host's segment showed its sequence number: the SWITCH that waited for it goes."""
+        if "switch_waits" in a.extra and a.idle_seq is not None:
+            self._switch_msg(now, s, a, out)
 
     def _syn_timer(self, now: int, sid: int, out: list[Action]) -> None:
         a = self.anchors.get(sid)
@@ -647,6 +704,7 @@ class Reconfigurer:
                     g = translate(g, a.new_target, 0, a.new_delta, (0, -a.new_ts & M32))
                     out.append(Send(g.to_bytes(), Port.NET))
                     self._new_data(s, a, "sent", len(g.payload), out)
+            self._host_spoke(now, s, a, out)
             direction = D.FWD if a.left else D.REV
         else:
             t = f.five_tuple

@@ -19,6 +19,10 @@ As Linux does, a segment that starts beyond the receive window is discarded, ACK
 
 With ``rsts`` set on a stack, it answers a segment for no connection with a RST as Linux does
 (:func:`kernel_rst`), and takes a RST only at exactly ``rcv_nxt`` (RFC 5961).
+
+A SYN on an established connection, whatever its sequence number, is answered with an ACK
+(RFC 5961 §4.2, Linux's challenge ACK), at most one per connection every 500 ms (Linux's
+``tcp_invalid_ratelimit``); the others are counted in ``challenges_limited``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ MAC_A = b"\x02\0\0\0\0\x01"
 MAC_B = b"\x02\0\0\0\0\x02"
 SYN_OPTIONS = b"\x02\x04\x05\xb4"  # MSS 1460
 M32 = 0xFFFFFFFF
+CHALLENGE_INTERVAL = 500 * MS
+"""At most one challenge ACK to a SYN per connection in this long (``tcp_invalid_ratelimit``)."""
 PAWS_WINDOW = 1
 """Ticks a TSval may lag ``ts_recent`` and still pass PAWS (Linux's ``TCP_PAWS_WINDOW``)."""
 
@@ -108,6 +114,8 @@ class Conn:
     """``rcv_nxt`` when this side last sent an ACK (``ts_recent`` is taken from segments up to it)."""
     ts_clock: int | None = None
     """The peer's TSval clock as the SYN (or SYN-ACK) showed it: its TSval minus our clock."""
+    last_challenge: int | None = None
+    """When this connection last answered a SYN with a challenge ACK."""
     ts_lead: tuple[int, int] = (0, 0)
     """How far (ms) the TSvals received ran behind / ahead of that clock, at most: a constant
     path delay keeps both at 0; a path whose TSvals are translated (a splice) must keep them small."""
@@ -185,6 +193,15 @@ class Conn:
         self.snd_nxt = self.snd_una
         self.pump()
 
+    def _syn_challenge(self) -> None:
+        now = self.stack.sim.now
+        if self.last_challenge is not None and now - self.last_challenge < CHALLENGE_INTERVAL:
+            self.stack.challenges_limited += 1
+            return
+        self.last_challenge = now
+        self.stack.challenge_acks += 1
+        self.segment(pk.ACK, self.snd_nxt)
+
     def _rst(self, f: pk.TcpFrame) -> None:
         """Linux's checks of a RST (RFC 5961 §3): while connecting, only a RST+ACK of the SYN; then
         only one at exactly ``rcv_nxt`` resets; one elsewhere in the window gets a challenge ACK."""
@@ -229,6 +246,9 @@ class Conn:
         ts = timestamp_option(f.options) if self.stack.timestamps else None
         if ts is not None:
             self._watch_clock(ts[0])
+        if self.established and f.flags & pk.SYN and not (self.client and f.flags & pk.ACK):
+            self._syn_challenge()
+            return
         if self._paws_rejects(f, ts):
             self.stack.paws_drops += 1
             if f.payload or f.flags & pk.FIN:
@@ -341,7 +361,11 @@ class TcpStack:
         """Behave as Linux with RSTs: answer a segment for no connection with one, and take one only
         at exactly ``rcv_nxt`` (else any RST resets the connection it names)."""
         self.challenge_acks = 0
-        """RSTs in the window but not at ``rcv_nxt``, answered with an ACK (TCPChallengeACK)."""
+        """RSTs in the window but not at ``rcv_nxt``, and SYNs on established connections,
+        answered with an ACK (TCPChallengeACK)."""
+        self.challenges_limited = 0
+        """SYNs on established connections not answered: one was answered less than
+        ``CHALLENGE_INTERVAL`` before (TCPACKSkippedChallenge)."""
         self._next_port = 40000
 
     def listen(self, port: int, respond: Callable[[bytes], bytes], eager: bool = False) -> None:

@@ -39,8 +39,10 @@ a new connection reusing a spliced socket's port (73b64b8).  After both, a full 
 its server's anchor was idle between the lock and the switch (paced sessions often are), so it
 told the client's anchor it had nothing on the old path, while the proxy still held its last
 1000 bytes for the client; the client's anchor completed without waiting for them, the old path
-was torn down and the proxy's retransmissions died at its NIC.  Open (issue 6): an idle anchor
-must learn its boundary from its host's next segment (or a probe it answers) before it reports it.
+was torn down and the proxy's retransmissions died at its NIC.  Fixed since: such an anchor
+waits for its host's next segment, and probes its host for one (a SYN, answered by Linux with a
+challenge ACK), before it reports where its old-path data ends; the test prints how many probes
+the anchors sent and requires that Linux answered them all (no anchor switched idle).
 """
 
 from __future__ import annotations
@@ -532,6 +534,7 @@ def check(sc: Scale) -> None:
             assert counts["TcpEstabResets"] == 0, (host, counts)
     # every agent's session tables empty, no agent error
     names = [h.name for h in tb.hosts()]
+    probes = idle = 0
     deadline = time.monotonic() + CLOSE_S
     while any(agent_status(tb, name)["sessions"] for name in names) and time.monotonic() < deadline:
         time.sleep(0.5)  # polls the agents' status, with a deadline
@@ -550,6 +553,13 @@ def check(sc: Scale) -> None:
         else:
             assert entries == {"session_out": 0, "subsession_in": 0}, (name, entries)
         assert status["errors"] == [], (name, status["errors"])
+        metrics = status["core"]
+        assert isinstance(metrics, dict)
+        probes += metrics.get("reconf.host_probes", 0)
+        idle += metrics.get("reconf.idle_switch", 0)
+    # an anchor whose host was silent since the lock probed it; Linux answered every probe
+    print(f"anchors' probes of their hosts: {probes}, unanswered (switched idle): {idle}")
+    assert idle == 0, f"{idle} anchors' hosts answered none of their probes"
 
 
 def test_80_sessions_in_4_bundles_lose_the_proxy_in_4_waves(

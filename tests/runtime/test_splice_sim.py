@@ -10,6 +10,7 @@ from dysco.compiler import compile_text
 from dysco.runtime import _packet as pk
 from dysco.runtime._core import SECOND
 from dysco.runtime._demo_sim import TimedNotes, WaveProxy
+from dysco.runtime._reconf import PROBE_ATTEMPTS
 from dysco.runtime._splice import Side, compute
 from dysco.runtime._types import FiveTuple, ip_int
 from dysco.runtime.sim import MS, SpliceProxy, TcpStack, World
@@ -35,19 +36,20 @@ def _world(  # type: ignore[no-untyped-def]
     *,
     timestamps: bool = False,
     connect_after: int = 0,
+    idle_timeout: int = 5 * SECOND,
 ):
     w = World(program, seed)
     w.net.faults.loss = loss
     client = TcpStack(w.sim, CLIENT, lambda f: None, timestamps)
     ch = w.host("client", CLIENT, policies=_direct("policy p: tcp dst port 8080 -> 10.0.0.20\n"),
-                app=lambda h: client, idle_timeout=5 * SECOND)  # fmt: skip
+                app=lambda h: client, idle_timeout=idle_timeout)  # fmt: skip
     client.emit = ch.emit
     ph = w.host("proxy", PROXY, policies=_direct("policy s: tcp dst port 80 -> 10.0.0.100\n"),
                 app=lambda h: SpliceProxy(h, 8080, SERVER, 80, splice_after, connect_after=connect_after,
                                           timestamps=timestamps),
-                idle_timeout=5 * SECOND, splice=True)  # fmt: skip
+                idle_timeout=idle_timeout, splice=True)  # fmt: skip
     server = TcpStack(w.sim, SERVER, lambda f: None, timestamps)
-    sh = w.host("server", SERVER, app=lambda h: server, idle_timeout=5 * SECOND)
+    sh = w.host("server", SERVER, app=lambda h: server, idle_timeout=idle_timeout)
     server.emit = sh.emit
     server.listen(80, lambda req: b"answer:" + req[::-1] * 3)
     sent_by_proxy: list[tuple[int, bytes]] = []
@@ -232,3 +234,74 @@ def test_timestamp_translation_of_sessions_set_up_seconds_apart() -> None:
         lead_rev = (_linux_clock(off_s, later) + t.rev.ts - _linux_clock(off_p1, later)) & 0xFFFFFFFF
         # never behind the proxy's clock, never more than a few ticks ahead (not 40 s)
         assert 0 <= lead_fwd <= 3 and 0 <= lead_rev <= 3, (lead_fwd, lead_rev)
+
+
+def _idle_client(program: Program, seed: int, close_at: int, *, answers_syns: bool = True):  # type: ignore[no-untyped-def]
+    """The client writes 40 KB at once and then nothing until ``close_at``; the proxy takes all
+    of it before its upstream connection is up (1 s later) and is spliced right then, its
+    upstream socket still holding most of the bytes.  ``answers_syns=False``: the client's
+    stack ignores SYNs on its connection (a host that never answers its anchor's probe)."""
+    w, client, server, ph, _sent = _world(
+        program, seed, 1, connect_after=1 * SECOND, idle_timeout=close_at + 5 * SECOND
+    )
+    if not answers_syns:
+        receive = client.receive
+
+        def no_syns(frame: bytes) -> None:
+            if not pk.parse(frame).flags & pk.SYN or frame[47] & pk.ACK:
+                receive(frame)
+
+        client.receive = no_syns  # type: ignore[method-assign]
+    server.listen_stream(80)
+    burst = bytes(range(256)) * 160
+    conn = client.connect(PROXY, 8080, b"", stream=True)
+    conn.data = burst
+
+    def close() -> None:
+        conn.want_fin = True
+        conn.pump()
+
+    def answer_fin() -> None:
+        srv = next(iter(server.conns.values()), None)
+        if srv is not None and srv.peer_fin:
+            srv.want_fin = True
+            srv.pump()
+        else:
+            w.sim.after(10 * MS, answer_fin)
+
+    w.sim.after(close_at, close)
+    answer_fin()
+    w.sim.run(3 * close_at + 30 * SECOND)
+    proxy = ph.app
+    assert isinstance(proxy, SpliceProxy) and proxy.splice_at is not None
+    assert proxy.splice_at > 1 * SECOND
+    (srv,) = server.conns.values()
+    assert bytes(srv.received) == burst
+    assert conn.done and srv.done and not conn.failed and not srv.failed
+    assert conn.bad_acks == [] and srv.bad_acks == []
+    assert ph.agent is not None and ph.agent.metrics["splice.completed"] == 1
+    assert w.leftovers() == {}
+    ch = w.hosts["client"]
+    assert ch.agent is not None
+    return ch.agent.metrics, client
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_what_the_proxy_holds_for_an_idle_client_still_reaches_the_server(
+    dysco_program: Program, seed: int
+) -> None:
+    """The client's anchor saw nothing from its host since the lock, so its host's sequence
+    number is unknown: it must learn it (probing its host) before telling the server's anchor
+    where the old path's data ends, else the server's anchor finishes early and the old path is
+    torn down under the proxy's last bytes."""
+    metrics, client = _idle_client(dysco_program, seed, 4 * SECOND)
+    assert metrics["reconf.host_probes"] == 1 and client.challenge_acks == 1
+    assert metrics["reconf.idle_switch"] == 0
+
+
+def test_an_anchor_whose_host_never_answers_switches_idle_after_its_probes(dysco_program: Program) -> None:
+    """A client that ignores the probes: its anchor probes PROBE_ATTEMPTS times, backing off,
+    then switches as idle (the proxy drained long before); the session completes."""
+    metrics, client = _idle_client(dysco_program, 14, 12 * SECOND, answers_syns=False)
+    assert metrics["reconf.host_probes"] == PROBE_ATTEMPTS and client.challenge_acks == 0
+    assert metrics["reconf.idle_switch"] == 1 and metrics["reconf.completed"] == 1
