@@ -4,13 +4,17 @@ reconnect loop.
 Tasks (all named, owned by :meth:`AgentService.run` through one ``TaskGroup`` per connection, so a
 failing task cancels its siblings and the connection is made again after a throttled backoff):
 
-* ``stream``: stream messages -> events (packet-in, idle-timeout notifications);
-* ``worker``: takes the queued events in order, feeds them to the core in batches and carries out
+* ``stream``: stream messages -> events (packet-in, idle-timeout notifications) in the intake
+  (:mod:`dysco.runtime.p4rt._intake`): teardown copies, control messages, two-path punts and
+  notifications first, new-session SYNs in a bounded backlog that lets the oldest go;
+* ``worker``: takes the events by priority, feeds them to the core in batches and carries out
   the actions: all table writes of a batch in as few ``Write`` RPCs as possible (CONTINUE_ON_ERROR),
-  then the packet-outs of the events whose writes all succeeded, then the notifications.
+  then the packet-outs of the events whose writes all succeeded, then the notifications.  It
+  yields to the stream reader after every batch: a reader that falls behind makes the NIC drop
+  packet-ins of every kind, teardown copies included, where the intake drops only stale SYNs.
 
 Management requests that change something (:meth:`AgentService.reconfigure`) are events on the
-same queue, so the core sees them in order with the packets; the request waits for the core's
+same intake, so the core sees them in order with the packets; the request waits for the core's
 outcome notification (after that batch's writes are done) or its timeout.
 
 Timers use the event loop's clock (``loop.time()`` in ns).
@@ -58,9 +62,14 @@ from dysco.runtime.p4rt._client import (
     clone_session_to_proto,
     entry_from_proto,
 )
+from dysco.runtime.p4rt._intake import Intake, Lane, lane_of
 
 BATCH_LIMIT = 256
 """Events the worker feeds to the core before it writes and sends."""
+SETUP_PER_BATCH = 16
+"""New-session SYNs in one batch at most: between two batches the stream reader gets the loop, and
+it must read faster than the worker takes SYNs, so that an overload piles up in the intake (which
+drops the oldest SYNs) and not in the NIC's queue (which drops anything)."""
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 5.0
 STABLE_S = 10.0
@@ -145,7 +154,7 @@ class AgentService:
         """Set once the first connection is primary, the pipeline is in and the classifier written."""
         self._conn: Connection | None = None
         self._progress = asyncio.Condition()
-        self._events: asyncio.Queue[tuple[Event, int]] = asyncio.Queue()
+        self.intake: Intake[tuple[Event, int]] = Intake(self.counters)
         self.setup_latencies: list[int] | None = None
         """When a list, the worker appends for every packet-out the ns from the arrival of the
         event that caused it (a packet-in) to the packet-out, table writes included."""
@@ -272,13 +281,13 @@ class AgentService:
                 if p.port is None:
                     self.counters["drops.packet_in_port"] += 1
                     continue
-                self._events.put_nowait((functools.partial(self._packet_in, p), self.now()))
+                self.intake.put_punt((functools.partial(self._packet_in, p), self.now()), lane_of(p.reason))
             elif kind == "idle_timeout_notification":
                 for te in msg.idle_timeout_notification.table_entry:
                     self.counters["idle_notifications"] += 1
                     key = self.nic.mapping_key(entry_from_proto(te))
                     if key is not None:
-                        self._events.put_nowait((functools.partial(self._idle, *key), self.now()))
+                        self.intake.put_punt((functools.partial(self._idle, *key), self.now()), Lane.FIRST)
             elif kind == "error":
                 self.counters["stream_errors"] += 1
                 self._error("stream", msg.error.message)
@@ -287,7 +296,7 @@ class AgentService:
 
     def _timer_fired(self) -> None:
         self._timer = None
-        self._events.put_nowait((self._timer_event, self.now()))
+        self.intake.put((self._timer_event, self.now()))
 
     # the events: each calls the current core (a new one after the target lost its pipeline)
 
@@ -305,13 +314,13 @@ class AgentService:
 
     async def _worker(self, conn: Connection) -> None:
         while True:
-            batch = [await self._events.get()]
-            while len(batch) < BATCH_LIMIT and not self._events.empty():
-                batch.append(self._events.get_nowait())
+            await self.intake.wait()
+            batch = self.intake.take(BATCH_LIMIT, SETUP_PER_BATCH)
             now = self.now()
             await self._execute(conn, [event(now) for event, _ in batch], [t for _, t in batch])
             async with self._progress:
                 self._progress.notify_all()
+            await asyncio.sleep(0)  # the stream reader's turn (see SETUP_PER_BATCH)
 
     async def _execute(self, conn: Connection, calls: list[list[Action]], arrived: list[int]) -> None:
         """Carry out the actions of several core calls: writes first (batched), then packet-outs of
@@ -397,7 +406,7 @@ class AgentService:
             state, error = f.result()
             if error:
                 self.counters[f"state_hook.{call.op.value}_failed"] += 1
-            self._events.put_nowait(
+            self.intake.put(
                 (
                     lambda now: hook_done(agent, now, call.id, state, error) if agent is self.agent else [],
                     self.now(),
@@ -485,6 +494,11 @@ class AgentService:
                 "punts": _limits.describe(s.limits),
             },
             "ports_in_use": core["ports_in_use"],
+            "intake": {
+                "waiting": self.intake.waiting(),
+                "most": {lane.value: n for lane, n in self.intake.most.items()},
+                "setup_bound": self.intake.setup_bound,
+            },
             "core": core["metrics"],
             "adapter": dict(sorted(self.counters.items())),
             "errors": list(self.errors),
@@ -564,7 +578,7 @@ class AgentService:
             self._started(pending, actions)
             return actions
 
-        self._events.put_nowait((event, self.now()))
+        self.intake.put((event, self.now()))
         try:
             async with asyncio.timeout(timeout):
                 note = await pending.done
@@ -609,7 +623,7 @@ class AgentService:
                 sp.done.set_result(Notify("splice_refused", "the agent did not start it", 0, True))
             return actions
 
-        self._events.put_nowait((event, self.now()))
+        self.intake.put((event, self.now()))
         try:
             async with asyncio.timeout(req.timeout):
                 note = await sp.done
