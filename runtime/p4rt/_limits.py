@@ -39,7 +39,7 @@ class Limit:
 
 DEFAULT_LIMITS: Mapping[Reason, Limit | None] = {
     Reason.POLICY_SYN: Limit(2000, 2000),
-    Reason.DYSCO_SYN: Limit(2000, 2000),
+    Reason.DYSCO_SYN: Limit(1000, 1000),
     Reason.TAGGED_SYN: Limit(2000, 2000),
     Reason.CONTROL: Limit(1000, 500),
     Reason.TWO_PATH: Limit(20000, 5000),
@@ -48,9 +48,15 @@ DEFAULT_LIMITS: Mapping[Reason, Limit | None] = {
     Reason.IP_UNSUPPORTED: Limit(1000, 1000),
 }
 """Limits on by default, per reason.  SYN setups are what a Python agent keeps up with, with a
-burst that absorbs a client opening many connections at once; control messages are a handful
-per reconfiguration; two-path punts carry whole sessions' data for a few RTTs and teardown
-copies come two or three per session, so both are far above the SYN rate.  ``None``: no limit."""
+burst that absorbs a client opening many connections at once.  Dysco SYNs, the one reason an
+off-path flood reaches, get half the others' rate: reading a punt from the P4Runtime stream and
+refusing it costs the agent about 0.2 ms of CPU (pure-Python protobuf and grpc.aio), so 1000/s is
+a fifth of a core, what an agent still gets on a busy 2-core machine that also runs its NICs; at
+2000/s the agent read more slowly than the NIC punted, and the NIC's queue for it dropped
+teardown copies with the flood (issue 8).  Policy and tagged SYNs come only from the agent's own
+host.  Control messages are a handful per reconfiguration; two-path punts carry whole sessions'
+data for a few RTTs and teardown copies come two or three per session, so both are far above the
+SYN rate.  ``None``: no limit."""
 
 
 def _meter(p4info: Any) -> Any:
