@@ -626,7 +626,7 @@ class Reconfigurer:
             return
         if a.host_ack is not None and "switch_waits" not in a.extra:
             return  # the host answered
-        if a.extra["probes"] < PROBE_ATTEMPTS:
+        if a.extra.get("probes", 0) < PROBE_ATTEMPTS:
             self._probe(now, s, a, out)
         elif "switch_waits" in a.extra:
             self.agent.metrics["reconf.idle_switch"] += 1
