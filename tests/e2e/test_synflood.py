@@ -72,6 +72,8 @@ flood SYN, and a session none of whose SYNs passes within the client agent's set
 refuses the host's next SYN as a ``session_clash`` (runtime/_core.py).  And the Python NICs
 forward a few thousand packets per second on a small machine: a faster flood mostly fills
 their receive queues (``SYNFLOOD_RATE=5000`` by hand)."""
+SYN_ATTEMPTS = 7
+"""Dysco SYNs of one session at most (Linux: a SYN and ``tcp_syn_retries`` = 6 retransmissions)."""
 FLOOD_MAX_S = 120.0
 TARGET = "server"
 FLOOD_KINDS = {
@@ -294,7 +296,8 @@ def test_legitimate_sessions_set_up_and_exact_during_a_syn_flood(tmp_path: Path)
 
     assert sent >= 2 * RATE, report
     assert dropped > 0, f"the {TARGET}'s NIC limited nothing: {report}"
-    assert dropped + punted <= sent, report
+    # the NIC also met the sessions' own Dysco SYNs: each session's first and its host's retransmissions
+    assert dropped + punted <= sent + SESSIONS * SYN_ATTEMPTS, report
     assert refused and set(refused) <= FLOOD_KINDS, report
     assert all(server[5] == CLIENT for server, _ in out.results), "the server sees the client's address"
     # the agent made a session of no flood SYN: all it had were the client's
