@@ -74,8 +74,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--tcp-timestamps",
         action="store_true",
-        help="leave TCP timestamps on in the testbed (off by default: they show an open issue, "
-        "a spliced session stalls about as long as it ran before the splice)",
+        help="leave TCP timestamps on in the testbed, as Linux has them (off by default)",
     )
     p.set_defaults(handler=demo_main)
 

@@ -1,9 +1,9 @@
 """The paper's proxy-removal experiment (§5.3, Fig. 11 and 12) on real Linux TCP: 600 concurrent
 sessions in four client/server bundles of 150 go through one TCP-terminating proxy, and four
 reconfiguration waves splice the proxy out of one bundle each while the other bundles' sessions
-keep going through it.  make test runs it scaled down to 4 x 20 sessions (one to two minutes
-with the nine NICs and agents brought up); the full 4 x 150 is marked slow (make soak): on this
-shared two-core machine it needs more than four minutes (seven as it fails now, below).
+keep going through it.  make test runs it at full size (about two minutes on this two-core
+machine when nothing else runs) and scaled down to 4 x 20 sessions (one minute), the quick one
+to run by hand while working on it (``-k 80``).
 
 The topology is examples/scale.toml: client1..client4 (10.0.1-4.2) connect to the proxy
 (10.0.5.2:9000, examples/splice_proxy.py), which opens the other leg of each session to the
@@ -42,7 +42,18 @@ told the client's anchor it had nothing on the old path, while the proxy still h
 was torn down and the proxy's retransmissions died at its NIC.  Fixed since: such an anchor
 waits for its host's next segment, and probes its host for one (a SYN, answered by Linux with a
 challenge ACK), before it reports where its old-path data ends; the test prints how many probes
-the anchors sent and requires that Linux answered them all (no anchor switched idle).
+the anchors sent and requires that Linux answered them all (no anchor switched idle).  Since
+then the full run passed twice on a quiet machine (952 probes, all answered; 150 of 150 spliced
+in every wave, 13 s per wave).
+
+Open: on a machine loaded far beyond its two cores (load average 10 to 25 from other work, the
+proxy's splice threads answering after 14 s instead of 0.3 s), 1 or 2 of 600 splices timed out
+in 2 of 3 runs: the reconfiguration stayed in its two-path phase because the server's anchor
+waited for the last bytes of the client's old-path data (540 bytes in one case) that the proxy's
+kernel held unacknowledged, and from five seconds after the splice started nothing reached the
+proxy's two sockets (no ACK, no data for six minutes), so it never sent them.  Why the anchors'
+old-path segments stopped reaching the proxy is not found yet; a third run under that load saw
+one session reset instead.
 """
 
 from __future__ import annotations
@@ -569,7 +580,6 @@ def test_80_sessions_in_4_bundles_lose_the_proxy_in_4_waves(
     run(testbed, tmp_path, SMALL, capsys)
 
 
-@pytest.mark.slow
 def test_600_sessions_in_4_bundles_lose_the_proxy_in_4_waves(
     testbed: Testbed, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
