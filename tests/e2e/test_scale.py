@@ -193,11 +193,11 @@ class Scale:
         self.final = Stats(0.0, 0, 0, 0, 0, 0.0)
         self.notes = ""
         self.stopping = False
+        """The clients were told to stop: a session's error is checked at the end."""
         self.finished: set[str] = set()
+        """Peers that said ``all done`` (and exit)."""
         self.proxy_entries = 0
         """The proxy's NIC's entries before the experiment (an earlier run's drop entries)."""
-        """Peers that said ``all done`` (and exit)."""
-        """The clients were told to stop: a session's error is checked at the end."""
 
     # ---- processes and their lines ------------------------------------------------------------
 
@@ -560,7 +560,8 @@ def check(sc: Scale) -> None:
         if name == "proxy":
             drops, earlier = 2 * len(spliced), sc.proxy_entries
             assert all(drops <= n <= drops + earlier for n in entries.values()), (entries, drops, earlier)
-            assert entries["session_out"] == entries["subsession_in"], entries
+            if not earlier:  # an earlier run's drop entries idle out table by table, at their own pace
+                assert entries["session_out"] == entries["subsession_in"], entries
         else:
             assert entries == {"session_out": 0, "subsession_in": 0}, (name, entries)
         assert status["errors"] == [], (name, status["errors"])
