@@ -49,7 +49,10 @@ CHUNK = 1 << 16
 
 
 def payload(seed: int, n: int) -> bytes:
-    return random.Random(seed).randbytes(n)
+    """``n`` pseudo-random bytes, made a MiB at a time (``randbytes`` refuses more than 256 MiB)."""
+    r = random.Random(seed)
+    step = 1 << 20
+    return b"".join(r.randbytes(min(step, n - i)) for i in range(0, n, step))
 
 
 def body(k: int) -> bytes:
