@@ -527,8 +527,7 @@ class Reconfigurer:
         self.agent._install(s, Mapping(Table.IN, new.reversed(), None, s.sid), _rev(), out)
         # the host's data keeps taking the old path until the SYN-ACK: the boundary is fixed then
         a.phase = Phase.NEW_PATH
-        start = a.sent_max if a.sent_max is not None else a.acked_max
-        seq = ((start or 1) - 1) & M32
+        seq = ((a.sent_so_far() or 1) - 1) & M32
         payload = self.agent.seal_syn(now, wire.SynPayload(view, hops))
         syn = pk.TcpFrame(MAC, MAC, new.src, new.dst, new.sport, new.dport, seq, 0, pk.SYN, 65535,
                           b"\x02\x04\x05\xb4", payload)  # fmt: skip
@@ -589,13 +588,13 @@ class Reconfigurer:
         only its next segment shows.  The message waits for that segment, and a probe elicits
         one (:meth:`_probe`); only a host that stays silent through every probe is reported as
         IDLE (``idle``), the peer then waiting for nothing on the old path."""
-        if a.host_ack is None and "probes" not in a.extra:
+        if a.host_ack is None and not a.probes:
             self._probe(now, s, a, out)  # the completion test needs the host's acknowledgment too
         value = a.idle_seq if a.idle else a.old_sent
         if value is None and not idle:
-            a.extra["switch_waits"] = 1
+            a.switch_waits = True
             return
-        a.extra.pop("switch_waits", None)
+        a.switch_waits = False
         rid = a.extra["rid"]
         left = self.me if a.left else a.peer
         status = cw.Status.OK if value is not None else cw.Status.IDLE
@@ -609,32 +608,31 @@ class Reconfigurer:
         ACK carrying its ``snd_nxt`` and ``rcv_nxt`` whatever its sequence number (RFC 5961
         §4.2, Linux's challenge ACK).  Only an end host is probed: a middlebox application
         would pass the SYN on."""
-        tries = a.extra.get("probes", 0) + 1
-        a.extra["probes"] = tries
+        a.probes += 1
         end = s.up is None if a.left else s.down is None
         if end and s.macs is not None:
             t = a.in_target
             probe = pk.TcpFrame(*s.macs, t.src, t.dst, t.sport, t.dport, 0, 0, pk.SYN, 0)
             out.append(Send(probe.to_bytes(), Port.HOST))
             self.agent.metrics["reconf.host_probes"] += 1
-        self.msgs.wake(now + PROBE_RTO * (1 << (tries - 1)), PROBE_TIMER, s.sid)
+        self.msgs.wake(now + PROBE_RTO * (1 << (a.probes - 1)), PROBE_TIMER, s.sid)
 
     def _probe_timer(self, now: int, sid: int, out: list[Action]) -> None:
         a = self.anchors.get(sid)
         s = self.agent.sessions.get(sid)
         if a is None or s is None or a.phase is not Phase.TWO_PATH:
             return
-        if a.host_ack is not None and "switch_waits" not in a.extra:
+        if a.host_ack is not None and not a.switch_waits:
             return  # the host answered
-        if a.extra.get("probes", 0) < PROBE_ATTEMPTS:
+        if a.probes < PROBE_ATTEMPTS:
             self._probe(now, s, a, out)
-        elif "switch_waits" in a.extra:
+        elif a.switch_waits:
             self.agent.metrics["reconf.idle_switch"] += 1
             self._switch_msg(now, s, a, out, idle=True)
 
     def _host_spoke(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
         """The host's segment showed its sequence number: the SWITCH that waited for it goes."""
-        if "switch_waits" in a.extra and a.idle_seq is not None:
+        if a.switch_waits and a.idle_seq is not None:
             self._switch_msg(now, s, a, out)
 
     def _syn_timer(self, now: int, sid: int, out: list[Action]) -> None:
@@ -666,19 +664,14 @@ class Reconfigurer:
             a.new_in_key = d
             a.new_target = d.reversed()
             self.agent._install(s, Mapping(Table.IN, d, None, s.sid), _rev(fwd=True), out)
-            if a.extra.get("migrate"):  # the switch waits for the left anchor's SWITCH
-                a.phase = Phase.MIGRATING
-                start = a.sent_max if a.sent_max is not None else a.acked_max
-                seq = ((start or 1) - 1) & M32
-            else:
-                a.fix_boundary()
-                a.phase = Phase.TWO_PATH
-                seq = ((a.old_sent or 1) - 1) & M32
+            seq = ((a.sent_so_far() or 1) - 1) & M32  # the boundary, if it switches now
             synack = pk.TcpFrame(MAC, MAC, d.dst, d.src, d.dport, d.sport, seq, (f.seq + 1) & M32,
                                  pk.SYN | pk.ACK, 65535, b"\x02\x04\x05\xb4")  # fmt: skip
             a.synack = synack.to_bytes()
-            if a.phase is Phase.TWO_PATH:
-                self._switch_msg(now, s, a, out)
+            if a.extra.get("migrate"):  # the switch waits for the left anchor's SWITCH
+                a.phase = Phase.MIGRATING
+            else:
+                self._switch(now, s, a, out)
         elif a.new_in_key != d:
             return True  # a SYN of another new path for the same reconfiguration: ignore
         self.agent.metrics["reconf.new_path_syn"] += 1

@@ -139,6 +139,10 @@ class Anchor:
     """Nothing was seen from the host before the switch: every later byte is new."""
     idle_seq: int | None = None
     """With ``idle``: the sequence number of the host's first segment after the switch."""
+    switch_waits: bool = False
+    """The SWITCH waits for ``idle_seq`` (:meth:`Reconfigurer._switch_msg`)."""
+    probes: int = 0
+    """Probes sent to the host so far (:meth:`Reconfigurer._probe`)."""
     rcvd_known: bool = False
     old_rcvd: int | None = None
     """The peer's boundary in this host's receive space (None with ``rcvd_known``: the peer was idle)."""
@@ -158,11 +162,14 @@ class Anchor:
 
     # ---- observation -------------------------------------------------------------------------------
 
+    def sent_so_far(self) -> int | None:
+        """Where the host's data ends as far as seen: what it sent, else what the peer acknowledged."""
+        return self.sent_max if self.sent_max is not None else self.acked_max
+
     def fix_boundary(self) -> None:
         """Switching: what was sent so far is old."""
-        b = self.sent_max if self.sent_max is not None else self.acked_max
-        self.old_sent = b
-        self.idle = b is None
+        self.old_sent = self.sent_so_far()
+        self.idle = self.old_sent is None
 
     def learn_peer(self, value: int, idle: bool) -> None:
         self.rcvd_known = True
@@ -178,8 +185,8 @@ class Anchor:
             "old_sent": self.old_sent,
             "idle": self.idle,
             "idle_seq": self.idle_seq,
-            "switch_waits": "switch_waits" in self.extra,
-            "host_probes": self.extra.get("probes", 0),
+            "switch_waits": self.switch_waits,
+            "host_probes": self.probes,
             "acked_max": self.acked_max,
             "old_rcvd": self.old_rcvd,
             "rcvd_known": self.rcvd_known,
@@ -217,9 +224,8 @@ class Anchor:
             return [self._old(f)]
         boundary = None if self.idle else self.old_sent
         if self.idle and self.idle_seq is None:
-            self.idle_seq = (
-                f.seq
-            )  # the host sent nothing before: its first sequence number is the old path's end
+            # the host sent nothing before: its first sequence number is the old path's end
+            self.idle_seq = f.seq
         n = len(f.payload) + (1 if f.flags & pk.FIN else 0)
         n_old = (
             0

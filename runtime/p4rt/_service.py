@@ -14,8 +14,9 @@ failing task cancels its siblings and the connection is made again after a throt
   packet-ins of every kind, teardown copies included, where the intake drops only stale SYNs.
 
 Management requests that change something (:meth:`AgentService.reconfigure`) are events on the
-same intake, so the core sees them in order with the packets; the request waits for the core's
-outcome notification (after that batch's writes are done) or its timeout.
+intake's first lane, so the core sees them in order with every punt but new-session SYNs (which
+wait in their own lane); the request waits for the core's outcome notification (after that
+batch's writes are done) or its timeout.
 
 Timers use the event loop's clock (``loop.time()`` in ns).
 
