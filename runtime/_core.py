@@ -381,12 +381,17 @@ class Agent:
         clash = self.by_key.get((Table.OUT, p.session.reversed()))
         if clash is not None:
             old = self.sessions[clash]
-            stale = old.fsm.state is SessionState.PENDING  # its setup never completed
-            if not stale or old.session != p.session or old.up is None or old.up.tuple.src != d.src:
+            same_hop = old.up is not None and old.up.tuple.src == d.src
+            if old.session != p.session or not same_hop or self.rc.involved(old.sid):
                 self._fail(out, "session_clash", f"{p.session} is already a session at this host")
                 return
-            # the previous hop gave the old subsession up (its setup timed out) and sets the
-            # session up again on a new one: the old one is stale
+            # The same previous hop sets the same session up on a new subsession (d is no
+            # subsession of ours): it gave the old one up, its setup having outlasted its
+            # timeout, and its entries for the old one are gone.  Whether this host saw that
+            # setup through (a middle that passed the SYN on, a right end) or not, the old
+            # session is stale.  Only an agent of the domain can seal such a SYN, and the
+            # replay guard refuses an old one again.  A session in a reconfiguration is live
+            # (this is a new path's SYN reaching a middle of the old path): refused.
             self.metrics["sessions.resetup"] += 1
             self._close(now, old, "set up again", out)
         if not self._room():

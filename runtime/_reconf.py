@@ -98,6 +98,10 @@ class Reconfigurer:
     def next_deadline(self) -> int | None:
         return self.msgs.next_deadline()
 
+    def involved(self, sid: int) -> bool:
+        """Whether session ``sid`` is locked or anchored by a reconfiguration here."""
+        return sid in self.locks or sid in self.anchors
+
     def empty(self) -> bool:
         busy = self.locks or self.anchors or self.awaiting or self.rids or self.held or self.splices
         return not busy and self.msgs.empty() and self.mig.empty()

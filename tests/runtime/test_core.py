@@ -18,10 +18,10 @@ ME = ip_int("10.0.0.10")
 LEFT = ip_int("10.0.0.1")
 
 
-def _dysco_syn(hops: tuple[int, ...], sport: int = 10000) -> bytes:
-    session = FiveTuple(LEFT, ip_int("10.0.0.100"), sport + 30000, 80)
+def _dysco_syn(hops: tuple[int, ...], sport: int = 10000, session_port: int = 0, src: int = LEFT) -> bytes:
+    session = FiveTuple(LEFT, ip_int("10.0.0.100"), session_port or sport + 30000, 80)
     payload = encode(SynPayload(session, hops))
-    return pk.TcpFrame(b"\2" * 6, b"\4" * 6, LEFT, ME, sport, 80, 1, 0, pk.SYN, payload=payload).to_bytes()
+    return pk.TcpFrame(b"\2" * 6, b"\4" * 6, src, ME, sport, 80, 1, 0, pk.SYN, payload=payload).to_bytes()
 
 
 def test_machine_refuses_illegal_moves_and_logs(caplog: pytest.LogCaptureFixture) -> None:
@@ -119,3 +119,68 @@ def test_a_closing_session_lingers_from_the_last_packet_the_agent_saw() -> None:
     assert a.sessions and a.metrics["sessions.closed"] == 0
     a.timer(3_900)
     assert a.empty() and a.metrics["sessions.closed"] == 1
+
+
+SERVER = ip_int("10.0.0.100")
+
+
+def _established_middle(a: Agent) -> int:
+    """A middle that passed a session's SYN on (its middlebox host emitted it again): the
+    session's id."""
+    actions = a.packet_in(0, _dysco_syn((ME, SERVER), 10000, 40000), Port.NET, Reason.DYSCO_SYN)
+    delivered = next(x for x in actions if isinstance(x, Send))
+    a.packet_in(1, delivered.frame, Port.HOST, Reason.TAGGED_SYN)
+    (s,) = a.sessions.values()
+    assert s.fsm.state is SessionState.ESTABLISHED and s.down is not None
+    return s.sid
+
+
+@pytest.mark.parametrize("role", ["middle", "right"])
+def test_the_previous_hop_sets_an_established_session_up_again(role: str) -> None:
+    """The left end's agent gave a setup up after its timeout (a SYN flood delayed every SYN
+    or SYN-ACK) while this host had seen it through; the host's next SYN comes on a new
+    subsession.  The old session is replaced, not refused as a clash."""
+    a = Agent(Config(ME))
+    hops = (ME, SERVER) if role == "middle" else (ME,)
+    if role == "middle":
+        old = _established_middle(a)
+    else:
+        a.packet_in(0, _dysco_syn(hops, 10000, 40000), Port.NET, Reason.DYSCO_SYN)
+        (s,) = a.sessions.values()
+        old = s.sid
+        assert s.fsm.state is SessionState.ESTABLISHED
+    out = a.packet_in(2, _dysco_syn(hops, 10001, 40000), Port.NET, Reason.DYSCO_SYN)
+    assert a.metrics["errors.session_clash"] == 0 and a.metrics["sessions.resetup"] == 1
+    assert [x.message for x in out if isinstance(x, Notify) and x.event == "session_closed"] == [
+        f"{FiveTuple(LEFT, SERVER, 40000, 80)} (set up again)"
+    ]
+    (s,) = a.sessions.values()
+    assert s.sid != old and s.up is not None and s.up.tuple.sport == 10001
+    assert any(isinstance(x, Send) and x.port is Port.HOST for x in out)
+    # the old subsession's entries went with the old session
+    deleted = {x.mapping.key for x in out if isinstance(x, Delete)}
+    assert FiveTuple(LEFT, ME, 10000, 80) in deleted
+
+
+def test_a_session_set_up_from_another_hop_is_a_clash() -> None:
+    a = Agent(Config(ME))
+    old = _established_middle(a)
+    other = ip_int("10.0.0.2")
+    out = a.packet_in(2, _dysco_syn((ME, SERVER), 10001, 40000, src=other), Port.NET, Reason.DYSCO_SYN)
+    (note,) = [x for x in out if isinstance(x, Notify)]
+    assert note.error and "is already a session at this host" in note.message
+    assert a.metrics["errors.session_clash"] == 1 and list(a.sessions) == [old]
+    assert not any(isinstance(x, (Send, Delete)) for x in out)
+
+
+def test_a_session_in_a_reconfiguration_is_not_set_up_again() -> None:
+    """A new path's SYN reaching a middle of the old path (new middleboxes must not be on the
+    old path, docs/protocol.md §4) is refused, not taken for the session set up again: the old
+    path is live until the reconfiguration ends."""
+    a = Agent(Config(ME))
+    old = _established_middle(a)
+    started = a.reconfigure(3, old, SERVER, [ip_int("10.0.0.20")])
+    assert any(isinstance(x, Send) and x.port is Port.NET for x in started)  # its REQUEST_LOCK
+    out = a.packet_in(4, _dysco_syn((ME, SERVER), 10001, 40000), Port.NET, Reason.DYSCO_SYN)
+    assert a.metrics["errors.session_clash"] == 1 and a.metrics["sessions.resetup"] == 0
+    assert list(a.sessions) == [old] and not any(isinstance(x, Delete) for x in out)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 
 import pytest
 
 from dysco.compiler import compile_text
 from dysco.runtime import _packet as pk
 from dysco.runtime._core import SECOND
+from dysco.runtime._fsm import SessionState
 from dysco.runtime._types import ip_int
 from dysco.runtime.sim import MS, ChainClassifier, Faults, Forwarder, Nat, TcpStack, World
 from dysco.softswitch.api import Program
@@ -253,4 +255,51 @@ def test_a_setup_given_up_at_the_left_end_can_be_set_up_again(dysco_program: Pro
     mb = w.hosts["mb0"].agent
     assert mb is not None and mb.metrics["errors.session_clash"] == 0
     assert conn.established and not conn.failed and not conn.reset
+    check_clean(w)
+
+
+def _run_until(w: World, what: str, done: Callable[[], bool], limit: int) -> None:
+    end = w.sim.now + limit
+    while not done():
+        assert w.sim.now < end, f"{what}: not within {limit // SECOND} s"
+        w.sim.run_for(100 * MS)
+
+
+def test_a_setup_seen_through_further_on_is_set_up_again_on_a_new_subsession(
+    dysco_program: Program,
+) -> None:
+    """Every SYN-ACK is lost on its way to the client for longer than the client's agent's setup
+    timeout, after the middlebox passed the SYN on and the server's agent delivered it: both hold
+    the session, established.  Another session toward the middlebox stays open, so the client's
+    agent does not start its ports over, and the host's next SYN comes on a new subsession; the
+    middlebox's agent replaces the session it held instead of refusing it as a clash (and so does
+    the server's if its subsession is new too)."""
+    # the simulated TCP retransmits its SYN every 3.2 s at most: a shorter setup timeout
+    w, client, server = chain_world(dysco_program, 1, seed=5, client_config={"setup_timeout": 2 * SECOND})
+    mb, agent = w.hosts["mb0"].agent, w.hosts["client"].agent
+    assert mb is not None and agent is not None
+    lost = [False]
+
+    def synack_to_client(frame: bytes) -> bool:
+        f = pk.parse(frame)
+        return lost[0] and f.dst == ip_int(CLIENT) and f.flags & (pk.SYN | pk.ACK) == pk.SYN | pk.ACK
+
+    w.net.faults.drop_if = synack_to_client
+    held_open = client.connect(ip_int(SERVER), 80, b"", stream=True)
+    _run_until(w, "a session held open", lambda: held_open.established, SECOND)
+    lost[0] = True
+    given_up = client.connect(ip_int(SERVER), 80, request(1))
+    _run_until(w, "the client's agent gives the setup up", lambda: len(agent.sessions) == 1, 20 * SECOND)
+    assert not given_up.done
+    (held,) = [s for s in mb.sessions.values() if s.session.sport == given_up.local_port]
+    assert held.fsm.state is SessionState.ESTABLISHED
+    lost[0] = False
+    _run_until(w, "the setup again", lambda: given_up.done, 90 * SECOND)
+    assert mb.metrics["errors.session_clash"] == 0 and mb.metrics["sessions.resetup"] == 1
+    assert held.sid not in mb.sessions
+    held_open.data, held_open.want_fin = request(0), True
+    held_open.pump()
+    _run_until(w, "the session held open", lambda: held_open.done, 10 * SECOND)
+    check_exchange([held_open, given_up], server)
+    w.sim.run_for(LINGER)
     check_clean(w)
