@@ -56,6 +56,15 @@ PUNT_DROPPED = "DyscoIngress.punt_dropped"
 """Packet counter per punt reason: punts dropped by :data:`PUNT_METER`."""
 PUNT_REASONS = 16
 """Size of both arrays: reason codes 0-15."""
+KNOWN_PEER = "DyscoIngress.known_peer"
+"""Exact on ``hdr.ipv4.src_addr``: agents the local agent authenticated, each with its cell of
+:data:`PEER_METER` (action :data:`PEER_ACTION`, parameter ``cell``)."""
+PEER_ACTION = "DyscoIngress.peer"
+PEER_METER = "DyscoIngress.peer_meter"
+"""Packet meter per known agent: its Dysco SYNs and control messages, instead of their reason's
+cell of :data:`PUNT_METER`."""
+PEER_CELLS = 64
+"""Size of :data:`PEER_METER` and of :data:`KNOWN_PEER` (the program's ``DYSCO_PEER_CELLS``)."""
 
 
 class Reason(IntEnum):

@@ -38,6 +38,21 @@ control DyscoIngress(inout headers_t hdr, inout dysco_meta_t meta, inout standar
     meter(PUNT_REASONS, MeterType.packets) punt_meter;
     counter(PUNT_REASONS, CounterType.packets) punt_dropped;
 
+    /* Dysco SYNs and control messages from agents the local agent knows (it authenticated a
+     * message from them) are metered per agent, not under their reason (docs/dataplane.md) */
+    meter(PEER_CELLS, MeterType.packets) peer_meter;
+
+    action peer(bit<32> cell) {
+        meta.peer_cell = cell;
+    }
+
+    table known_peer {
+        key = { hdr.ipv4.src_addr : exact; }
+        actions = { peer; NoAction; }
+        default_action = NoAction();
+        size = DYSCO_PEER_CELLS;
+    }
+
     apply {
         if (hdr.packet_out.isValid()) {
             if (hdr.packet_out.mode == PACKET_OUT_DIRECT) {
@@ -75,7 +90,17 @@ control DyscoIngress(inout headers_t hdr, inout dysco_meta_t meta, inout standar
             mark_to_drop(sm);
         } else if (meta.to_cpu == 1) {
             bit<2> color;
-            punt_meter.execute_meter((bit<32>)meta.reason, color);
+            bit<1> known = 0;
+            if (meta.reason == REASON_DYSCO_SYN || meta.reason == REASON_CONTROL) {
+                if (known_peer.apply().hit) {
+                    known = 1;
+                }
+            }
+            if (known == 1) {
+                peer_meter.execute_meter(meta.peer_cell, color);
+            } else {
+                punt_meter.execute_meter((bit<32>)meta.reason, color);
+            }
             if (color == METER_RED) {
                 punt_dropped.count((bit<32>)meta.reason);
                 mark_to_drop(sm);

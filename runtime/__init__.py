@@ -5,7 +5,7 @@ Public surface::
     Agent, Config              the sans-IO core (events in, actions out); Agent.reconfigure,
                                Agent.request_removal / request_reconfiguration (rightRequest),
                                Agent.splice (remove a TCP-terminating proxy, Config.splice)
-    Install, Modify, Delete, Send, SetTimer, Notify, Mapping, Port, Reason, Table
+    Install, Modify, Delete, Send, SetTimer, Notify, Peer, Mapping, Port, Reason, Table
     FiveTuple
     SynPayload, encode_payload, decode_payload, BadPayload   (docs/protocol.md)
     splice, SpliceResult       a proxy hands its two sockets to the local agent (steps out)
@@ -22,6 +22,7 @@ from dysco.runtime._events import (
     Mapping,
     Modify,
     Notify,
+    Peer,
     Port,
     Reason,
     Send,
@@ -45,6 +46,7 @@ __all__ = [
     "Mapping",
     "Modify",
     "Notify",
+    "Peer",
     "Port",
     "Reason",
     "Role",

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
+from dysco import p4names
 from dysco.compiler.passes import AddressStep, Chain
 from dysco.errors import PeerError
 from dysco.runtime import _auth as auth
@@ -44,6 +45,7 @@ from dysco.runtime._fsm import (
     SessionState,
     SubsessionState,
 )
+from dysco.runtime._peers import Peers
 from dysco.runtime._reconf import Reconfigurer
 from dysco.runtime._splice import Side, compute, side
 from dysco.runtime._twopath import translate
@@ -76,6 +78,9 @@ class Config:
     sends is sealed with the current key, and every one it receives must verify (docs/security.md)."""
     replay_window: int = auth.WINDOW
     """How far a sealed message's timestamp may be from this agent's clock."""
+    peer_cells: int = p4names.PEER_CELLS
+    """Cells of the NIC's peer meter to hand the agents this one authenticates (with keys only;
+    0: none, every punt metered under its reason; :mod:`dysco.runtime._peers`)."""
 
 
 class Role(enum.Enum):
@@ -161,8 +166,10 @@ class Agent:
             if config.keys
             else None
         )
+        self.peers = Peers(config.peer_cells if config.keys else 0, self.metrics)
         self.rc = Reconfigurer(self)
         self.rc.msgs.keys, self.rc.msgs.guard = config.keys, self.guard
+        self.rc.msgs.peers = self.peers
 
     # ---- events ---------------------------------------------------------------------------------
 
@@ -364,6 +371,8 @@ class Agent:
         if d.dst != me or p.hops[0] != me or p.family != 4:
             self._drop(out, "not_for_us", None)
             return
+        if self.guard is not None and auth.Stamp.unpack(p.tag.value).sender == f.src:
+            self.peers.authenticated(f.src, out)
         if self.rc.new_path_syn(now, f, p, out):
             return
         sid = self.by_key.get((Table.IN, d))

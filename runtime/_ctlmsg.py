@@ -18,6 +18,7 @@ from dysco.errors import PeerError
 from dysco.runtime import _auth as auth
 from dysco.runtime import _ctlwire as cw
 from dysco.runtime._events import Action, Port, Send
+from dysco.runtime._peers import Peers
 
 MS = 1_000_000
 FIRST_RTO = 50 * MS
@@ -74,6 +75,8 @@ class Messenger:
         self.keys: auth.KeyRing | None = None
         """Seal what is sent and verify what is received (set by the agent from its config)."""
         self.guard: auth.ReplayGuard | None = None
+        self.peers: Peers | None = None
+        """Told of every sender whose message authenticated (set by the agent)."""
         self.wall_offset = 0
         """Added to ``now`` for message stamps (ns since the Unix epoch)."""
 
@@ -134,6 +137,12 @@ class Messenger:
         if dst != self.me:
             self.metrics["drops.control.not_for_us"] += 1
             return None
+        if (
+            self.peers is not None
+            and self.guard is not None
+            and auth.Stamp.unpack(msg.tag.value).sender == src
+        ):
+            self.peers.authenticated(src, out)
         self.metrics[f"control.{msg.kind.name.lower()}"] += 1
         if msg.kind in cw.ANSWERS:
             cached = self.seen.get((src, msg.msg_id))

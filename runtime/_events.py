@@ -102,4 +102,15 @@ class Notify:
     error: bool = False
 
 
-Action = Install | Modify | Delete | Send | SetTimer | Notify
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Meter the Dysco SYNs and control messages from ``address`` (an agent this one
+    authenticated) in cell ``cell`` of the NIC's peer meter; ``replaces``: the address that held
+    the cell until now, whose entry goes (:mod:`dysco.runtime._peers`)."""
+
+    address: int
+    cell: int
+    replaces: int | None = None
+
+
+Action = Install | Modify | Delete | Send | SetTimer | Notify | Peer

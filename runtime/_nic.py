@@ -80,6 +80,14 @@ class Nic:
         self._cfields = (cf[c.src_addr], cf[c.dst_addr], cf[c.protocol], cf[c.src_port], cf[c.dst_port])
         self._chain_action = _by_name(p4info.actions, c.chain_action, "action").preamble.id
         self._bypass_action = _by_name(p4info.actions, c.bypass_action, "action").preamble.id
+        peers = next((t for t in p4info.tables if t.preamble.name == p4names.KNOWN_PEER), None)
+        self.peer_table = peers.preamble.id if peers is not None else None
+        """The known_peer table (None: a program without it, which meters per reason only)."""
+        self.peer_cells = int(peers.size) if peers is not None else 0
+        self._peer_field = peers.match_fields[0].id if peers is not None else 0
+        self._peer_action = (
+            _by_name(p4info.actions, p4names.PEER_ACTION, "action").preamble.id if peers is not None else 0
+        )
 
     # ---- entries ------------------------------------------------------------------------------------
 
@@ -146,6 +154,13 @@ class Nic:
                 )
             )
         return out
+
+    def peer_entry(self, address: int, cell: int) -> TableEntry:
+        """The known_peer entry that meters ``address``'s punts in cell ``cell``."""
+        if self.peer_table is None:
+            raise InternalError(f"the program has no table {p4names.KNOWN_PEER}")
+        match = (FieldMatch(self._peer_field, "exact", address),)
+        return TableEntry(self.peer_table, match, ActionCall(self._peer_action, (cell,)))
 
     def teardown_clone_session(self) -> CloneSession:
         return CloneSession(p4names.TEARDOWN_CLONE_SESSION, (Replica(self.cpu_port),))

@@ -66,6 +66,14 @@ const bit<8> DETAIL_FRAME_LENGTH = 5;   /* frame longer (Ethernet padding) or sh
 const bit<32> PUNT_REASONS = 16;
 const bit<2> METER_RED = 2;
 
+/* Dysco SYNs and control messages from agents the local agent authenticated (table known_peer)
+ * are metered in a cell per agent instead of their reason's cell, so that a flood from other
+ * sources does not take their budget.  Cells (and known_peer entries) at most: */
+#ifndef DYSCO_PEER_CELLS
+#define DYSCO_PEER_CELLS 64
+#endif
+const bit<32> PEER_CELLS = DYSCO_PEER_CELLS;
+
 /* standard_metadata.instance_type of an ingress-to-egress clone */
 const bit<32> INSTANCE_I2E_CLONE = 1;
 

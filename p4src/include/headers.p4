@@ -126,6 +126,7 @@ struct dysco_meta_t {
     bit<16> policy_id;
     @field_list(1)
     bit<32> session_id;
+    bit<32> peer_cell;       /* known_peer: the source's cell of peer_meter */
 
     /* parameters of a session's rewrite action */
     bit<1> rewrite;

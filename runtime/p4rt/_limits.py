@@ -7,8 +7,10 @@ writes no meter entries can be starved by a SYN flood; :data:`DEFAULT_LIMITS` is
 should write when the operator says nothing.
 
 Pure functions of the P4Info: :func:`meter_updates` gives the ``Update`` messages (MODIFY, the
-only operation meters know), :func:`dropped_read` the entity that reads the drop counters back,
-:func:`dropped_counts` and :func:`describe` turn both into plain dicts for ``dysco ctl status``.
+only operation meters know), :func:`peer_meter_updates` those of the per-agent cells
+(``DyscoIngress.peer_meter``, runtime/_peers.py), :func:`dropped_read` the entity that reads the
+drop counters back, :func:`dropped_counts` and :func:`describe` turn both into plain dicts for
+``dysco ctl status``.
 :func:`parse_limit` reads the operator's ``REASON=RATE[/BURST]`` or ``REASON=off``.
 """
 
@@ -59,11 +61,11 @@ data for a few RTTs and teardown copies come two or three per session, so both a
 SYN rate.  ``None``: no limit."""
 
 
-def _meter(p4info: Any) -> Any:
+def _meter(p4info: Any, name: str = p4names.PUNT_METER) -> Any:
     for m in p4info.meters:
-        if m.preamble.name == p4names.PUNT_METER:
+        if m.preamble.name == name:
             return m
-    raise UserError(f"the P4 program has no meter {p4names.PUNT_METER} (is it p4src/dysco.p4?)")
+    raise UserError(f"the P4 program has no meter {name} (is it p4src/dysco.p4?)")
 
 
 def _counter(p4info: Any) -> Any:
@@ -89,6 +91,29 @@ def meter_updates(
         entry = u.entity.meter_entry
         entry.meter_id = meter.preamble.id
         entry.index.index = int(reason)
+        if limit is not None:
+            entry.config.cir = entry.config.pir = limit.rate
+            entry.config.cburst = entry.config.pburst = limit.burst
+        updates.append(u)
+    return updates
+
+
+def peer_meter_updates(
+    p4info: Any, limits: Mapping[Reason, Limit | None] = DEFAULT_LIMITS
+) -> list[p4runtime_pb2.Update]:
+    """One MODIFY per cell of the peer meter: every known agent gets the Dysco-SYN limit in a
+    cell of its own (its control messages are metered there too).  Nothing for a program without
+    the peer meter."""
+    if not any(m.preamble.name == p4names.PEER_METER for m in p4info.meters):
+        return []
+    meter = _meter(p4info, p4names.PEER_METER)
+    limit = limits.get(Reason.DYSCO_SYN)
+    updates = []
+    for cell in range(meter.size):
+        u = p4runtime_pb2.Update(type=p4runtime_pb2.Update.MODIFY)
+        entry = u.entity.meter_entry
+        entry.meter_id = meter.preamble.id
+        entry.index.index = cell
         if limit is not None:
             entry.config.cir = entry.config.pir = limit.rate
             entry.config.cburst = entry.config.pburst = limit.burst

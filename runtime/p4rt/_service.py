@@ -47,7 +47,18 @@ from dysco import p4names
 from dysco.compiler import Compiled
 from dysco.errors import DyscoError, PeerError, UserError
 from dysco.runtime._core import Agent, Config
-from dysco.runtime._events import Action, Delete, Install, Mapping, Modify, Notify, Send, SetTimer, Table
+from dysco.runtime._events import (
+    Action,
+    Delete,
+    Install,
+    Mapping,
+    Modify,
+    Notify,
+    Peer,
+    Send,
+    SetTimer,
+    Table,
+)
 from dysco.runtime._mgmt import Args
 from dysco.runtime._migrate import HookCall, StateHook, hook_done, run_hook
 from dysco.runtime._nic import Nic, PacketIn
@@ -177,6 +188,8 @@ class AgentService:
         s = self.settings
         sizes = self.nic.table_sizes.values()
         config = s.config if min(sizes) >= s.config.table_size else _with_table_size(s.config, min(sizes))
+        if config.peer_cells > self.nic.peer_cells:  # a program with fewer cells, or none
+            config = replace(config, peer_cells=self.nic.peer_cells)
         agent = Agent(config, s.policies.chains.values() if s.policies is not None else ())
         agent.wall_offset = time.time_ns() - time.monotonic_ns()  # now() is the loop's monotonic clock
         agent.rc.mig.enabled = s.state_hook is not None
@@ -263,9 +276,19 @@ class AgentService:
         if bad:
             raise PeerError(f"writing the classifier failed: {bad[0].code} {bad[0].message}")
         meters = _limits.meter_updates(self.nic.p4info, self.settings.limits)
+        meters += _limits.peer_meter_updates(self.nic.p4info, self.settings.limits)
         bad = [r for r in await conn.write(meters) if r is not None]
         if bad:
             raise PeerError(f"writing the punt limits failed: {bad[0].code} {bad[0].message}")
+        # the agents this one knew before a reconnection keep their cells
+        known = [conn.table_update("insert", self.nic.peer_entry(a, c)) for a, c in self.agent.peers.items()]
+        results = await conn.write(known)
+        for u, r in zip(known, results, strict=True):
+            if r is not None and r.code == "ALREADY_EXISTS":
+                u.type = p4runtime_pb2.Update.MODIFY
+                r = (await conn.write([u]))[0]
+            if r is not None:
+                raise PeerError(f"writing the known agents failed: {r.code} {r.message}")
 
     # ---- stream -> events -------------------------------------------------------------------------
 
@@ -330,6 +353,7 @@ class AgentService:
             writes: list[tuple[Op, Mapping, int]] = []
             sends: list[tuple[Send, int]] = []
             notes: list[Notify] = []
+            peers: list[Peer] = []
             for i, actions in enumerate(calls):
                 for a in actions:
                     if isinstance(a, Install):
@@ -344,6 +368,10 @@ class AgentService:
                         self._set_timer(a.at)
                     elif isinstance(a, Notify):
                         notes.append(a)
+                    elif isinstance(a, Peer):
+                        peers.append(a)
+            if peers:
+                await self._write_peers(conn, peers)
             failed, more = await self._write(conn, writes)
             for send, i in sends:
                 if i in failed:
@@ -359,6 +387,19 @@ class AgentService:
             for call in self.agent.rc.mig.take():
                 self._hook(call)
             calls, arrived = more, []
+
+    async def _write_peers(self, conn: Connection, peers: list[Peer]) -> None:
+        """The known_peer entries of agents given a meter cell (a refused one is counted: that
+        agent's punts stay metered under their reason)."""
+        for p in peers:
+            updates = []
+            if p.replaces is not None:
+                updates.append(conn.table_update("delete", self.nic.peer_entry(p.replaces, p.cell)))
+            updates.append(conn.table_update("insert", self.nic.peer_entry(p.address, p.cell)))
+            for r in await conn.write(updates):
+                if r is not None and r.code != "NOT_FOUND":
+                    self.counters[f"errors.peer_write.{r.code}"] += 1
+                    self.log.warning("known_peer entry for %s: %s %s", ip_str(p.address), r.code, r.message)
 
     async def _write(
         self, conn: Connection, writes: list[tuple[Op, Mapping, int]]
@@ -493,6 +534,11 @@ class AgentService:
                 "max_sessions": s.config.max_sessions,
                 "table_size": self.agent.config.table_size,
                 "punts": _limits.describe(s.limits),
+                "known_peers": {
+                    "agents": [ip_str(a) for a, _ in self.agent.peers.items()],
+                    "cells": self.agent.peers.cells,
+                    "per_peer": _limits.describe(s.limits).get("dysco_syn"),
+                },
             },
             "ports_in_use": core["ports_in_use"],
             "intake": {

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from dysco.compiler import Compiled
 from dysco.runtime._core import SECOND, Agent, Config
-from dysco.runtime._events import Action, Delete, Install, Modify, Notify, Port, Send, SetTimer, Table
+from dysco.runtime._events import Action, Delete, Install, Modify, Notify, Peer, Port, Send, SetTimer, Table
 from dysco.runtime._nic import Nic
 from dysco.runtime.sim._net import Network, Sim
 from dysco.softswitch import Switch
@@ -109,6 +109,10 @@ class Host:
                 self._process(self.switch.cpu_port or 0, self.nic.packet_out(a.frame, a.port))
             elif isinstance(a, SetTimer):
                 self.sim.at(a.at, lambda: self.execute(self._agent().timer(self.sim.now)))
+            elif isinstance(a, Peer):
+                if a.replaces is not None:
+                    self.switch.write_entry("delete", self.nic.peer_entry(a.replaces, a.cell))
+                self.switch.write_entry("insert", self.nic.peer_entry(a.address, a.cell))
             else:
                 self.notes.append(a)
         if more:

@@ -296,6 +296,8 @@ def test_legitimate_sessions_set_up_and_exact_during_a_syn_flood(tmp_path: Path)
     )
     resetup = {h: int(st["core"].get("sessions.resetup", 0)) for h, st in final.items()}
     report += f"; sessions set up again after the client's agent gave a setup up {resetup}"
+    known = final[TARGET]["limits"]["known_peers"]["agents"]
+    report += f"; agents with a meter cell of their own at the {TARGET}: {known}"
     print(f"\n{report}")
 
     assert sent >= 2 * RATE, report
@@ -303,6 +305,8 @@ def test_legitimate_sessions_set_up_and_exact_during_a_syn_flood(tmp_path: Path)
     # the NIC also met the sessions' own Dysco SYNs: each session's first and its host's retransmissions
     assert dropped + punted <= sent + SESSIONS * SYN_ATTEMPTS, report
     assert refused and set(refused) <= FLOOD_KINDS, report
+    # the mbox's Dysco SYNs are metered in a cell of their own after its first one authenticated
+    assert known == [tb.plan.host("mbox").address], report
     assert all(server[5] == CLIENT for server, _ in out.results), "the server sees the client's address"
     # the agent made a session of no flood SYN: all it had were the client's
     ours = {f"{CLIENT}:{r[1][5]}->{SERVER}:{PORT + i}" for i, r in enumerate(out.results)}

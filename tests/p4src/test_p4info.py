@@ -8,7 +8,16 @@ from p4.config.v1 import p4info_pb2
 
 from dysco.compiler.p4rt import table_entries
 from dysco.compiler.passes import compile_text
-from dysco.p4names import CLASSIFIER, PACKET_IN, PACKET_OUT, SESSION_OUT, SUBSESSION_IN
+from dysco.p4names import (
+    CLASSIFIER,
+    KNOWN_PEER,
+    PACKET_IN,
+    PACKET_OUT,
+    PEER_ACTION,
+    PEER_CELLS,
+    SESSION_OUT,
+    SUBSESSION_IN,
+)
 from dysco.softswitch import P4Program
 from dysco.softswitch.server._convert import table_entry_from_proto
 from dysco.softswitch.server._schema import Schema
@@ -29,7 +38,12 @@ def _actions(info: Any) -> dict[str, Any]:
 def test_tables_and_keys(dysco_program: P4Program) -> None:
     info: Any = dysco_program.p4info
     tables = _tables(info)
-    assert set(tables) == {CLASSIFIER.table, SESSION_OUT.table, SUBSESSION_IN.table}
+    assert set(tables) == {CLASSIFIER.table, SESSION_OUT.table, SUBSESSION_IN.table, KNOWN_PEER}
+    peers = tables[KNOWN_PEER]
+    assert [(f.name, f.bitwidth, f.match_type) for f in peers.match_fields] == [
+        ("hdr.ipv4.src_addr", 32, MT.EXACT)
+    ]
+    assert peers.size == PEER_CELLS and peers.idle_timeout_behavior == peers.NO_TIMEOUT
     cls = tables[CLASSIFIER.table]
     assert [(f.name, f.bitwidth, f.match_type) for f in cls.match_fields] == [
         (CLASSIFIER.src_addr, 32, MT.TERNARY),
@@ -58,6 +72,7 @@ def test_actions_and_params(dysco_program: P4Program) -> None:
         SESSION_OUT.rewrite_action,
         SESSION_OUT.punt_action,
         SESSION_OUT.drop_action,
+        PEER_ACTION,
         "NoAction",
     }
 
@@ -69,6 +84,7 @@ def test_actions_and_params(dysco_program: P4Program) -> None:
     assert tuple(params(SESSION_OUT.rewrite_action)) == SESSION_OUT.rewrite_params
     assert params(SESSION_OUT.punt_action) == [(SESSION_OUT.punt_param, 32)]
     assert params(SESSION_OUT.drop_action) == []
+    assert params(PEER_ACTION) == [("cell", 32)]
 
 
 def test_controller_headers(dysco_program: P4Program) -> None:

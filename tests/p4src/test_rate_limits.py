@@ -4,26 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from scapy.layers.inet import IP, TCP
+from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
 from dysco.compiler.p4rt import table_entries
 from dysco.compiler.passes import compile_text
 from dysco.p4names import (
+    CONTROL_UDP_PORT,
     HOST_PORT,
     NET_PORT,
+    PEER_CELLS,
+    PEER_METER,
     PUNT_DROPPED,
     PUNT_METER,
     PUNT_REASONS,
     TEARDOWN_CLONE_SESSION,
     Reason,
 )
+from dysco.runtime._nic import Nic
 from dysco.softswitch import P4Program
 from dysco.softswitch.api import MeterConfig
 from dysco.softswitch.server._convert import table_entry_from_proto
 from dysco.softswitch.server._schema import Schema
 
-from .dataplane import ROOT, Dut, Rewrite
+from .dataplane import ROOT, Dut, Rewrite, ip2int
 from .test_sessions import HOST_SIDE, TO_NET, fresh, seg
 
 SECOND = 1_000_000_000
@@ -102,3 +106,32 @@ def test_teardown_copies_are_limited_but_the_segment_goes_on(dysco_program: P4Pr
         copies += [p for p, _ in out].count(255)
     assert (forwarded, copies) == (10, 2)
     assert _dropped(dut, Reason.TEARDOWN) == 8
+
+
+def _dysco_syn(src: str, sport: int) -> bytes:
+    pkt = Ether() / IP(src=src, dst="10.0.1.5") / TCP(sport=sport, dport=80, flags="S") / b"DYSC\x01"
+    return bytes(pkt)
+
+
+def test_a_known_agent_has_a_cell_of_its_own(dysco_program: P4Program) -> None:
+    """A flood from other sources empties the Dysco-SYN cell; the Dysco SYNs and control
+    messages of an agent in known_peer are metered in its own cell of the peer meter."""
+    info: Any = dysco_program.p4info
+    dut = Dut(dysco_program)
+    nic = Nic(info)
+    known, other = "10.0.2.1", "10.0.2.2"
+    dut.sw.write_entry("insert", nic.peer_entry(ip2int(known), 7))
+    _limit(dut, Reason.DYSCO_SYN, per_second=1, burst=3)
+    peer_meter = _id(info, "meters", PEER_METER)
+    dut.sw.set_meter(peer_meter, 7, MeterConfig(1, 4, 1, 4))
+
+    def punted(src: str, n: int, base: int) -> int:
+        return sum([p for p, _ in dut.send(NET_PORT, _dysco_syn(src, base + i))] == [255] for i in range(n))
+
+    assert punted(other, 20, 30000) == 3  # the flood spends the reason's cell
+    assert punted(known, 6, 31000) == 4  # the known agent's own cell is untouched by it
+    assert _dropped(dut, Reason.DYSCO_SYN) == 17 + 2  # both cells' drops are the reason's
+    # its control messages share its cell: spent now
+    ctl = Ether() / IP(src=known, dst="10.0.1.5") / UDP(sport=CONTROL_UDP_PORT, dport=CONTROL_UDP_PORT) / b"m"
+    assert [p for p, _ in dut.send(NET_PORT, bytes(ctl))] == []
+    assert peer_meter != _id(info, "meters", PUNT_METER) and PEER_CELLS > 7

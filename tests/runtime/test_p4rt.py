@@ -206,6 +206,14 @@ def test_agent_writes_punt_limits_and_reports_drops(dysco_program: Program, swit
             cells = {e.meter_entry.index.index: e.meter_entry.config for e in await conn.read([wildcard])}
             assert cells[p4names.Reason.POLICY_SYN].cir == 1 and cells[p4names.Reason.POLICY_SYN].pburst == 2
             assert cells[p4names.Reason.CONTROL].cir == _limits.DEFAULT_LIMITS[p4names.Reason.CONTROL].rate  # type: ignore[union-attr]
+            # every cell of the peer meter has the Dysco-SYN limit
+            wildcard.meter_entry.meter_id = next(
+                m.preamble.id for m in info.meters if m.preamble.name == p4names.PEER_METER
+            )
+            peer_cells = [e.meter_entry.config for e in await conn.read([wildcard])]
+            dysco_syn = _limits.DEFAULT_LIMITS[p4names.Reason.DYSCO_SYN]
+            assert dysco_syn is not None and len(peer_cells) == p4names.PEER_CELLS
+            assert {(c.cir, c.pburst) for c in peer_cells} == {(dysco_syn.rate, dysco_syn.burst)}
             started = asyncio.get_running_loop().time()
             for i in range(n):
                 from_host(service, syn(41000 + i))
@@ -264,6 +272,15 @@ def test_agent_with_keys_refuses_unsealed_dysco_syns_and_takes_sealed_ones(
             from_port(service, dysco_syn(sealed, 20002), p4names.NET_PORT)
             await service.wait_until(lambda: len(service.sessions()) == 1, WAIT_S)
             assert sum(v for k, v in service.agent.metrics.items() if k.startswith("drops.")) == 1
+            # the sealed SYN's sender now has a cell of the peer meter of its own, in the NIC
+            assert service.status()["limits"]["known_peers"]["agents"] == ["10.0.0.9"]  # type: ignore[index]
+            conn = service.connection
+            assert conn is not None
+            table = p4runtime_pb2.Entity()
+            table.table_entry.table_id = service.nic.peer_table or 0
+            (entry,) = [e.table_entry for e in await conn.read([table])]
+            assert int.from_bytes(entry.match[0].exact.value, "big") == upstream
+            assert int.from_bytes(entry.action.action.params[0].value or b"\0", "big") == 0
         finally:
             await _stop(task)
 
