@@ -69,11 +69,11 @@ RATE = int(os.environ.get("SYNFLOOD_RATE", str(LIMIT.rate * 3 // 2)))
 meter drops the rest, but not far above.  The meter drops a legitimate Dysco SYN as likely as a
 flood SYN, and a session none of whose SYNs passes within the client agent's setup timeout
 (10 s) is given up by the client's agent and set up again on the host's next SYN (the mbox's and
-the server's agents replace what they held of it, ``sessions.resetup``), but one none of whose
-SYNs passes for a minute is not set up at all (``SYNFLOOD_RATE=5000`` does that to a session or
-two of eight: the meter is per punt reason, not per sender).  And the Python NICs
-forward a few thousand packets per second on a small machine: a faster flood mostly fills
-their receive queues (``SYNFLOOD_RATE=5000`` by hand)."""
+the server's agents replace what they held of it, ``sessions.resetup``).  Once the server's agent
+has authenticated one of the mbox's SYNs, the mbox has a meter cell of its own and the flood no
+longer takes its budget.  The Python NICs forward a few thousand packets per second on a small
+machine, and the agents read punts at about 0.2 ms each: a faster flood passes on a quiet
+machine (``SYNFLOOD_RATE=5000`` by hand) but makes a NIC drop packet-ins on a busy one."""
 SYN_ATTEMPTS = 7
 """Dysco SYNs of one session at most (Linux: a SYN and ``tcp_syn_retries`` = 6 retransmissions)."""
 FLOOD_MAX_S = 120.0
