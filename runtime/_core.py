@@ -168,8 +168,7 @@ class Agent:
         )
         self.peers = Peers(config.peer_cells if config.keys else 0, self.metrics)
         self.rc = Reconfigurer(self)
-        self.rc.msgs.keys, self.rc.msgs.guard = config.keys, self.guard
-        self.rc.msgs.peers = self.peers
+        self.rc.msgs.keys, self.rc.msgs.guard, self.rc.msgs.peers = config.keys, self.guard, self.peers
 
     # ---- events ---------------------------------------------------------------------------------
 
@@ -371,8 +370,7 @@ class Agent:
         if d.dst != me or p.hops[0] != me or p.family != 4:
             self._drop(out, "not_for_us", None)
             return
-        if self.guard is not None and auth.Stamp.unpack(p.tag.value).sender == f.src:
-            self.peers.authenticated(f.src, out)
+        self.peers.verified(f.src, p.tag, out)
         if self.rc.new_path_syn(now, f, p, out):
             return
         sid = self.by_key.get((Table.IN, d))

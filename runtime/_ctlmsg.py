@@ -137,12 +137,8 @@ class Messenger:
         if dst != self.me:
             self.metrics["drops.control.not_for_us"] += 1
             return None
-        if (
-            self.peers is not None
-            and self.guard is not None
-            and auth.Stamp.unpack(msg.tag.value).sender == src
-        ):
-            self.peers.authenticated(src, out)
+        if self.peers is not None:
+            self.peers.verified(src, msg.tag, out)
         self.metrics[f"control.{msg.kind.name.lower()}"] += 1
         if msg.kind in cw.ANSWERS:
             cached = self.seen.get((src, msg.msg_id))

@@ -80,14 +80,14 @@ class Nic:
         self._cfields = (cf[c.src_addr], cf[c.dst_addr], cf[c.protocol], cf[c.src_port], cf[c.dst_port])
         self._chain_action = _by_name(p4info.actions, c.chain_action, "action").preamble.id
         self._bypass_action = _by_name(p4info.actions, c.bypass_action, "action").preamble.id
-        peers = next((t for t in p4info.tables if t.preamble.name == p4names.KNOWN_PEER), None)
-        self.peer_table = peers.preamble.id if peers is not None else None
+        self.peer_table: int | None = None
         """The known_peer table (None: a program without it, which meters per reason only)."""
-        self.peer_cells = int(peers.size) if peers is not None else 0
-        self._peer_field = peers.match_fields[0].id if peers is not None else 0
-        self._peer_action = (
-            _by_name(p4info.actions, p4names.PEER_ACTION, "action").preamble.id if peers is not None else 0
-        )
+        self.peer_cells = self._peer_field = self._peer_action = 0
+        peers = next((t for t in p4info.tables if t.preamble.name == p4names.KNOWN_PEER), None)
+        if peers is not None:
+            self.peer_table, self.peer_cells = peers.preamble.id, int(peers.size)
+            self._peer_field = peers.match_fields[0].id
+            self._peer_action = _by_name(p4info.actions, p4names.PEER_ACTION, "action").preamble.id
 
     # ---- entries ------------------------------------------------------------------------------------
 

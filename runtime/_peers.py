@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 
+from dysco.runtime import _auth as auth
 from dysco.runtime._events import Action, Peer
+from dysco.runtime._wire import Tag
 
 
 class Peers:
@@ -30,19 +32,22 @@ class Peers:
     def __len__(self) -> int:
         return len(self._cell)
 
-    def __contains__(self, address: int) -> bool:
-        return address in self._cell
-
     def items(self) -> list[tuple[int, int]]:
         """(address, cell) of every known agent: what the NIC's table holds."""
         return list(self._cell.items())
 
+    def verified(self, src: int, tag: Tag, out: list[Action]) -> None:
+        """A message from ``src`` verified under its ``tag``: the sender the tag's stamp names
+        is :meth:`authenticated` if it is ``src`` (not a message some other host relayed)."""
+        if self.cells and auth.Stamp.unpack(tag.value).sender == src:
+            self.authenticated(src, out)
+
     def authenticated(self, address: int, out: list[Action]) -> None:
         """A message from ``address`` was authenticated: give it a cell if it has none."""
+        if not self.cells:
+            return
         if address in self._cell:
             self._cell.move_to_end(address)
-            return
-        if not self.cells:
             return
         replaces: int | None = None
         if len(self._cell) < self.cells:

@@ -75,11 +75,23 @@ def _counter(p4info: Any) -> Any:
     raise UserError(f"the P4 program has no counter {p4names.PUNT_DROPPED} (is it p4src/dysco.p4?)")
 
 
+def _cell(meter: Any, index: int, limit: Limit | None) -> p4runtime_pb2.Update:
+    """The MODIFY of cell ``index``: CIR = PIR = rate, CBURST = PBURST = burst (a punt is red, and
+    dropped, when the peak bucket is empty); ``None`` clears the cell (no limit)."""
+    u = p4runtime_pb2.Update(type=p4runtime_pb2.Update.MODIFY)
+    entry = u.entity.meter_entry
+    entry.meter_id = meter.preamble.id
+    entry.index.index = index
+    if limit is not None:
+        entry.config.cir = entry.config.pir = limit.rate
+        entry.config.cburst = entry.config.pburst = limit.burst
+    return u
+
+
 def meter_updates(
     p4info: Any, limits: Mapping[Reason, Limit | None] = DEFAULT_LIMITS
 ) -> list[p4runtime_pb2.Update]:
-    """One MODIFY per reason in ``limits``: CIR = PIR = rate, CBURST = PBURST = burst (a punt is
-    red, and dropped, when the peak bucket is empty); ``None`` clears the cell (no limit)."""
+    """One MODIFY per reason in ``limits`` (:func:`_cell`)."""
     meter = _meter(p4info)
     if meter.spec.unit != meter.spec.PACKETS:
         raise UserError(f"{p4names.PUNT_METER} must count packets")
@@ -87,14 +99,7 @@ def meter_updates(
     for reason, limit in sorted(limits.items()):
         if not 0 <= reason < meter.size:
             raise UserError(f"reason {reason} outside {p4names.PUNT_METER}[0..{meter.size - 1}]")
-        u = p4runtime_pb2.Update(type=p4runtime_pb2.Update.MODIFY)
-        entry = u.entity.meter_entry
-        entry.meter_id = meter.preamble.id
-        entry.index.index = int(reason)
-        if limit is not None:
-            entry.config.cir = entry.config.pir = limit.rate
-            entry.config.cburst = entry.config.pburst = limit.burst
-        updates.append(u)
+        updates.append(_cell(meter, int(reason), limit))
     return updates
 
 
@@ -108,17 +113,7 @@ def peer_meter_updates(
         return []
     meter = _meter(p4info, p4names.PEER_METER)
     limit = limits.get(Reason.DYSCO_SYN)
-    updates = []
-    for cell in range(meter.size):
-        u = p4runtime_pb2.Update(type=p4runtime_pb2.Update.MODIFY)
-        entry = u.entity.meter_entry
-        entry.meter_id = meter.preamble.id
-        entry.index.index = cell
-        if limit is not None:
-            entry.config.cir = entry.config.pir = limit.rate
-            entry.config.cburst = entry.config.pburst = limit.burst
-        updates.append(u)
-    return updates
+    return [_cell(meter, cell, limit) for cell in range(meter.size)]
 
 
 def dropped_read(p4info: Any) -> p4runtime_pb2.Entity:

@@ -257,7 +257,8 @@ class AgentService:
 
     async def _static_entries(self, conn: Connection) -> None:
         """The classifier, the teardown clone session and the punt limits; existing ones are
-        overwritten."""
+        overwritten.  Session and known_peer entries are the core's: a target that kept its
+        pipeline kept them, and one that lost it gets a new core (:meth:`_connected`)."""
         entries = self.nic.classifier_entries(
             self.settings.policies.entries if self.settings.policies else ()
         )
@@ -280,15 +281,6 @@ class AgentService:
         bad = [r for r in await conn.write(meters) if r is not None]
         if bad:
             raise PeerError(f"writing the punt limits failed: {bad[0].code} {bad[0].message}")
-        # the agents this one knew before a reconnection keep their cells
-        known = [conn.table_update("insert", self.nic.peer_entry(a, c)) for a, c in self.agent.peers.items()]
-        results = await conn.write(known)
-        for u, r in zip(known, results, strict=True):
-            if r is not None and r.code == "ALREADY_EXISTS":
-                u.type = p4runtime_pb2.Update.MODIFY
-                r = (await conn.write([u]))[0]
-            if r is not None:
-                raise PeerError(f"writing the known agents failed: {r.code} {r.message}")
 
     # ---- stream -> events -------------------------------------------------------------------------
 
@@ -511,6 +503,7 @@ class AgentService:
         now = self.now()
         core = self.agent.status(now)
         entries: Any = core["entries"]
+        punts = _limits.describe(s.limits)
         return {
             "config": {
                 "name": s.config.name,
@@ -533,11 +526,11 @@ class AgentService:
             "limits": {
                 "max_sessions": s.config.max_sessions,
                 "table_size": self.agent.config.table_size,
-                "punts": _limits.describe(s.limits),
+                "punts": punts,
                 "known_peers": {
                     "agents": [ip_str(a) for a, _ in self.agent.peers.items()],
                     "cells": self.agent.peers.cells,
-                    "per_peer": _limits.describe(s.limits).get("dysco_syn"),
+                    "per_peer": punts.get("dysco_syn"),
                 },
             },
             "ports_in_use": core["ports_in_use"],
