@@ -14,6 +14,7 @@ from lark.lexer import Lexer
 
 from . import _lexer as lx
 from . import ast as A
+from .declarations import check_unique_names
 from .preprocess import SourceMap
 
 # P4 constructs outside the subset: named in the error instead of a bare syntax error
@@ -597,9 +598,11 @@ def parse(source: SourceMap) -> A.Program:
     except UnexpectedInput as exc:
         raise source.error("syntax error: unexpected character", exc.line, exc.column) from None
     try:
-        return _ToAst().transform(tree)
+        prog: A.Program = _ToAst().transform(tree)
     except VisitError as exc:
         orig = exc.orig_exc
         meta = getattr(exc.obj, "meta", None)
         line, col = _pos(meta) if meta is not None else (1, 1)
         raise source.error(str(orig), line, col) from None
+    check_unique_names(prog, source)
+    return prog
