@@ -94,17 +94,16 @@ def aliases(names: Iterable[str]) -> dict[str, str]:
 
 def number(info: ir.ProgramInfo) -> None:
     """Fill in the ``id`` of every object (and of match fields and parameters)."""
-    used = {r.name for t in info.tables.values() if "hidden" not in t.annotations for r in t.actions}
-    in_tables = {r.name for t in info.tables.values() for r in t.actions}
-    for name in [n for n in info.actions if n not in in_tables]:
-        del info.actions[name]  # only called directly: inlined by p4c, not a control-plane object
-    published = [a for a in info.actions.values() if a.name in used]
+    # Every action the program uses is a control-plane object, as in p4c: those of tables and
+    # those only called directly (a hidden action, or one only in @hidden tables, is not).
+    for a in info.actions.values():
+        a.published = "hidden" not in a.annotations
+        for i, prm in enumerate(a.params):
+            prm.id = i + 1
+    published = [a for a in info.actions.values() if a.published]
     ids = assign_ids(PREFIX["action"], [a.name for a in published], _fixed(published))
     taken = set(ids.values())
     for a in info.actions.values():
-        for i, prm in enumerate(a.params):
-            prm.id = i + 1
-        a.published = a.name in used
         if a.published:
             a.id = ids[a.name]
             continue
@@ -113,8 +112,6 @@ def number(info: ir.ProgramInfo) -> None:
             suffix = (suffix + 1) & 0xFFFFFF
         a.id = (PREFIX["action"] << 24) | suffix
         taken.add(a.id)
-        for i, p in enumerate(a.params):
-            p.id = i + 1
     ids = assign_ids(PREFIX["table"], info.tables, _fixed(info.tables.values()))
     for t in info.tables.values():
         t.id = ids[t.name]
@@ -133,12 +130,29 @@ def number(info: ir.ProgramInfo) -> None:
         d.id = ids[d.name]
 
 
+# Annotations that say how to name or show an object: p4c applies them and does not repeat them.
+_APPLIED = frozenset({"name", "id", "hidden"})
+
+
+def annotation_texts(annotations: Mapping[str, tuple[object, ...]]) -> list[str]:
+    """The annotations of an object as p4c writes them in its preamble: ``@noWarn("unused")``."""
+    out = []
+    for name, args in annotations.items():
+        if name in _APPLIED:
+            continue
+        texts = [f'"{a}"' if isinstance(a, str) else str(a) for a in args]
+        out.append(f"@{name}({', '.join(texts)})" if texts else f"@{name}")
+    return out
+
+
 def build(info: ir.ProgramInfo) -> p4info_pb2.P4Info:
     """The P4Info message (ids must have been assigned with :func:`number`)."""
     p = p4info_pb2.P4Info()
     p.pkg_info.arch = "v1model"
+    p.type_info.SetInParent()  # p4c writes it even when no digest needs a type
     action_alias = aliases(a.name for a in info.actions.values() if a.published)
-    for t in sorted(info.tables.values(), key=lambda t: t.name):
+    in_tables = {r.name for t in info.tables.values() for r in t.actions}
+    for t in info.tables.values():  # in declaration order, as p4c lists them
         if "hidden" in t.annotations:
             continue
         m = p.tables.add()
@@ -156,6 +170,14 @@ def build(info: ir.ProgramInfo) -> p4info_pb2.P4Info:
                 ar.annotations.append("@defaultonly" if r.scope == "DEFAULT_ONLY" else "@tableonly")
         if t.default_const:
             m.const_default_action_id = info.actions[t.default_action].id
+        default = info.actions[t.default_action]
+        m.initial_default_action.action_id = default.id
+        for prm, value in zip(default.params, t.default_args, strict=False):
+            arg = m.initial_default_action.arguments.add()
+            arg.param_id, arg.value = (
+                prm.id,
+                value.to_bytes((prm.width + 7) // 8, "big"),
+            )  # as p4c: full width
         for d in (t.direct_counter, t.direct_meter):
             if d is not None:
                 m.direct_resource_ids.append(info.externs[d].id)
@@ -164,17 +186,21 @@ def build(info: ir.ProgramInfo) -> p4info_pb2.P4Info:
             m.idle_timeout_behavior = p4info_pb2.Table.NOTIFY_CONTROL
         if t.const_entries is not None:
             m.is_const_table = True
+            m.has_initial_entries = bool(t.const_entries)
     for a in sorted(info.actions.values(), key=lambda a: a.name):
         if not a.published:
             continue
         m = p.actions.add()
         m.preamble.id, m.preamble.name, m.preamble.alias = a.id, a.name, action_alias[a.name]
+        m.preamble.annotations.extend(annotation_texts(a.annotations))
+        if a.name not in in_tables:
+            continue  # only called directly: every parameter is bound by the call
         for prm in a.params:
             pp = m.params.add()
             pp.id, pp.name, pp.bitwidth = prm.id, prm.name, prm.width
     ext_alias = aliases(info.externs)
     units = {"packets": "PACKETS", "bytes": "BYTES", "packets_and_bytes": "BOTH"}
-    for e in sorted(info.externs.values(), key=lambda e: e.name):
+    for e in info.externs.values():  # in declaration order, as p4c lists them
         if e.kind == "counter":
             m = p.counters.add()
             m.spec.unit = getattr(p4info_pb2.CounterSpec, units[e.unit])
