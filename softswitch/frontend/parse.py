@@ -14,6 +14,7 @@ from lark.lexer import Lexer
 
 from . import _lexer as lx
 from . import ast as A
+from .compile_time import check_division
 from .declarations import check_unique_names
 from .preprocess import SourceMap
 
@@ -605,4 +606,5 @@ def parse(source: SourceMap) -> A.Program:
         line, col = _pos(meta) if meta is not None else (1, 1)
         raise source.error(str(orig), line, col) from None
     check_unique_names(prog, source)
+    check_division(prog, source)
     return prog
