@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
         "--p4runtime-files",
         default="",
         metavar="FILES",
-        help="comma-separated P4Info outputs; the format follows the extension (.txtpb or .txt: text, .json, .bin)",
+        help="comma-separated P4Info outputs; the extension says the format: .txtpb or .txt, .json, .bin",
     )
     p.add_argument(
         "-o", "--output-dir", default=".", metavar="DIR", help="where PROGRAM.json goes (default: .)"
