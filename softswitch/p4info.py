@@ -131,18 +131,27 @@ def number(info: ir.ProgramInfo) -> None:
 
 
 # Annotations that say how to name or show an object: p4c applies them and does not repeat them.
-_APPLIED = frozenset({"name", "id", "hidden"})
+_APPLIED = frozenset({"name", "id", "hidden", "brief", "description"})
 
 
 def annotation_texts(annotations: Mapping[str, tuple[object, ...]]) -> list[str]:
     """The annotations of an object as p4c writes them in its preamble: ``@noWarn("unused")``."""
     out = []
     for name, args in annotations.items():
-        if name in _APPLIED:
-            continue
+        if name in _APPLIED or any(a is None for a in args):
+            continue  # applied, or an argument we do not keep the text of (an expression)
         texts = [f'"{a}"' if isinstance(a, str) else str(a) for a in args]
         out.append(f"@{name}({', '.join(texts)})" if texts else f"@{name}")
     return out
+
+
+def describe(preamble: p4info_pb2.Preamble, annotations: Mapping[str, tuple[object, ...]]) -> None:
+    """Annotations into a preamble as p4c puts them: ``@brief``/``@description`` as ``doc``."""
+    preamble.annotations.extend(annotation_texts(annotations))
+    for name in ("brief", "description"):
+        args = annotations.get(name)
+        if args and isinstance(args[0], str):
+            setattr(preamble.doc, name, args[0])
 
 
 def build(info: ir.ProgramInfo) -> p4info_pb2.P4Info:
@@ -158,6 +167,7 @@ def build(info: ir.ProgramInfo) -> p4info_pb2.P4Info:
         m = p.tables.add()
         m.preamble.id, m.preamble.name = t.id, t.name
         m.preamble.alias = aliases(info.tables)[t.name]
+        describe(m.preamble, t.annotations)
         for k in t.keys:
             f = m.match_fields.add()
             f.id, f.name, f.bitwidth = k.id, k.name, k.width
@@ -192,7 +202,7 @@ def build(info: ir.ProgramInfo) -> p4info_pb2.P4Info:
             continue
         m = p.actions.add()
         m.preamble.id, m.preamble.name, m.preamble.alias = a.id, a.name, action_alias[a.name]
-        m.preamble.annotations.extend(annotation_texts(a.annotations))
+        describe(m.preamble, a.annotations)
         if a.name not in in_tables:
             continue  # only called directly: every parameter is bound by the call
         for prm in a.params:
@@ -222,6 +232,7 @@ def build(info: ir.ProgramInfo) -> p4info_pb2.P4Info:
             m.type_spec.bitstring.bit.bitwidth = e.width
             m.size = e.size
         m.preamble.id, m.preamble.name, m.preamble.alias = e.id, e.name, ext_alias[e.name]
+        describe(m.preamble, e.annotations)
     for h in sorted(info.controller_headers, key=lambda h: h.name):
         m = p.controller_packet_metadata.add()
         m.preamble.id, m.preamble.name, m.preamble.alias = h.id, h.name, h.name

@@ -22,13 +22,13 @@ parser P(packet_in pkt, out hs h, inout m_t m, inout standard_metadata_t sm) {
 control V(inout hs h, inout m_t m) { apply { } }
 action top(bit<8> r) { }
 control I(inout hs h, inout m_t m, inout standard_metadata_t sm) {
-    meter(4, MeterType.packets) m_z;
+    @bar(1) meter(4, MeterType.packets) m_z;
     meter(4, MeterType.packets) m_a;
     action direct(inout bit<8> y, bit<8> z) { y = z; }
     action both(bit<8> q) { m.x = q; }
     @foo("bar") @name("renamed") action set(bit<8> v, bit<16> w) { m.x = v; }
     @hidden action hid() { m.x = 1; }
-    table t_z { key = { h.h.a : exact; } actions = { both; NoAction; } }
+    @foo("x") @brief("the first table") table t_z { key = { h.h.a : exact; } actions = { both; NoAction; } }
     table t_a { key = { h.h.a : exact; } actions = { set; } default_action = set(0xee, 0); }
     apply {
         direct(m.x, 3);
@@ -82,6 +82,11 @@ def test_annotations_in_the_preamble(info: Any) -> None:
     acts = _actions(info)
     assert list(acts["NoAction"].preamble.annotations) == ['@noWarn("unused")']
     assert list(acts["I.renamed"].preamble.annotations) == ['@foo("bar")']  # @name is applied, not repeated
+    table = next(t for t in info.tables if t.preamble.name == "I.t_z")
+    assert list(table.preamble.annotations) == ['@foo("x")']
+    assert table.preamble.doc.brief == "the first table"  # @brief is documentation
+    meter = next(m for m in info.meters if m.preamble.name == "I.m_z")
+    assert list(meter.preamble.annotations) == ["@bar(1)"]
 
 
 def test_type_info_is_written_even_when_empty(info: Any) -> None:
