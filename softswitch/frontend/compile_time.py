@@ -11,24 +11,8 @@ but its value is not a plain literal or constant, the program gets the benefit o
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator
-
 from . import ast as A
 from .preprocess import SourceMap
-
-
-def _walk(node: object) -> Iterator[object]:
-    """Every AST node under ``node`` (itself included), depth first."""
-    yield node
-    if isinstance(node, tuple):
-        for item in node:
-            yield from _walk(item)
-    elif dataclasses.is_dataclass(node) and not isinstance(node, type):
-        for f in dataclasses.fields(node):
-            value = getattr(node, f.name)
-            if isinstance(value, tuple) or dataclasses.is_dataclass(value):
-                yield from _walk(value)
 
 
 class _Known:
@@ -37,7 +21,7 @@ class _Known:
     def __init__(self, prog: A.Program) -> None:
         self.values: dict[str, A.Expr] = {}
         self.names: set[str] = set()
-        for node in _walk(prog.decls):
+        for node in A.walk(prog.decls):
             if isinstance(node, A.ConstDecl):
                 self.names.add(node.name)
                 self.values[node.name] = node.value
@@ -88,7 +72,7 @@ def _text(e: A.Expr) -> str:
 def check_division(prog: A.Program, source: SourceMap) -> None:
     """Refuse ``/`` and ``%`` that only a run-time division could compute."""
     known = _Known(prog)
-    for node in _walk(prog.decls):
+    for node in A.walk(prog.decls):
         if not isinstance(node, A.Binary) or node.op not in ("/", "%"):
             continue
         if known.known(node.left) and known.known(node.right):

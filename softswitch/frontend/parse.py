@@ -16,6 +16,7 @@ from . import _lexer as lx
 from . import ast as A
 from .compile_time import check_division
 from .declarations import check_unique_names
+from .extern_calls import check_extern_calls
 from .preprocess import SourceMap
 
 # P4 constructs outside the subset: named in the error instead of a bare syntax error
@@ -607,4 +608,5 @@ def parse(source: SourceMap) -> A.Program:
         raise source.error(str(orig), line, col) from None
     check_unique_names(prog, source)
     check_division(prog, source)
+    check_extern_calls(prog, source)
     return prog
