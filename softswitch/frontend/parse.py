@@ -18,6 +18,7 @@ from .compile_time import check_division
 from .declarations import check_unique_names
 from .extern_calls import check_extern_calls
 from .preprocess import SourceMap
+from .stack_ops import check_stack_ops
 
 # P4 constructs outside the subset: named in the error instead of a bare syntax error
 UNSUPPORTED_WORDS = frozenset({"value_set", "action_selector", "this", "abstract", "list"})
@@ -609,4 +610,5 @@ def parse(source: SourceMap) -> A.Program:
     check_unique_names(prog, source)
     check_division(prog, source)
     check_extern_calls(prog, source)
+    check_stack_ops(prog, source)
     return prog
