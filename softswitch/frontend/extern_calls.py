@@ -1,8 +1,11 @@
-"""Method calls on extern instances must match a method the extern declares, as p4c checks.
+"""Extern instances as p4c checks them: their type arguments and the methods called on them.
 
-``regs.read(i)`` on a v1model ``register`` (which has only ``read(out T, in I)``) is refused with
-p4c's words, before the code generator could make sense of it some other way.  A call matches a
-method of that name that takes that many arguments (parameters with a default may be left out).
+``register<bit<8>, bit<32>>`` under the 2018 v1model (whose register takes one type parameter)
+and ``regs.read(i)`` on a v1model ``register`` (which has only ``read(out T, in I)``) are refused
+with p4c's words, before the code generator could make sense of them some other way.  Type
+arguments, where given, must be as many as the extern's type parameters (where left out, they are
+inferred).  A call matches a method of that name that takes that many arguments (parameters with a
+default may be left out).
 """
 
 from __future__ import annotations
@@ -20,6 +23,35 @@ def _instances(decls: tuple[object, ...], externs: Mapping[str, A.ExternDecl]) -
         if isinstance(d, A.Instantiation) and isinstance(d.type, A.TName) and d.type.name in externs:
             out[d.name] = externs[d.type.name]
     return out
+
+
+def _type_text(t: A.TypeRef) -> str:
+    """A type as written (enough of it to recognise in an error message)."""
+    if isinstance(t, A.TBit):
+        width = t.width.value if isinstance(t.width, A.IntLit) else "..."
+        return f"{'int' if t.signed else 'bit'}<{width}>"
+    if isinstance(t, A.TName):
+        args = f"<{', '.join(map(_type_text, t.args))}>" if t.args else ""
+        return f"{t.name}{args}"
+    if isinstance(t, A.TSimple):
+        return t.kind
+    return "..."
+
+
+def _check_type_args(prog: A.Program, externs: Mapping[str, A.ExternDecl], source: SourceMap) -> None:
+    for n in A.walk(prog.decls):
+        if not (isinstance(n, A.Instantiation) and isinstance(n.type, A.TName) and n.type.args):
+            continue
+        ext = externs.get(n.type.name)
+        if ext is None or len(n.type.args) == len(ext.type_params):
+            continue
+        line, col = n.pos if n.pos != A.NOPOS else (1, 1)
+        raise source.error(
+            f"{_type_text(n.type)}: Type {ext.name} has {len(ext.type_params)} type parameter(s), "
+            f"but it is specialized with {len(n.type.args)}",
+            line,
+            col,
+        )
 
 
 def _matches(method: A.MethodProto, nargs: int) -> bool:
@@ -42,8 +74,9 @@ def _check(node: object, instances: Mapping[str, A.ExternDecl], source: SourceMa
 
 
 def check_extern_calls(prog: A.Program, source: SourceMap) -> None:
-    """Refuse a call of an extern instance's method that the extern does not declare."""
+    """Refuse wrong type arguments of an extern instance, and calls of methods it does not declare."""
     externs = {d.name: d for d in prog.decls if isinstance(d, A.ExternDecl)}
+    _check_type_args(prog, externs, source)
     top = _instances(prog.decls, externs)
     for d in prog.decls:
         if isinstance(d, A.ControlDecl | A.ParserDecl):

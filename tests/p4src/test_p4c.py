@@ -86,3 +86,17 @@ def test_p4info_point_tests_agree_with_p4c(p4c: Path, tmp_path: Path) -> None:
     assert rc == 0, messages
     diffs = p4info_differences(load_program(path).p4info, theirs)
     assert not diffs, "P4Info differs from p4c's:\n" + "\n".join(diffs)
+
+
+# Must-fail programs whose error the front end words as p4c does: p4c must refuse them the same way.
+LIKE_P4C = ["duplicate", "extern_method", "extern_type_args", "last_index"]
+
+
+@pytest.mark.parametrize("name", LIKE_P4C)
+def test_p4c_refuses_our_must_fail_programs_with_our_words(p4c: Path, name: str, tmp_path: Path) -> None:
+    path = ROOT / "tests" / "softswitch" / "fail" / f"{name}.p4"
+    ours = path.read_text().splitlines()[0].removeprefix("// error: ")
+    line, message = ours.split(":")[1], ours.split(": ", 1)[1].split(" (declared first at")[0]
+    rc, messages, _ = run_p4c(p4c, path, tmp_path)
+    assert rc != 0, messages
+    assert f"{path.name}({line}): [--Werror=" in messages and f"error: {message}" in messages, messages

@@ -4,7 +4,7 @@
 header h_t { bit<8> a; }
 struct hs { h_t h; }
 control I(inout hs h) {
-    register<bit<8>, bit<32>>(4) regs;
+    register<bit<8>>(4) regs;
     apply {
         h.h.a = regs.read(32w1);  /* v1model's register has only read(out T, in I) */
     }
