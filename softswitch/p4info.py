@@ -184,10 +184,8 @@ def build(info: ir.ProgramInfo) -> p4info_pb2.P4Info:
         m.initial_default_action.action_id = default.id
         for prm, value in zip(default.params, t.default_args, strict=False):
             arg = m.initial_default_action.arguments.add()
-            arg.param_id, arg.value = (
-                prm.id,
-                value.to_bytes((prm.width + 7) // 8, "big"),
-            )  # as p4c: full width
+            width = (prm.width + 7) // 8  # p4c writes the parameter's full width, not canonical bytes
+            arg.param_id, arg.value = prm.id, value.to_bytes(width, "big")
         for d in (t.direct_counter, t.direct_meter):
             if d is not None:
                 m.direct_resource_ids.append(info.externs[d].id)
