@@ -7,6 +7,9 @@
     python peers.py duplex-server PORT                one connection: both directions at once
     python peers.py duplex-client ADDR PORT UP DOWN   send UP and receive DOWN bytes at the same time,
                                                       printing "progress K" after each MB received
+    python peers.py stream-server PORT                one connection: send until the client's FIN
+    python peers.py stream-client ADDR PORT           both ways at once until a line on stdin (or its
+                                                      end), printing "progress K" after each MB received
     python peers.py http-server PORT                  GET /K answers body(K)
     python peers.py http-client ADDR PORT COUNT       COUNT requests, one connection each, checked
     python peers.py connect ADDR PORT TIMEOUT         prints "connect: connected" or "connect: timed out"
@@ -155,6 +158,67 @@ def duplex_client(addr: str, port: int, up: int, down: int) -> None:
         print("client sent", hashlib.sha256(data).hexdigest(), "got", got.hexdigest(), flush=True)
         s.shutdown(socket.SHUT_WR)
         print("eof" if s.recv(1) == b"" else "unexpected data", flush=True)
+
+
+def _stream_out(s: socket.socket, seed: int, stop: threading.Event, sent: hashlib._Hash) -> None:
+    """Pseudo-random bytes on ``s`` until ``stop``, then this side's FIN."""
+    r = random.Random(seed)
+    while not stop.is_set():
+        chunk = r.randbytes(CHUNK)
+        s.sendall(chunk)
+        sent.update(chunk)
+    s.shutdown(socket.SHUT_WR)
+
+
+def _stream_in(s: socket.socket, got: hashlib._Hash, progress: bool) -> int:
+    """Everything ``s`` receives until the peer's FIN (``progress K`` after each MB): the count."""
+    n, mark = 0, 1
+    while chunk := s.recv(CHUNK):
+        got.update(chunk)
+        n += len(chunk)
+        if progress and n >= mark << 20:
+            print("progress", mark, flush=True)
+            mark += 1
+    return n
+
+
+def stream_server(port: int) -> None:
+    """One connection, both ways, open-ended: the server sends until the client's FIN arrives,
+    then sends its own.  Prints ``server got SHA sent SHA PEER GOT_BYTES SENT_BYTES``, then ``eof``."""
+    with socket.create_server(("0.0.0.0", port)) as ls:
+        print("listening", flush=True)
+        conn, peer = ls.accept()
+        with conn:
+            stop, sent, got = threading.Event(), hashlib.sha256(), hashlib.sha256()
+            sender = threading.Thread(target=_stream_out, args=(conn, 2, stop, sent), name="stream-send")
+            sender.start()
+            n = _stream_in(conn, got, progress=False)
+            stop.set()
+            sender.join()
+            # the byte count is not known until the end: the sender's digest covers what it wrote
+            print("server got", got.hexdigest(), "sent", sent.hexdigest(), peer[0], n, flush=True)
+            print("eof", flush=True)
+
+
+def stream_client(addr: str, port: int) -> None:
+    """Both ways at once until a line (or the end) on standard input: then the client's FIN, and
+    everything the server still sends until its FIN.  A session that must stay established while a
+    test works on it ends only when the test says so.  Prints ``client sent SHA got SHA GOT_BYTES``,
+    then ``eof``."""
+    with socket.create_connection((addr, port), timeout=60) as s:
+        s.settimeout(None)
+        print("connected", s.getsockname()[1], flush=True)
+        stop, sent, got = threading.Event(), hashlib.sha256(), hashlib.sha256()
+        sender = threading.Thread(target=_stream_out, args=(s, 1, stop, sent), name="stream-send")
+        sender.start()
+        threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), name="stdin", daemon=True).start()
+        n = _stream_in(s, got, progress=True)
+        if not stop.is_set():
+            print("unexpected eof: the server closed first", flush=True)
+            stop.set()
+        sender.join()
+        print("client sent", sent.hexdigest(), "got", got.hexdigest(), n, flush=True)
+        print("eof", flush=True)
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -357,6 +421,10 @@ if __name__ == "__main__":
         duplex_server(int(args[0]))
     elif cmd == "duplex-client":
         duplex_client(args[0], int(args[1]), int(args[2]), int(args[3]))
+    elif cmd == "stream-server":
+        stream_server(int(args[0]))
+    elif cmd == "stream-client":
+        stream_client(args[0], int(args[1]))
     elif cmd == "http-server":
         http_server(int(args[0]))
     elif cmd == "http-client":

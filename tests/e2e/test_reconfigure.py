@@ -50,10 +50,13 @@ def accepted(tb: Testbed, host: str) -> int:
 
 
 class Transfers:
-    """Duplex transfers client <-> server, one per port, running while the test reconfigures."""
+    """Duplex transfers client <-> server, one per port, running while the test reconfigures and
+    until :meth:`check` ends them (peers.py ``stream-client``): a transfer of a fixed size ended on
+    its own when the Python NICs were fast and the reconfiguration slow, so the session a test was
+    about to list or edit had closed (a listing without the scrubbed session, seen in CI)."""
 
-    def __init__(self, tb: Testbed, tmp: Path, ports: list[int], size: int) -> None:
-        self.tb, self.tmp, self.ports, self.size = tb, tmp, ports, size
+    def __init__(self, tb: Testbed, tmp: Path, ports: list[int]) -> None:
+        self.tb, self.tmp, self.ports = tb, tmp, ports
         self.stack = ExitStack()
         self.servers: dict[int, Process] = {}
         self.clients: dict[int, Process] = {}
@@ -61,12 +64,12 @@ class Transfers:
     def __enter__(self) -> Transfers:
         with self.stack:
             for port in self.ports:
-                argv = peer(self.tb, "server", "duplex-server", port)
+                argv = peer(self.tb, "server", "stream-server", port)
                 self.servers[port] = self.stack.enter_context(
                     Process(argv, self.tmp / f"server-{port}.log", "listening")
                 )
             for port in self.ports:
-                argv = peer(self.tb, "client", "duplex-client", SERVER, port, self.size, self.size)
+                argv = peer(self.tb, "client", "stream-client", SERVER, port)
                 self.clients[port] = self.stack.enter_context(
                     Process(argv, self.tmp / f"client-{port}.log", "connected")
                 )
@@ -82,14 +85,19 @@ class Transfers:
         return f"10.0.1.2:{self.clients[port].ready_line.split()[1]}->{SERVER}:{port}"
 
     def still_running(self) -> None:
-        """No transfer has finished yet, and each goes on (a progress line comes after now)."""
+        """No transfer has ended (none is told to before :meth:`check`), and each goes on (a
+        progress line comes after now)."""
         for port, c in self.clients.items():
-            assert not any("client sent" in line for line in c.drain()), f"port {port} finished too soon"
+            ended = [line for line in c.drain() if "client sent" in line or "unexpected eof" in line]
+            assert not ended, f"port {port} ended before the test ended it: {ended}"
         for c in self.clients.values():
             c.wait_for("progress", WAIT_S)
 
     def check(self) -> None:
-        """Both ends' digests agree and both saw the other's FIN."""
+        """The transfers end (the clients' FINs, then the servers'); both ends' digests agree and
+        both saw the other's FIN."""
+        for c in self.clients.values():
+            c.send_line("stop")
         for port in self.ports:
             client = self.clients[port].wait_for("client sent", WAIT_S).split()
             server = self.servers[port].wait_for("server got", WAIT_S).split()
@@ -100,7 +108,7 @@ class Transfers:
                 f"port {port}: the client received other bytes than the server sent"
             )
             assert server[5] == "10.0.1.2"
-            assert self.clients[port].wait_for("eof", WAIT_S).strip() == "eof"
+            assert self.clients[port].wait_for("eof", WAIT_S).strip() == "eof"  # not "unexpected eof"
             assert self.servers[port].wait_for("eof", WAIT_S).strip() == "eof"
 
 
@@ -125,12 +133,11 @@ def closed_everywhere(tb: Testbed, sessions: dict[str, list[str]]) -> None:
 
 @pytest.fixture
 def transfers(testbed: Testbed, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Transfers]:
-    ports, size = request.param
-    with Transfers(testbed, tmp_path, ports, size) as t:
+    with Transfers(testbed, tmp_path, request.param) as t:
         yield t
 
 
-@pytest.mark.parametrize("transfers", [([9000], 30 * MB)], indirect=True)
+@pytest.mark.parametrize("transfers", [[9000]], indirect=True)
 def test_insert_a_scrubber_mid_transfer_and_delete_it(testbed: Testbed, transfers: Transfers) -> None:
     tb, t = testbed, transfers
     session = t.five_tuple(9000)
@@ -152,7 +159,7 @@ def test_insert_a_scrubber_mid_transfer_and_delete_it(testbed: Testbed, transfer
     closed_everywhere(tb, {name: [session] for name in ("client", "fw1", "scrub", "server")})
 
 
-@pytest.mark.parametrize("transfers", [([9001, 9002, 9003], 12 * MB)], indirect=True)
+@pytest.mark.parametrize("transfers", [[9001, 9002, 9003]], indirect=True)
 def test_replace_a_firewall_in_all_its_sessions(testbed: Testbed, transfers: Transfers) -> None:
     tb, t = testbed, transfers
     fw2_before = accepted(tb, "fw2")
@@ -173,7 +180,7 @@ def test_replace_a_firewall_in_all_its_sessions(testbed: Testbed, transfers: Tra
     closed_everywhere(tb, {name: sessions for name in ("client", "fw1", "fw2", "server")})
 
 
-@pytest.mark.parametrize("transfers", [([9004, 9005], 12 * MB)], indirect=True)
+@pytest.mark.parametrize("transfers", [[9004, 9005]], indirect=True)
 def test_a_predicate_picks_the_sessions_a_scrubber_joins(testbed: Testbed, transfers: Transfers) -> None:
     tb, t = testbed, transfers
     code, ins = reconfigure(tb, "--match", "tcp dst port 9005", "--insert", SCRUB)
@@ -182,7 +189,7 @@ def test_a_predicate_picks_the_sessions_a_scrubber_joins(testbed: Testbed, trans
     rows = ctl(tb, "client", "sessions")
     assert isinstance(rows, list)
     chains = {r["five_tuple"]["dport"]: r["chain"] for r in rows if r["state"] == "established"}
-    assert chains == {9004: [FW1, SERVER], 9005: [SCRUB, FW1, SERVER]}
+    assert chains == {9004: [FW1, SERVER], 9005: [SCRUB, FW1, SERVER]}, rows
     # a second insert finds the scrubber there already and changes nothing
     code, again = reconfigure(tb, "--match", "tcp dst port 9005", "--insert", SCRUB)
     assert code == 0 and again["summary"] == {**again["summary"], "ok": 0, "skipped": 1}, again

@@ -52,7 +52,7 @@ def test_the_reconfiguration_section_runs_what_the_end_to_end_test_runs() -> Non
             line.startswith("dysco ctl reconfigure ") and f"{edit} {mgmt}" in line
             for line in text.splitlines()
         ), edit
-    assert "duplex-server 9000" in text and 'peer(self.tb, "server", "duplex-server", port)' in test
+    assert "stream-server 9000" in text and 'peer(self.tb, "server", "stream-server", port)' in test
     assert f"ip netns exec {plan.ns('s')} " in text and f"ip netns exec {plan.ns('c')} " in text
 
 
