@@ -222,10 +222,12 @@ class Anchor:
             self.sent_max = later(self.sent_max, f.seq)
         if one_path:
             return [self._old(f)]
-        boundary = None if self.idle else self.old_sent
         if self.idle and self.idle_seq is None:
             # the host sent nothing before: its first sequence number is the old path's end
             self.idle_seq = f.seq
+        # an idle host's bytes below that are old too: what it retransmits of data it sent
+        # before the lock (and the old path lost) is what the peer waits for on the old path
+        boundary = self.idle_seq if self.idle else self.old_sent
         n = len(f.payload) + (1 if f.flags & pk.FIN else 0)
         n_old = (
             0

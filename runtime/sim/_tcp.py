@@ -15,7 +15,9 @@ the retransmission timeout (Linux's ``tcp_disordered_ack``).
 
 As Linux does, a segment that starts beyond the receive window is discarded, ACK and all
 (``beyond_window``), and so is a segment whose ACK is more than the window behind ``snd_una``
-(RFC 5961 §5.2, ``old_ack_drops``); both are answered with an ACK.
+(RFC 5961 §5.2, ``old_ack_drops``), and so is a segment that acknowledges bytes this side never
+sent (RFC 793 §3.9, Linux's drop reason TCP_ACK_UNSENT_DATA, ``unsent_ack_drops``; the ACK is
+recorded in ``bad_acks`` too); all three are answered with an ACK.
 
 With ``rsts`` set on a stack, it answers a segment for no connection with a RST as Linux does
 (:func:`kernel_rst`), and takes a RST only at exactly ``rcv_nxt`` (RFC 5961).
@@ -268,6 +270,11 @@ class Conn:
             return
         if f.flags & pk.ACK and not 0 < (f.ack - self.iss) % (1 << 32) <= self.snd_max - self.iss:
             self.bad_acks.append(f.ack)
+            if self.established and not f.flags & (pk.RST | pk.SYN):
+                # Linux discards it, data and all (the data stays unacknowledged)
+                self.stack.unsent_ack_drops += 1
+                self.segment(pk.ACK, self.snd_nxt)
+                return
         if f.flags & pk.RST:
             if self.stack.rsts:
                 self._rst(f)
@@ -357,6 +364,8 @@ class TcpStack:
         """Segments discarded for an ACK too far behind (Linux's drop reason TCP_TOO_OLD_ACK)."""
         self.paws_drops = 0
         """Segments discarded by PAWS (Linux's PAWSEstabRejected)."""
+        self.unsent_ack_drops = 0
+        """Segments discarded for acknowledging bytes never sent (Linux's TCP_ACK_UNSENT_DATA)."""
         self.rsts = False
         """Behave as Linux with RSTs: answer a segment for no connection with one, and take one only
         at exactly ``rcv_nxt`` (else any RST resets the connection it names)."""

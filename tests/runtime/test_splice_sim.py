@@ -305,3 +305,55 @@ def test_an_anchor_whose_host_never_answers_switches_idle_after_its_probes(dysco
     metrics, client = _idle_client(dysco_program, 14, 12 * SECOND, answers_syns=False)
     assert metrics["reconf.host_probes"] == PROBE_ATTEMPTS and client.challenge_acks == 0
     assert metrics["reconf.idle_switch"] == 1 and metrics["reconf.completed"] == 1
+
+
+def test_an_idle_anchors_lost_old_bytes_stay_on_the_old_path(dysco_program: Program) -> None:
+    """The client sends two segments; the proxy gets the first, acknowledges it and is spliced
+    right then, the second is lost on its way to the proxy.  The client's anchor sees nothing of
+    its host between the lock and the switch (the proxy's ACK passed before the lock), so it
+    probes: the host's challenge ACK carries its snd_nxt, past the lost segment, and that is
+    where the client's old-path data ends (the server's anchor waits for it on the old path).
+    The host's retransmission of the lost segment lies below that boundary: it belongs on the
+    old path, through the proxy.  (Sent on the new path instead, the server's anchor took it for
+    old-path data and its host's ACK of it went to the proxy, which never sent those bytes and
+    discarded the ACK: neither end's data was acknowledged again and the splice timed out, 1 of
+    600 sessions in the testbed's scale run.)"""
+    w, client, server, ph, _sent = _world(dysco_program, 21, 1000)
+    server.listen_stream(80)
+    conn = client.connect(PROXY, 8080, b"", stream=True)
+    w.sim.run_for(100 * MS)
+    assert conn.established and len(server.conns) == 1
+    lost: list[pk.TcpFrame] = []
+
+    def lose_the_second_segment(frame: bytes) -> bool:
+        if frame[23] != 6:
+            return False  # not TCP (a control message)
+        f = pk.parse(frame)
+        if f.src == CLIENT and f.payload and f.seq == (conn.iss + 1 + 1000) & 0xFFFFFFFF and not lost:
+            lost.append(f)
+            return True
+        return False
+
+    w.net.faults.drop_if = lose_the_second_segment
+    data = bytes(range(250)) * 8  # two segments of 1,000 bytes
+    conn.data = data
+    conn.pump()
+    w.sim.run_for(5 * SECOND)
+    assert lost and isinstance(ph.app, SpliceProxy) and ph.app.splice_at is not None
+    (srv,) = server.conns.values()
+    assert bytes(srv.received) == data
+    conn.want_fin = True
+    conn.pump()
+    srv.want_fin = True
+    srv.pump()
+    w.sim.run_for(30 * SECOND)
+    assert conn.done and srv.done and not conn.failed and not srv.failed
+    assert conn.bad_acks == [] and srv.bad_acks == []
+    proxy = ph.app
+    assert isinstance(proxy, SpliceProxy)
+    assert [c.bad_acks for c in proxy.tcp.conns.values()] == [[], []]
+    assert proxy.tcp.unsent_ack_drops == 0
+    ch = w.hosts["client"]
+    assert ch.agent is not None and ch.agent.metrics["reconf.host_probes"] >= 1
+    assert ph.agent is not None and ph.agent.metrics["splice.completed"] == 1
+    assert w.leftovers() == {}
