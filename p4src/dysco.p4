@@ -2,7 +2,7 @@
  *
  * The Dysco logic lives in include/ (headers, parser states, tables and actions, translation,
  * checksums) and is architecture independent; this file maps it onto v1model: controller
- * headers, CPU port, drop, clone of FIN/RST copies.  See docs/dataplane.md.
+ * headers, CPU port, drop, clone of RST copies.  See docs/dataplane.md.
  */
 #include <core.p4>
 #include <v1model.p4>
@@ -77,7 +77,7 @@ control DyscoIngress(inout headers_t hdr, inout dysco_meta_t meta, inout standar
         DYSCO_INGRESS_APPLY
 
         if (meta.copy_to_cpu == 1) {
-            /* a FIN/RST copy is a punt too, limited under its own reason; the segment goes on */
+            /* a RST copy is a punt too, limited under its own reason; the segment goes on */
             bit<2> copy_color;
             punt_meter.execute_meter((bit<32>)REASON_TEARDOWN, copy_color);
             if (copy_color == METER_RED) {
@@ -123,7 +123,7 @@ control DyscoIngress(inout headers_t hdr, inout dysco_meta_t meta, inout standar
 control DyscoEgress(inout headers_t hdr, inout dysco_meta_t meta, inout standard_metadata_t sm) {
     apply {
         if (sm.instance_type == INSTANCE_I2E_CLONE) {
-            /* the copy of a FIN or RST, as it was received */
+            /* the copy of a RST, as it was received */
             hdr.packet_out.setInvalid();
             hdr.packet_in.setValid();
             hdr.packet_in.ingress_port = meta.in_port;

@@ -48,7 +48,7 @@ from dysco.runtime._fsm import (
 from dysco.runtime._peers import Peers
 from dysco.runtime._reconf import Reconfigurer
 from dysco.runtime._splice import Side, compute, side
-from dysco.runtime._twopath import translate
+from dysco.runtime._twopath import M32, after, translate
 from dysco.runtime._types import FiveTuple, ip_int, ip_str, prefixed
 
 SECOND = 1_000_000_000
@@ -66,6 +66,11 @@ class Config:
     """Entries each session table holds (the P4 program's ``size``)."""
     setup_timeout: int = 10 * SECOND
     linger: int = 2 * SECOND
+    """State kept after a closing session's last packet once both FINs are acknowledged (or
+    after a RST)."""
+    fin_wait: int = 60 * SECOND
+    """How long a closing session waits for the acknowledgment of a FIN it forwarded (no packet
+    of the session for that long: it closes anyway)."""
     idle_timeout: int = 300 * SECOND
     """Idle timeout of every session entry in the NIC."""
     agentless: tuple[ipaddress.IPv4Network, ...] = ()
@@ -131,6 +136,11 @@ class Session:
     """Added to the sequence numbers arriving on the right subsession."""
     active: int = 0
     """When the agent last saw a packet of the session (a closing session lingers from then)."""
+    fin_ends: dict[tuple[Port, FiveTuple], int] = field(default_factory=dict)
+    """FINs this agent forwarded and nobody acknowledged yet: (port it left by, five-tuple it
+    left with) -> its end in that subsession's sequence space."""
+    reset: bool = False
+    """A RST was seen: the session closes after its linger, FINs acknowledged or not."""
     peer_syn: Side | None = None
     """``Config.splice``: the SYN (right end) or SYN-ACK (left end) from the other end."""
     host_syn: Side | None = None
@@ -211,7 +221,13 @@ class Agent:
             if s is None or s.deadline != at:
                 continue
             state = s.fsm.state
-            if state is SessionState.CLOSING and s.active + self.config.linger > now:
+            if state is SessionState.CLOSING and s.fin_ends and not s.reset:
+                if s.active + self.config.fin_wait > now:
+                    # a FIN is not acknowledged yet: its sender retransmits it through this agent
+                    self._set_deadline(s, s.active + self.config.fin_wait)
+                    continue
+                self.metrics["teardown.fin_unacknowledged"] += 1
+            elif state is SessionState.CLOSING and s.active + self.config.linger > now:
                 # packets still cross it (retransmissions, a two-path phase): linger from the last one
                 self._set_deadline(s, s.active + self.config.linger)
                 continue
@@ -518,10 +534,27 @@ class Agent:
                 s.mappings[(table, f.five_tuple)] = (m2, direction)
                 out.append(Modify(m2))
         self.metrics["software.translated"] += 1
-        g = translate(f, target, m.seq_delta, m.ack_delta)
-        out.append(Send(g.to_bytes(), Port.NET if port is Port.HOST else Port.HOST))
+        g = translate(f, target, m.seq_delta, m.ack_delta, (m.ts_val_delta, m.ts_ecr_delta), m.ws)
+        out_port = Port.NET if port is Port.HOST else Port.HOST
+        out.append(Send(g.to_bytes(), out_port))
+        self._fin_acknowledged(now, s, f, port)
+        if f.flags & pk.FIN:
+            s.fin_ends[(out_port, g.five_tuple)] = (g.seq + g.seg_len()) & M32
         if f.flags & (pk.FIN | pk.RST):
-            self._teardown_seen(now, s, direction, f.flags, out)
+            self._teardown_seen(now, s, direction, f.flags, out, watch=True)
+
+    def _fin_acknowledged(self, now: int, s: Session, f: pk.TcpFrame, port: Port) -> None:
+        """``f`` came in by ``port``: it acknowledges a FIN that left by that port with the
+        reversed five-tuple when its ack is at or past the FIN's end."""
+        if not s.fin_ends or not f.flags & pk.ACK:
+            return
+        key = (port, f.five_tuple.reversed())
+        end = s.fin_ends.get(key)
+        if end is None or after(end, f.ack):
+            return
+        del s.fin_ends[key]
+        if not s.fin_ends and s.fsm.state is SessionState.CLOSING:
+            self._set_deadline(s, now + self.config.linger)
 
     def _teardown_copy(
         self, now: int, f: pk.TcpFrame, port: Port, session_id: int, out: list[Action]
@@ -536,8 +569,22 @@ class Agent:
         self._teardown_seen(now, s, entry[1], f.flags, out)
 
     def _teardown_seen(
-        self, now: int, s: Session, direction: Direction, flags: int, out: list[Action]
+        self,
+        now: int,
+        s: Session,
+        direction: Direction,
+        flags: int,
+        out: list[Action],
+        *,
+        watch: bool = False,
     ) -> None:
+        """A FIN or RST of ``direction``.  ``watch``: the agent forwarded it itself, with every
+        acknowledgment of an earlier FIN it could have missed already checked (the segment's
+        own ack): at CLOSING it waits for the acknowledgments of the FINs it forwarded.  Otherwise
+        (a RST copy, a FIN message of a reconfiguration) an earlier FIN's acknowledgment may have
+        passed unseen, and the session lingers as after a RST."""
+        if flags & pk.RST:
+            s.reset = True
         if s.fsm.state is SessionState.CLOSING:
             return
         if flags & pk.RST:
@@ -549,6 +596,28 @@ class Agent:
         s.fsm.set(new)
         if new is SessionState.CLOSING:
             self._set_deadline(s, now + self.config.linger)
+            if watch and not s.reset:
+                self._watch_close(s, out)
+            else:
+                s.fin_ends.clear()
+
+    def _watch_close(self, s: Session, out: list[Action]) -> None:
+        """Both FINs were seen: the session's entries punt from now on, so that the agent sees
+        the acknowledgments of the FINs it forwarded and keeps translating retransmissions until
+        then (the NIC alone would forward the ACKs unseen, and a lost FIN retransmitted after
+        the linger would find no entry).  A reconfiguration that holds the session routes its
+        packets itself: there the session lingers as before."""
+        targets = {m.target for m, _ in s.mappings.values()}
+        for key in [k for k in s.fin_ends if k[1] not in targets]:
+            del s.fin_ends[key]  # a FIN forwarded before a reconfiguration moved the session
+        if self.rc.involved(s.sid) or not s.fin_ends:
+            s.fin_ends.clear()
+            return
+        for entry, (m, d) in list(s.mappings.items()):
+            if not (m.drop or m.punt or m.target is None):
+                m2 = replace(m, punt=True)
+                s.mappings[entry] = (m2, d)
+                out.append(Modify(m2))
 
     def _close(self, now: int, s: Session, why: str, out: list[Action]) -> None:
         self.rc.session_closed(now, s, out)

@@ -60,6 +60,9 @@ class Mapping:
     """The window becomes ``window << ws[0] >> ws[1]`` (a spliced session's scales differ)."""
     drop: bool = False
     """Drop the packets instead (what a spliced proxy's kernel still sends)."""
+    punt: bool = False
+    """Punt the packets to the agent, which translates them to ``target`` itself (a closing
+    session: the agent watches for the acknowledgments of its FINs)."""
 
 
 @dataclass(frozen=True, slots=True)

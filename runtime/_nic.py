@@ -99,7 +99,7 @@ class Nic:
     def entry(self, m: Mapping, idle_timeout_ns: int = 0) -> TableEntry:
         if m.drop:
             action = ActionCall(self._drop[m.table], ())
-        elif m.target is None:
+        elif m.target is None or m.punt:
             action = ActionCall(self._punt[m.table], (m.session_id,))
         else:
             t = m.target

@@ -13,7 +13,7 @@
 #ifndef DYSCO_MAGIC
 #define DYSCO_MAGIC 0x44595343
 #endif
-/* Clone session the agent maps to the CPU port: copies of FIN and RST segments. */
+/* Clone session the agent maps to the CPU port: copies of RST segments (a FIN is punted). */
 #ifndef DYSCO_TEARDOWN_SESSION
 #define DYSCO_TEARDOWN_SESSION 100
 #endif
@@ -33,8 +33,8 @@ const bit<8> PROTO_UDP = 17;
 const bit<8> REASON_POLICY_SYN = 1;     /* outbound SYN matched the classifier; policy_id set */
 const bit<8> REASON_DYSCO_SYN = 2;      /* inbound SYN whose payload starts with the Dysco magic */
 const bit<8> REASON_CONTROL = 3;        /* UDP to the Dysco control port */
-const bit<8> REASON_TWO_PATH = 4;       /* session entry says punt (two-path phase); session_id set */
-const bit<8> REASON_TEARDOWN = 5;       /* copy of a FIN or RST of a session; session_id set */
+const bit<8> REASON_TWO_PATH = 4;       /* session punt: entry says punt (two-path phase, closing) or a FIN; session_id set */
+const bit<8> REASON_TEARDOWN = 5;       /* copy of a RST of a session; session_id set */
 const bit<8> REASON_UNSUPPORTED = 6;    /* session packet the fast path cannot translate; detail says why */
 const bit<8> REASON_IP_UNSUPPORTED = 7; /* TCP in IPv4 with options or fragmented: no five-tuple lookup */
 const bit<8> REASON_TAGGED_SYN = 8;     /* outbound SYN carrying the Dysco tag option */

@@ -39,6 +39,10 @@ action translate_tuple() {
     } \
     if (meta.detail != 0) { \
         punt(REASON_UNSUPPORTED); \
+    } else if ((hdr.tcp.flags & TCP_FIN) != 0) { \
+        /* the agent forwards a FIN itself: it must know the session is closing before \
+         * anything that answers the FIN can arrive (docs/protocol.md, "Teardown") */ \
+        punt(REASON_TWO_PATH); \
     } else { \
         translate_tuple(); \
         if ((hdr.tcp.flags & TCP_ACK) != 0) { \
@@ -53,7 +57,7 @@ action translate_tuple() {
         } \
         DYSCO_OPT_WORD(0) DYSCO_OPT_WORD(1) DYSCO_OPT_WORD(2) DYSCO_OPT_WORD(3) DYSCO_OPT_WORD(4) \
         DYSCO_OPT_WORD(5) DYSCO_OPT_WORD(6) DYSCO_OPT_WORD(7) DYSCO_OPT_WORD(8) DYSCO_OPT_WORD(9) \
-        if ((hdr.tcp.flags & (TCP_FIN | TCP_RST)) != 0) { \
+        if ((hdr.tcp.flags & TCP_RST) != 0) { \
             meta.copy_to_cpu = 1; \
         } \
     }

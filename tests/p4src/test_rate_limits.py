@@ -101,7 +101,7 @@ def test_teardown_copies_are_limited_but_the_segment_goes_on(dysco_program: P4Pr
     _limit(dut, Reason.TEARDOWN, per_second=1, burst=2)
     copies = forwarded = 0
     for _ in range(10):
-        out = dut.send(HOST_PORT, fresh(seg(HOST_SIDE, flags="FA", payload=b"")))
+        out = dut.send(HOST_PORT, fresh(seg(HOST_SIDE, flags="RA", payload=b"")))
         forwarded += [p for p, _ in out].count(NET_PORT)
         copies += [p for p, _ in out].count(255)
     assert (forwarded, copies) == (10, 2)

@@ -180,6 +180,35 @@ def test_simultaneous_fins(dysco_program: Program) -> None:
     check_clean(w)
 
 
+def test_the_last_fin_lost_for_longer_than_the_linger_is_still_translated(dysco_program: Program) -> None:
+    """The server's FIN (the second one) is lost on its first hop until the server's third
+    retransmission, 0.8 s after the second, past the agents' linger (0.5 s, as the testbed runs
+    them).  The server's agent, which saw both FINs, must still hold the session: every segment
+    of the session leaves the server's NIC translated (to the middlebox), the client gets the FIN
+    and both ends finish.  (It freed the session 0.5 s after the last FIN it saw, and the FIN went
+    out untranslated: on the testbed the client waited in FIN-WAIT-2 forever.)"""
+    w, client, server = chain_world(dysco_program, 1, seed=5, linger=500 * MS)
+    mb, srv_addr = ip_int("10.0.0.10"), ip_int(SERVER)
+    fins: list[pk.TcpFrame] = []
+
+    def lose_the_servers_fin(frame: bytes) -> bool:
+        f = pk.parse(frame)
+        if f.src != srv_addr or not f.flags & pk.FIN:
+            return False
+        fins.append(f)
+        return len(fins) <= 3
+
+    w.net.faults.drop_if = lose_the_servers_fin
+    conn = client.connect(ip_int(SERVER), 80, request(0))
+    w.sim.run_for(LINGER)
+    assert len(fins) >= 4 and all(f.dst == mb for f in fins), [str(f.five_tuple) for f in fins]
+    assert fins[3].seq == fins[0].seq  # the same FIN, retransmitted
+    check_exchange([conn], server)
+    sh = w.hosts["server"]
+    assert sh.agent is not None and sh.agent.metrics["teardown.fin_unacknowledged"] == 0
+    check_clean(w)
+
+
 def test_idle_timeout_removes_a_silent_session(dysco_program: Program) -> None:
     w, client, _server = chain_world(dysco_program, 1, idle_timeout=5 * SECOND)
     conn = client.connect(ip_int(SERVER), 80, b"")
