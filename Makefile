@@ -5,7 +5,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 # Debian packages the project uses at run or test time (see scripts/ensure-debs.sh).
-DEBS    := libpcap0.8 cpp iproute2 ethtool iptables conntrack iperf3 haproxy openssl
+DEBS    := libpcap0.8 cpp iproute2 ethtool iptables conntrack iperf3 haproxy openssl clang-16 llvm-16 libbpf-dev bpftool
 PYTEST_ARGS ?=
 
 .PHONY: all demo test lint typecheck unit ptf soak bench setup debs lock clean
