@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pyroute2.netlink.exceptions import NetlinkError
+
 from ...api import (
     ActionCall,
     CloneSession,
@@ -32,7 +34,7 @@ from ...api import (
 )
 from . import cgen
 from .build import build
-from .libbpf import BpfMap, BpfObject
+from .libbpf import BpfError, BpfMap, BpfObject
 from .netns import VethRig, in_netns
 
 log = logging.getLogger("dysco.softswitch.ebpf")
@@ -141,7 +143,11 @@ class EbpfSwitch:
         for t in self._tables.values():
             self._write_default(t, t.lay.default_action, t.lay.default_args)
         self.stats = BpfMap(obj, cprog.stats_map, 4, 8)
-        self._attach(obj, cprog)
+        try:
+            self._attach(obj, cprog)
+        except BaseException:
+            self.close(keep_workdir=True)
+            raise
 
     def _iproute(self) -> Any:
         from pyroute2 import IPRoute
@@ -166,26 +172,25 @@ class EbpfSwitch:
             pin.update(struct.pack("=I", idx), struct.pack("=I", port))
             pout.update(struct.pack("=I", port), struct.pack("=I", idx))
             self._clean_leftovers(ipr, idx, ifname)
-            ipr.tc("add", "clsact", index=idx)
+            try:
+                ipr.tc("add", "clsact", index=idx)
+            except NetlinkError as exc:
+                raise BpfError(
+                    f"cannot add a clsact qdisc to {ifname} (one not ours there?): {exc}"
+                ) from None
             self._attached.append(idx)
-            ipr.tc(
-                "add-filter",
-                "bpf",
-                index=idx,
-                handle=":1",
-                fd=obj.prog_fd,
-                name=FILTER_NAME,
-                parent=TC_INGRESS,
-                classid=1,
-                direct_action=True,
-            )
+            try:
+                ipr.tc("add-filter", "bpf", index=idx, handle=":1", fd=obj.prog_fd, name=FILTER_NAME,
+                       parent=TC_INGRESS, classid=1, direct_action=True)  # fmt: skip
+            except NetlinkError as exc:
+                raise BpfError(f"cannot attach the program to {ifname}: {exc}") from None
 
     @staticmethod
     def _clean_leftovers(ipr: Any, idx: int, ifname: str) -> None:
         """A clsact qdisc whose ingress filter is ours was left by a switch that died: remove it."""
         try:
             filters = ipr.get_filters(index=idx, parent=TC_INGRESS)
-        except Exception:
+        except NetlinkError:  # no clsact qdisc there: nothing to clean
             return
         for f in filters:
             opts = f.get_attr("TCA_OPTIONS")
@@ -202,7 +207,7 @@ class EbpfSwitch:
             for idx in self._attached:
                 try:
                     ipr.tc("del", "clsact", index=idx)
-                except Exception as exc:
+                except NetlinkError as exc:  # the interface may be gone already
                     log.debug("clsact on ifindex %d: %s", idx, exc)
             self._attached.clear()
         if self._obj is not None:
