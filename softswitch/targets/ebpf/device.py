@@ -47,19 +47,37 @@ SETTLE_S = 2.0  # how long a packet may take to come out before process() gives 
 
 
 class _Table:
+    """One table's maps and the entries written into them (the control plane's view)."""
+
     def __init__(self, obj: BpfObject, lay: cgen.TableLayout, info: Any) -> None:
         self.lay = lay
         self.info = info  # ir.TableInfo (numbered)
+        self.nargs = max(lay.max_params, 1)
+        nk = max(len(lay.keys), 1)
         kb = lay.key_bytes
-        self.key_size = (4 + kb + 3) // 4 * 4 if lay.kind == "lpm" else max(kb, 1)
-        self.value_size = 8 + 8 * max(lay.max_params, 1)
+        if lay.kind == "scan":
+            self.key_size = 4
+            self.value_size = 16 + 16 * nk + 8 * self.nargs
+        else:
+            self.key_size = (4 + kb + 3) // 4 * 4 if lay.kind == "lpm" else max(kb, 1)
+            self.value_size = 8 + 8 * self.nargs
         self.map = BpfMap(obj, lay.map_name, self.key_size, self.value_size)
         self.default = BpfMap(obj, lay.default_map, 4, self.value_size)
         self.entries: dict[tuple[tuple[FieldMatch, ...], int], TableEntry] = {}
+        self.slots: dict[tuple[tuple[FieldMatch, ...], int], int] = {}
+        self.free = list(range(lay.size - 1, -1, -1)) if lay.kind == "scan" else []
         self.field_pos = {k.id: i for i, k in enumerate(info.keys)}
+        self.default_call = ActionCall(0)
+
+    def _by_name(self, match: Sequence[FieldMatch]) -> dict[str, FieldMatch]:
+        try:
+            return {self.info.keys[self.field_pos[m.field_id]].name: m for m in match}
+        except KeyError:
+            raise EntryError("INVALID_ARGUMENT", f"unknown match field in {self.lay.name}") from None
 
     def key(self, match: Sequence[FieldMatch]) -> bytes:
-        by_name = {self.info.keys[self.field_pos[m.field_id]].name: m for m in match}
+        """The map key of a hash/lpm entry."""
+        by_name = self._by_name(match)
         data = b""
         plen = 0
         for kf in self.lay.keys:
@@ -78,14 +96,55 @@ class _Table:
             return raw + bytes(self.key_size - len(raw))
         return data or b"\0"
 
-    def value(self, action: ActionCall, actions_by_id: Mapping[int, str]) -> bytes:
+    def _call(self, action: ActionCall, actions_by_id: Mapping[int, str]) -> tuple[int, list[int]]:
         name = actions_by_id.get(action.action_id)
         if name is None or name not in self.lay.actions:
             raise EntryError(
                 "INVALID_ARGUMENT", f"action {action.action_id} is not an action of {self.lay.name}"
             )
-        args = list(action.params) + [0] * (max(self.lay.max_params, 1) - len(action.params))
-        return struct.pack(f"=II{len(args)}Q", self.lay.actions.index(name), 0, *args)
+        return self.lay.actions.index(name), list(action.params) + [0] * (self.nargs - len(action.params))
+
+    def value(self, action: ActionCall, actions_by_id: Mapping[int, str]) -> bytes:
+        """A hash/lpm value, or a default entry's (for every kind)."""
+        index, args = self._call(action, actions_by_id)
+        if self.lay.kind == "scan":
+            nk = max(len(self.lay.keys), 1)
+            return struct.pack(f"=IIII{2 * nk}Q{len(args)}Q", 1, 0, index, 0, *[0] * (2 * nk), *args)
+        return struct.pack(f"=II{len(args)}Q", index, 0, *args)
+
+    def slot(
+        self, priority: int, match: Sequence[FieldMatch], action: ActionCall, actions_by_id: Mapping[int, str]
+    ) -> bytes:
+        """A scan table's slot: valid, priority, action, per key (value, mask) or (low, high), args."""
+        index, args = self._call(action, actions_by_id)
+        by_name = self._by_name(match)
+        lo: list[int] = []
+        hi: list[int] = []
+        for kf in self.lay.keys:
+            full = (1 << kf.width) - 1
+            m = by_name.get(kf.name)
+            if m is None:
+                if kf.match_kind == "exact":
+                    raise EntryError("INVALID_ARGUMENT", f"exact field {kf.name} is missing")
+                lo.append(0)
+                hi.append(full if kf.match_kind == "range" else 0)
+            elif kf.match_kind == "range":
+                lo.append(m.value)
+                hi.append(m.high)
+            elif kf.match_kind == "ternary":
+                lo.append(m.value & m.mask)
+                hi.append(m.mask)
+            elif kf.match_kind == "lpm":
+                mask = full ^ ((1 << (kf.width - m.prefix_len)) - 1)
+                lo.append(m.value & mask)
+                hi.append(mask)
+            else:  # exact, optional
+                lo.append(m.value)
+                hi.append(full)
+        nk = max(len(self.lay.keys), 1)
+        lo += [0] * (nk - len(lo))
+        hi += [0] * (nk - len(hi))
+        return struct.pack(f"=IIII{nk}Q{nk}Q{len(args)}Q", 1, priority, index, 0, *lo, *hi, *args)
 
 
 class EbpfSwitch:
@@ -142,6 +201,7 @@ class EbpfSwitch:
         }
         for t in self._tables.values():
             self._write_default(t, t.lay.default_action, t.lay.default_args)
+            self._const_entries(t)
         self.stats = BpfMap(obj, cprog.stats_map, 4, 8)
         try:
             self._attach(obj, cprog)
@@ -264,11 +324,15 @@ class EbpfSwitch:
         if entry.idle_timeout_ns:
             raise EntryError("UNIMPLEMENTED", "idle timeouts are not supported by the ebpf backend yet")
         ident = (entry.match, entry.priority)
-        key = t.key(entry.match)
         if op == "delete":
             if ident not in t.entries:
                 raise EntryError("NOT_FOUND", "no such entry")
-            t.map.delete(key)
+            if t.lay.kind == "scan":
+                slot = t.slots.pop(ident)
+                t.map.update(struct.pack("=I", slot), bytes(t.value_size))
+                t.free.append(slot)
+            else:
+                t.map.delete(t.key(entry.match))
             del t.entries[ident]
             return
         if op == "insert" and ident in t.entries:
@@ -277,13 +341,36 @@ class EbpfSwitch:
             raise EntryError("NOT_FOUND", "no such entry")
         if op == "insert" and len(t.entries) >= t.lay.size:
             raise EntryError("RESOURCE_EXHAUSTED", f"table {t.lay.name} is full ({t.lay.size} entries)")
-        try:
-            t.map.update(
-                key, t.value(entry.action, self._actions), BPF_NOEXIST if op == "insert" else BPF_EXIST
-            )
-        except OSError as exc:
-            raise EntryError("RESOURCE_EXHAUSTED" if exc.errno == 7 else "INTERNAL", str(exc)) from None
+        if t.lay.kind == "scan":
+            value = t.slot(entry.priority, entry.match, entry.action, self._actions)
+            slot = t.slots[ident] if op == "modify" else t.free.pop()
+            t.map.update(struct.pack("=I", slot), value)
+            t.slots[ident] = slot
+        else:
+            flags = BPF_NOEXIST if op == "insert" else BPF_EXIST
+            try:
+                t.map.update(t.key(entry.match), t.value(entry.action, self._actions), flags)
+            except OSError as exc:
+                raise EntryError("RESOURCE_EXHAUSTED" if exc.errno == 7 else "INTERNAL", str(exc)) from None
         t.entries[ident] = entry
+
+    def _const_entries(self, t: _Table) -> None:
+        """Install a table's ``const entries`` (P4 key order, kind ``dontcare`` for ``_``)."""
+        for ce in t.info.const_entries or ():
+            match: list[FieldMatch] = []
+            for k, (kind, value, extra) in zip(t.info.keys, ce.match, strict=True):
+                if kind == "dontcare":
+                    continue
+                if kind == "ternary":
+                    match.append(FieldMatch(k.id, "ternary", value, mask=extra))
+                elif kind == "lpm":
+                    match.append(FieldMatch(k.id, "lpm", value, prefix_len=extra))
+                elif kind == "range":
+                    match.append(FieldMatch(k.id, "range", value, high=extra))
+                else:
+                    match.append(FieldMatch(k.id, kind, value))
+            call = ActionCall(self._action_ids[ce.action], tuple(ce.args))
+            self.write_entry("insert", TableEntry(t.info.id, tuple(match), call, priority=ce.priority))
 
     def read_entries(self, table_id: int = 0) -> list[TableEntry]:
         tables = [self._table(table_id)] if table_id else list(self._tables.values())
@@ -294,12 +381,11 @@ class EbpfSwitch:
         if aid is None:
             raise EntryError("INVALID_ARGUMENT", f"unknown default action {action}")
         t.default.update(struct.pack("=I", 0), t.value(ActionCall(aid, tuple(args)), self._actions))
-        t.default_call = ActionCall(aid, tuple(args))  # type: ignore[attr-defined]
+        t.default_call = ActionCall(aid, tuple(args))
 
     def default_entry(self, table_id: int) -> TableEntry:
         t = self._table(table_id)
-        call: ActionCall = t.default_call  # type: ignore[attr-defined]
-        return TableEntry(table_id, (), call, is_default_action=True)
+        return TableEntry(table_id, (), t.default_call, is_default_action=True)
 
     def set_default_entry(self, entry: TableEntry) -> None:
         t = self._table(entry.table_id)
