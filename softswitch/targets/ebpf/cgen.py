@@ -65,10 +65,22 @@ class TableLayout:
         return sum(k.nbytes for k in self.keys)
 
 
+@dataclass(frozen=True)
+class ExternLayout:
+    """A counter (PERCPU_ARRAY of {packets, bytes}) or register (ARRAY of __u64) instance."""
+
+    name: str  # control-plane name
+    kind: str  # counter | register
+    map_name: str
+    size: int
+    width: int = 0  # registers: value width
+
+
 @dataclass
 class CProgram:
     source: str
     tables: dict[str, TableLayout]
+    externs: dict[str, ExternLayout] = field(default_factory=dict)
     func: str = "dysco_tc"
     ports_map: str = "ports_in"
     egress_map: str = "ports_out"
@@ -83,6 +95,7 @@ class _Blk:
     params: dict[str, tuple[str, T.Type | None]]  # p4 name -> (C lvalue, type)
     actions: dict[str, A.ActionDecl] = field(default_factory=dict)
     tables: dict[str, A.TableDecl] = field(default_factory=dict)
+    externs: dict[str, ExternLayout] = field(default_factory=dict)
 
 
 @dataclass
@@ -137,6 +150,7 @@ class CGen:
         self.emitted: list[str] = []
         self.done_actions: set[str] = set()
         self.done_tables: set[str] = set()
+        self.externs: dict[str, ExternLayout] = {}
 
     # ------------------------------------------------------------ errors
     def unsupported(self, what: str, node: object) -> Unsupported:
@@ -265,7 +279,7 @@ class CGen:
                     elif isinstance(loc, A.TableDecl):
                         blk.tables[loc.name] = loc
                     elif isinstance(loc, A.Instantiation):
-                        raise self.unsupported(f"extern instances in a control ({loc.name})", loc)
+                        blk.externs[loc.name] = self.extern_instance(loc, d)
                     else:
                         raise self.unsupported(f"control-local {type(loc).__name__}", loc)
             fn = _Fn(body.lines, blk)
@@ -289,7 +303,7 @@ class CGen:
             raise self.unsupported(
                 "a deparser that does not emit exactly the headers the parser extracts", blocks[5]
             )
-        return CProgram(self.render(body.lines), self.tables)
+        return CProgram(self.render(body.lines), self.tables, self.externs)
 
     def render(self, body: list[str]) -> str:
         head = [
@@ -304,6 +318,8 @@ class CGen:
             ' __uint(max_entries, 512); } ports_out SEC(".maps");',
             "struct { __uint(type, BPF_MAP_TYPE_ARRAY); __type(key, __u32); __type(value, __u64);"
             ' __uint(max_entries, 4); } stats SEC(".maps");',
+            "",
+            "struct counter { __u64 packets; __u64 bytes; };",
             "",
             "static __always_inline void stat(__u32 i) {",
             "    __u64 *v = bpf_map_lookup_elem(&stats, &i);",
@@ -542,6 +558,9 @@ class CGen:
                 return None
             if f.name == "apply" and isinstance(f.expr, A.Name) and f.expr.name in fn.blk.tables:
                 return self.apply_table(fn.blk.tables[f.expr.name], fn) + "(c)"
+            if isinstance(f.expr, A.Name) and f.expr.name in fn.blk.externs:
+                self.extern_method(fn.blk.externs[f.expr.name], f.name, call, fn)
+                return None
             if f.name in ("setValid", "setInvalid"):
                 raise self.unsupported(f"{f.name}() (the deparser would change the packet's length)", call)
             raise self.unsupported(f"method {f.name}()", call)
@@ -604,6 +623,64 @@ class CGen:
             fn(f"    if (((~s) & 0xffff) != {target})")
             fn("        c->SM.f_checksum_error = 1;")
         fn("}")
+
+    # ------------------------------------------------------------ counters and registers
+    def extern_instance(self, loc: A.Instantiation, d: A.ControlDecl) -> ExternLayout:
+        kind = loc.type.name if isinstance(loc.type, A.TName) else ""
+        cp = self.cp_name(d.name, loc.name, loc.annotations)
+        info = self.info.externs.get(cp)
+        if kind not in ("counter", "register") or info is None:
+            raise self.unsupported(f"extern instances in a control ({kind or loc.type} {loc.name})", loc)
+        idx = len(self.externs)
+        if kind == "counter":
+            lay = ExternLayout(cp, kind, f"c{idx}", info.size)
+            self.out.append(
+                f"struct {{ __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __type(key, __u32);"
+                f" __type(value, struct counter); __uint(max_entries, {max(info.size, 1)}); }}"
+                f' c{idx} SEC(".maps");  /* counter {cp} */'
+            )
+        else:
+            if info.width > MAX_WIDTH:
+                raise self.unsupported(f"a register of bit<{info.width}>", loc)
+            lay = ExternLayout(cp, kind, f"r{idx}", info.size, info.width)
+            self.out.append(
+                f"struct {{ __uint(type, BPF_MAP_TYPE_ARRAY); __type(key, __u32); __type(value, __u64);"
+                f' __uint(max_entries, {max(info.size, 1)}); }} r{idx} SEC(".maps");  /* register {cp} */'
+            )
+        self.externs[cp] = lay
+        return lay
+
+    def extern_method(self, lay: ExternLayout, method: str, call: A.Call, fn: _Fn) -> None:
+        args = call.args
+        if lay.kind == "counter" and method == "count" and len(args) == 1:
+            idx, _ = self.expr(args[0], fn, 32)
+            fn("{")
+            fn(f"    __u32 i = (__u32)({idx});")
+            fn(f"    struct counter *v = bpf_map_lookup_elem(&{lay.map_name}, &i);")
+            fn("    if (v) {")
+            fn("        v->packets += 1;")
+            fn("        v->bytes += c->SM.f_packet_length;")
+            fn("    }")
+            fn("}")
+        elif lay.kind == "register" and method == "read" and len(args) == 2:
+            out, t = self.lvalue(args[0], fn)
+            idx, _ = self.expr(args[1], fn, 32)
+            fn("{")
+            fn(f"    __u32 i = (__u32)({idx});")
+            fn(f"    __u64 *v = bpf_map_lookup_elem(&{lay.map_name}, &i);")
+            fn(f"    {out} = v ? (*v & {_mask(self.width(t, call))}) : 0;")
+            fn("}")
+        elif lay.kind == "register" and method == "write" and len(args) == 2:
+            idx, _ = self.expr(args[0], fn, 32)
+            val, _ = self.expr(args[1], fn, lay.width)
+            fn("{")
+            fn(f"    __u32 i = (__u32)({idx});")
+            fn(f"    __u64 *v = bpf_map_lookup_elem(&{lay.map_name}, &i);")
+            fn("    if (v)")
+            fn(f"        *v = ({val}) & {_mask(lay.width)};")
+            fn("}")
+        else:
+            raise self.unsupported(f"{lay.kind}.{method} with {len(args)} arguments", call)
 
     # ------------------------------------------------------------ actions and tables
     def action(self, a: A.ActionDecl, blk: _Blk) -> str:

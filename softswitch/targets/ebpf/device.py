@@ -3,7 +3,7 @@ built with clang, loaded with libbpf, attached at clsact ingress of every port; 
 writes go into its maps.
 
 What it does not do yet (each call says so with ``UNIMPLEMENTED``): multicast groups,
-clone sessions, counters, meters, registers, idle timeouts, packet-in/out.
+clone sessions, direct counters, meters, idle timeouts, packet-in/out.
 """
 
 from __future__ import annotations
@@ -176,6 +176,8 @@ class EbpfSwitch:
         self._actions: dict[int, str] = {}
         self._action_ids: dict[str, int] = {}
         self._attached: list[int] = []
+        self._externs: dict[int, tuple[cgen.ExternLayout, BpfMap]] = {}
+        self._ncpu = 1
         self._ipr: Any = None
         self.c_program: cgen.CProgram | None = None
         if program is not None:
@@ -203,6 +205,12 @@ class EbpfSwitch:
             self._write_default(t, t.lay.default_action, t.lay.default_args)
             self._const_entries(t)
         self.stats = BpfMap(obj, cprog.stats_map, 4, 8)
+        ncpu = obj.possible_cpus()
+        self._externs = {
+            info.externs[n].id: (lay, BpfMap(obj, lay.map_name, 4, 16 * ncpu if lay.kind == "counter" else 8))
+            for n, lay in cprog.externs.items()
+        }
+        self._ncpu = ncpu
         try:
             self._attach(obj, cprog)
         except BaseException:
@@ -424,14 +432,31 @@ class EbpfSwitch:
     def clone_sessions(self) -> dict[int, CloneSession]:
         return {}
 
+    def _extern(self, extern_id: int, kind: str, index: int) -> tuple[cgen.ExternLayout, BpfMap]:
+        found = self._externs.get(extern_id)
+        if found is None or found[0].kind != kind:
+            raise EntryError("NOT_FOUND", f"no {kind} {extern_id} in the ebpf program")
+        if not 0 <= index < found[0].size:
+            raise EntryError(
+                "OUT_OF_RANGE", f"{kind} {found[0].name} has {found[0].size} cells, not {index + 1}"
+            )
+        return found
+
     def read_counter(self, counter_id: int, index: int) -> CounterValue:
-        raise self._no("a counter")
+        """The sum over CPUs of a per-CPU counter cell."""
+        _, m = self._extern(counter_id, "counter", index)
+        raw = m.lookup(struct.pack("=I", index)) or bytes(m.value_size)
+        cells = struct.unpack(f"={2 * self._ncpu}Q", raw)
+        return CounterValue(sum(cells[0::2]), sum(cells[1::2]))
 
     def write_counter(self, counter_id: int, index: int, value: CounterValue) -> None:
-        raise self._no("a counter")
+        """Put the value in the first CPU's cell and zero the others (their sum is what reads see)."""
+        _, m = self._extern(counter_id, "counter", index)
+        cells = [value.packets, value.bytes] + [0] * (2 * (self._ncpu - 1))
+        m.update(struct.pack("=I", index), struct.pack(f"={2 * self._ncpu}Q", *cells))
 
     def counter_size(self, counter_id: int) -> int:
-        raise self._no("a counter")
+        return self._extern(counter_id, "counter", 0)[0].size
 
     def read_direct_counter(self, entry: TableEntry) -> CounterValue:
         raise self._no("a direct counter")
@@ -446,7 +471,9 @@ class EbpfSwitch:
         raise self._no("a direct meter")
 
     def read_register(self, register_id: int, index: int) -> int:
-        raise self._no("a register")
+        _, m = self._extern(register_id, "register", index)
+        return int(struct.unpack("=Q", m.lookup(struct.pack("=I", index)) or bytes(8))[0])
 
     def write_register(self, register_id: int, index: int, value: int) -> None:
-        raise self._no("a register")
+        lay, m = self._extern(register_id, "register", index)
+        m.update(struct.pack("=I", index), struct.pack("=Q", value & ((1 << lay.width) - 1)))

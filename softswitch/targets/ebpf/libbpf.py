@@ -49,6 +49,7 @@ def _load_lib() -> ctypes.CDLL:
         "bpf_map_delete_elem": (ci, [ci, vp]),
         "bpf_map_get_next_key": (ci, [ci, vp, vp]),
         "libbpf_set_print": (vp, [vp]),
+        "libbpf_num_possible_cpus": (ci, []),
     }
     for fname, (res, args) in sigs.items():
         f = getattr(lib, fname)
@@ -104,6 +105,13 @@ class BpfObject:
             self._lib.bpf_object__close(obj)
         tail = lines[-LOG_TAIL_LINES:] or ["(the verifier wrote no log)"]
         return "\n".join("    " + x for x in tail)
+
+    def possible_cpus(self) -> int:
+        """How many values a per-CPU map holds per key."""
+        n = int(self._lib.libbpf_num_possible_cpus())
+        if n <= 0:
+            raise BpfError("libbpf cannot count the possible CPUs")
+        return n
 
     def map_fd(self, name: str) -> int:
         fd = int(self._lib.bpf_object__find_map_fd_by_name(self._obj, name.encode()))
