@@ -37,6 +37,9 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--emit-python", metavar="FILE", help="also write the generated Python code (for debugging)"
     )
+    p.add_argument(
+        "--emit-c", metavar="FILE", help="also write the C the ebpf backend generates (for debugging)"
+    )
     p.add_argument("--parse", action="store_true", help="stop after parsing and print the AST")
     p.set_defaults(handler=p4c_main)
 
@@ -92,6 +95,11 @@ def p4c_main(args: argparse.Namespace) -> int:
             raise UserError(f"{name}: unknown P4Info format (use .txt, .json or .bin)")
     if args.emit_python:
         Path(args.emit_python).write_text(prog.python_source)
+    if args.emit_c:
+        from .targets.ebpf.cgen import generate
+
+        c = prog.compiled
+        Path(args.emit_c).write_text(generate(prog.ast, prog.source, c.types, c.errors, c.info).source)
     return 0
 
 

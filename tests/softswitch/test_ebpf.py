@@ -53,6 +53,15 @@ def test_router_tables_become_maps_of_the_programs_size() -> None:
     assert "bpf_redirect(" in c.source and "TC_ACT_SHOT" in c.source
 
 
+def test_p4c_emit_c_dumps_the_generated_c(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "router.c"
+    assert main(["p4c", str(ROUTER), "-o", str(tmp_path), "--emit-c", str(out)]) == 0
+    assert 'SEC("tc")' in out.read_text() and "LPM_TRIE" in out.read_text()
+    assert main(["p4c", str(STF_DIR / "parser.p4"), "-o", str(tmp_path), "--emit-c", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not supported by the ebpf backend: header stacks" in err[0]
+
+
 def test_a_ternary_table_is_a_bounded_scan_of_its_size() -> None:
     p = load_program(STF_DIR / "tables.p4")
     c = generate(p.ast, p.source, p.compiled.types, p.compiled.errors, p.compiled.info)
