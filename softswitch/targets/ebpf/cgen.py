@@ -380,22 +380,26 @@ class CGen:
             if st.select is None:
                 fn(f"goto {self.state_label(st.next, names, lab, st)};")
             else:
-                if len(st.select) != 1:
-                    raise self.unsupported("select on more than one expression", st)
-                code, w = self.expr(st.select[0], fn)
-                fn(f"__u64 sel = {code};")
+                sels: list[tuple[str, int | None]] = []
+                for n, ex in enumerate(st.select):
+                    code, w = self.expr(ex, fn)
+                    fn(f"__u64 sel{n} = {code};")
+                    sels.append((f"sel{n}", w))
                 for case in st.cases:
                     target = self.state_label(case.state, names, lab, case)
-                    if isinstance(case.keyset, A.Default):
+                    ks = case.keyset
+                    if isinstance(ks, A.Default):
                         fn(f"goto {target};")
                         break
-                    if isinstance(case.keyset, A.Mask):
-                        v, _ = self.expr(case.keyset.value, fn, w)
-                        m, _ = self.expr(case.keyset.mask, fn, w)
-                        fn(f"if ((sel & {m}) == ({v} & {m})) goto {target};")
-                    else:
-                        v, _ = self.expr(case.keyset, fn, w)
-                        fn(f"if (sel == {v}) goto {target};")
+                    items = ks.items if isinstance(ks, A.ListExpr) else (ks,)
+                    if len(items) != len(sels):
+                        raise self.unsupported(
+                            f"a keyset of {len(items)} values for {len(sels)} expressions", case
+                        )
+                    conds = [
+                        self.keyset_cond(it, var, w, fn) for it, (var, w) in zip(items, sels, strict=True)
+                    ]
+                    fn(f"if ({' && '.join(c for c in conds if c) or '1'}) goto {target};")
                 else:
                     fn(f"goto {lab}reject_nomatch;")
             fn.indent = 1
@@ -409,6 +413,37 @@ class CGen:
         fn(f"{lab}accept:")
         fn.indent = 1
         fn("outoff = 0;")
+
+    def keyset_cond(self, ks: A.Expr, var: str, w: int | None, fn: _Fn) -> str:
+        """The C condition for one select key against one keyset element ('' for ``_``)."""
+        if isinstance(ks, A.Default):
+            return ""
+        if isinstance(ks, A.Mask):
+            v, _ = self.expr(ks.value, fn, w)
+            m, _ = self.expr(ks.mask, fn, w)
+            return f"(({var} & {m}) == ({v} & {m}))"
+        if isinstance(ks, A.Range):
+            lo, _ = self.expr(ks.lo, fn, w)
+            hi, _ = self.expr(ks.hi, fn, w)
+            return f"({lo} <= {var} && {var} <= {hi})"
+        v, _ = self.expr(ks, fn, w)
+        return f"({var} == {v})"
+
+    def lookahead(self, e: A.Call, fn: _Fn) -> tuple[str, int]:
+        """``pkt.lookahead<bit<W>>()``: the next W bits, not consumed (read before the statement)."""
+        t = self.resolve(e.type_args[0], e)
+        w = self.width(t, e)
+        nb = (w + 7) // 8
+        var = f"la{len(fn.lines)}"
+        fn(f"__u64 {var} = 0;")
+        fn(f"if (bpf_skb_load_bytes(skb, off, b, {nb}) < 0) {{")
+        fn(f"    c->SM.f_parser_error = {self.error_code('PacketTooShort', e)};")
+        fn(f"    goto p_{fn.blk.cname}_reject;")
+        fn("}")
+        sh = 8 * nb - w
+        v = _bytes_expr("b", 0, nb)
+        fn(f"{var} = {f'({v} >> {sh})' if sh else v} & {_mask(w)};")
+        return var, w
 
     def state_label(self, name: str, names: set[str], lab: str, node: object) -> str:
         if name in ("accept", "reject"):
@@ -472,28 +507,43 @@ class CGen:
             ):
                 raise self.unsupported("a deparser statement other than packet.emit(header)", s)
             code, t = self.lvalue(call.args[0], fn)
-            if not isinstance(t, T.Struct) or not t.is_header:
+            if not isinstance(t, T.Struct):
                 raise self.unsupported("emit of something that is not a header", s)
-            lay = self.header_layout(t, s)
-            n = sum(w for _, _, w in lay) // 8
-            self.emitted.append(code)
-            fn(f"if ({code}._v) {{")
-            for i in range(n):
-                parts = []
-                for name, o, w in lay:
-                    lo, hi = max(o, 8 * i), min(o + w, 8 * i + 8)
-                    if lo >= hi:
-                        continue
-                    chunk = f"(({code}.f_{name} >> {o + w - hi}) & {_mask(hi - lo)})"
-                    sh = 8 * i + 8 - hi
-                    parts.append(f"({chunk} << {sh})" if sh else chunk)
-                fn(f"    b[{i}] = (__u8)({' | '.join(parts)});")
-            fn(f"    if (bpf_skb_store_bytes(skb, outoff, b, {n}, 0) < 0)")
-            fn("        goto drop;")
-            fn(f"    outoff += {n};")
-            fn("}")
+            for hcode, ht in self.headers_in(code, t, s):
+                self.emit_header(hcode, ht, s, fn)
         fn("if (outoff != off)")
         fn("    goto drop;")
+
+    def headers_in(self, code: str, t: T.Struct, node: object) -> list[tuple[str, T.Struct]]:
+        """A header, or the headers of a struct in field order (what ``emit`` of it emits)."""
+        if t.is_header:
+            return [(code, t)]
+        out: list[tuple[str, T.Struct]] = []
+        for n, ft in t.fields:
+            if not isinstance(ft, T.Struct):
+                raise self.unsupported(f"emit of a struct with a non-header field {n}", node)
+            out += self.headers_in(f"{code}.f_{n}", ft, node)
+        return out
+
+    def emit_header(self, code: str, t: T.Struct, s: object, fn: _Fn) -> None:
+        lay = self.header_layout(t, s)
+        n = sum(w for _, _, w in lay) // 8
+        self.emitted.append(code)
+        fn(f"if ({code}._v) {{")
+        for i in range(n):
+            parts = []
+            for name, o, w in lay:
+                lo, hi = max(o, 8 * i), min(o + w, 8 * i + 8)
+                if lo >= hi:
+                    continue
+                chunk = f"(({code}.f_{name} >> {o + w - hi}) & {_mask(hi - lo)})"
+                sh = 8 * i + 8 - hi
+                parts.append(f"({chunk} << {sh})" if sh else chunk)
+            fn(f"    b[{i}] = (__u8)({' | '.join(parts)});")
+        fn(f"    if (bpf_skb_store_bytes(skb, outoff, b, {n}, 0) < 0)")
+        fn("        goto drop;")
+        fn(f"    outoff += {n};")
+        fn("}")
 
     # ------------------------------------------------------------ statements
     def block(self, b: A.Block, fn: _Fn) -> None:
@@ -509,6 +559,18 @@ class CGen:
             fn("}")
         elif isinstance(s, A.Empty):
             pass
+        elif isinstance(s, A.Assign) and isinstance(s.lhs, A.Slice):
+            sl = s.lhs
+            if not (isinstance(sl.hi, A.IntLit) and isinstance(sl.lo, A.IntLit)):
+                raise self.unsupported("a slice with bounds that are not literals", s)
+            base, _ = self.lvalue(sl.expr, fn)
+            w = sl.hi.value - sl.lo.value + 1
+            rhs, _ = self.expr(s.rhs, fn, w)
+            m = (1 << w) - 1
+            fn(
+                f"{base} = ({base} & ~(0x{m:x}ULL << {sl.lo.value}))"
+                f" | ((({rhs}) & 0x{m:x}ULL) << {sl.lo.value});"
+            )
         elif isinstance(s, A.Assign):
             lhs, t = self.lvalue(s.lhs, fn)
             if isinstance(t, T.Struct):
@@ -577,6 +639,19 @@ class CGen:
             if f.name == "mark_to_drop":
                 fn("c->SM.f_egress_spec = 511;")
                 return None
+            if f.name == "hash":
+                self.hash(call, fn)
+                return None
+            if f.name == "verify" and len(call.args) == 2:
+                cond, _ = self.expr(call.args[0], fn)
+                err = call.args[1]
+                if not (isinstance(err, A.TypeMember) and err.type_name == "error"):
+                    raise self.unsupported("verify with an error that is not a constant", call)
+                fn(f"if (!({cond})) {{")
+                fn(f"    c->SM.f_parser_error = {self.error_code(err.member, call)};")
+                fn(f"    goto p_{fn.blk.cname}_reject;")
+                fn("}")
+                return None
             if f.name in ("update_checksum", "verify_checksum"):
                 self.checksum(f.name, call, fn)
                 return None
@@ -602,6 +677,18 @@ class CGen:
         target, tt = self.lvalue(call.args[2], fn)
         if self.width(tt, call) != 16:
             raise self.unsupported("a csum16 into a field that is not 16 bits", call)
+        fn(f"if ({cond}) {{")
+        self.csum16_into("s", fields, fn)
+        if which == "update_checksum":
+            fn(f"    {target} = (~s) & 0xffff;")
+        else:
+            fn(f"    if (((~s) & 0xffff) != {target})")
+            fn("        c->SM.f_checksum_error = 1;")
+        fn("}")
+
+    @staticmethod
+    def csum16_into(var: str, fields: list[tuple[str, int]], fn: _Fn) -> None:
+        """Declare ``var``: the folded one's-complement sum (not inverted) of the fields' 16-bit words."""
         terms: list[str] = []
         o = 0
         for code, w in fields:
@@ -613,15 +700,48 @@ class CGen:
                 terms.append(f"({chunk} << {sh})" if sh else chunk)
                 k += 1
             o += w
-        fn(f"if ({cond}) {{")
-        fn(f"    __u64 s = {' + '.join(terms) or '0'};")
+        fn(f"    __u64 {var} = {' + '.join(terms) or '0'};")
         for _ in range(4):
-            fn("    s = (s & 0xffff) + (s >> 16);")
-        if which == "update_checksum":
-            fn(f"    {target} = (~s) & 0xffff;")
+            fn(f"    {var} = ({var} & 0xffff) + ({var} >> 16);")
+
+    def data_list(self, e: A.Expr, fn: _Fn) -> list[tuple[str, int]]:
+        items = e.items if isinstance(e, A.ListExpr) else (e,)
+        out: list[tuple[str, int]] = []
+        for it in items:
+            code, w = self.expr(it, fn)
+            if w is None:
+                raise self.unsupported("a value without a width in a field list", it)
+            out.append((code, w))
+        return out
+
+    def hash(self, call: A.Call, fn: _Fn) -> None:
+        """hash(out, algo, base, data, max): identity and csum16 (out = base + h % max, or base)."""
+        if len(call.args) != 5:
+            raise self.unsupported(f"hash with {len(call.args)} arguments", call)
+        algo = call.args[1]
+        name = algo.member if isinstance(algo, A.TypeMember) else "?"
+        if name not in ("identity", "csum16"):
+            raise self.unsupported(f"hash algorithm {name}", call)
+        target, tt = self.lvalue(call.args[0], fn)
+        w = self.width(tt, call)
+        base, _ = self.expr(call.args[2], fn, w)
+        fields = self.data_list(call.args[3], fn)
+        total = sum(fw for _, fw in fields)
+        if total % 8 or (name == "identity" and total > MAX_WIDTH):
+            raise self.unsupported(f"a {name} hash over {total} bits", call)
+        mx, _ = self.expr(call.args[4], fn)
+        fn("{")
+        if name == "csum16":
+            self.csum16_into("h", fields, fn)
+            fn("    h = (~h) & 0xffff;")
         else:
-            fn(f"    if (((~s) & 0xffff) != {target})")
-            fn("        c->SM.f_checksum_error = 1;")
+            parts, o = [], total
+            for code, fw in fields:
+                o -= fw
+                parts.append(f"(({code} & {_mask(fw)}) << {o})" if o else f"({code} & {_mask(fw)})")
+            fn(f"    __u64 h = {' | '.join(parts) or '0'};")
+        fn(f"    __u64 m = {mx};")
+        fn(f"    {target} = (m ? ({base}) + h % m : ({base})) & {_mask(w)};")
         fn("}")
 
     # ------------------------------------------------------------ counters and registers
@@ -926,6 +1046,8 @@ class CGen:
             return (f"({call} & 1)" if e.name == "hit" else f"!({call} & 1)"), None
         if isinstance(e, A.Call):
             f = e.func
+            if isinstance(f, A.Member) and f.name == "lookahead" and not e.args and len(e.type_args) == 1:
+                return self.lookahead(e, fn)
             if isinstance(f, A.Member) and f.name == "isValid" and not e.args:
                 code, _ = self.lvalue(f.expr, fn)
                 return f"{code}._v", None
