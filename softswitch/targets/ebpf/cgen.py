@@ -151,6 +151,7 @@ class CGen:
         self.done_actions: set[str] = set()
         self.done_tables: set[str] = set()
         self.externs: dict[str, ExternLayout] = {}
+        self.done_structs: set[str] = set()
 
     # ------------------------------------------------------------ errors
     def unsupported(self, what: str, node: object) -> Unsupported:
@@ -240,7 +241,7 @@ class CGen:
         pt = [self.resolve(p.type, p) for p in ing.params]
         if len(pt) != 3 or not all(isinstance(t, T.Struct) for t in pt):
             raise self.unsupported("an ingress control without (headers, metadata, standard_metadata)", ing)
-        done: set[str] = set()
+        done = self.done_structs
         structs = [t for t in pt if isinstance(t, T.Struct)]
         for t in structs:
             self.c_struct(t, done, ing)
@@ -429,6 +430,22 @@ class CGen:
         v, _ = self.expr(ks, fn, w)
         return f"({var} == {v})"
 
+    def is_const_name(self, e: A.Expr) -> bool:
+        return isinstance(e, A.Name) and e.name in self.consts
+
+    def struct_eq(self, a: str, b: str, t: T.Struct) -> str:
+        """P4 equality: field by field; two invalid headers are equal whatever their fields."""
+        parts = []
+        for n, ft in t.fields:
+            if isinstance(ft, T.Struct):
+                parts.append(self.struct_eq(f"{a}.f_{n}", f"{b}.f_{n}", ft))
+            else:
+                parts.append(f"({a}.f_{n} == {b}.f_{n})")
+        fields = " && ".join(parts) or "1"
+        if t.is_header:
+            return f"(({a}._v == {b}._v) && (!{a}._v || ({fields})))"
+        return f"({fields})"
+
     def lookahead(self, e: A.Call, fn: _Fn) -> tuple[str, int]:
         """``pkt.lookahead<bit<W>>()``: the next W bits, not consumed (read before the statement)."""
         t = self.resolve(e.type_args[0], e)
@@ -574,7 +591,13 @@ class CGen:
         elif isinstance(s, A.Assign):
             lhs, t = self.lvalue(s.lhs, fn)
             if isinstance(t, T.Struct):
-                raise self.unsupported("assignment of a whole struct or header", s)
+                rt = self.lvalue(s.rhs, fn) if isinstance(s.rhs, A.Name | A.Member) else None
+                if rt is None or rt[1] != t:
+                    raise self.unsupported(
+                        "assignment of a struct or header from anything but one of its type", s
+                    )
+                fn(f"{lhs} = {rt[0]};")
+                return
             w = self.width(t, s)
             rhs, _ = self.expr(s.rhs, fn, w)
             fn(f"{lhs} = ({rhs}) & {_mask(w)};")
@@ -590,6 +613,15 @@ class CGen:
                 self.stmt(s.other, fn)
                 fn.indent -= 1
             fn("}")
+        elif isinstance(s, A.VarDecl) and isinstance(self.resolve(s.type, s), T.Struct):
+            st = self.resolve(s.type, s)
+            assert isinstance(st, T.Struct)
+            self.c_struct(st, self.done_structs, s)
+            cname = f"v_{s.name}_{len(fn.lines)}"
+            fn(f"struct s_{_c_ident(st.name)} {cname} = {{}};")
+            fn.vars[s.name] = (cname, st)
+            if s.init is not None:
+                self.stmt(A.Assign(A.Name(s.name, s.pos), s.init, s.pos), fn)
         elif isinstance(s, A.VarDecl):
             t = self.resolve(s.type, s)
             w = self.width(t, s)
@@ -1074,6 +1106,14 @@ class CGen:
                 lv, _ = self.expr(e.left, fn)
                 rv, _ = self.expr(e.right, fn)
                 return f"({lv} {e.op} {rv})", None
+            if e.op in ("==", "!=") and isinstance(e.left, A.Name | A.Member):
+                lt = self.lvalue(e.left, fn) if not self.is_const_name(e.left) else None
+                if lt is not None and isinstance(lt[1], T.Struct):
+                    rt = self.lvalue(e.right, fn)
+                    if rt[1] != lt[1]:
+                        raise self.unsupported("comparing values of different types", e)
+                    eq = self.struct_eq(lt[0], rt[0], lt[1])
+                    return (eq if e.op == "==" else f"(!{eq})"), None
             lv, lw = self.expr(e.left, fn, want)
             rv, rw = self.expr(e.right, fn, lw or want)
             if lw is None and rw is not None:
