@@ -35,7 +35,7 @@ needs_ebpf = pytest.mark.skipif(WHY is not None, reason=WHY or "")
 
 # STF programs the ebpf back end must pass; every other case must stop with an Unsupported
 # error naming the construct (never a wrong packet, never a traceback).
-EBPF_PASSES = {"idioms", "misc", "router", "select", "state", "tables"}
+EBPF_PASSES = {"idioms", "misc", "router", "select", "state", "tables", "v1model"}
 
 
 def c_of(path: Path) -> str:

@@ -250,6 +250,7 @@ class CGen:
             f"    struct s_{_c_ident(structs[0].name)} H;\n"
             f"    struct s_{_c_ident(structs[1].name)} M;\n"
             f"    struct s_{_c_ident(structs[2].name)} SM;\n"
+            "    __u32 truncate;  /* v1model truncate(): the length the packet leaves with, 0: whole */\n"
             "};"
         )
         roles = ("H", "M", "SM")
@@ -351,6 +352,9 @@ class CGen:
             "        __u32 *oif = bpf_map_lookup_elem(&ports_out, &eport);",
             "        if (!oif)",
             "            goto drop;",
+            "        if (c->truncate && c->truncate < skb->len)",
+            "            if (bpf_skb_change_tail(skb, c->truncate, 0) < 0)",
+            "                goto drop;",
             f"        stat({STAT_OUT});",
             "        return bpf_redirect(*oif, 0);",
             "    }",
@@ -673,6 +677,17 @@ class CGen:
                 return None
             if f.name == "hash":
                 self.hash(call, fn)
+                return None
+            if f.name == "log_msg":
+                return None  # nothing to log to from the TC hook; the packet is unaffected
+            if f.name in ("assert", "assume") and len(call.args) == 1:
+                cond, _ = self.expr(call.args[0], fn)
+                fn(f"if (!({cond}))")
+                fn("    goto drop;  /* bmv2 stops the switch; the kernel drops the packet */")
+                return None
+            if f.name == "truncate" and len(call.args) == 1:
+                n, _ = self.expr(call.args[0], fn, 32)
+                fn(f"c->truncate = (__u32)({n});")
                 return None
             if f.name == "verify" and len(call.args) == 2:
                 cond, _ = self.expr(call.args[0], fn)
