@@ -160,6 +160,19 @@ def test_dysco_stf_ebpf_reports_unsupported_in_one_line(capsys: pytest.CaptureFi
 
 @needs_ebpf
 @pytest.mark.root
+def test_dysco_switch_ebpf_reports_unsupported_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["switch", "--backend", "ebpf", "-i", "1@lo", "--grpc-server-addr", "127.0.0.1:0"]
+    assert main([*args, str(STF_DIR / "parser.p4")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not supported by the ebpf backend: header stacks (" in err[0]
+    assert (
+        "clsact"
+        not in subprocess.run(["tc", "qdisc", "show", "dev", "lo"], capture_output=True, text=True).stdout
+    )
+
+
+@needs_ebpf
+@pytest.mark.root
 def test_entries_go_into_the_maps(rig: VethRig) -> None:
     sw = router_switch(rig)
     try:
