@@ -35,7 +35,7 @@ needs_ebpf = pytest.mark.skipif(WHY is not None, reason=WHY or "")
 
 # STF programs the ebpf back end must pass; every other case must stop with an Unsupported
 # error naming the construct (never a wrong packet, never a traceback).
-EBPF_PASSES = {"idioms", "misc", "router", "select", "state", "tables", "v1model"}
+EBPF_PASSES = {"idioms", "misc", "router", "select", "stackwalk", "state", "tables", "v1model"}
 
 
 def c_of(path: Path) -> str:
@@ -59,7 +59,7 @@ def test_p4c_emit_c_dumps_the_generated_c(tmp_path: Path, capsys: pytest.Capture
     assert 'SEC("tc")' in out.read_text() and "LPM_TRIE" in out.read_text()
     assert main(["p4c", str(STF_DIR / "parser.p4"), "-o", str(tmp_path), "--emit-c", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "not supported by the ebpf backend: header stacks" in err[0]
+    assert len(err) == 1 and "not supported by the ebpf backend: varbit fields" in err[0]
 
 
 def test_a_ternary_table_is_a_bounded_scan_of_its_size() -> None:
@@ -81,7 +81,8 @@ def test_an_exact_table_is_a_hash_map(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("program", "construct", "where"),
     [
-        ("parser.p4", "header stacks", "parser.p4:53"),
+        ("parser.p4", "varbit fields", "parser.p4:53"),
+        ("stack.p4", "method push_front()", "stack.p4:22"),
         ("ops.p4", "int<W> (signed) values", "ops.p4:17"),
         ("control.p4", "header unions", "control.p4:43"),
         ("meters.p4", "extern instances in a control (", "meters.p4:13"),
@@ -155,7 +156,7 @@ def test_a_wrong_expectation_fails_on_ebpf(tmp_path: Path, capsys: pytest.Captur
 def test_dysco_stf_ebpf_reports_unsupported_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["stf", "--backend", "ebpf", str(STF_DIR / "parser.p4"), str(STF_DIR / "parser.stf")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "not supported by the ebpf backend: header stacks" in err[0]
+    assert len(err) == 1 and "not supported by the ebpf backend: varbit fields" in err[0]
 
 
 @needs_ebpf
@@ -164,7 +165,7 @@ def test_dysco_switch_ebpf_reports_unsupported_in_one_line(capsys: pytest.Captur
     args = ["switch", "--backend", "ebpf", "-i", "1@lo", "--grpc-server-addr", "127.0.0.1:0"]
     assert main([*args, str(STF_DIR / "parser.p4")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "not supported by the ebpf backend: header stacks (" in err[0]
+    assert len(err) == 1 and "not supported by the ebpf backend: varbit fields (" in err[0]
     assert (
         "clsact"
         not in subprocess.run(["tc", "qdisc", "show", "dev", "lo"], capture_output=True, text=True).stdout

@@ -195,7 +195,7 @@ class CGen:
                     raise self.unsupported("header unions", node)
                 self.c_struct(ft, done, node)
             elif isinstance(ft, T.Stack):
-                raise self.unsupported("header stacks", node)
+                self.c_struct(ft.elem, done, node)
             elif isinstance(ft, T.Varbit):
                 raise self.unsupported("varbit fields", node)
         done.add(t.name)
@@ -205,6 +205,9 @@ class CGen:
         for n, ft in t.fields:
             if isinstance(ft, T.Struct):
                 lines.append(f"    struct s_{_c_ident(ft.name)} f_{n};")
+            elif isinstance(ft, T.Stack):
+                lines.append(f"    struct s_{_c_ident(ft.elem.name)} f_{n}[{ft.size}];")
+                lines.append(f"    __u32 f_{n}__n;  /* nextIndex */")
             else:
                 self.width(ft, node)
                 lines.append(f"    __u64 f_{n};")
@@ -370,7 +373,14 @@ class CGen:
     # ------------------------------------------------------------ parser
     def parser(self, d: A.ParserDecl, fn: _Fn) -> None:
         for loc in d.locals or ():
-            raise self.unsupported(f"parser-local {type(loc).__name__}", loc)
+            if not isinstance(loc, A.VarDecl):
+                raise self.unsupported(f"parser-local {type(loc).__name__}", loc)
+            t = self.resolve(loc.type, loc)
+            w = self.width(t, loc)
+            cname = f"pv_{fn.blk.cname}_{loc.name}"
+            init = self.expr(loc.init, fn, w)[0] if loc.init is not None else "0"
+            fn(f"__u64 {cname} = ({init}) & {_mask(w)};")
+            fn.vars[loc.name] = (cname, t)
         names = {s.name for s in d.states}
         lab = f"p_{fn.blk.cname}_"
         fn("goto " + lab + "start;")
@@ -387,9 +397,9 @@ class CGen:
             else:
                 sels: list[tuple[str, int | None]] = []
                 for n, ex in enumerate(st.select):
-                    code, w = self.expr(ex, fn)
+                    code, sw = self.expr(ex, fn)
                     fn(f"__u64 sel{n} = {code};")
-                    sels.append((f"sel{n}", w))
+                    sels.append((f"sel{n}", sw))
                 for case in st.cases:
                     target = self.state_label(case.state, names, lab, case)
                     ks = case.keyset
@@ -441,6 +451,8 @@ class CGen:
         """P4 equality: field by field; two invalid headers are equal whatever their fields."""
         parts = []
         for n, ft in t.fields:
+            if isinstance(ft, T.Stack):
+                raise self.unsupported("comparing structs that hold header stacks", ft)
             if isinstance(ft, T.Struct):
                 parts.append(self.struct_eq(f"{a}.f_{n}", f"{b}.f_{n}", ft))
             else:
@@ -490,6 +502,15 @@ class CGen:
         return out
 
     def extract(self, arg: A.Expr, fn: _Fn, node: object) -> None:
+        stack = None
+        if isinstance(arg, A.Member) and arg.name == "next":
+            base, bt = self.lvalue(arg.expr, fn)
+            if isinstance(bt, T.Stack):
+                stack = (base, bt)
+                fn(f"if ({base}__n >= {bt.size}) {{")
+                fn(f"    c->SM.f_parser_error = {self.error_code('StackOutOfBounds', node)};")
+                fn(f"    goto p_{fn.blk.cname}_reject;")
+                fn("}")
         code, t = self.lvalue(arg, fn)
         if not isinstance(t, T.Struct) or not t.is_header:
             raise self.unsupported("extract into something that is not a header", node)
@@ -497,7 +518,10 @@ class CGen:
         n = sum(w for _, _, w in lay) // 8
         if n > 64:
             raise self.unsupported(f"header {t.name} longer than 64 bytes", node)
-        self.extracted.append(code)
+        if stack is None:
+            self.extracted.append(code)
+        elif f"{stack[0]}[]" not in self.extracted:
+            self.extracted.append(f"{stack[0]}[]")
         lab = f"p_{fn.blk.cname}_reject"
         fn(f"if (bpf_skb_load_bytes(skb, off, b, {n}) < 0) {{")
         fn(f"    c->SM.f_parser_error = {self.error_code('PacketTooShort', node)};")
@@ -514,6 +538,8 @@ class CGen:
             fn(f"{code}.f_{name} = {v} & {_mask(w)};")
         fn(f"{code}._v = 1;")
         fn(f"off += {n};")
+        if stack is not None:
+            fn(f"{stack[0]}__n += 1;")
 
     # ------------------------------------------------------------ deparser
     def deparser(self, d: A.ControlDecl, fn: _Fn) -> None:
@@ -528,6 +554,11 @@ class CGen:
             ):
                 raise self.unsupported("a deparser statement other than packet.emit(header)", s)
             code, t = self.lvalue(call.args[0], fn)
+            if isinstance(t, T.Stack):
+                self.emitted.append(f"{code}[]")
+                for i in range(t.size):
+                    self.emit_header(f"{code}[{i}]", t.elem, s, fn, record=False)
+                continue
             if not isinstance(t, T.Struct):
                 raise self.unsupported("emit of something that is not a header", s)
             for hcode, ht in self.headers_in(code, t, s):
@@ -541,15 +572,18 @@ class CGen:
             return [(code, t)]
         out: list[tuple[str, T.Struct]] = []
         for n, ft in t.fields:
+            if isinstance(ft, T.Stack):
+                raise self.unsupported(f"emit of a struct holding a header stack ({n})", node)
             if not isinstance(ft, T.Struct):
                 raise self.unsupported(f"emit of a struct with a non-header field {n}", node)
             out += self.headers_in(f"{code}.f_{n}", ft, node)
         return out
 
-    def emit_header(self, code: str, t: T.Struct, s: object, fn: _Fn) -> None:
+    def emit_header(self, code: str, t: T.Struct, s: object, fn: _Fn, record: bool = True) -> None:
         lay = self.header_layout(t, s)
         n = sum(w for _, _, w in lay) // 8
-        self.emitted.append(code)
+        if record:
+            self.emitted.append(code)
         fn(f"if ({code}._v) {{")
         for i in range(n):
             parts = []
@@ -1062,7 +1096,18 @@ class CGen:
                 for n, ft in bt.fields:
                     if n == e.name:
                         return f"{base}.f_{n}", ft
+            if isinstance(bt, T.Stack) and e.name in ("next", "last"):
+                # a run-time index, bounded for the verifier (callers check nextIndex first)
+                idx = f"{base}__n" if e.name == "next" else f"({base}__n - 1)"
+                return f"{base}[{idx} < {bt.size} ? {idx} : 0]", bt.elem
             raise self.unsupported(f"member {e.name} of {bt}", e)
+        if isinstance(e, A.Index):
+            base, bt = self.lvalue(e.expr, fn)
+            if not isinstance(bt, T.Stack):
+                raise self.unsupported(f"indexing {bt}", e)
+            if not isinstance(e.index, A.IntLit) or not 0 <= e.index.value < bt.size:
+                raise self.unsupported("a stack index that is not a literal within the stack", e)
+            return f"{base}[{e.index.value}]", bt.elem
         raise self.unsupported(f"expression {type(e).__name__} as an lvalue", e)
 
     def expr_type(self, e: A.Expr, fn: _Fn) -> T.Type:
@@ -1079,7 +1124,15 @@ class CGen:
         if isinstance(e, A.Name) and e.name in self.consts:
             v, t = self.consts[e.name]
             return f"{v}ULL", self.width(t, e)
-        if isinstance(e, A.Name | A.Member) and not (isinstance(e, A.Member) and e.name in ("hit", "miss")):
+        if isinstance(e, A.Member) and e.name in ("lastIndex", "size", "nextIndex"):
+            base, bt = self.lvalue(e.expr, fn)
+            if isinstance(bt, T.Stack):
+                if e.name == "size":
+                    return f"{bt.size}ULL", 32
+                return (f"(({base}__n - 1) & 0xffffffffULL)" if e.name == "lastIndex" else f"{base}__n"), 32
+        if isinstance(e, A.Name | A.Member | A.Index) and not (
+            isinstance(e, A.Member) and e.name in ("hit", "miss")
+        ):
             code, t = self.lvalue(e, fn)
             if t == T.BOOL:
                 return code, None
