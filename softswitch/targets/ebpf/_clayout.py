@@ -51,13 +51,15 @@ class TableLayout:
 
 @dataclass(frozen=True)
 class ExternLayout:
-    """A counter (PERCPU_ARRAY of {packets, bytes}) or register (ARRAY of __u64) instance."""
+    """A counter (PERCPU_ARRAY of {packets, bytes}), register (ARRAY of __u64) or meter (ARRAY of
+    ``struct meter``, a two-rate three-colour meter under a spin lock) instance."""
 
     name: str  # control-plane name
     kind: str  # counter | register
     map_name: str
     size: int
-    width: int = 0  # registers: value width
+    width: int = 0  # registers: value width; meters: colour width
+    unit: str = ""  # meters: packets | bytes
 
 
 @dataclass

@@ -239,10 +239,21 @@ class CStmts(CExprs):
         kind = loc.type.name if isinstance(loc.type, A.TName) else ""
         cp = self.cp_name(d.name, loc.name, loc.annotations)
         info = self.info.externs.get(cp)
-        if kind not in ("counter", "register") or info is None:
+        if kind not in ("counter", "register", "meter", "direct_meter") or info is None:
             raise self.unsupported(f"extern instances in a control ({kind or loc.type} {loc.name})", loc)
         idx = len(self.externs)
-        if kind == "counter":
+        if kind == "direct_meter":
+            # The device refuses to configure direct meters (set_direct_meter is UNIMPLEMENTED), and
+            # an unconfigured meter marks every packet green: read() is green, exactly.
+            lay = ExternLayout(cp, kind, "", 0, info.width)
+        elif kind == "meter":
+            lay = ExternLayout(cp, kind, f"m{idx}", info.size, info.width, info.unit)
+            self.out.append(
+                f"struct {{ __uint(type, BPF_MAP_TYPE_ARRAY); __type(key, __u32);"
+                f" __type(value, struct meter); __uint(max_entries, {max(info.size, 1)}); }}"
+                f' m{idx} SEC(".maps");  /* meter {cp} */'
+            )
+        elif kind == "counter":
             lay = ExternLayout(cp, kind, f"c{idx}", info.size)
             self.out.append(
                 f"struct {{ __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __type(key, __u32);"
@@ -289,6 +300,15 @@ class CStmts(CExprs):
             fn("    if (v)")
             fn(f"        *v = ({val}) & {mask(lay.width)};")
             fn("}")
+        elif lay.kind == "meter" and method == "execute_meter" and len(args) == 2:
+            idx, _ = self.expr(args[0], fn, 32)
+            out, t = self.lvalue(args[1], fn)
+            amount = "c->SM.f_packet_length" if lay.unit == "bytes" else "1"
+            colour = f"meter_execute(&{lay.map_name}, (__u32)({idx}), {amount})"
+            fn(f"{out} = {colour} & {mask(self.width(t, call))};")
+        elif lay.kind == "direct_meter" and method == "read" and len(args) == 1:
+            out, _ = self.lvalue(args[0], fn)
+            fn(f"{out} = 0;  /* GREEN: direct meters cannot be configured on this target */")
         else:
             raise self.unsupported(f"{lay.kind}.{method} with {len(args)} arguments", call)
 

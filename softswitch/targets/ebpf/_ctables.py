@@ -20,8 +20,8 @@ class CTables(CStmts):
         if name in self.done_tables:
             return name
         self.done_tables.add(name)
-        if info.direct_counter or info.direct_meter or info.support_timeout:
-            raise self.unsupported("direct counters, direct meters and idle timeouts", t)
+        if info.direct_counter or info.support_timeout:
+            raise self.unsupported("direct counters and idle timeouts", t)
         kinds = [k.match_kind for k in t.keys]
         if any(k not in ("exact", "lpm", "ternary", "range", "optional") for k in kinds):
             bad = next(k for k in kinds if k not in ("exact", "lpm", "ternary", "range", "optional"))

@@ -3,7 +3,7 @@ built with clang, loaded with libbpf, attached at clsact ingress of every port; 
 writes go into its maps.
 
 What it does not do yet (each call says so with ``UNIMPLEMENTED``): multicast groups,
-clone sessions, direct counters, meters, idle timeouts, packet-in/out.
+clone sessions, direct counters, direct meter configuration, idle timeouts, packet-in/out.
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ PROG_NAME = "dysco_tc"
 FILTER_NAME = "dysco_tc"
 TC_INGRESS = 0xFFFFFFF2  # "ffff:fff2", the clsact ingress hook
 BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
+METER = struct.Struct("=II7Q")  # struct meter: lock, configured, cir, cburst, pir, pburst, tc, tp, last
+METER_SIZE = METER.size
+NS = 1_000_000_000
 SETTLE_S = 2.0  # how long a packet may take to come out before process() gives up waiting
 
 
@@ -206,9 +209,11 @@ class EbpfSwitch:
             self._const_entries(t)
         self.stats = BpfMap(obj, cprog.stats_map, 4, 8)
         ncpu = obj.possible_cpus()
+        sizes = {"counter": 16 * ncpu, "register": 8, "meter": METER_SIZE}
         self._externs = {
-            info.externs[n].id: (lay, BpfMap(obj, lay.map_name, 4, 16 * ncpu if lay.kind == "counter" else 8))
+            info.externs[n].id: (lay, BpfMap(obj, lay.map_name, 4, sizes[lay.kind]))
             for n, lay in cprog.externs.items()
+            if lay.kind in sizes
         }
         self._ncpu = ncpu
         try:
@@ -465,7 +470,15 @@ class EbpfSwitch:
         raise self._no("a direct counter")
 
     def set_meter(self, meter_id: int, index: int, config: MeterConfig | None) -> None:
-        raise self._no("a meter")
+        """Configure (or, with None, unconfigure: all green) one meter cell; its buckets start full."""
+        _, m = self._extern(meter_id, "meter", index)
+        if config is None:
+            value = METER.pack(0, 0, 0, 0, 0, 0, 0, 0, 0)
+        else:
+            c = config
+            now = time.monotonic_ns()  # CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns
+            value = METER.pack(0, 1, c.cir, c.cburst, c.pir, c.pburst, c.cburst * NS, c.pburst * NS, now)
+        m.update(struct.pack("=I", index), value)
 
     def set_direct_meter(self, entry: TableEntry, config: MeterConfig | None) -> None:
         raise self._no("a direct meter")
