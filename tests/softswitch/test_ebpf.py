@@ -43,6 +43,17 @@ def c_of(path: Path) -> str:
     return generate(p.ast, p.source, p.compiled.types, p.compiled.errors, p.compiled.info).source
 
 
+def test_unavailable_says_why_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dysco.softswitch.targets import ebpf
+
+    monkeypatch.setattr(ebpf.os, "geteuid", lambda: 1000)
+    assert ebpf.unavailable() == "the ebpf backend needs root (loading BPF programs, clsact qdiscs)"
+    monkeypatch.setattr(ebpf.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(ebpf, "find_clang", lambda: None)
+    why = ebpf.unavailable()
+    assert why is not None and "clang-16" in why and "\n" not in why
+
+
 def test_router_tables_become_maps_of_the_programs_size() -> None:
     p = load_program(ROUTER)
     c = generate(p.ast, p.source, p.compiled.types, p.compiled.errors, p.compiled.info)
