@@ -16,11 +16,13 @@ EPILOG = """\
 examples:
   dysco target up p4src/dysco.p4 -i 1@veth0 -i 2@veth2 --cpu-port 255
   dysco target up p4src/dysco.p4 --veth 1@sw1:host1 --veth 2@sw2:host2 --peer-netns dyscohosts
+  DYSCO_TARGET=bmv2 dysco target up p4src/dysco.p4 -i 1@veth0 --p4c /opt/p4c/bin/p4c
   dysco target down
 
-The target is bmv2's simple_switch_grpc when it and p4c are on PATH (or DYSCO_TARGET=bmv2),
-otherwise `dysco switch`. `up` returns once the program is loaded and P4Runtime answers;
-the target keeps running until `down`.
+The target is bmv2's simple_switch_grpc when it is on PATH and a p4c is found (--p4c PATH,
+else $DYSCO_P4C, else p4c on PATH), or when DYSCO_TARGET=bmv2; otherwise `dysco switch`.
+`up` returns once the program is loaded and P4Runtime answers; the target keeps running
+until `down`.
 """
 
 STATE = "target.json"
@@ -47,6 +49,8 @@ def register(sub: Any) -> None:
     up.add_argument("--cpu-port", type=int, default=255, help="CPU port (default 255)")
     up.add_argument("--grpc-server-addr", default="127.0.0.1:9559", help="P4Runtime address")
     up.add_argument("--device-id", type=int, default=0)
+    up.add_argument("--p4c", metavar="PATH", help="the p4c to compile with for bmv2 (default: $DYSCO_P4C, "
+                    "else p4c on PATH); the driver or p4c-bm2-ss")  # fmt: skip
     up.add_argument("--state-dir", type=Path, default=Path("build/target"), help="where state and logs go")
     up.set_defaults(handler=run_up)
     down = verbs.add_parser("down", help="stop the target and remove the veths it made")
@@ -77,6 +81,7 @@ def run_up(args: argparse.Namespace) -> int:
         grpc_addr=args.grpc_server_addr,
         device_id=args.device_id,
         build_dir=args.state_dir,
+        p4c=args.p4c,
     )
     links.create(veths)
     try:

@@ -1,7 +1,9 @@
 """Start a P4 target for a program and an interface map: bmv2 when it is installed, else ours.
 
 The choice: ``DYSCO_TARGET=bmv2|softswitch`` if set; otherwise bmv2's
-``simple_switch_grpc`` when both it and ``p4c`` are on PATH, else ``dysco switch``.
+``simple_switch_grpc`` when it is on PATH and a p4c is found, else ``dysco switch``.
+The p4c is the one named by ``TargetSpec.p4c`` (``dysco target up --p4c``), else by
+``DYSCO_P4C``, else ``p4c`` on PATH; the p4c driver or its bmv2 back end (``p4c-bm2-ss``).
 Both get the same command line (``dysco switch`` takes simple_switch_grpc's flags),
 start without a program (``--no-p4``), and receive it over P4Runtime once their gRPC
 server answers: the P4Info plus the device config (bmv2's JSON from p4c, or the
@@ -39,14 +41,32 @@ class TargetError(UserError):
     """The target could not be built, started or reached."""
 
 
-def choose_kind(environ: Mapping[str, str] | None = None) -> TargetKind:
+def find_p4c(environ: Mapping[str, str], given: str | None = None) -> str | None:
+    """The p4c to use: ``given`` (a path or a name), else ``$DYSCO_P4C``, else ``p4c`` on PATH.
+
+    None if there is no such program; a p4c named explicitly but missing is an error.
+    """
+    path = environ.get("PATH")
+    named = given or environ.get("DYSCO_P4C")
+    if named:
+        found = shutil.which(named, path=path)
+        if found is None:
+            what = "--p4c" if given else "DYSCO_P4C"
+            raise TargetError(f"{what}={named}: no such executable")
+        return found
+    return shutil.which("p4c", path=path)
+
+
+def choose_kind(environ: Mapping[str, str] | None = None, p4c: str | None = None) -> TargetKind:
     env = os.environ if environ is None else environ
-    path = env.get("PATH")
-    has_bmv2 = bool(shutil.which("simple_switch_grpc", path=path) and shutil.which("p4c", path=path))
+    has_bmv2 = bool(shutil.which("simple_switch_grpc", path=env.get("PATH")) and find_p4c(env, p4c))
     forced = env.get("DYSCO_TARGET", "")
     if forced == "bmv2":
         if not has_bmv2:
-            raise TargetError("DYSCO_TARGET=bmv2 but simple_switch_grpc and p4c are not both on PATH")
+            raise TargetError(
+                "DYSCO_TARGET=bmv2 but simple_switch_grpc is not on PATH or no p4c was found "
+                "(--p4c, DYSCO_P4C or p4c on PATH)"
+            )
         return "bmv2"
     if forced == "softswitch":
         return "softswitch"
@@ -71,6 +91,7 @@ class TargetSpec:
     grpc_addr: str = "127.0.0.1:9559"
     device_id: int = 0
     build_dir: Path = Path("build/target")
+    p4c: str | None = None  # path or name of the p4c to use (default: $DYSCO_P4C, else p4c on PATH)
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
 
 
@@ -91,14 +112,20 @@ def build(spec: TargetSpec, kind: TargetKind) -> Built:
     if not spec.program.is_file():
         raise TargetError(f"no such program: {spec.program}")
     spec.build_dir.mkdir(parents=True, exist_ok=True)
-    p4info = spec.build_dir / f"{spec.program.stem}.p4info.txt"
+    p4info = spec.build_dir / f"{spec.program.stem}.p4info.txtpb"
+    config = spec.build_dir / f"{spec.program.stem}.json"
     if kind == "bmv2":
-        argv = ["p4c", "--target", "bmv2", "--arch", "v1model", "--p4runtime-files", str(p4info)]
-        _run([*argv, "-o", str(spec.build_dir), str(spec.program)], spec.environ, "p4c")
+        p4c = find_p4c(spec.environ, spec.p4c)
+        if p4c is None:
+            raise TargetError("no p4c found (give --p4c PATH, set DYSCO_P4C, or put p4c on PATH)")
+        argv = [p4c, "--target", "bmv2", "--arch", "v1model", "--p4runtime-files", str(p4info)]
+        # the p4c driver takes an output folder; its bmv2 back end p4c-bm2-ss the JSON file itself
+        out = config if Path(p4c).name.startswith("p4c-bm2") else spec.build_dir
+        _run([*argv, "-o", str(out), str(spec.program)], spec.environ, "p4c")
     else:
         argv = [sys.executable, "-m", "dysco", "p4c", str(spec.program), "--p4runtime-files", str(p4info)]
         _run([*argv, "-o", str(spec.build_dir)], spec.environ, "dysco p4c")
-    return Built(p4info, spec.build_dir / f"{spec.program.stem}.json")
+    return Built(p4info, config)
 
 
 def switch_argv(spec: TargetSpec, kind: TargetKind) -> list[str]:
@@ -117,7 +144,7 @@ class Target:
         self, spec: TargetSpec, kind: TargetKind | None = None, *, log_path: Path | None = None
     ) -> None:
         self.spec = spec
-        self.kind: TargetKind = kind or choose_kind(spec.environ)
+        self.kind: TargetKind = kind or choose_kind(spec.environ, spec.p4c)
         self.log_path = log_path or spec.build_dir / f"{self.kind}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None

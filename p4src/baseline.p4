@@ -3,7 +3,14 @@
 #include <core.p4>
 #include <v1model.p4>
 
-#include "include/headers.p4"
+#include "include/bump.p4"
+
+/* Only what a bump in the wire without Dysco logic reads and writes (dysco.p4 has headers_t). */
+struct headers_t {
+    packet_in_h packet_in;
+    packet_out_h packet_out;
+    ethernet_h ethernet;
+}
 
 struct baseline_meta_t {
 }

@@ -15,7 +15,7 @@ def register(subparsers: Any) -> None:
         help="compile a P4_16 v1model program for the softswitch; write P4Info like p4c",
         description="Check and compile a P4_16 v1model program; write its P4Info and the device config "
         "(PROGRAM.json) that `dysco switch` and SetForwardingPipelineConfig load.",
-        epilog="example: dysco p4c p4src/dysco.p4 --p4runtime-files build/dysco.p4info.txt -o build",
+        epilog="example: dysco p4c p4src/dysco.p4 --p4runtime-files build/dysco.p4info.txtpb -o build",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("program", help="the P4 source file")
@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
         "--p4runtime-files",
         default="",
         metavar="FILES",
-        help="comma-separated P4Info outputs; the format follows the extension (.txt, .json, .bin)",
+        help="comma-separated P4Info outputs; the extension says the format: .txtpb or .txt, .json, .bin",
     )
     p.add_argument(
         "-o", "--output-dir", default=".", metavar="DIR", help="where PROGRAM.json goes (default: .)"
@@ -85,14 +85,17 @@ def p4c_main(args: argparse.Namespace) -> int:
     (out_dir / (Path(args.program).stem + ".json")).write_bytes(prog.device_config())
     for name in filter(None, (f.strip() for f in args.p4runtime_files.split(","))):
         path = Path(name)
-        if path.suffix == ".txt":
+        if path.suffix == ".txtpb":  # text format with the header that names its message
+            head = "# proto-file: p4/config/v1/p4info.proto\n# proto-message: p4.config.v1.P4Info\n\n"
+            path.write_text(head + text_format.MessageToString(prog.p4info))
+        elif path.suffix == ".txt":  # the older name of the same text format
             path.write_text(text_format.MessageToString(prog.p4info))
         elif path.suffix == ".json":
             path.write_text(json_format.MessageToJson(prog.p4info))
         elif path.suffix == ".bin":
             path.write_bytes(prog.p4info.SerializeToString())
         else:
-            raise UserError(f"{name}: unknown P4Info format (use .txt, .json or .bin)")
+            raise UserError(f"{name}: unknown P4Info format (use .txtpb, .txt, .json or .bin)")
     if args.emit_python:
         Path(args.emit_python).write_text(prog.python_source)
     if args.emit_c:

@@ -94,17 +94,16 @@ def aliases(names: Iterable[str]) -> dict[str, str]:
 
 def number(info: ir.ProgramInfo) -> None:
     """Fill in the ``id`` of every object (and of match fields and parameters)."""
-    used = {r.name for t in info.tables.values() if "hidden" not in t.annotations for r in t.actions}
-    in_tables = {r.name for t in info.tables.values() for r in t.actions}
-    for name in [n for n in info.actions if n not in in_tables]:
-        del info.actions[name]  # only called directly: inlined by p4c, not a control-plane object
-    published = [a for a in info.actions.values() if a.name in used]
+    # Every action the program uses is a control-plane object, as in p4c: those of tables and
+    # those only called directly (a hidden action, or one only in @hidden tables, is not).
+    for a in info.actions.values():
+        a.published = "hidden" not in a.annotations
+        for i, prm in enumerate(a.params):
+            prm.id = i + 1
+    published = [a for a in info.actions.values() if a.published]
     ids = assign_ids(PREFIX["action"], [a.name for a in published], _fixed(published))
     taken = set(ids.values())
     for a in info.actions.values():
-        for i, prm in enumerate(a.params):
-            prm.id = i + 1
-        a.published = a.name in used
         if a.published:
             a.id = ids[a.name]
             continue
@@ -113,8 +112,6 @@ def number(info: ir.ProgramInfo) -> None:
             suffix = (suffix + 1) & 0xFFFFFF
         a.id = (PREFIX["action"] << 24) | suffix
         taken.add(a.id)
-        for i, p in enumerate(a.params):
-            p.id = i + 1
     ids = assign_ids(PREFIX["table"], info.tables, _fixed(info.tables.values()))
     for t in info.tables.values():
         t.id = ids[t.name]
@@ -133,17 +130,44 @@ def number(info: ir.ProgramInfo) -> None:
         d.id = ids[d.name]
 
 
+# Annotations that say how to name or show an object: p4c applies them and does not repeat them.
+_APPLIED = frozenset({"name", "id", "hidden", "brief", "description"})
+
+
+def annotation_texts(annotations: Mapping[str, tuple[object, ...]]) -> list[str]:
+    """The annotations of an object as p4c writes them in its preamble: ``@noWarn("unused")``."""
+    out = []
+    for name, args in annotations.items():
+        if name in _APPLIED or any(a is None for a in args):
+            continue  # applied, or an argument we do not keep the text of (an expression)
+        texts = [f'"{a}"' if isinstance(a, str) else str(a) for a in args]
+        out.append(f"@{name}({', '.join(texts)})" if texts else f"@{name}")
+    return out
+
+
+def describe(preamble: p4info_pb2.Preamble, annotations: Mapping[str, tuple[object, ...]]) -> None:
+    """Annotations into a preamble as p4c puts them: ``@brief``/``@description`` as ``doc``."""
+    preamble.annotations.extend(annotation_texts(annotations))
+    for name in ("brief", "description"):
+        args = annotations.get(name)
+        if args and isinstance(args[0], str):
+            setattr(preamble.doc, name, args[0])
+
+
 def build(info: ir.ProgramInfo) -> p4info_pb2.P4Info:
     """The P4Info message (ids must have been assigned with :func:`number`)."""
     p = p4info_pb2.P4Info()
     p.pkg_info.arch = "v1model"
+    p.type_info.SetInParent()  # p4c writes it even when no digest needs a type
     action_alias = aliases(a.name for a in info.actions.values() if a.published)
-    for t in sorted(info.tables.values(), key=lambda t: t.name):
+    in_tables = {r.name for t in info.tables.values() for r in t.actions}
+    for t in info.tables.values():  # in declaration order, as p4c lists them
         if "hidden" in t.annotations:
             continue
         m = p.tables.add()
         m.preamble.id, m.preamble.name = t.id, t.name
         m.preamble.alias = aliases(info.tables)[t.name]
+        describe(m.preamble, t.annotations)
         for k in t.keys:
             f = m.match_fields.add()
             f.id, f.name, f.bitwidth = k.id, k.name, k.width
@@ -156,6 +180,12 @@ def build(info: ir.ProgramInfo) -> p4info_pb2.P4Info:
                 ar.annotations.append("@defaultonly" if r.scope == "DEFAULT_ONLY" else "@tableonly")
         if t.default_const:
             m.const_default_action_id = info.actions[t.default_action].id
+        default = info.actions[t.default_action]
+        m.initial_default_action.action_id = default.id
+        for prm, value in zip(default.params, t.default_args, strict=False):
+            arg = m.initial_default_action.arguments.add()
+            width = (prm.width + 7) // 8  # p4c writes the parameter's full width, not canonical bytes
+            arg.param_id, arg.value = prm.id, value.to_bytes(width, "big")
         for d in (t.direct_counter, t.direct_meter):
             if d is not None:
                 m.direct_resource_ids.append(info.externs[d].id)
@@ -164,17 +194,21 @@ def build(info: ir.ProgramInfo) -> p4info_pb2.P4Info:
             m.idle_timeout_behavior = p4info_pb2.Table.NOTIFY_CONTROL
         if t.const_entries is not None:
             m.is_const_table = True
+            m.has_initial_entries = bool(t.const_entries)
     for a in sorted(info.actions.values(), key=lambda a: a.name):
         if not a.published:
             continue
         m = p.actions.add()
         m.preamble.id, m.preamble.name, m.preamble.alias = a.id, a.name, action_alias[a.name]
+        describe(m.preamble, a.annotations)
+        if a.name not in in_tables:
+            continue  # only called directly: every parameter is bound by the call
         for prm in a.params:
             pp = m.params.add()
             pp.id, pp.name, pp.bitwidth = prm.id, prm.name, prm.width
     ext_alias = aliases(info.externs)
     units = {"packets": "PACKETS", "bytes": "BYTES", "packets_and_bytes": "BOTH"}
-    for e in sorted(info.externs.values(), key=lambda e: e.name):
+    for e in info.externs.values():  # in declaration order, as p4c lists them
         if e.kind == "counter":
             m = p.counters.add()
             m.spec.unit = getattr(p4info_pb2.CounterSpec, units[e.unit])
@@ -196,6 +230,7 @@ def build(info: ir.ProgramInfo) -> p4info_pb2.P4Info:
             m.type_spec.bitstring.bit.bitwidth = e.width
             m.size = e.size
         m.preamble.id, m.preamble.name, m.preamble.alias = e.id, e.name, ext_alias[e.name]
+        describe(m.preamble, e.annotations)
     for h in sorted(info.controller_headers, key=lambda h: h.name):
         m = p.controller_packet_metadata.add()
         m.preamble.id, m.preamble.name, m.preamble.alias = h.id, h.name, h.name

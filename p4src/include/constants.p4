@@ -3,16 +3,8 @@
 #ifndef DYSCO_CONSTANTS_P4
 #define DYSCO_CONSTANTS_P4
 
-/* Ports of the bump in the wire.  Override with -DDYSCO_CPU_PORT=... and so on. */
-#ifndef DYSCO_HOST_PORT
-#define DYSCO_HOST_PORT 1
-#endif
-#ifndef DYSCO_NET_PORT
-#define DYSCO_NET_PORT 2
-#endif
-#ifndef DYSCO_CPU_PORT
-#define DYSCO_CPU_PORT 255
-#endif
+#include "bump.p4"
+
 /* UDP destination port of Dysco control messages (punted to the agent). */
 #ifndef DYSCO_CONTROL_PORT
 #define DYSCO_CONTROL_PORT 9797
@@ -30,19 +22,12 @@
 #define DYSCO_TAG_OPTION 253
 #endif
 
-const bit<9> HOST_PORT = DYSCO_HOST_PORT;
-const bit<9> NET_PORT = DYSCO_NET_PORT;
-const bit<9> CPU_PORT = DYSCO_CPU_PORT;
 const bit<16> CONTROL_UDP_PORT = DYSCO_CONTROL_PORT;
 const bit<32> TEARDOWN_CLONE_SESSION = DYSCO_TEARDOWN_SESSION;
 
 const bit<16> ETHERTYPE_IPV4 = 0x0800;
 const bit<8> PROTO_TCP = 6;
 const bit<8> PROTO_UDP = 17;
-
-/* packet_out.mode */
-const bit<8> PACKET_OUT_DIRECT = 0;    /* send out of packet_out.port as is */
-const bit<8> PACKET_OUT_PIPELINE = 1;  /* run through the pipeline as if it came in on packet_out.port */
 
 /* packet_in.reason */
 const bit<8> REASON_POLICY_SYN = 1;     /* outbound SYN matched the classifier; policy_id set */

@@ -7,30 +7,6 @@
 /* Maximum TCP option area: 40 bytes = 10 words. */
 #define TCP_OPT_WORDS 10
 
-@controller_header("packet_in")
-header packet_in_h {
-    bit<9> ingress_port;
-    bit<7> pad0;
-    bit<8> reason;
-    bit<8> detail;
-    bit<16> policy_id;
-    bit<32> session_id;
-}
-
-@controller_header("packet_out")
-header packet_out_h {
-    bit<9> port;
-    bit<7> pad0;
-    bit<8> mode;
-    bit<8> pad1;
-}
-
-header ethernet_h {
-    bit<48> dst_addr;
-    bit<48> src_addr;
-    bit<16> ether_type;
-}
-
 header ipv4_h {
     bit<4> version;
     bit<4> ihl;

@@ -9,7 +9,7 @@
  * byte, but never translated.
  */
 
-bit<40> la;
+bit<40> la;  /* lookahead window: every state writes all of it (zero-extended), reads la[7:0] */
 
 state parse_ethernet {
     pkt.extract(hdr.ethernet);
@@ -79,9 +79,9 @@ state opt_kind_dispatch {
 }
 
 state opt_kind_0 { meta.opt_kind = pkt.lookahead<bit<8>>(); transition opt_kind; }
-state opt_kind_1 { la[15:0] = pkt.lookahead<bit<16>>(); meta.opt_kind = la[7:0]; transition opt_kind; }
-state opt_kind_2 { la[23:0] = pkt.lookahead<bit<24>>(); meta.opt_kind = la[7:0]; transition opt_kind; }
-state opt_kind_3 { la[31:0] = pkt.lookahead<bit<32>>(); meta.opt_kind = la[7:0]; transition opt_kind; }
+state opt_kind_1 { la = (bit<40>)pkt.lookahead<bit<16>>(); meta.opt_kind = la[7:0]; transition opt_kind; }
+state opt_kind_2 { la = (bit<40>)pkt.lookahead<bit<24>>(); meta.opt_kind = la[7:0]; transition opt_kind; }
+state opt_kind_3 { la = (bit<40>)pkt.lookahead<bit<32>>(); meta.opt_kind = la[7:0]; transition opt_kind; }
 
 state opt_kind {
     transition select(meta.opt_kind) {
@@ -110,9 +110,9 @@ state opt_len_dispatch {
     }
 }
 
-state opt_len_0 { la[15:0] = pkt.lookahead<bit<16>>(); meta.opt_len = la[7:0]; transition opt_classify; }
-state opt_len_1 { la[23:0] = pkt.lookahead<bit<24>>(); meta.opt_len = la[7:0]; transition opt_classify; }
-state opt_len_2 { la[31:0] = pkt.lookahead<bit<32>>(); meta.opt_len = la[7:0]; transition opt_classify; }
+state opt_len_0 { la = (bit<40>)pkt.lookahead<bit<16>>(); meta.opt_len = la[7:0]; transition opt_classify; }
+state opt_len_1 { la = (bit<40>)pkt.lookahead<bit<24>>(); meta.opt_len = la[7:0]; transition opt_classify; }
+state opt_len_2 { la = (bit<40>)pkt.lookahead<bit<32>>(); meta.opt_len = la[7:0]; transition opt_classify; }
 state opt_len_3 { la = pkt.lookahead<bit<40>>(); meta.opt_len = la[7:0]; transition opt_classify; }
 
 state opt_classify {

@@ -6,6 +6,8 @@ Every node has ``pos = (line, column)`` in the preprocessed text; the
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 Pos = tuple[int, int]
@@ -532,3 +534,16 @@ def annotation(annos: tuple[Annotation, ...], name: str) -> Annotation | None:
         if a.name == name:
             return a
     return None
+
+
+def walk(node: object) -> Iterator[object]:
+    """Every AST node under ``node`` (itself included; tuples are walked through), depth first."""
+    yield node
+    if isinstance(node, tuple):
+        for item in node:
+            yield from walk(item)
+    elif dataclasses.is_dataclass(node) and not isinstance(node, type):
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name)
+            if isinstance(value, tuple) or dataclasses.is_dataclass(value):
+                yield from walk(value)

@@ -14,7 +14,11 @@ from lark.lexer import Lexer
 
 from . import _lexer as lx
 from . import ast as A
+from .compile_time import check_division
+from .declarations import check_unique_names
+from .extern_calls import check_extern_calls
 from .preprocess import SourceMap
+from .stack_ops import check_stack_ops
 
 # P4 constructs outside the subset: named in the error instead of a bare syntax error
 UNSUPPORTED_WORDS = frozenset({"value_set", "action_selector", "this", "abstract", "list"})
@@ -597,9 +601,14 @@ def parse(source: SourceMap) -> A.Program:
     except UnexpectedInput as exc:
         raise source.error("syntax error: unexpected character", exc.line, exc.column) from None
     try:
-        return _ToAst().transform(tree)
+        prog: A.Program = _ToAst().transform(tree)
     except VisitError as exc:
         orig = exc.orig_exc
         meta = getattr(exc.obj, "meta", None)
         line, col = _pos(meta) if meta is not None else (1, 1)
         raise source.error(str(orig), line, col) from None
+    check_unique_names(prog, source)
+    check_division(prog, source)
+    check_extern_calls(prog, source)
+    check_stack_ops(prog, source)
+    return prog

@@ -13,13 +13,26 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import text_format
+from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
-from dysco.bmv2 import Target, TargetError, TargetSpec, choose_kind, switch_argv
+from dysco.bmv2 import Target, TargetError, TargetSpec, build, choose_kind, find_p4c, switch_argv
 from dysco.bmv2.launcher import parse_port
+from dysco.softswitch import load_program
+from tests.real_p4c import P4C, p4c_unusable
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = ROOT / "tests" / "softswitch_server" / "programs" / "fwd.p4"
+
+
+@pytest.fixture(scope="module")
+def real_p4c() -> Path:
+    """The real p4c's bmv2 back end (../shared/tools/p4c), where it exists and runs."""
+    reason = p4c_unusable()
+    if reason:
+        pytest.skip(reason)
+    return P4C
 
 
 def free_addr() -> str:
@@ -59,7 +72,7 @@ def test_choice() -> None:
     empty = {"PATH": "/nonexistent"}
     assert choose_kind(empty) == "softswitch"
     assert choose_kind({**empty, "DYSCO_TARGET": "softswitch"}) == "softswitch"
-    with pytest.raises(TargetError, match="not both on PATH"):
+    with pytest.raises(TargetError, match="simple_switch_grpc is not on PATH or no p4c was found"):
         choose_kind({**empty, "DYSCO_TARGET": "bmv2"})
     with pytest.raises(TargetError, match="expected 'bmv2' or 'softswitch'"):
         choose_kind({**empty, "DYSCO_TARGET": "tofino"})
@@ -69,6 +82,50 @@ def test_choice_finds_bmv2_on_path(fake_bmv2: tuple[Path, Path]) -> None:
     bin_dir, _ = fake_bmv2
     assert choose_kind({"PATH": str(bin_dir)}) == "bmv2"
     assert choose_kind({"PATH": str(bin_dir), "DYSCO_TARGET": "softswitch"}) == "softswitch"
+
+
+def test_p4c_by_flag_environment_or_path(tmp_path: Path, fake_bmv2: tuple[Path, Path]) -> None:
+    bin_dir, _ = fake_bmv2
+    other = tmp_path / "elsewhere" / "p4c-bm2-ss"
+    other.parent.mkdir()
+    other.write_text("#!/bin/sh\nexit 0\n")
+    other.chmod(0o755)
+    on_path = {"PATH": str(bin_dir)}
+    assert find_p4c(on_path) == str(bin_dir / "p4c")
+    assert find_p4c({**on_path, "DYSCO_P4C": str(other)}) == str(other)
+    assert find_p4c({**on_path, "DYSCO_P4C": str(bin_dir / "p4c")}, str(other)) == str(other)  # flag wins
+    assert find_p4c({"PATH": "/nonexistent"}) is None
+    with pytest.raises(TargetError, match="DYSCO_P4C=/no/p4c: no such executable"):
+        find_p4c({"PATH": "/nonexistent", "DYSCO_P4C": "/no/p4c"})
+    with pytest.raises(TargetError, match="--p4c=/no/p4c: no such executable"):
+        find_p4c({"PATH": str(bin_dir)}, "/no/p4c")
+    # simple_switch_grpc on PATH and a p4c named outside it: bmv2
+    (bin_dir / "p4c").unlink()
+    assert choose_kind({"PATH": str(bin_dir)}) == "softswitch"
+    assert choose_kind({"PATH": str(bin_dir), "DYSCO_P4C": str(other)}) == "bmv2"
+    assert choose_kind({"PATH": str(bin_dir)}, str(other)) == "bmv2"
+
+
+def test_build_with_the_real_p4c(tmp_path: Path, real_p4c: Path) -> None:
+    """What the bmv2 path runs, with the real compiler: bmv2's JSON and the same P4Info as ours."""
+    env = {"PATH": "/usr/bin:/bin", "DYSCO_P4C": str(real_p4c)}
+    built = build(TargetSpec(PROGRAM, build_dir=tmp_path / "by-env", environ=env), "bmv2")
+    assert built.device_config == tmp_path / "by-env" / "fwd.json"
+    assert "pipelines" in json.loads(built.device_config.read_text())  # bmv2's format, not ours
+    info = text_format.Parse(built.p4info.read_text(), p4info_pb2.P4Info())
+    assert info == load_program(PROGRAM).p4info
+    spec = TargetSpec(
+        PROGRAM, build_dir=tmp_path / "by-flag", p4c=str(real_p4c), environ={"PATH": "/usr/bin"}
+    )
+    assert "pipelines" in json.loads(build(spec, "bmv2").device_config.read_text())
+
+
+def test_a_p4c_error_is_reported(tmp_path: Path, real_p4c: Path) -> None:
+    bad = tmp_path / "bad.p4"
+    bad.write_text("#include <core.p4>\ncontrol C() { apply { x = 1; } }\n")
+    spec = TargetSpec(bad, build_dir=tmp_path, p4c=str(real_p4c), environ={"PATH": "/usr/bin"})
+    with pytest.raises(TargetError, match=r"p4c failed .*\n.*bad\.p4\(2\)"):
+        build(spec, "bmv2")
 
 
 def test_same_flags_for_both_targets() -> None:
@@ -110,7 +167,7 @@ def test_bmv2_path_with_fake_tools(tmp_path: Path, fake_bmv2: tuple[Path, Path])
         assert "MyIngress.fwd" in tables(addr)
     logged = calls.read_text().splitlines()
     assert logged[0] == (
-        f"p4c --target bmv2 --arch v1model --p4runtime-files {tmp_path}/build/fwd.p4info.txt "
+        f"p4c --target bmv2 --arch v1model --p4runtime-files {tmp_path}/build/fwd.p4info.txtpb "
         f"-o {tmp_path}/build {PROGRAM}"
     )
     assert logged[1] == f"simple_switch_grpc --device-id 0 --no-p4 -- --grpc-server-addr {addr} --cpu-port 64"
@@ -123,7 +180,7 @@ def test_a_target_that_dies_is_reported(tmp_path: Path) -> None:
         (bin_dir / tool).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / tool).chmod(0o755)
     (tmp_path / "fwd.json").write_text("{}")
-    (tmp_path / "fwd.p4info.txt").write_text("")
+    (tmp_path / "fwd.p4info.txtpb").write_text("")
     spec = TargetSpec(
         PROGRAM, grpc_addr=free_addr(), build_dir=tmp_path, environ={"PATH": f"{bin_dir}:/usr/bin"}
     )

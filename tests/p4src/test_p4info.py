@@ -74,6 +74,9 @@ def test_actions_and_params(dysco_program: P4Program) -> None:
         SESSION_OUT.drop_action,
         PEER_ACTION,
         "NoAction",
+        # called only directly from the control, listed as p4c lists them (every parameter bound)
+        "DyscoIngress.punt",
+        "DyscoIngress.translate_tuple",
     }
 
     def params(name: str) -> list[tuple[str, int]]:
@@ -85,6 +88,7 @@ def test_actions_and_params(dysco_program: P4Program) -> None:
     assert params(SESSION_OUT.punt_action) == [(SESSION_OUT.punt_param, 32)]
     assert params(SESSION_OUT.drop_action) == []
     assert params(PEER_ACTION) == [("cell", 32)]
+    assert params("DyscoIngress.punt") == []  # punt(bit<8> reason): the calls bind the reason
 
 
 def test_controller_headers(dysco_program: P4Program) -> None:

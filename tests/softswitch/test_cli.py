@@ -15,10 +15,16 @@ ROUTER = Path(__file__).parent / "programs" / "router.p4"
 
 
 def test_p4c_writes_p4info_and_device_config(tmp_path: Path) -> None:
-    txt, js, binf = tmp_path / "r.p4info.txt", tmp_path / "r.p4info.json", tmp_path / "r.p4info.bin"
-    rc = main(["p4c", str(ROUTER), "--p4runtime-files", f"{txt},{js},{binf}", "-o", str(tmp_path / "out")])
+    txtpb, txt = tmp_path / "r.p4info.txtpb", tmp_path / "r.p4info.txt"
+    js, binf = tmp_path / "r.p4info.json", tmp_path / "r.p4info.bin"
+    files = ",".join(map(str, (txtpb, txt, js, binf)))
+    rc = main(["p4c", str(ROUTER), "--p4runtime-files", files, "-o", str(tmp_path / "out")])
     assert rc == 0
     want = load_program(ROUTER).p4info
+    assert txtpb.read_text().startswith(
+        "# proto-file: p4/config/v1/p4info.proto\n# proto-message: p4.config.v1.P4Info\n"
+    )
+    assert text_format.Parse(txtpb.read_text(), p4info_pb2.P4Info()) == want
     assert text_format.Parse(txt.read_text(), p4info_pb2.P4Info()) == want
     assert json_format.Parse(js.read_text(), p4info_pb2.P4Info()) == want
     assert p4info_pb2.P4Info.FromString(binf.read_bytes()) == want

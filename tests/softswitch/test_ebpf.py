@@ -92,12 +92,12 @@ def test_an_exact_table_is_a_hash_map(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("program", "construct", "where"),
     [
-        ("parser.p4", "varbit fields", "parser.p4:53"),
+        ("parser.p4", "varbit fields", "parser.p4:54"),
         ("stack.p4", "method push_front()", "stack.p4:22"),
         ("ops.p4", "int<W> (signed) values", "ops.p4:17"),
         ("control.p4", "header unions", "control.p4:43"),
-        ("externs.p4", "extern instances in a control (direct_counter dc)", "externs.p4:17"),
-        ("checksum.p4", "call of update_checksum_with_payload", "checksum.p4:48"),
+        ("externs.p4", "extern instances in a control (direct_counter dc)", "externs.p4:19"),
+        ("checksum.p4", "call of update_checksum_with_payload", "checksum.p4:49"),
     ],
 )
 def test_an_unsupported_construct_is_named_with_file_and_line(

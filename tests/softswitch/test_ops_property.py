@@ -40,8 +40,8 @@ def model(a: int, b: int, s: int, t: int) -> bytes:
         (-a) & 0xFF,  # neg
         ~a & 0xFF,  # not
         (a * 3) & 0xFF,  # mul
-        a // 7,  # div
-        a % 7,  # mod
+        a // 16,  # div
+        a % 32,  # mod
         1 if sv < tv else 2,  # cond
         ((sv & 0xFFFF) >> 8) & 0xFF,  # cast: sign-extended to 16 bits, high byte
         1 if sv < tv else 0,  # cmp

@@ -74,7 +74,7 @@ def test_controller_headers_in_p4info(prog: P4Program) -> None:
 
 def test_table_p4info(prog: P4Program) -> None:
     t = prog.p4info.tables[0]
-    assert t.preamble.name == "Ingress.acl"
+    assert t.preamble.name == "MyIngress.acl"
     assert [f.name for f in t.match_fields] == ["h.eth.etherType", "sm.ingress_port"]
     assert t.idle_timeout_behavior == t.NOTIFY_CONTROL
     assert t.size == 64

@@ -31,7 +31,7 @@ parser P(packet_in pkt, out headers h, inout meta_t m, inout standard_metadata_t
 control NoVerify(inout headers h, inout meta_t m) { apply { } }
 control NoCompute(inout headers h, inout meta_t m) { apply { } }
 
-control Ingress(inout headers h, inout meta_t m, inout standard_metadata_t sm) {
+control MyIngress(inout headers h, inout meta_t m, inout standard_metadata_t sm) {
     direct_counter(CounterType.packets_and_bytes) acl_counter;
     counter(16, CounterType.packets) port_counter;
     register<bit<32>>(16) last_len;
@@ -71,10 +71,10 @@ control Ingress(inout headers h, inout meta_t m, inout standard_metadata_t sm) {
     }
 }
 
-control Egress(inout headers h, inout meta_t m, inout standard_metadata_t sm) { apply { } }
+control MyEgress(inout headers h, inout meta_t m, inout standard_metadata_t sm) { apply { } }
 
-control Deparser(packet_out pkt, in headers h) {
+control MyDeparser(packet_out pkt, in headers h) {
     apply { pkt.emit(h.packet_in); pkt.emit(h.eth); }
 }
 
-V1Switch(P(), NoVerify(), Ingress(), Egress(), NoCompute(), Deparser()) main;
+V1Switch(P(), NoVerify(), MyIngress(), MyEgress(), NoCompute(), MyDeparser()) main;

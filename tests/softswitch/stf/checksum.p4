@@ -1,5 +1,6 @@
 /* IPv4 header checksum verify/update and the UDP checksum over a pseudo header plus the
  * payload (update_checksum_with_payload); a bad IPv4 checksum sets checksum_error, no drop. */
+#define STF_OWN_CHECKSUMS
 #include "common.p4"
 
 header ipv4_t {

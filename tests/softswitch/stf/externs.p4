@@ -1,4 +1,6 @@
 /* Stateful and hashing externs: counter, direct_counter, register, meter, hash, random. */
+/* register<T, I> (an index type) needs the 2020 v1model, as in p4c */
+#define V1MODEL_VERSION 20200408
 #include "common.p4"
 
 header data_t {
@@ -13,10 +15,10 @@ parser P(packet_in pkt, out headers h, inout meta_t m, inout standard_metadata_t
 }
 
 control I(inout headers h, inout meta_t m, inout standard_metadata_t sm) {
-    counter(8, CounterType.packets_and_bytes) cnt;
+    counter<bit<32>>(8, CounterType.packets_and_bytes) cnt;
     direct_counter(CounterType.packets) dc;
     register<bit<8>, bit<32>>(4) regs;
-    meter(4, MeterType.packets) mtr;
+    meter<bit<32>>(4, MeterType.packets) mtr;
 
     table t {
         key = { h.data.g: exact; }
@@ -27,16 +29,16 @@ control I(inout headers h, inout meta_t m, inout standard_metadata_t sm) {
         sm.egress_spec = 1;
         cnt.count((bit<32>)h.data.g[2:0]);
         bit<8> r;
-        regs.read(r, 1);
+        regs.read(r, 32w1);
         r = r + 1;
-        regs.write(1, r);
-        h.data.reg = regs.read(1);
+        regs.write(32w1, r);
+        regs.read(h.data.reg, 32w1);
         hash(h.data.crc32, HashAlgorithm.crc32, 32w0, { h.data.f, h.data.g }, 64w0x100000000);
         hash(h.data.crc16, HashAlgorithm.crc16, 16w0, { h.data.f }, 32w65536);
         hash(h.data.csum, HashAlgorithm.csum16, 16w0, { h.data.f, h.data.g, 16w0 }, 32w65536);
         hash(h.data.ident, HashAlgorithm.identity, 32w0, { h.data.f }, 64w0x100000000);
         hash(h.data.hashmod, HashAlgorithm.identity, 16w100, { h.data.g }, 32w7);
-        mtr.execute_meter(0, h.data.color);
+        mtr.execute_meter(32w0, h.data.color);
         random(h.data.rnd, 8w0x42, 8w0x42);
         t.apply();
     }

@@ -32,8 +32,8 @@ control I(inout headers h, inout meta_t m, inout standard_metadata_t sm) {
         h.o.neg = -a;
         h.o.not_ = ~a;
         h.o.mul = a * 3;
-        h.o.div = a / 7;
-        h.o.mod = a % 7;
+        h.o.div = a / 16;  /* bmv2 divides only by powers of two (a shift, a mask) */
+        h.o.mod = a % 32;
         h.o.cond = h.i.s < h.i.t ? 8w1 : 8w2;
         h.o.cast = ((int<16>)h.i.s)[15:8];
         h.o.cmp = (bit<8>)(bit<1>)(h.i.s < h.i.t);

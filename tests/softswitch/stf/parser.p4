@@ -7,12 +7,12 @@ error { BadValue }
 header h8_t { bit<8> v; }
 header opt_t { bit<8> len; varbit<64> data; }
 struct headers { ethernet_t eth; h8_t[3] stk; opt_t opt; h8_t tail; }
-struct meta_t { bit<8> n; }
+struct meta_t { bit<8> n; bit<8> last; }
 
-parser Tail(packet_in pkt, inout headers h) {
+parser Tail(packet_in pkt, out h8_t tail) {  /* only what it writes: h.stk may be unset here */
     state start {
-        pkt.extract(h.tail);
-        verify(h.tail.v != 0xEE, error.BadValue);
+        pkt.extract(tail);
+        verify(tail.v != 0xEE, error.BadValue);
         transition accept;
     }
 }
@@ -30,6 +30,7 @@ parser P(packet_in pkt, out headers h, inout meta_t m, inout standard_metadata_t
     }
     state stack {
         pkt.extract(h.stk.next);
+        m.last = (bit<8>)h.stk.lastIndex;  /* lastIndex exists only in a parser */
         transition select(h.stk.last.v) {
             0: accept;
             default: stack;
@@ -45,7 +46,7 @@ parser P(packet_in pkt, out headers h, inout meta_t m, inout standard_metadata_t
         transition parse_tail;
     }
     state parse_tail {
-        tail_parser.apply(pkt, h);
+        tail_parser.apply(pkt, h.tail);
         transition accept;
     }
 }
@@ -58,7 +59,7 @@ control I(inout headers h, inout meta_t m, inout standard_metadata_t sm) {
         else if (sm.parser_error == error.BadValue) { sm.egress_spec = 5; }
         else if (sm.parser_error != error.NoError) { sm.egress_spec = 6; }
         if (h.stk[0].isValid()) {
-            h.eth.src[7:0] = (bit<8>)h.stk.lastIndex;
+            h.eth.src[7:0] = m.last;
         }
         if (h.opt.isValid()) {
             h.eth.src[15:8] = h.opt.len;

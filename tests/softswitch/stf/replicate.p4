@@ -1,5 +1,6 @@
 /* Traffic manager: resubmit and recirculate with preserved metadata, I2E/E2E clones,
  * multicast replication; instance_type, egress_rid and egress_port as egress sees them. */
+#define STF_OWN_EGRESS
 #include "common.p4"
 
 header data_t { bit<8> itype; bit<8> rid; bit<8> pass_; bit<8> port; }

@@ -11,7 +11,7 @@ parser P(packet_in pkt, out headers h, inout meta_t m, inout standard_metadata_t
 
 control I(inout headers h, inout meta_t m, inout standard_metadata_t sm) {
     counter(4, CounterType.packets_and_bytes) cnt;
-    register<bit<8>, bit<32>>(4) regs;
+    register<bit<8>>(4) regs;  /* the 2018 v1model: index bit<32> */
 
     action bump() {
         bit<8> r;
