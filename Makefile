@@ -4,10 +4,11 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-# Debian packages the project uses at run or test time (see scripts/ensure-debs.sh); the last
-# three are the runtime libraries of the real p4c in ../shared/tools/p4c that tests/p4src/test_p4c.py runs.
+# Debian packages the project uses at run or test time (see scripts/ensure-debs.sh): clang-16, llvm-16,
+# libbpf-dev and bpftool build, load and inspect the ebpf target; libgc1, libboost-iostreams1.74.0 and
+# libprotobuf32 are the runtime libraries of the real p4c in ../shared/tools/p4c that tests/p4src/test_p4c.py runs.
 DEBS    := libpcap0.8 cpp iproute2 ethtool iptables conntrack iperf3 haproxy openssl \
-           libgc1 libboost-iostreams1.74.0 libprotobuf32
+           clang-16 llvm-16 libbpf-dev bpftool libgc1 libboost-iostreams1.74.0 libprotobuf32
 PYTEST_ARGS ?=
 
 .PHONY: all demo test lint typecheck unit ptf soak bench setup debs lock clean

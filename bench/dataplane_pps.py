@@ -27,7 +27,7 @@ from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from dysco.p4names import HOST_PORT, NET_PORT, SESSION_OUT
 from dysco.softswitch import Switch, load_program
 from dysco.softswitch.api import ActionCall, FieldMatch, TableEntry
-from dysco.softswitch.backend.runtime import csum16
+from dysco.softswitch.targets.python.runtime import csum16
 
 ROOT = Path(__file__).resolve().parents[1]
 DYSCO, BASELINE = ROOT / "p4src" / "dysco.p4", ROOT / "p4src" / "baseline.p4"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dysco.softswitch import Switch, load_program
 from dysco.softswitch.api import ActionCall, FieldMatch, TableEntry
-from dysco.softswitch.backend.runtime import csum16
+from dysco.softswitch.targets.python.runtime import csum16
 
 PROGRAM = Path(__file__).resolve().parent.parent / "tests" / "softswitch" / "programs" / "router.p4"
 

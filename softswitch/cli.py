@@ -37,6 +37,9 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--emit-python", metavar="FILE", help="also write the generated Python code (for debugging)"
     )
+    p.add_argument(
+        "--emit-c", metavar="FILE", help="also write the C the ebpf backend generates (for debugging)"
+    )
     p.add_argument("--parse", action="store_true", help="stop after parsing and print the AST")
     p.set_defaults(handler=p4c_main)
 
@@ -45,7 +48,8 @@ def register(subparsers: Any) -> None:
         help="run an STF test (p4c's format) against the softswitch",
         description="Run PROGRAM with the packets and table entries of TEST.stf and compare what comes out "
         "with its `expect` lines, as p4c's bmv2 STF runner does. Exit 0 on pass, 1 with a diff on failure.",
-        epilog="example: dysco stf tests/softswitch/stf/lpm.p4 tests/softswitch/stf/lpm.stf",
+        epilog="example: dysco stf tests/softswitch/stf/router.p4 tests/softswitch/stf/router.stf"
+        " --backend ebpf",
     )
     s.add_argument("program", help="the P4 source file")
     s.add_argument("test", help="the .stf file")
@@ -54,6 +58,13 @@ def register(subparsers: Any) -> None:
     )
     s.add_argument(
         "-D", dest="defines", action="append", default=[], metavar="NAME[=VALUE]", help="define a macro"
+    )
+    s.add_argument(
+        "--backend",
+        choices=("python", "ebpf"),
+        default="python",
+        help="python (in-process, the reference) or ebpf (TC programs on veth pairs in a namespace "
+        "of its own; needs root and clang-16); default python",
     )
     s.set_defaults(handler=stf_main)
 
@@ -87,6 +98,11 @@ def p4c_main(args: argparse.Namespace) -> int:
             raise UserError(f"{name}: unknown P4Info format (use .txtpb, .txt, .json or .bin)")
     if args.emit_python:
         Path(args.emit_python).write_text(prog.python_source)
+    if args.emit_c:
+        from .targets.ebpf.cgen import generate
+
+        c = prog.compiled
+        Path(args.emit_c).write_text(generate(prog.ast, prog.source, c.types, c.errors, c.info).source)
     return 0
 
 
@@ -95,7 +111,7 @@ def stf_main(args: argparse.Namespace) -> int:
     from .stf import run_stf
 
     prog = load_program(args.program, include_dirs=args.include_dirs, defines=args.defines)
-    result = run_stf(prog, args.test)
+    result = run_stf(prog, args.test, backend=args.backend)
     if result.passed:
         print(f"{args.test}: {result.report}")
         return 0

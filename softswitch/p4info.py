@@ -15,7 +15,7 @@ from p4.config.v1 import p4info_pb2
 
 from dysco.errors import UserError
 
-from .backend import ir
+from . import ir
 
 PREFIX: Mapping[str, int] = MappingProxyType(
     {

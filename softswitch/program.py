@@ -12,9 +12,10 @@ from p4.config.v1 import p4info_pb2
 from dysco.errors import UserError
 
 from . import p4info as P
-from .backend.compile import Compiled, compile_program
 from .frontend.parse import parse
 from .frontend.preprocess import SourceMap, preprocess
+from .targets.python.context import Compiled
+from .targets.python.passes import compile_program
 
 FORMAT = "dysco-softswitch-program"
 VERSION = 1

@@ -15,12 +15,13 @@ from pathlib import Path
 
 from p4.config.v1 import p4info_pb2
 
-from dysco.errors import SourceError, SourcePos
+from dysco.errors import SourceError, SourcePos, UserError
 
 from .api import (
     ActionCall,
     CloneSession,
     CounterValue,
+    Device,
     EntryError,
     FieldMatch,
     MeterConfig,
@@ -47,11 +48,11 @@ class StfResult:
 
 
 class _Runner:
-    def __init__(self, program: P4Program, path: str, text: str) -> None:
+    def __init__(self, program: P4Program, path: str, text: str, device: Device) -> None:
         self.prog = program
         self.path = path
         self.text = text
-        self.sw = Switch(program)
+        self.sw = device
         self.info = program.p4info
         self.expect: list[Expectation] = []
         self.received: dict[int, list[bytes]] = {}
@@ -433,11 +434,38 @@ def match(e: Expectation, frame: bytes) -> str:
     return f"{problem}\n    expected {want}{'$' if e.exact else ''}\n    received {got}\n             {mark}"
 
 
-def run_stf(program: P4Program, stf_path: str | Path) -> StfResult:
-    """Run the STF test at ``stf_path`` against a fresh switch running ``program``."""
+def stf_ports(text: str) -> list[int]:
+    """The port numbers an STF test sends into or expects on."""
+    return sorted({int(m.group(1)) for m in _PORT_RE.finditer(text)})
+
+
+_PORT_RE = re.compile(r"^\s*(?:packet|expect)\s+(\d+)", re.MULTILINE | re.IGNORECASE)
+
+
+def run_stf(program: P4Program, stf_path: str | Path, *, backend: str = "python") -> StfResult:
+    """Run the STF test at ``stf_path`` against a fresh switch running ``program``.
+
+    ``backend="ebpf"`` compiles the program for the TC hook and sends the packets through
+    veth pairs in a network namespace of its own (named after this process), all removed
+    again when the test ends, also on failure."""
     path = Path(stf_path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise SourceError(f"cannot read the STF file: {exc.strerror}", SourcePos(str(path), 1, 1)) from None
-    return _Runner(program, str(path), text).run()
+    if backend == "python":
+        return _Runner(program, str(path), text, Switch(program)).run()
+    if backend != "ebpf":
+        raise UserError(f"unknown backend {backend!r} (python or ebpf)")
+    from .targets.ebpf import EbpfSwitch, VethRig, unavailable
+
+    why = unavailable()
+    if why is not None:
+        raise UserError(why)
+    ports = stf_ports(text)
+    with VethRig(ports) as rig:
+        sw = EbpfSwitch(program, ports={p: rig.switch_if(p) for p in ports}, netns=rig.name, rig=rig)
+        try:
+            return _Runner(program, str(path), text, sw).run()
+        finally:
+            sw.close()

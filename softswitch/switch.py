@@ -19,10 +19,10 @@ from .api import (
     TableEntry,
     WriteOp,
 )
-from .backend.externs_rt import CounterArray, MeterArray, RegisterArray
-from .backend.pipeline import Pipeline
-from .backend.tables import Table
 from .program import P4Program
+from .targets.python.externs_rt import CounterArray, MeterArray, RegisterArray
+from .targets.python.pipeline import Pipeline
+from .targets.python.tables import Table
 
 NO_PIPELINE = "No forwarding pipeline config set for this device"
 

@@ -33,6 +33,7 @@ _EPILOG = """\
 example:
   dysco switch -i 1@veth1 -i 2@veth3 --cpu-port 255 --grpc-server-addr 127.0.0.1:9559 prog.p4
   dysco switch --no-p4 -i 1@veth1 -- --cpu-port 255     (simple_switch_grpc style)
+  dysco switch --backend ebpf -i 1@veth1 -i 2@veth3 router.p4   (TC programs in the kernel)
 
 The program is a .p4 source (compiled on start) or a device config written by
 `dysco p4c`; with --no-p4 a controller pushes it with SetForwardingPipelineConfig.
@@ -68,6 +69,13 @@ def register(subparsers: Any) -> None:
         default=0.5,
         metavar="SECONDS",
         help="how often entries are checked for idle timeout (default 0.5)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("python", "ebpf"),
+        default="python",
+        help="python: packets run through the in-process executor (default); ebpf: the program is "
+        "compiled for the kernel's TC hook and attached to every -i interface (needs root, clang-16)",
     )
     parser.add_argument("program", nargs="?", help="a .p4 program or a device config file")
     parser.add_argument("target_options", nargs="*", help=argparse.SUPPRESS)
@@ -177,6 +185,26 @@ def _load(path_text: str) -> Any:
     return softswitch.program_from_device_config(path.read_bytes())  # type: ignore[attr-defined, unused-ignore]
 
 
+def _make_device(args: argparse.Namespace, program: Any, interfaces: dict[int, str]) -> tuple[Any, Any]:
+    """The device for ``--backend`` and the ports the server moves packets through (None: the
+    kernel forwards them itself)."""
+    if args.backend == "ebpf":
+        from dysco.softswitch.targets.ebpf import EbpfSwitch, unavailable
+
+        why = unavailable()
+        if why is not None:
+            raise UserError(why)
+        return EbpfSwitch(program, ports=interfaces, cpu_port=args.cpu_port, drop_port=args.drop_port), None
+    from dysco.softswitch import Switch  # type: ignore[attr-defined, unused-ignore]
+
+    device = Switch(program, cpu_port=args.cpu_port, drop_port=args.drop_port)
+    try:
+        # Without interfaces frames leaving on data ports are discarded (packet I/O via P4Runtime only).
+        return device, (RawSocketPorts(interfaces) if interfaces else None)
+    except PortError as exc:
+        raise UserError(str(exc)) from exc
+
+
 def run(args: argparse.Namespace) -> int:
     _target_options(args)
     if args.program is not None and args.no_p4:
@@ -192,16 +220,9 @@ def run(args: argparse.Namespace) -> int:
     if args.thrift_port is not None:
         _log.info("[switch] --thrift-port %d ignored (softswitch has no Thrift server)", args.thrift_port)
 
-    from dysco.softswitch import Switch  # type: ignore[attr-defined, unused-ignore]
-
     tls = _tls(args)
     program = _load(args.program) if args.program is not None else None
-    device = Switch(program, cpu_port=cpu_port, drop_port=args.drop_port)
-    try:
-        # Without interfaces frames leaving on data ports are discarded (packet I/O via P4Runtime only).
-        ports = RawSocketPorts(interfaces) if interfaces else None
-    except PortError as exc:
-        raise UserError(str(exc)) from exc
+    device, ports = _make_device(args, program, interfaces)
     server = SoftSwitchServer(
         device,
         device_id=args.device_id,
@@ -230,6 +251,9 @@ def run(args: argparse.Namespace) -> int:
         stop.wait()
     finally:
         server.stop()
+        close = getattr(device, "close", None)
+        if close is not None:
+            close()  # the ebpf backend removes its qdiscs, filters and maps
         for s, handler in previous.items():
             signal.signal(s, handler)
     sys.stdout.flush()

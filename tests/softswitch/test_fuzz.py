@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from dysco.softswitch import Switch, load_program
 from dysco.softswitch.api import ActionCall, CloneSession, FieldMatch, Replica, TableEntry
-from dysco.softswitch.backend.runtime import P4AssertionError
+from dysco.softswitch.targets.python.runtime import P4AssertionError
 
 HERE = Path(__file__).parent
 PROGRAMS = sorted(p for p in [*HERE.glob("stf/*.p4"), *HERE.glob("programs/*.p4")] if p.name != "common.p4")

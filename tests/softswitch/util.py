@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dysco.softswitch.backend.runtime import csum16
+from dysco.softswitch.targets.python.runtime import csum16
 
 
 def ipv4_frame(dst: str = "10.1.2.3", ttl: int = 64, payload: bytes = bytes(30)) -> bytes:

@@ -14,9 +14,9 @@ from typing import Any
 
 from dysco.errors import DyscoError, InternalError
 
-from ..api import Clock, CloneSession, Replica
+from ...api import Clock, CloneSession, Replica
 from . import runtime as R
-from .compile import Compiled
+from .context import Compiled
 from .externs_rt import CounterArray, MeterArray, RegisterArray
 from .tables import ActionSpec, Table
 

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ..frontend import ast as A
-from ..frontend import types as T
-from . import ir
-from .compile import UNSUPPORTED, BlockCtx
+from ... import ir
+from ...frontend import ast as A
+from ...frontend import types as T
+from .actions import ActionCompiler
+from .context import UNSUPPORTED, BlockCtx
 from .exprs import ExprGen
 from .scope import Emitter, Sym, pyname
-
-if TYPE_CHECKING:
-    from .blocks import BlockCompiler
 
 MATCH_KINDS = ("exact", "lpm", "ternary", "range", "optional")
 
 
-def compile_table(c: BlockCompiler, decl: A.TableDecl, blk: BlockCtx) -> None:
-    from .blocks import expr_text
-
+def compile_table(c: ActionCompiler, decl: A.TableDecl, blk: BlockCtx) -> None:
     cp = c.cp_name(blk.cp, decl.name, decl.annotations)
     gen = c.unique(pyname("T", cp))
     eg = ExprGen(c, blk.scope)
@@ -153,7 +147,7 @@ _PROPS = frozenset({"default_action", "size", "support_timeout", "counters", "me
 
 
 def entry_match(
-    c: BlockCompiler, eg: ExprGen, ks: A.Expr, keys: list[ir.KeyInfo], decl: A.TableDecl
+    c: ActionCompiler, eg: ExprGen, ks: A.Expr, keys: list[ir.KeyInfo], decl: A.TableDecl
 ) -> list[tuple[str, int, int]]:
     items = ks.items if isinstance(ks, A.ListExpr) else (ks,)
     if len(items) != len(keys):
@@ -189,3 +183,22 @@ def entry_match(
             extra = {"lpm": k.width, "ternary": full, "range": value}.get(k.match_kind, 0)
             out.append((k.match_kind, value, extra))
     return out
+
+
+def expr_text(e: A.Expr) -> str:
+    """A key expression as p4c names its match field."""
+    if isinstance(e, A.Name):
+        return e.name
+    if isinstance(e, A.Member):
+        return f"{expr_text(e.expr)}.{e.name}"
+    if isinstance(e, A.Index):
+        return f"{expr_text(e.expr)}[{expr_text(e.index)}]"
+    if isinstance(e, A.IntLit):
+        return str(e.value)
+    if isinstance(e, A.Slice):
+        return f"{expr_text(e.expr)}[{expr_text(e.hi)}:{expr_text(e.lo)}]"
+    if isinstance(e, A.Call):
+        return f"{expr_text(e.func)}()"
+    if isinstance(e, A.TypeMember):
+        return f"{e.type_name}.{e.member}"
+    return "key"

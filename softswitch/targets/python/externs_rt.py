@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..api import Clock, CounterValue, EntryError, MeterConfig
+from ...api import Clock, CounterValue, EntryError, MeterConfig
 
 GREEN, YELLOW, RED = 0, 1, 2
 

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..api import ActionCall, Clock, CounterValue, EntryError, FieldMatch, MeterConfig, TableEntry
-from . import ir
+from ... import ir
+from ...api import ActionCall, Clock, CounterValue, EntryError, FieldMatch, MeterConfig, TableEntry
 from .externs_rt import MeterCell
 from .runtime import PacketState
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..frontend import ast as A
-from ..frontend import types as T
+from ...frontend import ast as A
+from ...frontend import types as T
 from . import runtime as R
-from .scope import Scope, Sym, Val, fattr
-
-if TYPE_CHECKING:
-    from .compile import Compiler
+from .scope import Scope, Sym, TypeEnv, Val, fattr
 
 
 def _fold_env() -> dict[str, Any]:
@@ -25,7 +22,7 @@ def literal(v: object) -> str:
 class ExprGen:
     """Generates Python expressions for P4 expressions in one scope."""
 
-    def __init__(self, comp: Compiler, scope: Scope) -> None:
+    def __init__(self, comp: TypeEnv, scope: Scope) -> None:
         self.c = comp
         self.scope = scope
 

@@ -4,8 +4,26 @@ from __future__ import annotations
 
 import keyword
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from ..frontend import types as T
+from dysco.errors import SourceError
+
+from ...frontend import ast as A
+from ...frontend import types as T
+
+
+class TypeEnv(Protocol):
+    """What expressions need from the compiler: program types, error codes, located errors.
+
+    :class:`~.context.Compiler` is one; :class:`~.exprs.ExprGen` takes it by this interface so
+    that expressions sit below the compiler in the import order.
+    """
+
+    types: dict[str, T.Type]
+
+    def err(self, msg: str, pos: A.Pos) -> SourceError: ...
+    def error_code(self, name: str) -> int | None: ...
+    def resolve_type(self, tr: A.TypeRef, scope: Scope | None = None) -> T.Type: ...
 
 
 @dataclass

@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ..frontend import ast as A
-from ..frontend import types as T
-from . import ir
-from .compile import UNSUPPORTED, FnCtx, fattr
+from ... import ir
+from ...frontend import ast as A
+from ...frontend import types as T
+from .context import UNSUPPORTED, FnCtx, fattr
 from .exprs import ExprGen
 from .scope import Val
-
-if TYPE_CHECKING:
-    from .stmts import StmtCompiler
+from .values import ValueCompiler
 
 VOID = Val("", T.VOID)
 
 
-def _nargs(c: StmtCompiler, call: A.Call, *counts: int) -> None:
+def _nargs(c: ValueCompiler, call: A.Call, *counts: int) -> None:
     if len(call.args) not in counts:
         want = " or ".join(map(str, counts))
         raise c.err(f"expected {want} arguments, got {len(call.args)}", call.pos)
 
 
-def _out(c: StmtCompiler, e: A.Expr, ctx: FnCtx, eg: ExprGen) -> Val:
+def _out(c: ValueCompiler, e: A.Expr, ctx: FnCtx, eg: ExprGen) -> Val:
     c.check_lvalue(e, ctx)
     return eg.expr(e)
 
 
-def _uint(c: StmtCompiler, e: A.Expr, eg: ExprGen, width: int = 32) -> Val:
+def _uint(c: ValueCompiler, e: A.Expr, eg: ExprGen, width: int = 32) -> Val:
     v = eg.expr(e, T.Bits(width))
     if v.type == T.INT:
         v = eg.coerce(v, T.Bits(width), e)
@@ -37,7 +33,7 @@ def _uint(c: StmtCompiler, e: A.Expr, eg: ExprGen, width: int = 32) -> Val:
 
 
 def extern_method(
-    c: StmtCompiler, base: Val, f: A.Member, call: A.Call, ctx: FnCtx, eg: ExprGen
+    c: ValueCompiler, base: Val, f: A.Member, call: A.Call, ctx: FnCtx, eg: ExprGen
 ) -> Val | None:
     t = base.type
     assert isinstance(t, T.Extern)
@@ -140,14 +136,14 @@ def extern_method(
     raise c.err(f"{t.name} has no method {m!r}", call.pos)
 
 
-def _instance(c: StmtCompiler, base: Val, ctx: FnCtx) -> ir.ExternInfo:
+def _instance(c: ValueCompiler, base: Val, ctx: FnCtx) -> ir.ExternInfo:
     for info in c.info.externs.values():
         if info.gen == base.code:
             return info
     raise c.err(f"{base.type} is not an extern instance", (0, 0))
 
 
-def emit(c: StmtCompiler, v: Val, node: A.Expr, ctx: FnCtx) -> None:
+def emit(c: ValueCompiler, v: Val, node: A.Expr, ctx: FnCtx) -> None:
     t = v.type
     if isinstance(t, T.Struct):
         if t.is_header:
@@ -163,7 +159,7 @@ def emit(c: StmtCompiler, v: Val, node: A.Expr, ctx: FnCtx) -> None:
     raise c.err(f"emit needs a header, a header stack or a struct of them, not {t}", node.pos)
 
 
-def extern_function(c: StmtCompiler, name: str, call: A.Call, ctx: FnCtx, eg: ExprGen) -> Val:
+def extern_function(c: ValueCompiler, name: str, call: A.Call, ctx: FnCtx, eg: ExprGen) -> Val:
     em = ctx.em
     args = call.args
     if name == "mark_to_drop":

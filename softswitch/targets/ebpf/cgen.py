@@ -1,0 +1,257 @@
+"""Lower a checked v1model program to C for the TC hook (clsact ingress, direct action).
+
+One C function per program (``dysco_tc``): the parser as labels, verify checksum,
+ingress, egress, compute checksum and the deparser inlined in v1model order; one
+static function per action and per table apply.  Header fields live in a context
+struct on the stack as ``__u64`` (widths up to 64 bits); headers are read from and
+written back to the packet with ``bpf_skb_load_bytes`` / ``bpf_skb_store_bytes``.
+
+Tables become maps: exact keys a HASH, an lpm key an LPM_TRIE (exact fields first,
+the lpm field last), each with ``max_entries`` = the table's ``size``; the default
+action is a one-slot ARRAY.  A value is ``{action index, args[]}``.  The layout is
+described by :class:`TableLayout` so the device encodes entries the same way.
+
+Anything outside this subset raises :class:`Unsupported` naming the construct and
+its source position.
+"""
+
+from __future__ import annotations
+
+from ... import ir
+from ...frontend import ast as A
+from ...frontend import types as T
+from ...frontend.preprocess import SourceMap
+from ._clayout import (
+    PACKET,
+    STAT_DROP,
+    STAT_IN,
+    STAT_OUT,
+    STAT_PASS,
+    V1_PARAMS,
+    Blk,
+    CProgram,
+    ExternLayout,
+    Fn,
+    KeyField,
+    TableLayout,
+    Unsupported,
+    c_ident,
+)
+from ._cparser import CParser
+
+
+class CGen(CParser):
+    """The passes in order: block instances and their state structs, then per block (v1model
+    order) parser / controls / deparser into one TC function; tables, actions and externs are
+    generated the first time a body uses them."""
+
+    def generate(self) -> CProgram:
+        main = next((d for d in self.prog.decls if isinstance(d, A.Instantiation) and d.name == "main"), None)
+        if main is None or not isinstance(main.type, A.TName) or main.type.name != "V1Switch":
+            raise self.unsupported("a main package other than V1Switch", main)
+        for d in self.prog.decls:
+            if isinstance(d, A.ParserDecl | A.ControlDecl) and d.locals is not None:
+                self.decls[d.name] = d
+            elif isinstance(d, A.ConstDecl):
+                t = self.resolve(d.type, d)
+                if not isinstance(d.value, A.IntLit):
+                    raise self.unsupported("a constant that is not a literal", d)
+                self.consts[d.name] = (d.value.value, t)
+        blocks: list[A.ParserDecl | A.ControlDecl] = []
+        for arg in main.args:
+            if not (isinstance(arg, A.CtorCall) and isinstance(arg.type, A.TName) and not arg.args):
+                raise self.unsupported("a V1Switch argument that is not a plain block instance", arg)
+            blk_decl = self.decls.get(arg.type.name)
+            if blk_decl is None:
+                raise self.unsupported(f"block {arg.type.name}", arg)
+            blocks.append(blk_decl)
+        if len(blocks) != 6:
+            raise self.unsupported("a V1Switch without six blocks", main)
+        # the program state: one struct per parameter type of the ingress control
+        ing = blocks[2]
+        pt = [self.resolve(p.type, p) for p in ing.params]
+        if len(pt) != 3 or not all(isinstance(t, T.Struct) for t in pt):
+            raise self.unsupported("an ingress control without (headers, metadata, standard_metadata)", ing)
+        done = self.done_structs
+        structs = [t for t in pt if isinstance(t, T.Struct)]
+        for t in structs:
+            self.c_struct(t, done, ing)
+        self.out.append(
+            "struct ctx {\n"
+            f"    struct s_{c_ident(structs[0].name)} H;\n"
+            f"    struct s_{c_ident(structs[1].name)} M;\n"
+            f"    struct s_{c_ident(structs[2].name)} SM;\n"
+            "    __u32 truncate;  /* v1model truncate(): the length the packet leaves with, 0: whole */\n"
+            "};"
+        )
+        roles = ("H", "M", "SM")
+        role_of = dict(zip([t.name for t in structs], roles, strict=True))
+        body = Fn([], Blk("", {}))
+        for kind, d in zip(V1_PARAMS, blocks, strict=True):
+            params: dict[str, tuple[str, T.Type | None]] = {}
+            data_params = [p for p in d.params if not (isinstance(p.type, A.TName) and p.type.name in PACKET)]
+            for p in d.params:
+                if isinstance(p.type, A.TName) and p.type.name in PACKET:
+                    params[p.name] = ("", None)
+                    continue
+                if isinstance(p.type, A.TName) and p.type.name in d.type_params:
+                    # a generic block (control C<H, M>(inout H hdr, ...)): bound by position
+                    t = structs[data_params.index(p)]
+                else:
+                    t = self.resolve(p.type, p)
+                if not isinstance(t, T.Struct) or t.name not in role_of:
+                    raise self.unsupported(f"a block parameter of type {t}", p)
+                params[p.name] = (f"c->{role_of[t.name]}", t)
+            blk = Blk(c_ident(d.name), params)
+            if isinstance(d, A.ControlDecl):
+                for loc in d.locals or ():
+                    if isinstance(loc, A.ActionDecl):
+                        blk.actions[loc.name] = loc
+                    elif isinstance(loc, A.TableDecl):
+                        blk.tables[loc.name] = loc
+                    elif isinstance(loc, A.Instantiation):
+                        blk.externs[loc.name] = self.extern_instance(loc, d)
+                    else:
+                        raise self.unsupported(f"control-local {type(loc).__name__}", loc)
+            fn = Fn(body.lines, blk)
+            fn(f"/* {kind}: {d.name} */")
+            if isinstance(d, A.ParserDecl):
+                self.parser(d, fn)
+            else:
+                if kind == "deparser":
+                    self.deparser(d, fn)
+                else:
+                    assert d.body is not None
+                    self.block(d.body, fn)
+                if kind == "ingress":
+                    fn("if (c->SM.f_egress_spec == 511)")
+                    fn("    goto drop;")
+                    fn("c->SM.f_egress_port = c->SM.f_egress_spec;")
+                elif kind == "egress":
+                    fn("if (c->SM.f_egress_spec == 511)")
+                    fn("    goto drop;")
+        if sorted(self.extracted) != sorted(set(self.emitted)) or len(set(self.emitted)) != len(self.emitted):
+            raise self.unsupported(
+                "a deparser that does not emit exactly the headers the parser extracts", blocks[5]
+            )
+        return CProgram(self.render(body.lines), self.tables, self.externs)
+
+    def render(self, body: list[str]) -> str:
+        head = [
+            "/* generated by dysco softswitch (ebpf target); do not edit */",
+            "#include <linux/bpf.h>",
+            "#include <linux/pkt_cls.h>",
+            "#include <bpf/bpf_helpers.h>",
+            "",
+            "struct { __uint(type, BPF_MAP_TYPE_HASH); __type(key, __u32); __type(value, __u32);"
+            ' __uint(max_entries, 512); } ports_in SEC(".maps");',
+            "struct { __uint(type, BPF_MAP_TYPE_HASH); __type(key, __u32); __type(value, __u32);"
+            ' __uint(max_entries, 512); } ports_out SEC(".maps");',
+            "struct { __uint(type, BPF_MAP_TYPE_ARRAY); __type(key, __u32); __type(value, __u64);"
+            ' __uint(max_entries, 4); } stats SEC(".maps");',
+            "",
+            "struct counter { __u64 packets; __u64 bytes; };",
+            "",
+            "/* trTCM (RFC 2698) as v1model runs it; tokens are kept in units x 1e9 (rate x ns) */",
+            "struct meter { struct bpf_spin_lock lock; __u32 configured; __u64 cir, cburst, pir, pburst;"
+            " __u64 tc, tp, last; };",
+            "#define NS 1000000000ULL",
+            "static __always_inline __u64 refill(__u64 t, __u64 rate, __u64 burst, __u64 dt) {",
+            "    __u64 cap = burst * NS;",
+            "    if (t >= cap) return cap;",
+            "    if (rate == 0) return t;",
+            "    if (dt >= (cap - t) / rate) return cap;",
+            "    return t + rate * dt;",
+            "}",
+            "static __always_inline __u64 meter_execute(void *map, __u32 idx, __u64 amount) {",
+            "    struct meter *m = bpf_map_lookup_elem(map, &idx);",
+            "    if (!m) return 0;",
+            "    __u64 now = bpf_ktime_get_ns();",
+            "    __u64 colour = 0;",
+            "    __u64 a = amount * NS;",
+            "    bpf_spin_lock(&m->lock);",
+            "    if (m->configured) {",
+            "        __u64 dt = now > m->last ? now - m->last : 0;",
+            "        m->last = now;",
+            "        __u64 tp = refill(m->tp, m->pir, m->pburst, dt);",
+            "        __u64 tc = refill(m->tc, m->cir, m->cburst, dt);",
+            "        if (tp < a) {",
+            "            colour = 2;",
+            "        } else if (tc < a) {",
+            "            colour = 1;",
+            "            tp -= a;",
+            "        } else {",
+            "            tp -= a;",
+            "            tc -= a;",
+            "        }",
+            "        m->tp = tp;",
+            "        m->tc = tc;",
+            "    }",
+            "    bpf_spin_unlock(&m->lock);",
+            "    return colour;",
+            "}",
+            "",
+            "static __always_inline void stat(__u32 i) {",
+            "    __u64 *v = bpf_map_lookup_elem(&stats, &i);",
+            "    if (v) __sync_fetch_and_add(v, 1);",
+            "}",
+            "",
+        ]
+        main = [
+            'SEC("tc")',
+            "int dysco_tc(struct __sk_buff *skb) {",
+            "    __u32 ifindex = skb->ingress_ifindex;",
+            "    __u32 *inport = bpf_map_lookup_elem(&ports_in, &ifindex);",
+            "    if (!inport) {",
+            f"        stat({STAT_PASS});",
+            "        return TC_ACT_OK;",
+            "    }",
+            f"    stat({STAT_IN});",
+            "    struct ctx cx = {};",
+            "    struct ctx *c = &cx;",
+            "    __u8 b[64];",
+            "    __u32 off = 0;",
+            "    __u32 outoff = 0;",
+            "    c->SM.f_ingress_port = *inport;",
+            "    c->SM.f_packet_length = skb->len;",
+            *body,
+            "    {",
+            "        __u32 eport = (__u32)c->SM.f_egress_port;",
+            "        __u32 *oif = bpf_map_lookup_elem(&ports_out, &eport);",
+            "        if (!oif)",
+            "            goto drop;",
+            "        if (c->truncate && c->truncate < skb->len)",
+            "            if (bpf_skb_change_tail(skb, c->truncate, 0) < 0)",
+            "                goto drop;",
+            f"        stat({STAT_OUT});",
+            "        return bpf_redirect(*oif, 0);",
+            "    }",
+            "drop:",
+            f"    stat({STAT_DROP});",
+            "    return TC_ACT_SHOT;",
+            "}",
+            "",
+            'char LICENSE[] SEC("license") = "GPL";',
+        ]
+        return "\n".join(head + self.out + [""] + self.fns + main) + "\n"
+
+
+def generate(
+    prog: A.Program, sm: SourceMap, types: dict[str, T.Type], errors: list[str], info: ir.ProgramInfo
+) -> CProgram:
+    """The C source and map layout of a checked program (:class:`Unsupported` for what it cannot do)."""
+    return CGen(prog, sm, types, errors, info).generate()
+
+
+__all__ = [
+    "STAT_DROP",
+    "STAT_IN",
+    "STAT_OUT",
+    "STAT_PASS",
+    "CProgram",
+    "ExternLayout",
+    "KeyField",
+    "TableLayout",
+    "Unsupported",
+    "generate",
+]

@@ -1,0 +1,492 @@
+"""The ebpf target as an :class:`~dysco.softswitch.api.Device`: the program compiled to C,
+built with clang, loaded with libbpf, attached at clsact ingress of every port; table
+writes go into its maps.
+
+What it does not do yet (each call says so with ``UNIMPLEMENTED``): multicast groups,
+clone sessions, direct counters, direct meter configuration, idle timeouts, packet-in/out.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import shutil
+import struct
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pyroute2.netlink.exceptions import NetlinkError
+
+from ...api import (
+    ActionCall,
+    CloneSession,
+    CounterValue,
+    EntryError,
+    FieldMatch,
+    MeterConfig,
+    Program,
+    Replica,
+    TableEntry,
+    WriteOp,
+)
+from . import cgen
+from .build import build
+from .libbpf import BpfError, BpfMap, BpfObject
+from .netns import VethRig, in_netns
+
+log = logging.getLogger("dysco.softswitch.ebpf")
+
+PROG_NAME = "dysco_tc"
+FILTER_NAME = "dysco_tc"
+TC_INGRESS = 0xFFFFFFF2  # "ffff:fff2", the clsact ingress hook
+BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
+METER = struct.Struct("=II7Q")  # struct meter: lock, configured, cir, cburst, pir, pburst, tc, tp, last
+METER_SIZE = METER.size
+NS = 1_000_000_000
+SETTLE_S = 2.0  # how long a packet may take to come out before process() gives up waiting
+
+
+class _Table:
+    """One table's maps and the entries written into them (the control plane's view)."""
+
+    def __init__(self, obj: BpfObject, lay: cgen.TableLayout, info: Any) -> None:
+        self.lay = lay
+        self.info = info  # ir.TableInfo (numbered)
+        self.nargs = max(lay.max_params, 1)
+        nk = max(len(lay.keys), 1)
+        kb = lay.key_bytes
+        if lay.kind == "scan":
+            self.key_size = 4
+            self.value_size = 16 + 16 * nk + 8 * self.nargs
+        else:
+            self.key_size = (4 + kb + 3) // 4 * 4 if lay.kind == "lpm" else max(kb, 1)
+            self.value_size = 8 + 8 * self.nargs
+        self.map = BpfMap(obj, lay.map_name, self.key_size, self.value_size)
+        self.default = BpfMap(obj, lay.default_map, 4, self.value_size)
+        self.entries: dict[tuple[tuple[FieldMatch, ...], int], TableEntry] = {}
+        self.slots: dict[tuple[tuple[FieldMatch, ...], int], int] = {}
+        self.free = list(range(lay.size - 1, -1, -1)) if lay.kind == "scan" else []
+        self.field_pos = {k.id: i for i, k in enumerate(info.keys)}
+        self.default_call = ActionCall(0)
+
+    def _by_name(self, match: Sequence[FieldMatch]) -> dict[str, FieldMatch]:
+        try:
+            return {self.info.keys[self.field_pos[m.field_id]].name: m for m in match}
+        except KeyError:
+            raise EntryError("INVALID_ARGUMENT", f"unknown match field in {self.lay.name}") from None
+
+    def key(self, match: Sequence[FieldMatch]) -> bytes:
+        """The map key of a hash/lpm entry."""
+        by_name = self._by_name(match)
+        data = b""
+        plen = 0
+        for kf in self.lay.keys:
+            m = by_name.get(kf.name)
+            if kf.match_kind == "exact":
+                if m is None:
+                    raise EntryError("INVALID_ARGUMENT", f"exact field {kf.name} is missing")
+                plen += 8 * kf.nbytes
+                data += m.value.to_bytes(kf.nbytes, "big")
+            else:
+                value, pl = (m.value, m.prefix_len) if m is not None else (0, 0)
+                plen += pl
+                data += value.to_bytes(kf.nbytes, "big")
+        if self.lay.kind == "lpm":
+            raw = struct.pack("=I", plen) + data
+            return raw + bytes(self.key_size - len(raw))
+        return data or b"\0"
+
+    def _call(self, action: ActionCall, actions_by_id: Mapping[int, str]) -> tuple[int, list[int]]:
+        name = actions_by_id.get(action.action_id)
+        if name is None or name not in self.lay.actions:
+            raise EntryError(
+                "INVALID_ARGUMENT", f"action {action.action_id} is not an action of {self.lay.name}"
+            )
+        return self.lay.actions.index(name), list(action.params) + [0] * (self.nargs - len(action.params))
+
+    def value(self, action: ActionCall, actions_by_id: Mapping[int, str]) -> bytes:
+        """A hash/lpm value, or a default entry's (for every kind)."""
+        index, args = self._call(action, actions_by_id)
+        if self.lay.kind == "scan":
+            nk = max(len(self.lay.keys), 1)
+            return struct.pack(f"=IIII{2 * nk}Q{len(args)}Q", 1, 0, index, 0, *[0] * (2 * nk), *args)
+        return struct.pack(f"=II{len(args)}Q", index, 0, *args)
+
+    def slot(
+        self, priority: int, match: Sequence[FieldMatch], action: ActionCall, actions_by_id: Mapping[int, str]
+    ) -> bytes:
+        """A scan table's slot: valid, priority, action, per key (value, mask) or (low, high), args."""
+        index, args = self._call(action, actions_by_id)
+        by_name = self._by_name(match)
+        lo: list[int] = []
+        hi: list[int] = []
+        for kf in self.lay.keys:
+            full = (1 << kf.width) - 1
+            m = by_name.get(kf.name)
+            if m is None:
+                if kf.match_kind == "exact":
+                    raise EntryError("INVALID_ARGUMENT", f"exact field {kf.name} is missing")
+                lo.append(0)
+                hi.append(full if kf.match_kind == "range" else 0)
+            elif kf.match_kind == "range":
+                lo.append(m.value)
+                hi.append(m.high)
+            elif kf.match_kind == "ternary":
+                lo.append(m.value & m.mask)
+                hi.append(m.mask)
+            elif kf.match_kind == "lpm":
+                mask = full ^ ((1 << (kf.width - m.prefix_len)) - 1)
+                lo.append(m.value & mask)
+                hi.append(mask)
+            else:  # exact, optional
+                lo.append(m.value)
+                hi.append(full)
+        nk = max(len(self.lay.keys), 1)
+        lo += [0] * (nk - len(lo))
+        hi += [0] * (nk - len(hi))
+        return struct.pack(f"=IIII{nk}Q{nk}Q{len(args)}Q", 1, priority, index, 0, *lo, *hi, *args)
+
+
+class EbpfSwitch:
+    """One v1model switch in the kernel.  ``ports`` maps port numbers to interface names
+    (in namespace ``netns``, or this one); ``rig`` (optional) is the veth rig
+    :meth:`process` sends through."""
+
+    def __init__(
+        self,
+        program: Program | None = None,
+        *,
+        ports: Mapping[int, str],
+        netns: str | None = None,
+        rig: VethRig | None = None,
+        cpu_port: int | None = None,
+        drop_port: int = 511,
+        workdir: Path | None = None,
+    ) -> None:
+        self.cpu_port = cpu_port
+        self.drop_port = drop_port
+        self.ports = dict(ports)
+        self.netns = netns
+        self.rig = rig
+        self._own_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="dysco-ebpf-"))
+        self._program: Program | None = None
+        self._obj: BpfObject | None = None
+        self._tables: dict[int, _Table] = {}
+        self._actions: dict[int, str] = {}
+        self._action_ids: dict[str, int] = {}
+        self._attached: list[int] = []
+        self._externs: dict[int, tuple[cgen.ExternLayout, BpfMap]] = {}
+        self._ncpu = 1
+        self._ipr: Any = None
+        self.c_program: cgen.CProgram | None = None
+        if program is not None:
+            self.load(program)
+
+    # ------------------------------------------------------------ lifecycle
+    @property
+    def program(self) -> Program | None:
+        return self._program
+
+    def load(self, program: Program) -> None:
+        p: Any = program
+        cprog = cgen.generate(p.ast, p.source, p.compiled.types, p.compiled.errors, p.compiled.info)
+        obj_path = build(cprog.source, self.workdir)
+        self.close(keep_workdir=True)
+        obj = BpfObject(obj_path, PROG_NAME)
+        self._obj, self.c_program, self._program = obj, cprog, program
+        info = p.compiled.info
+        self._actions = {a.id: a.name for a in info.actions.values()}
+        self._action_ids = {a.name: a.id for a in info.actions.values()}
+        self._tables = {
+            info.tables[n].id: _Table(obj, lay, info.tables[n]) for n, lay in cprog.tables.items()
+        }
+        for t in self._tables.values():
+            self._write_default(t, t.lay.default_action, t.lay.default_args)
+            self._const_entries(t)
+        self.stats = BpfMap(obj, cprog.stats_map, 4, 8)
+        ncpu = obj.possible_cpus()
+        sizes = {"counter": 16 * ncpu, "register": 8, "meter": METER_SIZE}
+        self._externs = {
+            info.externs[n].id: (lay, BpfMap(obj, lay.map_name, 4, sizes[lay.kind]))
+            for n, lay in cprog.externs.items()
+            if lay.kind in sizes
+        }
+        self._ncpu = ncpu
+        try:
+            self._attach(obj, cprog)
+        except BaseException:
+            self.close(keep_workdir=True)
+            raise
+
+    def _iproute(self) -> Any:
+        from pyroute2 import IPRoute
+
+        if self._ipr is None:
+            if self.netns:
+                with in_netns(self.netns):
+                    self._ipr = IPRoute()
+            else:
+                self._ipr = IPRoute()
+        return self._ipr
+
+    def _attach(self, obj: BpfObject, cprog: cgen.CProgram) -> None:
+        ipr = self._iproute()
+        pin = BpfMap(obj, cprog.ports_map, 4, 4)
+        pout = BpfMap(obj, cprog.egress_map, 4, 4)
+        for port, ifname in sorted(self.ports.items()):
+            found = ipr.link_lookup(ifname=ifname)
+            if not found:
+                raise EntryError("INVALID_ARGUMENT", f"no interface {ifname} for port {port}")
+            idx = int(found[0])
+            pin.update(struct.pack("=I", idx), struct.pack("=I", port))
+            pout.update(struct.pack("=I", port), struct.pack("=I", idx))
+            self._clean_leftovers(ipr, idx, ifname)
+            try:
+                ipr.tc("add", "clsact", index=idx)
+            except NetlinkError as exc:
+                raise BpfError(
+                    f"cannot add a clsact qdisc to {ifname} (one not ours there?): {exc}"
+                ) from None
+            self._attached.append(idx)
+            try:
+                ipr.tc("add-filter", "bpf", index=idx, handle=":1", fd=obj.prog_fd, name=FILTER_NAME,
+                       parent=TC_INGRESS, classid=1, direct_action=True)  # fmt: skip
+            except NetlinkError as exc:
+                raise BpfError(f"cannot attach the program to {ifname}: {exc}") from None
+
+    @staticmethod
+    def _clean_leftovers(ipr: Any, idx: int, ifname: str) -> None:
+        """A clsact qdisc whose ingress filter is ours was left by a switch that died: remove it."""
+        try:
+            filters = ipr.get_filters(index=idx, parent=TC_INGRESS)
+        except NetlinkError:  # no clsact qdisc there: nothing to clean
+            return
+        for f in filters:
+            opts = f.get_attr("TCA_OPTIONS")
+            name = opts.get_attr("TCA_BPF_NAME") if opts is not None else None
+            if name and str(name).startswith(FILTER_NAME):
+                log.warning("removing the clsact qdisc a previous dysco switch left on %s", ifname)
+                ipr.tc("del", "clsact", index=idx)
+                return
+
+    def close(self, keep_workdir: bool = False) -> None:
+        """Detach from every port (removing the clsact qdiscs this switch added) and free the maps."""
+        if self._attached:
+            ipr = self._iproute()
+            for idx in self._attached:
+                try:
+                    ipr.tc("del", "clsact", index=idx)
+                except NetlinkError as exc:  # the interface may be gone already
+                    log.debug("clsact on ifindex %d: %s", idx, exc)
+            self._attached.clear()
+        if self._obj is not None:
+            self._obj.close()
+            self._obj = None
+        self._tables.clear()
+        if not keep_workdir:
+            if self._ipr is not None:
+                self._ipr.close()
+                self._ipr = None
+            if self._own_workdir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # ------------------------------------------------------------ packets
+    def counters(self) -> list[int]:
+        return [struct.unpack("=Q", self.stats.lookup(struct.pack("=I", i)) or bytes(8))[0] for i in range(4)]
+
+    def process(self, port: int, data: bytes) -> list[tuple[int, bytes]]:
+        """Send ``data`` into ``port`` through the rig and return what the program sent out.
+
+        Waits (up to SETTLE_S) until the program counted the packet as forwarded, dropped
+        or passed, then for exactly as many frames as it forwarded."""
+        if self.rig is None:
+            raise EntryError("UNIMPLEMENTED", "this ebpf switch has no veth rig to send packets through")
+        before = self.counters()
+        self.rig.send(port, data)
+        deadline = time.monotonic() + SETTLE_S
+        done = 0
+        while time.monotonic() < deadline:
+            now = self.counters()
+            done = sum(now[i] - before[i] for i in (cgen.STAT_OUT, cgen.STAT_DROP, cgen.STAT_PASS))
+            if done >= 1:
+                break
+            select.select([], [], [], 0.001)
+        if done < 1:
+            raise EntryError("DEADLINE_EXCEEDED", f"the program did not see the packet sent into port {port}")
+        want = self.counters()[cgen.STAT_OUT] - before[cgen.STAT_OUT]
+        got: list[tuple[int, bytes]] = []
+        socks = list(self.rig.socks.values())
+        while len(got) < want and time.monotonic() < deadline:
+            select.select(socks, [], [], max(0.0, deadline - time.monotonic()))
+            got += self.rig.drain()
+        return got + self.rig.drain()
+
+    # ------------------------------------------------------------ tables
+    def _table(self, table_id: int) -> _Table:
+        t = self._tables.get(table_id)
+        if t is None:
+            raise EntryError("NOT_FOUND", f"no table {table_id} in the ebpf program")
+        return t
+
+    def write_entry(self, op: WriteOp, entry: TableEntry) -> None:
+        t = self._table(entry.table_id)
+        if entry.idle_timeout_ns:
+            raise EntryError("UNIMPLEMENTED", "idle timeouts are not supported by the ebpf backend yet")
+        ident = (entry.match, entry.priority)
+        if op == "delete":
+            if ident not in t.entries:
+                raise EntryError("NOT_FOUND", "no such entry")
+            if t.lay.kind == "scan":
+                slot = t.slots.pop(ident)
+                t.map.update(struct.pack("=I", slot), bytes(t.value_size))
+                t.free.append(slot)
+            else:
+                t.map.delete(t.key(entry.match))
+            del t.entries[ident]
+            return
+        if op == "insert" and ident in t.entries:
+            raise EntryError("ALREADY_EXISTS", "the entry exists already")
+        if op == "modify" and ident not in t.entries:
+            raise EntryError("NOT_FOUND", "no such entry")
+        if op == "insert" and len(t.entries) >= t.lay.size:
+            raise EntryError("RESOURCE_EXHAUSTED", f"table {t.lay.name} is full ({t.lay.size} entries)")
+        if t.lay.kind == "scan":
+            value = t.slot(entry.priority, entry.match, entry.action, self._actions)
+            slot = t.slots[ident] if op == "modify" else t.free.pop()
+            t.map.update(struct.pack("=I", slot), value)
+            t.slots[ident] = slot
+        else:
+            flags = BPF_NOEXIST if op == "insert" else BPF_EXIST
+            try:
+                t.map.update(t.key(entry.match), t.value(entry.action, self._actions), flags)
+            except OSError as exc:
+                raise EntryError("RESOURCE_EXHAUSTED" if exc.errno == 7 else "INTERNAL", str(exc)) from None
+        t.entries[ident] = entry
+
+    def _const_entries(self, t: _Table) -> None:
+        """Install a table's ``const entries`` (P4 key order, kind ``dontcare`` for ``_``)."""
+        for ce in t.info.const_entries or ():
+            match: list[FieldMatch] = []
+            for k, (kind, value, extra) in zip(t.info.keys, ce.match, strict=True):
+                if kind == "dontcare":
+                    continue
+                if kind == "ternary":
+                    match.append(FieldMatch(k.id, "ternary", value, mask=extra))
+                elif kind == "lpm":
+                    match.append(FieldMatch(k.id, "lpm", value, prefix_len=extra))
+                elif kind == "range":
+                    match.append(FieldMatch(k.id, "range", value, high=extra))
+                else:
+                    match.append(FieldMatch(k.id, kind, value))
+            call = ActionCall(self._action_ids[ce.action], tuple(ce.args))
+            self.write_entry("insert", TableEntry(t.info.id, tuple(match), call, priority=ce.priority))
+
+    def read_entries(self, table_id: int = 0) -> list[TableEntry]:
+        tables = [self._table(table_id)] if table_id else list(self._tables.values())
+        return [e for t in tables for e in t.entries.values()]
+
+    def _write_default(self, t: _Table, action: str, args: Sequence[int]) -> None:
+        aid = self._action_ids.get(action)
+        if aid is None:
+            raise EntryError("INVALID_ARGUMENT", f"unknown default action {action}")
+        t.default.update(struct.pack("=I", 0), t.value(ActionCall(aid, tuple(args)), self._actions))
+        t.default_call = ActionCall(aid, tuple(args))
+
+    def default_entry(self, table_id: int) -> TableEntry:
+        t = self._table(table_id)
+        return TableEntry(table_id, (), t.default_call, is_default_action=True)
+
+    def set_default_entry(self, entry: TableEntry) -> None:
+        t = self._table(entry.table_id)
+        if entry.match:
+            raise EntryError("INVALID_ARGUMENT", "a default entry has no match")
+        name = self._actions.get(entry.action.action_id, "")
+        self._write_default(t, name, entry.action.params)
+
+    def reset_default_entry(self, table_id: int) -> None:
+        t = self._table(table_id)
+        self._write_default(t, t.lay.default_action, t.lay.default_args)
+
+    def expired_entries(self) -> list[TableEntry]:
+        return []
+
+    # ------------------------------------------------------------ not yet
+    @staticmethod
+    def _no(what: str) -> EntryError:
+        return EntryError("UNIMPLEMENTED", f"{what} is not supported by the ebpf backend yet")
+
+    def set_multicast_group(self, group_id: int, replicas: Sequence[Replica]) -> None:
+        raise self._no("multicast")
+
+    def delete_multicast_group(self, group_id: int) -> None:
+        raise self._no("multicast")
+
+    def multicast_groups(self) -> dict[int, tuple[Replica, ...]]:
+        return {}
+
+    def set_clone_session(self, session: CloneSession) -> None:
+        raise self._no("cloning")
+
+    def delete_clone_session(self, session_id: int) -> None:
+        raise self._no("cloning")
+
+    def clone_sessions(self) -> dict[int, CloneSession]:
+        return {}
+
+    def _extern(self, extern_id: int, kind: str, index: int) -> tuple[cgen.ExternLayout, BpfMap]:
+        found = self._externs.get(extern_id)
+        if found is None or found[0].kind != kind:
+            raise EntryError("NOT_FOUND", f"no {kind} {extern_id} in the ebpf program")
+        if not 0 <= index < found[0].size:
+            raise EntryError(
+                "OUT_OF_RANGE", f"{kind} {found[0].name} has {found[0].size} cells, not {index + 1}"
+            )
+        return found
+
+    def read_counter(self, counter_id: int, index: int) -> CounterValue:
+        """The sum over CPUs of a per-CPU counter cell."""
+        _, m = self._extern(counter_id, "counter", index)
+        raw = m.lookup(struct.pack("=I", index)) or bytes(m.value_size)
+        cells = struct.unpack(f"={2 * self._ncpu}Q", raw)
+        return CounterValue(sum(cells[0::2]), sum(cells[1::2]))
+
+    def write_counter(self, counter_id: int, index: int, value: CounterValue) -> None:
+        """Put the value in the first CPU's cell and zero the others (their sum is what reads see)."""
+        _, m = self._extern(counter_id, "counter", index)
+        cells = [value.packets, value.bytes] + [0] * (2 * (self._ncpu - 1))
+        m.update(struct.pack("=I", index), struct.pack(f"={2 * self._ncpu}Q", *cells))
+
+    def counter_size(self, counter_id: int) -> int:
+        return self._extern(counter_id, "counter", 0)[0].size
+
+    def read_direct_counter(self, entry: TableEntry) -> CounterValue:
+        raise self._no("a direct counter")
+
+    def write_direct_counter(self, entry: TableEntry, value: CounterValue) -> None:
+        raise self._no("a direct counter")
+
+    def set_meter(self, meter_id: int, index: int, config: MeterConfig | None) -> None:
+        """Configure (or, with None, unconfigure: all green) one meter cell; its buckets start full."""
+        _, m = self._extern(meter_id, "meter", index)
+        if config is None:
+            value = METER.pack(0, 0, 0, 0, 0, 0, 0, 0, 0)
+        else:
+            c = config
+            now = time.monotonic_ns()  # CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns
+            value = METER.pack(0, 1, c.cir, c.cburst, c.pir, c.pburst, c.cburst * NS, c.pburst * NS, now)
+        m.update(struct.pack("=I", index), value)
+
+    def set_direct_meter(self, entry: TableEntry, config: MeterConfig | None) -> None:
+        raise self._no("a direct meter")
+
+    def read_register(self, register_id: int, index: int) -> int:
+        _, m = self._extern(register_id, "register", index)
+        return int(struct.unpack("=Q", m.lookup(struct.pack("=I", index)) or bytes(8))[0])
+
+    def write_register(self, register_id: int, index: int, value: int) -> None:
+        lay, m = self._extern(register_id, "register", index)
+        m.update(struct.pack("=I", index), struct.pack("=Q", value & ((1 << lay.width) - 1)))

@@ -1,0 +1,173 @@
+"""A small ctypes binding of libbpf (``libbpf.so.1``): open/load an object, find its
+program and maps, and read/write/delete map elements.  Only what the ebpf target uses."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+from dysco.errors import UserError
+
+LOG_SIZE = 16 << 20
+LOG_TAIL_LINES = 12
+
+
+class BpfError(UserError):
+    """libbpf or the kernel refused something (the message says what, with errno)."""
+
+
+class VerifierError(BpfError):
+    """The kernel's verifier rejected the program; ``log_tail`` holds the last lines of its log."""
+
+    def __init__(self, message: str, log_tail: str) -> None:
+        super().__init__(f"{message}\n{log_tail}")
+        self.log_tail = log_tail
+
+
+def _load_lib() -> ctypes.CDLL:
+    name = ctypes.util.find_library("bpf") or "libbpf.so.1"
+    try:
+        lib = ctypes.CDLL(name, use_errno=True)
+    except OSError as exc:
+        raise BpfError(f"cannot load libbpf ({name}): {exc}") from None
+    vp, cp, ci, cs = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_size_t
+    sigs: dict[str, tuple[object, list[object]]] = {
+        "bpf_object__open_file": (vp, [cp, vp]),
+        "bpf_object__load": (ci, [vp]),
+        "bpf_object__close": (None, [vp]),
+        "bpf_object__find_program_by_name": (vp, [vp, cp]),
+        "bpf_object__find_map_fd_by_name": (ci, [vp, cp]),
+        "bpf_program__fd": (ci, [vp]),
+        "bpf_program__set_log_buf": (ci, [vp, vp, cs]),
+        "bpf_program__set_log_level": (ci, [vp, ctypes.c_uint32]),
+        "bpf_map_update_elem": (ci, [ci, vp, vp, ctypes.c_uint64]),
+        "bpf_map_lookup_elem": (ci, [ci, vp, vp]),
+        "bpf_map_delete_elem": (ci, [ci, vp]),
+        "bpf_map_get_next_key": (ci, [ci, vp, vp]),
+        "libbpf_set_print": (vp, [vp]),
+        "libbpf_num_possible_cpus": (ci, []),
+    }
+    for fname, (res, args) in sigs.items():
+        f = getattr(lib, fname)
+        f.restype = res
+        f.argtypes = args
+    lib.libbpf_set_print(None)  # no libbpf chatter on stderr; errors come back as exceptions
+    return lib
+
+
+def _errno_text(what: str) -> str:
+    e = ctypes.get_errno()
+    return f"{what}: {os.strerror(e)} (errno {e})"
+
+
+class BpfObject:
+    """One loaded BPF object file.  Closing it releases its maps and program
+    (the kernel keeps them while a TC filter still uses the program)."""
+
+    def __init__(self, path: Path, program: str) -> None:
+        self._lib = _load_lib()
+        self.path = path
+        self.program_name = program
+        self._obj = self._open()
+        prog = self._lib.bpf_object__find_program_by_name(self._obj, program.encode())
+        if not prog:
+            self.close()
+            raise BpfError(f"{path}: no program named {program}")
+        if self._lib.bpf_object__load(self._obj) != 0:
+            err = _errno_text(f"loading {path}")
+            self.close()
+            raise VerifierError(
+                f"the kernel rejected the program ({err}); the verifier log ends:", self._log()
+            )
+        self.prog_fd = int(self._lib.bpf_program__fd(prog))
+
+    def _open(self) -> int:
+        obj = self._lib.bpf_object__open_file(str(self.path).encode(), None)
+        if not obj:
+            raise BpfError(_errno_text(f"opening {self.path}"))
+        return int(obj)
+
+    def _log(self) -> str:
+        """Open the object again and load it with a verifier log, to report why it failed."""
+        obj = self._open()
+        try:
+            prog = self._lib.bpf_object__find_program_by_name(obj, self.program_name.encode())
+            buf = ctypes.create_string_buffer(LOG_SIZE)
+            self._lib.bpf_program__set_log_buf(prog, buf, LOG_SIZE)
+            self._lib.bpf_program__set_log_level(prog, 1)
+            self._lib.bpf_object__load(obj)
+            lines = buf.value.decode(errors="replace").rstrip().splitlines()
+        finally:
+            self._lib.bpf_object__close(obj)
+        tail = lines[-LOG_TAIL_LINES:] or ["(the verifier wrote no log)"]
+        return "\n".join("    " + x for x in tail)
+
+    def possible_cpus(self) -> int:
+        """How many values a per-CPU map holds per key."""
+        n = int(self._lib.libbpf_num_possible_cpus())
+        if n <= 0:
+            raise BpfError("libbpf cannot count the possible CPUs")
+        return n
+
+    def map_fd(self, name: str) -> int:
+        fd = int(self._lib.bpf_object__find_map_fd_by_name(self._obj, name.encode()))
+        if fd < 0:
+            raise BpfError(f"{self.path}: no map named {name}")
+        return fd
+
+    def close(self) -> None:
+        if self._obj:
+            self._lib.bpf_object__close(self._obj)
+            self._obj = 0
+
+    def __enter__(self) -> BpfObject:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class BpfMap:
+    """Byte-level access to one map through its fd."""
+
+    def __init__(self, obj: BpfObject, name: str, key_size: int, value_size: int) -> None:
+        self._lib = obj._lib
+        self.name = name
+        self.fd = obj.map_fd(name)
+        self.key_size = key_size
+        self.value_size = value_size
+
+    def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
+        k, v = self._buf(key, self.key_size), self._buf(value, self.value_size)
+        if self._lib.bpf_map_update_elem(self.fd, k, v, flags) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"map {self.name}: update: {os.strerror(e)}")
+
+    def lookup(self, key: bytes) -> bytes | None:
+        k = self._buf(key, self.key_size)
+        v = ctypes.create_string_buffer(self.value_size)
+        if self._lib.bpf_map_lookup_elem(self.fd, k, v) != 0:
+            return None
+        return v.raw
+
+    def delete(self, key: bytes) -> bool:
+        return int(self._lib.bpf_map_delete_elem(self.fd, self._buf(key, self.key_size))) == 0
+
+    def keys(self) -> Iterator[bytes]:
+        cur: ctypes.Array[ctypes.c_char] | None = None
+        nxt = ctypes.create_string_buffer(self.key_size)
+        while self._lib.bpf_map_get_next_key(self.fd, cur, nxt) == 0:
+            yield nxt.raw
+            cur = ctypes.create_string_buffer(nxt.raw, self.key_size)
+
+    @staticmethod
+    def _buf(data: bytes, size: int) -> ctypes.Array[ctypes.c_char]:
+        if len(data) != size:
+            raise ValueError(f"expected {size} bytes, got {len(data)}")
+        return ctypes.create_string_buffer(data, size)

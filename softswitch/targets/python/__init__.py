@@ -1,0 +1,1 @@
+"""The python target: P4 compiled to Python source, run in-process (the reference semantics)."""
