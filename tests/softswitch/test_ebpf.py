@@ -35,7 +35,18 @@ needs_ebpf = pytest.mark.skipif(WHY is not None, reason=WHY or "")
 
 # STF programs the ebpf back end must pass; every other case must stop with an Unsupported
 # error naming the construct (never a wrong packet, never a traceback).
-EBPF_PASSES = {"idioms", "meters", "misc", "router", "select", "stackwalk", "state", "tables", "v1model"}
+EBPF_PASSES = {
+    "idioms",
+    "length",
+    "meters",
+    "misc",
+    "router",
+    "select",
+    "stackwalk",
+    "state",
+    "tables",
+    "v1model",
+}
 
 
 def c_of(path: Path) -> str:

@@ -30,8 +30,6 @@ class CExprs(ABC):
         self.tables: dict[str, TableLayout] = {}
         self.decls: dict[str, A.ParserDecl | A.ControlDecl] = {}
         self.consts: dict[str, tuple[int, T.Type]] = {}
-        self.extracted: list[str] = []
-        self.emitted: list[str] = []
         self.done_actions: set[str] = set()
         self.done_tables: set[str] = set()
         self.externs: dict[str, ExternLayout] = {}

@@ -117,10 +117,6 @@ class CParser(CTables):
         n = sum(w for _, _, w in lay) // 8
         if n > 64:
             raise self.unsupported(f"header {t.name} longer than 64 bytes", node)
-        if stack is None:
-            self.extracted.append(code)
-        elif f"{stack[0]}[]" not in self.extracted:
-            self.extracted.append(f"{stack[0]}[]")
         lab = f"p_{fn.blk.cname}_reject"
         fn(f"if (bpf_skb_load_bytes(skb, off, b, {n}) < 0) {{")
         fn(f"    c->SM.f_parser_error = {self.error_code('PacketTooShort', node)};")
@@ -141,7 +137,10 @@ class CParser(CTables):
             fn(f"{stack[0]}__n += 1;")
 
     def deparser(self, d: A.ControlDecl, fn: Fn) -> None:
+        """The valid emitted headers replace the bytes the parser took (``off``): the packet
+        grows or shrinks at its head first (``resize``), then the headers are written from 0."""
         assert d.body is not None
+        emits: list[tuple[str, T.Struct]] = []
         for s in d.body.stmts:
             call = s.call if isinstance(s, A.CallStmt) else None
             if (
@@ -153,16 +152,24 @@ class CParser(CTables):
                 raise self.unsupported("a deparser statement other than packet.emit(header)", s)
             code, t = self.lvalue(call.args[0], fn)
             if isinstance(t, T.Stack):
-                self.emitted.append(f"{code}[]")
-                for i in range(t.size):
-                    self.emit_header(f"{code}[{i}]", t.elem, s, fn, record=False)
+                emits += [(f"{code}[{i}]", t.elem) for i in range(t.size)]
                 continue
             if not isinstance(t, T.Struct):
                 raise self.unsupported("emit of something that is not a header", s)
-            for hcode, ht in self.headers_in(code, t, s):
-                self.emit_header(hcode, ht, s, fn)
-        fn("if (outoff != off)")
-        fn("    goto drop;")
+            emits += self.headers_in(code, t, s)
+        fn("{")
+        fn("    __u32 hlen = 0;")
+        for code, t in emits:
+            fn(f"    if ({code}._v) hlen += {self.header_bytes(t, d)};")
+        fn("    if (resize(skb, off, hlen) < 0)")
+        fn("        goto drop;")
+        fn("}")
+        fn("outoff = 0;")
+        for code, t in emits:
+            self.emit_header(code, t, d, fn)
+
+    def header_bytes(self, t: T.Struct, node: object) -> int:
+        return sum(w for _, _, w in self.header_layout(t, node)) // 8
 
     def headers_in(self, code: str, t: T.Struct, node: object) -> list[tuple[str, T.Struct]]:
         """A header, or the headers of a struct in field order (what ``emit`` of it emits)."""
@@ -177,11 +184,9 @@ class CParser(CTables):
             out += self.headers_in(f"{code}.f_{n}", ft, node)
         return out
 
-    def emit_header(self, code: str, t: T.Struct, s: object, fn: Fn, record: bool = True) -> None:
+    def emit_header(self, code: str, t: T.Struct, s: object, fn: Fn) -> None:
         lay = self.header_layout(t, s)
         n = sum(w for _, _, w in lay) // 8
-        if record:
-            self.emitted.append(code)
         fn(f"if ({code}._v) {{")
         for i in range(n):
             parts = []

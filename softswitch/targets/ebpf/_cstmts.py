@@ -103,8 +103,12 @@ class CStmts(CExprs):
             if isinstance(f.expr, A.Name) and f.expr.name in fn.blk.externs:
                 self.extern_method(fn.blk.externs[f.expr.name], f.name, call, fn)
                 return None
-            if f.name in ("setValid", "setInvalid"):
-                raise self.unsupported(f"{f.name}() (the deparser would change the packet's length)", call)
+            if f.name in ("setValid", "setInvalid") and not call.args:
+                code, t = self.lvalue(f.expr, fn)
+                if not isinstance(t, T.Struct) or not t.is_header:
+                    raise self.unsupported(f"{f.name}() of something that is not a header", call)
+                fn(f"{code}._v = {int(f.name == 'setValid')};")
+                return None
             raise self.unsupported(f"method {f.name}()", call)
         if isinstance(f, A.Name):
             if f.name in fn.blk.actions:

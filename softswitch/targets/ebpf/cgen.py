@@ -39,6 +39,41 @@ from ._clayout import (
 )
 from ._cparser import CParser
 
+# The deparser's headers take ``hlen`` bytes where the parser took ``off``.  Growing pushes room at
+# the head (any protocol).  Shrinking removes bytes after the MAC header with
+# bpf_skb_adjust_room, which the kernel allows for IPv4/IPv6 packets only; any other packet (a
+# packet-out whose controller header hides the EtherType) has its payload moved forward in
+# SHIFT_CHUNK pieces and its tail cut, up to SHIFT_MAX payload bytes (longer ones are dropped).
+RESIZE = [
+    "#define SHIFT_CHUNK 64",
+    "#define SHIFT_STEPS 32",
+    "/* a global function: the verifier checks it once, not at every path that reaches the deparser */",
+    "__attribute__((noinline)) int shift_front(struct __sk_buff *skb, __u32 off, __u32 n) {",
+    "    __u32 len = skb->len;",
+    "    __u32 src = off;",
+    "    __u8 buf[SHIFT_CHUNK];",
+    "    if (n > off || len < off) return -1;",
+    "    for (int i = 0; i < SHIFT_STEPS && src < len; i++) {",
+    "        __u32 k = len - src;",
+    "        if (k > SHIFT_CHUNK) k = SHIFT_CHUNK;",
+    "        if (k == 0) break;",
+    "        if (bpf_skb_load_bytes(skb, src, buf, k) < 0) return -1;",
+    "        if (bpf_skb_store_bytes(skb, src - n, buf, k, 0) < 0) return -1;",
+    "        src += k;",
+    "    }",
+    "    if (src < len) return -1;",
+    "    return bpf_skb_change_tail(skb, len - n, 0);",
+    "}",
+    "static __always_inline int resize(struct __sk_buff *skb, __u32 off, __u32 hlen) {",
+    "    if (hlen == off) return 0;",
+    "    if (hlen > off) return bpf_skb_change_head(skb, hlen - off, 0);",
+    "    __u32 n = off - hlen;",
+    "    if (off >= 14 + n && bpf_skb_adjust_room(skb, -(__s32)n, BPF_ADJ_ROOM_MAC, 0) == 0) return 0;",
+    "    return shift_front(skb, off, n);",
+    "}",
+    "",
+]
+
 
 class CGen(CParser):
     """The passes in order: block instances and their state structs, then per block (v1model
@@ -130,10 +165,6 @@ class CGen(CParser):
                 elif kind == "egress":
                     fn("if (c->SM.f_egress_spec == 511)")
                     fn("    goto drop;")
-        if sorted(self.extracted) != sorted(set(self.emitted)) or len(set(self.emitted)) != len(self.emitted):
-            raise self.unsupported(
-                "a deparser that does not emit exactly the headers the parser extracts", blocks[5]
-            )
         return CProgram(self.render(body.lines), self.tables, self.externs)
 
     def render(self, body: list[str]) -> str:
@@ -150,6 +181,7 @@ class CGen(CParser):
             "struct { __uint(type, BPF_MAP_TYPE_ARRAY); __type(key, __u32); __type(value, __u64);"
             ' __uint(max_entries, 4); } stats SEC(".maps");',
             "",
+            *RESIZE,
             "struct counter { __u64 packets; __u64 bytes; };",
             "",
             "/* trTCM (RFC 2698) as v1model runs it; tokens are kept in units x 1e9 (rate x ns) */",
