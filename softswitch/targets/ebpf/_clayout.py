@@ -92,6 +92,7 @@ class Fn:
     blk: Blk
     vars: dict[str, tuple[str, T.Type]] = field(default_factory=dict)
     indent: int = 1
+    exit_label: str = ""  # where `exit` goes: the end of the control's apply block ("": not here)
 
     def __call__(self, text: str) -> None:
         self.lines.append("    " * self.indent + text)

@@ -77,6 +77,10 @@ class CStmts(CExprs):
             init = self.expr(s.init, fn, w)[0] if s.init is not None else "0"
             fn(f"__u64 {cname} = ({init}) & {mask(w)};")
             fn.vars[s.name] = (cname, t)
+        elif isinstance(s, A.Exit):
+            if not fn.exit_label:
+                raise self.unsupported("exit inside an action or a parser", s)
+            fn(f"goto {fn.exit_label};")
         elif isinstance(s, A.Switch):
             self.switch_on_action(s, fn)
         elif isinstance(s, A.CallStmt):

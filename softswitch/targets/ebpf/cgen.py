@@ -157,7 +157,12 @@ class CGen(CParser):
                     self.deparser(d, fn)
                 else:
                     assert d.body is not None
+                    # v1model: exit ends this control; the pipeline goes on with the next block
+                    fn.exit_label = f"x_{blk.cname}"
                     self.block(d.body, fn)
+                    fn.indent = 0
+                    fn(f"{fn.exit_label}: ;")
+                    fn.indent = 1
                 if kind == "ingress":
                     fn("if (c->SM.f_egress_spec == 511)")
                     fn("    goto drop;")

@@ -1,7 +1,9 @@
 /* Headers that appear and disappear: setValid/setInvalid make the deparser grow or shrink the
  * packet at its head.  A 4-byte tag is pushed in front of Ethernet, or popped from there; on
  * IPv4 and on other frames (the ebpf target shrinks those by two different means), and with a
- * payload longer than one move step.  Port of the tag: where the packet goes. */
+ * payload longer than one move step.  Port of the tag: where the packet goes.  `exit` ends the
+ * ingress early; egress still runs. */
+#define STF_OWN_EGRESS
 #include "common.p4"
 
 header tag_t { bit<8> op; bit<8> port; bit<16> pad; }
@@ -29,6 +31,10 @@ parser P(packet_in pkt, out headers h, inout meta_t m, inout standard_metadata_t
 
 control I(inout headers h, inout meta_t m, inout standard_metadata_t sm) {
     apply {
+        sm.egress_spec = 1;
+        if (sm.ingress_port == 7) {
+            exit;  /* no tag pushed */
+        }
         if (h.tag.isValid()) {
             /* pop: forward to the port the tag names */
             sm.egress_spec = (bit<9>)h.tag.port;
@@ -47,6 +53,14 @@ control I(inout headers h, inout meta_t m, inout standard_metadata_t sm) {
     }
 }
 
+control E(inout headers h, inout meta_t m, inout standard_metadata_t sm) {
+    apply {
+        if (sm.egress_port == 1) {
+            h.eth.dst[7:0] = 0xEE;
+        }
+    }
+}
+
 control D(packet_out pkt, in headers h) { apply { pkt.emit(h.tag); pkt.emit(h.eth); pkt.emit(h.ip); } }
 
-V1Switch(P(), NoVerify<headers, meta_t>(), I(), NoEgress<headers, meta_t>(), NoCompute<headers, meta_t>(), D()) main;
+V1Switch(P(), NoVerify<headers, meta_t>(), I(), E(), NoCompute<headers, meta_t>(), D()) main;
