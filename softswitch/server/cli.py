@@ -194,7 +194,14 @@ def _make_device(args: argparse.Namespace, program: Any, interfaces: dict[int, s
         why = unavailable()
         if why is not None:
             raise UserError(why)
-        return EbpfSwitch(program, ports=interfaces, cpu_port=args.cpu_port, drop_port=args.drop_port), None
+        dev = EbpfSwitch(program, ports=interfaces, cpu_port=args.cpu_port, drop_port=args.drop_port)
+        # the kernel forwards between data ports; the server reads only the CPU veth (packet-ins)
+        cpu = dev.cpu_interface
+        try:
+            return dev, (RawSocketPorts({args.cpu_port: cpu}) if cpu is not None else None)
+        except PortError as exc:
+            dev.close()
+            raise UserError(str(exc)) from exc
     from dysco.softswitch import Switch  # type: ignore[attr-defined, unused-ignore]
 
     device = Switch(program, cpu_port=args.cpu_port, drop_port=args.drop_port)

@@ -2,8 +2,11 @@
 built with clang, loaded with libbpf, attached at clsact ingress of every port; table
 writes go into its maps.
 
+The CPU port (``cpu_port``) is a veth pair (:mod:`.cpuport`): packet-outs go in through
+:meth:`EbpfSwitch.process`, packet-ins come out on :attr:`EbpfSwitch.cpu_interface`.
+
 What it does not do yet (each call says so with ``UNIMPLEMENTED``): multicast groups,
-clone sessions, direct counters, direct meter configuration, idle timeouts, packet-in/out.
+clone sessions, direct counters, direct meter configuration, idle timeouts.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import logging
 import select
 import shutil
+import socket
 import struct
 import tempfile
 import time
@@ -34,8 +38,9 @@ from ...api import (
 )
 from . import cgen
 from .build import build
+from .cpuport import CpuVeth
 from .libbpf import BpfError, BpfMap, BpfObject
-from .netns import VethRig, in_netns
+from .netns import ETH_P_ALL, VethRig, in_netns
 
 log = logging.getLogger("dysco.softswitch.ebpf")
 
@@ -150,6 +155,16 @@ class _Table:
         return struct.pack(f"=IIII{nk}Q{nk}Q{len(args)}Q", 1, priority, index, 0, *lo, *hi, *args)
 
 
+def _raw_socket(ifname: str) -> socket.socket:
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    try:
+        s.bind((ifname, 0))
+    except OSError:
+        s.close()
+        raise
+    return s
+
+
 class EbpfSwitch:
     """One v1model switch in the kernel.  ``ports`` maps port numbers to interface names
     (in namespace ``netns``, or this one); ``rig`` (optional) is the veth rig
@@ -171,6 +186,21 @@ class EbpfSwitch:
         self.ports = dict(ports)
         self.netns = netns
         self.rig = rig
+        # the CPU port: a veth pair to the server, unless the rig already has that port
+        self.cpu: CpuVeth | None = None
+        self._cpu_sock: socket.socket | None = None
+        if cpu_port is not None and cpu_port not in self.ports:
+            self.cpu = CpuVeth(netns=netns)
+            self.ports[cpu_port] = self.cpu.switch_if
+            try:
+                if netns:
+                    with in_netns(netns):
+                        self._cpu_sock = _raw_socket(self.cpu.controller_if)
+                else:
+                    self._cpu_sock = _raw_socket(self.cpu.controller_if)
+            except BaseException:
+                self.cpu.close()
+                raise
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="dysco-ebpf-"))
         self._program: Program | None = None
@@ -288,11 +318,22 @@ class EbpfSwitch:
             self._obj = None
         self._tables.clear()
         if not keep_workdir:
+            if self._cpu_sock is not None:
+                self._cpu_sock.close()
+                self._cpu_sock = None
+            if self.cpu is not None:
+                self.cpu.close()
+                self.cpu = None
             if self._ipr is not None:
                 self._ipr.close()
                 self._ipr = None
             if self._own_workdir:
                 shutil.rmtree(self.workdir, ignore_errors=True)
+
+    @property
+    def cpu_interface(self) -> str | None:
+        """The controller side of the CPU veth (packet-ins arrive there), or None."""
+        return self.cpu.controller_if if self.cpu is not None else None
 
     # ------------------------------------------------------------ packets
     def counters(self) -> list[int]:
@@ -303,6 +344,12 @@ class EbpfSwitch:
 
         Waits (up to SETTLE_S) until the program counted the packet as forwarded, dropped
         or passed, then for exactly as many frames as it forwarded."""
+        if port == self.cpu_port and self._cpu_sock is not None:
+            # a packet-out: into the CPU veth, where the program takes it as from the CPU port.
+            # What it sends to data ports leaves in the kernel; packet-ins come back on
+            # cpu_interface, which the server reads.
+            self._cpu_sock.send(data)
+            return []
         if self.rig is None:
             raise EntryError("UNIMPLEMENTED", "this ebpf switch has no veth rig to send packets through")
         before = self.counters()
