@@ -16,6 +16,7 @@ import pytest
 from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
 from dysco.softswitch import load_program
+from dysco.softswitch.api import ActionCall, FieldMatch, TableEntry
 from dysco.softswitch.server import RawSocketPorts, SoftSwitchServer
 from dysco.softswitch.targets.ebpf import EbpfSwitch, VethRig, unavailable
 from dysco.softswitch.targets.ebpf.netns import in_netns
@@ -24,6 +25,7 @@ from .client import Session, election
 
 ROUTER = Path(__file__).resolve().parents[1] / "softswitch" / "programs" / "router.p4"
 PUNT = Path(__file__).resolve().parent / "programs" / "punt.p4"
+FWD = Path(__file__).resolve().parent / "programs" / "fwd.p4"
 WHY = unavailable()
 pytestmark = [pytest.mark.root, pytest.mark.skipif(WHY is not None, reason=WHY or "")]
 
@@ -150,3 +152,72 @@ def test_packet_in_and_packet_out_cross_the_cpu_veth() -> None:
         # closing the switch deletes its CPU veth
         gone = subprocess.run(["ip", "-n", rig.name, "link", "show", "dev", str(cpu)], capture_output=True)
         assert gone.returncode != 0
+
+
+def fwd_entry(program: Any, in_port: int, out_port: int, idle_ns: int) -> TableEntry:
+    t = next(t for t in program.p4info.tables if t.preamble.name == "MyIngress.fwd")
+    a = next(a for a in program.p4info.actions if a.preamble.name == "MyIngress.forward")
+    return TableEntry(
+        t.preamble.id, (FieldMatch(1, "exact", in_port),), ActionCall(a.preamble.id, (out_port,)),
+        idle_timeout_ns=idle_ns,
+    )  # fmt: skip
+
+
+def test_the_program_writes_the_last_hit_and_the_sweep_reports_once_per_idle_period() -> None:
+    """An entry idle for its timeout is reported once; a packet that hits it (the TC program
+    writes bpf_ktime_get_ns into the entry) starts a new idle period; reads carry the time since
+    the last hit."""
+    program: Any = load_program(FWD)
+    with VethRig([1, 2]) as rig:
+        dev = EbpfSwitch(program, ports={p: rig.switch_if(p) for p in rig.ports}, netns=rig.name, rig=rig)
+        try:
+            entry = fwd_entry(program, 1, 2, idle_ns=1)
+            dev.write_entry("insert", entry)
+            assert [e.match for e in dev.expired_entries()] == [entry.match]
+            assert dev.expired_entries() == []  # reported already, no hit since
+            before = time.monotonic_ns()
+            assert [p for p, _ in dev.process(1, FRAME)] == [2]
+            (read,) = dev.read_entries()
+            assert read.time_since_last_hit_ns is not None
+            assert read.time_since_last_hit_ns <= time.monotonic_ns() - before  # the hit, not the insert
+            assert [e.match for e in dev.expired_entries()] == [entry.match]
+            plain = fwd_entry(program, 2, 1, idle_ns=0)
+            dev.write_entry("insert", plain)  # no timeout: never reported
+            assert dev.expired_entries() == []
+        finally:
+            dev.close()
+
+
+def test_idle_timeout_notification_on_the_stream() -> None:
+    program: Any = load_program(FWD)
+    with VethRig([1, 2]) as rig:
+        dev = EbpfSwitch(None, ports={p: rig.switch_if(p) for p in rig.ports}, netns=rig.name, rig=rig)
+        srv = SoftSwitchServer(dev, address="127.0.0.1:0", ports=None, idle_poll_interval=0.05)
+        srv.start()
+        ch = grpc.insecure_channel(f"127.0.0.1:{srv.port}")
+        stub = p4runtime_pb2_grpc.P4RuntimeStub(ch)
+        s = Session(stub)
+        try:
+            s.arbitrate(1)
+            assert s.recv_kind("arbitration").status.code == 0
+            push_pipeline(stub, program)
+            ids = {
+                o.preamble.name: o.preamble.id
+                for g in ("tables", "actions")
+                for o in getattr(program.p4info, g)
+            }
+            te = p4runtime_pb2.TableEntry(table_id=ids["MyIngress.fwd"], idle_timeout_ns=100_000_000)
+            te.match.add(field_id=1).exact.value = b"\x01"
+            te.action.action.action_id = ids["MyIngress.forward"]
+            te.action.action.params.add(param_id=1, value=b"\x02")
+            w = p4runtime_pb2.WriteRequest(device_id=0, election_id=election(1))
+            w.updates.add(type=p4runtime_pb2.Update.INSERT).entity.table_entry.CopyFrom(te)
+            stub.Write(w)
+            note = s.recv_kind("idle_timeout_notification")
+            assert [e.match[0].exact.value for e in note.table_entry] == [b"\x01"]
+            assert note.table_entry[0].table_id == ids["MyIngress.fwd"]
+        finally:
+            s.close()
+            ch.close()
+            srv.stop(grace=0)
+            dev.close()

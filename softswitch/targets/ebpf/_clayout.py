@@ -43,6 +43,7 @@ class TableLayout:
     max_params: int
     default_action: str = ""
     default_args: tuple[int, ...] = ()
+    timeout: bool = False  # support_timeout: the value ends with the last hit (bpf_ktime_get_ns)
 
     @property
     def key_bytes(self) -> int:

@@ -6,11 +6,12 @@ The CPU port (``cpu_port``) is a veth pair (:mod:`.cpuport`): packet-outs go in 
 :meth:`EbpfSwitch.process`, packet-ins come out on :attr:`EbpfSwitch.cpu_interface`.
 
 What it does not do yet (each call says so with ``UNIMPLEMENTED``): multicast groups,
-clone sessions, direct counters, direct meter configuration, idle timeouts.
+clone sessions, direct counters, direct meter configuration.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import select
 import shutil
@@ -69,6 +70,10 @@ class _Table:
         else:
             self.key_size = (4 + kb + 3) // 4 * 4 if lay.kind == "lpm" else max(kb, 1)
             self.value_size = 8 + 8 * self.nargs
+        if lay.timeout:
+            self.value_size += 8  # hit_ns, last
+        # support_timeout: per entry, the hit time its last expiry report saw (one report per idle period)
+        self.reported: dict[tuple[tuple[FieldMatch, ...], int], int] = {}
         self.map = BpfMap(obj, lay.map_name, self.key_size, self.value_size)
         self.default = BpfMap(obj, lay.default_map, 4, self.value_size)
         self.entries: dict[tuple[tuple[FieldMatch, ...], int], TableEntry] = {}
@@ -117,8 +122,25 @@ class _Table:
         index, args = self._call(action, actions_by_id)
         if self.lay.kind == "scan":
             nk = max(len(self.lay.keys), 1)
-            return struct.pack(f"=IIII{2 * nk}Q{len(args)}Q", 1, 0, index, 0, *[0] * (2 * nk), *args)
-        return struct.pack(f"=II{len(args)}Q", index, 0, *args)
+            raw = struct.pack(f"=IIII{2 * nk}Q{len(args)}Q", 1, 0, index, 0, *[0] * (2 * nk), *args)
+        else:
+            raw = struct.pack(f"=II{len(args)}Q", index, 0, *args)
+        return raw + self.hit_now()
+
+    def hit_now(self) -> bytes:
+        """The last-hit field of a value written now: an entry's idle time starts when it is written
+        (bpf_ktime_get_ns and time.monotonic_ns are both CLOCK_MONOTONIC)."""
+        return struct.pack("=Q", time.monotonic_ns()) if self.lay.timeout else b""
+
+    def last_hit(self, entry: TableEntry) -> int:
+        """When the program last hit ``entry`` (monotonic ns)."""
+        if self.lay.kind == "scan":
+            raw = self.map.lookup(struct.pack("=I", self.slots[(entry.match, entry.priority)]))
+        else:
+            raw = self.map.lookup(self.key(entry.match))
+        if raw is None:
+            raise EntryError("INTERNAL", f"an entry of {self.lay.name} is missing from its map")
+        return int(struct.unpack_from("=Q", raw, self.value_size - 8)[0])
 
     def slot(
         self, priority: int, match: Sequence[FieldMatch], action: ActionCall, actions_by_id: Mapping[int, str]
@@ -152,7 +174,10 @@ class _Table:
         nk = max(len(self.lay.keys), 1)
         lo += [0] * (nk - len(lo))
         hi += [0] * (nk - len(hi))
-        return struct.pack(f"=IIII{nk}Q{nk}Q{len(args)}Q", 1, priority, index, 0, *lo, *hi, *args)
+        return (
+            struct.pack(f"=IIII{nk}Q{nk}Q{len(args)}Q", 1, priority, index, 0, *lo, *hi, *args)
+            + self.hit_now()
+        )
 
 
 def _raw_socket(ifname: str) -> socket.socket:
@@ -381,9 +406,10 @@ class EbpfSwitch:
 
     def write_entry(self, op: WriteOp, entry: TableEntry) -> None:
         t = self._table(entry.table_id)
-        if entry.idle_timeout_ns:
-            raise EntryError("UNIMPLEMENTED", "idle timeouts are not supported by the ebpf backend yet")
+        if entry.idle_timeout_ns and not t.lay.timeout:
+            raise EntryError("INVALID_ARGUMENT", f"table {t.lay.name} does not support idle timeouts")
         ident = (entry.match, entry.priority)
+        t.reported.pop(ident, None)
         if op == "delete":
             if ident not in t.entries:
                 raise EntryError("NOT_FOUND", "no such entry")
@@ -434,7 +460,14 @@ class EbpfSwitch:
 
     def read_entries(self, table_id: int = 0) -> list[TableEntry]:
         tables = [self._table(table_id)] if table_id else list(self._tables.values())
-        return [e for t in tables for e in t.entries.values()]
+        now = time.monotonic_ns()
+        out: list[TableEntry] = []
+        for t in tables:
+            for e in t.entries.values():
+                if t.lay.timeout:
+                    e = dataclasses.replace(e, time_since_last_hit_ns=max(0, now - t.last_hit(e)))
+                out.append(e)
+        return out
 
     def _write_default(self, t: _Table, action: str, args: Sequence[int]) -> None:
         aid = self._action_ids.get(action)
@@ -459,7 +492,22 @@ class EbpfSwitch:
         self._write_default(t, t.lay.default_action, t.lay.default_args)
 
     def expired_entries(self) -> list[TableEntry]:
-        return []
+        """The server's sweep: entries whose last hit (written by the program) is at least their
+        idle timeout ago, each reported once until the program hits it again.  One map lookup
+        per entry with a timeout."""
+        now = time.monotonic_ns()
+        out: list[TableEntry] = []
+        for t in self._tables.values():
+            if not t.lay.timeout:
+                continue
+            for ident, e in t.entries.items():
+                if not e.idle_timeout_ns:
+                    continue
+                hit = t.last_hit(e)
+                if now - hit >= e.idle_timeout_ns and t.reported.get(ident) != hit:
+                    t.reported[ident] = hit
+                    out.append(dataclasses.replace(e, time_since_last_hit_ns=now - hit))
+        return out
 
     # ------------------------------------------------------------ not yet
     @staticmethod
