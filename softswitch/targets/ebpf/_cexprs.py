@@ -126,6 +126,12 @@ class CExprs(ABC):
             return f"(({a}._v == {b}._v) && (!{a}._v || ({fields})))"
         return f"({fields})"
 
+    def reject(self, fn: Fn, node: object) -> str:
+        """The C statement that ends the parser in its reject state."""
+        if not fn.reject:
+            raise self.unsupported("a parser operation outside a parser", node)
+        return fn.reject
+
     def lookahead(self, e: A.Call, fn: Fn) -> tuple[str, int]:
         """``pkt.lookahead<bit<W>>()``: the next W bits, not consumed (read before the statement)."""
         t = self.resolve(e.type_args[0], e)
@@ -135,7 +141,7 @@ class CExprs(ABC):
         fn(f"__u64 {var} = 0;")
         fn(f"if (bpf_skb_load_bytes(skb, off, b, {nb}) < 0) {{")
         fn(f"    c->SM.f_parser_error = {self.error_code('PacketTooShort', e)};")
-        fn(f"    goto p_{fn.blk.cname}_reject;")
+        fn(f"    {self.reject(fn, e)}")
         fn("}")
         sh = 8 * nb - w
         v = bytes_expr("b", 0, nb)

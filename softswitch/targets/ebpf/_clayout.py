@@ -94,6 +94,7 @@ class Fn:
     vars: dict[str, tuple[str, T.Type]] = field(default_factory=dict)
     indent: int = 1
     exit_label: str = ""  # where `exit` goes: the end of the control's apply block ("": not here)
+    reject: str = ""  # the C statement that ends the parser in reject ("": not in a parser)
 
     def __call__(self, text: str) -> None:
         self.lines.append("    " * self.indent + text)

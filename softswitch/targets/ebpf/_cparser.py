@@ -1,4 +1,5 @@
-"""The parser (states as labels, extract, select, lookahead) and the deparser (emit)."""
+"""The parser (a state machine stepped by bpf_loop: extract, select, lookahead) and the deparser
+(emit, growing or shrinking the packet's head)."""
 
 from __future__ import annotations
 
@@ -10,39 +11,52 @@ from ._ctables import CTables
 
 class CParser(CTables):
     def parser(self, d: A.ParserDecl, fn: Fn) -> None:
+        """The parser as a state machine that bpf_loop steps, one state per call: the verifier
+        checks the step function once, so parser loops (header stacks, option walks) need no
+        bound it can prove from the program.  State 0 sets the parser-local variables (fields of
+        the step's struct), then ``start``; a parser that takes more than PARSER_STEPS states
+        ends with ParserTimeout."""
+        cn = fn.blk.cname
+        names = [s.name for s in d.states]
+        ids = {n: i + 1 for i, n in enumerate(names)}
+        ids["accept"], ids["reject"] = len(names) + 1, len(names) + 2
+        step = Fn([], fn.blk, fn.vars, indent=2)
+        step.reject = f"{{ ps->off = off; ps->state = {ids['reject']}; return 1; }}"
+        fields: list[str] = []
+        step.indent = 1
+        step("case 0: {")
+        step.indent = 2
         for loc in d.locals or ():
             if not isinstance(loc, A.VarDecl):
                 raise self.unsupported(f"parser-local {type(loc).__name__}", loc)
             t = self.resolve(loc.type, loc)
             w = self.width(t, loc)
-            cname = f"pv_{fn.blk.cname}_{loc.name}"
-            init = self.expr(loc.init, fn, w)[0] if loc.init is not None else "0"
-            fn(f"__u64 {cname} = ({init}) & {mask(w)};")
-            fn.vars[loc.name] = (cname, t)
-        names = {s.name for s in d.states}
-        lab = f"p_{fn.blk.cname}_"
-        fn("goto " + lab + "start;")
+            fields.append(f"__u64 pv_{loc.name};")
+            init = self.expr(loc.init, step, w)[0] if loc.init is not None else "0"
+            step(f"ps->pv_{loc.name} = ({init}) & {mask(w)};")
+            fn.vars[loc.name] = (f"ps->pv_{loc.name}", t)
+        step(self.goto("start", ids, d))
+        step.indent = 1
+        step("}")
         for st in d.states:
-            fn.indent = 0
-            fn(f"{lab}{st.name}:")
-            fn.indent = 1
-            fn("{")
-            fn.indent = 2
+            step.indent = 1
+            step(f"case {ids[st.name]}: {{  /* {st.name} */")
+            step.indent = 2
             for s in st.stmts:
-                self.stmt(s, fn)
+                self.stmt(s, step)
             if st.select is None:
-                fn(f"goto {self.state_label(st.next, names, lab, st)};")
+                step(self.goto(st.next, ids, st))
             else:
                 sels: list[tuple[str, int | None]] = []
                 for n, ex in enumerate(st.select):
-                    code, sw = self.expr(ex, fn)
-                    fn(f"__u64 sel{n} = {code};")
+                    code, sw = self.expr(ex, step)
+                    step(f"__u64 sel{n} = {code};")
                     sels.append((f"sel{n}", sw))
                 for case in st.cases:
-                    target = self.state_label(case.state, names, lab, case)
+                    target = self.goto(case.state, ids, case)
                     ks = case.keyset
                     if isinstance(ks, A.Default):
-                        fn(f"goto {target};")
+                        step(target)
                         break
                     items = ks.items if isinstance(ks, A.ListExpr) else (ks,)
                     if len(items) != len(sels):
@@ -50,22 +64,46 @@ class CParser(CTables):
                             f"a keyset of {len(items)} values for {len(sels)} expressions", case
                         )
                     conds = [
-                        self.keyset_cond(it, var, w, fn) for it, (var, w) in zip(items, sels, strict=True)
+                        self.keyset_cond(it, var, w, step) for it, (var, w) in zip(items, sels, strict=True)
                     ]
-                    fn(f"if ({' && '.join(c for c in conds if c) or '1'}) goto {target};")
+                    step(f"if ({' && '.join(c for c in conds if c) or '1'}) {target}")
                 else:
-                    fn(f"goto {lab}reject_nomatch;")
-            fn.indent = 1
-            fn("}")
-        fn.indent = 0
-        fn(f"{lab}reject_nomatch:")
-        fn.indent = 1
-        fn(f"c->SM.f_parser_error = {self.error_code('NoMatch', d)};")
-        fn.indent = 0
-        fn(f"{lab}reject:")
-        fn(f"{lab}accept:")
-        fn.indent = 1
+                    step(f"c->SM.f_parser_error = {self.error_code('NoMatch', d)};")
+                    step(step.reject)
+            step.indent = 1
+            step("}")
+        self.fns += [
+            f"struct pstate_{cn} {{ struct __sk_buff *skb; struct ctx *c; __u32 off; __u32 state;"
+            f" {' '.join(fields)} }};",
+            f"static long pstep_{cn}(__u32 i, void *p) {{",
+            f"    struct pstate_{cn} *ps = p;",
+            "    struct __sk_buff *skb = ps->skb;",
+            "    struct ctx *c = ps->c;",
+            "    __u32 off = ps->off;",
+            "    __u8 b[64];",
+            "    switch (ps->state) {",
+            *step.lines,
+            "    }",
+            "    return 1;",
+            "}",
+            "",
+        ]
+        fn(f"struct pstate_{cn} ps_{cn} = {{}};")
+        fn(f"ps_{cn}.skb = skb;")
+        fn(f"ps_{cn}.c = c;")
+        fn(f"bpf_loop(PARSER_STEPS, pstep_{cn}, &ps_{cn}, 0);")
+        fn(f"if (ps_{cn}.state != {ids['accept']} && ps_{cn}.state != {ids['reject']})")
+        fn(f"    c->SM.f_parser_error = {self.error_code('ParserTimeout', d)};")
+        fn(f"off = ps_{cn}.off;")
         fn("outoff = 0;")
+
+    def goto(self, name: str, ids: dict[str, int], node: object) -> str:
+        """The C statement of a transition: the next state, and whether bpf_loop goes on (0) or
+        stops (1, at accept and reject)."""
+        if name not in ids:
+            raise self.unsupported(f"transition to unknown state {name}", node)
+        stop = int(name in ("accept", "reject"))
+        return f"{{ ps->off = off; ps->state = {ids[name]}; return {stop}; }}"
 
     def keyset_cond(self, ks: A.Expr, var: str, w: int | None, fn: Fn) -> str:
         """The C condition for one select key against one keyset element ('' for ``_``)."""
@@ -81,13 +119,6 @@ class CParser(CTables):
             return f"({lo} <= {var} && {var} <= {hi})"
         v, _ = self.expr(ks, fn, w)
         return f"({var} == {v})"
-
-    def state_label(self, name: str, names: set[str], lab: str, node: object) -> str:
-        if name in ("accept", "reject"):
-            return lab + name
-        if name not in names:
-            raise self.unsupported(f"transition to unknown state {name}", node)
-        return lab + name
 
     def header_layout(self, t: T.Struct, node: object) -> list[tuple[str, int, int]]:
         out: list[tuple[str, int, int]] = []
@@ -108,7 +139,7 @@ class CParser(CTables):
                 stack = (base, bt)
                 fn(f"if ({base}__n >= {bt.size}) {{")
                 fn(f"    c->SM.f_parser_error = {self.error_code('StackOutOfBounds', node)};")
-                fn(f"    goto p_{fn.blk.cname}_reject;")
+                fn(f"    {self.reject(fn, node)}")
                 fn("}")
         code, t = self.lvalue(arg, fn)
         if not isinstance(t, T.Struct) or not t.is_header:
@@ -117,10 +148,9 @@ class CParser(CTables):
         n = sum(w for _, _, w in lay) // 8
         if n > 64:
             raise self.unsupported(f"header {t.name} longer than 64 bytes", node)
-        lab = f"p_{fn.blk.cname}_reject"
         fn(f"if (bpf_skb_load_bytes(skb, off, b, {n}) < 0) {{")
         fn(f"    c->SM.f_parser_error = {self.error_code('PacketTooShort', node)};")
-        fn(f"    goto {lab};")
+        fn(f"    {self.reject(fn, node)}")
         fn("}")
         for name, o, w in lay:
             first, last = o // 8, (o + w - 1) // 8

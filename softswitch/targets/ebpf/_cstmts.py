@@ -148,7 +148,7 @@ class CStmts(CExprs):
                     raise self.unsupported("verify with an error that is not a constant", call)
                 fn(f"if (!({cond})) {{")
                 fn(f"    c->SM.f_parser_error = {self.error_code(err.member, call)};")
-                fn(f"    goto p_{fn.blk.cname}_reject;")
+                fn(f"    {self.reject(fn, call)}")
                 fn("}")
                 return None
             if f.name in ("update_checksum", "verify_checksum"):

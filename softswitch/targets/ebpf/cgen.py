@@ -45,6 +45,7 @@ from ._cparser import CParser
 # packet-out whose controller header hides the EtherType) has its payload moved forward in
 # SHIFT_CHUNK pieces and its tail cut, up to SHIFT_MAX payload bytes (longer ones are dropped).
 RESIZE = [
+    "#define PARSER_STEPS 1024  /* states one packet's parse may take (ParserTimeout beyond) */",
     "#define SHIFT_CHUNK 64",
     "#define SHIFT_STEPS 32",
     "/* a global function: the verifier checks it once, not at every path that reaches the deparser */",
@@ -235,6 +236,13 @@ class CGen(CParser):
             "",
         ]
         main = [
+            "/* the packet's headers and metadata, one per CPU (too big for the 512-byte BPF stack),",
+            "   reset from the never-written `zeros` by a map update (clang has no large memset for BPF) */",
+            "struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __type(key, __u32); __type(value, struct ctx);"
+            ' __uint(max_entries, 1); } scratch SEC(".maps");',
+            "struct { __uint(type, BPF_MAP_TYPE_ARRAY); __type(key, __u32); __type(value, struct ctx);"
+            ' __uint(max_entries, 1); } zeros SEC(".maps");',
+            "",
             'SEC("tc")',
             "int dysco_tc(struct __sk_buff *skb) {",
             "    __u32 ifindex = skb->ingress_ifindex;",
@@ -244,8 +252,13 @@ class CGen(CParser):
             "        return TC_ACT_OK;",
             "    }",
             f"    stat({STAT_IN});",
-            "    struct ctx cx = {};",
-            "    struct ctx *c = &cx;",
+            "    __u32 zero = 0;",
+            "    struct ctx *z = bpf_map_lookup_elem(&zeros, &zero);",
+            "    if (!z || bpf_map_update_elem(&scratch, &zero, z, BPF_ANY) < 0)",
+            "        goto drop;",
+            "    struct ctx *c = bpf_map_lookup_elem(&scratch, &zero);",
+            "    if (!c)",
+            "        goto drop;",
             "    __u8 b[64];",
             "    __u32 off = 0;",
             "    __u32 outoff = 0;",
