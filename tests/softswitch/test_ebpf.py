@@ -45,6 +45,7 @@ EBPF_PASSES = {
     "stackwalk",
     "state",
     "tables",
+    "teardown",
     "v1model",
 }
 

@@ -34,6 +34,9 @@ class CExprs(ABC):
         self.done_tables: set[str] = set()
         self.externs: dict[str, ExternLayout] = {}
         self.done_structs: set[str] = set()
+        self.kind = ""  # the v1model block being generated (parser, verify, ingress, ...)
+        self.clones_used = False  # an I2E clone call was generated
+        self.parser_run: tuple[str, int, int, int] = ("", 0, 0, 0)  # step function, accept, reject, timeout
 
     def unsupported(self, what: str, node: object) -> Unsupported:
         pos = getattr(node, "pos", A.NOPOS)

@@ -88,14 +88,19 @@ class CParser(CTables):
             "}",
             "",
         ]
-        fn(f"struct pstate_{cn} ps_{cn} = {{}};")
-        fn(f"ps_{cn}.skb = skb;")
-        fn(f"ps_{cn}.c = c;")
-        fn(f"bpf_loop(PARSER_STEPS, pstep_{cn}, &ps_{cn}, 0);")
-        fn(f"if (ps_{cn}.state != {ids['accept']} && ps_{cn}.state != {ids['reject']})")
-        fn(f"    c->SM.f_parser_error = {self.error_code('ParserTimeout', d)};")
-        fn(f"off = ps_{cn}.off;")
-        fn("outoff = 0;")
+        self.parser_run = (cn, ids["accept"], ids["reject"], self.error_code("ParserTimeout", d))
+
+    def run_parser(self, fn: Fn, cvar: str, offvar: str, tag: str) -> None:
+        """Parse the packet into the state ``cvar`` points to; ``offvar`` = the bytes taken."""
+        cn, accept, reject, timeout = self.parser_run
+        ps = f"ps{tag}_{cn}"
+        fn(f"struct pstate_{cn} {ps} = {{}};")
+        fn(f"{ps}.skb = skb;")
+        fn(f"{ps}.c = {cvar};")
+        fn(f"bpf_loop(PARSER_STEPS, pstep_{cn}, &{ps}, 0);")
+        fn(f"if ({ps}.state != {accept} && {ps}.state != {reject})")
+        fn(f"    {cvar}->SM.f_parser_error = {timeout};")
+        fn(f"{offvar} = {ps}.off;")
 
     def goto(self, name: str, ids: dict[str, int], node: object) -> str:
         """The C statement of a transition: the next state, and whether bpf_loop goes on (0) or
@@ -187,13 +192,11 @@ class CParser(CTables):
             if not isinstance(t, T.Struct):
                 raise self.unsupported("emit of something that is not a header", s)
             emits += self.headers_in(code, t, s)
-        fn("{")
-        fn("    __u32 hlen = 0;")
+        fn("hlen = 0;")
         for code, t in emits:
-            fn(f"    if ({code}._v) hlen += {self.header_bytes(t, d)};")
-        fn("    if (resize(skb, off, hlen) < 0)")
-        fn("        goto drop;")
-        fn("}")
+            fn(f"if ({code}._v) hlen += {self.header_bytes(t, d)};")
+        fn("if (resize(skb, off, hlen, macl) < 0)")
+        fn("    goto broken;")
         fn("outoff = 0;")
         for code, t in emits:
             self.emit_header(code, t, d, fn)
@@ -229,6 +232,6 @@ class CParser(CTables):
                 parts.append(f"({chunk} << {sh})" if sh else chunk)
             fn(f"    b[{i}] = (__u8)({' | '.join(parts)});")
         fn(f"    if (bpf_skb_store_bytes(skb, outoff, b, {n}, 0) < 0)")
-        fn("        goto drop;")
+        fn("        goto broken;")
         fn(f"    outoff += {n};")
         fn("}")

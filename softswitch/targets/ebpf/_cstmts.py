@@ -137,6 +137,9 @@ class CStmts(CExprs):
                 fn(f"if (!({cond}))")
                 fn("    goto drop;  /* bmv2 stops the switch; the kernel drops the packet */")
                 return None
+            if f.name in ("clone", "clone_preserving_field_list"):
+                self.clone(f.name, call, fn)
+                return None
             if f.name == "truncate" and len(call.args) == 1:
                 n, _ = self.expr(call.args[0], fn, 32)
                 fn(f"c->truncate = (__u32)({n});")
@@ -278,6 +281,26 @@ class CStmts(CExprs):
             )
         self.externs[cp] = lay
         return lay
+
+    def clone(self, name: str, call: A.Call, fn: Fn) -> None:
+        """An I2E clone request (cgen's i2e_clone makes the copy after ingress)."""
+        args = call.args
+        if len(args) != (2 if name == "clone" else 3):
+            raise self.unsupported(f"{name} with {len(args)} arguments", call)
+        kind = args[0]
+        if not (isinstance(kind, A.TypeMember) and kind.type_name == "CloneType" and kind.member == "I2E"):
+            raise self.unsupported("E2E clones (only CloneType.I2E)", call)
+        if self.kind != "ingress":
+            raise self.unsupported(f"{name} outside the ingress control", call)
+        session, _ = self.expr(args[1], fn, 32)
+        fl = "0"
+        if name != "clone":
+            if not isinstance(args[2], A.IntLit):
+                raise self.unsupported("a field list index that is not a literal", call)
+            fl = str(args[2].value + 1)
+        fn(f"c->clone = (__u32)({session}) + 1;")
+        fn(f"c->clone_fl = {fl};")
+        self.clones_used = True
 
     def extern_method(self, lay: ExternLayout, method: str, call: A.Call, fn: Fn) -> None:
         args = call.args

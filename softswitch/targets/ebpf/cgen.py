@@ -65,11 +65,17 @@ RESIZE = [
     "    if (src < len) return -1;",
     "    return bpf_skb_change_tail(skb, len - n, 0);",
     "}",
-    "static __always_inline int resize(struct __sk_buff *skb, __u32 off, __u32 hlen) {",
+    "/* *macl: where the kernel thinks the MAC header ends (14 on Ethernet ports; growing the head",
+    "   moves it, and adjust_room removes the bytes right after it, which must be header bytes) */",
+    "static __always_inline int resize(struct __sk_buff *skb, __u32 off, __u32 hlen, __u32 *macl) {",
     "    if (hlen == off) return 0;",
-    "    if (hlen > off) return bpf_skb_change_head(skb, hlen - off, 0);",
+    "    if (hlen > off) {",
+    "        if (bpf_skb_change_head(skb, hlen - off, 0) < 0) return -1;",
+    "        *macl += hlen - off;",
+    "        return 0;",
+    "    }",
     "    __u32 n = off - hlen;",
-    "    if (off >= 14 + n && bpf_skb_adjust_room(skb, -(__s32)n, BPF_ADJ_ROOM_MAC, 0) == 0) return 0;",
+    "    if (*macl + n <= off && bpf_skb_adjust_room(skb, -(__s32)n, BPF_ADJ_ROOM_MAC, 0) == 0) return 0;",
     "    return shift_front(skb, off, n);",
     "}",
     "",
@@ -118,11 +124,16 @@ class CGen(CParser):
             f"    struct s_{c_ident(structs[1].name)} M;\n"
             f"    struct s_{c_ident(structs[2].name)} SM;\n"
             "    __u32 truncate;  /* v1model truncate(): the length the packet leaves with, 0: whole */\n"
+            "    __u32 clone;     /* I2E clone requested: session + 1 */\n"
+            "    __u32 clone_fl;  /* its field list + 1 (0: none) */\n"
             "};"
         )
         roles = ("H", "M", "SM")
         role_of = dict(zip([t.name for t in structs], roles, strict=True))
+        # dysco_tc runs parser, verify and ingress; egress, compute and deparser are the function
+        # egress_path, which an I2E clone runs first on its own state (the packet as received)
         body = Fn([], Blk("", {}))
+        tail = Fn([], Blk("", {}))
         for kind, d in zip(V1_PARAMS, blocks, strict=True):
             params: dict[str, tuple[str, T.Type | None]] = {}
             data_params = [p for p in d.params if not (isinstance(p.type, A.TName) and p.type.name in PACKET)]
@@ -149,10 +160,12 @@ class CGen(CParser):
                         blk.externs[loc.name] = self.extern_instance(loc, d)
                     else:
                         raise self.unsupported(f"control-local {type(loc).__name__}", loc)
-            fn = Fn(body.lines, blk)
+            self.kind = kind
+            fn = Fn((body if kind in ("parser", "verify", "ingress") else tail).lines, blk)
             fn(f"/* {kind}: {d.name} */")
             if isinstance(d, A.ParserDecl):
                 self.parser(d, fn)
+                self.run_parser(fn, "c", "off", "")
             else:
                 if kind == "deparser":
                     self.deparser(d, fn)
@@ -165,13 +178,91 @@ class CGen(CParser):
                     fn(f"{fn.exit_label}: ;")
                     fn.indent = 1
                 if kind == "ingress":
+                    if self.clones_used:
+                        self.i2e_clone(fn, self.field_lists(structs[1], ing))
                     fn("if (c->SM.f_egress_spec == 511)")
                     fn("    goto drop;")
                     fn("c->SM.f_egress_port = c->SM.f_egress_spec;")
+                    fn("if (egress_path(skb, c, off, &macl) < 0)")
+                    fn("    goto drop;")
                 elif kind == "egress":
                     fn("if (c->SM.f_egress_spec == 511)")
                     fn("    goto drop;")
+        self.fns += [
+            "/* egress, compute checksum and deparser: the new header length, -1 if egress dropped the",
+            "   packet (unchanged), -2 if the packet could not be rewritten (broken) */",
+            "static __attribute__((noinline))",
+            "int egress_path(struct __sk_buff *skb, struct ctx *c, __u32 off, __u32 *macl) {",
+            "    __u8 b[64];",
+            "    __u32 outoff = 0;",
+            "    __u32 hlen = 0;",
+            *tail.lines,
+            "    return (int)hlen;",
+            "drop:",
+            "    return -1;",
+            "broken:",
+            "    return -2;",
+            "}",
+            "",
+        ]
         return CProgram(self.render(body.lines), self.tables, self.externs)
+
+    def field_lists(self, meta: T.Struct, node: object) -> dict[int, list[str]]:
+        """``@field_list(N)`` indices of the metadata struct's fields: what a clone keeps."""
+        decl = next((d for d in self.prog.decls if isinstance(d, A.StructLike) and d.name == meta.name), None)
+        out: dict[int, list[str]] = {}
+        for f in decl.fields if decl is not None else ():
+            for a in f.annotations:
+                if a.name != "field_list":
+                    continue
+                for arg in a.args:
+                    if not isinstance(arg, A.IntLit):
+                        raise self.unsupported("a @field_list index that is not a literal", node)
+                    out.setdefault(arg.value, []).append(f.name)
+        return out
+
+    def i2e_clone(self, fn: Fn, lists: dict[int, list[str]]) -> None:
+        """An ingress-to-egress clone: the packet as received, parsed again into the second
+        scratch slot with the field list's metadata, runs egress_path and is sent out of the
+        session's port with bpf_clone_redirect; the original's deparser then replaces the
+        clone's headers (``off`` = their length)."""
+        fn("if (c->clone) {")
+        fn.indent += 1
+        fn("__u32 sess = c->clone - 1;")
+        fn("__u32 one = 1;")
+        fn("struct clone_to *ct = bpf_map_lookup_elem(&clones, &sess);")
+        fn("struct ctx *c2 = 0;")
+        fn("if (ct && bpf_map_update_elem(&scratch, &one, z, BPF_ANY) == 0)")
+        fn("    c2 = bpf_map_lookup_elem(&scratch, &one);")
+        fn("__u32 cport = ct ? ct->port : 0;")
+        fn("__u32 *cif = bpf_map_lookup_elem(&ports_out, &cport);")
+        fn("if (ct && c2 && cif) {")
+        fn.indent += 1
+        fn("__u32 off2 = 0;")
+        fn("c2->SM.f_ingress_port = c->SM.f_ingress_port;")
+        fn("c2->SM.f_packet_length = c->SM.f_packet_length;")
+        fn("c2->SM.f_instance_type = 1;  /* PKT_INSTANCE_TYPE_INGRESS_CLONE */")
+        self.run_parser(fn, "c2", "off2", "2")
+        fn("switch (c->clone_fl) {")
+        for idx, names in sorted(lists.items()):
+            copies = " ".join(f"c2->M.f_{n} = c->M.f_{n};" for n in names)
+            fn(f"case {idx + 1}: {copies} break;")
+        fn("default: break;")
+        fn("}")
+        fn("c2->SM.f_egress_port = cport;")
+        fn("c2->SM.f_egress_rid = ct->rid;")
+        fn("c2->SM.f_egress_spec = 0;")
+        fn("int hl2 = egress_path(skb, c2, off2, &macl);")
+        fn("if (hl2 == -2)")
+        fn("    goto drop;")
+        fn("if (hl2 >= 0) {")
+        fn("    bpf_clone_redirect(skb, *cif, 0);")
+        fn("    off = (__u32)hl2;")
+        fn("}")
+        fn.indent -= 1
+        fn("}")
+        fn.indent -= 1
+        fn("}")
 
     def render(self, body: list[str]) -> str:
         head = [
@@ -189,6 +280,10 @@ class CGen(CParser):
             "",
             *RESIZE,
             "struct counter { __u64 packets; __u64 bytes; };",
+            "/* clone sessions: session id -> the one replica's port and instance */",
+            "struct clone_to { __u32 port; __u32 rid; };",
+            "struct { __uint(type, BPF_MAP_TYPE_HASH); __type(key, __u32); __type(value, struct clone_to);"
+            ' __uint(max_entries, 1024); } clones SEC(".maps");',
             "",
             "/* trTCM (RFC 2698) as v1model runs it; tokens are kept in units x 1e9 (rate x ns) */",
             "struct meter { struct bpf_spin_lock lock; __u32 configured; __u64 cir, cburst, pir, pburst;"
@@ -239,7 +334,7 @@ class CGen(CParser):
             "/* the packet's headers and metadata, one per CPU (too big for the 512-byte BPF stack),",
             "   reset from the never-written `zeros` by a map update (clang has no large memset for BPF) */",
             "struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __type(key, __u32); __type(value, struct ctx);"
-            ' __uint(max_entries, 1); } scratch SEC(".maps");',
+            ' __uint(max_entries, 2); } scratch SEC(".maps");  /* 0: the packet, 1: its I2E clone */',
             "struct { __uint(type, BPF_MAP_TYPE_ARRAY); __type(key, __u32); __type(value, struct ctx);"
             ' __uint(max_entries, 1); } zeros SEC(".maps");',
             "",
@@ -262,6 +357,7 @@ class CGen(CParser):
             "    __u8 b[64];",
             "    __u32 off = 0;",
             "    __u32 outoff = 0;",
+            "    __u32 macl = 14;",
             "    c->SM.f_ingress_port = *inport;",
             "    c->SM.f_packet_length = skb->len;",
             *body,

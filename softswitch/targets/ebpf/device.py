@@ -6,7 +6,8 @@ The CPU port (``cpu_port``) is a veth pair (:mod:`.cpuport`): packet-outs go in 
 :meth:`EbpfSwitch.process`, packet-ins come out on :attr:`EbpfSwitch.cpu_interface`.
 
 What it does not do yet (each call says so with ``UNIMPLEMENTED``): multicast groups,
-clone sessions, direct counters, direct meter configuration.
+clone sessions of more than one replica or truncating ones, direct counters, direct meter
+configuration.
 """
 
 from __future__ import annotations
@@ -235,6 +236,8 @@ class EbpfSwitch:
         self._action_ids: dict[str, int] = {}
         self._attached: list[int] = []
         self._externs: dict[int, tuple[cgen.ExternLayout, BpfMap]] = {}
+        self._clones: BpfMap | None = None
+        self._sessions: dict[int, CloneSession] = {}
         self._ncpu = 1
         self._ipr: Any = None
         self.c_program: cgen.CProgram | None = None
@@ -263,6 +266,8 @@ class EbpfSwitch:
             self._write_default(t, t.lay.default_action, t.lay.default_args)
             self._const_entries(t)
         self.stats = BpfMap(obj, cprog.stats_map, 4, 8)
+        self._clones = BpfMap(obj, "clones", 4, 8)
+        self._sessions = {}
         ncpu = obj.possible_cpus()
         sizes = {"counter": 16 * ncpu, "register": 8, "meter": METER_SIZE}
         self._externs = {
@@ -341,6 +346,7 @@ class EbpfSwitch:
         if self._obj is not None:
             self._obj.close()
             self._obj = None
+        self._clones = None
         self._tables.clear()
         if not keep_workdir:
             if self._cpu_sock is not None:
@@ -524,13 +530,29 @@ class EbpfSwitch:
         return {}
 
     def set_clone_session(self, session: CloneSession) -> None:
-        raise self._no("cloning")
+        """A clone session of one replica (bpf_clone_redirect sends one copy), whole packets."""
+        if not 0 < session.session_id < 32768:
+            raise EntryError("INVALID_ARGUMENT", f"clone session id {session.session_id} must be 1..32767")
+        if len(session.replicas) != 1:
+            raise self._no("a clone session with other than one replica")
+        if session.packet_length_bytes:
+            raise self._no("a clone session that truncates (packet_length_bytes)")
+        rep = session.replicas[0]
+        if not 0 <= rep.port < 512 or rep.port == self.drop_port:
+            raise EntryError("INVALID_ARGUMENT", f"bad replica port {rep.port}")
+        if self._clones is None:
+            raise EntryError("FAILED_PRECONDITION", "no pipeline loaded")
+        self._clones.update(struct.pack("=I", session.session_id), struct.pack("=II", rep.port, rep.instance))
+        self._sessions[session.session_id] = session
 
     def delete_clone_session(self, session_id: int) -> None:
-        raise self._no("cloning")
+        if self._sessions.pop(session_id, None) is None:
+            raise EntryError("NOT_FOUND", f"no clone session {session_id}")
+        if self._clones is not None:
+            self._clones.delete(struct.pack("=I", session_id))
 
     def clone_sessions(self) -> dict[int, CloneSession]:
-        return {}
+        return dict(self._sessions)
 
     def _extern(self, extern_id: int, kind: str, index: int) -> tuple[cgen.ExternLayout, BpfMap]:
         found = self._externs.get(extern_id)
