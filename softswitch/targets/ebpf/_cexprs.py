@@ -8,7 +8,17 @@ from ... import ir
 from ...frontend import ast as A
 from ...frontend import types as T
 from ...frontend.preprocess import SourceMap
-from ._clayout import MAX_WIDTH, ExternLayout, Fn, TableLayout, Unsupported, bytes_expr, c_ident, mask
+from ._clayout import (
+    MAX_WIDTH,
+    ExternLayout,
+    Fn,
+    PayloadCsum,
+    TableLayout,
+    Unsupported,
+    bytes_expr,
+    c_ident,
+    mask,
+)
 
 
 class CExprs(ABC):
@@ -37,6 +47,7 @@ class CExprs(ABC):
         self.kind = ""  # the v1model block being generated (parser, verify, ingress, ...)
         self.clones_used = False  # an I2E clone call was generated
         self.parser_run: tuple[str, int, int, int] = ("", 0, 0, 0)  # step function, accept, reject, timeout
+        self.payload_csums: list[PayloadCsum] = []
 
     def unsupported(self, what: str, node: object) -> Unsupported:
         pos = getattr(node, "pos", A.NOPOS)

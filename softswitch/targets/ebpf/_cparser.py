@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ...frontend import ast as A
 from ...frontend import types as T
-from ._clayout import Fn, bytes_expr, mask
+from ._clayout import Blk, Fn, bytes_expr, mask
 from ._ctables import CTables
 
 
@@ -192,6 +192,12 @@ class CParser(CTables):
             if not isinstance(t, T.Struct):
                 raise self.unsupported("emit of something that is not a header", s)
             emits += self.headers_in(code, t, s)
+        order = [code for code, _ in emits]
+        for ck in self.payload_csums:
+            if ck.header not in order:
+                raise self.unsupported(f"a checksum into {ck.target}, a header the deparser does not emit", d)
+            later = order[order.index(ck.header) :]
+            ck.segment = [any(code.startswith(h + ".") for h in later) for code, _ in ck.fields]
         fn("hlen = 0;")
         for code, t in emits:
             fn(f"if ({code}._v) hlen += {self.header_bytes(t, d)};")
@@ -200,6 +206,38 @@ class CParser(CTables):
         fn("outoff = 0;")
         for code, t in emits:
             self.emit_header(code, t, d, fn)
+        for i, ck in enumerate(self.payload_csums):
+            # the segment part (this header and what follows it) without BPF_F_PSEUDO_HDR: with
+            # checksum offload the device sums the segment itself
+            fn(f"if ((c->ckd & ckat) & (1U << {i})) {{")
+            for part, (flag, seg) in enumerate(((" | BPF_F_PSEUDO_HDR", False), ("", True))):
+                kept = [
+                    (code if is_seg == seg else "0", w)
+                    for (code, w), is_seg in zip(ck.fields, ck.segment, strict=True)
+                ]
+                self.csum16_into(f"n{part}", kept, fn)
+                old = f"c->cko[{i}][{part}]"
+                fn(f"    if (n{part} != {old} &&")
+                # the helper takes the 16-bit words as they are in the packet (big-endian)
+                fn(f"        bpf_l4_csum_replace(skb, ckoff[{i}], bpf_htons({old}),")
+                fn(f"                            bpf_htons(n{part}), 2{flag}) < 0)")
+                fn("        goto broken;")
+            fn("}")
+
+    def snapshot(self) -> list[str]:
+        """``ck_snapshot``: the parsed values' sums of every update_checksum_with_payload list."""
+        fn = Fn([], Blk("", {}))
+        for i, ck in enumerate(self.payload_csums):
+            for part, seg in enumerate((False, True)):
+                kept = [
+                    (code if is_seg == seg else "0", w)
+                    for (code, w), is_seg in zip(ck.fields, ck.segment, strict=True)
+                ]
+                fn("{")
+                self.csum16_into("s", kept, fn)
+                fn(f"    c->cko[{i}][{part}] = s;")
+                fn("}")
+        return ["static __always_inline void ck_snapshot(struct ctx *c) {", *fn.lines, "}", ""]
 
     def header_bytes(self, t: T.Struct, node: object) -> int:
         return sum(w for _, _, w in self.header_layout(t, node)) // 8
@@ -221,6 +259,13 @@ class CParser(CTables):
         lay = self.header_layout(t, s)
         n = sum(w for _, _, w in lay) // 8
         fn(f"if ({code}._v) {{")
+        for k, ck in enumerate(self.payload_csums):
+            if ck.header == code:
+                o = next(o for name, o, _ in lay if name == ck.field_name)
+                if o % 8:
+                    raise self.unsupported(f"a checksum field {ck.target} that is not byte aligned", s)
+                fn(f"    ckoff[{k}] = outoff + {o // 8};")
+                fn(f"    ckat |= 1U << {k};")
         for i in range(n):
             parts = []
             for name, o, w in lay:

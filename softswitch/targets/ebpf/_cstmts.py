@@ -7,7 +7,7 @@ from abc import abstractmethod
 from ...frontend import ast as A
 from ...frontend import types as T
 from ._cexprs import CExprs
-from ._clayout import MAX_WIDTH, Blk, ExternLayout, Fn, c_ident, mask
+from ._clayout import MAX_PAYLOAD_CSUMS, MAX_WIDTH, Blk, ExternLayout, Fn, PayloadCsum, c_ident, mask
 
 
 class CStmts(CExprs):
@@ -154,6 +154,9 @@ class CStmts(CExprs):
                 fn(f"    {self.reject(fn, call)}")
                 fn("}")
                 return None
+            if f.name == "update_checksum_with_payload":
+                self.checksum_with_payload(call, fn)
+                return None
             if f.name in ("update_checksum", "verify_checksum"):
                 self.checksum(f.name, call, fn)
                 return None
@@ -187,6 +190,34 @@ class CStmts(CExprs):
             fn(f"    if (((~s) & 0xffff) != {target})")
             fn("        c->SM.f_checksum_error = 1;")
         fn("}")
+
+    def checksum_with_payload(self, call: A.Call, fn: Fn) -> None:
+        """``update_checksum_with_payload``: never a sum over the payload.  The parser's values of
+        the list are summed after parsing (``ck_snapshot``), the deparser sums the new ones and
+        hands the difference to bpf_l4_csum_replace, the pseudo-header part with
+        BPF_F_PSEUDO_HDR: right for checksum-offloaded (CHECKSUM_PARTIAL) and GSO packets too,
+        and equal to a full recomputation when the packet's checksum was right."""
+        if len(call.args) != 4:
+            raise self.unsupported(f"update_checksum_with_payload with {len(call.args)} arguments", call)
+        algo = call.args[3]
+        if not (isinstance(algo, A.TypeMember) and algo.member == "csum16"):
+            raise self.unsupported("update_checksum_with_payload with an algorithm other than csum16", call)
+        if self.kind != "compute":
+            raise self.unsupported("update_checksum_with_payload outside the compute-checksum control", call)
+        fields = self.data_list(call.args[1], fn)
+        if sum(w for _, w in fields) % 16:
+            raise self.unsupported("a checksum list that is not whole 16-bit words", call)
+        target, tt = self.lvalue(call.args[2], fn)
+        if self.width(tt, call) != 16 or ".f_" not in target:
+            raise self.unsupported("a csum16 into something that is not a 16-bit header field", call)
+        header, field = target.rsplit(".f_", 1)
+        i = len(self.payload_csums)
+        if i >= MAX_PAYLOAD_CSUMS:
+            raise self.unsupported(f"more than {MAX_PAYLOAD_CSUMS} update_checksum_with_payload calls", call)
+        self.payload_csums.append(PayloadCsum(fields, target, header, field))
+        cond, _ = self.expr(call.args[0], fn)
+        fn(f"if ({cond})")
+        fn(f"    c->ckd |= 1U << {i};")
 
     @staticmethod
     def csum16_into(var: str, fields: list[tuple[str, int]], fn: Fn) -> None:

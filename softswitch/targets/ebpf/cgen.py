@@ -22,6 +22,7 @@ from ...frontend import ast as A
 from ...frontend import types as T
 from ...frontend.preprocess import SourceMap
 from ._clayout import (
+    MAX_PAYLOAD_CSUMS,
     PACKET,
     STAT_DROP,
     STAT_IN,
@@ -126,6 +127,8 @@ class CGen(CParser):
             "    __u32 truncate;  /* v1model truncate(): the length the packet leaves with, 0: whole */\n"
             "    __u32 clone;     /* I2E clone requested: session + 1 */\n"
             "    __u32 clone_fl;  /* its field list + 1 (0: none) */\n"
+            f"    __u64 cko[{MAX_PAYLOAD_CSUMS}][2];  /* update_checksum_with_payload: the parsed sums */\n"
+            "    __u32 ckd;  /* ... the ones to apply */\n"
             "};"
         )
         roles = ("H", "M", "SM")
@@ -166,6 +169,7 @@ class CGen(CParser):
             if isinstance(d, A.ParserDecl):
                 self.parser(d, fn)
                 self.run_parser(fn, "c", "off", "")
+                fn("ck_snapshot(c);")
             else:
                 if kind == "deparser":
                     self.deparser(d, fn)
@@ -188,6 +192,7 @@ class CGen(CParser):
                 elif kind == "egress":
                     fn("if (c->SM.f_egress_spec == 511)")
                     fn("    goto drop;")
+        self.fns += self.snapshot()
         self.fns += [
             "/* egress, compute checksum and deparser: the new header length, -1 if egress dropped the",
             "   packet (unchanged), -2 if the packet could not be rewritten (broken) */",
@@ -196,6 +201,8 @@ class CGen(CParser):
             "    __u8 b[64];",
             "    __u32 outoff = 0;",
             "    __u32 hlen = 0;",
+            f"    __u32 ckoff[{MAX_PAYLOAD_CSUMS}] = {{}};  /* where each payload checksum field went */",
+            "    __u32 ckat = 0;",
             *tail.lines,
             "    return (int)hlen;",
             "drop:",
@@ -243,6 +250,7 @@ class CGen(CParser):
         fn("c2->SM.f_packet_length = c->SM.f_packet_length;")
         fn("c2->SM.f_instance_type = 1;  /* PKT_INSTANCE_TYPE_INGRESS_CLONE */")
         self.run_parser(fn, "c2", "off2", "2")
+        fn("ck_snapshot(c2);")
         fn("switch (c->clone_fl) {")
         for idx, names in sorted(lists.items()):
             copies = " ".join(f"c2->M.f_{n} = c->M.f_{n};" for n in names)
@@ -270,6 +278,7 @@ class CGen(CParser):
             "#include <linux/bpf.h>",
             "#include <linux/pkt_cls.h>",
             "#include <bpf/bpf_helpers.h>",
+            "#include <bpf/bpf_endian.h>",
             "",
             "struct { __uint(type, BPF_MAP_TYPE_HASH); __type(key, __u32); __type(value, __u32);"
             ' __uint(max_entries, 512); } ports_in SEC(".maps");',
