@@ -196,8 +196,11 @@ class CGen(CParser):
         self.fns += [
             "/* egress, compute checksum and deparser: the new header length, -1 if egress dropped the",
             "   packet (unchanged), -2 if the packet could not be rewritten (broken) */",
-            "static __attribute__((noinline))",
+            "/* a global function: the verifier checks it once, not per path of ingress reaching it */",
+            "__attribute__((noinline))",
             "int egress_path(struct __sk_buff *skb, struct ctx *c, __u32 off, __u32 *macl) {",
+            "    if (!c || !macl)",
+            "        return -2;",
             "    __u8 b[64];",
             "    __u32 outoff = 0;",
             "    __u32 hlen = 0;",
