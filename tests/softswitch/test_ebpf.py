@@ -24,7 +24,7 @@ from dysco.softswitch.stf import run_stf
 from dysco.softswitch.targets.ebpf import EbpfSwitch, Unsupported, VerifierError, VethRig, unavailable
 from dysco.softswitch.targets.ebpf.build import build
 from dysco.softswitch.targets.ebpf.cgen import generate
-from dysco.softswitch.targets.ebpf.libbpf import BpfObject
+from dysco.softswitch.targets.ebpf.libbpf import BpfMap, BpfObject
 
 from .test_stf_suite import CASES, program_for
 
@@ -214,6 +214,25 @@ def test_entries_go_into_the_maps(rig: VethRig) -> None:
         with pytest.raises(EntryError) as gone:
             sw.write_entry("delete", e)
         assert gone.value.code == "NOT_FOUND"
+    finally:
+        sw.close()
+
+
+@needs_ebpf
+@pytest.mark.root
+def test_maps_are_read_in_batches(rig: VethRig) -> None:
+    """BpfMap.items: BPF_MAP_LOOKUP_BATCH over several batches, of an LPM_TRIE and a HASH."""
+    sw = router_switch(rig)
+    try:
+        prefixes = [0x0A000000, 0x0B000000, 0x0C000000]
+        for p in prefixes:
+            sw.write_entry("insert", lpm_entry(sw, p, 8, 2))
+        t = next(iter(sw._tables.values()))
+        got = sorted(k[4:] for k, _ in t.map.items(batch=2))
+        assert got == sorted(p.to_bytes(4, "big") for p in prefixes)
+        assert sw._obj is not None
+        ports = BpfMap(sw._obj, "ports_out", 4, 4)
+        assert sorted(struct.unpack("=I", k)[0] for k, _ in ports.items(batch=1)) == sorted(rig.ports)
     finally:
         sw.close()
 

@@ -300,7 +300,7 @@ class EbpfSwitch:
                 t.map.update(struct.pack("=I", slot), bytes(t.value_size))
                 t.free.append(slot)
             else:
-                t.map.delete(t.key(entry.match))
+                t.map.delete(t.raw_keys.pop(ident))
             del t.entries[ident]
             return
         if op == "insert" and ident in t.entries:
@@ -317,7 +317,9 @@ class EbpfSwitch:
         else:
             flags = BPF_NOEXIST if op == "insert" else BPF_EXIST
             try:
-                t.map.update(t.key(entry.match), t.value(entry.action, self._actions), flags)
+                raw = t.key(entry.match)
+                t.map.update(raw, t.value(entry.action, self._actions), flags)
+                t.raw_keys[ident] = raw
             except OSError as exc:
                 raise EntryError("RESOURCE_EXHAUSTED" if exc.errno == 7 else "INTERNAL", str(exc)) from None
         t.entries[ident] = entry
@@ -345,9 +347,10 @@ class EbpfSwitch:
         now = time.monotonic_ns()
         out: list[TableEntry] = []
         for t in tables:
-            for e in t.entries.values():
+            hits = t.last_hits() if t.lay.timeout else {}
+            for ident, e in t.entries.items():
                 if t.lay.timeout:
-                    e = dataclasses.replace(e, time_since_last_hit_ns=max(0, now - t.last_hit(e)))
+                    e = dataclasses.replace(e, time_since_last_hit_ns=max(0, now - hits[ident]))
                 out.append(e)
         return out
 
@@ -375,17 +378,20 @@ class EbpfSwitch:
 
     def expired_entries(self) -> list[TableEntry]:
         """The server's sweep: entries whose last hit (written by the program) is at least their
-        idle timeout ago, each reported once until the program hits it again.  One map lookup
-        per entry with a timeout."""
+        idle timeout ago, each reported once until the program hits it again.  The maps are read
+        in batches (BPF_MAP_LOOKUP_BATCH)."""
         now = time.monotonic_ns()
         out: list[TableEntry] = []
         for t in self._tables.values():
             if not t.lay.timeout:
                 continue
+            if not any(e.idle_timeout_ns for e in t.entries.values()):
+                continue
+            hits = t.last_hits()
             for ident, e in t.entries.items():
                 if not e.idle_timeout_ns:
                     continue
-                hit = t.last_hit(e)
+                hit = hits[ident]
                 if now - hit >= e.idle_timeout_ns and t.reported.get(ident) != hit:
                     t.reported[ident] = hit
                     out.append(dataclasses.replace(e, time_since_last_hit_ns=now - hit))

@@ -31,6 +31,7 @@ class TableMaps:
             self.value_size = 8 + 8 * self.nargs
         if lay.timeout:
             self.value_size += 8  # hit_ns, last
+        self.raw_keys: dict[tuple[tuple[FieldMatch, ...], int], bytes] = {}  # hash/lpm: each entry's map key
         # support_timeout: per entry, the hit time its last expiry report saw (one report per idle period)
         self.reported: dict[tuple[tuple[FieldMatch, ...], int], int] = {}
         self.map = BpfMap(obj, lay.map_name, self.key_size, self.value_size)
@@ -91,15 +92,22 @@ class TableMaps:
         (bpf_ktime_get_ns and time.monotonic_ns are both CLOCK_MONOTONIC)."""
         return struct.pack("=Q", time.monotonic_ns()) if self.lay.timeout else b""
 
-    def last_hit(self, entry: TableEntry) -> int:
-        """When the program last hit ``entry`` (monotonic ns)."""
-        if self.lay.kind == "scan":
-            raw = self.map.lookup(struct.pack("=I", self.slots[(entry.match, entry.priority)]))
-        else:
-            raw = self.map.lookup(self.key(entry.match))
-        if raw is None:
-            raise EntryError("INTERNAL", f"an entry of {self.lay.name} is missing from its map")
-        return int(struct.unpack_from("=Q", raw, self.value_size - 8)[0])
+    def last_hits(self) -> dict[tuple[tuple[FieldMatch, ...], int], int]:
+        """When the program last hit each entry (monotonic ns), read in batches: the server's
+        sweep reads a session table of 65,536 entries this way."""
+        by_key = {
+            bytes(k): int(struct.unpack_from("=Q", v, self.value_size - 8)[0]) for k, v in self.map.items()
+        }
+        out: dict[tuple[tuple[FieldMatch, ...], int], int] = {}
+        for ident in self.entries:
+            raw_key = (
+                struct.pack("=I", self.slots[ident]) if self.lay.kind == "scan" else self.raw_keys[ident]
+            )
+            hit = by_key.get(raw_key)
+            if hit is None:
+                raise EntryError("INTERNAL", f"an entry of {self.lay.name} is missing from its map")
+            out[ident] = hit
+        return out
 
     def slot(
         self, priority: int, match: Sequence[FieldMatch], action: ActionCall, actions_by_id: Mapping[int, str]
