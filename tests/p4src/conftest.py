@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,7 +33,9 @@ def ebpf_dysco(dysco_program: P4Program) -> Iterator[Any]:
     the session; each test reloads the program (fresh maps, clang's object reused)."""
     from dysco.softswitch.targets.ebpf import EbpfSwitch, VethRig
 
-    with VethRig([1, 2, 7, 9, 255]) as rig:
+    # a tag of its own: a rig another test makes meanwhile (named after the pid) would take
+    # this one's namespace for a crashed run's leftover and delete it
+    with VethRig([1, 2, 7, 9, 255], tag=f"{os.getpid()}d") as rig:
         sw = EbpfSwitch(
             dysco_program,
             ports={p: rig.switch_if(p) for p in rig.ports},
