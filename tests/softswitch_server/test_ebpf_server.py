@@ -221,3 +221,22 @@ def test_idle_timeout_notification_on_the_stream() -> None:
             ch.close()
             srv.stop(grace=0)
             dev.close()
+
+
+def test_a_dead_switchs_cpu_veth_is_deleted_by_the_next_start_a_live_ones_kept() -> None:
+    from dysco.softswitch.targets.ebpf.cpuport import CpuVeth, _alive
+
+    dead = next(p for p in range(4_000_000, 3_000_000, -1) if not _alive(p))
+    with VethRig([1]) as rig:
+        for pid in (dead, 1):  # pid 1 always runs
+            subprocess.run(["ip", "-n", rig.name, "link", "add", f"dc{pid}s", "type", "veth", "peer", "name",
+                            f"dc{pid}c"], check=True)  # fmt: skip
+        cpu = CpuVeth(netns=rig.name)
+        try:
+            links = subprocess.run(
+                ["ip", "-n", rig.name, "-o", "link", "show"], capture_output=True, text=True
+            ).stdout
+            assert f"dc{dead}s" not in links and f"dc{dead}c" not in links
+            assert "dc1s" in links and cpu.switch_if in links
+        finally:
+            cpu.close()

@@ -12,13 +12,16 @@ their full length (a ring-buffer record has a size fixed at reservation, and cop
 packet out of a TC program is bounded by the verifier), and the server reads it with the
 raw-socket code it already has for the python back end's ports.  IPv6 is off on both ends
 so the kernel never sends router solicitations or MLD reports the server would take for
-packet-ins.
+packet-ins.  A pair left by a switch that died (its pid no longer runs) is deleted when the
+next one starts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import subprocess
 from pathlib import Path
 
 from .netns import NetnsError, _ip, in_netns
@@ -36,6 +39,7 @@ class CpuVeth:
         ns = ["-n", netns] if netns else []
         if self._exists():
             _ip(*ns, "link", "del", self.switch_if)  # left by a crashed switch with this pid
+        self._clean_dead(ns)
         _ip(*ns, "link", "add", self.switch_if, "type", "veth", "peer", "name", self.controller_if)
         self._made = True
         try:
@@ -45,6 +49,19 @@ class CpuVeth:
         except BaseException:
             self.close()
             raise
+
+    @staticmethod
+    def _clean_dead(ns: list[str]) -> None:
+        """Delete the CPU veths of switches that died without cleaning up (``dc<pid>s`` whose
+        process is gone); a live switch's pair is left alone."""
+        listing = subprocess.run(
+            ["ip", *ns, "-o", "link", "show"], capture_output=True, text=True, check=False
+        )
+        for m in re.finditer(r"^\d+: dc(\d+)s@", listing.stdout, re.MULTILINE):
+            pid = int(m.group(1))
+            if not _alive(pid):
+                with contextlib.suppress(NetnsError):  # another switch may be cleaning it too
+                    _ip(*ns, "link", "del", f"dc{pid}s")
 
     def _exists(self) -> bool:
         ns = ["-n", self.netns] if self.netns else []
@@ -70,3 +87,13 @@ class CpuVeth:
             # NetnsError: the namespace (and the pair with it) is gone already
             with contextlib.suppress(NetnsError):
                 _ip(*(["-n", self.netns] if self.netns else []), "link", "del", self.switch_if)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
