@@ -199,9 +199,13 @@ class SwitchCore:
     # --- packets ---------------------------------------------------------------------------------
 
     def receive(self, port: int, frame: bytes) -> None:
-        """A frame arrived on a data port."""
+        """A frame arrived on a data port, or from the CPU port's interface: a device in the kernel
+        (the ebpf back end) sends its packet-ins there."""
         with self._lock:
             if self._pipeline is None:
+                return
+            if port == self.device.cpu_port:
+                self._packet_in(frame)
                 return
             outputs = self._process(port, frame)
             self._deliver(outputs)

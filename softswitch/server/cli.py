@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -38,6 +40,9 @@ example:
 The program is a .p4 source (compiled on start) or a device config written by
 `dysco p4c`; with --no-p4 a controller pushes it with SetForwardingPipelineConfig.
 """
+
+
+BACKENDS = ("python", "ebpf")
 
 
 def register(subparsers: Any) -> None:
@@ -72,10 +77,11 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--backend",
-        choices=("python", "ebpf"),
-        default="python",
-        help="python: packets run through the in-process executor (default); ebpf: the program is "
-        "compiled for the kernel's TC hook and attached to every -i interface (needs root, clang-16)",
+        choices=BACKENDS,
+        default=None,
+        help="python: packets run through the in-process executor (default, or $DYSCO_BACKEND); "
+        "ebpf: the program is compiled for the kernel's TC hook and attached to every -i interface "
+        "(needs root, clang-16)",
     )
     parser.add_argument("program", nargs="?", help="a .p4 program or a device config file")
     parser.add_argument("target_options", nargs="*", help=argparse.SUPPRESS)
@@ -194,7 +200,14 @@ def _make_device(args: argparse.Namespace, program: Any, interfaces: dict[int, s
         why = unavailable()
         if why is not None:
             raise UserError(why)
-        return EbpfSwitch(program, ports=interfaces, cpu_port=args.cpu_port, drop_port=args.drop_port), None
+        dev = EbpfSwitch(program, ports=interfaces, cpu_port=args.cpu_port, drop_port=args.drop_port)
+        # the kernel forwards between data ports; the server reads only the CPU veth (packet-ins)
+        cpu = dev.cpu_interface
+        try:
+            return dev, (RawSocketPorts({args.cpu_port: cpu}) if cpu is not None else None)
+        except PortError as exc:
+            dev.close()
+            raise UserError(str(exc)) from exc
     from dysco.softswitch import Switch  # type: ignore[attr-defined, unused-ignore]
 
     device = Switch(program, cpu_port=args.cpu_port, drop_port=args.drop_port)
@@ -205,8 +218,20 @@ def _make_device(args: argparse.Namespace, program: Any, interfaces: dict[int, s
         raise UserError(str(exc)) from exc
 
 
+def backend_of(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
+    """--backend, else $DYSCO_BACKEND (so launchers that start `dysco switch`, such as the PTF
+    runner's, can pick the back end without a flag of their own), else python."""
+    if args.backend is not None:
+        return str(args.backend)
+    chosen = environ.get("DYSCO_BACKEND") or "python"
+    if chosen not in BACKENDS:
+        raise UserError(f"DYSCO_BACKEND={chosen}: expected one of {', '.join(BACKENDS)}")
+    return chosen
+
+
 def run(args: argparse.Namespace) -> int:
     _target_options(args)
+    args.backend = backend_of(args, os.environ)
     if args.program is not None and args.no_p4:
         raise UserError("give either a program or --no-p4, not both")
     if args.program is None and not args.no_p4:

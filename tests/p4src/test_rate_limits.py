@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
@@ -37,8 +38,8 @@ def _id(info: Any, group: str, name: str) -> int:
     return next(o.preamble.id for o in getattr(info, group) if o.preamble.name == name)
 
 
-def _classified(prog: P4Program) -> Dut:
-    dut = Dut(prog)
+def _classified(dut: Dut) -> Dut:
+    prog = dut.prog
     compiled = compile_text((ROOT / "examples" / "policies.dysco").read_text(), "policies.dysco")
     schema = Schema.from_p4info(prog.p4info)
     for msg in table_entries(compiled.entries, prog.p4info):
@@ -68,15 +69,16 @@ def test_arrays_cover_every_reason(dysco_program: P4Program) -> None:
     assert meter.spec.unit == meter.spec.PACKETS and counter.spec.unit == counter.spec.PACKETS
 
 
-def test_unconfigured_meters_limit_nothing(dysco_program: P4Program) -> None:
-    dut = _classified(dysco_program)
+def test_unconfigured_meters_limit_nothing(dut: Dut) -> None:
+    _classified(dut)
     outs = [dut.send(HOST_PORT, _syn(30000 + i)) for i in range(50)]
     assert all([p for p, _ in out] == [255] for out in outs)
     assert _dropped(dut, Reason.POLICY_SYN) == 0
 
 
-def test_a_syn_flood_is_cut_to_the_configured_rate_and_counted(dysco_program: P4Program) -> None:
-    dut = _classified(dysco_program)
+@pytest.mark.fake_clock
+def test_a_syn_flood_is_cut_to_the_configured_rate_and_counted(dut: Dut) -> None:
+    _classified(dut)
     _limit(dut, Reason.POLICY_SYN, per_second=5, burst=5)
     punted = sum([p for p, _ in dut.send(HOST_PORT, _syn(30000 + i))] == [255] for i in range(40))
     assert punted == 5
@@ -94,11 +96,10 @@ def test_a_syn_flood_is_cut_to_the_configured_rate_and_counted(dysco_program: P4
     assert _dropped(dut, Reason.POLICY_SYN) == 70
 
 
-def test_teardown_copies_are_limited_but_the_segment_goes_on(dysco_program: P4Program) -> None:
-    dut = Dut(dysco_program)
+def test_teardown_copies_are_limited_but_the_segment_goes_on(dut: Dut) -> None:
     dut.teardown_copies_to_cpu(TEARDOWN_CLONE_SESSION)
     dut.add_session(HOST_SIDE, Rewrite(**{**TO_NET.__dict__, "session_id": 3}))
-    _limit(dut, Reason.TEARDOWN, per_second=1, burst=2)
+    _limit(dut, Reason.TEARDOWN, per_second=0, burst=2)  # no refill, whatever the clock
     copies = forwarded = 0
     for _ in range(10):
         out = dut.send(HOST_PORT, fresh(seg(HOST_SIDE, flags="RA", payload=b"")))
@@ -113,17 +114,17 @@ def _dysco_syn(src: str, sport: int) -> bytes:
     return bytes(pkt)
 
 
-def test_a_known_agent_has_a_cell_of_its_own(dysco_program: P4Program) -> None:
+def test_a_known_agent_has_a_cell_of_its_own(dut: Dut) -> None:
     """A flood from other sources empties the Dysco-SYN cell; the Dysco SYNs and control
-    messages of an agent in known_peer are metered in its own cell of the peer meter."""
-    info: Any = dysco_program.p4info
-    dut = Dut(dysco_program)
+    messages of an agent in known_peer are metered in its own cell of the peer meter.  Rates
+    0: no refill, whatever the clock (the kernel's cannot be stopped)."""
+    info: Any = dut.prog.p4info
     nic = Nic(info)
     known, other = "10.0.2.1", "10.0.2.2"
     dut.sw.write_entry("insert", nic.peer_entry(ip2int(known), 7))
-    _limit(dut, Reason.DYSCO_SYN, per_second=1, burst=3)
+    _limit(dut, Reason.DYSCO_SYN, per_second=0, burst=3)
     peer_meter = _id(info, "meters", PEER_METER)
-    dut.sw.set_meter(peer_meter, 7, MeterConfig(1, 4, 1, 4))
+    dut.sw.set_meter(peer_meter, 7, MeterConfig(0, 4, 0, 4))
 
     def punted(src: str, n: int, base: int) -> int:
         return sum([p for p, _ in dut.send(NET_PORT, _dysco_syn(src, base + i))] == [255] for i in range(n))

@@ -258,6 +258,7 @@ def test_session_syn_skips_the_classifier(dut: Dut) -> None:
     assert [p for p, _ in dut.send(HOST_PORT, fresh(pkt))] == [NET_PORT]
 
 
+@pytest.mark.fake_clock
 def test_idle_timeout_with_a_fake_clock(dut: Dut) -> None:
     out_entry = dut.add_session(HOST_SIDE, TO_NET, timeout_ns=1_000_000_000)
     in_entry = dut.add_session(FROM_NET, TO_HOST, table=SUBSESSION_IN, timeout_ns=2_000_000_000)

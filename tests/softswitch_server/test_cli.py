@@ -8,7 +8,7 @@ import pytest
 
 from dysco.cli import build_parser, main
 from dysco.errors import UserError
-from dysco.softswitch.server.cli import _target_options, parse_interfaces
+from dysco.softswitch.server.cli import _target_options, backend_of, parse_interfaces
 
 
 def test_parse_interfaces() -> None:
@@ -65,3 +65,11 @@ def test_help_has_an_example(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["switch", "--help"])
     assert "example:" in capsys.readouterr().out
+
+
+def test_the_backend_is_the_flag_else_dysco_backend_else_python() -> None:
+    assert backend_of(parse("--backend", "ebpf", "x.p4"), {"DYSCO_BACKEND": "python"}) == "ebpf"
+    assert backend_of(parse("x.p4"), {"DYSCO_BACKEND": "ebpf"}) == "ebpf"
+    assert backend_of(parse("x.p4"), {}) == "python"
+    with pytest.raises(UserError, match="DYSCO_BACKEND=bpf: expected one of python, ebpf"):
+        backend_of(parse("x.p4"), {"DYSCO_BACKEND": "bpf"})

@@ -12,7 +12,7 @@ from dysco.softswitch.server import PortError, RawSocketPorts, SoftSwitchServer
 
 from .conftest import FakeClock
 from .fake_device import A_SET_PORT, T_FWD, FakeDevice, FakeProgram, load_fake_program
-from .netns import Topology, expect_frame, frame, host_ports, raw_socket_in
+from .netns import ETHERTYPE, Topology, expect_frame, frame, host_ports, raw_socket_in
 
 pytestmark = pytest.mark.root
 
@@ -45,8 +45,10 @@ def test_frames_cross_between_veth_pairs(topology: Topology) -> None:
     try:
         h1.send(frame(b"hello"))
         assert expect_frame(h2, b"hello") == frame(b"hello")
-        # the switch does not see its own transmissions as input
-        assert [p for p, _ in device.processed] == [1]
+        # the switch does not see its own transmissions as input.  Only frames of the test's
+        # ethertype count: whatever else reaches a switch end (nothing did in a 4 s capture
+        # here, IPv6 being off on these veths) says nothing about that.
+        assert [p for p, d in device.processed if d[12:14] == ETHERTYPE] == [1]
     finally:
         server.stop()
         h1.close()

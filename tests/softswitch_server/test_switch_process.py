@@ -46,10 +46,28 @@ def _lines(stream: IO[str], out: queue.Queue[str]) -> None:
         out.put(line)
 
 
-@pytest.fixture
-def switch(topology: Topology, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+def _ebpf_why() -> str | None:
+    from dysco.softswitch.targets.ebpf import unavailable
+
+    return unavailable()
+
+
+EBPF_WHY = _ebpf_why()
+
+
+@pytest.fixture(
+    params=[
+        "python",
+        pytest.param("ebpf", marks=pytest.mark.skipif(EBPF_WHY is not None, reason=EBPF_WHY or "")),
+    ]
+)
+def switch(
+    request: pytest.FixtureRequest, topology: Topology, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """The switch on either back end; on ebpf the CPU port is the veth pair dc<pid>s/c."""
     stderr = (tmp_path / "switch.log").open("w")
-    argv = [str(DYSCO), "-v", "switch", "--cpu-port", "64", "--grpc-server-addr", "127.0.0.1:0"]
+    argv = [str(DYSCO), "-v", "switch", "--backend", request.param, "--cpu-port", "64"]
+    argv += ["--grpc-server-addr", "127.0.0.1:0"]
     for i, pair in enumerate(topology.pairs, start=1):
         argv += ["-i", f"{i}@{pair.switch_end}"]
     proc = subprocess.Popen([*argv, str(PROGRAM)], stdout=subprocess.PIPE, stderr=stderr, text=True)
@@ -111,6 +129,10 @@ def test_forwarding_packet_in_and_out(topology: Topology, switch: tuple[subproce
         assert pkt.payload == frame(b"to-the-cpu")
         assert [(m.metadata_id, m.value) for m in pkt.metadata] == [(1, b"\x02"), (2, b"\x00")]
 
+        ebpf = "ebpf" in proc.args
+        cpu_veth = subprocess.run(["ip", "link", "show", f"dc{proc.pid}s"], capture_output=True)
+        assert (cpu_veth.returncode == 0) == ebpf  # the packet-in came through it on ebpf
+
         out = p4runtime_pb2.StreamMessageRequest()
         out.packet.payload = frame(b"packet-out")
         out.packet.metadata.add(metadata_id=1, value=b"\x01")
@@ -123,3 +145,5 @@ def test_forwarding_packet_in_and_out(topology: Topology, switch: tuple[subproce
         h2.close()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=WAIT_S) == 0
+    # nothing of the ebpf back end's CPU port is left behind (python never makes it)
+    assert subprocess.run(["ip", "link", "show", f"dc{proc.pid}s"], capture_output=True).returncode != 0

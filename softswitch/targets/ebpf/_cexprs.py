@@ -8,7 +8,17 @@ from ... import ir
 from ...frontend import ast as A
 from ...frontend import types as T
 from ...frontend.preprocess import SourceMap
-from ._clayout import MAX_WIDTH, ExternLayout, Fn, TableLayout, Unsupported, bytes_expr, c_ident, mask
+from ._clayout import (
+    MAX_WIDTH,
+    ExternLayout,
+    Fn,
+    PayloadCsum,
+    TableLayout,
+    Unsupported,
+    bytes_expr,
+    c_ident,
+    mask,
+)
 
 
 class CExprs(ABC):
@@ -30,12 +40,14 @@ class CExprs(ABC):
         self.tables: dict[str, TableLayout] = {}
         self.decls: dict[str, A.ParserDecl | A.ControlDecl] = {}
         self.consts: dict[str, tuple[int, T.Type]] = {}
-        self.extracted: list[str] = []
-        self.emitted: list[str] = []
         self.done_actions: set[str] = set()
         self.done_tables: set[str] = set()
         self.externs: dict[str, ExternLayout] = {}
         self.done_structs: set[str] = set()
+        self.kind = ""  # the v1model block being generated (parser, verify, ingress, ...)
+        self.clones_used = False  # an I2E clone call was generated
+        self.parser_run: tuple[str, int, int, int] = ("", 0, 0, 0)  # step function, accept, reject, timeout
+        self.payload_csums: list[PayloadCsum] = []
 
     def unsupported(self, what: str, node: object) -> Unsupported:
         pos = getattr(node, "pos", A.NOPOS)
@@ -128,6 +140,12 @@ class CExprs(ABC):
             return f"(({a}._v == {b}._v) && (!{a}._v || ({fields})))"
         return f"({fields})"
 
+    def reject(self, fn: Fn, node: object) -> str:
+        """The C statement that ends the parser in its reject state."""
+        if not fn.reject:
+            raise self.unsupported("a parser operation outside a parser", node)
+        return fn.reject
+
     def lookahead(self, e: A.Call, fn: Fn) -> tuple[str, int]:
         """``pkt.lookahead<bit<W>>()``: the next W bits, not consumed (read before the statement)."""
         t = self.resolve(e.type_args[0], e)
@@ -137,7 +155,7 @@ class CExprs(ABC):
         fn(f"__u64 {var} = 0;")
         fn(f"if (bpf_skb_load_bytes(skb, off, b, {nb}) < 0) {{")
         fn(f"    c->SM.f_parser_error = {self.error_code('PacketTooShort', e)};")
-        fn(f"    goto p_{fn.blk.cname}_reject;")
+        fn(f"    {self.reject(fn, e)}")
         fn("}")
         sh = 8 * nb - w
         v = bytes_expr("b", 0, nb)

@@ -14,6 +14,18 @@ PACKET = ("packet_in", "packet_out")
 V1_PARAMS = ("parser", "verify", "ingress", "egress", "compute", "deparser")
 MAX_WIDTH = 64
 STAT_IN, STAT_OUT, STAT_DROP, STAT_PASS = 0, 1, 2, 3
+MAX_PAYLOAD_CSUMS = 16  # update_checksum_with_payload calls a program may make
+
+
+@dataclass
+class PayloadCsum:
+    """One ``update_checksum_with_payload``: fixed incrementally in the deparser (see _cparser)."""
+
+    fields: list[tuple[str, int]]  # (C code, width) of the list, in order
+    target: str  # C lvalue of the 16-bit checksum field
+    header: str  # C lvalue of the header holding it
+    field_name: str  # the checksum field's name in that header
+    segment: list[bool] = field(default_factory=list)  # per list element: after the checksum's header
 
 
 class Unsupported(UserError):
@@ -43,6 +55,7 @@ class TableLayout:
     max_params: int
     default_action: str = ""
     default_args: tuple[int, ...] = ()
+    timeout: bool = False  # support_timeout: the value ends with the last hit (bpf_ktime_get_ns)
 
     @property
     def key_bytes(self) -> int:
@@ -92,6 +105,8 @@ class Fn:
     blk: Blk
     vars: dict[str, tuple[str, T.Type]] = field(default_factory=dict)
     indent: int = 1
+    exit_label: str = ""  # where `exit` goes: the end of the control's apply block ("": not here)
+    reject: str = ""  # the C statement that ends the parser in reject ("": not in a parser)
 
     def __call__(self, text: str) -> None:
         self.lines.append("    " * self.indent + text)

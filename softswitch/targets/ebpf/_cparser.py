@@ -1,48 +1,62 @@
-"""The parser (states as labels, extract, select, lookahead) and the deparser (emit)."""
+"""The parser (a state machine stepped by bpf_loop: extract, select, lookahead) and the deparser
+(emit, growing or shrinking the packet's head)."""
 
 from __future__ import annotations
 
 from ...frontend import ast as A
 from ...frontend import types as T
-from ._clayout import Fn, bytes_expr, mask
+from ._clayout import Blk, Fn, bytes_expr, mask
 from ._ctables import CTables
 
 
 class CParser(CTables):
     def parser(self, d: A.ParserDecl, fn: Fn) -> None:
+        """The parser as a state machine that bpf_loop steps, one state per call: the verifier
+        checks the step function once, so parser loops (header stacks, option walks) need no
+        bound it can prove from the program.  State 0 sets the parser-local variables (fields of
+        the step's struct), then ``start``; a parser that takes more than PARSER_STEPS states
+        ends with ParserTimeout."""
+        cn = fn.blk.cname
+        names = [s.name for s in d.states]
+        ids = {n: i + 1 for i, n in enumerate(names)}
+        ids["accept"], ids["reject"] = len(names) + 1, len(names) + 2
+        step = Fn([], fn.blk, fn.vars, indent=2)
+        step.reject = f"{{ ps->off = off; ps->state = {ids['reject']}; return 1; }}"
+        fields: list[str] = []
+        step.indent = 1
+        step("case 0: {")
+        step.indent = 2
         for loc in d.locals or ():
             if not isinstance(loc, A.VarDecl):
                 raise self.unsupported(f"parser-local {type(loc).__name__}", loc)
             t = self.resolve(loc.type, loc)
             w = self.width(t, loc)
-            cname = f"pv_{fn.blk.cname}_{loc.name}"
-            init = self.expr(loc.init, fn, w)[0] if loc.init is not None else "0"
-            fn(f"__u64 {cname} = ({init}) & {mask(w)};")
-            fn.vars[loc.name] = (cname, t)
-        names = {s.name for s in d.states}
-        lab = f"p_{fn.blk.cname}_"
-        fn("goto " + lab + "start;")
+            fields.append(f"__u64 pv_{loc.name};")
+            init = self.expr(loc.init, step, w)[0] if loc.init is not None else "0"
+            step(f"ps->pv_{loc.name} = ({init}) & {mask(w)};")
+            fn.vars[loc.name] = (f"ps->pv_{loc.name}", t)
+        step(self.goto("start", ids, d))
+        step.indent = 1
+        step("}")
         for st in d.states:
-            fn.indent = 0
-            fn(f"{lab}{st.name}:")
-            fn.indent = 1
-            fn("{")
-            fn.indent = 2
+            step.indent = 1
+            step(f"case {ids[st.name]}: {{  /* {st.name} */")
+            step.indent = 2
             for s in st.stmts:
-                self.stmt(s, fn)
+                self.stmt(s, step)
             if st.select is None:
-                fn(f"goto {self.state_label(st.next, names, lab, st)};")
+                step(self.goto(st.next, ids, st))
             else:
                 sels: list[tuple[str, int | None]] = []
                 for n, ex in enumerate(st.select):
-                    code, sw = self.expr(ex, fn)
-                    fn(f"__u64 sel{n} = {code};")
+                    code, sw = self.expr(ex, step)
+                    step(f"__u64 sel{n} = {code};")
                     sels.append((f"sel{n}", sw))
                 for case in st.cases:
-                    target = self.state_label(case.state, names, lab, case)
+                    target = self.goto(case.state, ids, case)
                     ks = case.keyset
                     if isinstance(ks, A.Default):
-                        fn(f"goto {target};")
+                        step(target)
                         break
                     items = ks.items if isinstance(ks, A.ListExpr) else (ks,)
                     if len(items) != len(sels):
@@ -50,22 +64,51 @@ class CParser(CTables):
                             f"a keyset of {len(items)} values for {len(sels)} expressions", case
                         )
                     conds = [
-                        self.keyset_cond(it, var, w, fn) for it, (var, w) in zip(items, sels, strict=True)
+                        self.keyset_cond(it, var, w, step) for it, (var, w) in zip(items, sels, strict=True)
                     ]
-                    fn(f"if ({' && '.join(c for c in conds if c) or '1'}) goto {target};")
+                    step(f"if ({' && '.join(c for c in conds if c) or '1'}) {target}")
                 else:
-                    fn(f"goto {lab}reject_nomatch;")
-            fn.indent = 1
-            fn("}")
-        fn.indent = 0
-        fn(f"{lab}reject_nomatch:")
-        fn.indent = 1
-        fn(f"c->SM.f_parser_error = {self.error_code('NoMatch', d)};")
-        fn.indent = 0
-        fn(f"{lab}reject:")
-        fn(f"{lab}accept:")
-        fn.indent = 1
-        fn("outoff = 0;")
+                    step(f"c->SM.f_parser_error = {self.error_code('NoMatch', d)};")
+                    step(step.reject)
+            step.indent = 1
+            step("}")
+        self.fns += [
+            f"struct pstate_{cn} {{ struct __sk_buff *skb; struct ctx *c; __u32 off; __u32 state;"
+            f" {' '.join(fields)} }};",
+            f"static long pstep_{cn}(__u32 i, void *p) {{",
+            f"    struct pstate_{cn} *ps = p;",
+            "    struct __sk_buff *skb = ps->skb;",
+            "    struct ctx *c = ps->c;",
+            "    __u32 off = ps->off;",
+            "    __u8 b[64];",
+            "    switch (ps->state) {",
+            *step.lines,
+            "    }",
+            "    return 1;",
+            "}",
+            "",
+        ]
+        self.parser_run = (cn, ids["accept"], ids["reject"], self.error_code("ParserTimeout", d))
+
+    def run_parser(self, fn: Fn, cvar: str, offvar: str, tag: str) -> None:
+        """Parse the packet into the state ``cvar`` points to; ``offvar`` = the bytes taken."""
+        cn, accept, reject, timeout = self.parser_run
+        ps = f"ps{tag}_{cn}"
+        fn(f"struct pstate_{cn} {ps} = {{}};")
+        fn(f"{ps}.skb = skb;")
+        fn(f"{ps}.c = {cvar};")
+        fn(f"bpf_loop(PARSER_STEPS, pstep_{cn}, &{ps}, 0);")
+        fn(f"if ({ps}.state != {accept} && {ps}.state != {reject})")
+        fn(f"    {cvar}->SM.f_parser_error = {timeout};")
+        fn(f"{offvar} = {ps}.off;")
+
+    def goto(self, name: str, ids: dict[str, int], node: object) -> str:
+        """The C statement of a transition: the next state, and whether bpf_loop goes on (0) or
+        stops (1, at accept and reject)."""
+        if name not in ids:
+            raise self.unsupported(f"transition to unknown state {name}", node)
+        stop = int(name in ("accept", "reject"))
+        return f"{{ ps->off = off; ps->state = {ids[name]}; return {stop}; }}"
 
     def keyset_cond(self, ks: A.Expr, var: str, w: int | None, fn: Fn) -> str:
         """The C condition for one select key against one keyset element ('' for ``_``)."""
@@ -81,13 +124,6 @@ class CParser(CTables):
             return f"({lo} <= {var} && {var} <= {hi})"
         v, _ = self.expr(ks, fn, w)
         return f"({var} == {v})"
-
-    def state_label(self, name: str, names: set[str], lab: str, node: object) -> str:
-        if name in ("accept", "reject"):
-            return lab + name
-        if name not in names:
-            raise self.unsupported(f"transition to unknown state {name}", node)
-        return lab + name
 
     def header_layout(self, t: T.Struct, node: object) -> list[tuple[str, int, int]]:
         out: list[tuple[str, int, int]] = []
@@ -108,7 +144,7 @@ class CParser(CTables):
                 stack = (base, bt)
                 fn(f"if ({base}__n >= {bt.size}) {{")
                 fn(f"    c->SM.f_parser_error = {self.error_code('StackOutOfBounds', node)};")
-                fn(f"    goto p_{fn.blk.cname}_reject;")
+                fn(f"    {self.reject(fn, node)}")
                 fn("}")
         code, t = self.lvalue(arg, fn)
         if not isinstance(t, T.Struct) or not t.is_header:
@@ -117,14 +153,9 @@ class CParser(CTables):
         n = sum(w for _, _, w in lay) // 8
         if n > 64:
             raise self.unsupported(f"header {t.name} longer than 64 bytes", node)
-        if stack is None:
-            self.extracted.append(code)
-        elif f"{stack[0]}[]" not in self.extracted:
-            self.extracted.append(f"{stack[0]}[]")
-        lab = f"p_{fn.blk.cname}_reject"
         fn(f"if (bpf_skb_load_bytes(skb, off, b, {n}) < 0) {{")
         fn(f"    c->SM.f_parser_error = {self.error_code('PacketTooShort', node)};")
-        fn(f"    goto {lab};")
+        fn(f"    {self.reject(fn, node)}")
         fn("}")
         for name, o, w in lay:
             first, last = o // 8, (o + w - 1) // 8
@@ -141,7 +172,10 @@ class CParser(CTables):
             fn(f"{stack[0]}__n += 1;")
 
     def deparser(self, d: A.ControlDecl, fn: Fn) -> None:
+        """The valid emitted headers replace the bytes the parser took (``off``): the packet
+        grows or shrinks at its head first (``resize``), then the headers are written from 0."""
         assert d.body is not None
+        emits: list[tuple[str, T.Struct]] = []
         for s in d.body.stmts:
             call = s.call if isinstance(s, A.CallStmt) else None
             if (
@@ -153,16 +187,60 @@ class CParser(CTables):
                 raise self.unsupported("a deparser statement other than packet.emit(header)", s)
             code, t = self.lvalue(call.args[0], fn)
             if isinstance(t, T.Stack):
-                self.emitted.append(f"{code}[]")
-                for i in range(t.size):
-                    self.emit_header(f"{code}[{i}]", t.elem, s, fn, record=False)
+                emits += [(f"{code}[{i}]", t.elem) for i in range(t.size)]
                 continue
             if not isinstance(t, T.Struct):
                 raise self.unsupported("emit of something that is not a header", s)
-            for hcode, ht in self.headers_in(code, t, s):
-                self.emit_header(hcode, ht, s, fn)
-        fn("if (outoff != off)")
-        fn("    goto drop;")
+            emits += self.headers_in(code, t, s)
+        order = [code for code, _ in emits]
+        for ck in self.payload_csums:
+            if ck.header not in order:
+                raise self.unsupported(f"a checksum into {ck.target}, a header the deparser does not emit", d)
+            later = order[order.index(ck.header) :]
+            ck.segment = [any(code.startswith(h + ".") for h in later) for code, _ in ck.fields]
+        fn("hlen = 0;")
+        for code, t in emits:
+            fn(f"if ({code}._v) hlen += {self.header_bytes(t, d)};")
+        fn("if (resize(skb, off, hlen, macl) < 0)")
+        fn("    goto broken;")
+        fn("outoff = 0;")
+        for code, t in emits:
+            self.emit_header(code, t, d, fn)
+        for i, ck in enumerate(self.payload_csums):
+            # the segment part (this header and what follows it) without BPF_F_PSEUDO_HDR: with
+            # checksum offload the device sums the segment itself
+            fn(f"if ((c->ckd & ckat) & (1U << {i})) {{")
+            for part, (flag, seg) in enumerate(((" | BPF_F_PSEUDO_HDR", False), ("", True))):
+                kept = [
+                    (code if is_seg == seg else "0", w)
+                    for (code, w), is_seg in zip(ck.fields, ck.segment, strict=True)
+                ]
+                self.csum16_into(f"n{part}", kept, fn)
+                old = f"c->cko[{i}][{part}]"
+                fn(f"    if (n{part} != {old} &&")
+                # the helper takes the 16-bit words as they are in the packet (big-endian)
+                fn(f"        bpf_l4_csum_replace(skb, ckoff[{i}], bpf_htons({old}),")
+                fn(f"                            bpf_htons(n{part}), 2{flag}) < 0)")
+                fn("        goto broken;")
+            fn("}")
+
+    def snapshot(self) -> list[str]:
+        """``ck_snapshot``: the parsed values' sums of every update_checksum_with_payload list."""
+        fn = Fn([], Blk("", {}))
+        for i, ck in enumerate(self.payload_csums):
+            for part, seg in enumerate((False, True)):
+                kept = [
+                    (code if is_seg == seg else "0", w)
+                    for (code, w), is_seg in zip(ck.fields, ck.segment, strict=True)
+                ]
+                fn("{")
+                self.csum16_into("s", kept, fn)
+                fn(f"    c->cko[{i}][{part}] = s;")
+                fn("}")
+        return ["static __always_inline void ck_snapshot(struct ctx *c) {", *fn.lines, "}", ""]
+
+    def header_bytes(self, t: T.Struct, node: object) -> int:
+        return sum(w for _, _, w in self.header_layout(t, node)) // 8
 
     def headers_in(self, code: str, t: T.Struct, node: object) -> list[tuple[str, T.Struct]]:
         """A header, or the headers of a struct in field order (what ``emit`` of it emits)."""
@@ -177,12 +255,17 @@ class CParser(CTables):
             out += self.headers_in(f"{code}.f_{n}", ft, node)
         return out
 
-    def emit_header(self, code: str, t: T.Struct, s: object, fn: Fn, record: bool = True) -> None:
+    def emit_header(self, code: str, t: T.Struct, s: object, fn: Fn) -> None:
         lay = self.header_layout(t, s)
         n = sum(w for _, _, w in lay) // 8
-        if record:
-            self.emitted.append(code)
         fn(f"if ({code}._v) {{")
+        for k, ck in enumerate(self.payload_csums):
+            if ck.header == code:
+                o = next(o for name, o, _ in lay if name == ck.field_name)
+                if o % 8:
+                    raise self.unsupported(f"a checksum field {ck.target} that is not byte aligned", s)
+                fn(f"    ckoff[{k}] = outoff + {o // 8};")
+                fn(f"    ckat |= 1U << {k};")
         for i in range(n):
             parts = []
             for name, o, w in lay:
@@ -194,6 +277,6 @@ class CParser(CTables):
                 parts.append(f"({chunk} << {sh})" if sh else chunk)
             fn(f"    b[{i}] = (__u8)({' | '.join(parts)});")
         fn(f"    if (bpf_skb_store_bytes(skb, outoff, b, {n}, 0) < 0)")
-        fn("        goto drop;")
+        fn("        goto broken;")
         fn(f"    outoff += {n};")
         fn("}")

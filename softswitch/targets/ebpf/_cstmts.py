@@ -7,7 +7,7 @@ from abc import abstractmethod
 from ...frontend import ast as A
 from ...frontend import types as T
 from ._cexprs import CExprs
-from ._clayout import MAX_WIDTH, Blk, ExternLayout, Fn, c_ident, mask
+from ._clayout import MAX_PAYLOAD_CSUMS, MAX_WIDTH, Blk, ExternLayout, Fn, PayloadCsum, c_ident, mask
 
 
 class CStmts(CExprs):
@@ -77,6 +77,10 @@ class CStmts(CExprs):
             init = self.expr(s.init, fn, w)[0] if s.init is not None else "0"
             fn(f"__u64 {cname} = ({init}) & {mask(w)};")
             fn.vars[s.name] = (cname, t)
+        elif isinstance(s, A.Exit):
+            if not fn.exit_label:
+                raise self.unsupported("exit inside an action or a parser", s)
+            fn(f"goto {fn.exit_label};")
         elif isinstance(s, A.Switch):
             self.switch_on_action(s, fn)
         elif isinstance(s, A.CallStmt):
@@ -103,8 +107,12 @@ class CStmts(CExprs):
             if isinstance(f.expr, A.Name) and f.expr.name in fn.blk.externs:
                 self.extern_method(fn.blk.externs[f.expr.name], f.name, call, fn)
                 return None
-            if f.name in ("setValid", "setInvalid"):
-                raise self.unsupported(f"{f.name}() (the deparser would change the packet's length)", call)
+            if f.name in ("setValid", "setInvalid") and not call.args:
+                code, t = self.lvalue(f.expr, fn)
+                if not isinstance(t, T.Struct) or not t.is_header:
+                    raise self.unsupported(f"{f.name}() of something that is not a header", call)
+                fn(f"{code}._v = {int(f.name == 'setValid')};")
+                return None
             raise self.unsupported(f"method {f.name}()", call)
         if isinstance(f, A.Name):
             if f.name in fn.blk.actions:
@@ -129,6 +137,9 @@ class CStmts(CExprs):
                 fn(f"if (!({cond}))")
                 fn("    goto drop;  /* bmv2 stops the switch; the kernel drops the packet */")
                 return None
+            if f.name in ("clone", "clone_preserving_field_list"):
+                self.clone(f.name, call, fn)
+                return None
             if f.name == "truncate" and len(call.args) == 1:
                 n, _ = self.expr(call.args[0], fn, 32)
                 fn(f"c->truncate = (__u32)({n});")
@@ -140,8 +151,11 @@ class CStmts(CExprs):
                     raise self.unsupported("verify with an error that is not a constant", call)
                 fn(f"if (!({cond})) {{")
                 fn(f"    c->SM.f_parser_error = {self.error_code(err.member, call)};")
-                fn(f"    goto p_{fn.blk.cname}_reject;")
+                fn(f"    {self.reject(fn, call)}")
                 fn("}")
+                return None
+            if f.name == "update_checksum_with_payload":
+                self.checksum_with_payload(call, fn)
                 return None
             if f.name in ("update_checksum", "verify_checksum"):
                 self.checksum(f.name, call, fn)
@@ -176,6 +190,34 @@ class CStmts(CExprs):
             fn(f"    if (((~s) & 0xffff) != {target})")
             fn("        c->SM.f_checksum_error = 1;")
         fn("}")
+
+    def checksum_with_payload(self, call: A.Call, fn: Fn) -> None:
+        """``update_checksum_with_payload``: never a sum over the payload.  The parser's values of
+        the list are summed after parsing (``ck_snapshot``), the deparser sums the new ones and
+        hands the difference to bpf_l4_csum_replace, the pseudo-header part with
+        BPF_F_PSEUDO_HDR: right for checksum-offloaded (CHECKSUM_PARTIAL) and GSO packets too,
+        and equal to a full recomputation when the packet's checksum was right."""
+        if len(call.args) != 4:
+            raise self.unsupported(f"update_checksum_with_payload with {len(call.args)} arguments", call)
+        algo = call.args[3]
+        if not (isinstance(algo, A.TypeMember) and algo.member == "csum16"):
+            raise self.unsupported("update_checksum_with_payload with an algorithm other than csum16", call)
+        if self.kind != "compute":
+            raise self.unsupported("update_checksum_with_payload outside the compute-checksum control", call)
+        fields = self.data_list(call.args[1], fn)
+        if sum(w for _, w in fields) % 16:
+            raise self.unsupported("a checksum list that is not whole 16-bit words", call)
+        target, tt = self.lvalue(call.args[2], fn)
+        if self.width(tt, call) != 16 or ".f_" not in target:
+            raise self.unsupported("a csum16 into something that is not a 16-bit header field", call)
+        header, field = target.rsplit(".f_", 1)
+        i = len(self.payload_csums)
+        if i >= MAX_PAYLOAD_CSUMS:
+            raise self.unsupported(f"more than {MAX_PAYLOAD_CSUMS} update_checksum_with_payload calls", call)
+        self.payload_csums.append(PayloadCsum(fields, target, header, field))
+        cond, _ = self.expr(call.args[0], fn)
+        fn(f"if ({cond})")
+        fn(f"    c->ckd |= 1U << {i};")
 
     @staticmethod
     def csum16_into(var: str, fields: list[tuple[str, int]], fn: Fn) -> None:
@@ -270,6 +312,26 @@ class CStmts(CExprs):
             )
         self.externs[cp] = lay
         return lay
+
+    def clone(self, name: str, call: A.Call, fn: Fn) -> None:
+        """An I2E clone request (cgen's i2e_clone makes the copy after ingress)."""
+        args = call.args
+        if len(args) != (2 if name == "clone" else 3):
+            raise self.unsupported(f"{name} with {len(args)} arguments", call)
+        kind = args[0]
+        if not (isinstance(kind, A.TypeMember) and kind.type_name == "CloneType" and kind.member == "I2E"):
+            raise self.unsupported("E2E clones (only CloneType.I2E)", call)
+        if self.kind != "ingress":
+            raise self.unsupported(f"{name} outside the ingress control", call)
+        session, _ = self.expr(args[1], fn, 32)
+        fl = "0"
+        if name != "clone":
+            if not isinstance(args[2], A.IntLit):
+                raise self.unsupported("a field list index that is not a literal", call)
+            fl = str(args[2].value + 1)
+        fn(f"c->clone = (__u32)({session}) + 1;")
+        fn(f"c->clone_fl = {fl};")
+        self.clones_used = True
 
     def extern_method(self, lay: ExternLayout, method: str, call: A.Call, fn: Fn) -> None:
         args = call.args

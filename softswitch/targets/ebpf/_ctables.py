@@ -20,8 +20,8 @@ class CTables(CStmts):
         if name in self.done_tables:
             return name
         self.done_tables.add(name)
-        if info.direct_counter or info.support_timeout:
-            raise self.unsupported("direct counters and idle timeouts", t)
+        if info.direct_counter:
+            raise self.unsupported("direct counters", t)
         kinds = [k.match_kind for k in t.keys]
         if any(k not in ("exact", "lpm", "ternary", "range", "optional") for k in kinds):
             bad = next(k for k in kinds if k not in ("exact", "lpm", "ternary", "range", "optional"))
@@ -49,17 +49,18 @@ class CTables(CStmts):
         kind = "scan" if scan else ("lpm" if "lpm" in kinds else "hash")
         lay = TableLayout(
             cp, idx, f"t{idx}", f"d{idx}", kind, info.size, keys, actions,
-            max_params, info.default_action, info.default_args,
+            max_params, info.default_action, info.default_args, info.support_timeout,
         )  # fmt: skip
         self.tables[cp] = lay
         nargs = max(max_params, 1)
+        hit_ns = " __u64 hit_ns;" if info.support_timeout else ""
         body = Fn([], blk)
         if scan:
             nk = max(len(keys), 1)
             self.out += [
                 f"/* table {cp} (ternary/range/optional: a bounded scan of {info.size} slots) */",
                 f"struct v{idx} {{ __u32 valid; __u32 prio; __u32 action; __u32 pad;"
-                f" __u64 lo[{nk}]; __u64 hi[{nk}]; __u64 args[{nargs}]; }};",
+                f" __u64 lo[{nk}]; __u64 hi[{nk}]; __u64 args[{nargs}];{hit_ns} }};",
                 f"struct q{idx} {{ __u64 key[{nk}]; __u32 best; __u32 best_prio; int found; }};",
                 f"struct {{ __uint(type, BPF_MAP_TYPE_ARRAY); __type(key, __u32);"
                 f" __type(value, struct v{idx}); __uint(max_entries, {max(info.size, 1)}); }}"
@@ -101,7 +102,7 @@ class CTables(CStmts):
             self.out += [
                 f"/* table {cp} ({kind}, size {info.size}) */",
                 f"struct k{idx} {{ {pre}__u8 k[{max(nkey, 1)}]; }};",
-                f"struct v{idx} {{ __u32 action; __u32 pad; __u64 args[{nargs}]; }};",
+                f"struct v{idx} {{ __u32 action; __u32 pad; __u64 args[{nargs}];{hit_ns} }};",
                 f"struct {{ __uint(type, {mtype}); __type(key, struct k{idx}); __type(value, struct v{idx});"
                 f' __uint(max_entries, {max(info.size, 1)});{flags} }} t{idx} SEC(".maps");',
             ]
@@ -119,6 +120,10 @@ class CTables(CStmts):
             f' __uint(max_entries, 1); }} d{idx} SEC(".maps");'
         )
         body("int hit = v != 0;")
+        if info.support_timeout:
+            # the last hit, for the server's idle-timeout sweep (every hit writes it)
+            body("if (v)")
+            body("    v->hit_ns = bpf_ktime_get_ns();")
         body("if (!v) {")
         body("    __u32 zero = 0;")
         body(f"    v = bpf_map_lookup_elem(&d{idx}, &zero);")

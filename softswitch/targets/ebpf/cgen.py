@@ -22,6 +22,7 @@ from ...frontend import ast as A
 from ...frontend import types as T
 from ...frontend.preprocess import SourceMap
 from ._clayout import (
+    MAX_PAYLOAD_CSUMS,
     PACKET,
     STAT_DROP,
     STAT_IN,
@@ -38,6 +39,48 @@ from ._clayout import (
     c_ident,
 )
 from ._cparser import CParser
+
+# The deparser's headers take ``hlen`` bytes where the parser took ``off``.  Growing pushes room at
+# the head (any protocol).  Shrinking removes bytes after the MAC header with
+# bpf_skb_adjust_room, which the kernel allows for IPv4/IPv6 packets only; any other packet (a
+# packet-out whose controller header hides the EtherType) has its payload moved forward in
+# SHIFT_CHUNK pieces and its tail cut, up to SHIFT_MAX payload bytes (longer ones are dropped).
+RESIZE = [
+    "#define PARSER_STEPS 1024  /* states one packet's parse may take (ParserTimeout beyond) */",
+    "#define SHIFT_CHUNK 64",
+    "#define SHIFT_STEPS 32",
+    "/* a global function: the verifier checks it once, not at every path that reaches the deparser */",
+    "__attribute__((noinline)) int shift_front(struct __sk_buff *skb, __u32 off, __u32 n) {",
+    "    __u32 len = skb->len;",
+    "    __u32 src = off;",
+    "    __u8 buf[SHIFT_CHUNK];",
+    "    if (n > off || len < off) return -1;",
+    "    for (int i = 0; i < SHIFT_STEPS && src < len; i++) {",
+    "        __u32 k = len - src;",
+    "        if (k > SHIFT_CHUNK) k = SHIFT_CHUNK;",
+    "        if (k == 0) break;",
+    "        if (bpf_skb_load_bytes(skb, src, buf, k) < 0) return -1;",
+    "        if (bpf_skb_store_bytes(skb, src - n, buf, k, 0) < 0) return -1;",
+    "        src += k;",
+    "    }",
+    "    if (src < len) return -1;",
+    "    return bpf_skb_change_tail(skb, len - n, 0);",
+    "}",
+    "/* *macl: where the kernel thinks the MAC header ends (14 on Ethernet ports; growing the head",
+    "   moves it, and adjust_room removes the bytes right after it, which must be header bytes) */",
+    "static __always_inline int resize(struct __sk_buff *skb, __u32 off, __u32 hlen, __u32 *macl) {",
+    "    if (hlen == off) return 0;",
+    "    if (hlen > off) {",
+    "        if (bpf_skb_change_head(skb, hlen - off, 0) < 0) return -1;",
+    "        *macl += hlen - off;",
+    "        return 0;",
+    "    }",
+    "    __u32 n = off - hlen;",
+    "    if (*macl + n <= off && bpf_skb_adjust_room(skb, -(__s32)n, BPF_ADJ_ROOM_MAC, 0) == 0) return 0;",
+    "    return shift_front(skb, off, n);",
+    "}",
+    "",
+]
 
 
 class CGen(CParser):
@@ -82,11 +125,18 @@ class CGen(CParser):
             f"    struct s_{c_ident(structs[1].name)} M;\n"
             f"    struct s_{c_ident(structs[2].name)} SM;\n"
             "    __u32 truncate;  /* v1model truncate(): the length the packet leaves with, 0: whole */\n"
+            "    __u32 clone;     /* I2E clone requested: session + 1 */\n"
+            "    __u32 clone_fl;  /* its field list + 1 (0: none) */\n"
+            f"    __u64 cko[{MAX_PAYLOAD_CSUMS}][2];  /* update_checksum_with_payload: the parsed sums */\n"
+            "    __u32 ckd;  /* ... the ones to apply */\n"
             "};"
         )
         roles = ("H", "M", "SM")
         role_of = dict(zip([t.name for t in structs], roles, strict=True))
+        # dysco_tc runs parser, verify and ingress; egress, compute and deparser are the function
+        # egress_path, which an I2E clone runs first on its own state (the packet as received)
         body = Fn([], Blk("", {}))
+        tail = Fn([], Blk("", {}))
         for kind, d in zip(V1_PARAMS, blocks, strict=True):
             params: dict[str, tuple[str, T.Type | None]] = {}
             data_params = [p for p in d.params if not (isinstance(p.type, A.TName) and p.type.name in PACKET)]
@@ -113,28 +163,117 @@ class CGen(CParser):
                         blk.externs[loc.name] = self.extern_instance(loc, d)
                     else:
                         raise self.unsupported(f"control-local {type(loc).__name__}", loc)
-            fn = Fn(body.lines, blk)
+            self.kind = kind
+            fn = Fn((body if kind in ("parser", "verify", "ingress") else tail).lines, blk)
             fn(f"/* {kind}: {d.name} */")
             if isinstance(d, A.ParserDecl):
                 self.parser(d, fn)
+                self.run_parser(fn, "c", "off", "")
+                fn("ck_snapshot(c);")
             else:
                 if kind == "deparser":
                     self.deparser(d, fn)
                 else:
                     assert d.body is not None
+                    # v1model: exit ends this control; the pipeline goes on with the next block
+                    fn.exit_label = f"x_{blk.cname}"
                     self.block(d.body, fn)
+                    fn.indent = 0
+                    fn(f"{fn.exit_label}: ;")
+                    fn.indent = 1
                 if kind == "ingress":
+                    if self.clones_used:
+                        self.i2e_clone(fn, self.field_lists(structs[1], ing))
                     fn("if (c->SM.f_egress_spec == 511)")
                     fn("    goto drop;")
                     fn("c->SM.f_egress_port = c->SM.f_egress_spec;")
+                    fn("if (egress_path(skb, c, off, &macl) < 0)")
+                    fn("    goto drop;")
                 elif kind == "egress":
                     fn("if (c->SM.f_egress_spec == 511)")
                     fn("    goto drop;")
-        if sorted(self.extracted) != sorted(set(self.emitted)) or len(set(self.emitted)) != len(self.emitted):
-            raise self.unsupported(
-                "a deparser that does not emit exactly the headers the parser extracts", blocks[5]
-            )
+        self.fns += self.snapshot()
+        self.fns += [
+            "/* egress, compute checksum and deparser: the new header length, -1 if egress dropped the",
+            "   packet (unchanged), -2 if the packet could not be rewritten (broken) */",
+            "/* a global function: the verifier checks it once, not per path of ingress reaching it */",
+            "__attribute__((noinline))",
+            "int egress_path(struct __sk_buff *skb, struct ctx *c, __u32 off, __u32 *macl) {",
+            "    if (!c || !macl)",
+            "        return -2;",
+            "    __u8 b[64];",
+            "    __u32 outoff = 0;",
+            "    __u32 hlen = 0;",
+            f"    __u32 ckoff[{MAX_PAYLOAD_CSUMS}] = {{}};  /* where each payload checksum field went */",
+            "    __u32 ckat = 0;",
+            *tail.lines,
+            "    return (int)hlen;",
+            "drop:",
+            "    return -1;",
+            "broken:",
+            "    return -2;",
+            "}",
+            "",
+        ]
         return CProgram(self.render(body.lines), self.tables, self.externs)
+
+    def field_lists(self, meta: T.Struct, node: object) -> dict[int, list[str]]:
+        """``@field_list(N)`` indices of the metadata struct's fields: what a clone keeps."""
+        decl = next((d for d in self.prog.decls if isinstance(d, A.StructLike) and d.name == meta.name), None)
+        out: dict[int, list[str]] = {}
+        for f in decl.fields if decl is not None else ():
+            for a in f.annotations:
+                if a.name != "field_list":
+                    continue
+                for arg in a.args:
+                    if not isinstance(arg, A.IntLit):
+                        raise self.unsupported("a @field_list index that is not a literal", node)
+                    out.setdefault(arg.value, []).append(f.name)
+        return out
+
+    def i2e_clone(self, fn: Fn, lists: dict[int, list[str]]) -> None:
+        """An ingress-to-egress clone: the packet as received, parsed again into the second
+        scratch slot with the field list's metadata, runs egress_path and is sent out of the
+        session's port with bpf_clone_redirect; the original's deparser then replaces the
+        clone's headers (``off`` = their length)."""
+        fn("if (c->clone) {")
+        fn.indent += 1
+        fn("__u32 sess = c->clone - 1;")
+        fn("__u32 one = 1;")
+        fn("struct clone_to *ct = bpf_map_lookup_elem(&clones, &sess);")
+        fn("struct ctx *c2 = 0;")
+        fn("if (ct && bpf_map_update_elem(&scratch, &one, z, BPF_ANY) == 0)")
+        fn("    c2 = bpf_map_lookup_elem(&scratch, &one);")
+        fn("__u32 cport = ct ? ct->port : 0;")
+        fn("__u32 *cif = bpf_map_lookup_elem(&ports_out, &cport);")
+        fn("if (ct && c2 && cif) {")
+        fn.indent += 1
+        fn("__u32 off2 = 0;")
+        fn("c2->SM.f_ingress_port = c->SM.f_ingress_port;")
+        fn("c2->SM.f_packet_length = c->SM.f_packet_length;")
+        fn("c2->SM.f_instance_type = 1;  /* PKT_INSTANCE_TYPE_INGRESS_CLONE */")
+        self.run_parser(fn, "c2", "off2", "2")
+        fn("ck_snapshot(c2);")
+        fn("switch (c->clone_fl) {")
+        for idx, names in sorted(lists.items()):
+            copies = " ".join(f"c2->M.f_{n} = c->M.f_{n};" for n in names)
+            fn(f"case {idx + 1}: {copies} break;")
+        fn("default: break;")
+        fn("}")
+        fn("c2->SM.f_egress_port = cport;")
+        fn("c2->SM.f_egress_rid = ct->rid;")
+        fn("c2->SM.f_egress_spec = 0;")
+        fn("int hl2 = egress_path(skb, c2, off2, &macl);")
+        fn("if (hl2 == -2)")
+        fn("    goto drop;")
+        fn("if (hl2 >= 0) {")
+        fn("    bpf_clone_redirect(skb, *cif, 0);")
+        fn("    off = (__u32)hl2;")
+        fn("}")
+        fn.indent -= 1
+        fn("}")
+        fn.indent -= 1
+        fn("}")
 
     def render(self, body: list[str]) -> str:
         head = [
@@ -142,6 +281,7 @@ class CGen(CParser):
             "#include <linux/bpf.h>",
             "#include <linux/pkt_cls.h>",
             "#include <bpf/bpf_helpers.h>",
+            "#include <bpf/bpf_endian.h>",
             "",
             "struct { __uint(type, BPF_MAP_TYPE_HASH); __type(key, __u32); __type(value, __u32);"
             ' __uint(max_entries, 512); } ports_in SEC(".maps");',
@@ -150,7 +290,12 @@ class CGen(CParser):
             "struct { __uint(type, BPF_MAP_TYPE_ARRAY); __type(key, __u32); __type(value, __u64);"
             ' __uint(max_entries, 4); } stats SEC(".maps");',
             "",
+            *RESIZE,
             "struct counter { __u64 packets; __u64 bytes; };",
+            "/* clone sessions: session id -> the one replica's port and instance */",
+            "struct clone_to { __u32 port; __u32 rid; };",
+            "struct { __uint(type, BPF_MAP_TYPE_HASH); __type(key, __u32); __type(value, struct clone_to);"
+            ' __uint(max_entries, 1024); } clones SEC(".maps");',
             "",
             "/* trTCM (RFC 2698) as v1model runs it; tokens are kept in units x 1e9 (rate x ns) */",
             "struct meter { struct bpf_spin_lock lock; __u32 configured; __u64 cir, cburst, pir, pburst;"
@@ -198,6 +343,13 @@ class CGen(CParser):
             "",
         ]
         main = [
+            "/* the packet's headers and metadata, one per CPU (too big for the 512-byte BPF stack),",
+            "   reset from the never-written `zeros` by a map update (clang has no large memset for BPF) */",
+            "struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __type(key, __u32); __type(value, struct ctx);"
+            ' __uint(max_entries, 2); } scratch SEC(".maps");  /* 0: the packet, 1: its I2E clone */',
+            "struct { __uint(type, BPF_MAP_TYPE_ARRAY); __type(key, __u32); __type(value, struct ctx);"
+            ' __uint(max_entries, 1); } zeros SEC(".maps");',
+            "",
             'SEC("tc")',
             "int dysco_tc(struct __sk_buff *skb) {",
             "    __u32 ifindex = skb->ingress_ifindex;",
@@ -207,11 +359,17 @@ class CGen(CParser):
             "        return TC_ACT_OK;",
             "    }",
             f"    stat({STAT_IN});",
-            "    struct ctx cx = {};",
-            "    struct ctx *c = &cx;",
+            "    __u32 zero = 0;",
+            "    struct ctx *z = bpf_map_lookup_elem(&zeros, &zero);",
+            "    if (!z || bpf_map_update_elem(&scratch, &zero, z, BPF_ANY) < 0)",
+            "        goto drop;",
+            "    struct ctx *c = bpf_map_lookup_elem(&scratch, &zero);",
+            "    if (!c)",
+            "        goto drop;",
             "    __u8 b[64];",
             "    __u32 off = 0;",
             "    __u32 outoff = 0;",
+            "    __u32 macl = 14;",
             "    c->SM.f_ingress_port = *inport;",
             "    c->SM.f_packet_length = skb->len;",
             *body,

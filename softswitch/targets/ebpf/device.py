@@ -2,15 +2,21 @@
 built with clang, loaded with libbpf, attached at clsact ingress of every port; table
 writes go into its maps.
 
+The CPU port (``cpu_port``) is a veth pair (:mod:`.cpuport`): packet-outs go in through
+:meth:`EbpfSwitch.process`, packet-ins come out on :attr:`EbpfSwitch.cpu_interface`.
+
 What it does not do yet (each call says so with ``UNIMPLEMENTED``): multicast groups,
-clone sessions, direct counters, direct meter configuration, idle timeouts, packet-in/out.
+clone sessions of more than one replica or truncating ones, direct counters, direct meter
+configuration.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import select
 import shutil
+import socket
 import struct
 import tempfile
 import time
@@ -34,8 +40,10 @@ from ...api import (
 )
 from . import cgen
 from .build import build
+from .cpuport import CpuVeth
 from .libbpf import BpfError, BpfMap, BpfObject
-from .netns import VethRig, in_netns
+from .netns import ETH_P_ALL, VethRig, in_netns
+from .tablemaps import TableMaps
 
 log = logging.getLogger("dysco.softswitch.ebpf")
 
@@ -49,105 +57,14 @@ NS = 1_000_000_000
 SETTLE_S = 2.0  # how long a packet may take to come out before process() gives up waiting
 
 
-class _Table:
-    """One table's maps and the entries written into them (the control plane's view)."""
-
-    def __init__(self, obj: BpfObject, lay: cgen.TableLayout, info: Any) -> None:
-        self.lay = lay
-        self.info = info  # ir.TableInfo (numbered)
-        self.nargs = max(lay.max_params, 1)
-        nk = max(len(lay.keys), 1)
-        kb = lay.key_bytes
-        if lay.kind == "scan":
-            self.key_size = 4
-            self.value_size = 16 + 16 * nk + 8 * self.nargs
-        else:
-            self.key_size = (4 + kb + 3) // 4 * 4 if lay.kind == "lpm" else max(kb, 1)
-            self.value_size = 8 + 8 * self.nargs
-        self.map = BpfMap(obj, lay.map_name, self.key_size, self.value_size)
-        self.default = BpfMap(obj, lay.default_map, 4, self.value_size)
-        self.entries: dict[tuple[tuple[FieldMatch, ...], int], TableEntry] = {}
-        self.slots: dict[tuple[tuple[FieldMatch, ...], int], int] = {}
-        self.free = list(range(lay.size - 1, -1, -1)) if lay.kind == "scan" else []
-        self.field_pos = {k.id: i for i, k in enumerate(info.keys)}
-        self.default_call = ActionCall(0)
-
-    def _by_name(self, match: Sequence[FieldMatch]) -> dict[str, FieldMatch]:
-        try:
-            return {self.info.keys[self.field_pos[m.field_id]].name: m for m in match}
-        except KeyError:
-            raise EntryError("INVALID_ARGUMENT", f"unknown match field in {self.lay.name}") from None
-
-    def key(self, match: Sequence[FieldMatch]) -> bytes:
-        """The map key of a hash/lpm entry."""
-        by_name = self._by_name(match)
-        data = b""
-        plen = 0
-        for kf in self.lay.keys:
-            m = by_name.get(kf.name)
-            if kf.match_kind == "exact":
-                if m is None:
-                    raise EntryError("INVALID_ARGUMENT", f"exact field {kf.name} is missing")
-                plen += 8 * kf.nbytes
-                data += m.value.to_bytes(kf.nbytes, "big")
-            else:
-                value, pl = (m.value, m.prefix_len) if m is not None else (0, 0)
-                plen += pl
-                data += value.to_bytes(kf.nbytes, "big")
-        if self.lay.kind == "lpm":
-            raw = struct.pack("=I", plen) + data
-            return raw + bytes(self.key_size - len(raw))
-        return data or b"\0"
-
-    def _call(self, action: ActionCall, actions_by_id: Mapping[int, str]) -> tuple[int, list[int]]:
-        name = actions_by_id.get(action.action_id)
-        if name is None or name not in self.lay.actions:
-            raise EntryError(
-                "INVALID_ARGUMENT", f"action {action.action_id} is not an action of {self.lay.name}"
-            )
-        return self.lay.actions.index(name), list(action.params) + [0] * (self.nargs - len(action.params))
-
-    def value(self, action: ActionCall, actions_by_id: Mapping[int, str]) -> bytes:
-        """A hash/lpm value, or a default entry's (for every kind)."""
-        index, args = self._call(action, actions_by_id)
-        if self.lay.kind == "scan":
-            nk = max(len(self.lay.keys), 1)
-            return struct.pack(f"=IIII{2 * nk}Q{len(args)}Q", 1, 0, index, 0, *[0] * (2 * nk), *args)
-        return struct.pack(f"=II{len(args)}Q", index, 0, *args)
-
-    def slot(
-        self, priority: int, match: Sequence[FieldMatch], action: ActionCall, actions_by_id: Mapping[int, str]
-    ) -> bytes:
-        """A scan table's slot: valid, priority, action, per key (value, mask) or (low, high), args."""
-        index, args = self._call(action, actions_by_id)
-        by_name = self._by_name(match)
-        lo: list[int] = []
-        hi: list[int] = []
-        for kf in self.lay.keys:
-            full = (1 << kf.width) - 1
-            m = by_name.get(kf.name)
-            if m is None:
-                if kf.match_kind == "exact":
-                    raise EntryError("INVALID_ARGUMENT", f"exact field {kf.name} is missing")
-                lo.append(0)
-                hi.append(full if kf.match_kind == "range" else 0)
-            elif kf.match_kind == "range":
-                lo.append(m.value)
-                hi.append(m.high)
-            elif kf.match_kind == "ternary":
-                lo.append(m.value & m.mask)
-                hi.append(m.mask)
-            elif kf.match_kind == "lpm":
-                mask = full ^ ((1 << (kf.width - m.prefix_len)) - 1)
-                lo.append(m.value & mask)
-                hi.append(mask)
-            else:  # exact, optional
-                lo.append(m.value)
-                hi.append(full)
-        nk = max(len(self.lay.keys), 1)
-        lo += [0] * (nk - len(lo))
-        hi += [0] * (nk - len(hi))
-        return struct.pack(f"=IIII{nk}Q{nk}Q{len(args)}Q", 1, priority, index, 0, *lo, *hi, *args)
+def _raw_socket(ifname: str) -> socket.socket:
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    try:
+        s.bind((ifname, 0))
+    except OSError:
+        s.close()
+        raise
+    return s
 
 
 class EbpfSwitch:
@@ -171,15 +88,32 @@ class EbpfSwitch:
         self.ports = dict(ports)
         self.netns = netns
         self.rig = rig
+        # the CPU port: a veth pair to the server, unless the rig already has that port
+        self.cpu: CpuVeth | None = None
+        self._cpu_sock: socket.socket | None = None
+        if cpu_port is not None and cpu_port not in self.ports:
+            self.cpu = CpuVeth(netns=netns)
+            self.ports[cpu_port] = self.cpu.switch_if
+            try:
+                if netns:
+                    with in_netns(netns):
+                        self._cpu_sock = _raw_socket(self.cpu.controller_if)
+                else:
+                    self._cpu_sock = _raw_socket(self.cpu.controller_if)
+            except BaseException:
+                self.cpu.close()
+                raise
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="dysco-ebpf-"))
         self._program: Program | None = None
         self._obj: BpfObject | None = None
-        self._tables: dict[int, _Table] = {}
+        self._tables: dict[int, TableMaps] = {}
         self._actions: dict[int, str] = {}
         self._action_ids: dict[str, int] = {}
         self._attached: list[int] = []
         self._externs: dict[int, tuple[cgen.ExternLayout, BpfMap]] = {}
+        self._clones: BpfMap | None = None
+        self._sessions: dict[int, CloneSession] = {}
         self._ncpu = 1
         self._ipr: Any = None
         self.c_program: cgen.CProgram | None = None
@@ -202,12 +136,14 @@ class EbpfSwitch:
         self._actions = {a.id: a.name for a in info.actions.values()}
         self._action_ids = {a.name: a.id for a in info.actions.values()}
         self._tables = {
-            info.tables[n].id: _Table(obj, lay, info.tables[n]) for n, lay in cprog.tables.items()
+            info.tables[n].id: TableMaps(obj, lay, info.tables[n]) for n, lay in cprog.tables.items()
         }
         for t in self._tables.values():
             self._write_default(t, t.lay.default_action, t.lay.default_args)
             self._const_entries(t)
         self.stats = BpfMap(obj, cprog.stats_map, 4, 8)
+        self._clones = BpfMap(obj, "clones", 4, 8)
+        self._sessions = {}
         ncpu = obj.possible_cpus()
         sizes = {"counter": 16 * ncpu, "register": 8, "meter": METER_SIZE}
         self._externs = {
@@ -286,13 +222,25 @@ class EbpfSwitch:
         if self._obj is not None:
             self._obj.close()
             self._obj = None
+        self._clones = None
         self._tables.clear()
         if not keep_workdir:
+            if self._cpu_sock is not None:
+                self._cpu_sock.close()
+                self._cpu_sock = None
+            if self.cpu is not None:
+                self.cpu.close()
+                self.cpu = None
             if self._ipr is not None:
                 self._ipr.close()
                 self._ipr = None
             if self._own_workdir:
                 shutil.rmtree(self.workdir, ignore_errors=True)
+
+    @property
+    def cpu_interface(self) -> str | None:
+        """The controller side of the CPU veth (packet-ins arrive there), or None."""
+        return self.cpu.controller_if if self.cpu is not None else None
 
     # ------------------------------------------------------------ packets
     def counters(self) -> list[int]:
@@ -303,6 +251,12 @@ class EbpfSwitch:
 
         Waits (up to SETTLE_S) until the program counted the packet as forwarded, dropped
         or passed, then for exactly as many frames as it forwarded."""
+        if port == self.cpu_port and self._cpu_sock is not None:
+            # a packet-out: into the CPU veth, where the program takes it as from the CPU port.
+            # What it sends to data ports leaves in the kernel; packet-ins come back on
+            # cpu_interface, which the server reads.
+            self._cpu_sock.send(data)
+            return []
         if self.rig is None:
             raise EntryError("UNIMPLEMENTED", "this ebpf switch has no veth rig to send packets through")
         before = self.counters()
@@ -326,7 +280,7 @@ class EbpfSwitch:
         return got + self.rig.drain()
 
     # ------------------------------------------------------------ tables
-    def _table(self, table_id: int) -> _Table:
+    def _table(self, table_id: int) -> TableMaps:
         t = self._tables.get(table_id)
         if t is None:
             raise EntryError("NOT_FOUND", f"no table {table_id} in the ebpf program")
@@ -334,9 +288,10 @@ class EbpfSwitch:
 
     def write_entry(self, op: WriteOp, entry: TableEntry) -> None:
         t = self._table(entry.table_id)
-        if entry.idle_timeout_ns:
-            raise EntryError("UNIMPLEMENTED", "idle timeouts are not supported by the ebpf backend yet")
+        if entry.idle_timeout_ns and not t.lay.timeout:
+            raise EntryError("INVALID_ARGUMENT", f"table {t.lay.name} does not support idle timeouts")
         ident = (entry.match, entry.priority)
+        t.reported.pop(ident, None)
         if op == "delete":
             if ident not in t.entries:
                 raise EntryError("NOT_FOUND", "no such entry")
@@ -345,7 +300,7 @@ class EbpfSwitch:
                 t.map.update(struct.pack("=I", slot), bytes(t.value_size))
                 t.free.append(slot)
             else:
-                t.map.delete(t.key(entry.match))
+                t.map.delete(t.raw_keys.pop(ident))
             del t.entries[ident]
             return
         if op == "insert" and ident in t.entries:
@@ -362,12 +317,14 @@ class EbpfSwitch:
         else:
             flags = BPF_NOEXIST if op == "insert" else BPF_EXIST
             try:
-                t.map.update(t.key(entry.match), t.value(entry.action, self._actions), flags)
+                raw = t.key(entry.match)
+                t.map.update(raw, t.value(entry.action, self._actions), flags)
+                t.raw_keys[ident] = raw
             except OSError as exc:
                 raise EntryError("RESOURCE_EXHAUSTED" if exc.errno == 7 else "INTERNAL", str(exc)) from None
         t.entries[ident] = entry
 
-    def _const_entries(self, t: _Table) -> None:
+    def _const_entries(self, t: TableMaps) -> None:
         """Install a table's ``const entries`` (P4 key order, kind ``dontcare`` for ``_``)."""
         for ce in t.info.const_entries or ():
             match: list[FieldMatch] = []
@@ -387,9 +344,17 @@ class EbpfSwitch:
 
     def read_entries(self, table_id: int = 0) -> list[TableEntry]:
         tables = [self._table(table_id)] if table_id else list(self._tables.values())
-        return [e for t in tables for e in t.entries.values()]
+        now = time.monotonic_ns()
+        out: list[TableEntry] = []
+        for t in tables:
+            hits = t.last_hits() if t.lay.timeout else {}
+            for ident, e in t.entries.items():
+                if t.lay.timeout:
+                    e = dataclasses.replace(e, time_since_last_hit_ns=max(0, now - hits[ident]))
+                out.append(e)
+        return out
 
-    def _write_default(self, t: _Table, action: str, args: Sequence[int]) -> None:
+    def _write_default(self, t: TableMaps, action: str, args: Sequence[int]) -> None:
         aid = self._action_ids.get(action)
         if aid is None:
             raise EntryError("INVALID_ARGUMENT", f"unknown default action {action}")
@@ -412,7 +377,25 @@ class EbpfSwitch:
         self._write_default(t, t.lay.default_action, t.lay.default_args)
 
     def expired_entries(self) -> list[TableEntry]:
-        return []
+        """The server's sweep: entries whose last hit (written by the program) is at least their
+        idle timeout ago, each reported once until the program hits it again.  The maps are read
+        in batches (BPF_MAP_LOOKUP_BATCH)."""
+        now = time.monotonic_ns()
+        out: list[TableEntry] = []
+        for t in self._tables.values():
+            if not t.lay.timeout:
+                continue
+            if not any(e.idle_timeout_ns for e in t.entries.values()):
+                continue
+            hits = t.last_hits()
+            for ident, e in t.entries.items():
+                if not e.idle_timeout_ns:
+                    continue
+                hit = hits[ident]
+                if now - hit >= e.idle_timeout_ns and t.reported.get(ident) != hit:
+                    t.reported[ident] = hit
+                    out.append(dataclasses.replace(e, time_since_last_hit_ns=now - hit))
+        return out
 
     # ------------------------------------------------------------ not yet
     @staticmethod
@@ -429,13 +412,29 @@ class EbpfSwitch:
         return {}
 
     def set_clone_session(self, session: CloneSession) -> None:
-        raise self._no("cloning")
+        """A clone session of one replica (bpf_clone_redirect sends one copy), whole packets."""
+        if not 0 < session.session_id < 32768:
+            raise EntryError("INVALID_ARGUMENT", f"clone session id {session.session_id} must be 1..32767")
+        if len(session.replicas) != 1:
+            raise self._no("a clone session with other than one replica")
+        if session.packet_length_bytes:
+            raise self._no("a clone session that truncates (packet_length_bytes)")
+        rep = session.replicas[0]
+        if not 0 <= rep.port < 512 or rep.port == self.drop_port:
+            raise EntryError("INVALID_ARGUMENT", f"bad replica port {rep.port}")
+        if self._clones is None:
+            raise EntryError("FAILED_PRECONDITION", "no pipeline loaded")
+        self._clones.update(struct.pack("=I", session.session_id), struct.pack("=II", rep.port, rep.instance))
+        self._sessions[session.session_id] = session
 
     def delete_clone_session(self, session_id: int) -> None:
-        raise self._no("cloning")
+        if self._sessions.pop(session_id, None) is None:
+            raise EntryError("NOT_FOUND", f"no clone session {session_id}")
+        if self._clones is not None:
+            self._clones.delete(struct.pack("=I", session_id))
 
     def clone_sessions(self) -> dict[int, CloneSession]:
-        return {}
+        return dict(self._sessions)
 
     def _extern(self, extern_id: int, kind: str, index: int) -> tuple[cgen.ExternLayout, BpfMap]:
         found = self._externs.get(extern_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +49,7 @@ def _load_lib() -> ctypes.CDLL:
         "bpf_map_lookup_elem": (ci, [ci, vp, vp]),
         "bpf_map_delete_elem": (ci, [ci, vp]),
         "bpf_map_get_next_key": (ci, [ci, vp, vp]),
+        "bpf_map_lookup_batch": (ci, [ci, vp, vp, vp, vp, ctypes.POINTER(ctypes.c_uint32), vp]),
         "libbpf_set_print": (vp, [vp]),
         "libbpf_num_possible_cpus": (ci, []),
     }
@@ -165,6 +167,31 @@ class BpfMap:
         while self._lib.bpf_map_get_next_key(self.fd, cur, nxt) == 0:
             yield nxt.raw
             cur = ctypes.create_string_buffer(nxt.raw, self.key_size)
+
+    def items(self, batch: int = 4096) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value), ``batch`` elements per system call (BPF_MAP_LOOKUP_BATCH, which
+        kernel 6.18 has for every map type the target uses, LPM_TRIE included)."""
+        token_in: ctypes.Array[ctypes.c_char] | None = None
+        token_out = ctypes.create_string_buffer(max(self.key_size, 8))
+        keys = ctypes.create_string_buffer(self.key_size * batch)
+        values = ctypes.create_string_buffer(self.value_size * batch)
+        while True:
+            count = ctypes.c_uint32(batch)
+            rc = self._lib.bpf_map_lookup_batch(
+                self.fd, token_in, token_out, keys, values, ctypes.byref(count), None
+            )
+            err = ctypes.get_errno() if rc != 0 else 0
+            if rc != 0 and err != errno.ENOENT:
+                raise OSError(err, f"map {self.name}: batch lookup: {os.strerror(err)}")
+            kraw, vraw = keys.raw, values.raw
+            for i in range(count.value):
+                yield (
+                    kraw[i * self.key_size : (i + 1) * self.key_size],
+                    vraw[i * self.value_size : (i + 1) * self.value_size],
+                )
+            if rc != 0:  # ENOENT: that was the last batch
+                return
+            token_in = ctypes.create_string_buffer(token_out.raw, len(token_out))
 
     @staticmethod
     def _buf(data: bytes, size: int) -> ctypes.Array[ctypes.c_char]:
