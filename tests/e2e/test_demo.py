@@ -58,7 +58,12 @@ def test_make_demo_as_root(tmp_path: Path) -> None:
 
 def test_ctrl_c_takes_everything_down(tmp_path: Path) -> None:
     needs_root()
-    argv = demo_argv(tmp_path, "--sessions", "2", "--size", "64")
+    # Ctrl-C reaches a program in the foreground, whose SIGINT is not ignored; a shell that ran
+    # the tests in the background ignored it for them (and for the demo, which then ran to its
+    # end and exited 0): the demo starts with Python's own SIGINT handler, as from a terminal
+    start = "import signal, sys, runpy; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    start += "sys.argv[0] = 'dysco'; runpy.run_module('dysco', run_name='__main__')"
+    argv = [sys.executable, "-c", start, *demo_argv(tmp_path, "--sessions", "2", "--size", "64")[3:]]
     with Process(argv, tmp_path / "demo.log", "goodput") as demo:  # the transfer is under way
         assert demo.proc is not None
         demo.proc.send_signal(signal.SIGINT)
