@@ -46,14 +46,19 @@ the anchors sent and requires that Linux answered them all (no anchor switched i
 then the full run passed twice on a quiet machine (952 probes, all answered; 150 of 150 spliced
 in every wave, 13 s per wave).
 
-Open: on a machine loaded far beyond its two cores (load average 10 to 25 from other work, the
-proxy's splice threads answering after 14 s instead of 0.3 s), 1 or 2 of 600 splices timed out
-in 2 of 3 runs: the reconfiguration stayed in its two-path phase because the server's anchor
-waited for the last bytes of the client's old-path data (540 bytes in one case) that the proxy's
-kernel held unacknowledged, and from five seconds after the splice started nothing reached the
-proxy's two sockets (no ACK, no data for six minutes), so it never sent them.  Why the anchors'
-old-path segments stopped reaching the proxy is not found yet; a third run under that load saw
-one session reset instead.
+Fixed since, found with packet captures of loaded runs (issue 24): (1) a client's last segment
+before the lock was lost at the busy proxy NIC; its anchor, idle since the lock, probed its host,
+whose challenge ACK carries snd_nxt past the lost bytes, and then sent their retransmission on the
+new path; the server's anchor counted them as old-path bytes and sent its host's ACK of them on
+the old path to a proxy that had never sent them, which Linux discards: the session stalled (captured
+3 times in 6 loaded runs).  Once one side's entries idle out (300 s, as long as the test waits) the
+proxy's ACKs reach the server's kernel untranslated, whose RST the proxy's NIC translates into a
+valid RST on the proxy's socket: that is our reading of the "Connection reset by peer" of issue 24
+(inferred from the captures; the reset itself was not captured).  An idle anchor now keeps the
+bytes below its boundary on the old path.  (2) The server's FIN was lost at
+the client's busy NIC past the agents' linger; the server's agent freed the session and the
+retransmitted FIN left untranslated, so the client waited in FIN-WAIT-2 forever.  A closing
+session is now kept until the FINs its agent forwarded are acknowledged.
 """
 
 from __future__ import annotations
