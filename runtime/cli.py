@@ -65,7 +65,7 @@ def register(subparsers: Any) -> None:
     a.add_argument(
         "--p4", metavar="FILE", help="the data-plane program for `dysco switch`, e.g. p4src/dysco.p4"
     )
-    a.add_argument("--p4info", metavar="FILE", help="P4Info (.txt or .bin), with --device-config")
+    a.add_argument("--p4info", metavar="FILE", help="P4Info (.txtpb, .txt or .bin), with --device-config")
     a.add_argument("--device-config", metavar="FILE", help="the target's device config (bmv2: p4c's JSON)")
     a.add_argument(
         "--control-port",

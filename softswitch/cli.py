@@ -81,29 +81,43 @@ def p4c_main(args: argparse.Namespace) -> int:
         return 0
     prog = load_program(args.program, include_dirs=args.include_dirs, defines=args.defines)
     out_dir = Path(args.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / (Path(args.program).stem + ".json")).write_bytes(prog.device_config())
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"-o {out_dir}: cannot make the output directory: {exc.strerror}") from None
+    _write(out_dir / (Path(args.program).stem + ".json"), prog.device_config())
     for name in filter(None, (f.strip() for f in args.p4runtime_files.split(","))):
         path = Path(name)
         if path.suffix == ".txtpb":  # text format with the header that names its message
             head = "# proto-file: p4/config/v1/p4info.proto\n# proto-message: p4.config.v1.P4Info\n\n"
-            path.write_text(head + text_format.MessageToString(prog.p4info))
+            _write(path, head + text_format.MessageToString(prog.p4info))
         elif path.suffix == ".txt":  # the older name of the same text format
-            path.write_text(text_format.MessageToString(prog.p4info))
+            _write(path, text_format.MessageToString(prog.p4info))
         elif path.suffix == ".json":
-            path.write_text(json_format.MessageToJson(prog.p4info))
+            _write(path, json_format.MessageToJson(prog.p4info))
         elif path.suffix == ".bin":
-            path.write_bytes(prog.p4info.SerializeToString())
+            _write(path, prog.p4info.SerializeToString())
         else:
             raise UserError(f"{name}: unknown P4Info format (use .txtpb, .txt, .json or .bin)")
     if args.emit_python:
-        Path(args.emit_python).write_text(prog.python_source)
+        _write(Path(args.emit_python), prog.python_source)
     if args.emit_c:
         from .targets.ebpf.cgen import generate
 
         c = prog.compiled
-        Path(args.emit_c).write_text(generate(prog.ast, prog.source, c.types, c.errors, c.info).source)
+        _write(Path(args.emit_c), generate(prog.ast, prog.source, c.types, c.errors, c.info).source)
     return 0
+
+
+def _write(path: Path, data: str | bytes) -> None:
+    """An output file of ``dysco p4c``; a path that cannot be written is the user's mistake."""
+    try:
+        if isinstance(data, bytes):
+            path.write_bytes(data)
+        else:
+            path.write_text(data)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write: {exc.strerror}") from None
 
 
 def stf_main(args: argparse.Namespace) -> int:

@@ -49,6 +49,15 @@ def test_p4c_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert err.startswith(f"{bad}:1:21: syntax error: unexpected '}}'")
     assert main(["p4c", str(bad), "-D", "X=1", "-I", str(tmp_path), "-o", str(tmp_path)]) == 2
+    capsys.readouterr()
+    a_dir = tmp_path / "p4info.txtpb"
+    a_dir.mkdir()
+    assert main(["p4c", str(ROUTER), "-o", str(tmp_path), "--p4runtime-files", str(a_dir)]) == 2
+    assert capsys.readouterr().err == f"dysco p4c: {a_dir}: cannot write: Is a directory\n"
+    a_file = tmp_path / "taken"
+    a_file.write_text("")
+    assert main(["p4c", str(ROUTER), "-o", str(a_file / "out")]) == 2
+    assert "cannot make the output directory: Not a directory" in capsys.readouterr().err
 
 
 def test_p4c_help_has_an_example(capsys: pytest.CaptureFixture[str]) -> None:
