@@ -275,18 +275,22 @@ class StmtCompiler(ValueCompiler):
         for i, (lv, t) in enumerate(outs):
             self.assign(lv, Val(f"{result}[{i + skip}]", t), ctx, lv)
 
+    def void_call(self, code: str, outs: list[tuple[A.Expr, T.Type]], ctx: FnCtx) -> Val:
+        """A call with no result: with out/inout arguments, run it as a statement and copy them back."""
+        if not outs:
+            return Val(code, T.VOID)
+        tmp = ctx.em.tmp("r")
+        ctx.em(f"{tmp} = {code}")
+        self.copy_back(tmp, outs, 0, ctx)
+        return Val("", T.VOID)
+
     def call_action(self, name: str, call: A.Call, ctx: FnCtx, eg: ExprGen) -> Val:
         if ctx.block is None:
             raise self.err("an action can only be called from a control", call.pos)
         fn, _, decl = self.resolve_action(name, ctx.block, call)  # type: ignore[attr-defined]
         codes, outs = self.bind_args(decl.params, call, ctx, eg)
         code = f"{fn}({', '.join(ctx.block.params + codes)})"
-        if outs:
-            tmp = ctx.em.tmp("r")
-            ctx.em(f"{tmp} = {code}")
-            self.copy_back(tmp, outs, 0, ctx)
-            return Val("", T.VOID)
-        return Val(code, T.VOID)
+        return self.void_call(code, outs, ctx)
 
     def call_function(self, decl: A.FunctionDecl, call: A.Call, ctx: FnCtx, eg: ExprGen) -> Val:
         fn = pyname("FN", decl.proto.name)
@@ -338,12 +342,7 @@ class StmtCompiler(ValueCompiler):
         codes, outs = self.bind_args(params, sub, ctx, eg)
         pk = ["pk"] if len(params) != len(decl.params) else []
         code = f"{sym.code}({', '.join(pk + codes)})"
-        if outs:
-            tmp = ctx.em.tmp("r")
-            ctx.em(f"{tmp} = {code}")
-            self.copy_back(tmp, outs, 0, ctx)
-            return Val("", T.VOID)
-        return Val(code, T.VOID)
+        return self.void_call(code, outs, ctx)
 
     def is_packet(self, p: A.Param, ctx: FnCtx) -> bool:
         return isinstance(p.type, A.TName) and p.type.name in ("packet_in", "packet_out")
