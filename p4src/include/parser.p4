@@ -46,9 +46,11 @@ state parse_tcp {
     pkt.extract(hdr.tcp);
     meta.payload_len = (bit<17>)meta.l4_len - ((bit<17>)hdr.tcp.data_offset << 2);
     meta.opt_rem = ((bit<8>)hdr.tcp.data_offset << 2) - 20;
-    transition select(hdr.tcp.data_offset, meta.l4_len[15:15], meta.payload_len[16:16]) {
+    /* total_len is compared, not l4_len's top bit: a GSO packet (TSO on at the sender, up to
+     * 64 KB) has total_len >= 32 KB and is well formed */
+    transition select(hdr.tcp.data_offset, hdr.ipv4.total_len, meta.payload_len[16:16]) {
         (0 .. 4, _, _): tcp_bad_len;
-        (_, 1, _): tcp_bad_len;                /* total_len shorter than the IPv4 header */
+        (_, 0 .. 19, _): tcp_bad_len;          /* total_len shorter than the IPv4 header */
         (_, _, 1): tcp_bad_len;                /* TCP header longer than the IPv4 packet */
         (5, _, _): tcp_options_done;
         default: opt_next;

@@ -69,6 +69,15 @@ def test_session_out_rewrites_tuple_and_ack(dut: Dut) -> None:
     one_out(dut, HOST_PORT, pkt, NET_PORT, expect(pkt, rw, ack=199_000))
 
 
+def test_a_gso_sized_segment_is_translated_not_punted(dut: Dut) -> None:
+    """With TSO on, the stack hands the NIC segments of up to 64 KB; total_len >= 32 KB is no
+    sign of a bad length."""
+    rw = Rewrite(**{**TO_NET.__dict__, "ack_delta": 7})
+    dut.add_session(HOST_SIDE, rw)
+    pkt = seg(HOST_SIDE, seq=5, ack=900, payload=bytes(range(256)) * 156)  # total_len 39,976
+    one_out(dut, HOST_PORT, pkt, NET_PORT, expect(pkt, rw, ack=893))
+
+
 def test_subsession_in_rewrites_tuple_and_seq(dut: Dut) -> None:
     rw = Rewrite(**{**TO_HOST.__dict__, "seq_delta": 1000})
     dut.add_session(FROM_NET, rw, table=SUBSESSION_IN)

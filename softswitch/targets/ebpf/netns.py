@@ -53,6 +53,10 @@ def in_netns(name: str) -> Iterator[None]:
         os.close(there)
 
 
+RIG_MTU = 65000
+"""The MTU of the rig's veths."""
+
+
 class VethRig:
     def __init__(self, ports: list[int], tag: str | None = None) -> None:
         self.tag = tag or str(os.getpid())
@@ -83,7 +87,8 @@ class VethRig:
                     self.host_if(p),
                 )
                 for ifname in (self.switch_if(p), self.host_if(p)):
-                    _ip("-n", self.name, "link", "set", ifname, "up")
+                    # room for the frames a sender with TSO hands over (GSO packets up to 64 KB)
+                    _ip("-n", self.name, "link", "set", ifname, "mtu", str(RIG_MTU), "up")
             with in_netns(self.name):
                 for p in self.ports:
                     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
