@@ -26,6 +26,7 @@ from dysco.softswitch.server._arbitration import Arbiter, Notice
 from dysco.softswitch.server._convert import table_entry_to_proto
 from dysco.softswitch.server._entities import MeterStore, read_entity, write_update
 from dysco.softswitch.server._errors import P4RuntimeError, no_pipeline, not_primary, rpc_code_value
+from dysco.softswitch.server._offload import OffloadError, VnetHdr, finish
 from dysco.softswitch.server._packetio import build_packet_out, split_packet_in
 from dysco.softswitch.server._schema import Schema
 
@@ -109,6 +110,8 @@ class SwitchCore:
         self._pipeline: _Pipeline | None = None
         self._saved: tuple[p4runtime_pb2.ForwardingPipelineConfig, Program] | None = None
         self._meters = MeterStore()
+        self.offload_drops = 0
+        """Packet-ins from the kernel whose offload could not be finished (not IPv4/TCP)."""
         program = device.program
         if program is not None:
             config = p4runtime_pb2.ForwardingPipelineConfig(p4_device_config=program.device_config())
@@ -200,12 +203,13 @@ class SwitchCore:
 
     def receive(self, port: int, frame: bytes) -> None:
         """A frame arrived on a data port, or from the CPU port's interface: a device in the kernel
-        (the ebpf back end) sends its packet-ins there."""
+        (the ebpf back end) sends its packet-ins there, each behind the kernel's virtio_net_hdr
+        (the ports read that interface with ``vnet_hdr=True``)."""
         with self._lock:
             if self._pipeline is None:
                 return
             if port == self.device.cpu_port:
-                self._packet_in(frame)
+                self._packet_in_from_kernel(frame)
                 return
             outputs = self._process(port, frame)
             self._deliver(outputs)
@@ -226,6 +230,21 @@ class SwitchCore:
                 self._packet_in(data)
             else:
                 self._transmit(port, data)
+
+    def _packet_in_from_kernel(self, data: bytes) -> None:
+        """A GSO packet becomes the MTU-sized segments a NIC would have sent, each its own
+        PacketIn; a checksum the kernel left to the device is finished (see :mod:`._offload`)."""
+        assert self._pipeline is not None
+        header = self._pipeline.schema.packet_in
+        try:
+            vnet, frame = VnetHdr.split(data)
+            frames = finish(vnet, frame, header.nbytes if header is not None else 0)
+        except OffloadError as exc:
+            self.offload_drops += 1
+            _log.warning("[dataplane] packet-in dropped: %s", exc)
+            return
+        for one in frames:
+            self._packet_in(one)
 
     def _packet_in(self, frame: bytes) -> None:
         assert self._pipeline is not None

@@ -16,13 +16,17 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 
+from dysco.softswitch.server._offload import VNET_HDR_LEN
+
 _log = logging.getLogger("dysco.softswitch.server.ports")
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 SOL_PACKET = 263
 PACKET_IGNORE_OUTGOING = 23
-MAX_FRAME = 65535 + 14
+PACKET_VNET_HDR = 15
+MAX_FRAME = 256 * 1024
+"""Room for a GSO packet (64 KB, or more with BIG TCP) behind its headers."""
 
 Receive = Callable[[int, bytes], None]
 
@@ -32,17 +36,22 @@ class PortError(OSError):
 
 
 class RawSocketPorts:
-    """``port number -> interface`` with one AF_PACKET socket each."""
+    """``port number -> interface`` with one AF_PACKET socket each.
 
-    def __init__(self, interfaces: Mapping[int, str]) -> None:
+    ``vnet_hdr=True`` sets ``PACKET_VNET_HDR`` on every socket: each frame received then starts
+    with the kernel's ``virtio_net_hdr`` (see :mod:`._offload`), which says whether it is a
+    GSO packet or its checksum is still to be finished, and each frame sent gets an empty one."""
+
+    def __init__(self, interfaces: Mapping[int, str], *, vnet_hdr: bool = False) -> None:
         self._interfaces = dict(interfaces)
+        self._vnet = b"\0" * VNET_HDR_LEN if vnet_hdr else b""
         self._sockets: dict[int, socket.socket] = {}
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping = threading.Event()
         try:
             for port, iface in self._interfaces.items():
-                self._sockets[port] = _open(iface)
+                self._sockets[port] = _open(iface, vnet_hdr)
         except OSError:
             self.close()
             raise
@@ -61,7 +70,7 @@ class RawSocketPorts:
             _log.debug("[ports] no port %d; %d bytes dropped", port, len(frame))
             return
         try:
-            sock.send(frame)
+            sock.send(self._vnet + frame if self._vnet else frame)
         except OSError as exc:
             _log.warning("[ports] port %d (%s): send failed: %s", port, self._interfaces[port], exc)
 
@@ -107,7 +116,7 @@ class RawSocketPorts:
         self._wake_w.close()
 
 
-def _open(iface: str) -> socket.socket:
+def _open(iface: str, vnet_hdr: bool = False) -> socket.socket:
     try:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     except PermissionError as exc:
@@ -117,6 +126,8 @@ def _open(iface: str) -> socket.socket:
         # Older kernels lack this option; outgoing frames are then filtered by packet type.
         with contextlib.suppress(OSError):
             sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        if vnet_hdr:
+            sock.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
         sock.setblocking(False)
     except OSError as exc:
         sock.close()

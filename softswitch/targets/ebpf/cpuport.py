@@ -12,8 +12,9 @@ their full length (a ring-buffer record has a size fixed at reservation, and cop
 packet out of a TC program is bounded by the verifier), and the server reads it with the
 raw-socket code it already has for the python back end's ports.  IPv6 is off on both ends
 so the kernel never sends router solicitations or MLD reports the server would take for
-packet-ins.  A pair left by a switch that died (its pid no longer runs) is deleted when the
-next one starts.
+packet-ins.  Its MTU is 65,535, so a full-sized frame with a controller header in front fits.
+A pair left by a switch that died (its pid no longer runs) is deleted when the next one
+starts.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import subprocess
 from pathlib import Path
 
 from .netns import NetnsError, _ip, in_netns
+
+CPU_MTU = 65535
 
 
 class CpuVeth:
@@ -45,7 +48,8 @@ class CpuVeth:
         try:
             for ifname in (self.switch_if, self.controller_if):
                 self._no_ipv6(ifname)
-                _ip(*ns, "link", "set", ifname, "up")
+                # a full-sized frame plus the packet_in / packet_out header is more than 1500
+                _ip(*ns, "link", "set", ifname, "mtu", str(CPU_MTU), "up")
         except BaseException:
             self.close()
             raise
