@@ -71,7 +71,8 @@ control DyscoIngress(inout headers_t hdr, inout dysco_meta_t meta, inout standar
             if (sm.ingress_port == CPU_PORT) {
                 ip_end = ip_end + 4;  /* the packet_out header */
             }
-            meta.frame_length_bad = (bit<1>)(sm.packet_length != ip_end);
+            /* longer is fine (Ethernet padding): the TCP checksum is fixed incrementally */
+            meta.frame_length_bad = (bit<1>)(sm.packet_length < ip_end);
         }
 
         DYSCO_INGRESS_APPLY

@@ -69,7 +69,7 @@ struct dysco_meta_t {
     @field_list(1)
     bit<9> in_port;          /* ingress port, or packet_out.port in pipeline mode */
     bit<1> parser_ok;        /* the parser finished without error */
-    bit<1> frame_length_bad; /* the frame is not exactly Ethernet + the IPv4 packet */
+    bit<1> frame_length_bad; /* the frame is shorter than Ethernet + the IPv4 packet (cut off) */
 
     /* set by the parser */
     bit<16> l4_len;          /* ipv4.total_len - 4 * ihl */
@@ -97,6 +97,8 @@ struct dysco_meta_t {
     bit<1> to_cpu;
     bit<1> copy_to_cpu;      /* clone the packet as received to the teardown session */
     bit<1> recompute;        /* headers rewritten: recompute IPv4 and TCP checksums */
+    bit<32> csum_acc;        /* RFC 1624: ~checksum + ~old words + new words, unfolded */
+    bit<16> tcp_sum;         /* ... folded, without the new addresses (checksum.p4 adds them) */
     bit<8> reason;
     bit<8> detail;
     bit<16> policy_id;

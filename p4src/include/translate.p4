@@ -6,13 +6,38 @@
 #define DYSCO_OPT_WORD(I) \
     if (hdr.tcp_opt[I].isValid()) { \
         if (meta.sack_lo <= I && I < meta.sack_hi) { \
-            hdr.tcp_opt[I].data = hdr.tcp_opt[I].data - meta.ack_delta; \
+            DYSCO_CSUM_CHANGE(hdr.tcp_opt[I].data, hdr.tcp_opt[I].data - meta.ack_delta) \
         } else if (meta.ts_word != 0 && meta.ts_word == I) { \
-            hdr.tcp_opt[I].data = hdr.tcp_opt[I].data + meta.ts_val_delta; \
+            DYSCO_CSUM_CHANGE(hdr.tcp_opt[I].data, hdr.tcp_opt[I].data + meta.ts_val_delta) \
         } else if (meta.ts_word != 0 && meta.ts_word + 1 == I && (hdr.tcp.flags & TCP_ACK) != 0) { \
-            hdr.tcp_opt[I].data = hdr.tcp_opt[I].data + meta.ts_ecr_delta; \
+            DYSCO_CSUM_CHANGE(hdr.tcp_opt[I].data, hdr.tcp_opt[I].data + meta.ts_ecr_delta) \
         } \
     }
+
+/* The TCP checksum, fixed incrementally (RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m')) over every
+ * 16-bit word the translation may change, never summed over the payload: padded frames and GSO
+ * packets are translated like any other, and the sum maps onto a residual checksum unit
+ * (Tofino) later.  DYSCO_CSUM_OLD runs before the rewrite, DYSCO_CSUM_NEW after it (option
+ * words go out and in where DYSCO_OPT_WORD changes them, so no branch is added); the new
+ * addresses are added by update_checksum in checksum.p4, so a target with checksum offload
+ * sees the pseudo header's change there. */
+#define DYSCO_CSUM_SUB32(X) meta.csum_acc = meta.csum_acc + (bit<32>)(~X[31:16]) + (bit<32>)(~X[15:0]);
+#define DYSCO_CSUM_ADD32(X) meta.csum_acc = meta.csum_acc + (bit<32>)X[31:16] + (bit<32>)X[15:0];
+#define DYSCO_CSUM_TCP(OP, OP16) \
+    OP16(hdr.tcp.src_port) OP16(hdr.tcp.dst_port) OP(hdr.tcp.seq_no) OP(hdr.tcp.ack_no) OP16(hdr.tcp.window)
+/* an option word changed by DYSCO_OPT_WORD: its old value out of the sum, the new one in */
+#define DYSCO_CSUM_CHANGE(X, NEW) DYSCO_CSUM_SUB32(X) X = NEW; DYSCO_CSUM_ADD32(X)
+#define DYSCO_CSUM_SUB16(X) meta.csum_acc = meta.csum_acc + (bit<32>)(~X);
+#define DYSCO_CSUM_ADD16(X) meta.csum_acc = meta.csum_acc + (bit<32>)X;
+#define DYSCO_CSUM_OLD \
+    meta.csum_acc = (bit<32>)(~hdr.tcp.checksum); \
+    DYSCO_CSUM_SUB32(hdr.ipv4.src_addr) DYSCO_CSUM_SUB32(hdr.ipv4.dst_addr) \
+    DYSCO_CSUM_TCP(DYSCO_CSUM_SUB32, DYSCO_CSUM_SUB16)
+#define DYSCO_CSUM_NEW \
+    DYSCO_CSUM_TCP(DYSCO_CSUM_ADD32, DYSCO_CSUM_ADD16) \
+    meta.csum_acc = (meta.csum_acc & 0xFFFF) + (meta.csum_acc >> 16); \
+    meta.csum_acc = (meta.csum_acc & 0xFFFF) + (meta.csum_acc >> 16); \
+    meta.tcp_sum = meta.csum_acc[15:0];
 
 action translate_tuple() {
     hdr.ipv4.src_addr = meta.new_src_addr;
@@ -44,6 +69,7 @@ action translate_tuple() {
          * anything that answers the FIN can arrive (docs/protocol.md, "Teardown") */ \
         punt(REASON_TWO_PATH); \
     } else { \
+        DYSCO_CSUM_OLD \
         translate_tuple(); \
         if ((hdr.tcp.flags & TCP_ACK) != 0) { \
             hdr.tcp.ack_no = hdr.tcp.ack_no - meta.ack_delta; \
@@ -57,6 +83,7 @@ action translate_tuple() {
         } \
         DYSCO_OPT_WORD(0) DYSCO_OPT_WORD(1) DYSCO_OPT_WORD(2) DYSCO_OPT_WORD(3) DYSCO_OPT_WORD(4) \
         DYSCO_OPT_WORD(5) DYSCO_OPT_WORD(6) DYSCO_OPT_WORD(7) DYSCO_OPT_WORD(8) DYSCO_OPT_WORD(9) \
+        DYSCO_CSUM_NEW \
         if ((hdr.tcp.flags & TCP_RST) != 0) { \
             meta.copy_to_cpu = 1; \
         } \

@@ -170,17 +170,26 @@ def _dissect(item: tuple[int, bytes]) -> str:
 def checksums_ok(frame: bytes) -> bool:
     """IPv4 and TCP checksums of ``frame`` are right, recomputed by scapy over the raw bytes
     (not over scapy's re-serialisation, which normalises odd option layouts)."""
+    return ip_checksum_ok(frame) and tcp_checksum_ok(frame)
+
+
+def ip_checksum_ok(frame: bytes) -> bool:
     pkt = Ether(frame)
     if IP not in pkt:
         return True
     ip = pkt[IP]
     start = len(frame) - len(bytes(ip))
-    raw_ip = frame[start : start + ip.len]
-    ihl = ip.ihl * 4
-    if checksum(raw_ip[:ihl]) != 0:
-        return False
-    if TCP not in pkt:
+    return bool(checksum(frame[start : start + ip.ihl * 4]) == 0)
+
+
+def tcp_checksum_ok(frame: bytes) -> bool:
+    """The TCP checksum is right for the frame's own IPv4 header (its addresses and length)."""
+    pkt = Ether(frame)
+    if IP not in pkt or TCP not in pkt:
         return True
-    segment = raw_ip[ihl:]
+    ip = pkt[IP]
+    start = len(frame) - len(bytes(ip))
+    raw_ip = frame[start : start + ip.len]
+    segment = raw_ip[ip.ihl * 4 :]
     zeroed = segment[:16] + b"\x00\x00" + segment[18:]
     return bool(in4_chksum(6, ip, zeroed) == int.from_bytes(segment[16:18], "big"))

@@ -11,7 +11,7 @@ from scapy.layers.l2 import Ether
 from dysco.p4names import HOST_PORT, NET_PORT, SUBSESSION_IN, Detail, Reason
 from dysco.softswitch import P4Program
 
-from .dataplane import Dut, Rewrite, assert_frames, checksums_ok, packet_in
+from .dataplane import Dut, Rewrite, assert_frames, checksums_ok, ip_checksum_ok, packet_in, tcp_checksum_ok
 from .test_sessions import FROM_NET, HOST_SIDE, TO_HOST, TO_NET, fresh, seg
 
 RW_OUT = Rewrite(**{**TO_NET.__dict__, "ack_delta": 3, "ts_val_delta": 5, "ws_from": 2, "ws_to": 1})
@@ -122,8 +122,12 @@ def check_outputs(inp: int, frame: bytes, out: list[tuple[int, bytes]]) -> None:
         assert port == (NET_PORT if inp == HOST_PORT else HOST_PORT)
         if data != frame:
             assert len(data) == len(frame)
-            assert checksums_ok(data), (
-                f"rewritten packet with a wrong checksum\n{Ether(data).show(dump=True)}"
+            # the IPv4 header checksum is recomputed; the TCP checksum is fixed incrementally
+            # (RFC 1624), so it is right when it was right and a corrupted segment stays
+            # detectably corrupted for the receiver
+            assert ip_checksum_ok(data), f"wrong IPv4 checksum\n{Ether(data).show(dump=True)}"
+            assert tcp_checksum_ok(data) == tcp_checksum_ok(frame), (
+                f"TCP checksum right in: {tcp_checksum_ok(frame)}\n{Ether(data).show(dump=True)}"
             )
 
 
