@@ -14,18 +14,22 @@ PACKET = ("packet_in", "packet_out")
 V1_PARAMS = ("parser", "verify", "ingress", "egress", "compute", "deparser")
 MAX_WIDTH = 64
 STAT_IN, STAT_OUT, STAT_DROP, STAT_PASS = 0, 1, 2, 3
-MAX_PAYLOAD_CSUMS = 16  # update_checksum_with_payload calls a program may make
+MAX_PAYLOAD_CSUMS = 16  # update_checksum_with_payload and l4 update_checksum calls a program may make
 
 
 @dataclass
 class PayloadCsum:
-    """One ``update_checksum_with_payload``: fixed incrementally in the deparser (see _cparser)."""
+    """One ``update_checksum_with_payload``, or one ``update_checksum`` into a header field whose
+    list holds fields of other headers (``l4``: a TCP/UDP checksum fixed up by the program
+    itself): applied in the deparser, so checksum-offloaded packets come out right (see
+    _cparser)."""
 
     fields: list[tuple[str, int]]  # (C code, width) of the list, in order
     target: str  # C lvalue of the 16-bit checksum field
     header: str  # C lvalue of the header holding it
     field_name: str  # the checksum field's name in that header
-    segment: list[bool] = field(default_factory=list)  # per list element: after the checksum's header
+    segment: list[bool] = field(default_factory=list)  # per list element: not in the pseudo-header part
+    l4: bool = False  # update_checksum: the program's value lands in c->ckv, not in the field
 
 
 class Unsupported(UserError):

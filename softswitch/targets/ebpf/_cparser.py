@@ -196,8 +196,11 @@ class CParser(CTables):
         for ck in self.payload_csums:
             if ck.header not in order:
                 raise self.unsupported(f"a checksum into {ck.target}, a header the deparser does not emit", d)
-            later = order[order.index(ck.header) :]
-            ck.segment = [any(code.startswith(h + ".") for h in later) for code, _ in ck.fields]
+            at = order.index(ck.header)
+            if ck.l4:  # the pseudo-header part: fields of headers emitted before the checksum's
+                ck.segment = [not any(code.startswith(h + ".") for h in order[:at]) for code, _ in ck.fields]
+            else:  # ... and metadata and constants (the pseudo header's length, protocol)
+                ck.segment = [any(code.startswith(h + ".") for h in order[at:]) for code, _ in ck.fields]
         fn("hlen = 0;")
         for code, t in emits:
             fn(f"if ({code}._v) hlen += {self.header_bytes(t, d)};")
@@ -208,9 +211,13 @@ class CParser(CTables):
             self.emit_header(code, t, d, fn)
         for i, ck in enumerate(self.payload_csums):
             # the segment part (this header and what follows it) without BPF_F_PSEUDO_HDR: with
-            # checksum offload the device sums the segment itself
+            # checksum offload (CHECKSUM_PARTIAL) the device sums the segment itself, and the
+            # helper leaves the field alone
             fn(f"if ((c->ckd & ckat) & (1U << {i})) {{")
-            for part, (flag, seg) in enumerate(((" | BPF_F_PSEUDO_HDR", False), ("", True))):
+            parts = (
+                ((" | BPF_F_PSEUDO_HDR", False),) if ck.l4 else ((" | BPF_F_PSEUDO_HDR", False), ("", True))
+            )
+            for part, (flag, seg) in enumerate(parts):
                 kept = [
                     (code if is_seg == seg else "0", w)
                     for (code, w), is_seg in zip(ck.fields, ck.segment, strict=True)
@@ -221,6 +228,14 @@ class CParser(CTables):
                 # the helper takes the 16-bit words as they are in the packet (big-endian)
                 fn(f"        bpf_l4_csum_replace(skb, ckoff[{i}], bpf_htons({old}),")
                 fn(f"                            bpf_htons(n{part}), 2{flag}) < 0)")
+                fn("        goto broken;")
+            if ck.l4:
+                # the program's value, unless checksum offload is on: replacing it by what the
+                # field holds now turns ~(~cur + ~v + cur) into v; with CHECKSUM_PARTIAL the
+                # helper leaves the field alone (the pseudo-header part above was all it needed)
+                fn("    __u16 cur;")
+                fn(f"    if (bpf_skb_load_bytes(skb, ckoff[{i}], &cur, 2) < 0 ||")
+                fn(f"        bpf_l4_csum_replace(skb, ckoff[{i}], bpf_htons(c->ckv[{i}]), cur, 2) < 0)")
                 fn("        goto broken;")
             fn("}")
 

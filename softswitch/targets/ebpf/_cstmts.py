@@ -184,7 +184,13 @@ class CStmts(CExprs):
             raise self.unsupported("a csum16 into a field that is not 16 bits", call)
         fn(f"if ({cond}) {{")
         self.csum16_into("s", fields, fn)
-        if which == "update_checksum":
+        if which == "update_checksum" and self.is_l4(fields, target):
+            # the deparser applies it (see PayloadCsum), so offloaded packets come out right
+            header, name = target.rsplit(".f_", 1)
+            i = self.add_csum(PayloadCsum(fields, target, header, name, l4=True), call)
+            fn(f"    c->ckv[{i}] = (~s) & 0xffff;")
+            fn(f"    c->ckd |= 1U << {i};")
+        elif which == "update_checksum":
             fn(f"    {target} = (~s) & 0xffff;")
         else:
             fn(f"    if (((~s) & 0xffff) != {target})")
@@ -211,13 +217,25 @@ class CStmts(CExprs):
         if self.width(tt, call) != 16 or ".f_" not in target:
             raise self.unsupported("a csum16 into something that is not a 16-bit header field", call)
         header, field = target.rsplit(".f_", 1)
-        i = len(self.payload_csums)
-        if i >= MAX_PAYLOAD_CSUMS:
-            raise self.unsupported(f"more than {MAX_PAYLOAD_CSUMS} update_checksum_with_payload calls", call)
-        self.payload_csums.append(PayloadCsum(fields, target, header, field))
+        i = self.add_csum(PayloadCsum(fields, target, header, field), call)
         cond, _ = self.expr(call.args[0], fn)
         fn(f"if ({cond})")
         fn(f"    c->ckd |= 1U << {i};")
+
+    def add_csum(self, ck: PayloadCsum, call: A.Call) -> int:
+        i = len(self.payload_csums)
+        if i >= MAX_PAYLOAD_CSUMS:
+            raise self.unsupported(f"more than {MAX_PAYLOAD_CSUMS} checksums of TCP/UDP kind", call)
+        self.payload_csums.append(ck)
+        return i
+
+    def is_l4(self, fields: list[tuple[str, int]], target: str) -> bool:
+        """An ``update_checksum`` into a header field with fields of other headers in its list:
+        a TCP/UDP checksum (pseudo header) that the program fixes up itself."""
+        if self.kind != "compute" or ".f_" not in target:
+            return False
+        header = target.rsplit(".f_", 1)[0]
+        return any(code.startswith("c->H.") and not code.startswith(header + ".") for code, _ in fields)
 
     @staticmethod
     def csum16_into(var: str, fields: list[tuple[str, int]], fn: Fn) -> None:

@@ -129,6 +129,7 @@ class CGen(CParser):
             "    __u32 clone_fl;  /* its field list + 1 (0: none) */\n"
             f"    __u64 cko[{MAX_PAYLOAD_CSUMS}][2];  /* update_checksum_with_payload: the parsed sums */\n"
             "    __u32 ckd;  /* ... the ones to apply */\n"
+            f"    __u64 ckv[{MAX_PAYLOAD_CSUMS}];  /* an l4 update_checksum's value */\n"
             "};"
         )
         roles = ("H", "M", "SM")
