@@ -201,15 +201,15 @@ class SwitchCore:
 
     # --- packets ---------------------------------------------------------------------------------
 
-    def receive(self, port: int, frame: bytes) -> None:
+    def receive(self, port: int, frame: bytes, vnet: VnetHdr | None = None) -> None:
         """A frame arrived on a data port, or from the CPU port's interface: a device in the kernel
-        (the ebpf back end) sends its packet-ins there, each behind the kernel's virtio_net_hdr
-        (the ports read that interface with ``vnet_hdr=True``)."""
+        (the ebpf back end) sends its packet-ins there, with the kernel's virtio_net_hdr when the
+        ports read that interface with ``vnet_hdr=True``."""
         with self._lock:
             if self._pipeline is None:
                 return
             if port == self.device.cpu_port:
-                self._packet_in_from_kernel(frame)
+                self._packet_in_from_kernel(frame, vnet)
                 return
             outputs = self._process(port, frame)
             self._deliver(outputs)
@@ -231,13 +231,15 @@ class SwitchCore:
             else:
                 self._transmit(port, data)
 
-    def _packet_in_from_kernel(self, data: bytes) -> None:
+    def _packet_in_from_kernel(self, frame: bytes, vnet: VnetHdr | None) -> None:
         """A GSO packet becomes the MTU-sized segments a NIC would have sent, each its own
         PacketIn; a checksum the kernel left to the device is finished (see :mod:`._offload`)."""
         assert self._pipeline is not None
+        if vnet is None:
+            self._packet_in(frame)
+            return
         header = self._pipeline.schema.packet_in
         try:
-            vnet, frame = VnetHdr.split(data)
             frames = finish(vnet, frame, header.nbytes if header is not None else 0)
         except OffloadError as exc:
             self.offload_drops += 1

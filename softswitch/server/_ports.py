@@ -1,6 +1,6 @@
 """Packet ports: AF_PACKET raw sockets bound to interfaces, and in-memory ports.
 
-Both deliver received frames to a ``receive(port, frame)`` callback (the core) and
+Both deliver received frames to a ``receive(port, frame, vnet)`` callback (the core) and
 take frames to send through :meth:`transmit`.  The raw-socket ports run one
 receive thread (``ports-rx``) owned by :class:`RawSocketPorts`, which multiplexes
 all sockets with a selector and a wake-up socket pair for shutdown.
@@ -16,7 +16,7 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 
-from dysco.softswitch.server._offload import VNET_HDR_LEN
+from dysco.softswitch.server._offload import VNET_HDR_LEN, OffloadError, VnetHdr
 
 _log = logging.getLogger("dysco.softswitch.server.ports")
 
@@ -28,7 +28,7 @@ PACKET_VNET_HDR = 15
 MAX_FRAME = 256 * 1024
 """Room for a GSO packet (64 KB, or more with BIG TCP) behind its headers."""
 
-Receive = Callable[[int, bytes], None]
+Receive = Callable[[int, bytes, VnetHdr | None], None]
 
 
 class PortError(OSError):
@@ -38,9 +38,10 @@ class PortError(OSError):
 class RawSocketPorts:
     """``port number -> interface`` with one AF_PACKET socket each.
 
-    ``vnet_hdr=True`` sets ``PACKET_VNET_HDR`` on every socket: each frame received then starts
-    with the kernel's ``virtio_net_hdr`` (see :mod:`._offload`), which says whether it is a
-    GSO packet or its checksum is still to be finished, and each frame sent gets an empty one."""
+    ``vnet_hdr=True`` sets ``PACKET_VNET_HDR`` on every socket: the kernel's ``virtio_net_hdr``
+    in front of each frame received (see :mod:`._offload`) says whether it is a GSO packet or
+    its checksum is still to be finished, and goes to ``receive`` parsed; each frame sent gets
+    an empty one."""
 
     def __init__(self, interfaces: Mapping[int, str], *, vnet_hdr: bool = False) -> None:
         self._interfaces = dict(interfaces)
@@ -95,8 +96,15 @@ class RawSocketPorts:
             return
         if addr[2] == PACKET_OUTGOING:
             return
+        vnet = None
+        if self._vnet:
+            try:
+                vnet, frame = VnetHdr.split(frame)
+            except OffloadError as exc:
+                _log.warning("[ports] port %d: %s", port, exc)
+                return
         try:
-            receive(port, frame)
+            receive(port, frame, vnet)
         except Exception:
             _log.exception("[ports] port %d: frame handling failed", port)
 
@@ -154,7 +162,7 @@ class MemoryPorts:
     def inject(self, port: int, frame: bytes) -> None:
         if self._receive is None:
             raise RuntimeError("MemoryPorts.inject before the switch started")
-        self._receive(port, frame)
+        self._receive(port, frame, None)
 
     def transmit(self, port: int, frame: bytes) -> None:
         self._queue(port).put(frame)

@@ -18,6 +18,7 @@ from dysco.softswitch.api import Clock, Device, Program
 from dysco.softswitch.server._core import ProgramLoader, SwitchCore
 from dysco.softswitch.server._errors import P4RuntimeError
 from dysco.softswitch.server._grpc import TlsConfig, make_grpc_server
+from dysco.softswitch.server._offload import VnetHdr
 
 _log = logging.getLogger("dysco.softswitch.server")
 
@@ -32,7 +33,7 @@ class Ports(Protocol):
 
 
 class Receive(Protocol):
-    def __call__(self, port: int, frame: bytes, /) -> None: ...
+    def __call__(self, port: int, frame: bytes, vnet: VnetHdr | None = None, /) -> None: ...
 
 
 def default_program_loader(config: bytes) -> Program:

@@ -5,8 +5,9 @@
 
 Target options may also follow ``--`` as simple_switch_grpc takes them.  It serves
 until SIGINT or SIGTERM, then shuts down cleanly and exits 0.  Once the gRPC server
-listens it prints one line, ``softswitch: P4Runtime server listening on ADDR``, to
-stdout, so launchers can wait for it.
+listens it prints one line, ``softswitch: P4Runtime server listening on ADDR (port N), B
+backend``, to stdout, so launchers can wait for it and see which back end (ebpf or python)
+carries the packets.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -29,7 +30,7 @@ from dysco.softswitch.server._switchd import DEFAULT_ADDRESS, SoftSwitchServer
 
 _log = logging.getLogger("dysco.softswitch.server.cli")
 
-READY_LINE = "softswitch: P4Runtime server listening on {address} (port {port})"
+READY_LINE = "softswitch: P4Runtime server listening on {address} (port {port}), {backend} backend"
 
 _EPILOG = """\
 example:
@@ -79,9 +80,10 @@ def register(subparsers: Any) -> None:
         "--backend",
         choices=BACKENDS,
         default=None,
-        help="python: packets run through the in-process executor (default, or $DYSCO_BACKEND); "
-        "ebpf: the program is compiled for the kernel's TC hook and attached to every -i interface "
-        "(needs root, clang-16)",
+        help="ebpf: the program is compiled for the kernel's TC hook and attached to every -i "
+        "interface (needs root, clang-16); python: packets run through the in-process executor. "
+        "Default: $DYSCO_BACKEND, else ebpf where it can load (root, clang, libbpf, -i interfaces), "
+        "else python with a notice saying why",
     )
     parser.add_argument("program", nargs="?", help="a .p4 program or a device config file")
     parser.add_argument("target_options", nargs="*", help=argparse.SUPPRESS)
@@ -204,7 +206,8 @@ def _make_device(args: argparse.Namespace, program: Any, interfaces: dict[int, s
         # the kernel forwards between data ports; the server reads only the CPU veth (packet-ins)
         cpu = dev.cpu_interface
         try:
-            return dev, (RawSocketPorts({args.cpu_port: cpu}) if cpu is not None else None)
+            # with offloads on, packet-ins may be GSO packets: the kernel says so (vnet header)
+            return dev, (RawSocketPorts({args.cpu_port: cpu}, vnet_hdr=True) if cpu is not None else None)
         except PortError as exc:
             dev.close()
             raise UserError(str(exc)) from exc
@@ -218,20 +221,50 @@ def _make_device(args: argparse.Namespace, program: Any, interfaces: dict[int, s
         raise UserError(str(exc)) from exc
 
 
-def backend_of(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
-    """--backend, else $DYSCO_BACKEND (so launchers that start `dysco switch`, such as the PTF
-    runner's, can pick the back end without a flag of their own), else python."""
+def backend_of(
+    args: argparse.Namespace,
+    environ: Mapping[str, str],
+    why_not_ebpf: Callable[[], str | None] | None = None,
+) -> tuple[str, str | None]:
+    """The back end for these arguments and, when the default fell back to python, a notice why.
+
+    --backend wins; else :func:`default_backend`, where a switch without interfaces has nothing
+    to attach TC programs to and runs on python."""
     if args.backend is not None:
-        return str(args.backend)
-    chosen = environ.get("DYSCO_BACKEND") or "python"
-    if chosen not in BACKENDS:
-        raise UserError(f"DYSCO_BACKEND={chosen}: expected one of {', '.join(BACKENDS)}")
-    return chosen
+        return str(args.backend), None
+    if not args.interface and not environ.get("DYSCO_BACKEND"):
+        return "python", "no -i interfaces for TC programs, so the python backend carries packets"
+    return default_backend(environ, why_not_ebpf)
+
+
+def default_backend(
+    environ: Mapping[str, str], why_not_ebpf: Callable[[], str | None] | None = None
+) -> tuple[str, str | None]:
+    """$DYSCO_BACKEND (so launchers that start `dysco switch`, such as the PTF runner's, pick
+    the back end without a flag of their own), else ebpf where it can load, else python with
+    the one-line reason as the second item."""
+    chosen = environ.get("DYSCO_BACKEND")
+    if chosen:
+        if chosen not in BACKENDS:
+            raise UserError(f"DYSCO_BACKEND={chosen}: expected one of {', '.join(BACKENDS)}")
+        return chosen, None
+    why = (why_not_ebpf or _why_not_ebpf)()
+    if why is not None:
+        return "python", f"{why}; the python backend carries packets"
+    return "ebpf", None
+
+
+def _why_not_ebpf() -> str | None:
+    from dysco.softswitch.targets.ebpf import unavailable
+
+    return unavailable()
 
 
 def run(args: argparse.Namespace) -> int:
     _target_options(args)
-    args.backend = backend_of(args, os.environ)
+    args.backend, notice = backend_of(args, os.environ)
+    if notice is not None:
+        print(f"dysco switch: {notice}", file=sys.stderr, flush=True)
     if args.program is not None and args.no_p4:
         raise UserError("give either a program or --no-p4, not both")
     if args.program is None and not args.no_p4:
@@ -270,7 +303,8 @@ def run(args: argparse.Namespace) -> int:
             if ports is not None:
                 ports.close()
             raise UserError(str(exc)) from exc
-        print(READY_LINE.format(address=args.grpc_server_addr, port=server.port), flush=True)
+        ready = READY_LINE.format(address=args.grpc_server_addr, port=server.port, backend=args.backend)
+        print(ready, flush=True)
         for port, iface in sorted(interfaces.items()):
             _log.info("[switch] port %d <-> %s", port, iface)
         stop.wait()

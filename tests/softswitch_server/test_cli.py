@@ -67,9 +67,29 @@ def test_help_has_an_example(capsys: pytest.CaptureFixture[str]) -> None:
     assert "example:" in capsys.readouterr().out
 
 
-def test_the_backend_is_the_flag_else_dysco_backend_else_python() -> None:
-    assert backend_of(parse("--backend", "ebpf", "x.p4"), {"DYSCO_BACKEND": "python"}) == "ebpf"
-    assert backend_of(parse("x.p4"), {"DYSCO_BACKEND": "ebpf"}) == "ebpf"
-    assert backend_of(parse("x.p4"), {}) == "python"
+def test_the_backend_is_the_flag_else_dysco_backend_else_ebpf_where_it_loads() -> None:
+    def loads() -> None:
+        return None
+
+    def no_clang() -> str:
+        return "the ebpf backend needs clang-16"
+
+    ports = ("-i", "1@veth0", "x.p4")
+    assert backend_of(parse("--backend", "python", *ports), {"DYSCO_BACKEND": "ebpf"}, loads) == (
+        "python",
+        None,
+    )
+    assert backend_of(parse(*ports), {"DYSCO_BACKEND": "python"}, loads) == ("python", None)
+    assert backend_of(parse(*ports), {}, loads) == ("ebpf", None)
+    assert backend_of(parse(*ports), {}, no_clang) == (
+        "python",
+        "the ebpf backend needs clang-16; the python backend carries packets",
+    )
+    # nothing to attach a TC program to: the in-process executor, said so
+    assert backend_of(parse("x.p4"), {}, loads) == (
+        "python",
+        "no -i interfaces for TC programs, so the python backend carries packets",
+    )
+    assert backend_of(parse("x.p4"), {"DYSCO_BACKEND": "ebpf"}, no_clang) == ("ebpf", None)
     with pytest.raises(UserError, match="DYSCO_BACKEND=bpf: expected one of python, ebpf"):
-        backend_of(parse("x.p4"), {"DYSCO_BACKEND": "bpf"})
+        backend_of(parse(*ports), {"DYSCO_BACKEND": "bpf"}, loads)
