@@ -127,7 +127,10 @@ class NetDemo:
     def run(self) -> Story:
         proxy_h, server_h = self.plan.role("middlebox")[0], self.plan.role("server")[0]
         with Testbed(self.plan, self.logs) as tb:
-            self.say(f"testbed up: {', '.join(h.name for h in self.plan.hosts)} (logs in {self.logs})")
+            nics = tb.carried_by()
+            self.story.world = self.story.world.replace("dysco switch NICs", f"dysco switch NICs ({nics})")
+            hosts = ", ".join(h.name for h in self.plan.hosts)
+            self.say(f"testbed up: {hosts}; NICs on the {nics} (logs in {self.logs})")
             mgmt = self.plan.mgmt(proxy_h)
             script = str(self.root / "examples" / "splice_proxy.py")
             listen = ["--listen", f"{proxy_h.address}:{PORT}", "--server", f"{server_h.address}:{PORT}"]

@@ -30,18 +30,23 @@ import sys
 import threading
 import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from dysco.errors import UserError
 from dysco.runtime._migrate import STATE_HOOKS
+from dysco.softswitch.server.cli import default_backend
 
 SWITCH_READY = "softswitch: P4Runtime server listening on"
+_BACKEND = re.compile(r", (\w+) backend$")
+"""The back end at the end of a switch's ready line."""
 AGENT_READY = "dysco agent: ready"
 START_S = 60.0
 STOP_S = 10.0
-OFFLOADS = "tx off rx off tso off gso off gro off"
+OFFLOADS = {False: "tx off rx off tso off gso off gro off", True: "tx on rx on tso on gso on gro on"}
+"""``ethtool -K`` arguments for every veth end: offloads off, or on as a real NIC has them."""
+BACKENDS = ("ebpf", "python")
 
 
 ROLES = ("client", "middlebox", "server")
@@ -108,6 +113,24 @@ class Plan:
     policy: str = CHAIN_POLICY
     linger: float = 2.0
     dysco: str = "dysco"
+    backend: str = field(default_factory=lambda: default_backend(os.environ)[0])
+    """The NICs' back end: ebpf where it loads (``$DYSCO_BACKEND`` overrides), else python."""
+    offloads: bool | None = None
+    """TSO/GSO/GRO and checksum offload on every veth end; None: on with ebpf, off with python
+    (the python NIC's raw sockets carry frames up to the MTU only)."""
+    nics: bool = True
+    """False: no NICs and no agents, each host's eth0 joined straight to the router (the plain
+    path that benchmarks compare with)."""
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise UserError(f"backend {self.backend!r}: expected one of {', '.join(BACKENDS)}")
+        if self.offloads and self.backend == "python" and self.nics:
+            raise UserError("offloads on need the ebpf backend (the python NIC carries frames up to the MTU)")
+
+    @property
+    def offloads_on(self) -> bool:
+        return self.backend == "ebpf" if self.offloads is None else self.offloads
 
     @classmethod
     def chain(cls, agents: str = "cms", ports: tuple[int, int, int] = (9561, 9562, 9563), **kw: Any) -> Plan:
@@ -170,8 +193,9 @@ class Plan:
     # ---- the commands ---------------------------------------------------------------------------
 
     def network(self) -> list[str]:
-        """Namespaces, veth pairs, addresses, routes, forwarding, offloads off, middlebox rules."""
+        """Namespaces, veth pairs, addresses, routes, forwarding, offloads, middlebox rules."""
         r = self.ns("r")
+        offloads = OFFLOADS[self.offloads_on]
         cmds = [
             f"ip netns add {r}",
             f"ip -n {r} link set lo up",
@@ -183,23 +207,27 @@ class Plan:
                 f"{self.prefix}-{h.key}-host",
                 f"{self.prefix}-{h.key}-net",
             )
+            cmds += [f"ip netns add {ns}", f"ip -n {ns} link set lo up"]
+            if self.nics:
+                cmds += [
+                    f"ip link add {host_end} type veth peer name eth0 netns {ns}",
+                    f"ip link add {net_end} type veth peer name r-{h.key} netns {r}",
+                ]
+            else:
+                cmds.append(f"ip -n {ns} link add eth0 type veth peer name r-{h.key} netns {r}")
             cmds += [
-                f"ip netns add {ns}",
-                f"ip -n {ns} link set lo up",
-                f"ip link add {host_end} type veth peer name eth0 netns {ns}",
-                f"ip link add {net_end} type veth peer name r-{h.key} netns {r}",
                 f"ip -n {r} link set r-{h.key} address {AGENT_MACS[0]}",
                 f"ip -n {r} link add r-{h.key}-a link r-{h.key} type macvlan mode private",
                 f"ip -n {r} link set r-{h.key}-a address {AGENT_MACS[1]}",
                 f"ip -n {ns} addr add {h.address}/24 dev eth0",
                 f"ip -n {r} addr add {h.gateway}/24 dev r-{h.key}",
             ]
-            for end in (host_end, net_end):
-                cmds += [f"sysctl -qw net.ipv6.conf.{end}.disable_ipv6=1", f"ethtool -K {end} {OFFLOADS}"]
+            for end in (host_end, net_end) if self.nics else ():
+                cmds += [f"sysctl -qw net.ipv6.conf.{end}.disable_ipv6=1", f"ethtool -K {end} {offloads}"]
                 cmds.append(f"ip link set {end} up")
             cmds += [
-                f"ip netns exec {ns} ethtool -K eth0 {OFFLOADS}",
-                f"ip netns exec {r} ethtool -K r-{h.key} {OFFLOADS}",
+                f"ip netns exec {ns} ethtool -K eth0 {offloads}",
+                f"ip netns exec {r} ethtool -K r-{h.key} {offloads}",
                 f"ip -n {ns} link set eth0 up",
                 f"ip -n {r} link set r-{h.key} up",
                 f"ip -n {r} link set r-{h.key}-a up",
@@ -259,13 +287,16 @@ class Plan:
         ]
 
     def with_agent(self) -> tuple[Host, ...]:
-        return tuple(h for h in self.hosts if h.agent)
+        return tuple(h for h in self.hosts if h.agent and self.nics)
+
+    def with_nic(self) -> tuple[Host, ...]:
+        return self.hosts if self.nics else ()
 
     def switch(self, h: Host) -> str:
         # a NIC without an agent loads the program at start; the others get it from their agent
         mode, program = ("--no-p4", "") if h.agent else ("", f" {h.p4 or self.p4}")
         ports = f"-i 1@{self.prefix}-{h.key}-host -i 2@{self.prefix}-{h.key}-net"
-        start = f"{self.dysco} -v switch {mode} {ports}".replace("  ", " ")
+        start = f"{self.dysco} -v switch --backend {self.backend} {mode} {ports}".replace("  ", " ")
         return f"{start} -- --cpu-port 255 --grpc-server-addr 127.0.0.1:{h.grpc_port}{program}"
 
     def agent(self, h: Host) -> str:
@@ -287,7 +318,9 @@ class Plan:
 
     def teardown(self) -> list[str]:
         # deleting this namespace's ends removes each pair at once; a namespace goes asynchronously
-        links = [f"ip link del {self.prefix}-{h.key}-{side}" for h in self.hosts for side in ("host", "net")]
+        links = [
+            f"ip link del {self.prefix}-{h.key}-{side}" for h in self.with_nic() for side in ("host", "net")
+        ]
         return [
             *links,
             *(f"ip netns del {self.ns(h.key)}" for h in self.hosts),
@@ -307,7 +340,7 @@ class Plan:
         lines.append(
             f"# {_count(len(self.hosts))} NICs, then their agents (each in its own terminal, or with &)"
         )
-        lines += [self.switch(h) for h in self.hosts]
+        lines += [self.switch(h) for h in self.with_nic()]
         lines += [self.agent(h) for h in self.with_agent()]
         return "\n".join(lines) + "\n"
 
@@ -484,7 +517,7 @@ class Testbed:
                 run(cmd)
             for path, text in self.plan.policy_files().values():
                 Path(path).write_text(text)
-            for h in self.plan.hosts:
+            for h in self.plan.with_nic():
                 p = Process(self._argv(self.plan.switch(h)), self.logs / f"switch-{h.name}.log", SWITCH_READY)
                 self.switches.append(p)
                 p.__enter__()
@@ -510,6 +543,13 @@ class Testbed:
 
     def netns_argv(self, key: str, argv: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.plan.ns(self.plan.host(key).key), *argv]
+
+    def carried_by(self) -> str:
+        """Which back end the NICs run, as their switches said when they came up, and the
+        offloads: ``ebpf backend, offloads on``."""
+        said = sorted({m.group(1) for p in self.switches if (m := _BACKEND.search(p.ready_line))})
+        backends = " and ".join(said) or "unknown"
+        return f"{backends} backend, offloads {'on' if self.plan.offloads_on else 'off'}"
 
     def agent_of(self, name: str) -> Process:
         return self.agents[[h.name for h in self.plan.with_agent()].index(name)]

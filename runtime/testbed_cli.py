@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dysco.errors import UserError
-from dysco.runtime.testbed import START_S, STOP_S, Plan, Testbed, clean, load_topology
+from dysco.runtime.testbed import BACKENDS, START_S, STOP_S, Plan, Testbed, clean, load_topology
 
 UP_LINE = "dysco testbed: up"
 
@@ -55,6 +55,16 @@ def register(subparsers: Any) -> None:
     )
     t.add_argument("file", type=Path, metavar="FILE", help="the topology (e.g. examples/chain.toml)")
     t.add_argument("--logs", type=Path, metavar="DIR", help="log directory (/tmp/dysco-testbed-PREFIX)")
+    t.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="the NICs' back end (default: $DYSCO_BACKEND, else ebpf where it loads, else python)",
+    )
+    t.add_argument(
+        "--offloads",
+        choices=("on", "off"),
+        help="TSO/GSO/GRO and checksum offload on the veths (default: on with ebpf, off with python)",
+    )
     t.set_defaults(handler=testbed_main)
 
 
@@ -66,7 +76,12 @@ def _paths(plan: Plan, logs: Path | None) -> tuple[Path, Path]:
 def testbed_main(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         raise UserError("needs root (network namespaces, veth pairs, raw sockets)")
-    plan = load_topology(args.file)
+    overrides: dict[str, Any] = {}
+    if args.backend is not None:
+        overrides["backend"] = args.backend
+    if args.offloads is not None:
+        overrides["offloads"] = args.offloads == "on"
+    plan = load_topology(args.file, **overrides)
     logs, state = _paths(plan, args.logs)
     if args.action == "run":
         return _run(plan, logs)
@@ -80,9 +95,9 @@ def _run(plan: Plan, logs: Path) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with Testbed(plan, logs):
+    with Testbed(plan, logs) as tb:
         hosts = ", ".join(f"{h.name} {h.address} ({plan.ns(h.key)})" for h in plan.hosts)
-        print(f"{UP_LINE}: {hosts}; logs in {logs}", flush=True)
+        print(f"{UP_LINE}: {hosts}; NICs on the {tb.carried_by()}; logs in {logs}", flush=True)
         # whoever started us may be gone: later output would go to a closed pipe
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -97,6 +112,7 @@ def _up(file: Path, plan: Plan, logs: Path, state: Path) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     keeper_log = logs / "testbed.log"
     argv = [sys.executable, "-m", "dysco", "-v", "testbed", "run", str(file), "--logs", str(logs)]
+    argv += ["--backend", plan.backend, "--offloads", "on" if plan.offloads_on else "off"]
     with keeper_log.open("w") as log:
         keeper = subprocess.Popen(
             argv,
