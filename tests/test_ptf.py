@@ -1,4 +1,4 @@
-"""The PTF suite (ptf_tests/) on the default target, as `make ptf` runs it."""
+"""The PTF suite (ptf_tests/) on both back ends of the softswitch, as `make ptf` runs it."""
 
 from __future__ import annotations
 
@@ -14,9 +14,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.root
-def test_ptf_suite_passes_on_the_default_target() -> None:
+@pytest.mark.parametrize("backend", ["ebpf", "python"])
+def test_ptf_suite_passes_on_both_backends(backend: str) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, veth pairs, raw sockets)")
+    if backend == "ebpf":
+        from dysco.softswitch.targets.ebpf import unavailable
+
+        why = unavailable()
+        if why is not None:
+            pytest.skip(why)
     classes = re.findall(
         r"^class (\w+)\(SessionTest\)", (ROOT / "ptf_tests" / "test_dysco.py").read_text(), re.M
     )
@@ -27,6 +34,7 @@ def test_ptf_suite_passes_on_the_default_target() -> None:
         text=True,
         timeout=900,
         check=False,
+        env={**os.environ, "DYSCO_TARGET": "softswitch", "DYSCO_BACKEND": backend},
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]

@@ -51,6 +51,20 @@ import time
 CHUNK = 1 << 16
 
 
+SO_MAX_PACING_RATE = 47
+PACE = 2 << 20
+"""Bytes per second each side of a duplex or stream session sends at most (TCP's own pacing).
+During a two-path phase every packet of the session crosses the Python agents (about 1,500
+packets a second each here); unpaced over the ebpf NICs a session has megabytes in flight and
+the phase takes seconds.  These tests check what a reconfiguration does to a live session, so
+the session runs at a rate the agents carry; how fast the path is, bench.e2e_goodput measures."""
+
+
+def paced(s: socket.socket) -> socket.socket:
+    s.setsockopt(socket.SOL_SOCKET, SO_MAX_PACING_RATE, PACE)
+    return s
+
+
 def payload(seed: int, n: int) -> bytes:
     """``n`` pseudo-random bytes, made a MiB at a time (``randbytes`` refuses more than 256 MiB)."""
     r = random.Random(seed)
@@ -76,7 +90,7 @@ def blob_server(port: int) -> None:
     with socket.create_server(("0.0.0.0", port)) as ls:
         print("listening", flush=True)
         conn, peer = ls.accept()
-        with conn:
+        with paced(conn):
             head = bytearray()
             while len(head) < 16:
                 head += conn.recv(16 - len(head))
@@ -118,7 +132,7 @@ def duplex_server(port: int) -> None:
     with socket.create_server(("0.0.0.0", port)) as ls:
         print("listening", flush=True)
         conn, peer = ls.accept()
-        with conn:
+        with paced(conn):
             head = bytearray()
             while len(head) < 16:
                 head += conn.recv(16 - len(head))
@@ -138,7 +152,7 @@ def duplex_server(port: int) -> None:
 
 def duplex_client(addr: str, port: int, up: int, down: int) -> None:
     data = payload(1, up)
-    with socket.create_connection((addr, port), timeout=60) as s:
+    with paced(socket.create_connection((addr, port), timeout=60)) as s:
         print("connected", s.getsockname()[1], flush=True)
         s.sendall(up.to_bytes(8, "big") + down.to_bytes(8, "big"))
         sender = threading.Thread(target=_send_all, args=(s, data), name="duplex-send")
@@ -188,7 +202,7 @@ def stream_server(port: int) -> None:
     with socket.create_server(("0.0.0.0", port)) as ls:
         print("listening", flush=True)
         conn, peer = ls.accept()
-        with conn:
+        with paced(conn):
             stop, sent, got = threading.Event(), hashlib.sha256(), hashlib.sha256()
             sender = threading.Thread(target=_stream_out, args=(conn, 2, stop, sent), name="stream-send")
             sender.start()
@@ -205,7 +219,7 @@ def stream_client(addr: str, port: int) -> None:
     everything the server still sends until its FIN.  A session that must stay established while a
     test works on it ends only when the test says so.  Prints ``client sent SHA got SHA GOT_BYTES``,
     then ``eof``."""
-    with socket.create_connection((addr, port), timeout=60) as s:
+    with paced(socket.create_connection((addr, port), timeout=60)) as s:
         s.settimeout(None)
         print("connected", s.getsockname()[1], flush=True)
         stop, sent, got = threading.Event(), hashlib.sha256(), hashlib.sha256()

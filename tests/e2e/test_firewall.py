@@ -19,6 +19,12 @@ pytestmark = [pytest.mark.root, pytest.mark.parametrize("testbed", ["firewall"],
 MB = 1 << 20
 
 
+def socket_buffers(tb: Testbed, host: str, sysctl: str) -> int:
+    """The largest TCP socket buffer ``net.ipv4.SYSCTL`` allows in ``host``'s namespace."""
+    argv = tb.netns_argv(host, ["cat", f"/proc/sys/net/ipv4/{sysctl}"])
+    return int(subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split()[2])
+
+
 def test_iperf3_long_transfer(testbed: Testbed, tmp_path: Path) -> None:
     tb = testbed
     server_argv = tb.netns_argv("server", ["iperf3", "-s", "-1", "-p", "5201", "--forceflush"])
@@ -33,10 +39,12 @@ def test_iperf3_long_transfer(testbed: Testbed, tmp_path: Path) -> None:
     # connection, so what is still in flight then is not in sum_received (esnet/iperf#382, #306);
     # the byte-exact check is test_five_megabytes_each_way.
     assert sent["bytes"] >= 40 * MB
-    assert 0 <= sent["bytes"] - received["bytes"] <= 4 * MB, (sent["bytes"], received["bytes"])
+    # at most what the sender's and the receiver's socket buffers hold can be in flight
+    in_flight = socket_buffers(tb, "client", "tcp_wmem") + socket_buffers(tb, "server", "tcp_rmem")
+    assert 0 <= sent["bytes"] - received["bytes"] <= in_flight, (sent["bytes"], received["bytes"], in_flight)
     segments = sent["bytes"] // 1448
-    # the NICs are Python processes on shared cores and drop under a full window: a few percent
-    # retransmissions are expected, a storm (a tenth of all segments) is a failure
+    # NICs on the python back end drop under a full window: a few percent retransmissions are
+    # expected there, a storm (a tenth of all segments) is a failure on either back end
     assert sent["retransmits"] < segments // 10, f"{sent['retransmits']} retransmissions of {segments}"
 
 
