@@ -29,8 +29,8 @@ from dysco.runtime import _packet as pk
 from dysco.runtime._core import Config
 from dysco.runtime._types import ip_int
 from dysco.runtime.p4rt import AgentService, Pipeline, Settings
-from dysco.runtime.testbed import SwitchProcess
 from dysco.softswitch import load_program
+from dysco.testbed import SwitchProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = "middlebox fw { instances 10.0.2.2; }\npolicy web: tcp dst port 80 -> fw\n"

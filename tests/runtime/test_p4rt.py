@@ -26,8 +26,8 @@ from dysco.runtime._core import Config
 from dysco.runtime._events import Mapping, Table
 from dysco.runtime._types import FiveTuple, ip_int
 from dysco.runtime.p4rt import AgentService, Pipeline, Settings, _limits
-from dysco.runtime.testbed import SwitchProcess
 from dysco.softswitch.api import Program
+from dysco.testbed import SwitchProcess
 
 WAIT_S = 20.0
 POLICY = "middlebox fw { instances 10.0.2.2; }\npolicy web: tcp dst port 80 -> fw\n"

@@ -42,8 +42,8 @@ from dysco.runtime._core import SECOND, Agent, Config
 from dysco.runtime._events import Port
 from dysco.runtime._events import Reason as CoreReason
 from dysco.runtime._types import FiveTuple, ip_int
-from dysco.runtime.testbed import SwitchProcess
 from dysco.softswitch import P4Program
+from dysco.testbed import SwitchProcess
 
 from ..compiler.test_properties import _check_total
 from ..p4src.dataplane import Dut, packet_in

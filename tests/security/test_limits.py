@@ -28,8 +28,8 @@ from dysco.runtime._nic import Nic
 from dysco.runtime._types import ip_int, prefixed
 from dysco.runtime.p4rt import Connection, Pipeline
 from dysco.runtime.p4rt import _limits as lim
-from dysco.runtime.testbed import SwitchProcess
 from dysco.softswitch.api import Program
+from dysco.testbed import SwitchProcess
 
 WAIT_S = 30.0
 POLICY = "middlebox fw { instances 10.0.2.2; }\npolicy web: tcp dst port 80 -> fw\n"
