@@ -28,7 +28,7 @@ from typing import Any
 
 from dysco.errors import UserError
 from dysco.runtime._mgmt import DEFAULT_SOCKET, request
-from dysco.runtime._types import FiveTuple, ip_int
+from dysco.runtime.core._types import FiveTuple, ip_int
 
 SPLICE_TIMEOUT_S = 10.0
 ANSWER_MARGIN_S = 5.0

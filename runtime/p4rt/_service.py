@@ -46,8 +46,11 @@ from p4.v1 import p4runtime_pb2
 from dysco import p4names
 from dysco.compiler import Compiled
 from dysco.errors import DyscoError, PeerError, UserError
-from dysco.runtime._core import Agent, Config
-from dysco.runtime._events import (
+from dysco.runtime._mgmt import Args
+from dysco.runtime._nic import Nic, PacketIn
+from dysco.runtime._splicecall import parse_request
+from dysco.runtime.core._agent import Agent, Config
+from dysco.runtime.core._events import (
     Action,
     Delete,
     Install,
@@ -59,11 +62,8 @@ from dysco.runtime._events import (
     SetTimer,
     Table,
 )
-from dysco.runtime._mgmt import Args
-from dysco.runtime._migrate import HookCall, StateHook, hook_done, run_hook
-from dysco.runtime._nic import Nic, PacketIn
-from dysco.runtime._splicecall import parse_request
-from dysco.runtime._types import FiveTuple, ip_int, ip_str, prefixed
+from dysco.runtime.core._migrate import HookCall, StateHook, hook_done, run_hook
+from dysco.runtime.core._types import FiveTuple, ip_int, ip_str, prefixed
 from dysco.runtime.p4rt import _limits
 from dysco.runtime.p4rt._client import (
     ClientTls,
@@ -117,7 +117,7 @@ class Settings:
     event_log_size: int = EVENT_LOG
     """Notifications kept for management ``events``."""
     state_hook: StateHook | None = None
-    """This middlebox's state hook (:mod:`dysco.runtime._migrate`); its calls run in a thread."""
+    """This middlebox's state hook (:mod:`dysco.runtime.core._migrate`); its calls run in a thread."""
 
 
 @dataclass(slots=True)

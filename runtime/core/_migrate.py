@@ -32,13 +32,13 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from dysco.runtime import _ctlwire as cw
-from dysco.runtime._events import Action, Notify
-from dysco.runtime._types import FiveTuple, ip_str
+from dysco.runtime.core import _control_messages as cw
+from dysco.runtime.core._events import Action, Notify
+from dysco.runtime.core._types import FiveTuple, ip_str
 
 if TYPE_CHECKING:
-    from dysco.runtime._core import Agent, Session
-    from dysco.runtime._reconf import Reconfigurer
+    from dysco.runtime.core._agent import Agent, Session
+    from dysco.runtime.core._reconf import Reconfigurer
 
 MAX_REASON = 200
 """Bytes of a failure's text a STATE_IMPORTED carries."""
@@ -135,7 +135,7 @@ class _Job:
 @dataclass(slots=True)
 class Migrations:
     """The middlebox side of state migration at one agent (the anchors' side is in
-    :mod:`dysco.runtime._reconf`): exports, transfers and imports in progress."""
+    :mod:`dysco.runtime.core._reconf`): exports, transfers and imports in progress."""
 
     rc: Reconfigurer
     enabled: bool = False

@@ -31,7 +31,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from dysco.runtime import _packet as pk
+from dysco.runtime.core import _packet as pk
 
 M32 = 0xFFFFFFFF
 MS = 1_000_000

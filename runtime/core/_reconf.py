@@ -3,8 +3,8 @@ the two-path phase at both anchors, completion and cancel.
 
 :class:`Reconfigurer` is part of the sans-IO agent: the agent hands it control datagrams,
 punted packets of sessions it anchors, new-path SYNs and timers; it returns actions through
-the same ``out`` list.  Control messages (:mod:`dysco.runtime._ctlwire`) go through a
-:class:`~dysco.runtime._ctlmsg.Messenger`: requests are retransmitted with backoff until
+the same ``out`` list.  Control messages (:mod:`dysco.runtime.core._control_messages`) go through a
+:class:`~dysco.runtime.core._messenger.Messenger`: requests are retransmitted with backoff until
 answered, and answers are cached per (sender, msg_id), so a duplicate is answered again
 without acting twice.
 """
@@ -15,20 +15,20 @@ import enum
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from dysco.runtime import _ctlwire as cw
-from dysco.runtime import _packet as pk
-from dysco.runtime import _wire as wire
-from dysco.runtime._alloc import PortsExhausted
-from dysco.runtime._ctlmsg import ATTEMPTS, FIRST_RTO, MAX_RTO, MS, Messenger, Pending
-from dysco.runtime._events import Action, Delete, Install, Mapping, Modify, Notify, Port, Send, Table
-from dysco.runtime._fsm import SessionState, SubsessionState
-from dysco.runtime._migrate import Migrations
-from dysco.runtime._splice import Spliced, compose
-from dysco.runtime._twopath import M32, Anchor, PathSide, Phase, translate
-from dysco.runtime._types import FiveTuple, ip_str
+from dysco.runtime.core import _control_messages as cw
+from dysco.runtime.core import _packet as pk
+from dysco.runtime.core import _syn_payload as wire
+from dysco.runtime.core._alloc import PortsExhausted
+from dysco.runtime.core._events import Action, Delete, Install, Mapping, Modify, Notify, Port, Send, Table
+from dysco.runtime.core._fsm import SessionState, SubsessionState
+from dysco.runtime.core._messenger import ATTEMPTS, FIRST_RTO, MAX_RTO, MS, Messenger, Pending
+from dysco.runtime.core._migrate import Migrations
+from dysco.runtime.core._splice_translation import Spliced, compose
+from dysco.runtime.core._twopath import M32, Anchor, PathSide, Phase, translate
+from dysco.runtime.core._types import FiveTuple, ip_str
 
 if TYPE_CHECKING:
-    from dysco.runtime._core import Agent, Direction, Session, Subsession
+    from dysco.runtime.core._agent import Agent, Direction, Session, Subsession
 
 MAC = b"\x02\0\0\0\0\x0a"
 SECOND = 1000 * MS
@@ -688,7 +688,7 @@ class Reconfigurer:
         a = self.anchors.get(s.sid)
         if a is None:
             return False
-        from dysco.runtime._core import Direction as D
+        from dysco.runtime.core._agent import Direction as D
 
         if port is Port.HOST:
             if f.five_tuple != a.out_key:
@@ -783,7 +783,7 @@ class Reconfigurer:
         old_down.fsm.set(SubsessionState.CLOSED)
         # the old subsession's port is reused only once the TEARDOWN freed it downstream: a late
         # TEARDOWN must not meet a new subsession with the same five-tuple
-        from dysco.runtime._core import Subsession
+        from dysco.runtime.core._agent import Subsession
 
         new = Subsession(a.new_target, self.agent._sub_fsm(s, "down"), a.extra["lport"])
         new.fsm.set(SubsessionState.OPEN)
@@ -796,7 +796,7 @@ class Reconfigurer:
     def _fin_on_new_path(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
         """The host's FIN went on the old path (during the phase or before it): the new path's
         agents learn it from a FIN message, retransmitted hop by hop until acknowledged."""
-        from dysco.runtime._core import Direction as D
+        from dysco.runtime.core._agent import Direction as D
 
         if (D.FWD if a.left else D.REV) not in s.fins or a.new_target is None:
             return
@@ -811,7 +811,7 @@ class Reconfigurer:
 
     def _fin_msg(self, now: int, msg: cw.Message, out: list[Action]) -> None:
         """A FIN message reached this agent of a new path: that direction has ended; pass it on."""
-        from dysco.runtime._core import Direction as D
+        from dysco.runtime.core._agent import Direction as D
 
         fwd = msg.value == 0
         s = self._session_by_up(msg.sub) if fwd else self._session_by_down(msg.sub)
@@ -900,7 +900,7 @@ class Reconfigurer:
 
     def _complete_right(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
         """The right anchor's end of a completed reconfiguration: the new path is the session's."""
-        from dysco.runtime._core import Subsession
+        from dysco.runtime.core._agent import Subsession
 
         self._fast(s, a, True, out)
         self._fin_on_new_path(now, s, a, out)
@@ -964,6 +964,6 @@ class Reconfigurer:
 
 
 def _rev(fwd: bool = False) -> Direction:
-    from dysco.runtime._core import Direction as D
+    from dysco.runtime.core._agent import Direction as D
 
     return D.FWD if fwd else D.REV

@@ -1,7 +1,7 @@
 """The sans-IO Dysco agent: session setup along the chain, the software path, teardown.
 
 :class:`Agent` takes events (packets the NIC punted, timers, idle timeouts, refused writes,
-policy updates, management commands) and returns actions (:mod:`dysco.runtime._events`).
+policy updates, management commands) and returns actions (:mod:`dysco.runtime.core._events`).
 It owns no socket, clock or task: the caller passes ``now`` (ns) and carries out the actions.
 
 Roles per session (paper §2.3): the *left end* classified the host's SYN and opens the first
@@ -21,11 +21,11 @@ from dataclasses import dataclass, field, replace
 from dysco import p4names
 from dysco.compiler.passes import AddressStep, Chain
 from dysco.errors import PeerError
-from dysco.runtime import _auth as auth
-from dysco.runtime import _packet as pk
-from dysco.runtime import _wire as wire
-from dysco.runtime._alloc import PortPool, PortsExhausted, Selector
-from dysco.runtime._events import (
+from dysco.runtime.core import _auth as auth
+from dysco.runtime.core import _packet as pk
+from dysco.runtime.core import _syn_payload as wire
+from dysco.runtime.core._alloc import PortPool, PortsExhausted, Selector
+from dysco.runtime.core._events import (
     Action,
     Delete,
     Install,
@@ -38,18 +38,18 @@ from dysco.runtime._events import (
     SetTimer,
     Table,
 )
-from dysco.runtime._fsm import (
+from dysco.runtime.core._fsm import (
     SESSION_TRANSITIONS,
     SUBSESSION_TRANSITIONS,
     Machine,
     SessionState,
     SubsessionState,
 )
-from dysco.runtime._peers import Peers
-from dysco.runtime._reconf import Reconfigurer
-from dysco.runtime._splice import Side, compute, side
-from dysco.runtime._twopath import M32, after, translate
-from dysco.runtime._types import FiveTuple, ip_int, ip_str, prefixed
+from dysco.runtime.core._peers import Peers
+from dysco.runtime.core._reconf import Reconfigurer
+from dysco.runtime.core._splice_translation import Side, compute, side
+from dysco.runtime.core._twopath import M32, after, translate
+from dysco.runtime.core._types import FiveTuple, ip_int, ip_str, prefixed
 
 SECOND = 1_000_000_000
 
@@ -85,7 +85,7 @@ class Config:
     """How far a sealed message's timestamp may be from this agent's clock."""
     peer_cells: int = p4names.PEER_CELLS
     """Cells of the NIC's peer meter to hand the agents this one authenticates (with keys only;
-    0: none, every punt metered under its reason; :mod:`dysco.runtime._peers`)."""
+    0: none, every punt metered under its reason; :mod:`dysco.runtime.core._peers`)."""
 
 
 class Role(enum.Enum):
@@ -149,7 +149,7 @@ class Session:
     """Entries punting until the handshake's packet passed, and the target they get then."""
     macs: tuple[bytes, bytes] | None = None
     """An end's Ethernet destination and source of frames toward its host (from the setup), for
-    frames the agent makes itself (a reconfiguration's probe, :mod:`dysco.runtime._reconf`)."""
+    frames the agent makes itself (a reconfiguration's probe, :mod:`dysco.runtime.core._reconf`)."""
 
 
 class Agent:
