@@ -25,8 +25,8 @@ from pathlib import Path
 
 from dysco import p4names
 from dysco.compiler import compile_text
+from dysco.runtime.core import Config
 from dysco.runtime.core import _packet as pk
-from dysco.runtime.core._agent import Config
 from dysco.runtime.core._types import ip_int
 from dysco.runtime.p4rt import AgentService, Pipeline, Settings
 from dysco.softswitch import load_program

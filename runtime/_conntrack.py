@@ -24,8 +24,8 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+from dysco.runtime.core import HookError, View
 from dysco.runtime.core._layout import Field, Layout, LayoutMismatch
-from dysco.runtime.core._migrate import HookError, View
 from dysco.runtime.core._types import TCP, FiveTuple, ip_str
 
 MAGIC = 0x4354

@@ -15,8 +15,8 @@ from typing import Any
 
 from dysco.compiler import compile_text
 from dysco.errors import InternalError
+from dysco.runtime.core import SECOND
 from dysco.runtime.core import _packet as pk
-from dysco.runtime.core._agent import SECOND
 from dysco.runtime.core._events import Notify
 from dysco.runtime.core._types import FiveTuple, ip_int
 from dysco.runtime.sim import MS, Conn, Host, SpliceProxy, TcpStack, World

@@ -13,9 +13,11 @@ Public surface::
     Mapping, Peer, Port, Reason, Table                         the words of those actions
     FiveTuple
     SynPayload, encode_payload, decode_payload, BadPayload     the Dysco SYN payload
+    StateHook, HookCall, HookOp, HookError, View, run_hook, hook_done, STATE_HOOKS
+                                    a stateful middlebox's hook, run by an adapter
 """
 
-from dysco.runtime.core._agent import SECOND, Agent, Config, Role
+from dysco.runtime.core._agent import Agent, hook_done
 from dysco.runtime.core._events import (
     Action,
     Delete,
@@ -30,6 +32,8 @@ from dysco.runtime.core._events import (
     SetTimer,
     Table,
 )
+from dysco.runtime.core._session import SECOND, Config, Role
+from dysco.runtime.core._statehook import STATE_HOOKS, HookCall, HookError, HookOp, StateHook, View, run_hook
 from dysco.runtime.core._syn_payload import BadPayload, SynPayload
 from dysco.runtime.core._syn_payload import decode as decode_payload
 from dysco.runtime.core._syn_payload import encode as encode_payload
@@ -37,12 +41,16 @@ from dysco.runtime.core._types import FiveTuple
 
 __all__ = [
     "SECOND",
+    "STATE_HOOKS",
     "Action",
     "Agent",
     "BadPayload",
     "Config",
     "Delete",
     "FiveTuple",
+    "HookCall",
+    "HookError",
+    "HookOp",
     "Install",
     "Mapping",
     "Modify",
@@ -53,8 +61,12 @@ __all__ = [
     "Role",
     "Send",
     "SetTimer",
+    "StateHook",
     "SynPayload",
     "Table",
+    "View",
     "decode_payload",
     "encode_payload",
+    "hook_done",
+    "run_hook",
 ]

@@ -102,7 +102,7 @@ class Phase(enum.Enum):
     """Left: new-path SYN sent; everything still on the old path until the SYN-ACK fixes the boundary."""
     MIGRATING = "migrating"
     """The new path is up, but a stateful middlebox's state is still moving to the new one
-    (:mod:`dysco.runtime.core._migrate`): everything still on the old path.  The left anchor switches
+    (:mod:`dysco.runtime.core.reconf._migrate`): everything still on the old path.  The left anchor switches
     when the state is imported, the right anchor when the left anchor's SWITCH arrives."""
     TWO_PATH = "two_path"
 

@@ -49,7 +49,7 @@ from dysco.errors import DyscoError, PeerError, UserError
 from dysco.runtime._mgmt import Args
 from dysco.runtime._nic import Nic, PacketIn
 from dysco.runtime._splicecall import parse_request
-from dysco.runtime.core._agent import Agent, Config
+from dysco.runtime.core import Agent, Config, HookCall, StateHook, hook_done, run_hook
 from dysco.runtime.core._events import (
     Action,
     Delete,
@@ -62,7 +62,6 @@ from dysco.runtime.core._events import (
     SetTimer,
     Table,
 )
-from dysco.runtime.core._migrate import HookCall, StateHook, hook_done, run_hook
 from dysco.runtime.core._types import FiveTuple, ip_int, ip_str, prefixed
 from dysco.runtime.p4rt import _limits
 from dysco.runtime.p4rt._client import (
@@ -117,7 +116,7 @@ class Settings:
     event_log_size: int = EVENT_LOG
     """Notifications kept for management ``events``."""
     state_hook: StateHook | None = None
-    """This middlebox's state hook (:mod:`dysco.runtime.core._migrate`); its calls run in a thread."""
+    """This middlebox's state hook (:mod:`dysco.runtime.core._statehook`); its calls run in a thread."""
 
 
 @dataclass(slots=True)

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from dysco.compiler import Compiled
 from dysco.runtime._nic import Nic
-from dysco.runtime.core._agent import SECOND, Agent, Config
+from dysco.runtime.core import SECOND, Agent, Config
 from dysco.runtime.core._events import (
     Action,
     Delete,

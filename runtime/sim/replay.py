@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dysco.compiler import compile_text
+from dysco.runtime.core import SECOND
 from dysco.runtime.core import _packet as pk
-from dysco.runtime.core._agent import SECOND
 from dysco.runtime.core._auth import KeyRing
 from dysco.runtime.core._events import Notify, Table
 from dysco.runtime.core._fsm import SessionState

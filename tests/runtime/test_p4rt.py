@@ -19,9 +19,9 @@ from p4.v1 import p4runtime_pb2
 
 from dysco import p4names
 from dysco.compiler import compile_text
+from dysco.runtime.core import Config
 from dysco.runtime.core import _packet as pk
 from dysco.runtime.core import _syn_payload as wire
-from dysco.runtime.core._agent import Config
 from dysco.runtime.core._auth import KeyRing
 from dysco.runtime.core._events import Mapping, Table
 from dysco.runtime.core._types import FiveTuple, ip_int

@@ -8,10 +8,10 @@ from collections import Counter
 
 from dysco.p4names import CONTROL_UDP_PORT
 from dysco.runtime import Agent, Config, Port, Reason
+from dysco.runtime.core import SECOND
 from dysco.runtime.core import _auth as auth
 from dysco.runtime.core import _control_messages as cw
 from dysco.runtime.core import _packet as pk
-from dysco.runtime.core._agent import SECOND
 from dysco.runtime.core._events import Action, Peer
 from dysco.runtime.core._peers import Peers
 from dysco.runtime.core._syn_payload import SynPayload, encode

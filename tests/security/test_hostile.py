@@ -35,10 +35,10 @@ from scapy.layers.l2 import Ether
 from dysco import p4names
 from dysco.compiler import compile_text
 from dysco.p4names import NET_PORT, Reason
+from dysco.runtime.core import SECOND, Agent, Config
 from dysco.runtime.core import _auth as auth
 from dysco.runtime.core import _control_messages as cw
 from dysco.runtime.core import _syn_payload as wire
-from dysco.runtime.core._agent import SECOND, Agent, Config
 from dysco.runtime.core._events import Port
 from dysco.runtime.core._events import Reason as CoreReason
 from dysco.runtime.core._types import FiveTuple, ip_int

@@ -21,11 +21,11 @@ import pytest
 
 from dysco import p4names
 from dysco.errors import PeerError
+from dysco.runtime.core import SECOND
 from dysco.runtime.core import _auth as auth
 from dysco.runtime.core import _control_messages as cw
 from dysco.runtime.core import _packet as pk
 from dysco.runtime.core import _syn_payload as wire
-from dysco.runtime.core._agent import SECOND
 from dysco.runtime.core._types import ip_int
 from dysco.runtime.sim import MS, World
 from dysco.softswitch.api import Program
