@@ -30,9 +30,11 @@ setup: debs $(STAMP)
 demo: setup
 	$(BIN)/dysco demo --out demo-out
 
+# ruff, then no import cycle between the modules of the dysco package (scripts/check_import_cycles.py).
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/check_import_cycles.py dysco
 
 typecheck: setup
 	$(BIN)/mypy
