@@ -1,4 +1,4 @@
-"""Splicing a TCP-terminating proxy's two sessions (paper §4.2, DESIGN.md §4): what the agent
+"""Splicing a TCP-terminating proxy's two sessions (paper §4.2, docs/architecture.md): what the agent
 observed of their handshakes, and the translations the anchors apply once the proxy is gone.
 
 Pure arithmetic.  The proxy's inbound session runs client -> proxy (the client's SYN ``c``, the

@@ -1,4 +1,4 @@
-"""The two-path phase at one anchor of a reconfiguration (DESIGN.md §4, the model's variables).
+"""The two-path phase at one anchor of a reconfiguration (docs/architecture.md, the model's variables).
 
 Pure bookkeeping: an :class:`Anchor` records what its host sent and what the peer acknowledged
 (in the host's own sequence space), fixes ``old_sent`` when it switches, learns the peer's

@@ -4,7 +4,7 @@ A seed draws a world (a chain of 0-4 middleboxes, spare middleboxes, network fau
 both directions with either side's FIN first) and a script of reconfigurations (insert, delete,
 replace; one, two contending from different anchors, or several in sequence; sometimes a new path
 that cannot be set up).  :func:`run` plays it on the real NIC program and returns every property
-(DESIGN.md §4) that did not hold; a run is a function of its seed.
+(docs/architecture.md, "Contracts") that did not hold; a run is a function of its seed.
 
 Replay a seed from the repository's root::
 

@@ -1,4 +1,4 @@
-"""State migration when a reconfiguration replaces a stateful middlebox (paper §3.4, DESIGN.md §4).
+"""State migration when a reconfiguration replaces a stateful middlebox (paper §3.4, docs/architecture.md).
 
 A middlebox whose application keeps per-session state (a stateful firewall's connection tracking,
 say) declares a *state hook* to its agent (:class:`StateHook`; ``dysco agent --state-hook``).  When
