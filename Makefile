@@ -30,9 +30,12 @@ setup: debs $(STAMP)
 demo: setup
 	$(BIN)/dysco demo --out demo-out
 
+# ruff, then no import cycle between the modules of the dysco package and of bench/ and ptf_tests/
+# (scripts/check_import_cycles.py).
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/check_import_cycles.py dysco bench ptf_tests
 
 typecheck: setup
 	$(BIN)/mypy

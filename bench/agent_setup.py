@@ -25,12 +25,12 @@ from pathlib import Path
 
 from dysco import p4names
 from dysco.compiler import compile_text
-from dysco.runtime import _packet as pk
-from dysco.runtime._core import Config
-from dysco.runtime._types import ip_int
+from dysco.runtime.core import Config
+from dysco.runtime.core import _packet as pk
+from dysco.runtime.core._types import ip_int
 from dysco.runtime.p4rt import AgentService, Pipeline, Settings
-from dysco.runtime.testbed import SwitchProcess
 from dysco.softswitch import load_program
+from dysco.testbed import SwitchProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = "middlebox fw { instances 10.0.2.2; }\npolicy web: tcp dst port 80 -> fw\n"

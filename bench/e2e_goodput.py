@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from dysco.errors import UserError
-from dysco.runtime.testbed import Host, Plan, Process, Testbed
+from dysco.testbed import Host, Plan, Process, Testbed
 
 ROOT = Path(__file__).resolve().parents[1]
 MBOXES = 4

@@ -58,7 +58,7 @@ from typing import IO, Any
 from bench._reconf_events import PAPER, Event, Removal, pair, summary, target_met
 from dysco.errors import DyscoError, UserError
 from dysco.runtime._mgmt import request
-from dysco.runtime.testbed import Plan, Testbed, load_topology
+from dysco.testbed import Plan, Testbed, load_topology
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPOLOGY = ROOT / "examples" / "splice.toml"

@@ -22,8 +22,8 @@ _COMMAND_MODULES = (
     "dysco.softswitch.cli",
     "dysco.softswitch.server.cli",
     "dysco.runtime.cli",
-    "dysco.runtime.testbed_cli",
-    "dysco.runtime.demo",
+    "dysco.testbed.cli",
+    "dysco.testbed.demo",
     "dysco.bmv2.cli",
 )
 

@@ -10,14 +10,21 @@ Public surface::
     SynPayload, encode_payload, decode_payload, BadPayload   (docs/protocol.md)
     splice, SpliceResult       a proxy hands its two sockets to the local agent (steps out)
 
-Adapters: ``dysco.runtime.sim`` (simulation on a fake clock), ``dysco.runtime.p4rt``
-(P4Runtime over gRPC, asyncio), ``dysco.runtime.cli`` (``dysco agent``, ``dysco ctl``).
+The protocol is ``dysco.runtime.core`` (sans-IO: no sockets, clocks or asyncio).  Beside it its
+adapters: ``dysco.runtime.p4rt`` (P4Runtime over gRPC, asyncio), ``dysco.runtime.sim``
+(simulation on a fake clock), the management API (``_mgmt``, ``_ctl``: ``dysco ctl``), the
+splice call (``_splicecall``), the conntrack state hook (``_conntrack``), the NIC's table
+entries (``_nic``) and ``dysco.runtime.cli`` (``dysco agent``, ``dysco ctl``).
 """
 
-from dysco.runtime._core import Agent, Config, Role
-from dysco.runtime._events import (
+from dysco.runtime._splicecall import SpliceResult, splice
+from dysco.runtime.core import (
     Action,
+    Agent,
+    BadPayload,
+    Config,
     Delete,
+    FiveTuple,
     Install,
     Mapping,
     Modify,
@@ -25,15 +32,14 @@ from dysco.runtime._events import (
     Peer,
     Port,
     Reason,
+    Role,
     Send,
     SetTimer,
+    SynPayload,
     Table,
+    decode_payload,
+    encode_payload,
 )
-from dysco.runtime._splicecall import SpliceResult, splice
-from dysco.runtime._types import FiveTuple
-from dysco.runtime._wire import BadPayload, SynPayload
-from dysco.runtime._wire import decode as decode_payload
-from dysco.runtime._wire import encode as encode_payload
 
 __all__ = [
     "Action",

@@ -24,9 +24,9 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from dysco.runtime._layout import Field, Layout, LayoutMismatch
-from dysco.runtime._migrate import HookError, View
-from dysco.runtime._types import TCP, FiveTuple, ip_str
+from dysco.runtime.core import HookError, View
+from dysco.runtime.core._layout import Field, Layout, LayoutMismatch
+from dysco.runtime.core._types import TCP, FiveTuple, ip_str
 
 MAGIC = 0x4354
 """``CT``."""

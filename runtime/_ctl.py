@@ -295,7 +295,7 @@ def predicate(text: str) -> Callable[[Mapping[str, Any]], bool]:
     evaluated by dysco.compiler's own evaluator; errors point into ``text``."""
     from dysco.compiler.evaluate import Syn, holds
     from dysco.compiler.passes import front
-    from dysco.runtime._types import ip_int
+    from dysco.runtime.core._types import ip_int
 
     if not text.strip():
         raise UserError("--match: the predicate is empty")

@@ -15,8 +15,8 @@ from dysco import p4names
 from dysco.compiler.boxes import Ternary
 from dysco.compiler.entries import Entry
 from dysco.errors import InternalError, PeerError, UserError
-from dysco.runtime._events import Mapping, Port, Reason, Table
-from dysco.runtime._types import TCP, FiveTuple
+from dysco.runtime.core._events import Mapping, Port, Reason, Table
+from dysco.runtime.core._types import TCP, FiveTuple
 from dysco.softswitch.api import ActionCall, CloneSession, FieldMatch, Replica, TableEntry
 
 _REASONS = {

@@ -7,7 +7,7 @@ same for the server's stream).  This module collects what the local agent needs 
 sockets — both four-tuples as the proxy sees them and what the kernel reports about each
 (``TCP_INFO``: negotiated SACK, timestamps and window scales, MSS, bytes acked and received; the
 bytes queued unread and unsent) — and asks the agent over its management socket.  The agent's
-core computes the sequence deltas and removes the proxy (DESIGN.md §4, *Splice*); the call
+core computes the sequence deltas and removes the proxy (docs/architecture.md, the splice phase); the call
 returns its outcome.  Until it returns ``ok`` the proxy keeps relaying; after, it must not touch
 the two sockets again (it may close them once the agent is done: their packets are dropped).
 
@@ -28,7 +28,7 @@ from typing import Any
 
 from dysco.errors import UserError
 from dysco.runtime._mgmt import DEFAULT_SOCKET, request
-from dysco.runtime._types import FiveTuple, ip_int
+from dysco.runtime.core._types import FiveTuple, ip_int
 
 SPLICE_TIMEOUT_S = 10.0
 ANSWER_MARGIN_S = 5.0

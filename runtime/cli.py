@@ -15,7 +15,7 @@ from dysco import p4names
 from dysco.errors import UserError
 from dysco.runtime import _ctl as ctl
 from dysco.runtime._mgmt import DEFAULT_SOCKET, ManagementServer
-from dysco.runtime._migrate import STATE_HOOKS
+from dysco.runtime.core import STATE_HOOKS
 
 READY_LINE = "dysco agent: ready ({name}, P4Runtime {p4runtime}, management {mgmt})"
 
@@ -164,8 +164,8 @@ def _pipeline(args: argparse.Namespace) -> Any:
 
 def settings_from_args(args: argparse.Namespace) -> Any:
     from dysco.compiler import compile_text
-    from dysco.runtime._core import SECOND, Config
-    from dysco.runtime._types import ip_int
+    from dysco.runtime.core import SECOND, Config
+    from dysco.runtime.core._types import ip_int
     from dysco.runtime.p4rt import Settings
 
     try:
@@ -219,7 +219,7 @@ def _keys(path: str | None) -> Any:
     """The key ring of ``--keys``; None without it."""
     if path is None:
         return None
-    from dysco.runtime._auth import KeyRing
+    from dysco.runtime.core._auth import KeyRing
 
     return KeyRing.load(path)
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from dysco import cli
-from dysco.runtime._demo_story import MB, ProxyUse, Splice, Story, Transfer, splice_points
-from dysco.runtime.testbed import Process
+from dysco.testbed import Process
+from dysco.testbed._demo_story import MB, ProxyUse, Splice, Story, Transfer, splice_points
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -149,7 +149,7 @@ def test_the_peers_verify_both_directions_on_real_tcp(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    peer = [sys.executable, "-m", "dysco.runtime._demo_peer"]
+    peer = [sys.executable, "-m", "dysco.testbed._demo_peer"]
     with (
         Process([*peer, "server", str(port), "2"], tmp_path / "server.log", "listening") as server,
         Process([*peer, "client", "127.0.0.1", str(port), "2"], tmp_path / "client.log", "started") as client,

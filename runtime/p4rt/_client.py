@@ -20,7 +20,7 @@ from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
 from dysco.errors import PeerError
-from dysco.runtime._types import Prefixed
+from dysco.runtime.core._types import Prefixed
 from dysco.softswitch.api import ActionCall, CloneSession, FieldMatch, TableEntry
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"

@@ -29,7 +29,7 @@ import enum
 from typing import Generic, TypeVar
 
 from dysco.errors import InternalError
-from dysco.runtime._events import Reason
+from dysco.runtime.core._events import Reason
 
 T = TypeVar("T")
 

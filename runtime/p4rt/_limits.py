@@ -8,7 +8,7 @@ should write when the operator says nothing.
 
 Pure functions of the P4Info: :func:`meter_updates` gives the ``Update`` messages (MODIFY, the
 only operation meters know), :func:`peer_meter_updates` those of the per-agent cells
-(``DyscoIngress.peer_meter``, runtime/_peers.py), :func:`dropped_read` the entity that reads the
+(``DyscoIngress.peer_meter``, runtime/core/_peers.py), :func:`dropped_read` the entity that reads the
 drop counters back, :func:`dropped_counts` and :func:`describe` turn both into plain dicts for
 ``dysco ctl status``.
 :func:`parse_limit` reads the operator's ``REASON=RATE[/BURST]`` or ``REASON=off``.

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 
-from dysco.runtime import _packet as pk
-from dysco.runtime._types import FiveTuple
+from dysco.runtime.core import _packet as pk
+from dysco.runtime.core._types import FiveTuple
 from dysco.runtime.sim._host import Host
 from dysco.runtime.sim._net import MS
 from dysco.runtime.sim._tcp import Conn, TcpStack, kernel_rst

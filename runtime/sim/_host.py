@@ -8,9 +8,20 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dysco.compiler import Compiled
-from dysco.runtime._core import SECOND, Agent, Config
-from dysco.runtime._events import Action, Delete, Install, Modify, Notify, Peer, Port, Send, SetTimer, Table
 from dysco.runtime._nic import Nic
+from dysco.runtime.core import SECOND, Agent, Config
+from dysco.runtime.core._events import (
+    Action,
+    Delete,
+    Install,
+    Modify,
+    Notify,
+    Peer,
+    Port,
+    Send,
+    SetTimer,
+    Table,
+)
 from dysco.runtime.sim._net import Network, Sim
 from dysco.softswitch import Switch
 from dysco.softswitch.api import EntryError, Program, WriteOp

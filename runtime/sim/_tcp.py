@@ -33,7 +33,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dysco.runtime import _packet as pk
+from dysco.runtime.core import _packet as pk
 from dysco.runtime.sim._net import MS, Sim
 
 MSS = 1000

@@ -4,7 +4,7 @@ A seed draws a world (a chain of 0-4 middleboxes, spare middleboxes, network fau
 both directions with either side's FIN first) and a script of reconfigurations (insert, delete,
 replace; one, two contending from different anchors, or several in sequence; sometimes a new path
 that cannot be set up).  :func:`run` plays it on the real NIC program and returns every property
-(DESIGN.md §4) that did not hold; a run is a function of its seed.
+(docs/architecture.md, "Contracts") that did not hold; a run is a function of its seed.
 
 Replay a seed from the repository's root::
 
@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dysco.compiler import compile_text
-from dysco.runtime import _packet as pk
-from dysco.runtime._auth import KeyRing
-from dysco.runtime._core import SECOND
-from dysco.runtime._events import Notify, Table
-from dysco.runtime._fsm import SessionState
-from dysco.runtime._types import ip_int, ip_str
+from dysco.runtime.core import SECOND
+from dysco.runtime.core import _packet as pk
+from dysco.runtime.core._auth import KeyRing
+from dysco.runtime.core._events import Notify, Table
+from dysco.runtime.core._fsm import SessionState
+from dysco.runtime.core._types import ip_int, ip_str
 from dysco.runtime.sim._apps import Forwarder
 from dysco.runtime.sim._host import Host, World
 from dysco.runtime.sim._net import MS, Faults

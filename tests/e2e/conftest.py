@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dysco.runtime.testbed import Plan, Process, Testbed, load_topology
+from dysco.testbed import Plan, Process, Testbed, load_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 PEERS = Path(__file__).with_name("peers.py")

@@ -36,9 +36,9 @@ import sys
 import threading
 import time
 
-from dysco.runtime import _auth as auth
-from dysco.runtime import _wire as wire
-from dysco.runtime._types import FiveTuple, ip_int
+from dysco.runtime.core import _auth as auth
+from dysco.runtime.core import _syn_payload as wire
+from dysco.runtime.core._types import FiveTuple, ip_int
 
 KINDS = ("missing_tag", "bad_mac", "unknown_key", "garbled")
 VARIANTS = 32

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dysco.runtime.testbed import Process
+from dysco.testbed import Process
 
 from ..test_demo import check_outcome
 from .conftest import ROOT, needs_root

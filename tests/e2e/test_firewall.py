@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dysco.runtime.testbed import Process, Testbed
+from dysco.testbed import Process, Testbed
 
 from .conftest import WAIT_S, blob, counters, ctl, peer
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dysco.runtime.testbed import Testbed
+from dysco.testbed import Testbed
 
 from .conftest import blob, ctl
 

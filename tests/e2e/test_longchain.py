@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dysco.runtime.testbed import Process, Testbed
+from dysco.testbed import Process, Testbed
 
 from .conftest import WAIT_S, counters, ctl, peer
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from dysco.runtime._conntrack import entries
-from dysco.runtime.testbed import Testbed
+from dysco.testbed import Testbed
 
 from .conftest import WAIT_S, counters
 from .test_reconfigure import Transfers, accepted, closed_everywhere, reconfigure

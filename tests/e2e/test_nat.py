@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dysco.runtime.testbed import Testbed, load_topology
+from dysco.testbed import Testbed, load_topology
 
 from .conftest import ROOT, blob, ctl, free_port, needs_root, prefix
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from dysco.runtime.testbed import Process, Testbed
+from dysco.testbed import Process, Testbed
 
 from .conftest import WAIT_S, counters, ctl, peer
 

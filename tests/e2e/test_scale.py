@@ -81,7 +81,7 @@ import pytest
 
 from dysco.errors import DyscoError
 from dysco.runtime._mgmt import request
-from dysco.runtime.testbed import Process, Testbed
+from dysco.testbed import Process, Testbed
 
 from .conftest import ROOT, WAIT_S, peer
 from .test_reconfigure import rx_bytes

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dysco.runtime.testbed import Process, Testbed
+from dysco.testbed import Process, Testbed
 
 from .conftest import ROOT, WAIT_S, ctl, peer
 from .test_reconfigure import rx_bytes

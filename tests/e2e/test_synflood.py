@@ -47,11 +47,11 @@ from typing import Any
 import pytest
 
 from dysco.p4names import Reason
-from dysco.runtime._auth import KeyRing
 from dysco.runtime._mgmt import request
+from dysco.runtime.core._auth import KeyRing
 from dysco.runtime.p4rt._intake import SETUP_BOUND
 from dysco.runtime.p4rt._limits import DEFAULT_LIMITS
-from dysco.runtime.testbed import Host, Plan, Process, Testbed
+from dysco.testbed import Host, Plan, Process, Testbed
 
 from .conftest import blob, needs_root, topology
 

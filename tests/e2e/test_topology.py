@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dysco.errors import UserError
-from dysco.runtime.testbed import load_topology
+from dysco.testbed import load_topology
 
 from .conftest import ROOT
 

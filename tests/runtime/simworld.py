@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dysco.compiler import compile_text
-from dysco.runtime._types import ip_int
+from dysco.runtime.core._types import ip_int
 from dysco.runtime.sim import Conn, Forwarder, Host, TcpStack, World
 from dysco.softswitch.api import Program
 

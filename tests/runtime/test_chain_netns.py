@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dysco.runtime.testbed import Plan, Process, Testbed
+from dysco.testbed import Plan, Process, Testbed
 
 from .tcp_peer import request, respond
 

@@ -8,11 +8,11 @@ import pytest
 
 from dysco.errors import InternalError
 from dysco.runtime import Agent, Config, Delete, Install, Notify, Port, Reason, Send, SetTimer
-from dysco.runtime import _packet as pk
-from dysco.runtime._alloc import PortPool, PortsExhausted, Selector
-from dysco.runtime._fsm import SESSION_TRANSITIONS, Machine, SessionState, to_dot
-from dysco.runtime._types import FiveTuple, ip_int, prefixed
-from dysco.runtime._wire import SynPayload, encode
+from dysco.runtime.core import _packet as pk
+from dysco.runtime.core._alloc import PortPool, PortsExhausted, Selector
+from dysco.runtime.core._fsm import SESSION_TRANSITIONS, Machine, SessionState, to_dot
+from dysco.runtime.core._syn_payload import SynPayload, encode
+from dysco.runtime.core._types import FiveTuple, ip_int, prefixed
 
 ME = ip_int("10.0.0.10")
 LEFT = ip_int("10.0.0.1")

@@ -17,8 +17,8 @@ import pytest
 from dysco.errors import UserError
 from dysco.runtime._mgmt import ManagementServer
 from dysco.runtime.p4rt import AgentService
-from dysco.runtime.testbed import SwitchProcess
 from dysco.softswitch.api import Program
+from dysco.testbed import SwitchProcess
 
 from .test_ctl_service import ctl, session
 from .test_p4rt import _running, _stop, free_port, settings

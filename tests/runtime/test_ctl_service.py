@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from dysco.errors import UserError
-from dysco.runtime import _packet as pk
 from dysco.runtime._mgmt import ManagementServer
-from dysco.runtime._types import ip_int
+from dysco.runtime.core import _packet as pk
+from dysco.runtime.core._types import ip_int
 from dysco.runtime.p4rt import AgentService
-from dysco.runtime.testbed import SwitchProcess
 from dysco.softswitch.api import Program
+from dysco.testbed import SwitchProcess
 
 from .test_p4rt import WAIT_S, _running, _stop, free_port, from_host, settings, syn
 

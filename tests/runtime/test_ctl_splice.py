@@ -16,7 +16,7 @@ from dysco.cli import main as dysco_main
 from dysco.errors import UserError
 from dysco.runtime import splice
 from dysco.runtime._splicecall import Side, parse_pair, parse_request, side_from_ss, side_of
-from dysco.runtime._types import FiveTuple, ip_int
+from dysco.runtime.core._types import FiveTuple, ip_int
 
 
 @pytest.fixture

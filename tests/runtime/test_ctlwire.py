@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dysco.errors import PeerError
-from dysco.runtime import _auth as auth
-from dysco.runtime import _ctlwire as c
-from dysco.runtime._types import FiveTuple, ip_int
+from dysco.runtime.core import _auth as auth
+from dysco.runtime.core import _control_messages as c
+from dysco.runtime.core._types import FiveTuple, ip_int
 
 SUB = FiveTuple(ip_int("10.0.0.1"), ip_int("10.0.0.10"), 10000, 80)
 M = c.Message(

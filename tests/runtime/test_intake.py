@@ -17,9 +17,9 @@ from p4.v1 import p4runtime_pb2
 
 from dysco import p4names
 from dysco.errors import InternalError, PeerError
-from dysco.runtime._core import Config
-from dysco.runtime._events import Action, Port, Reason
-from dysco.runtime._types import ip_int
+from dysco.runtime.core import Config
+from dysco.runtime.core._events import Action, Port, Reason
+from dysco.runtime.core._types import ip_int
 from dysco.runtime.p4rt import AgentService, Pipeline, Settings
 from dysco.runtime.p4rt import _intake as intake
 from dysco.runtime.p4rt import _service as service_mod

@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
-from dysco.runtime import _ctlwire as cw
-from dysco.runtime import _packet as pk
-from dysco.runtime._core import SECOND
-from dysco.runtime._migrate import HookCall, HookError, HookOp, View, hook_done, run_hook
-from dysco.runtime._types import FiveTuple, ip_int
+from dysco.runtime.core import SECOND, HookCall, HookError, HookOp, View, hook_done, run_hook
+from dysco.runtime.core import _control_messages as cw
+from dysco.runtime.core import _packet as pk
+from dysco.runtime.core._types import FiveTuple, ip_int
 from dysco.runtime.sim import MS, Forwarder, Host, World
 from dysco.softswitch.api import Program
 

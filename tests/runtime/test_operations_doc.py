@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from dysco.runtime.testbed import Plan
+from dysco.testbed import Plan
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
@@ -23,7 +23,7 @@ def test_operations_doc_matches_the_plan() -> None:
 
 
 def test_the_reconfiguration_section_runs_what_the_end_to_end_test_runs() -> None:
-    from dysco.runtime.testbed import load_topology
+    from dysco.testbed import load_topology
 
     text = DOC.read_text().split("## Reconfiguring a live session", 1)[1].split("\n## ", 1)[0]
     test = (DOC.parents[1] / "tests" / "e2e" / "test_reconfigure.py").read_text()
@@ -58,7 +58,7 @@ def test_the_reconfiguration_section_runs_what_the_end_to_end_test_runs() -> Non
 
 
 def test_the_splice_section_runs_what_the_end_to_end_test_runs() -> None:
-    from dysco.runtime.testbed import load_topology
+    from dysco.testbed import load_topology
 
     text = DOC.read_text().split("## Splicing out a proxy by hand", 1)[1].split("\n## ", 1)[0]
     test = (DOC.parents[1] / "tests" / "e2e" / "test_splice.py").read_text()

@@ -19,15 +19,15 @@ from p4.v1 import p4runtime_pb2
 
 from dysco import p4names
 from dysco.compiler import compile_text
-from dysco.runtime import _packet as pk
-from dysco.runtime import _wire as wire
-from dysco.runtime._auth import KeyRing
-from dysco.runtime._core import Config
-from dysco.runtime._events import Mapping, Table
-from dysco.runtime._types import FiveTuple, ip_int
+from dysco.runtime.core import Config
+from dysco.runtime.core import _packet as pk
+from dysco.runtime.core import _syn_payload as wire
+from dysco.runtime.core._auth import KeyRing
+from dysco.runtime.core._events import Mapping, Table
+from dysco.runtime.core._types import FiveTuple, ip_int
 from dysco.runtime.p4rt import AgentService, Pipeline, Settings, _limits
-from dysco.runtime.testbed import SwitchProcess
 from dysco.softswitch.api import Program
+from dysco.testbed import SwitchProcess
 
 WAIT_S = 20.0
 POLICY = "middlebox fw { instances 10.0.2.2; }\npolicy web: tcp dst port 80 -> fw\n"

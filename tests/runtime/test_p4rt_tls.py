@@ -12,8 +12,8 @@ import grpc
 import pytest
 
 from dysco.compiler import compile_text
-from dysco.runtime._core import Config
-from dysco.runtime._types import ip_int
+from dysco.runtime.core import Config
+from dysco.runtime.core._types import ip_int
 from dysco.runtime.p4rt import AgentService, ClientTls, Pipeline, Settings
 from dysco.softswitch import Switch
 from dysco.softswitch.api import Program

@@ -1,4 +1,4 @@
-"""Known agents (runtime/_peers.py): an agent that authenticates a message from another gives
+"""Known agents (runtime/core/_peers.py): an agent that authenticates a message from another gives
 it a cell of the NIC's peer meter (a ``Peer`` action), once, and only for a message whose stamp
 names the packet's own source."""
 
@@ -8,14 +8,14 @@ from collections import Counter
 
 from dysco.p4names import CONTROL_UDP_PORT
 from dysco.runtime import Agent, Config, Port, Reason
-from dysco.runtime import _auth as auth
-from dysco.runtime import _ctlwire as cw
-from dysco.runtime import _packet as pk
-from dysco.runtime._core import SECOND
-from dysco.runtime._events import Action, Peer
-from dysco.runtime._peers import Peers
-from dysco.runtime._types import FiveTuple, ip_int
-from dysco.runtime._wire import SynPayload, encode
+from dysco.runtime.core import SECOND
+from dysco.runtime.core import _auth as auth
+from dysco.runtime.core import _control_messages as cw
+from dysco.runtime.core import _packet as pk
+from dysco.runtime.core._events import Action, Peer
+from dysco.runtime.core._peers import Peers
+from dysco.runtime.core._syn_payload import SynPayload, encode
+from dysco.runtime.core._types import FiveTuple, ip_int
 
 RING = auth.KeyRing({1: bytes(range(32))}, current=1)
 ME, LEFT, OTHER = ip_int("10.0.0.10"), ip_int("10.0.0.1"), ip_int("10.0.0.2")

@@ -1,15 +1,15 @@
-"""One anchor of a reconfiguration on its own (runtime/_twopath.py): which path each byte and
+"""One anchor of a reconfiguration on its own (runtime/core/_twopath.py): which path each byte and
 each acknowledgment of the host takes, phase by phase, and the translations it applies."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from dysco.runtime import _packet as pk
-from dysco.runtime._events import Mapping, Table
 from dysco.runtime._nic import Nic
-from dysco.runtime._twopath import Anchor, PathSide, Phase, translate
-from dysco.runtime._types import FiveTuple
+from dysco.runtime.core import _packet as pk
+from dysco.runtime.core._events import Mapping, Table
+from dysco.runtime.core._twopath import Anchor, PathSide, Phase, translate
+from dysco.runtime.core._types import FiveTuple
 from dysco.softswitch.api import Program
 
 MAC = b"\2" * 6

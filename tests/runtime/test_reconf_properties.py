@@ -1,4 +1,4 @@
-"""The reconfiguration properties (DESIGN.md §4) on seed-driven random worlds.
+"""The reconfiguration properties (docs/architecture.md, "Contracts") on seed-driven random worlds.
 
 Each seed (:mod:`dysco.runtime.sim.replay`) draws a chain of 0-4 middleboxes, faults (loss,
 duplication, reordering, delay), a transfer both ways with either FIN first, and insertions,

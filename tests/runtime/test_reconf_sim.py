@@ -8,11 +8,11 @@ from functools import partial
 from dysco import p4names
 from dysco.errors import PeerError
 from dysco.runtime import Notify
-from dysco.runtime import _ctlwire as cw
-from dysco.runtime import _packet as pk
-from dysco.runtime._core import SECOND
-from dysco.runtime._reconf import LOCK_TIMEOUT
-from dysco.runtime._types import ip_int
+from dysco.runtime.core import SECOND
+from dysco.runtime.core import _control_messages as cw
+from dysco.runtime.core import _packet as pk
+from dysco.runtime.core._types import ip_int
+from dysco.runtime.core.reconf import LOCK_TIMEOUT
 from dysco.runtime.sim import MS, Forwarder
 from dysco.softswitch.api import Program
 

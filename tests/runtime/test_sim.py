@@ -8,10 +8,10 @@ from collections.abc import Callable
 import pytest
 
 from dysco.compiler import compile_text
-from dysco.runtime import _packet as pk
-from dysco.runtime._core import SECOND
-from dysco.runtime._fsm import SessionState
-from dysco.runtime._types import ip_int
+from dysco.runtime.core import SECOND
+from dysco.runtime.core import _packet as pk
+from dysco.runtime.core._fsm import SessionState
+from dysco.runtime.core._types import ip_int
 from dysco.runtime.sim import MS, ChainClassifier, Faults, Forwarder, Nat, TcpStack, World
 from dysco.softswitch.api import Program
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from dysco.runtime import _packet as pk
+from dysco.runtime.core import _packet as pk
 from dysco.runtime.sim import MS, TcpStack
 from dysco.runtime.sim._net import Sim
 from dysco.runtime.sim._tcp import MSS, WINDOW

@@ -7,14 +7,14 @@ from __future__ import annotations
 import pytest
 
 from dysco.compiler import compile_text
-from dysco.runtime import _packet as pk
-from dysco.runtime._core import SECOND
-from dysco.runtime._demo_sim import TimedNotes, WaveProxy
-from dysco.runtime._reconf import PROBE_ATTEMPTS
-from dysco.runtime._splice import Side, compute
-from dysco.runtime._types import FiveTuple, ip_int
+from dysco.runtime.core import SECOND
+from dysco.runtime.core import _packet as pk
+from dysco.runtime.core._splice_translation import Side, compute
+from dysco.runtime.core._types import FiveTuple, ip_int
+from dysco.runtime.core.reconf import PROBE_ATTEMPTS
 from dysco.runtime.sim import MS, SpliceProxy, TcpStack, World
 from dysco.softswitch.api import Program
+from dysco.testbed._demo_sim import TimedNotes, WaveProxy
 
 from .simworld import feed
 

@@ -13,9 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dysco.errors import PeerError
-from dysco.runtime import _auth as auth
-from dysco.runtime import _wire as w
-from dysco.runtime._types import FiveTuple, ip_int
+from dysco.runtime.core import _auth as auth
+from dysco.runtime.core import _syn_payload as w
+from dysco.runtime.core._types import FiveTuple, ip_int
 
 S = FiveTuple(ip_int("10.0.1.1"), ip_int("10.0.9.9"), 40000, 80)
 P = w.SynPayload(S, (ip_int("10.0.2.1"), ip_int("10.0.9.9")))

@@ -17,10 +17,10 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from dysco.runtime import _auth as auth
-    from dysco.runtime import _ctlwire as cw
-    from dysco.runtime import _wire as wire
-    from dysco.runtime._types import FiveTuple
+    from dysco.runtime.core import _auth as auth
+    from dysco.runtime.core import _control_messages as cw
+    from dysco.runtime.core import _syn_payload as wire
+    from dysco.runtime.core._types import FiveTuple
 
 RING = auth.KeyRing({1: bytes(range(32)), 2: bytes(range(32, 80))}, current=2)
 ME = 0x0A000002

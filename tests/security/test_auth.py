@@ -1,4 +1,4 @@
-"""Key rings, key files and the replay guard (runtime/_auth.py; docs/security.md)."""
+"""Key rings, key files and the replay guard (runtime/core/_auth.py; docs/security.md)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dysco.errors import SourceError, UserError
-from dysco.runtime import _auth as auth
+from dysco.runtime.core import _auth as auth
 
 K1, K2 = "11" * 32, "22" * 48
 ME = 0x0A000001

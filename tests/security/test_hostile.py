@@ -35,15 +35,15 @@ from scapy.layers.l2 import Ether
 from dysco import p4names
 from dysco.compiler import compile_text
 from dysco.p4names import NET_PORT, Reason
-from dysco.runtime import _auth as auth
-from dysco.runtime import _ctlwire as cw
-from dysco.runtime import _wire as wire
-from dysco.runtime._core import SECOND, Agent, Config
-from dysco.runtime._events import Port
-from dysco.runtime._events import Reason as CoreReason
-from dysco.runtime._types import FiveTuple, ip_int
-from dysco.runtime.testbed import SwitchProcess
+from dysco.runtime.core import SECOND, Agent, Config
+from dysco.runtime.core import _auth as auth
+from dysco.runtime.core import _control_messages as cw
+from dysco.runtime.core import _syn_payload as wire
+from dysco.runtime.core._events import Port
+from dysco.runtime.core._events import Reason as CoreReason
+from dysco.runtime.core._types import FiveTuple, ip_int
 from dysco.softswitch import P4Program
+from dysco.testbed import SwitchProcess
 
 from ..compiler.test_properties import _check_total
 from ..p4src.dataplane import Dut, packet_in

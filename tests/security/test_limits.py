@@ -22,14 +22,14 @@ from dysco import p4names
 from dysco.compiler import compile_text
 from dysco.errors import UserError
 from dysco.p4names import Reason
-from dysco.runtime import _ctlwire as cw
-from dysco.runtime import _packet as pk
 from dysco.runtime._nic import Nic
-from dysco.runtime._types import ip_int, prefixed
+from dysco.runtime.core import _control_messages as cw
+from dysco.runtime.core import _packet as pk
+from dysco.runtime.core._types import ip_int, prefixed
 from dysco.runtime.p4rt import Connection, Pipeline
 from dysco.runtime.p4rt import _limits as lim
-from dysco.runtime.testbed import SwitchProcess
 from dysco.softswitch.api import Program
+from dysco.testbed import SwitchProcess
 
 WAIT_S = 30.0
 POLICY = "middlebox fw { instances 10.0.2.2; }\npolicy web: tcp dst port 80 -> fw\n"

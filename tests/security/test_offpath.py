@@ -6,7 +6,7 @@ refused and counted.
 ``test_malformed_injections_are_refused_and_counted`` checks what holds without keys: frames
 the decoders refuse by their structure.  ``test_with_keys_every_injection_is_refused_and_counted``
 adds forgeries, exact replays and arbitrary mutations, which only a MAC and the replay guard can
-refuse; it needs the agent wired to ``runtime/_auth.py`` (``Config(keys=...)``, the Messenger
+refuse; it needs the agent wired to ``runtime/core/_auth.py`` (``Config(keys=...)``, the Messenger
 and the SYN path sealing and verifying) and is an expected failure until then.
 """
 
@@ -21,12 +21,12 @@ import pytest
 
 from dysco import p4names
 from dysco.errors import PeerError
-from dysco.runtime import _auth as auth
-from dysco.runtime import _ctlwire as cw
-from dysco.runtime import _packet as pk
-from dysco.runtime import _wire as wire
-from dysco.runtime._core import SECOND
-from dysco.runtime._types import ip_int
+from dysco.runtime.core import SECOND
+from dysco.runtime.core import _auth as auth
+from dysco.runtime.core import _control_messages as cw
+from dysco.runtime.core import _packet as pk
+from dysco.runtime.core import _syn_payload as wire
+from dysco.runtime.core._types import ip_int
 from dysco.runtime.sim import MS, World
 from dysco.softswitch.api import Program
 

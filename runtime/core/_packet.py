@@ -11,7 +11,7 @@ import struct
 from dataclasses import dataclass, replace
 
 from dysco.errors import PeerError
-from dysco.runtime._types import TCP, FiveTuple
+from dysco.runtime.core._types import TCP, FiveTuple
 
 ETH = struct.Struct("!6s6sH")
 IPV4 = struct.Struct("!BBHHHBBH4s4s")

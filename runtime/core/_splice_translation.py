@@ -1,4 +1,4 @@
-"""Splicing a TCP-terminating proxy's two sessions (paper §4.2, DESIGN.md §4): what the agent
+"""Splicing a TCP-terminating proxy's two sessions (paper §4.2, docs/architecture.md): what the agent
 observed of their handshakes, and the translations the anchors apply once the proxy is gone.
 
 Pure arithmetic.  The proxy's inbound session runs client -> proxy (the client's SYN ``c``, the
@@ -31,7 +31,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from dysco.runtime import _packet as pk
+from dysco.runtime.core import _packet as pk
 
 M32 = 0xFFFFFFFF
 MS = 1_000_000

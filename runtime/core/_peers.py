@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections import Counter, OrderedDict
 
-from dysco.runtime import _auth as auth
-from dysco.runtime._events import Action, Peer
-from dysco.runtime._wire import Tag
+from dysco.runtime.core import _auth as auth
+from dysco.runtime.core._events import Action, Peer
+from dysco.runtime.core._syn_payload import Tag
 
 
 class Peers:

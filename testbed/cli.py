@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dysco.errors import UserError
-from dysco.runtime.testbed import BACKENDS, START_S, STOP_S, Plan, Testbed, clean, load_topology
+from dysco.testbed._netns import BACKENDS, START_S, STOP_S, Plan, Testbed, clean, load_topology
 
 UP_LINE = "dysco testbed: up"
 

@@ -15,15 +15,15 @@ from typing import Any
 
 from dysco.compiler import compile_text
 from dysco.errors import InternalError
-from dysco.runtime import _packet as pk
-from dysco.runtime._core import SECOND
-from dysco.runtime._demo_story import ProxyUse, Say, Splice, Story, Transfer, progress_line, splice_points
-from dysco.runtime._events import Notify
-from dysco.runtime._types import FiveTuple, ip_int
+from dysco.runtime.core import SECOND
+from dysco.runtime.core import _packet as pk
+from dysco.runtime.core._events import Notify
+from dysco.runtime.core._types import FiveTuple, ip_int
 from dysco.runtime.sim import MS, Conn, Host, SpliceProxy, TcpStack, World
 from dysco.runtime.sim._net import Sim
-from dysco.runtime.testbed import Host as PlanHost
-from dysco.runtime.testbed import Plan
+from dysco.testbed._demo_story import ProxyUse, Say, Splice, Story, Transfer, progress_line, splice_points
+from dysco.testbed._netns import Host as PlanHost
+from dysco.testbed._netns import Plan
 
 PORT = 9000
 HOP_DELAY = 10 * MS

@@ -8,7 +8,7 @@ SYN's data) belongs to the session and is given back by :func:`decode`.
 Every malformed payload raises a :class:`BadPayload` subclass; nothing else escapes
 :func:`decode` for any input bytes.
 
-Authentication (:mod:`dysco.runtime._auth`): with a key ring, :func:`encode` seals the payload
+Authentication (:mod:`dysco.runtime.core._auth`): with a key ring, :func:`encode` seals the payload
 with a HMAC-SHA256 tag and :func:`decode` refuses any payload whose tag is missing or does not
 verify (and, with a replay guard, any stale or repeated one), each failure under its own
 ``kind``.  Without a key ring only tag type NONE is written and accepted.
@@ -20,9 +20,9 @@ import enum
 from dataclasses import dataclass, replace
 
 from dysco.errors import PeerError
-from dysco.runtime import _auth as auth
-from dysco.runtime._layout import Field, Layout, LayoutMismatch
-from dysco.runtime._types import TCP, FiveTuple
+from dysco.runtime.core import _auth as auth
+from dysco.runtime.core._layout import Field, Layout, LayoutMismatch
+from dysco.runtime.core._types import TCP, FiveTuple
 
 MAGIC = 0x44595343
 """``DYSC``: the first four bytes of every Dysco SYN payload (p4src checks them too)."""
@@ -65,7 +65,7 @@ class TagType(enum.IntEnum):
     NONE = 0
     """No authentication: accepted only by agents without keys."""
     HMAC_SHA256 = 1
-    """A stamp (sender, receiver, time) and a truncated HMAC-SHA256 (:mod:`dysco.runtime._auth`)."""
+    """A stamp (sender, receiver, time) and a truncated HMAC-SHA256 (:mod:`dysco.runtime.core._auth`)."""
 
 
 class BadPayload(PeerError):

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from dysco import p4names
 from dysco.errors import PeerError
-from dysco.runtime import _auth as auth
-from dysco.runtime import _ctlwire as cw
-from dysco.runtime._events import Action, Port, Send
-from dysco.runtime._peers import Peers
+from dysco.runtime.core import _auth as auth
+from dysco.runtime.core import _control_messages as cw
+from dysco.runtime.core._events import Action, Port, Send
+from dysco.runtime.core._peers import Peers
 
 MS = 1_000_000
 FIRST_RTO = 50 * MS

@@ -10,7 +10,7 @@ middleboxes, and a typed, length-prefixed authentication tag.
 Every malformed datagram raises a :class:`BadControl` subclass; nothing else escapes
 :func:`decode` for any input bytes.
 
-Authentication as for the SYN payload (:mod:`dysco.runtime._auth`): with a key ring,
+Authentication as for the SYN payload (:mod:`dysco.runtime.core._auth`): with a key ring,
 :func:`encode` seals the message (a HMAC-SHA256 tag stamped from sender to receiver) and
 :func:`decode` refuses a message without a valid tag, and with a replay guard a stale,
 repeated or misdirected one; without keys only tag type NONE is written and accepted.
@@ -23,11 +23,11 @@ import struct
 from dataclasses import dataclass, field, replace
 
 from dysco.errors import PeerError
-from dysco.runtime import _auth as auth
-from dysco.runtime._layout import Field, Layout, LayoutMismatch
-from dysco.runtime._packet import checksum16
-from dysco.runtime._types import TCP, FiveTuple
-from dysco.runtime._wire import MAX_HOPS, MAX_TAG, TAG, Tag, TagType
+from dysco.runtime.core import _auth as auth
+from dysco.runtime.core._layout import Field, Layout, LayoutMismatch
+from dysco.runtime.core._packet import checksum16
+from dysco.runtime.core._syn_payload import MAX_HOPS, MAX_TAG, TAG, Tag, TagType
+from dysco.runtime.core._types import TCP, FiveTuple
 
 __all__ = ["Kind", "Message", "Status", "Tag", "decode", "encode", "parse_udp", "udp_frame"]
 

@@ -21,7 +21,7 @@ from types import FrameType
 from typing import Any
 
 from dysco.errors import UserError
-from dysco.runtime._demo_story import AFTER_S, MB, Story
+from dysco.testbed._demo_story import AFTER_S, MB, Story
 
 SESSIONS = 4
 MAX_SESSIONS = 32
@@ -137,21 +137,21 @@ def demo_main(args: argparse.Namespace) -> int:
 
 
 def _run(root: Path, args: argparse.Namespace, sim: bool, size: int, out: Path) -> Story:
-    from dysco.runtime.testbed import load_topology
+    from dysco.testbed._netns import load_topology
 
     if sim:
-        from dysco.runtime import _demo_sim
+        from dysco.testbed import _demo_sim
 
         plan = load_topology(
             root / "examples" / "splice.toml", p4=str(root / "p4src" / "dysco.p4"), linger=0.5
         )
         return _demo_sim.run(plan, args.sessions, size, size, _say, seed=args.seed)
-    from dysco.runtime import _demo_net
+    from dysco.testbed import _demo_net
 
     return _demo_net.run(root, args.prefix, out / "logs", args.sessions, size, _say, args.tcp_timestamps)
 
 
-if __name__ == "__main__":  # python -m dysco.runtime.demo ARGS: the same as dysco demo ARGS
+if __name__ == "__main__":  # python -m dysco.testbed.demo ARGS: the same as dysco demo ARGS
     from dysco.cli import main
 
     raise SystemExit(main(["demo", *sys.argv[1:]]))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import zlib
 from collections import Counter
 
-from dysco.runtime._types import FiveTuple
+from dysco.runtime.core._types import FiveTuple
 
 
 class PortsExhausted(Exception):

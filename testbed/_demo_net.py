@@ -2,7 +2,7 @@
 server, each behind its own ``dysco switch`` NIC and ``dysco agent``; examples/splice_proxy.py
 relays; ``dysco ctl splice`` removes it from each session, one after the other, mid-transfer.
 
-The traffic is :mod:`dysco.runtime._demo_peer` in the client's and the server's namespaces; its
+The traffic is :mod:`dysco.testbed._demo_peer` in the client's and the server's namespaces; its
 byte counts (every 0.1 s) give the goodput, its digests the verification.  The reconfiguration
 time is what the proxy's agent measures and answers to ``dysco ctl splice --json``: from the
 request's arrival to its report that the old path through the proxy is gone.  Everything started
@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dysco.errors import UserError
-from dysco.runtime._demo_story import (
+from dysco.testbed._demo_story import (
     AFTER_S,
     ProxyUse,
     Say,
@@ -35,7 +35,7 @@ from dysco.runtime._demo_story import (
     progress_line,
     splice_points,
 )
-from dysco.runtime.testbed import Plan, Process, Testbed, load_topology
+from dysco.testbed._netns import Plan, Process, Testbed, load_topology
 
 PORT = 9000
 """The port examples/splice.toml's policies send through the proxy."""
@@ -135,7 +135,7 @@ class NetDemo:
             script = str(self.root / "examples" / "splice_proxy.py")
             listen = ["--listen", f"{proxy_h.address}:{PORT}", "--server", f"{server_h.address}:{PORT}"]
             proxy_argv = tb.netns_argv("proxy", [sys.executable, script, *listen, "--mgmt", mgmt])
-            peer = [sys.executable, "-m", "dysco.runtime._demo_peer"]
+            peer = [sys.executable, "-m", "dysco.testbed._demo_peer"]
             server_argv = tb.netns_argv("server", [*peer, "server", str(PORT), str(self.sessions)])
             client_argv = tb.netns_argv(
                 "client",

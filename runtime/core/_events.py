@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from dysco.runtime._types import FiveTuple
+from dysco.runtime.core._types import FiveTuple
 
 
 class Port(enum.Enum):
@@ -109,7 +109,7 @@ class Notify:
 class Peer:
     """Meter the Dysco SYNs and control messages from ``address`` (an agent this one
     authenticated) in cell ``cell`` of the NIC's peer meter; ``replaces``: the address that held
-    the cell until now, whose entry goes (:mod:`dysco.runtime._peers`)."""
+    the cell until now, whose entry goes (:mod:`dysco.runtime.core._peers`)."""
 
     address: int
     cell: int

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dysco.errors import UserError
-from dysco.runtime._migrate import STATE_HOOKS
+from dysco.runtime.core import STATE_HOOKS
 from dysco.softswitch.server.cli import default_backend
 
 SWITCH_READY = "softswitch: P4Runtime server listening on"

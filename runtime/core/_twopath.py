@@ -1,4 +1,4 @@
-"""The two-path phase at one anchor of a reconfiguration (DESIGN.md §4, the model's variables).
+"""The two-path phase at one anchor of a reconfiguration (docs/architecture.md, the model's variables).
 
 Pure bookkeeping: an :class:`Anchor` records what its host sent and what the peer acknowledged
 (in the host's own sequence space), fixes ``old_sent`` when it switches, learns the peer's
@@ -13,8 +13,8 @@ import enum
 import struct
 from dataclasses import dataclass, field, replace
 
-from dysco.runtime import _packet as pk
-from dysco.runtime._types import FiveTuple, ip_str
+from dysco.runtime.core import _packet as pk
+from dysco.runtime.core._types import FiveTuple, ip_str
 
 M32 = 0xFFFFFFFF
 MAC = b"\x02\0\0\0\0\x0a"
@@ -102,7 +102,7 @@ class Phase(enum.Enum):
     """Left: new-path SYN sent; everything still on the old path until the SYN-ACK fixes the boundary."""
     MIGRATING = "migrating"
     """The new path is up, but a stateful middlebox's state is still moving to the new one
-    (:mod:`dysco.runtime._migrate`): everything still on the old path.  The left anchor switches
+    (:mod:`dysco.runtime.core.reconf._migrate`): everything still on the old path.  The left anchor switches
     when the state is imported, the right anchor when the left anchor's SWITCH arrives."""
     TWO_PATH = "two_path"
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dysco.errors import PeerError, SourceError, SourcePos, UserError
-from dysco.runtime._layout import Field, Layout
+from dysco.runtime.core._layout import Field, Layout
 
 SECOND = 1_000_000_000
 MAC_SIZE = 16

@@ -1,7 +1,7 @@
 """The traffic of ``dysco demo`` on the testbed, run inside a host's network namespace::
 
-    python -m dysco.runtime._demo_peer server PORT SESSIONS
-    python -m dysco.runtime._demo_peer client ADDR PORT SESSIONS
+    python -m dysco.testbed._demo_peer server PORT SESSIONS
+    python -m dysco.testbed._demo_peer client ADDR PORT SESSIONS
 
 The client opens SESSIONS connections at once; each sends an 8-byte header (its session number)
 and then pseudo-random bytes until a line ``stop`` arrives on its standard input, then its FIN;

@@ -1,4 +1,4 @@
-"""State migration when a reconfiguration replaces a stateful middlebox (paper §3.4, DESIGN.md §4).
+"""State migration when a reconfiguration replaces a stateful middlebox (paper §3.4, docs/architecture.md).
 
 A middlebox whose application keeps per-session state (a stateful firewall's connection tracking,
 say) declares a *state hook* to its agent (:class:`StateHook`; ``dysco agent --state-hook``).  When
@@ -19,109 +19,54 @@ session moves to the new one before either anchor sends anything on the new path
    over the old path.
 
 The agent's core stays sans-IO: a hook does I/O, so the core only *asks* for it.  It queues
-:class:`HookCall` objects (:meth:`Migrations.take`); the adapter runs each with :func:`run_hook`
-off its event loop and hands the outcome back through :func:`hook_done`, which returns actions
-like every other event.  State the old middlebox changes after its export (the old path still
+:class:`~dysco.runtime.core._statehook.HookCall` objects (:meth:`Migrations.take`); the adapter
+runs each with :func:`~dysco.runtime.core._statehook.run_hook` off its event loop and hands the
+outcome back through :meth:`dysco.runtime.core.Agent.hook_done`, which returns actions like every
+other event.  This module is the middlebox side; the anchors' side is phase 3 of a
+reconfiguration, :mod:`._export`.  State the old middlebox changes after its export (the old path still
 carries the session meanwhile) is not carried over; for connection tracking (the reference
 hook, :mod:`dysco.runtime._conntrack`) that loses nothing, see docs/operations.md.
 """
 
 from __future__ import annotations
 
-import enum
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from dysco.runtime import _ctlwire as cw
-from dysco.runtime._events import Action, Notify
-from dysco.runtime._types import FiveTuple, ip_str
-
-if TYPE_CHECKING:
-    from dysco.runtime._core import Agent, Session
-    from dysco.runtime._reconf import Reconfigurer
+from dysco.runtime.core import _control_messages as cw
+from dysco.runtime.core._events import Action, Notify
+from dysco.runtime.core._session import Session
+from dysco.runtime.core._statehook import HookCall, HookOp, View
+from dysco.runtime.core._types import FiveTuple, ip_str
 
 MAX_REASON = 200
 """Bytes of a failure's text a STATE_IMPORTED carries."""
 
 
-STATE_HOOKS = ("conntrack",)
-"""The state hooks an agent can run (``dysco agent --state-hook``, a testbed host's ``state_hook``)."""
+class Reconfigurations(Protocol):
+    """What the middlebox side of a migration needs of the reconfigurations at its agent
+    (:class:`dysco.runtime.core.reconf.Reconfigurer` is one): who this agent is, its counters,
+    the lock and splice of a session, and its control messaging."""
 
+    me: int
 
-class HookOp(enum.Enum):
-    EXPORT = "export"
-    IMPORT = "import"
+    @property
+    def metrics(self) -> Counter[str]: ...
 
+    def lock_rid(self, sid: int) -> tuple[int, int] | None: ...
 
-@dataclass(frozen=True, slots=True)
-class View:
-    """A session as the middlebox application sees it."""
+    def spliced(self, sid: int) -> bool: ...
 
-    orig: FiveTuple
-    """The packets from the left (the session's initiator) as they reach the application."""
-    reply: FiveTuple
-    """The packets from the right as they reach it (a NAT's replies go to its own address)."""
+    def _session_by_up(self, sub: FiveTuple) -> Session | None: ...
 
-    def __str__(self) -> str:
-        return f"{self.orig} (replies {self.reply})"
+    def _id(self) -> int: ...
 
+    def _request(self, now: int, dst: int, msg: cw.Message, sid: int, out: list[Action]) -> None: ...
 
-class HookError(Exception):
-    """A hook could not export or import the state; the message says why (it travels to the left
-    anchor, which reports it)."""
-
-
-class StateHook(Protocol):
-    """What a stateful middlebox implements.  Both calls may block (adapters run them off their
-    event loop) and raise :class:`HookError`; anything else they raise counts as a failure too."""
-
-    name: str
-
-    def export_state(self, view: View) -> bytes:
-        """The application's state for the session ``view`` (at most ``MAX_STATE`` bytes)."""
-        ...
-
-    def import_state(self, state: bytes, view: View) -> None:
-        """Install ``state`` (another instance's export) for the session ``view``."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class HookCall:
-    """Work for the adapter: run the hook's export or import."""
-
-    id: int
-    op: HookOp
-    view: View
-    state: bytes = b""
-
-
-def run_hook(hook: StateHook | None, call: HookCall) -> tuple[bytes, str]:
-    """Carry ``call`` out (blocking): ``(state, "")`` or ``(b"", why it failed)``."""
-    if hook is None:
-        return b"", "no state hook"
-    try:
-        if call.op is HookOp.EXPORT:
-            state: object = hook.export_state(call.view)
-            if not isinstance(state, bytes):
-                return b"", f"{hook.name}: export gave {type(state).__name__}, not bytes"
-            if len(state) > cw.MAX_STATE:
-                return b"", f"{hook.name}: {len(state)} bytes of state > {cw.MAX_STATE}"
-            return state, ""
-        hook.import_state(call.state, call.view)
-        return b"", ""
-    except HookError as exc:
-        return b"", f"{hook.name}: {exc}"
-    except Exception as exc:  # a hook's bug must not take the agent down: it fails the migration
-        return b"", f"{hook.name}: {type(exc).__name__}: {exc}"
-
-
-def hook_done(agent: Agent, now: int, call_id: int, state: bytes, error: str) -> list[Action]:
-    """The event an adapter feeds the core when a :class:`HookCall` finished (``error`` empty:
-    it succeeded, ``state`` is an export's result)."""
-    out: list[Action] = []
-    agent.rc.mig.done(now, call_id, state, error, out)
-    return agent._finish(out)
+    def _reply(
+        self, now: int, src: int, req: cw.Message, kind: cw.Kind, out: list[Action], **kw: object
+    ) -> None: ...
 
 
 @dataclass(slots=True)
@@ -135,9 +80,9 @@ class _Job:
 @dataclass(slots=True)
 class Migrations:
     """The middlebox side of state migration at one agent (the anchors' side is in
-    :mod:`dysco.runtime._reconf`): exports, transfers and imports in progress."""
+    :mod:`._export`): exports, transfers and imports in progress."""
 
-    rc: Reconfigurer
+    rc: Reconfigurations
     enabled: bool = False
     """The adapter has a state hook for this host's middlebox application."""
     calls: list[HookCall] = field(default_factory=list)
@@ -155,8 +100,8 @@ class Migrations:
         return not (self.calls or self.jobs or self.relays)
 
     @property
-    def _metrics(self) -> dict[str, int]:
-        return self.rc.agent.metrics
+    def _metrics(self) -> Counter[str]:
+        return self.rc.metrics
 
     def marks(self, s: Session, msg: cw.Message, right: int) -> bool:
         """A REQUEST_LOCK this agent forwards to ``right``: is this middlebox the only one of the
@@ -168,7 +113,7 @@ class Migrations:
             and right == msg.right_anchor
             and s.up is not None
             and s.up.tuple.src == msg.left_anchor
-            and s.sid not in self.rc.splices
+            and not self.rc.spliced(s.sid)
         )
 
     def _call(self, op: HookOp, s: Session, src: int, req: cw.Message, state: bytes = b"") -> None:
@@ -194,10 +139,10 @@ class Migrations:
         if s is None or msg.sub.dst != self.rc.me:
             return self._fail(now, src, msg, cw.Status.NO_SESSION, f"no session {msg.sub} here", out)
         if msg.value == cw.EXPORT:
-            lock = self.rc.locks.get(s.sid)
+            rid = self.rc.lock_rid(s.sid)
             if src != msg.sub.src or src != msg.left_anchor or len(msg.hops) != 1:
                 return self._fail(now, src, msg, cw.Status.NOT_ON_PATH, "not from the left anchor", out)
-            if lock is None or lock.rid != (msg.left_anchor, msg.rid):
+            if rid != (msg.left_anchor, msg.rid):
                 return self._fail(
                     now, src, msg, cw.Status.BUSY, f"the segment is not locked for rid {msg.rid}", out
                 )

@@ -1,0 +1,290 @@
+"""What every phase of a reconfiguration shares: its state at one agent, the helpers over a
+session's entries, and the narrow view of the agent it works for (:class:`AgentView`).
+
+The phases themselves are mixins of :class:`Base`, one module each; their order is written
+down once, in :class:`dysco.runtime.core.reconf.Reconfigurer`'s list of bases.  A phase that
+hands over to another calls it through the methods declared abstract here, so no phase module
+imports another.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from dysco.runtime.core import _control_messages as cw
+from dysco.runtime.core import _packet as pk
+from dysco.runtime.core import _syn_payload as wire
+from dysco.runtime.core._alloc import PortPool
+from dysco.runtime.core._events import Action, Delete, Mapping, Modify, Table
+from dysco.runtime.core._fsm import Machine, SubsessionState
+from dysco.runtime.core._messenger import MS, Messenger
+from dysco.runtime.core._session import Config, Direction, Session, Subsession
+from dysco.runtime.core._splice_translation import Spliced
+from dysco.runtime.core._twopath import M32, Anchor
+from dysco.runtime.core._types import FiveTuple
+from dysco.runtime.core.reconf._migrate import Migrations
+
+MAC = b"\x02\0\0\0\0\x0a"
+SECOND = 1000 * MS
+SYN_TIMER = 1
+"""Wake-up: retransmit the new-path SYN (or give the new path up)."""
+LOCK_TIMER = 2
+"""Wake-up: the right anchor's lock expires if the new path has not reached it."""
+PROBE_TIMER = 3
+"""Wake-up: probe the host again, or stop waiting for its answer."""
+PROBE_RTO = 600 * MS
+"""The first probe's timeout: Linux answers at most one SYN or out-of-window segment per
+connection every 500 ms (``net.ipv4.tcp_invalid_ratelimit``), so a probe sent sooner is ignored."""
+PROBE_ATTEMPTS = 3
+"""Probes before an anchor whose host stays silent switches without knowing where its host's
+data ends (SWITCH with status IDLE; docs/protocol.md §4)."""
+LOCK_TIMEOUT = 30 * SECOND
+"""How long a right anchor stays locked without the new path's SYN (docs/protocol.md §4): longer
+than the left anchor takes to get its ackLock and give its SYN up."""
+
+
+class LockState(enum.Enum):
+    UNLOCKED = "unlocked"
+    PENDING = "lock_pending"
+    LOCKED = "locked"
+
+
+@dataclass(slots=True)
+class Lock:
+    """The lock of a session's right subsession, kept by the agent on its left."""
+
+    state: LockState
+    rid: tuple[int, int]
+    upstream: tuple[int, cw.Message] | None
+    """Who asked (address, request) — None at the left anchor."""
+    saved: tuple[int, cw.Message] | None = None
+
+
+class AgentView(Protocol):
+    """What a reconfiguration needs of the agent whose sessions it changes (the agent,
+    :class:`dysco.runtime.core.Agent`, is one): its sessions and their indexes, its ports and
+    counters, and the few operations on a session's entries it shares with session setup and
+    teardown."""
+
+    config: Config
+    metrics: Counter[str]
+    sessions: dict[int, Session]
+    by_key: dict[tuple[Table, FiveTuple], int]
+    drops: dict[tuple[Table, FiveTuple], Mapping]
+    ports: PortPool
+    _entries: dict[Table, int]
+
+    def seal_syn(self, now: int, p: wire.SynPayload) -> bytes: ...
+
+    def _install(self, s: Session, m: Mapping, direction: Direction, out: list[Action]) -> None: ...
+
+    def _close(self, now: int, s: Session, why: str, out: list[Action]) -> None: ...
+
+    def _teardown_seen(
+        self, now: int, s: Session, direction: Direction, flags: int, out: list[Action]
+    ) -> None: ...
+
+    def _sub_fsm(self, s: Session, side: str) -> Machine[SubsessionState]: ...
+
+
+class Base(abc.ABC):
+    """The reconfigurations at one agent: locks, anchors and what links them, and the helpers
+    every phase uses."""
+
+    def __init__(self, agent: AgentView) -> None:
+        self.agent = agent
+        self.me = agent.config.address
+        self.locks: dict[int, Lock] = {}
+        self.anchors: dict[int, Anchor] = {}
+        self.awaiting: dict[FiveTuple, int] = {}
+        """Right anchor: the left anchor's view of the session -> session id (new-path SYN)."""
+        self.rids: dict[int, tuple[int, int]] = {}
+        self.splices: dict[int, tuple[int, Spliced]] = {}
+        """A spliced proxy's inbound session id -> its outbound session id and the translations:
+        reconfiguration messages cross from the one to the other here."""
+        self.held: dict[int, tuple[int, cw.Message]] = {}
+        """Right anchor done, waiting for the TEARDOWN: a REQUEST_LOCK that came on the new path."""
+        self.msgs = Messenger(self.me, agent.metrics)
+        self.mig = Migrations(self)
+        """State migration's middlebox side (the adapter sets ``mig.enabled`` when it has a hook)."""
+
+    def _id(self) -> int:
+        return self.msgs.new_id()
+
+    def _request(self, now: int, dst: int, msg: cw.Message, sid: int, out: list[Action]) -> None:
+        self.msgs.request(now, dst, msg, sid, out)
+
+    def _answer(self, now: int, dst: int, msg: cw.Message, out: list[Action]) -> None:
+        self.msgs.answer(now, dst, msg, out)
+
+    def next_deadline(self) -> int | None:
+        return self.msgs.next_deadline()
+
+    def involved(self, sid: int) -> bool:
+        """Whether session ``sid`` is locked or anchored by a reconfiguration here."""
+        return sid in self.locks or sid in self.anchors
+
+    def empty(self) -> bool:
+        busy = self.locks or self.anchors or self.awaiting or self.rids or self.held or self.splices
+        return not busy and self.msgs.empty() and self.mig.empty()
+
+    def _left_view(self, s: Session) -> FiveTuple:
+        return s.emitted if s.emitted is not None else s.session
+
+    def _anchor(self, s: Session, left: bool, peer: int) -> Anchor:
+        sub = s.down if left else s.up
+        assert sub is not None
+        in_key = sub.tuple.reversed() if left else sub.tuple
+        old_in, _ = s.mappings[(Table.IN, in_key)]
+        # the host's (or middlebox application's) packets toward this side; a middle agent has two
+        out_target = sub.tuple if left else sub.tuple.reversed()
+        out_key = next(
+            k for (t, k), (m, _) in s.mappings.items() if t is Table.OUT and m.target == out_target
+        )
+        old_out, _ = s.mappings[(Table.OUT, out_key)]
+        assert old_in.target is not None and old_out.target is not None
+        return Anchor(left, peer, out_key, old_out.target, old_in.target, in_key, old_in.seq_delta)
+
+    def _punt(self, s: Session, a: Anchor, out: list[Action]) -> None:
+        for table, key in ((Table.OUT, a.out_key), (Table.IN, a.old_in_key)):
+            _m, d = s.mappings[(table, key)]
+            m2 = Mapping(table, key, None, s.sid)
+            s.mappings[(table, key)] = (m2, d)
+            out.append(Modify(m2))
+
+    def _fast(self, s: Session, a: Anchor, new: bool, out: list[Action]) -> None:
+        """The session's entries back to the fast path: on the new path (with its deltas) or the old."""
+        target = a.new_target if new else a.old_target
+        delta = a.new_delta if new else a.old_delta
+        ecr = -a.new_ts & M32 if new else 0
+        assert target is not None
+        for table, key, m in (
+            (Table.OUT, a.out_key, Mapping(Table.OUT, a.out_key, target, s.sid, 0, delta, ts_ecr_delta=ecr)),
+            (Table.IN, a.old_in_key, Mapping(Table.IN, a.old_in_key, a.in_target, s.sid, a.old_delta, 0)),
+        ):
+            if (table, key) in s.mappings:
+                s.mappings[(table, key)] = (m, s.mappings[(table, key)][1])
+                out.append(Modify(m))
+        if a.new_in_key is not None and (Table.IN, a.new_in_key) in s.mappings:
+            m = Mapping(Table.IN, a.new_in_key, a.in_target, s.sid, a.new_delta, 0, a.new_ts, 0, a.new_ws)
+            s.mappings[(Table.IN, a.new_in_key)] = (m, s.mappings[(Table.IN, a.new_in_key)][1])
+            out.append(Modify(m))
+
+    def _session_by_up(self, sub: FiveTuple) -> Session | None:
+        sid = self.agent.by_key.get((Table.IN, sub))
+        return self.agent.sessions.get(sid) if sid is not None else None
+
+    def _session_by_down(self, sub: FiveTuple) -> Session | None:
+        sid = self.agent.by_key.get((Table.IN, sub.reversed()))
+        return self.agent.sessions.get(sid) if sid is not None else None
+
+    def _reply(
+        self, now: int, src: int, req: cw.Message, kind: cw.Kind, out: list[Action], **kw: object
+    ) -> None:
+        self._answer(now, src, replace(req, kind=kind, **kw), out)  # type: ignore[arg-type]
+
+    def _nack(self, now: int, src: int, msg: cw.Message, status: cw.Status, out: list[Action]) -> None:
+        self.agent.metrics["reconf.nacked"] += 1
+        self._reply(now, src, msg, cw.Kind.NACK_LOCK, out, status=status)
+
+    def _down(self, s: Session) -> Subsession | None:
+        """The subsession to the right of ``s`` at this agent: a spliced proxy's outbound one."""
+        if s.down is not None or s.sid not in self.splices:
+            return s.down
+        s2 = self.agent.sessions.get(self.splices[s.sid][0])
+        return s2.down if s2 is not None else None
+
+    def _drop_mapping(self, s: Session, table: Table, key: FiveTuple, out: list[Action]) -> None:
+        entry = s.mappings.pop((table, key), None)
+        if entry is not None:
+            out.append(Delete(entry[0]))
+            self.agent._entries[table] -= 1
+            self.agent.by_key.pop((table, key), None)
+
+    def _forget(self, sid: int) -> None:
+        a = self.anchors.pop(sid, None)
+        self.locks.pop(sid, None)
+        if a is not None:
+            self.rids.pop(a.extra.get("rid", -1), None)
+        for view in [v for v, i in self.awaiting.items() if i == sid]:
+            del self.awaiting[view]
+        self.msgs.forget(sid)
+
+    # ---- what state migration's middlebox side asks (reconf._migrate.Reconfigurations) ---------
+
+    @property
+    def metrics(self) -> Counter[str]:
+        return self.agent.metrics
+
+    def lock_rid(self, sid: int) -> tuple[int, int] | None:
+        """The reconfiguration that holds session ``sid``'s lock here, if any."""
+        lock = self.locks.get(sid)
+        return lock.rid if lock is not None else None
+
+    def spliced(self, sid: int) -> bool:
+        """Whether session ``sid`` is a proxy's inbound session being spliced here."""
+        return sid in self.splices
+
+    # ---- hand-overs between phases: each defined by the phase named ------------------------------
+
+    @abc.abstractmethod
+    def start(self, now: int, s: Session, right: int, hops: tuple[int, ...], out: list[Action]) -> int:
+        """Lock (phase 1): this agent, left anchor, starts a reconfiguration."""
+
+    @abc.abstractmethod
+    def _request_lock(self, now: int, src: int, msg: cw.Message, out: list[Action]) -> None:
+        """Lock (phase 1): a REQUEST_LOCK reached this agent."""
+
+    @abc.abstractmethod
+    def _new_path(self, now: int, s: Session, msg: cw.Message, out: list[Action]) -> None:
+        """New path (phase 2): the left anchor's lock was acked; set the new path up."""
+
+    @abc.abstractmethod
+    def _synack(self, now: int, s: Session, a: Anchor, f: pk.TcpFrame, out: list[Action]) -> None:
+        """New path (phase 2): the new path's SYN-ACK reached the left anchor."""
+
+    @abc.abstractmethod
+    def _export(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
+        """State export (phase 3): the old middlebox's state moves to the new one."""
+
+    @abc.abstractmethod
+    def _switch(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
+        """Two paths (phase 4): this anchor switches to the new path."""
+
+    @abc.abstractmethod
+    def _check(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
+        """Completion (phase 5): is this anchor's old path drained?"""
+
+    @abc.abstractmethod
+    def _complete_right(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
+        """Completion (phase 5): the right anchor's end of a completed reconfiguration."""
+
+    @abc.abstractmethod
+    def _cancel_down(self, now: int, s: Session, msg: cw.Message, out: list[Action]) -> None:
+        """Release: pass a CANCEL_LOCK or TEARDOWN on to the right."""
+
+    @abc.abstractmethod
+    def _replay_held(self, now: int, s: Session, out: list[Action]) -> None:
+        """Release: act on the REQUEST_LOCK that waited for this agent's part to end."""
+
+    @abc.abstractmethod
+    def _abandon(self, now: int, s: Session, why: str, out: list[Action], cancel: bool) -> None:
+        """Release: the left anchor gives up; the session stays on the old path."""
+
+    @abc.abstractmethod
+    def right_request(
+        self, now: int, s: Session, right: int, hops: tuple[int, ...], out: list[Action]
+    ) -> bool:
+        """rightRequest: ask the agent on the left to start a reconfiguration."""
+
+    @abc.abstractmethod
+    def _splice_failed(self, s: Session | None, why: str, out: list[Action]) -> None:
+        """Splice: the reconfiguration that was to remove this proxy did not happen."""
+
+    @abc.abstractmethod
+    def _spliced_away(self, now: int, s1: Session, out: list[Action]) -> None:
+        """Splice: the old path through this proxy is torn down."""
