@@ -145,6 +145,18 @@ class BpfMap:
         self.key_size = key_size
         self.value_size = value_size
 
+    def fdinfo(self) -> dict[str, int]:
+        """What the kernel says about the map (``/proc/self/fdinfo``): ``map_id``, ``map_flags``,
+        ``max_entries``, ``memlock`` (bytes charged for it now) and the rest, as integers."""
+        out: dict[str, int] = {}
+        for line in Path(f"/proc/self/fdinfo/{self.fd}").read_text().splitlines():
+            name, _, value = line.partition(":")
+            try:
+                out[name] = int(value.strip(), 0)
+            except ValueError:
+                continue  # pos/flags are octal-looking strings; only the map's numbers matter
+        return out
+
     def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
         k, v = self._buf(key, self.key_size), self._buf(value, self.value_size)
         if self._lib.bpf_map_update_elem(self.fd, k, v, flags) != 0:

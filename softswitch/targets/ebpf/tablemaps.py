@@ -94,7 +94,7 @@ class TableMaps:
 
     def last_hits(self) -> dict[tuple[tuple[FieldMatch, ...], int], int]:
         """When the program last hit each entry (monotonic ns), read in batches: the server's
-        sweep reads a session table of 65,536 entries this way."""
+        sweep reads a session table of 2^20 entries this way."""
         by_key = {
             bytes(k): int(struct.unpack_from("=Q", v, self.value_size - 8)[0]) for k, v in self.map.items()
         }
