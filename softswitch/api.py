@@ -150,6 +150,13 @@ class Device(Protocol):
 
     # tables
     def write_entry(self, op: WriteOp, entry: TableEntry) -> None: ...
+    def write_entries(self, updates: Sequence[tuple[WriteOp, TableEntry]]) -> list[EntryError | None]:
+        """The updates in order, each applied (None) or refused (its error) exactly as
+        :meth:`write_entry` would one after another; a target may apply them in fewer steps
+        (the ebpf one: one system call per run of one table).  :func:`write_each` is the
+        one-by-one version."""
+        ...
+
     def read_entries(self, table_id: int = 0) -> list[TableEntry]:
         """Entries of one table (0: every table), without default entries."""
         ...
@@ -184,6 +191,23 @@ class Device(Protocol):
     def set_direct_meter(self, entry: TableEntry, config: MeterConfig | None) -> None: ...
     def read_register(self, register_id: int, index: int) -> int: ...
     def write_register(self, register_id: int, index: int, value: int) -> None: ...
+
+
+def write_each(device: Device, updates: Sequence[tuple[WriteOp, TableEntry]]) -> list[EntryError | None]:
+    """:meth:`Device.write_entries` by :meth:`Device.write_entry`, one update at a time; another
+    refusal of the device (a :class:`DyscoError`) answers INVALID_ARGUMENT."""
+    out: list[EntryError | None] = []
+    for op, entry in updates:
+        try:
+            device.write_entry(op, entry)
+        except EntryError as exc:
+            out.append(exc)
+            continue
+        except DyscoError as exc:
+            out.append(EntryError("INVALID_ARGUMENT", str(exc)))
+            continue
+        out.append(None)
+    return out
 
 
 @dataclass
