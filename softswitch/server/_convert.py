@@ -67,6 +67,21 @@ def table_entry_from_proto(schema: Schema, msg: p4runtime_pb2.TableEntry, *, nee
 
 
 def _match_from_proto(table: TableInfo, msg: p4runtime_pb2.TableEntry) -> tuple[FieldMatch, ...]:
+    fields = table.exact_fields
+    if fields and len(msg.match) == len(fields):
+        # the common case of an exact table: every field, in id order, its value in its width
+        out: list[FieldMatch] = []
+        for fm, (fid, width) in zip(msg.match[:], fields, strict=True):  # a slice: one list, not an iterator
+            data = fm.exact.value  # not empty: the field is an exact match
+            if fm.field_id != fid or not data:
+                break
+            value = int.from_bytes(data, "big")
+            if value >> width:
+                break
+            out.append(FieldMatch(fid, "exact", value))
+        else:
+            return tuple(out)
+    # anything else, and every error, the long way
     seen: dict[int, FieldMatch] = {}
     for fm in msg.match:
         info = table.match_fields.get(fm.field_id)
@@ -139,6 +154,21 @@ def action_call_from_proto(
         raise _invalid(f"{table.name}: action {action.name} cannot be the default action (@tableonly)")
     if not default and scope == p4info_pb2.ActionRef.DEFAULT_ONLY:
         raise _invalid(f"{table.name}: action {action.name} can only be the default action (@defaultonly)")
+    params = msg.params[:]
+    if len(params) == len(action.params):
+        # the common case: every parameter, in id order, its value in its width
+        args: list[int] = []
+        for p, given in zip(params, action.params, strict=True):
+            data = p.value
+            if p.param_id != given.id or not data:
+                break
+            value = int.from_bytes(data, "big")
+            if value >> given.bitwidth:
+                break
+            args.append(value)
+        else:
+            return ActionCall(action.id, tuple(args))
+    # anything else, and every error, the long way
     values: dict[int, int] = {}
     for p in msg.params:
         info = action.param(p.param_id)

@@ -21,10 +21,10 @@ from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2
 
 from dysco.errors import DyscoError
-from dysco.softswitch.api import Clock, Device, EntryError, Program
+from dysco.softswitch.api import Clock, Device, EntryError, Program, TableEntry, WriteOp
 from dysco.softswitch.server._arbitration import Arbiter, Notice
 from dysco.softswitch.server._convert import table_entry_to_proto
-from dysco.softswitch.server._entities import MeterStore, read_entity, write_update
+from dysco.softswitch.server._entities import MeterStore, plain_table_write, read_entity, write_update
 from dysco.softswitch.server._errors import P4RuntimeError, no_pipeline, not_primary, rpc_code_value
 from dysco.softswitch.server._offload import OffloadError, VnetHdr, finish
 from dysco.softswitch.server._packetio import build_packet_out, split_packet_in
@@ -304,27 +304,51 @@ class SwitchCore:
             if req.atomicity != p4runtime_pb2.WriteRequest.CONTINUE_ON_ERROR:
                 raise P4RuntimeError("UNIMPLEMENTED", "Only CONTINUE_ON_ERROR atomicity is supported")
             schema = self._pipeline.schema
-            results: list[P4RuntimeError | None] = []
-            for update in req.updates:
+            results: list[P4RuntimeError | None] = [None] * len(req.updates)
+            # consecutive plain table entries go to the device together (one system call per
+            # run of a table on ebpf); anything else is applied on its own, in order
+            run_at: list[int] = []
+            run: list[tuple[WriteOp, TableEntry]] = []
+            for i, update in enumerate(req.updates):
+                try:
+                    plain = plain_table_write(schema, update)
+                except Exception as exc:
+                    results[i] = _as_error(exc)
+                    continue
+                if plain is not None:
+                    run_at.append(i)
+                    run.append(plain)
+                    continue
+                self._write_run(run_at, run, results)
+                run_at, run = [], []
 
                 def apply(u: p4runtime_pb2.Update = update) -> None:
                     write_update(self.device, schema, self._meters, u)
 
-                results.append(self._guard(apply))
+                results[i] = self._guard(apply)
+            self._write_run(run_at, run, results)
             return results
+
+    def _write_run(
+        self, at: list[int], run: list[tuple[WriteOp, TableEntry]], results: list[P4RuntimeError | None]
+    ) -> None:
+        if not run:
+            return
+        try:
+            errors = self.device.write_entries(run)
+        except Exception as exc:
+            failed = _as_error(exc)
+            for i in at:
+                results[i] = failed
+            return
+        for i, error in zip(at, errors, strict=True):
+            results[i] = None if error is None else P4RuntimeError(error.code, error.message)
 
     def _guard(self, fn: Callable[[], object]) -> P4RuntimeError | None:
         try:
             fn()
-        except P4RuntimeError as exc:
-            return exc
-        except EntryError as exc:
-            return P4RuntimeError(exc.code, exc.message)
-        except DyscoError as exc:
-            return P4RuntimeError("INVALID_ARGUMENT", str(exc))
         except Exception as exc:
-            _log.exception("[p4runtime] device failed on an update (bug)")
-            return P4RuntimeError("INTERNAL", f"softswitch bug: {type(exc).__name__}: {exc}")
+            return _as_error(exc)
         return None
 
     def read(self, req: p4runtime_pb2.ReadRequest) -> p4runtime_pb2.ReadResponse:
@@ -429,6 +453,18 @@ class SwitchCore:
     def p4info(self) -> p4info_pb2.P4Info | None:
         with self._lock:
             return None if self._pipeline is None else self._pipeline.schema.p4info
+
+
+def _as_error(exc: Exception) -> P4RuntimeError:
+    """The per-update answer to what applying an update raised."""
+    if isinstance(exc, P4RuntimeError):
+        return exc
+    if isinstance(exc, EntryError):
+        return P4RuntimeError(exc.code, exc.message)
+    if isinstance(exc, DyscoError):
+        return P4RuntimeError("INVALID_ARGUMENT", str(exc))
+    _log.exception("[p4runtime] device failed on an update (bug)")
+    return P4RuntimeError("INTERNAL", f"softswitch bug: {type(exc).__name__}: {exc}")
 
 
 def _discard(port: int, frame: bytes) -> None:

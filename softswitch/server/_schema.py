@@ -62,12 +62,16 @@ class ActionInfo:
     id: int
     name: str
     params: tuple[ParamInfo, ...]
+    by_id: dict[int, ParamInfo] = field(init=False, compare=False, repr=False)
+    param_ids: tuple[int, ...] = field(init=False, compare=False, repr=False)
+    """The parameters' ids in order: what a call that lists them in order carries."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_id", {p.id: p for p in self.params})
+        object.__setattr__(self, "param_ids", tuple(p.id for p in self.params))
 
     def param(self, param_id: int) -> ParamInfo | None:
-        for p in self.params:
-            if p.id == param_id:
-                return p
-        return None
+        return self.by_id.get(param_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,14 @@ class TableInfo:
     is_const: bool
     direct_counter_id: int = 0
     direct_meter_id: int = 0
+    exact_fields: tuple[tuple[int, int], ...] = field(init=False, compare=False, repr=False)
+    """(id, bitwidth) of every match field by id when all are exact (what an entry of such a
+    table lists, in that order, if its client sorts them as PI does); else empty."""
+
+    def __post_init__(self) -> None:
+        fields = sorted(self.match_fields.values(), key=lambda f: f.id)
+        exact = all(f.kind == "exact" for f in fields)
+        object.__setattr__(self, "exact_fields", tuple((f.id, f.bitwidth) for f in fields) if exact else ())
 
     @property
     def needs_priority(self) -> bool:
