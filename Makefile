@@ -57,6 +57,7 @@ bench: setup
 	$(BIN)/python -m bench.agent_setup
 	@if [ "$$(id -u)" = 0 ]; then $(BIN)/python -m bench.e2e_goodput && $(BIN)/python -m bench.reconf_time; \
 	else echo "bench.e2e_goodput, bench.reconf_time: need root (network namespaces), skipped"; fi
+	@if [ "$$(id -u)" = 0 ]; then $(BIN)/python -m bench.session_table; else echo "bench.session_table: needs root (BPF), skipped"; fi
 
 # Everything, slow tests included, with the hypothesis "soak" profile (many more examples), then
 # coverage-guided fuzzing of the SYN-payload and control-message decoders (atheris) for
