@@ -427,6 +427,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.entries < 1 or args.batch < 1:
         ap.error("--entries and --batch must be at least 1")
+    if args.profile is not None and _pyspy.py_spy() is None:
+        ap.error("--profile needs py-spy (.venv/bin/pip install py-spy)")
     why = unavailable()
     if why is not None:
         raise SystemExit(f"session_table: {why}")

@@ -90,14 +90,15 @@ class TableInfo:
     """(id, bitwidth) of every match field by id when all are exact (what an entry of such a
     table lists, in that order, if its client sorts them as PI does); else empty."""
 
+    needs_priority: bool = field(init=False, compare=False, repr=False)
+    """Entries need a priority: the table has ternary, range or optional fields."""
+
     def __post_init__(self) -> None:
         fields = sorted(self.match_fields.values(), key=lambda f: f.id)
         exact = all(f.kind == "exact" for f in fields)
         object.__setattr__(self, "exact_fields", tuple((f.id, f.bitwidth) for f in fields) if exact else ())
-
-    @property
-    def needs_priority(self) -> bool:
-        return any(f.kind in ("ternary", "range", "optional") for f in self.match_fields.values())
+        priority = any(f.kind in ("ternary", "range", "optional") for f in fields)
+        object.__setattr__(self, "needs_priority", priority)
 
 
 @dataclass(frozen=True, slots=True)
