@@ -35,6 +35,10 @@ _log = logging.getLogger("dysco.softswitch.server")
 API_VERSION = "1.4.1"
 OUTBOX_LIMIT = 4096
 """Packet-ins and notifications queued for one stream before new ones are dropped."""
+IDLE_BACKLOG = 8
+"""The idle sweep waits while the primary's stream has this many messages queued: a
+controller that does not keep up gets its notifications later rather than dropped, and a
+million expiring entries do not pile up in memory as notifications nobody reads."""
 
 ProgramLoader = Callable[[bytes], Program]
 Transmit = Callable[[int, bytes], None]
@@ -266,6 +270,10 @@ class SwitchCore:
         with self._lock:
             if self._pipeline is None:
                 return 0
+            primary = self._arbiter.primary()
+            handle = self._streams.get(primary) if primary is not None else None
+            if handle is not None and handle.outbox.qsize() >= IDLE_BACKLOG:
+                return 0  # the entries stay due: a later sweep reports them
             try:
                 expired = self.device.expired_entries()
             except Exception:
@@ -273,8 +281,6 @@ class SwitchCore:
                 return 0
             if not expired:
                 return 0
-            primary = self._arbiter.primary()
-            handle = self._streams.get(primary) if primary is not None else None
             if handle is None:
                 _log.info("[p4runtime] %d idle entries, no primary to tell", len(expired))
                 return 0

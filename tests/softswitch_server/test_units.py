@@ -13,6 +13,8 @@ from dysco.softswitch.server._errors import P4RuntimeError, write_status
 from dysco.softswitch.server._packetio import build_packet_out, split_packet_in
 from dysco.softswitch.server._schema import ControllerHeader, ParamInfo, decode_bytes, encode_bytes
 
+from .conftest import pipeline_request
+
 
 @given(
     st.integers(1, 200).flatmap(lambda w: st.tuples(st.just(w), st.integers(0, (1 << w) - 1))),
@@ -121,3 +123,32 @@ def test_a_slow_readers_dropped_packet_ins_are_logged_as_they_happen(
     said = [r.getMessage() for r in caplog.records]
     assert said == [f"[p4runtime] stream 7: {n} messages dropped so far (slow reader, {OUTBOX_LIMIT} queued)"
                     for n in (1, 2, 4)]  # fmt: skip
+
+
+def test_the_idle_sweep_waits_for_a_primary_that_does_not_keep_up() -> None:
+    """With IDLE_BACKLOG messages queued on the primary's stream the sweep does not ask the device
+    (whose entries stay due); once the stream is drained it reports them."""
+    from dysco.softswitch.api import ActionCall, FieldMatch, TableEntry
+    from dysco.softswitch.server._core import IDLE_BACKLOG, SwitchCore
+
+    from .conftest import FakeClock
+    from .fake_device import A_SET_PORT, T_FWD, FakeDevice, load_fake_program
+
+    clock = FakeClock()
+    core = SwitchCore(FakeDevice(clock), program_loader=load_fake_program, clock=clock)
+    core.set_pipeline(pipeline_request(None))
+    handle = core.open_stream()
+    hello = p4runtime_pb2.StreamMessageRequest()
+    hello.arbitration.election_id.low = 1
+    core.stream_message(handle, hello)
+    handle.outbox.get_nowait()  # the arbitration answer
+    entry = TableEntry(T_FWD, (FieldMatch(1, "exact", 1),), ActionCall(A_SET_PORT, (2,)), idle_timeout_ns=5)
+    core.device.write_entry("insert", entry)
+    clock.advance(10)
+    for _ in range(IDLE_BACKLOG):
+        handle.put(p4runtime_pb2.StreamMessageResponse(), droppable=True)
+    assert core.poll_idle_timeouts() == 0
+    while not handle.outbox.empty():
+        handle.outbox.get_nowait()
+    assert core.poll_idle_timeouts() == 1
+    assert handle.outbox.get_nowait().WhichOneof("update") == "idle_timeout_notification"

@@ -35,9 +35,10 @@ Extras = tuple[int, int, bytes]
 SHARED_EXTRAS = 64
 """Distinct :data:`Extras` without metadata kept as one shared tuple each (a table's entries
 normally all carry the same idle timeout)."""
-FULL_READ_AT = 4096
-"""A sweep with more entries due than this reads the whole map in batches instead of looking
-each one up."""
+FULL_READ_FRACTION = 8
+"""A sweep with more than this fraction of the table's entries due reads the whole map in
+batches instead of looking each one up (a lookup costs a system call, a full read a few
+hundred nanoseconds per entry of the table)."""
 BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
 _FULL = (errno.E2BIG, errno.ENOMEM)
 _PLEN = struct.Struct("=I")
@@ -262,7 +263,8 @@ class HashTable(TableMaps):
         if not keys:
             return []
         get: Callable[[bytes], bytes | None]
-        get = dict(self.map.items()).get if len(keys) > FULL_READ_AT else self.map.lookup
+        full = len(keys) * FULL_READ_FRACTION > len(self.entries)
+        get = dict(self.map.items()).get if full else self.map.lookup
         out: list[TableEntry] = []
         for raw in keys:
             extras, value = self.entries.get(raw), get(raw)
