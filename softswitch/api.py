@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from dysco.errors import DyscoError
 
@@ -25,13 +25,15 @@ Clock = Callable[[], int]
 """Monotonic nanoseconds; injected so simulations run on a fake clock."""
 
 
-@dataclass(frozen=True, slots=True)
-class FieldMatch:
+class FieldMatch(NamedTuple):
     """One key field of an entry.
 
     exact / optional: ``value``.  lpm: ``value`` and ``prefix_len``.
     ternary: ``value`` and ``mask`` (value already masked).  range: ``value`` is
     the low end and ``high`` the high end, inclusive.
+
+    An immutable record like the dataclasses here, but a named tuple: a Write of session
+    entries builds five per entry, and a tuple is built in a third of a frozen dataclass's time.
     """
 
     field_id: int
@@ -42,9 +44,9 @@ class FieldMatch:
     high: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class ActionCall:
-    """An action and its arguments, in P4Info parameter order (ids 1..N)."""
+class ActionCall(NamedTuple):
+    """An action and its arguments, in P4Info parameter order (ids 1..N).  A named tuple, as
+    :class:`FieldMatch` is, for the same reason."""
 
     action_id: int
     params: tuple[int, ...] = ()

@@ -185,13 +185,19 @@ class HashTable(TableMaps):
 
     def _flush(self, run: list[_Pending], deletes: bool, results: list[EntryError | None], now: int) -> None:
         """Write a run of updates (or of deletes) into the map in one system call."""
-        keys = b"".join(p[3] for p in run)
+        keys = b"".join([p[3] for p in run])
         if deletes:
             done, err = self.map.delete_batch(keys)
         else:
-            done, err = self.map.update_batch(keys, b"".join(p[4] for p in run))
-        for p in run[:done]:
-            self._track(p[1], p[2], p[3], now)
+            done, err = self.map.update_batch(keys, b"".join([p[4] for p in run]))
+        if self.lay.timeout:  # else no entry has a timeout to track
+            timer = self.timer
+            for _, _, entry, raw, _, _ in run[:done]:
+                timeout = 0 if deletes else entry.idle_timeout_ns
+                if timeout:
+                    timer.start(raw, now + timeout)
+                else:
+                    timer.stop(raw)
         if not err:
             return
         log.debug("%s: the kernel stopped a batch at %d of %d (errno %d)", self.lay.name, done, len(run), err)
