@@ -63,12 +63,12 @@ class ActionInfo:
     name: str
     params: tuple[ParamInfo, ...]
     by_id: dict[int, ParamInfo] = field(init=False, compare=False, repr=False)
-    param_ids: tuple[int, ...] = field(init=False, compare=False, repr=False)
-    """The parameters' ids in order: what a call that lists them in order carries."""
+    shape: tuple[tuple[int, int], ...] = field(init=False, compare=False, repr=False)
+    """(id, bitwidth) of the parameters in order: what a call that lists them in order carries."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_id", {p.id: p for p in self.params})
-        object.__setattr__(self, "param_ids", tuple(p.id for p in self.params))
+        object.__setattr__(self, "shape", tuple((p.id, p.bitwidth) for p in self.params))
 
     def param(self, param_id: int) -> ParamInfo | None:
         return self.by_id.get(param_id)
