@@ -254,6 +254,25 @@ def test_table_entries_reach_the_device_in_runs_in_order(
     assert sorted(e.table_entry.match[0].lpm.value[0] for e in got) == [11, 12]
 
 
+def test_a_long_run_reaches_the_device_in_pieces_of_run_max(
+    stub: Stub, primary: Session, device: FakeDevice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dysco.softswitch.server import _core
+
+    sizes: list[int] = []
+    write_entries = device.write_entries
+
+    def spy(updates: list[tuple[str, object]]) -> list[object]:
+        sizes.append(len(updates))
+        return write_entries(updates)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(device, "write_entries", spy)
+    monkeypatch.setattr(_core, "RUN_MAX", 2)
+    write(stub, *((U.INSERT, route(p)) for p in range(1, 6)))
+    assert sizes == [2, 2, 1]
+    assert len(read(stub, table(p4runtime_pb2.TableEntry(table_id=T_ROUTE)))) == 5
+
+
 @pytest.mark.parametrize(
     ("mutate", "fragment"),
     [
