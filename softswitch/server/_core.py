@@ -105,11 +105,14 @@ class SwitchCore:
         program_loader: ProgramLoader,
         clock: Clock,
         transmit: Transmit | None = None,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
         self.device = device
         self.device_id = device_id
         self._load_program = program_loader
         self._clock = clock
+        self._on_commit = on_commit
+        """Called (with the lock held) once a new pipeline is committed."""
         self._transmit: Transmit = transmit or _discard
         self._lock = threading.Lock()
         self._arbiter = Arbiter(device_id)
@@ -434,6 +437,8 @@ class SwitchCore:
         self._pipeline = _Pipeline(Schema.from_p4info(kept.p4info), kept)
         self._meters = MeterStore()
         self._saved = None
+        if self._on_commit is not None:
+            self._on_commit()
         _log.info("[p4runtime] pipeline committed (%d tables)", len(self._pipeline.schema.tables))
 
     def get_pipeline(

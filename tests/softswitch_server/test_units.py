@@ -152,3 +152,45 @@ def test_the_idle_sweep_waits_for_a_primary_that_does_not_keep_up() -> None:
         handle.outbox.get_nowait()
     assert core.poll_idle_timeouts() == 1
     assert handle.outbox.get_nowait().WhichOneof("update") == "idle_timeout_notification"
+
+
+def test_on_commit_runs_once_per_committed_pipeline() -> None:
+    from dysco.softswitch.server._core import SwitchCore
+
+    from .conftest import FakeClock
+    from .fake_device import FakeDevice, load_fake_program
+
+    clock = FakeClock()
+    commits: list[int] = []
+    core = SwitchCore(
+        FakeDevice(clock), program_loader=load_fake_program, clock=clock, on_commit=lambda: commits.append(1)
+    )
+    verify = pipeline_request(None)
+    verify.action = p4runtime_pb2.SetForwardingPipelineConfigRequest.VERIFY
+    core.set_pipeline(verify)
+    assert commits == []
+    core.set_pipeline(pipeline_request(None))
+    core.set_pipeline(pipeline_request(None))
+    assert commits == [1, 1]
+
+
+def test_settle_heap_freezes_what_is_alive_and_collects_what_a_later_commit_dropped() -> None:
+    import gc
+    import weakref
+
+    from dysco.softswitch.server.cli import settle_heap
+
+    class Node:
+        pass
+
+    old = Node()
+    old.self = old  # type: ignore[attr-defined]  # a cycle: only the collector frees it
+    gone = weakref.ref(old)
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() > 0
+        del old  # a replaced pipeline's objects, frozen by the first commit
+        settle_heap()
+        assert gone() is None
+    finally:
+        gc.unfreeze()
