@@ -7,7 +7,7 @@ forwards it as it is.  A third figure, dysco.p4 with no entry for the packet (pa
 looked up, not rewritten), splits the extra cost between parsing/lookup and rewriting.
 Runs alternate between the programs; medians are reported.  Target: ratio >= 0.85.
 
-    python -m bench.dataplane_pps [--packets N] [--runs R] [--veth-seconds S]
+    python -m bench.dataplane_pps [--packets N] [--runs R] [--veth-seconds S] [--backends ebpf,python]
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -118,21 +117,23 @@ def _install_session(stub: p4runtime_pb2_grpc.P4RuntimeStub, info: p4info_pb2.P4
     stub.Write(req)
 
 
-def over_veth(seconds: float, runs: int) -> dict[str, Any]:
-    from bench._veth import measure
+def over_veth(seconds: float, runs: int, wanted: str) -> dict[str, Any]:
+    """dysco.p4 (with the session entry) and baseline.p4 as ``dysco switch`` processes over veth,
+    on each back end; dysco/baseline per back end."""
+    from bench._veth import backends, per_backend
 
+    names, skipped = backends(wanted)
     pkt = frame()
-    results: dict[str, list[int]] = {"dysco": [], "baseline": []}
-    for i in range(runs):
-        print(f"veth run {i + 1}/{runs}", file=sys.stderr)
-        results["dysco"].append(measure(DYSCO, pkt, seconds, _install_session, DMAC)["pps"])
-        results["baseline"].append(measure(BASELINE, pkt, seconds, lambda stub, info: None, DMAC)["pps"])
-    med = {name: statistics.median(r) for name, r in results.items()}
-    return {
-        "pps": {name: round(v) for name, v in med.items()},
-        "runs_pps": results,
-        "ratio": round(med["dysco"] / med["baseline"], 3),
+    programs = {
+        "dysco": (DYSCO, pkt, _install_session, DMAC),
+        "baseline": (BASELINE, pkt, lambda stub, info: None, DMAC),
     }
+    by = per_backend(names, runs, programs, seconds)
+    out: dict[str, Any] = {}
+    for b, r in by.items():
+        out[b] = {**r, "ratio": round(r["dysco"]["pps"] / max(1, r["baseline"]["pps"]), 3)}
+    out["not_run"] = skipped
+    return out
 
 
 def main() -> None:
@@ -140,11 +141,16 @@ def main() -> None:
     ap.add_argument("--packets", type=int, default=30_000, help="packets per in-process run")
     ap.add_argument("--runs", type=int, default=5, help="in-process runs per program (median reported)")
     ap.add_argument("--veth-seconds", type=float, default=3.0, help="length of each veth run (needs root)")
-    ap.add_argument("--veth-runs", type=int, default=3)
+    ap.add_argument("--veth-runs", type=int, default=3, help="veth runs per back end and program")
+    ap.add_argument(
+        "--backends", default="ebpf,python", help="dysco switch back ends over veth (default: both)"
+    )
     args = ap.parse_args()
     result: dict[str, Any] = {"benchmark": "dataplane_pps", "packet_bytes": 64, "target_ratio": TARGET_RATIO}
     result["in_process"] = in_process(args.packets, args.runs)
-    result["veth"] = over_veth(args.veth_seconds, args.veth_runs) if os.geteuid() == 0 else "needs root"
+    result["veth"] = (
+        over_veth(args.veth_seconds, args.veth_runs, args.backends) if os.geteuid() == 0 else "needs root"
+    )
     print(json.dumps(result, indent=2))
 
 
