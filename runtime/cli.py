@@ -163,7 +163,7 @@ def _pipeline(args: argparse.Namespace) -> Any:
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
-    from dysco.compiler import compile_text
+    from dysco.compiler import compile_text, read_policies
     from dysco.runtime.core import SECOND, Config
     from dysco.runtime.core._types import ip_int
     from dysco.runtime.p4rt import Settings
@@ -174,11 +174,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         raise UserError(f"--address {args.address!r}: not an IPv4 address") from None
     policies = None
     if args.policies:
-        try:
-            text = Path(args.policies).read_text()
-        except OSError as exc:
-            raise UserError(f"{args.policies}: {exc.strerror}") from None
-        policies = compile_text(text, args.policies)
+        policies = compile_text(read_policies(args.policies), args.policies)
     try:
         agentless = tuple(ipaddress.IPv4Network(net) for net in args.agentless)
     except ValueError as exc:
