@@ -44,3 +44,12 @@ def test_both_punt_paths_hand_every_packet_to_the_reader(mechanism: str) -> None
     # what the program handed over, the reader read: nothing lost between kernel and Python
     # beyond what the kernel itself counted as refused
     assert 0 < result["read_pps"] <= result["handed_over_pps"] <= result["sent_pps"]
+
+
+def test_the_program_alone_is_timed_in_the_kernel_and_forwards() -> None:
+    from bench.dataplane_pps import in_kernel
+
+    out = in_kernel(1000)  # raises unless every timed frame was redirected (verdict 7)
+    for name in ("baseline", "dysco", "dysco_no_entry"):
+        assert set(out[name]) == {"64", "1514"}
+        assert all(0 < ns < 1_000_000 for ns in out[name].values())
