@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import re
 import shlex
 import signal
@@ -377,6 +378,61 @@ class Testbed:
     def __post_init__(self) -> None:
         self.switches: list[Process] = []
         self.agents: list[Process] = []
+        self.exits: queue.Queue[Process] = queue.Queue()
+        """Switches and agents that exited while the testbed was up, in the order they did."""
+        self._stopping = False
+
+    def _start(self, kind: str, host: Host, *, append: bool = False) -> Process:
+        cmd, ready = (
+            (self.plan.switch(host), SWITCH_READY)
+            if kind == "switch"
+            else (self.plan.agent(host), AGENT_READY)
+        )
+        p = Process(
+            self._argv(cmd),
+            self.logs / f"{kind}-{host.name}.log",
+            ready,
+            name=f"{kind} {host.name}",
+            on_exit=self._exited,
+            append=append,
+        )
+        p.__enter__()  # a process that does not come up stops itself
+        return p
+
+    def _exited(self, p: Process) -> None:
+        """A switch or agent ended (its reader thread has reaped it): said at once on standard
+        error (the keeper's log for `dysco testbed up`) and queued for :meth:`wait_exit`."""
+        if self._stopping:
+            return
+        print(
+            f"testbed: {p.name} exited with code {p.returncode}; see {p.log_path}",
+            file=sys.stderr,
+            flush=True,
+        )
+        self.exits.put(p)
+
+    def wait_exit(self, timeout: float) -> Process:
+        """The next switch or agent to exit while the testbed is up."""
+        try:
+            return self.exits.get(timeout=timeout)
+        except queue.Empty:
+            raise UserError(f"no switch or agent exited within {timeout}s") from None
+
+    def restart(self, name: str) -> Process:
+        """Start ``"agent HOST"`` or ``"switch HOST"`` again (stopped first if it still runs),
+        with the same command; its log goes on after the old one's."""
+        kind, _, host_name = name.partition(" ")
+        if kind not in ("agent", "switch"):
+            raise UserError(f"restart {name!r}: say 'agent HOST' or 'switch HOST'")
+        procs = self.agents if kind == "agent" else self.switches
+        hosts = list(self.plan.with_agent() if kind == "agent" else self.plan.with_nic())
+        names = [h.name for h in hosts]
+        if host_name not in names:
+            raise UserError(f"restart {name!r}: no {kind} on a host of that name ({', '.join(names)})")
+        i = names.index(host_name)
+        procs[i].__exit__()
+        procs[i] = self._start(kind, hosts[i], append=True)
+        return procs[i]
 
     def _argv(self, cmd: str) -> list[str]:
         argv = shlex.split(cmd)
@@ -392,13 +448,9 @@ class Testbed:
             for path, text in self.plan.policy_files().values():
                 Path(path).write_text(text)
             for h in self.plan.with_nic():
-                p = Process(self._argv(self.plan.switch(h)), self.logs / f"switch-{h.name}.log", SWITCH_READY)
-                self.switches.append(p)
-                p.__enter__()
+                self.switches.append(self._start("switch", h))
             for h in self.plan.with_agent():
-                p = Process(self._argv(self.plan.agent(h)), self.logs / f"agent-{h.name}.log", AGENT_READY)
-                self.agents.append(p)
-                p.__enter__()
+                self.agents.append(self._start("agent", h))
             for m in self.plan.role("middlebox"):
                 if m.kind == "haproxy":
                     Path(self.plan.haproxy_files(m)[0]).write_text(self.plan.haproxy_config(m))
@@ -410,6 +462,7 @@ class Testbed:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stopping = True
         stop_apps(self.plan)
         for p in [*reversed(self.agents), *reversed(self.switches)]:
             p.__exit__()

@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -25,21 +26,29 @@ def run(cmd: str) -> None:
         raise UserError(f"{cmd}: {proc.stderr.strip() or proc.stdout.strip()}")
 
 
-def _pump(stream: IO[str], lines: queue.Queue[str | None], log: IO[str]) -> None:
-    for line in stream:
-        log.write(line)
-        log.flush()
-        lines.put(line)
-    lines.put(None)  # end of output: the process is gone
+ExitHook = Callable[["Process"], None]
+"""Called from the process's reader thread once it has exited and been reaped."""
 
 
 class Process:
     """A ``dysco`` process whose output is logged to ``log`` and whose lines can be waited for."""
 
-    def __init__(self, argv: list[str], log: Path, ready: str) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        log: Path,
+        ready: str,
+        *,
+        name: str = "",
+        on_exit: ExitHook | None = None,
+        append: bool = False,
+    ) -> None:
         self.argv = argv
         self.log_path = log
         self.ready = ready
+        self.name = name or " ".join(argv[:3])
+        self.on_exit = on_exit
+        self._append = append
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.ready_line = ""
         self.proc: subprocess.Popen[str] | None = None
@@ -47,7 +56,7 @@ class Process:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> Process:
-        self._log = self.log_path.open("w")
+        self._log = self.log_path.open("a" if self._append else "w")
         self.proc = subprocess.Popen(
             self.argv,
             stdin=subprocess.PIPE,
@@ -57,12 +66,7 @@ class Process:
             bufsize=1,
         )
         assert self.proc.stdout is not None
-        self._thread = threading.Thread(
-            target=_pump,
-            args=(self.proc.stdout, self.lines, self._log),
-            name=f"pump-{self.argv[1]}",
-            daemon=True,
-        )
+        self._thread = threading.Thread(target=self._watch, name=f"watch-{self.name}", daemon=True)
         self._thread.start()
         try:
             self.ready_line = self.wait_for(self.ready, START_S)
@@ -70,6 +74,20 @@ class Process:
             self.__exit__()
             raise
         return self
+
+    def _watch(self) -> None:
+        """Log and queue every output line; at the end of the output, reap the process (no
+        zombie is left) and tell ``on_exit``."""
+        proc, log = self.proc, self._log
+        assert proc is not None and proc.stdout is not None and log is not None
+        for line in proc.stdout:
+            log.write(line)
+            log.flush()
+            self.lines.put(line)
+        self.lines.put(None)  # end of output: the process is gone
+        proc.wait()
+        if self.on_exit is not None:
+            self.on_exit(self)
 
     def wait_for(self, text: str, timeout: float) -> str:
         """The next output line containing ``text``; raises UserError after ``timeout`` seconds."""
