@@ -22,6 +22,7 @@ from p4.v1 import p4runtime_pb2
 
 from dysco.errors import DyscoError
 from dysco.softswitch.api import Clock, Device, EntryError, Program
+from dysco.softswitch.server import _p4info_check
 from dysco.softswitch.server._arbitration import Arbiter, Notice
 from dysco.softswitch.server._convert import table_entry_to_proto
 from dysco.softswitch.server._entities import MeterStore, read_entity, write_update
@@ -375,8 +376,11 @@ class SwitchCore:
         if not config.HasField("p4info"):
             raise P4RuntimeError("INVALID_ARGUMENT", "Missing P4Info in the forwarding pipeline config")
         try:
+            _p4info_check.check_self(config.p4info)
             Schema.from_p4info(config.p4info)
-            return self._load_program(config.p4_device_config)
+            program = self._load_program(config.p4_device_config)
+            _p4info_check.check_against(config.p4info, program.p4info)
+            return program
         except P4RuntimeError:
             raise
         except DyscoError as exc:
