@@ -107,6 +107,11 @@ def clone_session_to_proto(session: CloneSession) -> p4runtime_pb2.Entity:
     return entity
 
 
+WRITE_CHUNK = 100
+"""Updates per Write: a server reports one error detail per update in trailing metadata, which
+gRPC caps (8-16 KB): 100 fit, compact as ``dysco switch`` sends them or in full as PI does."""
+
+
 def update_errors(exc: grpc.aio.AioRpcError, n: int) -> list[UpdateError | None]:
     """Per-update results of a failed Write (None: that update succeeded)."""
     for key, value in exc.trailing_metadata() or ():
@@ -256,7 +261,15 @@ class Connection:
     # ---- writes ---------------------------------------------------------------------------------
 
     async def write(self, updates: Sequence[p4runtime_pb2.Update]) -> list[UpdateError | None]:
-        """One Write with CONTINUE_ON_ERROR; the result of each update, in order."""
+        """Writes with CONTINUE_ON_ERROR, one after the other, of at most ``WRITE_CHUNK`` updates
+        each (so that every update's result fits in the trailer a server answers with); the
+        result of each update, in order."""
+        out: list[UpdateError | None] = []
+        for start in range(0, len(updates), WRITE_CHUNK):
+            out += await self._write_one(updates[start : start + WRITE_CHUNK])
+        return out
+
+    async def _write_one(self, updates: Sequence[p4runtime_pb2.Update]) -> list[UpdateError | None]:
         if not updates:
             return []
         req = p4runtime_pb2.WriteRequest(
