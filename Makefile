@@ -4,6 +4,10 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+# The P4Runtime bindings (dysco.proto), generated from the locked p4runtime package's descriptors
+# by grpcio-tools: that package's own modules do not import under protobuf's upb implementation.
+# The package's __init__.py is written last, so it is the stamp.
+PROTO   := dysco/proto/__init__.py
 # Debian packages the project uses at run or test time (see scripts/ensure-debs.sh): clang-16, llvm-16,
 # libbpf-dev and bpftool build, load and inspect the ebpf target; libgc1, libboost-iostreams1.74.0 and
 # libprotobuf32 are the runtime libraries of the real p4c in ../shared/tools/p4c that tests/p4src/test_p4c.py runs.
@@ -18,13 +22,17 @@ all: test
 debs:
 	@scripts/ensure-debs.sh $(DEBS)
 
+# --clear: packages an older lock brought (p4runtime-shell, protobuf 3's .pth files) do not linger.
 $(STAMP): requirements.lock pyproject.toml
-	$(PY) -m venv $(VENV)
+	$(PY) -m venv --clear $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-setup: debs $(STAMP)
+$(PROTO): $(STAMP) scripts/gen_p4rt_bindings.py
+	$(BIN)/python scripts/gen_p4rt_bindings.py
+
+setup: debs $(STAMP) $(PROTO)
 
 # The end-to-end story (README, "Run it"): on network namespaces as root, else in the simulation.
 demo: setup
@@ -69,9 +77,9 @@ soak: setup
 
 lock:
 	rm -rf /tmp/dysco-lock && $(PY) -m venv /tmp/dysco-lock
-	/tmp/dysco-lock/bin/pip install -q -e '.[test,plots]'
+	/tmp/dysco-lock/bin/pip install -q -e '.[test,plots,proto]'
 	{ echo '# Exact versions tested together; `make` installs these. Regenerate with `make lock`.'; \
-	  /tmp/dysco-lock/bin/pip freeze --exclude-editable; } > requirements.lock
+	  /tmp/dysco-lock/bin/pip freeze --all --exclude-editable | grep -v '^pip=='; } > requirements.lock
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) dysco/proto build *.egg-info .mypy_cache .pytest_cache .ruff_cache .hypothesis

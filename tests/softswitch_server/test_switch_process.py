@@ -14,7 +14,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
+
+from dysco.proto.p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
 from .client import Session, election
 from .netns import Topology, expect_frame, frame, host_ports, raw_socket_in
