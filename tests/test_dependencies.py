@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-from pathlib import Path
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from types import ModuleType
 
+import pytest
 from google.protobuf import descriptor_pb2
 from google.protobuf.internal import api_implementation
 
@@ -59,3 +62,34 @@ def test_wire_names_are_p4runtimes() -> None:
     assert hasattr(p4runtime_pb2_grpc, "P4RuntimeStub")
     entry = p4runtime_pb2.TableEntry(table_id=7, priority=3)
     assert p4runtime_pb2.TableEntry.FromString(entry.SerializeToString()) == entry
+
+
+@dataclass
+class _FakeDist:
+    """Just what gen_p4rt_bindings.source_files reads of an installed distribution."""
+
+    root: Path
+    files: list[PurePosixPath]
+    version: str = "0.0"
+
+    def locate_file(self, entry: PurePosixPath) -> Path:
+        return self.root / entry
+
+
+def test_generator_refuses_a_module_without_one_descriptor(tmp_path: Path) -> None:
+    gen = _generator()
+    (tmp_path / "p4").mkdir()
+    (tmp_path / "p4" / "empty_pb2.py").write_text("DESCRIPTOR = None\n")
+    expected = re.escape("empty_pb2.py: expected one serialized descriptor, found 0")
+    with pytest.raises(gen.GenerateError, match=expected):
+        gen.source_files(_FakeDist(tmp_path, [PurePosixPath("p4/empty_pb2.py")]))
+
+
+def test_generator_needs_p4runtime_proto(tmp_path: Path) -> None:
+    gen = _generator()
+    (tmp_path / "p4").mkdir()
+    blob = descriptor_pb2.FileDescriptorProto(name="p4/other.proto").SerializeToString()
+    (tmp_path / "p4" / "other_pb2.py").write_text(f"X = f(serialized_pb={blob!r})\n")
+    expected = re.escape("no p4/v1/p4runtime.proto descriptor among ['p4/other.proto']")
+    with pytest.raises(gen.GenerateError, match=expected):
+        gen.source_files(_FakeDist(tmp_path, [PurePosixPath("p4/other_pb2.py")]))
