@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import grpc
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
+from dysco.proto.p4.config.v1 import p4info_pb2
+from dysco.proto.p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from tests.softswitch_server.netns import host_ports, raw_socket_in
 
 READY = re.compile(r"softswitch: P4Runtime server listening on \S+ \(port (\d+)\)")

@@ -20,10 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
-
 from dysco.p4names import HOST_PORT, NET_PORT, SESSION_OUT
+from dysco.proto.p4.config.v1 import p4info_pb2
+from dysco.proto.p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from dysco.softswitch import Switch, load_program
 from dysco.softswitch.api import ActionCall, FieldMatch, TableEntry
 from dysco.softswitch.targets.python.runtime import csum16

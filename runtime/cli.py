@@ -131,8 +131,8 @@ def register(subparsers: Any) -> None:
 
 def _pipeline(args: argparse.Namespace) -> Any:
     from google.protobuf import text_format
-    from p4.config.v1 import p4info_pb2
 
+    from dysco.proto.p4.config.v1 import p4info_pb2
     from dysco.runtime.p4rt import Pipeline
 
     if args.p4 and (args.p4info or args.device_config):

@@ -16,10 +16,10 @@ from typing import Any, Literal
 
 import grpc
 from google.rpc import code_pb2, status_pb2
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
 from dysco.errors import PeerError
+from dysco.proto.p4.config.v1 import p4info_pb2
+from dysco.proto.p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from dysco.runtime.core._types import Prefixed
 from dysco.softswitch.api import ActionCall, CloneSession, FieldMatch, TableEntry
 

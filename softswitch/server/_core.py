@@ -14,13 +14,13 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 from google.rpc import code_pb2
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2
 
 from dysco.errors import DyscoError
+from dysco.proto.p4.config.v1 import p4info_pb2
+from dysco.proto.p4.v1 import p4runtime_pb2
 from dysco.softswitch.api import Clock, Device, EntryError, Program
 from dysco.softswitch.server import _p4info_check
 from dysco.softswitch.server._arbitration import Arbiter, Notice
@@ -116,7 +116,9 @@ class SwitchCore:
         program = device.program
         if program is not None:
             config = p4runtime_pb2.ForwardingPipelineConfig(p4_device_config=program.device_config())
-            config.p4info.CopyFrom(program.p4info)
+            # api.Program types it as object (protobuf stays out of the executor's contract);
+            # CopyFrom refuses anything but a P4Info.
+            config.p4info.CopyFrom(cast(p4info_pb2.P4Info, program.p4info))
             self._pipeline = _Pipeline(Schema.from_p4info(config.p4info), config)
 
     def set_transmit(self, transmit: Transmit) -> None:

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, status_pb2
-from p4.v1 import p4runtime_pb2
 
 from dysco.errors import PeerError
+from dysco.proto.p4.v1 import p4runtime_pb2
 
 ERROR_SPACE = "ALL-sswitch-p4org"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"

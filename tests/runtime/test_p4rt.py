@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from p4.v1 import p4runtime_pb2
 
 from dysco import p4names
 from dysco.compiler import compile_text
+from dysco.proto.p4.v1 import p4runtime_pb2
 from dysco.runtime.core import Config
 from dysco.runtime.core import _packet as pk
 from dysco.runtime.core import _syn_payload as wire

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
+from dysco.proto.p4.config.v1 import p4info_pb2
+from dysco.proto.p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from dysco.softswitch.server import SoftSwitchServer
 
 from .client import Session, election, write_errors
