@@ -180,9 +180,12 @@ def _blast_c(
         if now == after:
             break
         after = now
-    received = after - before
+    return _figures("c", sent, after - before, elapsed)
+
+
+def _figures(generator: str, sent: int, received: int, elapsed: float) -> dict[str, Any]:
     return {
-        "generator": "c",
+        "generator": generator,
         "sent": sent,
         "received": received,
         "seconds": round(elapsed, 2),
@@ -225,14 +228,7 @@ def _blast(tx: socket.socket, rx: socket.socket, frame: bytes, seconds: float, d
     elapsed = time.perf_counter() - t0
     sending.clear()
     counter.join()
-    return {
-        "generator": "python",
-        "sent": sent,
-        "received": counted,
-        "seconds": round(elapsed, 2),
-        "sent_pps": round(sent / elapsed),
-        "pps": round(counted / elapsed),
-    }
+    return _figures("python", sent, counted, elapsed)
 
 
 def backends(wanted: str) -> tuple[list[str], dict[str, str]]:
