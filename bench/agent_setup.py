@@ -93,21 +93,31 @@ async def _measure(address: str, latency_n: int, rate_n: int) -> dict[str, objec
         start = time.perf_counter()
         for i in range(rate_n):
             _inject(service, _syn(src + i // 60000, 1024 + i % 60000))
-        await service.wait_until(lambda: service.counters["packet_out"] >= base + rate_n, WAIT_S)
+        # a SYN the agent's intake has no room for is dropped and counted (the host retransmits
+        # it in real life); the rate counts the setups done
+        dropped0 = service.counters["drops.syn_backlog"]
+
+        def done() -> int:
+            return service.counters["packet_out"] - base + service.counters["drops.syn_backlog"] - dropped0
+
+        await service.wait_until(lambda: done() >= rate_n, WAIT_S)
         elapsed = time.perf_counter() - start
+        set_up = service.counters["packet_out"] - base
         return {
             "latency": {
                 "sessions": latency_n,
                 "p50_ms": _ms(statistics.median(lat)),
                 "p99_ms": _ms(lat[min(len(lat) - 1, int(len(lat) * 0.99))]),
                 "max_ms": _ms(lat[-1]),
-                "target_p50_ms": 0.5,
+                "target_p50_ms": 0.25,  # issue 19
             },
             "rate": {
-                "sessions": rate_n,
+                "syns": rate_n,
+                "sessions": set_up,
+                "dropped_by_syn_backlog": rate_n - set_up,
                 "seconds": round(elapsed, 3),
-                "sessions_per_s": round(rate_n / elapsed),
-                "target_sessions_per_s": 2000,
+                "sessions_per_s": round(set_up / elapsed),
+                "target_sessions_per_s": 5000,  # issue 19
                 "writes": service.counters["writes"],
                 "updates": service.counters["updates"],
             },

@@ -7,7 +7,7 @@ forwards it as it is.  A third figure, dysco.p4 with no entry for the packet (pa
 looked up, not rewritten), splits the extra cost between parsing/lookup and rewriting.
 Runs alternate between the programs; medians are reported.  Target: ratio >= 0.85.
 
-    python -m bench.dataplane_pps [--packets N] [--runs R] [--veth-seconds S]
+    python -m bench.dataplane_pps [--packets N] [--runs R] [--veth-seconds S] [--backends ebpf,python]
 """
 
 from __future__ import annotations
@@ -16,15 +16,13 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
-
 from dysco.p4names import HOST_PORT, NET_PORT, SESSION_OUT
+from dysco.proto.p4.config.v1 import p4info_pb2
+from dysco.proto.p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from dysco.softswitch import Switch, load_program
 from dysco.softswitch.api import ActionCall, FieldMatch, TableEntry
 from dysco.softswitch.targets.python.runtime import csum16
@@ -37,11 +35,11 @@ REWRITE = (0x0A000105, 0x0A000201, 50000, 7000, 0, 1234, 0, 0, 0, 0, 1)  # to 10
 TARGET_RATIO = 0.85
 
 
-def frame() -> bytes:
-    """A 64-byte TCP segment with 10 bytes of data, checksums right."""
+def frame(data: int = 10) -> bytes:
+    """A TCP segment with ``data`` bytes of data (10: a 64-byte frame), checksums right."""
 
     src, dst, sport, dport = SESSION
-    payload = b"0123456789"
+    payload = (b"0123456789" * (data // 10 + 1))[:data]
     tcp = bytearray(sport.to_bytes(2, "big") + dport.to_bytes(2, "big") + (1).to_bytes(4, "big"))
     tcp += (5000).to_bytes(4, "big") + bytes([0x50, 0x18]) + (1000).to_bytes(2, "big") + bytes(4)
     pseudo = (
@@ -57,7 +55,7 @@ def frame() -> bytes:
     ip += src.to_bytes(4, "big") + dst.to_bytes(4, "big")
     ip[10:12] = csum16(bytes(ip)).to_bytes(2, "big")
     out = DMAC + bytes.fromhex("020000000001") + b"\x08\x00" + bytes(ip) + bytes(tcp) + payload
-    assert len(out) == 64
+    assert len(out) == 54 + data
     return out
 
 
@@ -118,21 +116,51 @@ def _install_session(stub: p4runtime_pb2_grpc.P4RuntimeStub, info: p4info_pb2.P4
     stub.Write(req)
 
 
-def over_veth(seconds: float, runs: int) -> dict[str, Any]:
-    from bench._veth import measure
+def over_veth(seconds: float, runs: int, wanted: str) -> dict[str, Any]:
+    """dysco.p4 (with the session entry) and baseline.p4 as ``dysco switch`` processes over veth,
+    on each back end; dysco/baseline per back end."""
+    from bench._veth import backends, per_backend
 
+    names, skipped = backends(wanted)
     pkt = frame()
-    results: dict[str, list[int]] = {"dysco": [], "baseline": []}
-    for i in range(runs):
-        print(f"veth run {i + 1}/{runs}", file=sys.stderr)
-        results["dysco"].append(measure(DYSCO, pkt, seconds, _install_session, DMAC)["pps"])
-        results["baseline"].append(measure(BASELINE, pkt, seconds, lambda stub, info: None, DMAC)["pps"])
-    med = {name: statistics.median(r) for name, r in results.items()}
-    return {
-        "pps": {name: round(v) for name, v in med.items()},
-        "runs_pps": results,
-        "ratio": round(med["dysco"] / med["baseline"], 3),
+    programs = {
+        "dysco": (DYSCO, pkt, _install_session, DMAC),
+        "baseline": (BASELINE, pkt, lambda stub, info: None, DMAC),
     }
+    by = per_backend(names, runs, programs, seconds)
+    out: dict[str, Any] = {}
+    for b, r in by.items():
+        out[b] = {**r, "ratio": round(r["dysco"]["pps"] / max(1, r["baseline"]["pps"]), 3)}
+    out["not_run"] = skipped
+    return out
+
+
+def in_kernel(repeat: int) -> dict[str, Any]:
+    """Nanoseconds per packet of the ebpf back end's program alone (BPF_PROG_TEST_RUN, no veth,
+    no generator): baseline.p4, dysco.p4 with the session entry, dysco.p4 without it, for a
+    64-byte and a 1,514-byte frame.  Five timings of ``repeat`` runs each; the median."""
+    from dysco.softswitch.targets.ebpf import EbpfSwitch, VethRig
+
+    frames = {"64": frame(), "1514": frame(1460)}
+    cases = {"baseline": (BASELINE, False), "dysco": (DYSCO, True), "dysco_no_entry": (DYSCO, False)}
+    out: dict[str, Any] = {"note": "mean ns per packet inside the kernel, the TC program alone"}
+    with VethRig([HOST_PORT, NET_PORT]) as rig:
+        for name, (path, entry) in cases.items():
+            prog = load_program(path)
+            sw = EbpfSwitch(prog, ports={p: rig.switch_if(p) for p in rig.ports}, netns=rig.name, rig=rig)
+            try:
+                if entry:
+                    sw.write_entry("insert", _session_entry(prog.p4info))
+                out[name] = {}
+                for size, pkt in frames.items():
+                    runs = [sw.time_program(HOST_PORT, pkt, repeat) for _ in range(5)]
+                    if {verdict for _, verdict in runs} != {7}:
+                        raise RuntimeError(f"{name}: the {size}-byte frame was not forwarded: {runs}")
+                    out[name][size] = statistics.median(ns for ns, _ in runs)
+            finally:
+                sw.close()
+    out["dysco_over_baseline_ns"] = {s: out["dysco"][s] - out["baseline"][s] for s in frames}
+    return out
 
 
 def main() -> None:
@@ -140,11 +168,22 @@ def main() -> None:
     ap.add_argument("--packets", type=int, default=30_000, help="packets per in-process run")
     ap.add_argument("--runs", type=int, default=5, help="in-process runs per program (median reported)")
     ap.add_argument("--veth-seconds", type=float, default=3.0, help="length of each veth run (needs root)")
-    ap.add_argument("--veth-runs", type=int, default=3)
+    ap.add_argument("--veth-runs", type=int, default=3, help="veth runs per back end and program")
+    ap.add_argument("--test-runs", type=int, default=100_000, help="in-kernel runs per ebpf timing")
+    ap.add_argument(
+        "--backends", default="ebpf,python", help="dysco switch back ends over veth (default: both)"
+    )
     args = ap.parse_args()
     result: dict[str, Any] = {"benchmark": "dataplane_pps", "packet_bytes": 64, "target_ratio": TARGET_RATIO}
     result["in_process"] = in_process(args.packets, args.runs)
-    result["veth"] = over_veth(args.veth_seconds, args.veth_runs) if os.geteuid() == 0 else "needs root"
+    if os.geteuid() == 0 and "ebpf" in args.backends:
+        from dysco.softswitch.targets.ebpf import unavailable
+
+        why = unavailable()
+        result["ebpf_program_ns"] = in_kernel(args.test_runs) if why is None else why
+    result["veth"] = (
+        over_veth(args.veth_seconds, args.veth_runs, args.backends) if os.geteuid() == 0 else "needs root"
+    )
     print(json.dumps(result, indent=2))
 
 

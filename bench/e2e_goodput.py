@@ -417,7 +417,7 @@ def _csv(choices: tuple[str, ...]) -> Any:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
+        description=__doc__.split("\n\n")[0].replace("\n", " "),
         epilog="example: sudo .venv/bin/python -m bench.e2e_goodput --backends ebpf --offloads on --runs 1",
     )
     parser.add_argument("--seconds", type=float, default=5.0, help="per iperf3 run")

@@ -41,10 +41,10 @@ from typing import Any
 import grpc
 from google.protobuf import __version__ as protobuf_version
 from google.protobuf.internal import api_implementation
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
 from bench import _pyspy
 from dysco.p4names import HOST_PORT, NET_PORT, SESSION_OUT
+from dysco.proto.p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from dysco.softswitch import load_program
 from dysco.softswitch.targets.ebpf import VethRig, unavailable
 from dysco.softswitch.targets.ebpf.cgen import generate

@@ -14,11 +14,14 @@ import platform
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 from dysco.softswitch import Switch, load_program
 from dysco.softswitch.api import ActionCall, FieldMatch, TableEntry
 from dysco.softswitch.targets.python.runtime import csum16
 
+VETH_TARGET_PPS = 1_000_000  # issue 16: router.p4 on the ebpf back end
+DMAC = bytes.fromhex("0a0b0c0d0e0f")  # what route_10_8 writes
 PROGRAM = Path(__file__).resolve().parent.parent / "tests" / "softswitch" / "programs" / "router.p4"
 
 
@@ -60,6 +63,12 @@ def main() -> None:
     ap.add_argument("--packets", type=int, default=50_000, help="packets per run")
     ap.add_argument("--runs", type=int, default=5, help="runs (the median is reported)")
     ap.add_argument("--veth-seconds", type=float, default=3.0, help="length of each veth run (needs root)")
+    ap.add_argument(
+        "--veth-runs", type=int, default=3, help="veth runs per back end (the median is reported)"
+    )
+    ap.add_argument(
+        "--backends", default="ebpf,python", help="dysco switch back ends over veth (default: both)"
+    )
     args = ap.parse_args()
     sw, frame = setup()
     out = sw.process(1, frame)
@@ -67,12 +76,23 @@ def main() -> None:
         raise SystemExit(f"the router did not forward the benchmark packet: {out!r}")
     run_once(sw, frame, 2_000)  # warm-up
     runs = [run_once(sw, frame, args.packets) for _ in range(args.runs)]
-    veth: list[dict[str, object]] = []
+    veth: dict[str, Any] = {"note": "needs root: run as root for the veth figures"}
     if os.geteuid() == 0:
-        from bench._veth import measure
+        from bench._veth import backends, per_backend, route_10_8
 
-        veth = [measure(PROGRAM, frame, args.veth_seconds) for _ in range(3)]
-    veth_pps = [int(str(v["pps"])) for v in veth]
+        names, skipped = backends(args.backends)
+        by = per_backend(
+            names, args.veth_runs, {"router": (PROGRAM, frame, route_10_8, DMAC)}, args.veth_seconds
+        )
+        veth = {b: r["router"] for b, r in by.items()}
+        veth["not_run"] = skipped
+        if "ebpf" in by:
+            veth["ebpf_target_pps"] = VETH_TARGET_PPS
+            veth["ebpf_target_met"] = by["ebpf"]["router"]["pps"] >= VETH_TARGET_PPS
+        if "ebpf" in by and "python" in by:
+            veth["ratio_ebpf_python"] = round(
+                by["ebpf"]["router"]["pps"] / max(1, by["python"]["router"]["pps"]), 1
+            )
     print(
         json.dumps(
             {
@@ -85,11 +105,7 @@ def main() -> None:
                 "pps": round(statistics.median(runs)),
                 "target_pps": 80_000,
                 "python": platform.python_version(),
-                "veth_runs": veth,
-                "veth_pps": round(statistics.median(veth_pps)) if veth_pps else None,
-                "veth_note": "dysco switch process, AF_PACKET on veth pairs; frames out per second"
-                if veth
-                else "needs root: run as root for the veth figure",
+                "veth": veth,
             },
             indent=2,
         )

@@ -25,10 +25,10 @@ from typing import IO, Literal
 
 import grpc
 from google.protobuf import text_format
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
 from dysco.errors import UserError
+from dysco.proto.p4.config.v1 import p4info_pb2
+from dysco.proto.p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
 TargetKind = Literal["bmv2", "softswitch"]
 KINDS: tuple[TargetKind, ...] = ("bmv2", "softswitch")

@@ -107,6 +107,11 @@ def _fail(c: _Context, message: str, at: Tok) -> _Problem:
 
 # ---- the file ---------------------------------------------------------------
 
+SYN_HOPS = 16
+"""Hops a Dysco SYN payload carries (docs/protocol.md; ``MAX_HOPS`` of the agent's wire format)."""
+MAX_CHAIN = SYN_HOPS - 1
+"""Middleboxes in one policy's chain: the SYN's hops less the server's."""
+
 
 def build(chunks: list[tuple[int, str]], filename: str, text: str) -> tuple[PolicyFile, list[SourceError]]:
     """The file's AST from its statements (``split_statements``), and every error found."""
@@ -135,6 +140,12 @@ def build(chunks: list[tuple[int, str]], filename: str, text: str) -> tuple[Poli
         else:
             policies[st.name] = st
     for pol in policies.values():
+        if len(pol.hops) > MAX_CHAIN:
+            error(
+                f"a chain holds at most {MAX_CHAIN} middleboxes (a Dysco SYN carries {SYN_HOPS} hops, "
+                f"the server's included); policy '{pol.name}' lists {len(pol.hops)}",
+                *_at(pol.hops[MAX_CHAIN].loc),
+            )
         for hop in pol.hops:
             if isinstance(hop, TypeHop) and hop.name not in middleboxes:
                 known = ", ".join(sorted(middleboxes)) or "none"

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dysco.compiler.source import read_policies
 from dysco.errors import UserError
 
 EPILOG = """\
@@ -51,10 +52,7 @@ def register(sub: Any) -> None:
 def _read(path: str) -> tuple[str, str]:
     if path == "-":
         return sys.stdin.read(), "<stdin>"
-    try:
-        return Path(path).read_text(), path
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
+    return read_policies(path), path
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,14 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2
-
 from dysco.compiler.boxes import PRange, Ternary
 from dysco.compiler.entries import Entry
 from dysco.compiler.output import PROTOCOL_TCP
 from dysco.errors import UserError
 from dysco.p4names import CLASSIFIER, ClassifierNames
+from dysco.proto.p4.config.v1 import p4info_pb2
+from dysco.proto.p4.v1 import p4runtime_pb2
 
 
 class EmitError(UserError):

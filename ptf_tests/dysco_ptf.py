@@ -10,12 +10,12 @@ from typing import Any
 
 import grpc
 import ptf
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from ptf.base_tests import BaseTest
 from ptf.testutils import test_param_get
 
 from dysco.p4names import PACKET_IN, PACKET_OUT
+from dysco.proto.p4.config.v1 import p4info_pb2
+from dysco.proto.p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
 WAIT_S = 5.0
 MT = p4info_pb2.MatchField

@@ -131,8 +131,8 @@ def register(subparsers: Any) -> None:
 
 def _pipeline(args: argparse.Namespace) -> Any:
     from google.protobuf import text_format
-    from p4.config.v1 import p4info_pb2
 
+    from dysco.proto.p4.config.v1 import p4info_pb2
     from dysco.runtime.p4rt import Pipeline
 
     if args.p4 and (args.p4info or args.device_config):
@@ -163,7 +163,7 @@ def _pipeline(args: argparse.Namespace) -> Any:
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
-    from dysco.compiler import compile_text
+    from dysco.compiler import compile_text, read_policies
     from dysco.runtime.core import SECOND, Config
     from dysco.runtime.core._types import ip_int
     from dysco.runtime.p4rt import Settings
@@ -174,11 +174,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         raise UserError(f"--address {args.address!r}: not an IPv4 address") from None
     policies = None
     if args.policies:
-        try:
-            text = Path(args.policies).read_text()
-        except OSError as exc:
-            raise UserError(f"{args.policies}: {exc.strerror}") from None
-        policies = compile_text(text, args.policies)
+        policies = compile_text(read_policies(args.policies), args.policies)
     try:
         agentless = tuple(ipaddress.IPv4Network(net) for net in args.agentless)
     except ValueError as exc:

@@ -11,9 +11,8 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from p4.config.v1 import p4info_pb2
-
 from dysco.errors import UserError
+from dysco.proto.p4.config.v1 import p4info_pb2
 
 from . import ir
 
@@ -198,50 +197,55 @@ def build(info: ir.ProgramInfo) -> p4info_pb2.P4Info:
     for a in sorted(info.actions.values(), key=lambda a: a.name):
         if not a.published:
             continue
-        m = p.actions.add()
-        m.preamble.id, m.preamble.name, m.preamble.alias = a.id, a.name, action_alias[a.name]
-        describe(m.preamble, a.annotations)
+        action = p.actions.add()
+        action.preamble.id, action.preamble.name, action.preamble.alias = a.id, a.name, action_alias[a.name]
+        describe(action.preamble, a.annotations)
         if a.name not in in_tables:
             continue  # only called directly: every parameter is bound by the call
         for prm in a.params:
-            pp = m.params.add()
+            pp = action.params.add()
             pp.id, pp.name, pp.bitwidth = prm.id, prm.name, prm.width
     ext_alias = aliases(info.externs)
     units = {"packets": "PACKETS", "bytes": "BYTES", "packets_and_bytes": "BOTH"}
     for e in info.externs.values():  # in declaration order, as p4c lists them
         if e.kind == "counter":
-            m = p.counters.add()
-            m.spec.unit = getattr(p4info_pb2.CounterSpec, units[e.unit])
-            m.size = e.size
+            counter = p.counters.add()
+            counter.spec.unit = getattr(p4info_pb2.CounterSpec, units[e.unit])
+            counter.size = e.size
+            preamble = counter.preamble
         elif e.kind == "direct_counter":
-            m = p.direct_counters.add()
-            m.spec.unit = getattr(p4info_pb2.CounterSpec, units[e.unit])
-            m.direct_table_id = info.tables[e.table].id if e.table else 0
+            dcounter = p.direct_counters.add()
+            dcounter.spec.unit = getattr(p4info_pb2.CounterSpec, units[e.unit])
+            dcounter.direct_table_id = info.tables[e.table].id if e.table else 0
+            preamble = dcounter.preamble
         elif e.kind == "meter":
-            m = p.meters.add()
-            m.spec.unit = getattr(p4info_pb2.MeterSpec, units[e.unit])
-            m.size = e.size
+            meter = p.meters.add()
+            meter.spec.unit = getattr(p4info_pb2.MeterSpec, units[e.unit])
+            meter.size = e.size
+            preamble = meter.preamble
         elif e.kind == "direct_meter":
-            m = p.direct_meters.add()
-            m.spec.unit = getattr(p4info_pb2.MeterSpec, units[e.unit])
-            m.direct_table_id = info.tables[e.table].id if e.table else 0
+            dmeter = p.direct_meters.add()
+            dmeter.spec.unit = getattr(p4info_pb2.MeterSpec, units[e.unit])
+            dmeter.direct_table_id = info.tables[e.table].id if e.table else 0
+            preamble = dmeter.preamble
         else:
-            m = p.registers.add()
-            m.type_spec.bitstring.bit.bitwidth = e.width
-            m.size = e.size
-        m.preamble.id, m.preamble.name, m.preamble.alias = e.id, e.name, ext_alias[e.name]
-        describe(m.preamble, e.annotations)
+            register = p.registers.add()
+            register.type_spec.bitstring.bit.bitwidth = e.width
+            register.size = e.size
+            preamble = register.preamble
+        preamble.id, preamble.name, preamble.alias = e.id, e.name, ext_alias[e.name]
+        describe(preamble, e.annotations)
     for h in sorted(info.controller_headers, key=lambda h: h.name):
-        m = p.controller_packet_metadata.add()
-        m.preamble.id, m.preamble.name, m.preamble.alias = h.id, h.name, h.name
-        m.preamble.annotations.append(f'@controller_header("{h.name}")')
+        cpm = p.controller_packet_metadata.add()
+        cpm.preamble.id, cpm.preamble.name, cpm.preamble.alias = h.id, h.name, h.name
+        cpm.preamble.annotations.append(f'@controller_header("{h.name}")')
         for i, (fname, width) in enumerate(h.fields):
-            md = m.metadata.add()
+            md = cpm.metadata.add()
             md.id, md.name, md.bitwidth = i + 1, fname, width
     for dg in sorted(info.digests.values(), key=lambda x: x.name):
-        m = p.digests.add()
-        m.preamble.id, m.preamble.name, m.preamble.alias = dg.id, dg.name, dg.name
-        m.type_spec.struct.name = dg.name
+        digest = p.digests.add()
+        digest.preamble.id, digest.preamble.name, digest.preamble.alias = dg.id, dg.name, dg.name
+        digest.type_spec.struct.name = dg.name
         st = p.type_info.structs[dg.name]
         for fname, width in dg.fields:
             mem = st.members.add()

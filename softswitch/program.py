@@ -7,9 +7,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from p4.config.v1 import p4info_pb2
-
 from dysco.errors import UserError
+from dysco.proto.p4.config.v1 import p4info_pb2
 
 from . import p4info as P
 from .frontend.parse import parse

@@ -13,9 +13,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from p4.config.v1 import p4info_pb2
-
 from dysco.errors import SourceError, SourcePos, UserError
+from dysco.proto.p4.config.v1 import p4info_pb2
 
 from .api import (
     ActionCall,

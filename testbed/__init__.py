@@ -15,6 +15,8 @@ Commands: ``dysco testbed up|down|run FILE`` (:mod:`dysco.testbed.cli`) and ``dy
 (:mod:`dysco.testbed.demo`).
 """
 
-from dysco.testbed._netns import Host, Plan, Process, SwitchProcess, Testbed, clean, load_topology
+from dysco.testbed._netns import Host, Plan, Testbed, clean
+from dysco.testbed._process import Process, SwitchProcess
+from dysco.testbed._topology import load_topology
 
 __all__ = ["Host", "Plan", "Process", "SwitchProcess", "Testbed", "clean", "load_topology"]

@@ -35,7 +35,9 @@ from dysco.testbed._demo_story import (
     progress_line,
     splice_points,
 )
-from dysco.testbed._netns import Plan, Process, Testbed, load_topology
+from dysco.testbed._netns import Plan, Testbed
+from dysco.testbed._process import Process
+from dysco.testbed._topology import load_topology
 
 PORT = 9000
 """The port examples/splice.toml's policies send through the proxy."""

@@ -18,7 +18,6 @@ runs them and docs/operations.md shows them (a test keeps the two equal).
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import queue
 import re
@@ -27,23 +26,17 @@ import signal
 import string
 import subprocess
 import sys
-import threading
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from dysco.errors import UserError
-from dysco.runtime.core import STATE_HOOKS
 from dysco.softswitch.server.cli import default_backend
+from dysco.testbed._process import AGENT_READY, SWITCH_READY, Process, run
 
-SWITCH_READY = "softswitch: P4Runtime server listening on"
 _BACKEND = re.compile(r", (\w+) backend$")
 """The back end at the end of a switch's ready line."""
-AGENT_READY = "dysco agent: ready"
-START_S = 60.0
-STOP_S = 10.0
 OFFLOADS = {False: "tx off rx off tso off gso off gro off", True: "tx on rx on tso on gso on gro on"}
 """``ethtool -K`` arguments for every veth end: offloads off, or on as a real NIC has them."""
 BACKENDS = ("ebpf", "python")
@@ -349,124 +342,6 @@ def _count(n: int) -> str:
     return ("one", "two", "three", "four", "five", "six")[n - 1] if 1 <= n <= 6 else str(n)
 
 
-def run(cmd: str) -> None:
-    proc = subprocess.run(shlex.split(cmd), capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise UserError(f"{cmd}: {proc.stderr.strip() or proc.stdout.strip()}")
-
-
-def _pump(stream: IO[str], lines: queue.Queue[str | None], log: IO[str]) -> None:
-    for line in stream:
-        log.write(line)
-        log.flush()
-        lines.put(line)
-    lines.put(None)  # end of output: the process is gone
-
-
-class Process:
-    """A ``dysco`` process whose output is logged to ``log`` and whose lines can be waited for."""
-
-    def __init__(self, argv: list[str], log: Path, ready: str) -> None:
-        self.argv = argv
-        self.log_path = log
-        self.ready = ready
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.ready_line = ""
-        self.proc: subprocess.Popen[str] | None = None
-        self._log: IO[str] | None = None
-        self._thread: threading.Thread | None = None
-
-    def __enter__(self) -> Process:
-        self._log = self.log_path.open("w")
-        self.proc = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-        )
-        assert self.proc.stdout is not None
-        self._thread = threading.Thread(
-            target=_pump,
-            args=(self.proc.stdout, self.lines, self._log),
-            name=f"pump-{self.argv[1]}",
-            daemon=True,
-        )
-        self._thread.start()
-        try:
-            self.ready_line = self.wait_for(self.ready, START_S)
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def wait_for(self, text: str, timeout: float) -> str:
-        """The next output line containing ``text``; raises UserError after ``timeout`` seconds."""
-        try:
-            while True:
-                line = self.lines.get(timeout=timeout)
-                if line is None:
-                    self.lines.put(None)  # for the next wait
-                    raise UserError(
-                        f"{' '.join(self.argv[:3])}: ended without a line with {text!r}; see {self.log_path}"
-                    )
-                if text in line:
-                    return line
-        except queue.Empty:
-            raise UserError(
-                f"{' '.join(self.argv[:3])}: no line with {text!r} in {timeout}s; see {self.log_path}"
-            ) from None
-
-    def drain(self) -> list[str]:
-        """The lines printed so far and not yet waited for (does not wait)."""
-        lines: list[str] = []
-        while True:
-            try:
-                line = self.lines.get_nowait()
-            except queue.Empty:
-                return lines
-            if line is None:
-                self.lines.put(None)
-                return lines
-            lines.append(line)
-
-    def send_line(self, line: str) -> None:
-        assert self.proc is not None and self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.stdin is not None:
-            self.proc.stdin.close()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=STOP_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self._thread is not None:
-            self._thread.join(timeout=STOP_S)
-        if self._log is not None:
-            self._log.close()
-
-    @property
-    def returncode(self) -> int | None:
-        return None if self.proc is None else self.proc.returncode
-
-
-class SwitchProcess(Process):
-    """``dysco switch --no-p4`` on ``address``, optionally with interfaces."""
-
-    def __init__(self, address: str, *, log: Path, interfaces: tuple[str, ...] = ()) -> None:
-        argv = [sys.executable, "-m", "dysco", "-v", "switch", "--no-p4"]
-        for i, iface in enumerate(interfaces, start=1):
-            argv += ["-i", f"{i}@{iface}"]
-        super().__init__([*argv, "--", "--cpu-port", "255", "--grpc-server-addr", address], log, SWITCH_READY)
-        self.address = address
-
-
 def stop_apps(plan: Plan) -> None:
     """Stop the middlebox daemons a (maybe failed) start left, by the pids in their pid files."""
     for m in plan.role("middlebox"):
@@ -503,6 +378,61 @@ class Testbed:
     def __post_init__(self) -> None:
         self.switches: list[Process] = []
         self.agents: list[Process] = []
+        self.exits: queue.Queue[Process] = queue.Queue()
+        """Switches and agents that exited while the testbed was up, in the order they did."""
+        self._stopping = False
+
+    def _start(self, kind: str, host: Host, *, append: bool = False) -> Process:
+        cmd, ready = (
+            (self.plan.switch(host), SWITCH_READY)
+            if kind == "switch"
+            else (self.plan.agent(host), AGENT_READY)
+        )
+        p = Process(
+            self._argv(cmd),
+            self.logs / f"{kind}-{host.name}.log",
+            ready,
+            name=f"{kind} {host.name}",
+            on_exit=self._exited,
+            append=append,
+        )
+        p.__enter__()  # a process that does not come up stops itself
+        return p
+
+    def _exited(self, p: Process) -> None:
+        """A switch or agent ended (its reader thread has reaped it): said at once on standard
+        error (the keeper's log for `dysco testbed up`) and queued for :meth:`wait_exit`."""
+        if self._stopping:
+            return
+        print(
+            f"testbed: {p.name} exited with code {p.returncode}; see {p.log_path}",
+            file=sys.stderr,
+            flush=True,
+        )
+        self.exits.put(p)
+
+    def wait_exit(self, timeout: float) -> Process:
+        """The next switch or agent to exit while the testbed is up."""
+        try:
+            return self.exits.get(timeout=timeout)
+        except queue.Empty:
+            raise UserError(f"no switch or agent exited within {timeout}s") from None
+
+    def restart(self, name: str) -> Process:
+        """Start ``"agent HOST"`` or ``"switch HOST"`` again (stopped first if it still runs),
+        with the same command; its log goes on after the old one's."""
+        kind, _, host_name = name.partition(" ")
+        if kind not in ("agent", "switch"):
+            raise UserError(f"restart {name!r}: say 'agent HOST' or 'switch HOST'")
+        procs = self.agents if kind == "agent" else self.switches
+        hosts = list(self.plan.with_agent() if kind == "agent" else self.plan.with_nic())
+        names = [h.name for h in hosts]
+        if host_name not in names:
+            raise UserError(f"restart {name!r}: no {kind} on a host of that name ({', '.join(names)})")
+        i = names.index(host_name)
+        procs[i].__exit__()
+        procs[i] = self._start(kind, hosts[i], append=True)
+        return procs[i]
 
     def _argv(self, cmd: str) -> list[str]:
         argv = shlex.split(cmd)
@@ -518,13 +448,9 @@ class Testbed:
             for path, text in self.plan.policy_files().values():
                 Path(path).write_text(text)
             for h in self.plan.with_nic():
-                p = Process(self._argv(self.plan.switch(h)), self.logs / f"switch-{h.name}.log", SWITCH_READY)
-                self.switches.append(p)
-                p.__enter__()
+                self.switches.append(self._start("switch", h))
             for h in self.plan.with_agent():
-                p = Process(self._argv(self.plan.agent(h)), self.logs / f"agent-{h.name}.log", AGENT_READY)
-                self.agents.append(p)
-                p.__enter__()
+                self.agents.append(self._start("agent", h))
             for m in self.plan.role("middlebox"):
                 if m.kind == "haproxy":
                     Path(self.plan.haproxy_files(m)[0]).write_text(self.plan.haproxy_config(m))
@@ -536,6 +462,7 @@ class Testbed:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stopping = True
         stop_apps(self.plan)
         for p in [*reversed(self.agents), *reversed(self.switches)]:
             p.__exit__()
@@ -557,134 +484,3 @@ class Testbed:
     def hosts(self) -> Iterator[Host]:
         """The hosts that run an agent."""
         yield from self.plan.with_agent()
-
-
-# ---- topology files ----------------------------------------------------------------------------
-
-_NAME = re.compile(r"[a-z][a-z0-9_]{0,15}")
-_TOP_KEYS = {"prefix", "p4", "linger", "grpc_port", "policy", "host"}
-_HOST_KEYS = {
-    "name",
-    "role",
-    "agent",
-    "kind",
-    "rules",
-    "port",
-    "p4",
-    "sysctls",
-    "policy",
-    "agentless",
-    "splice",
-    "state_hook",
-}
-_SYSCTL = re.compile(r"[a-z0-9_.]+=[A-Za-z0-9_.-]+")
-
-
-def _get(table: dict[str, Any], key: str, kind: type, default: Any, where: str) -> Any:
-    value = table.get(key, default)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise UserError(f"{where}: {key} must be {kind.__name__}, not {value!r}")
-    return value
-
-
-def load_topology(path: Path, **overrides: Any) -> Plan:
-    """The plan of a TOML topology file (examples/chain.toml shows every key); ``overrides``
-    replace the plan's fields (a test gives its own prefix, ports and paths)."""
-    try:
-        doc = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise UserError(f"{path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: {exc}") from None
-    unknown = set(doc) - _TOP_KEYS
-    if unknown:
-        raise UserError(f"{path}: unknown key {sorted(unknown)[0]!r} (known: {', '.join(sorted(_TOP_KEYS))})")
-    tables = doc.get("host", [])
-    if not isinstance(tables, list) or not tables:
-        raise UserError(f"{path}: no [[host]] tables")
-    base = _get(doc, "grpc_port", int, 9561, str(path))
-    ports: tuple[int, ...] = overrides.pop("ports", tuple(range(base, base + len(tables))))
-    counts: dict[str, int] = {}
-    hosts = []
-    for i, t in enumerate(tables):
-        where = f"{path}: host {i + 1}"
-        unknown = set(t) - _HOST_KEYS
-        if unknown:
-            raise UserError(f"{where}: unknown key {sorted(unknown)[0]!r}")
-        name = _get(t, "name", str, "", where)
-        if not _NAME.fullmatch(name):
-            raise UserError(
-                f"{where}: name {name!r} must be a lower-case identifier of at most 16 characters"
-            )
-        role = _get(t, "role", str, "", where)
-        if role not in ROLES:
-            raise UserError(f"{where}: role {role!r} is not one of {', '.join(ROLES)}")
-        kind = _get(t, "kind", str, "forward", where)
-        if kind not in KINDS:
-            raise UserError(f"{where}: kind {kind!r} is not one of {', '.join(KINDS)}")
-        rules = _get(t, "rules", list, [], where)
-        if not all(isinstance(r, str) for r in rules):
-            raise UserError(f"{where}: rules must be strings (iptables arguments)")
-        sysctls = _get(t, "sysctls", list, [], where)
-        bad = [x for x in sysctls if not (isinstance(x, str) and _SYSCTL.fullmatch(x))]
-        if bad:
-            raise UserError(f"{where}: sysctls must be NAME=VALUE strings, not {bad[0]!r}")
-        agentless = _get(t, "agentless", list, [], where)
-        for net in agentless:
-            try:
-                ipaddress.IPv4Network(net)
-            except (ValueError, TypeError):
-                raise UserError(f"{where}: agentless {net!r} is not an IPv4 network") from None
-        counts[role] = counts.get(role, 0) + 1
-        key = role[0] + (str(counts[role]) if counts[role] > 1 else "")
-        agent = _get(t, "agent", bool, True, where)
-        p4 = _get(t, "p4", str, "", where)
-        if p4 and agent:
-            raise UserError(f"{where}: p4 is for a NIC without an agent (agent = false)")
-        hosts.append(
-            Host(
-                key,
-                name,
-                i + 1,
-                ports[i],
-                role,
-                agent,
-                kind,
-                tuple(rules),
-                _get(t, "port", int, 80, where),
-                p4,
-                tuple(sysctls),
-                _get(t, "policy", str, "", where),
-                tuple(agentless),
-                _get(t, "splice", bool, False, where),
-                _get(t, "state_hook", str, "", where),
-            )
-        )
-    if len({h.name for h in hosts}) != len(hosts):
-        raise UserError(f"{path}: two hosts have the same name")
-    if [h.role for h in hosts if h.agent][:1] != ["client"]:
-        raise UserError(f"{path}: the first host with an agent must be a client (it holds the policy)")
-    fields: dict[str, Any] = {
-        "prefix": _get(doc, "prefix", str, "dy", str(path)),
-        "p4": _get(doc, "p4", str, "p4src/dysco.p4", str(path)),
-        "linger": float(_get(doc, "linger", (int, float), 2.0, str(path))),  # type: ignore[arg-type]
-        "policy": _get(doc, "policy", str, CHAIN_POLICY, str(path)),
-    }
-    fields["policies"] = f"/tmp/{fields['prefix']}-policy.dysco"
-    fields.update(overrides)
-    plan = Plan(tuple(hosts), **fields)
-    if not re.fullmatch(r"[a-z][a-z0-9]{0,7}", plan.prefix):
-        raise UserError(f"{path}: prefix {plan.prefix!r}: at most 8 lower-case letters and digits")
-    for h in plan.hosts:
-        if h.state_hook and h.state_hook not in STATE_HOOKS:
-            hooks = ", ".join(STATE_HOOKS)
-            raise UserError(f"{path}: host {h.name}: state_hook {h.state_hook!r} is not one of: {hooks}")
-        if (h.policy or h.splice or h.agentless or h.state_hook) and not h.agent:
-            raise UserError(
-                f"{path}: host {h.name}: policy, agentless and splice are for a host with an agent"
-            )
-    try:
-        plan.policy_files()  # every $NAME in a policy names a host
-    except UserError as exc:
-        raise UserError(f"{path}: {exc}") from None
-    return plan

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from dysco.errors import UserError
-from dysco.testbed._netns import BACKENDS, START_S, STOP_S, Plan, Testbed, clean, load_topology
+from dysco.testbed._netns import BACKENDS, Plan, Testbed, clean
+from dysco.testbed._process import START_S, STOP_S
+from dysco.testbed._topology import load_topology
 
 UP_LINE = "dysco testbed: up"
 

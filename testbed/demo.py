@@ -137,7 +137,7 @@ def demo_main(args: argparse.Namespace) -> int:
 
 
 def _run(root: Path, args: argparse.Namespace, sim: bool, size: int, out: Path) -> Story:
-    from dysco.testbed._netns import load_topology
+    from dysco.testbed._topology import load_topology
 
     if sim:
         from dysco.testbed import _demo_sim

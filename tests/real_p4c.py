@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from google.protobuf import text_format
-from p4.config.v1 import p4info_pb2
+
+from dysco.proto.p4.config.v1 import p4info_pb2
 
 ROOT = Path(__file__).resolve().parents[1]
 P4C = ROOT.parent / "shared" / "tools" / "p4c" / "bin" / "p4c-bm2-ss"

@@ -103,6 +103,9 @@ class Agent(Setup):
         if sid is not None:
             self.metrics["sessions.idle"] += 1
             self._close(now, self.sessions[sid], "idle", out)
+        else:  # an entry of no session this core holds (one an agent before a restart wrote): gone
+            self.metrics["entries.orphans_removed"] += 1
+            out.append(Delete(Mapping(table, key, None, 0)))
         return self._finish(out)
 
     def write_failed(self, now: int, mapping: Mapping, code: str, message: str) -> list[Action]:

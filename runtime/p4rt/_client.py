@@ -16,10 +16,10 @@ from typing import Any, Literal
 
 import grpc
 from google.rpc import code_pb2, status_pb2
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
 from dysco.errors import PeerError
+from dysco.proto.p4.config.v1 import p4info_pb2
+from dysco.proto.p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from dysco.runtime.core._types import Prefixed
 from dysco.softswitch.api import ActionCall, CloneSession, FieldMatch, TableEntry
 
@@ -105,6 +105,11 @@ def clone_session_to_proto(session: CloneSession) -> p4runtime_pb2.Entity:
     for r in session.replicas:
         cs.replicas.add(egress_port=r.port, instance=r.instance)
     return entity
+
+
+WRITE_CHUNK = 100
+"""Updates per Write: a server reports one error detail per update in trailing metadata, which
+gRPC caps (8-16 KB): 100 fit, compact as ``dysco switch`` sends them or in full as PI does."""
 
 
 def update_errors(exc: grpc.aio.AioRpcError, n: int) -> list[UpdateError | None]:
@@ -256,7 +261,15 @@ class Connection:
     # ---- writes ---------------------------------------------------------------------------------
 
     async def write(self, updates: Sequence[p4runtime_pb2.Update]) -> list[UpdateError | None]:
-        """One Write with CONTINUE_ON_ERROR; the result of each update, in order."""
+        """Writes with CONTINUE_ON_ERROR, one after the other, of at most ``WRITE_CHUNK`` updates
+        each (so that every update's result fits in the trailer a server answers with); the
+        result of each update, in order."""
+        out: list[UpdateError | None] = []
+        for start in range(0, len(updates), WRITE_CHUNK):
+            out += await self._write_one(updates[start : start + WRITE_CHUNK])
+        return out
+
+    async def _write_one(self, updates: Sequence[p4runtime_pb2.Update]) -> list[UpdateError | None]:
         if not updates:
             return []
         req = p4runtime_pb2.WriteRequest(

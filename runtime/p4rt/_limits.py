@@ -20,11 +20,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from p4.v1 import p4runtime_pb2
-
 from dysco import p4names
 from dysco.errors import UserError
 from dysco.p4names import Reason
+from dysco.proto.p4.v1 import p4runtime_pb2
 
 
 @dataclass(frozen=True, slots=True)

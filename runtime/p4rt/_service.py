@@ -39,11 +39,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
-from p4.v1 import p4runtime_pb2
 
 from dysco import p4names
 from dysco.compiler import Compiled
 from dysco.errors import DyscoError, PeerError
+from dysco.proto.p4.v1 import p4runtime_pb2
 from dysco.runtime._nic import Nic, PacketIn
 from dysco.runtime.core import Agent, Config, HookCall, StateHook, hook_done, run_hook
 from dysco.runtime.core._events import (

@@ -128,7 +128,7 @@ class Host:
                 self.notes.append(a)
         if more:
             self.execute(more)
-        if not self._polling and not self.agent.empty():
+        if not self._polling and (not self.agent.empty() or self.session_entries()):
             self._polling = True
             self.sim.after(self.idle_poll, self._poll_idle)
 
@@ -143,7 +143,7 @@ class Host:
             key = self.nic.mapping_key(entry)
             if key is not None:
                 self.execute(self.agent.idle_timeout(self.sim.now, *key))
-        if not self.agent.empty() and not self._polling:
+        if (not self.agent.empty() or self.session_entries()) and not self._polling:
             self._polling = True
             self.sim.after(self.idle_poll, self._poll_idle)
 

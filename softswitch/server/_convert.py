@@ -7,9 +7,8 @@ gives (INVALID_ARGUMENT almost always).  Outgoing values are canonical bytestrin
 
 from __future__ import annotations
 
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2
-
+from dysco.proto.p4.config.v1 import p4info_pb2
+from dysco.proto.p4.v1 import p4runtime_pb2
 from dysco.softswitch.api import (
     ActionCall,
     CloneSession,

@@ -14,14 +14,15 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 from google.rpc import code_pb2
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2
 
 from dysco.errors import DyscoError
+from dysco.proto.p4.config.v1 import p4info_pb2
+from dysco.proto.p4.v1 import p4runtime_pb2
 from dysco.softswitch.api import Clock, Device, EntryError, Program, TableEntry, WriteOp
+from dysco.softswitch.server import _p4info_check
 from dysco.softswitch.server._arbitration import Arbiter, Notice
 from dysco.softswitch.server._convert import table_entry_to_proto
 from dysco.softswitch.server._entities import MeterStore, plain_table_write, read_entity, write_update
@@ -126,7 +127,9 @@ class SwitchCore:
         program = device.program
         if program is not None:
             config = p4runtime_pb2.ForwardingPipelineConfig(p4_device_config=program.device_config())
-            config.p4info.CopyFrom(program.p4info)
+            # api.Program types it as object (protobuf stays out of the executor's contract);
+            # CopyFrom refuses anything but a P4Info.
+            config.p4info.CopyFrom(cast(p4info_pb2.P4Info, program.p4info))
             self._pipeline = _Pipeline(Schema.from_p4info(config.p4info), config)
 
     def set_transmit(self, transmit: Transmit) -> None:
@@ -415,8 +418,11 @@ class SwitchCore:
         if not config.HasField("p4info"):
             raise P4RuntimeError("INVALID_ARGUMENT", "Missing P4Info in the forwarding pipeline config")
         try:
+            _p4info_check.check_self(config.p4info)
             Schema.from_p4info(config.p4info)
-            return self._load_program(config.p4_device_config)
+            program = self._load_program(config.p4_device_config)
+            _p4info_check.check_against(config.p4info, program.p4info)
+            return program
         except P4RuntimeError:
             raise
         except DyscoError as exc:

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
-from p4.v1 import p4runtime_pb2
-
+from dysco.proto.p4.v1 import p4runtime_pb2
 from dysco.softswitch.api import CounterValue, Device, MeterConfig, TableEntry, WriteOp
 from dysco.softswitch.server._convert import (
     clone_session_from_proto,
@@ -73,16 +72,16 @@ def write_update(device: Device, schema: Schema, meters: MeterStore, update: p4r
         _write_counter(device, schema, op, update.entity.counter_entry)
     elif kind == "direct_counter_entry":
         _modify_only(op, "DirectCounter")
-        msg = update.entity.direct_counter_entry
-        entry = _direct_entry(schema, msg.table_entry, "direct_counter_id")
-        device.write_direct_counter(entry, counter_value_from_proto(msg.data))
+        dce = update.entity.direct_counter_entry
+        entry = _direct_entry(schema, dce.table_entry, "direct_counter_id")
+        device.write_direct_counter(entry, counter_value_from_proto(dce.data))
     elif kind == "meter_entry":
         _write_meter(device, schema, meters, op, update.entity.meter_entry)
     elif kind == "direct_meter_entry":
         _modify_only(op, "DirectMeter")
-        msg = update.entity.direct_meter_entry
-        entry = _direct_entry(schema, msg.table_entry, "direct_meter_id")
-        config = meter_config_from_proto(msg.config) if msg.HasField("config") else None
+        dme = update.entity.direct_meter_entry
+        entry = _direct_entry(schema, dme.table_entry, "direct_meter_id")
+        config = meter_config_from_proto(dme.config) if dme.HasField("config") else None
         device.set_direct_meter(entry, config)
         _remember(meters.direct, entry_key(entry), config)
     elif kind == "register_entry":

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
+from dysco.proto.p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from dysco.softswitch.server._core import (
     API_VERSION,
     StreamAbort,

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from p4.v1 import p4runtime_pb2
-
+from dysco.proto.p4.v1 import p4runtime_pb2
 from dysco.softswitch.server._errors import P4RuntimeError
 from dysco.softswitch.server._schema import ControllerHeader, decode_bytes, encode_bytes
 

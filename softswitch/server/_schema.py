@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from p4.config.v1 import p4info_pb2
-
+from dysco.proto.p4.config.v1 import p4info_pb2
 from dysco.softswitch.api import MatchKind
 from dysco.softswitch.server._errors import P4RuntimeError
 

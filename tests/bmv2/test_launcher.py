@@ -14,11 +14,11 @@ from pathlib import Path
 import grpc
 import pytest
 from google.protobuf import text_format
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
 from dysco.bmv2 import Target, TargetError, TargetSpec, build, choose_kind, find_p4c, switch_argv
 from dysco.bmv2.launcher import parse_port
+from dysco.proto.p4.config.v1 import p4info_pb2
+from dysco.proto.p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from dysco.softswitch import load_program
 from tests.real_p4c import P4C, p4c_unusable
 

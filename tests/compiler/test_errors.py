@@ -99,3 +99,22 @@ def test_predicates_nest_at_most_500_deep(deep: Callable[[int], str]) -> None:
     (err,) = info.value.errors
     assert err.pos.line == 2
     assert "more than 500 operators and parentheses; split it into several policies" in err.message
+
+
+def test_the_chain_limit_is_the_syn_payloads() -> None:
+    """The compiler's limit follows the agent's wire format: 16 hops, one of them the server."""
+    from dysco.compiler.build import MAX_CHAIN, SYN_HOPS
+    from dysco.runtime.core._syn_payload import MAX_HOPS
+
+    assert (SYN_HOPS, MAX_CHAIN) == (MAX_HOPS, MAX_HOPS - 1)
+
+
+def test_a_file_that_is_not_utf8_is_reported_at_its_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.dysco"
+    path.write_bytes(b"middlebox fw { instances 10.0.2.1; }\npolicy web: tcp -> fw # \xc3\xa9 caf\xe9\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "dysco", "compile", str(path)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    # line 2, column 30: the lone byte of "caf\xe9" (the valid é before it is one character, not two)
+    assert f"{path}:2:30: not UTF-8 (byte e9" in proc.stderr

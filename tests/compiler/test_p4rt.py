@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from p4.config.v1 import p4info_pb2
-from p4.v1 import p4runtime_pb2
 
 from dysco.compiler.p4rt import EmitError, canonical, table_entries
 from dysco.compiler.passes import Options, compile_text
 from dysco.p4names import CLASSIFIER, ClassifierNames
+from dysco.proto.p4.config.v1 import p4info_pb2
+from dysco.proto.p4.v1 import p4runtime_pb2
 
 EXAMPLE = (Path(__file__).resolve().parents[2] / "examples" / "policies.dysco").read_text()
 MT = p4info_pb2.MatchField

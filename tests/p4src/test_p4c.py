@@ -14,8 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from p4.config.v1 import p4info_pb2
 
+from dysco.proto.p4.config.v1 import p4info_pb2
 from dysco.softswitch import load_program
 from tests.real_p4c import P4C, p4c_unusable, p4info_differences, run_p4c
 

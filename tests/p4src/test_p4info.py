@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from p4.config.v1 import p4info_pb2
-
 from dysco.compiler.p4rt import table_entries
 from dysco.compiler.passes import compile_text
 from dysco.p4names import (
@@ -19,6 +17,7 @@ from dysco.p4names import (
     SESSION_TABLE_SIZE,
     SUBSESSION_IN,
 )
+from dysco.proto.p4.config.v1 import p4info_pb2
 from dysco.softswitch import P4Program
 from dysco.softswitch.server._convert import table_entry_from_proto
 from dysco.softswitch.server._schema import Schema

@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from p4.v1 import p4runtime_pb2
 
 from dysco import p4names
 from dysco.errors import InternalError, PeerError
+from dysco.proto.p4.v1 import p4runtime_pb2
 from dysco.runtime.core import Config
 from dysco.runtime.core._events import Action, Port, Reason
 from dysco.runtime.core._types import ip_int

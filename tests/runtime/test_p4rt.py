@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from p4.v1 import p4runtime_pb2
 
 from dysco import p4names
 from dysco.compiler import compile_text
+from dysco.proto.p4.v1 import p4runtime_pb2
 from dysco.runtime.core import Config
 from dysco.runtime.core import _packet as pk
 from dysco.runtime.core import _syn_payload as wire
@@ -156,6 +156,34 @@ def test_refused_write_fails_the_session_closed(dysco_program: Program, switch: 
             assert service.counters["errors.write.ALREADY_EXISTS"] == 1
             assert service.agent.empty()
             assert [e["kind"] for e in service.errors][:1] == ["write_failed"]
+        finally:
+            await _stop(task)
+
+    asyncio.run(main())
+
+
+def test_a_big_write_reports_every_updates_result_in_order(
+    dysco_program: Program, switch: SwitchProcess
+) -> None:
+    """450 updates, every other one refused (225): the client splits them into Writes
+    the server's error details fit in, and each update gets its own result, in order."""
+
+    async def main() -> None:
+        service = AgentService(settings(dysco_program, switch.address))
+        task = await _running(service)
+        try:
+            conn = service.connection
+            assert conn is not None
+
+            def update(i: int) -> p4runtime_pb2.Update:
+                key = FiveTuple(ip_int("10.9.0.1"), ip_int("10.9.0.2"), 1000 + i, 80)
+                return conn.table_update("insert", service.nic.entry(Mapping(Table.IN, key, key, 9)))
+
+            assert await conn.write([update(i) for i in range(0, 450, 2)]) == [None] * 225
+            results = await conn.write([update(i) for i in range(450)])
+            assert [r is not None and r.code == "ALREADY_EXISTS" for r in results] == [
+                i % 2 == 0 for i in range(450)
+            ]
         finally:
             await _stop(task)
 

@@ -220,6 +220,28 @@ def test_idle_timeout_removes_a_silent_session(dysco_program: Program) -> None:
     check_clean(w)
 
 
+def test_a_restarted_agent_removes_the_entries_of_the_sessions_it_forgot(dysco_program: Program) -> None:
+    """An agent that restarts (a new core, nothing known) gets the NIC's idle-timeout
+    notifications for the entries its predecessor wrote; each is deleted and counted, so nothing
+    is left behind (the entries used to stay for good)."""
+    from dysco.runtime.core import Agent
+
+    w, client, _server = chain_world(dysco_program, 1, idle_timeout=5 * SECOND)
+    conn = client.connect(ip_int(SERVER), 80, b"")
+    conn.want_fin = False  # the client never closes
+    w.sim.run_for(100 * MS)
+    mb = w.hosts["mb0"]
+    old = mb.agent
+    assert old is not None and len(old.sessions) == 1
+    written = mb.session_entries()
+    assert written > 0
+    mb.agent = Agent(old.config, old.chains.values())  # the restart: the NIC keeps its entries
+    w.sim.run_for(LINGER)
+    assert mb.agent.metrics["entries.orphans_removed"] == written
+    assert mb.agent.metrics["sessions.idle"] == 0  # it never knew the session
+    check_clean(w)
+
+
 def test_partition_during_setup_times_out_cleanly(dysco_program: Program) -> None:
     # the setup deadline runs from the host's last SYN retransmission (~19 s of retries here), so
     # the idle timeout is longer than that: the setup's failure is what is reported

@@ -28,13 +28,13 @@ import grpc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
 from dysco import p4names
 from dysco.compiler import compile_text
 from dysco.p4names import NET_PORT, Reason
+from dysco.proto.p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from dysco.runtime.core import SECOND, Agent, Config
 from dysco.runtime.core import _auth as auth
 from dysco.runtime.core import _control_messages as cw

@@ -16,12 +16,12 @@ from typing import Any
 
 import grpc
 import pytest
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
 from dysco import p4names
 from dysco.compiler import compile_text
 from dysco.errors import UserError
 from dysco.p4names import Reason
+from dysco.proto.p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from dysco.runtime._nic import Nic
 from dysco.runtime.core import _control_messages as cw
 from dysco.runtime.core import _packet as pk
@@ -181,7 +181,7 @@ def test_parse_limit_refuses(text: str, message: str) -> None:
 
 
 def test_a_program_without_the_meter_is_refused() -> None:
-    from p4.config.v1 import p4info_pb2
+    from dysco.proto.p4.config.v1 import p4info_pb2
 
     with pytest.raises(UserError, match=r"no meter DyscoIngress\.punt_meter"):
         lim.meter_updates(p4info_pb2.P4Info())

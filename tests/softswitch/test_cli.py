@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 from google.protobuf import json_format, text_format
-from p4.config.v1 import p4info_pb2
 
 from dysco.cli import main
+from dysco.proto.p4.config.v1 import p4info_pb2
 from dysco.softswitch import load_program, program_from_device_config
 
 ROUTER = Path(__file__).parent / "programs" / "router.p4"

@@ -9,8 +9,8 @@ from typing import Any
 
 import grpc
 from google.rpc import status_pb2
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
+from dysco.proto.p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from dysco.softswitch.server._errors import STATUS_DETAILS_KEY
 
 WAIT_S = 10.0

@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from p4.config.v1 import p4info_pb2
-
 from dysco.errors import DyscoError
+from dysco.proto.p4.config.v1 import p4info_pb2
 from dysco.softswitch.api import (
     ActionCall,
     Clock,

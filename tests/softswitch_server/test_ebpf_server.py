@@ -13,8 +13,8 @@ from typing import Any
 
 import grpc
 import pytest
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
+from dysco.proto.p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from dysco.softswitch import load_program
 from dysco.softswitch.api import ActionCall, FieldMatch, TableEntry
 from dysco.softswitch.server import RawSocketPorts, SoftSwitchServer

@@ -8,9 +8,8 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import text_format
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
+from dysco.proto.p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from dysco.softswitch.server import MemoryPorts, SoftSwitchServer
 
 from .client import Session, election
@@ -153,30 +152,3 @@ def test_idle_timeout_from_the_executor(
     clock.advance(6_000_000)
     note = controller.recv_kind("idle_timeout_notification")
     assert [te.match[0].exact.value for te in note.table_entry] == [b"\x01"]
-
-
-def test_p4runtime_shell_against_the_executor(real: Any, program: Any, tmp_path: Path) -> None:
-    import p4runtime_sh.shell as sh  # a pinned test dependency: a broken install must fail, not skip
-
-    srv, _ = real
-    p4info_path = tmp_path / "p4info.txt"
-    p4info_path.write_text(text_format.MessageToString(program.p4info))
-    bin_path = tmp_path / "device.bin"
-    bin_path.write_bytes(program.device_config())
-    sh.setup(
-        device_id=0,
-        grpc_addr=f"127.0.0.1:{srv.port}",
-        election_id=(0, 1),
-        config=sh.FwdPipeConfig(str(p4info_path), str(bin_path)),
-    )
-    try:
-        te = sh.TableEntry("MyIngress.fwd")(action="MyIngress.forward")
-        te.match["standard_metadata.ingress_port"] = "1"
-        te.action["port"] = "2"
-        te.insert()
-        (got,) = list(sh.TableEntry("MyIngress.fwd").read())
-        assert got.action["port"].value == b"\x02"
-        te.delete()
-        assert list(sh.TableEntry("MyIngress.fwd").read()) == []
-    finally:
-        sh.teardown()

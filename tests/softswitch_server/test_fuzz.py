@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from p4.v1 import p4runtime_pb2
 
+from dysco.proto.p4.v1 import p4runtime_pb2
 from dysco.softswitch.server import P4RuntimeError, SwitchCore
 
 from .conftest import FakeClock, pipeline_request

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
+from dysco.proto.p4.config.v1 import p4info_pb2
+from dysco.proto.p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from dysco.softswitch.server import SoftSwitchServer
 
 from .client import Session, election, write_errors
@@ -148,6 +149,53 @@ def test_verify_and_save_then_commit(stub: Stub, device: FakeDevice) -> None:
     assert stub.GetForwardingPipelineConfig(GET(device_id=0)).config.cookie.cookie == 0xC00C1E
 
 
+def _duplicate_table_id(info: p4info_pb2.P4Info) -> None:
+    info.tables[1].preamble.id = info.tables[0].preamble.id
+
+
+def _huge_key(info: p4info_pb2.P4Info) -> None:
+    info.tables[0].match_fields[0].bitwidth = 4096
+
+
+def _unknown_action(info: p4info_pb2.P4Info) -> None:
+    info.tables[0].action_refs.add(id=0x01FFFFFF)
+
+
+def _no_tables(info: p4info_pb2.P4Info) -> None:
+    for field in ("tables", "direct_counters", "direct_meters"):
+        info.ClearField(field)
+
+
+def _renamed_param_width(info: p4info_pb2.P4Info) -> None:
+    info.actions[0].params[0].bitwidth = 16
+
+
+@pytest.mark.parametrize(
+    ("mutate", "fragment"),
+    [
+        (_duplicate_table_id, "is used twice"),
+        (_huge_key, "is 4096 bits, the program's is 48"),
+        (_unknown_action, "names action id 0x01ffffff, which the P4Info does not have"),
+        (_no_tables, "the program's table 'MyIngress.fwd' (id 0x02000001) is missing"),
+        (_renamed_param_width, "'port' is 16 bits, the program's is 9"),
+    ],
+)
+def test_a_p4info_that_contradicts_itself_or_the_program_is_refused(
+    stub: Stub, primary: Session, device: FakeDevice, mutate: object, fragment: str
+) -> None:
+    for action in (SET.VERIFY, SET.VERIFY_AND_COMMIT):
+        req = pipeline_request(1)
+        req.action = action
+        mutate(req.config.p4info)  # type: ignore[operator]
+        exc = rpc_error(stub.SetForwardingPipelineConfig, req)
+        assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert fragment in (exc.details() or "")
+    # the running pipeline stayed: its tables still take entries
+    assert device.loads == 1
+    write(stub, (U.INSERT, table(fwd_entry(b"\x00\x00\x00\x00\x00\x07"))))
+    assert len(read(stub, table(p4runtime_pb2.TableEntry(table_id=T_FWD)))) == 1
+
+
 def test_reconcile_is_unimplemented(stub: Stub) -> None:
     req = pipeline_request(None)
     req.action = SET.RECONCILE_AND_COMMIT
@@ -271,6 +319,36 @@ def test_a_long_run_reaches_the_device_in_pieces_of_run_max(
     write(stub, *((U.INSERT, route(p)) for p in range(1, 6)))
     assert sizes == [2, 2, 1]
     assert len(read(stub, table(p4runtime_pb2.TableEntry(table_id=T_ROUTE)))) == 5
+
+
+def _mac(i: int) -> bytes:
+    return i.to_bytes(6, "big")
+
+
+@pytest.mark.parametrize("failing", [200, 1000])
+def test_many_failed_updates_stay_within_the_trailer_limit(
+    stub: Stub, primary: Session, failing: int
+) -> None:
+    """Hundreds of refusals in one Write: the client still gets UNKNOWN with one detail per
+    update (compacted: codes, short type URL), never RESOURCE_EXHAUSTED; past what fits in
+    gRPC's metadata limit the details stop and the message says so."""
+    write(stub, *((U.INSERT, table(fwd_entry(_mac(i)))) for i in range(failing)))
+    req = p4runtime_pb2.WriteRequest(device_id=0, election_id=election(1))
+    for i in range(failing):  # every one of them is there already
+        req.updates.add(type=U.INSERT, entity=table(fwd_entry(_mac(i))))
+    req.updates.add(type=U.INSERT, entity=table(fwd_entry(_mac(failing))))  # the one that goes in
+    exc = rpc_error(stub.Write, req)
+    assert exc.code() == grpc.StatusCode.UNKNOWN
+    errors = write_errors(exc)
+    already = grpc.StatusCode.ALREADY_EXISTS.value[0]
+    assert errors and all(e.canonical_code == already for e in errors)
+    if failing == 200:
+        assert len(errors) == failing  # all of them, up to the last failing one
+    else:
+        assert 250 <= len(errors) < failing
+        assert f"details of the first {len(errors)} of {failing} updates only" in (exc.details() or "")
+    assert f"{failing} of {failing + 1} updates failed" in (exc.details() or "")
+    assert len(read(stub, table(p4runtime_pb2.TableEntry(table_id=T_FWD)))) == failing + 1
 
 
 @pytest.mark.parametrize(

@@ -7,28 +7,21 @@ a PacketOut leaves on a host end, and SIGTERM ends the process with status 0.
 from __future__ import annotations
 
 import os
-import queue
-import re
 import signal
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import grpc
 import pytest
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
+
+from dysco.proto.p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
 from .client import Session, election
 from .netns import Topology, expect_frame, frame, host_ports, raw_socket_in
+from .switch_process import WAIT_S, running_switch
 
 PROGRAM = Path(__file__).parent / "programs" / "fwd.p4"
-DYSCO = Path(sys.executable).parent / "dysco"
-READY = re.compile(r"softswitch: P4Runtime server listening on \S+ \(port (\d+)\)")
-START_S = 60.0
-WAIT_S = 10.0
 
 pytestmark = pytest.mark.root
 
@@ -39,11 +32,6 @@ def topology() -> Iterator[Topology]:
         pytest.skip("needs root (network namespaces, veth, raw sockets)")
     with host_ports(2) as topo:
         yield topo
-
-
-def _lines(stream: IO[str], out: queue.Queue[str]) -> None:
-    for line in stream:
-        out.put(line)
 
 
 def _ebpf_why() -> str | None:
@@ -65,30 +53,11 @@ def switch(
     request: pytest.FixtureRequest, topology: Topology, tmp_path: Path
 ) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """The switch on either back end; on ebpf the CPU port is the veth pair dc<pid>s/c."""
-    stderr = (tmp_path / "switch.log").open("w")
-    argv = [str(DYSCO), "-v", "switch", "--backend", request.param, "--cpu-port", "64"]
-    argv += ["--grpc-server-addr", "127.0.0.1:0"]
+    argv = ["--backend", request.param, "--cpu-port", "64", "--grpc-server-addr", "127.0.0.1:0"]
     for i, pair in enumerate(topology.pairs, start=1):
         argv += ["-i", f"{i}@{pair.switch_end}"]
-    proc = subprocess.Popen([*argv, str(PROGRAM)], stdout=subprocess.PIPE, stderr=stderr, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-    assert proc.stdout is not None
-    threading.Thread(target=_lines, args=(proc.stdout, lines), name="switch-stdout", daemon=True).start()
-    try:
-        try:
-            line = lines.get(timeout=START_S)
-        except queue.Empty:
-            pytest.fail(
-                f"dysco switch did not get ready in {START_S}s: {(tmp_path / 'switch.log').read_text()}"
-            )
-        match = READY.match(line)
-        assert match, f"unexpected first line {line!r}; log: {(tmp_path / 'switch.log').read_text()}"
-        yield proc, int(match.group(1))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=WAIT_S)
-        stderr.close()
+    with running_switch([*argv, str(PROGRAM)], tmp_path / "switch.log") as running:
+        yield running
 
 
 def ids(p4info: object) -> dict[str, int]:

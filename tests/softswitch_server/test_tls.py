@@ -10,8 +10,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
+from dysco.proto.p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from dysco.softswitch.server import SoftSwitchServer, TlsConfig
 from tests.pki import make_pki
 

@@ -6,8 +6,8 @@ import pytest
 from google.rpc import code_pb2
 from hypothesis import given
 from hypothesis import strategies as st
-from p4.v1 import p4runtime_pb2
 
+from dysco.proto.p4.v1 import p4runtime_pb2
 from dysco.softswitch.server._arbitration import Arbiter, Notice
 from dysco.softswitch.server._errors import P4RuntimeError, write_status
 from dysco.softswitch.server._packetio import build_packet_out, split_packet_in

@@ -42,7 +42,7 @@ from ._hashtable import HashTable
 from ._scantable import ScanTable
 from .build import build
 from .cpuport import CpuVeth
-from .libbpf import BpfError, BpfMap, BpfObject
+from .libbpf import BpfError, BpfMap, BpfObject, test_run
 from .netns import ETH_P_ALL, VethRig, in_netns
 from .tablemaps import TableMaps
 
@@ -251,6 +251,17 @@ class EbpfSwitch:
         return self.cpu.controller_if if self.cpu is not None else None
 
     # ------------------------------------------------------------ packets
+    def time_program(self, port: int, data: bytes, repeat: int = 100_000) -> tuple[float, int]:
+        """Nanoseconds the program takes per packet (the kernel's BPF_PROG_TEST_RUN, ``repeat``
+        runs, mean) for ``data`` arriving on ``port``, and its TC verdict (7: redirect, 2: drop,
+        0: pass).  For benchmarks: it times the program alone, without the veths around it."""
+        if self._obj is None or self.c_program is None:
+            raise EntryError("FAILED_PRECONDITION", "no program loaded")
+        ifindex = BpfMap(self._obj, self.c_program.egress_map, 4, 4).lookup(struct.pack("=I", port))
+        if ifindex is None:
+            raise EntryError("INVALID_ARGUMENT", f"no port {port}")
+        return test_run(self._obj, data, struct.unpack("=I", ifindex)[0], repeat)
+
     def counters(self) -> list[int]:
         return [struct.unpack("=Q", self.stats.lookup(struct.pack("=I", i)) or bytes(8))[0] for i in range(4)]
 

@@ -7,6 +7,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -54,6 +55,7 @@ def _load_lib() -> ctypes.CDLL:
         "bpf_map_delete_batch": (ci, [ci, vp, ctypes.POINTER(ctypes.c_uint32), vp]),
         "libbpf_set_print": (vp, [vp]),
         "libbpf_num_possible_cpus": (ci, []),
+        "bpf_prog_test_run_opts": (ci, [ci, vp]),
     }
     for fname, (res, args) in sigs.items():
         f = getattr(lib, fname)
@@ -234,3 +236,49 @@ class BpfMap:
         if len(data) != size:
             raise ValueError(f"expected {size} bytes, got {len(data)}")
         return ctypes.create_string_buffer(data, size)
+
+
+class _TestRunOpts(ctypes.Structure):
+    """libbpf's ``struct bpf_test_run_opts`` (libbpf 1.1)."""
+
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("data_in", ctypes.c_void_p),
+        ("data_out", ctypes.c_void_p),
+        ("data_size_in", ctypes.c_uint32),
+        ("data_size_out", ctypes.c_uint32),
+        ("ctx_in", ctypes.c_void_p),
+        ("ctx_out", ctypes.c_void_p),
+        ("ctx_size_in", ctypes.c_uint32),
+        ("ctx_size_out", ctypes.c_uint32),
+        ("retval", ctypes.c_uint32),
+        ("repeat", ctypes.c_int),
+        ("duration", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("cpu", ctypes.c_uint32),
+        ("batch_size", ctypes.c_uint32),
+    ]
+
+
+SKB_CTX_SIZE = 192  # struct __sk_buff; the kernel wants the fields it does not take zeroed
+SKB_INGRESS_IFINDEX = 36  # offsetof(struct __sk_buff, ingress_ifindex)
+
+
+def test_run(obj: BpfObject, data: bytes, ingress_ifindex: int, repeat: int) -> tuple[float, int]:
+    """Run the object's program on ``data`` ``repeat`` times in the kernel (BPF_PROG_TEST_RUN) as
+    if it arrived on ``ingress_ifindex``; the mean nanoseconds per run and the program's verdict.
+    Nothing leaves: a redirect is only the verdict."""
+    buf = ctypes.create_string_buffer(data, len(data))
+    ctx = ctypes.create_string_buffer(SKB_CTX_SIZE)
+    struct.pack_into("=I", ctx, SKB_INGRESS_IFINDEX, ingress_ifindex)
+    opts = _TestRunOpts(
+        sz=ctypes.sizeof(_TestRunOpts),
+        data_in=ctypes.cast(buf, ctypes.c_void_p),
+        data_size_in=len(data),
+        ctx_in=ctypes.cast(ctx, ctypes.c_void_p),
+        ctx_size_in=SKB_CTX_SIZE,
+        repeat=repeat,
+    )
+    if obj._lib.bpf_prog_test_run_opts(obj.prog_fd, ctypes.byref(opts)) != 0:
+        raise BpfError(_errno_text("BPF_PROG_TEST_RUN"))
+    return float(opts.duration), int(opts.retval)

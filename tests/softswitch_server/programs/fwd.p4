@@ -1,9 +1,12 @@
 /* Port forwarding with packet-in/packet-out, for the softswitch server tests.
- * fwd: ingress port -> forward(port) | to_cpu() | drop().  CPU port 64. */
+ * fwd: ingress port -> forward(port) | to_cpu() | drop().  CPU port 64.
+ * port_in counts, per ingress port, the frames of the tests' ethertype (netns.ETHERTYPE), so
+ * whatever else a kernel sends on a veth cannot change a count a test expects. */
 #include <core.p4>
 #include <v1model.p4>
 
 const bit<9> CPU_PORT = 64;
+const bit<16> TEST_ETHERTYPE = 0x88b5;
 
 @controller_header("packet_in")
 header packet_in_t {
@@ -64,6 +67,7 @@ control MyIngress(inout headers_t hdr, inout metadata_t meta,
     action to_cpu() {
         standard_metadata.egress_spec = CPU_PORT;
     }
+    counter(512, CounterType.packets_and_bytes) port_in;
     table fwd {
         key = { standard_metadata.ingress_port: exact; }
         actions = { forward; to_cpu; drop; }
@@ -76,6 +80,9 @@ control MyIngress(inout headers_t hdr, inout metadata_t meta,
             standard_metadata.egress_spec = hdr.packet_out.egress_port;
             hdr.packet_out.setInvalid();
         } else {
+            if (hdr.ethernet.etherType == TEST_ETHERTYPE) {
+                port_in.count((bit<32>)standard_metadata.ingress_port);
+            }
             fwd.apply();
         }
     }
