@@ -77,6 +77,7 @@ bench: setup
 	@if [ "$$(id -u)" = 0 ]; then $(BIN)/python -m bench.punt_path && $(BIN)/python -m bench.e2e_goodput && \
 	  $(BIN)/python -m bench.reconf_time; \
 	else echo "bench.punt_path, bench.e2e_goodput, bench.reconf_time: need root (network namespaces), skipped"; fi
+	@if [ "$$(id -u)" = 0 ]; then $(BIN)/python -m bench.session_table; else echo "bench.session_table: needs root (BPF), skipped"; fi
 
 # Everything, slow tests included, with the hypothesis "soak" profile (many more examples), then
 # coverage-guided fuzzing of the SYN-payload and control-message decoders (atheris) for

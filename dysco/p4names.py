@@ -65,6 +65,9 @@ PEER_METER = "DyscoIngress.peer_meter"
 cell of :data:`PUNT_METER`."""
 PEER_CELLS = 64
 """Size of :data:`PEER_METER` and of :data:`KNOWN_PEER` (the program's ``DYSCO_PEER_CELLS``)."""
+SESSION_TABLE_SIZE = 1 << 20
+"""Entries of each session table, :data:`SESSION_OUT` and :data:`SUBSESSION_IN` (the program's
+``DYSCO_SESSION_TABLE_SIZE``)."""
 
 
 class Reason(IntEnum):

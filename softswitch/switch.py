@@ -18,6 +18,7 @@ from .api import (
     Replica,
     TableEntry,
     WriteOp,
+    write_each,
 )
 from .program import P4Program
 from .targets.python.externs_rt import CounterArray, MeterArray, RegisterArray
@@ -103,6 +104,9 @@ class Switch:
 
     def write_entry(self, op: WriteOp, entry: TableEntry) -> None:
         self._table(entry.table_id).write(op, entry)
+
+    def write_entries(self, updates: Sequence[tuple[WriteOp, TableEntry]]) -> list[EntryError | None]:
+        return write_each(self, updates)
 
     def read_entries(self, table_id: int = 0) -> list[TableEntry]:
         if table_id:

@@ -59,6 +59,13 @@ const bit<2> METER_RED = 2;
 #endif
 const bit<32> PEER_CELLS = DYSCO_PEER_CELLS;
 
+/* Entries of each session table (session_out, subsession_in): 2^20, so one NIC holds a million
+ * sessions' entries in either direction.  The ebpf back end allocates an entry's memory when it
+ * is written (BPF_F_NO_PREALLOC), so an empty table costs only its hash buckets. */
+#ifndef DYSCO_SESSION_TABLE_SIZE
+#define DYSCO_SESSION_TABLE_SIZE 1048576
+#endif
+
 /* standard_metadata.instance_type of an ingress-to-egress clone */
 const bit<32> INSTANCE_I2E_CLONE = 1;
 

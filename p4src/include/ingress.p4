@@ -79,7 +79,7 @@ table session_out {
     actions = { rewrite; punt_session; drop_session; @defaultonly NoAction; }
     const default_action = NoAction();
     support_timeout = true;
-    size = 65536;
+    size = DYSCO_SESSION_TABLE_SIZE;
 }
 
 table subsession_in {
@@ -93,5 +93,5 @@ table subsession_in {
     actions = { rewrite; punt_session; drop_session; @defaultonly NoAction; }
     const default_action = NoAction();
     support_timeout = true;
-    size = 65536;
+    size = DYSCO_SESSION_TABLE_SIZE;
 }

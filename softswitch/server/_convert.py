@@ -22,6 +22,7 @@ from dysco.softswitch.server._errors import P4RuntimeError
 from dysco.softswitch.server._schema import Schema, TableInfo, decode_bytes, encode_bytes
 
 _PORT_BITS = 32
+_TABLE_ONLY, _DEFAULT_ONLY = p4info_pb2.ActionRef.TABLE_ONLY, p4info_pb2.ActionRef.DEFAULT_ONLY
 """Replica ``port`` bytestrings: P4Runtime SDN port numbers are 32-bit."""
 
 
@@ -36,36 +37,46 @@ def table_entry_from_proto(schema: Schema, msg: p4runtime_pb2.TableEntry, *, nee
     """An API entry from a P4Runtime one; ``need_action`` for INSERT and non-default MODIFY."""
     table = schema.table(msg.table_id)
     match = _match_from_proto(table, msg)
-    if msg.is_default_action:
-        if match or msg.priority:
+    # each field read once: with upb every read is a call into C
+    default, priority, timeout = msg.is_default_action, msg.priority, msg.idle_timeout_ns
+    if default:
+        if match or priority:
             raise _invalid(f"{table.name}: a default entry has no match key and no priority")
     elif table.needs_priority:
-        if msg.priority <= 0:
+        if priority <= 0:
             raise _invalid(f"{table.name}: entries of a ternary, range or optional table need a priority > 0")
-    elif msg.priority != 0:
+    elif priority != 0:
         raise _invalid(f"{table.name}: priority must be 0 in a table without ternary, range or optional keys")
-    if msg.idle_timeout_ns < 0:
+    if timeout < 0:
         raise _invalid(f"{table.name}: negative idle_timeout_ns")
-    if msg.idle_timeout_ns and not table.supports_timeout:
+    if timeout and not table.supports_timeout:
         raise _invalid(f"{table.name}: idle_timeout_ns set but the table does not support idle timeout")
     action = ActionCall(0)
     if msg.HasField("action"):
-        action = _action_from_proto(schema, table, msg.action, default=msg.is_default_action)
+        action = _action_from_proto(schema, table, msg.action, default=default)
     elif need_action:
         raise _invalid(f"{table.name}: entry has no action")
     return TableEntry(
-        table_id=table.id,
-        match=match,
-        action=action,
-        priority=msg.priority,
-        idle_timeout_ns=msg.idle_timeout_ns,
-        controller_metadata=msg.controller_metadata,
-        metadata=msg.metadata,
-        is_default_action=msg.is_default_action,
+        table.id, match, action, priority, timeout, msg.controller_metadata, msg.metadata, default
     )
 
 
 def _match_from_proto(table: TableInfo, msg: p4runtime_pb2.TableEntry) -> tuple[FieldMatch, ...]:
+    fields = table.exact_fields
+    if fields and len(msg.match) == len(fields):
+        # the common case of an exact table: every field, in id order, its value in its width
+        out: list[FieldMatch] = []
+        for fm, (fid, width) in zip(msg.match[:], fields, strict=True):  # a slice: one list, not an iterator
+            data = fm.exact.value  # not empty: the field is an exact match
+            if fm.field_id != fid or not data:
+                break
+            value = int.from_bytes(data, "big")
+            if value >> width:
+                break
+            out.append(FieldMatch(fid, "exact", value))
+        else:
+            return tuple(out)
+    # anything else, and every error, the long way
     seen: dict[int, FieldMatch] = {}
     for fm in msg.match:
         info = table.match_fields.get(fm.field_id)
@@ -134,10 +145,25 @@ def action_call_from_proto(
     scope = table.action_scopes.get(action.id)
     if scope is None:
         raise _invalid(f"{table.name}: action {action.name} is not an action of this table")
-    if default and scope == p4info_pb2.ActionRef.TABLE_ONLY:
+    if default and scope == _TABLE_ONLY:
         raise _invalid(f"{table.name}: action {action.name} cannot be the default action (@tableonly)")
-    if not default and scope == p4info_pb2.ActionRef.DEFAULT_ONLY:
+    if not default and scope == _DEFAULT_ONLY:
         raise _invalid(f"{table.name}: action {action.name} can only be the default action (@defaultonly)")
+    params = msg.params[:]
+    if len(params) == len(action.shape):
+        # the common case: every parameter, in id order, its value in its width
+        args: list[int] = []
+        for p, (pid, width) in zip(params, action.shape, strict=True):
+            data = p.value
+            if p.param_id != pid or not data:
+                break
+            value = int.from_bytes(data, "big")
+            if value >> width:
+                break
+            args.append(value)
+        else:
+            return ActionCall(action.id, tuple(args))
+    # anything else, and every error, the long way
     values: dict[int, int] = {}
     for p in msg.params:
         info = action.param(p.param_id)

@@ -92,6 +92,28 @@ def write_update(device: Device, schema: Schema, meters: MeterStore, update: p4r
         raise P4RuntimeError("UNIMPLEMENTED", f"Writing {kind} is not supported by softswitch")
 
 
+def plain_table_write(schema: Schema, update: p4runtime_pb2.Update) -> tuple[WriteOp, TableEntry] | None:
+    """The op and entry of an update the device takes as it is (an entry of a table without
+    direct counters or meters, not the default entry), checked as :func:`write_update` checks
+    it; None for any other update (:func:`write_update` applies those)."""
+    entity = update.entity
+    if entity.WhichOneof("entity") != "table_entry":
+        return None
+    msg = entity.table_entry
+    if msg.is_default_action:
+        return None
+    op = _OPS.get(update.type)
+    if op is None:
+        raise _invalid("Update type is UNSPECIFIED")
+    table = schema.table(msg.table_id)
+    if table.direct_counter_id or table.direct_meter_id:
+        return None
+    entry = table_entry_from_proto(schema, msg, need_action=op != "delete")
+    if table.is_const:
+        raise P4RuntimeError("PERMISSION_DENIED", f"{table.name}: cannot write to a const table")
+    return op, entry
+
+
 def _remember(
     store: dict[EntryKey, MeterConfig] | dict[tuple[int, int], MeterConfig],
     key: object,

@@ -61,12 +61,16 @@ class ActionInfo:
     id: int
     name: str
     params: tuple[ParamInfo, ...]
+    by_id: dict[int, ParamInfo] = field(init=False, compare=False, repr=False)
+    shape: tuple[tuple[int, int], ...] = field(init=False, compare=False, repr=False)
+    """(id, bitwidth) of the parameters in order: what a call that lists them in order carries."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_id", {p.id: p for p in self.params})
+        object.__setattr__(self, "shape", tuple((p.id, p.bitwidth) for p in self.params))
 
     def param(self, param_id: int) -> ParamInfo | None:
-        for p in self.params:
-            if p.id == param_id:
-                return p
-        return None
+        return self.by_id.get(param_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +85,19 @@ class TableInfo:
     is_const: bool
     direct_counter_id: int = 0
     direct_meter_id: int = 0
+    exact_fields: tuple[tuple[int, int], ...] = field(init=False, compare=False, repr=False)
+    """(id, bitwidth) of every match field by id when all are exact (what an entry of such a
+    table lists, in that order, if its client sorts them as PI does); else empty."""
 
-    @property
-    def needs_priority(self) -> bool:
-        return any(f.kind in ("ternary", "range", "optional") for f in self.match_fields.values())
+    needs_priority: bool = field(init=False, compare=False, repr=False)
+    """Entries need a priority: the table has ternary, range or optional fields."""
+
+    def __post_init__(self) -> None:
+        fields = sorted(self.match_fields.values(), key=lambda f: f.id)
+        exact = all(f.kind == "exact" for f in fields)
+        object.__setattr__(self, "exact_fields", tuple((f.id, f.bitwidth) for f in fields) if exact else ())
+        priority = any(f.kind in ("ternary", "range", "optional") for f in fields)
+        object.__setattr__(self, "needs_priority", priority)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol
 
@@ -58,8 +59,11 @@ class SoftSwitchServer:
         clock: Clock = time.monotonic_ns,
         idle_poll_interval: float = DEFAULT_IDLE_POLL_S,
         tls: TlsConfig | None = None,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
-        self.core = SwitchCore(device, device_id=device_id, program_loader=program_loader, clock=clock)
+        self.core = SwitchCore(
+            device, device_id=device_id, program_loader=program_loader, clock=clock, on_commit=on_commit
+        )
         self.address = address
         self.ports = ports
         self.port = 0

@@ -14,6 +14,7 @@ from dysco.p4names import (
     PEER_ACTION,
     PEER_CELLS,
     SESSION_OUT,
+    SESSION_TABLE_SIZE,
     SUBSESSION_IN,
 )
 from dysco.proto.p4.config.v1 import p4info_pb2
@@ -58,6 +59,7 @@ def test_tables_and_keys(dysco_program: P4Program) -> None:
             (n, w, MT.EXACT) for n, w in zip(names.key, (32, 32, 8, 16, 16), strict=True)
         ]
         assert t.idle_timeout_behavior == t.NOTIFY_CONTROL
+        assert t.size == SESSION_TABLE_SIZE
         acts = _actions(info)
         refs = {acts_name for acts_name, a in acts.items() if a.preamble.id in {r.id for r in t.action_refs}}
         assert refs == {names.rewrite_action, names.punt_action, names.drop_action, "NoAction"}

@@ -25,6 +25,7 @@ from dysco.softswitch.api import (
     Replica,
     TableEntry,
     WriteOp,
+    write_each,
 )
 
 T_FWD = 0x02000001
@@ -229,6 +230,9 @@ class FakeDevice:
             if key not in table:
                 raise EntryError("NOT_FOUND", "Cannot find match entry")
             del table[key]
+
+    def write_entries(self, updates: Sequence[tuple[WriteOp, TableEntry]]) -> list[EntryError | None]:
+        return write_each(self, updates)
 
     def read_entries(self, table_id: int = 0) -> list[TableEntry]:
         now = self._clock()

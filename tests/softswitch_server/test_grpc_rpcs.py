@@ -252,6 +252,75 @@ def test_batch_reports_ok_entries_up_to_last_failure(stub: Stub, primary: Sessio
     assert len(read(stub, table(p4runtime_pb2.TableEntry()))) == 2
 
 
+def route(prefix: int) -> p4runtime_pb2.Entity:
+    te = p4runtime_pb2.TableEntry(table_id=T_ROUTE)
+    te.match.add(field_id=1).lpm.value = bytes([prefix, 0, 0, 0])
+    te.match[0].lpm.prefix_len = 8
+    te.action.action.action_id = A_DROP
+    return table(te)
+
+
+def test_table_entries_reach_the_device_in_runs_in_order(
+    stub: Stub, primary: Session, device: FakeDevice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Consecutive entries of tables without direct resources go to the device in one
+    write_entries call; any other update (here a fwd entry, whose table has a direct counter,
+    and a counter) ends the run and is applied on its own, in order; answers keep their places."""
+    runs: list[list[tuple[str, int]]] = []
+    write_entries = device.write_entries
+
+    def spy(updates: list[tuple[str, object]]) -> list[object]:
+        runs.append([(op, e.match[0].value) for op, e in updates])  # type: ignore[attr-defined]
+        return write_entries(updates)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(device, "write_entries", spy)
+    counter = p4runtime_pb2.CounterEntry(counter_id=C_COUNTER)
+    counter.index.index = 1
+    counter.data.packet_count = 5
+    req = p4runtime_pb2.WriteRequest(device_id=0, election_id=election(1))
+    for kind, entity in (
+        (U.INSERT, route(10)),
+        (U.INSERT, route(10)),  # ALREADY_EXISTS, inside the run
+        (U.INSERT, route(11)),
+        (U.INSERT, table(fwd_entry(b"\x01"))),
+        (U.DELETE, route(10)),
+        (U.MODIFY, p4runtime_pb2.Entity(counter_entry=counter)),
+        (U.DELETE, route(12)),  # NOT_FOUND
+        (U.INSERT, route(12)),
+    ):
+        req.updates.add(type=kind, entity=entity)
+    errors = write_errors(rpc_error(stub.Write, req))
+    already, missing = grpc.StatusCode.ALREADY_EXISTS.value[0], grpc.StatusCode.NOT_FOUND.value[0]
+    assert [e.canonical_code for e in errors] == [0, already, 0, 0, 0, 0, missing]
+    ten, eleven, twelve = 10 << 24, 11 << 24, 12 << 24
+    assert runs == [
+        [("insert", ten), ("insert", ten), ("insert", eleven)],
+        [("delete", ten)],
+        [("delete", twelve), ("insert", twelve)],
+    ]
+    got = read(stub, table(p4runtime_pb2.TableEntry(table_id=T_ROUTE)))
+    assert sorted(e.table_entry.match[0].lpm.value[0] for e in got) == [11, 12]
+
+
+def test_a_long_run_reaches_the_device_in_pieces_of_run_max(
+    stub: Stub, primary: Session, device: FakeDevice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dysco.softswitch.server import _core
+
+    sizes: list[int] = []
+    write_entries = device.write_entries
+
+    def spy(updates: list[tuple[str, object]]) -> list[object]:
+        sizes.append(len(updates))
+        return write_entries(updates)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(device, "write_entries", spy)
+    monkeypatch.setattr(_core, "RUN_MAX", 2)
+    write(stub, *((U.INSERT, route(p)) for p in range(1, 6)))
+    assert sizes == [2, 2, 1]
+    assert len(read(stub, table(p4runtime_pb2.TableEntry(table_id=T_ROUTE)))) == 5
+
+
 def _mac(i: int) -> bytes:
     return i.to_bytes(6, "big")
 

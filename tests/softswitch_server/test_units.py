@@ -13,6 +13,8 @@ from dysco.softswitch.server._errors import P4RuntimeError, write_status
 from dysco.softswitch.server._packetio import build_packet_out, split_packet_in
 from dysco.softswitch.server._schema import ControllerHeader, ParamInfo, decode_bytes, encode_bytes
 
+from .conftest import pipeline_request
+
 
 @given(
     st.integers(1, 200).flatmap(lambda w: st.tuples(st.just(w), st.integers(0, (1 << w) - 1))),
@@ -121,3 +123,74 @@ def test_a_slow_readers_dropped_packet_ins_are_logged_as_they_happen(
     said = [r.getMessage() for r in caplog.records]
     assert said == [f"[p4runtime] stream 7: {n} messages dropped so far (slow reader, {OUTBOX_LIMIT} queued)"
                     for n in (1, 2, 4)]  # fmt: skip
+
+
+def test_the_idle_sweep_waits_for_a_primary_that_does_not_keep_up() -> None:
+    """With IDLE_BACKLOG messages queued on the primary's stream the sweep does not ask the device
+    (whose entries stay due); once the stream is drained it reports them."""
+    from dysco.softswitch.api import ActionCall, FieldMatch, TableEntry
+    from dysco.softswitch.server._core import IDLE_BACKLOG, SwitchCore
+
+    from .conftest import FakeClock
+    from .fake_device import A_SET_PORT, T_FWD, FakeDevice, load_fake_program
+
+    clock = FakeClock()
+    core = SwitchCore(FakeDevice(clock), program_loader=load_fake_program, clock=clock)
+    core.set_pipeline(pipeline_request(None))
+    handle = core.open_stream()
+    hello = p4runtime_pb2.StreamMessageRequest()
+    hello.arbitration.election_id.low = 1
+    core.stream_message(handle, hello)
+    handle.outbox.get_nowait()  # the arbitration answer
+    entry = TableEntry(T_FWD, (FieldMatch(1, "exact", 1),), ActionCall(A_SET_PORT, (2,)), idle_timeout_ns=5)
+    core.device.write_entry("insert", entry)
+    clock.advance(10)
+    for _ in range(IDLE_BACKLOG):
+        handle.put(p4runtime_pb2.StreamMessageResponse(), droppable=True)
+    assert core.poll_idle_timeouts() == 0
+    while not handle.outbox.empty():
+        handle.outbox.get_nowait()
+    assert core.poll_idle_timeouts() == 1
+    assert handle.outbox.get_nowait().WhichOneof("update") == "idle_timeout_notification"
+
+
+def test_on_commit_runs_once_per_committed_pipeline() -> None:
+    from dysco.softswitch.server._core import SwitchCore
+
+    from .conftest import FakeClock
+    from .fake_device import FakeDevice, load_fake_program
+
+    clock = FakeClock()
+    commits: list[int] = []
+    core = SwitchCore(
+        FakeDevice(clock), program_loader=load_fake_program, clock=clock, on_commit=lambda: commits.append(1)
+    )
+    verify = pipeline_request(None)
+    verify.action = p4runtime_pb2.SetForwardingPipelineConfigRequest.VERIFY
+    core.set_pipeline(verify)
+    assert commits == []
+    core.set_pipeline(pipeline_request(None))
+    core.set_pipeline(pipeline_request(None))
+    assert commits == [1, 1]
+
+
+def test_settle_heap_freezes_what_is_alive_and_collects_what_a_later_commit_dropped() -> None:
+    import gc
+    import weakref
+
+    from dysco.softswitch.server.cli import settle_heap
+
+    class Node:
+        pass
+
+    old = Node()
+    old.self = old  # type: ignore[attr-defined]  # a cycle: only the collector frees it
+    gone = weakref.ref(old)
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() > 0
+        del old  # a replaced pipeline's objects, frozen by the first commit
+        settle_heap()
+        assert gone() is None
+    finally:
+        gc.unfreeze()

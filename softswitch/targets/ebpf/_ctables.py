@@ -97,7 +97,9 @@ class CTables(CStmts):
         else:
             nkey = lay.key_bytes
             mtype = "BPF_MAP_TYPE_LPM_TRIE" if kind == "lpm" else "BPF_MAP_TYPE_HASH"
-            flags = " __uint(map_flags, BPF_F_NO_PREALLOC);" if kind == "lpm" else ""
+            # an entry's memory is allocated when it is written: a session table of 2^20 entries
+            # costs its buckets (16 bytes a slot) until it fills (LPM_TRIE needs the flag anyway)
+            flags = " __uint(map_flags, BPF_F_NO_PREALLOC);"
             pre = "__u32 prefixlen; " if kind == "lpm" else ""
             self.out += [
                 f"/* table {cp} ({kind}, size {info.size}) */",

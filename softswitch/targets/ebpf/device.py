@@ -12,7 +12,6 @@ configuration.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import select
 import shutil
@@ -39,6 +38,8 @@ from ...api import (
     WriteOp,
 )
 from . import cgen
+from ._hashtable import HashTable
+from ._scantable import ScanTable
 from .build import build
 from .cpuport import CpuVeth
 from .libbpf import BpfError, BpfMap, BpfObject, test_run
@@ -55,6 +56,9 @@ METER = struct.Struct("=II7Q")  # struct meter: lock, configured, cir, cburst, p
 METER_SIZE = METER.size
 NS = 1_000_000_000
 SETTLE_S = 2.0  # how long a packet may take to come out before process() gives up waiting
+SWEEP_BUDGET = 65536
+"""Entries with idle timeouts one sweep looks at per table at most (the rest are looked at by the
+next sweep), so that a sweep holds the server's lock for tens of milliseconds, not seconds."""
 
 
 def _raw_socket(ifname: str) -> socket.socket:
@@ -135,8 +139,12 @@ class EbpfSwitch:
         info = p.compiled.info
         self._actions = {a.id: a.name for a in info.actions.values()}
         self._action_ids = {a.name: a.id for a in info.actions.values()}
+        sigs = {a.name: (a.id, len(a.params)) for a in info.actions.values()}
         self._tables = {
-            info.tables[n].id: TableMaps(obj, lay, info.tables[n]) for n, lay in cprog.tables.items()
+            info.tables[n].id: (ScanTable if lay.kind == "scan" else HashTable)(
+                obj, lay, info.tables[n], sigs
+            )
+            for n, lay in cprog.tables.items()
         }
         for t in self._tables.values():
             self._write_default(t, t.lay.default_action, t.lay.default_args)
@@ -298,42 +306,28 @@ class EbpfSwitch:
         return t
 
     def write_entry(self, op: WriteOp, entry: TableEntry) -> None:
-        t = self._table(entry.table_id)
-        if entry.idle_timeout_ns and not t.lay.timeout:
-            raise EntryError("INVALID_ARGUMENT", f"table {t.lay.name} does not support idle timeouts")
-        ident = (entry.match, entry.priority)
-        t.reported.pop(ident, None)
-        if op == "delete":
-            if ident not in t.entries:
-                raise EntryError("NOT_FOUND", "no such entry")
-            if t.lay.kind == "scan":
-                slot = t.slots.pop(ident)
-                t.map.update(struct.pack("=I", slot), bytes(t.value_size))
-                t.free.append(slot)
+        error = self.write_entries([(op, entry)])[0]
+        if error is not None:
+            raise error
+
+    def write_entries(self, updates: Sequence[tuple[WriteOp, TableEntry]]) -> list[EntryError | None]:
+        """The updates in order, each answered as :meth:`write_entry` would; consecutive updates
+        of one exact or lpm table reach the kernel in one batch (see :mod:`._hashtable`)."""
+        now = time.monotonic_ns()
+        out: list[EntryError | None] = []
+        i = 0
+        while i < len(updates):
+            table_id = updates[i][1].table_id
+            j = i + 1
+            while j < len(updates) and updates[j][1].table_id == table_id:
+                j += 1
+            t = self._tables.get(table_id)
+            if t is None:
+                out += [EntryError("NOT_FOUND", f"no table {table_id} in the ebpf program")] * (j - i)
             else:
-                t.map.delete(t.raw_keys.pop(ident))
-            del t.entries[ident]
-            return
-        if op == "insert" and ident in t.entries:
-            raise EntryError("ALREADY_EXISTS", "the entry exists already")
-        if op == "modify" and ident not in t.entries:
-            raise EntryError("NOT_FOUND", "no such entry")
-        if op == "insert" and len(t.entries) >= t.lay.size:
-            raise EntryError("RESOURCE_EXHAUSTED", f"table {t.lay.name} is full ({t.lay.size} entries)")
-        if t.lay.kind == "scan":
-            value = t.slot(entry.priority, entry.match, entry.action, self._actions)
-            slot = t.slots[ident] if op == "modify" else t.free.pop()
-            t.map.update(struct.pack("=I", slot), value)
-            t.slots[ident] = slot
-        else:
-            flags = BPF_NOEXIST if op == "insert" else BPF_EXIST
-            try:
-                raw = t.key(entry.match)
-                t.map.update(raw, t.value(entry.action, self._actions), flags)
-                t.raw_keys[ident] = raw
-            except OSError as exc:
-                raise EntryError("RESOURCE_EXHAUSTED" if exc.errno == 7 else "INTERNAL", str(exc)) from None
-        t.entries[ident] = entry
+                out += t.write(updates[i:j], now)
+            i = j
+        return out
 
     def _const_entries(self, t: TableMaps) -> None:
         """Install a table's ``const entries`` (P4 key order, kind ``dontcare`` for ``_``)."""
@@ -356,21 +350,13 @@ class EbpfSwitch:
     def read_entries(self, table_id: int = 0) -> list[TableEntry]:
         tables = [self._table(table_id)] if table_id else list(self._tables.values())
         now = time.monotonic_ns()
-        out: list[TableEntry] = []
-        for t in tables:
-            hits = t.last_hits() if t.lay.timeout else {}
-            for ident, e in t.entries.items():
-                if t.lay.timeout:
-                    e = dataclasses.replace(e, time_since_last_hit_ns=max(0, now - hits[ident]))
-                out.append(e)
-        return out
+        return [e for t in tables for e in t.read(now)]
 
     def _write_default(self, t: TableMaps, action: str, args: Sequence[int]) -> None:
         aid = self._action_ids.get(action)
         if aid is None:
             raise EntryError("INVALID_ARGUMENT", f"unknown default action {action}")
-        t.default.update(struct.pack("=I", 0), t.value(ActionCall(aid, tuple(args)), self._actions))
-        t.default_call = ActionCall(aid, tuple(args))
+        t.write_default(ActionCall(aid, tuple(args)), time.monotonic_ns())
 
     def default_entry(self, table_id: int) -> TableEntry:
         t = self._table(table_id)
@@ -389,24 +375,10 @@ class EbpfSwitch:
 
     def expired_entries(self) -> list[TableEntry]:
         """The server's sweep: entries whose last hit (written by the program) is at least their
-        idle timeout ago, each reported once until the program hits it again.  The maps are read
-        in batches (BPF_MAP_LOOKUP_BATCH)."""
+        idle timeout ago, each reported once until the program hits it again.  Only entries that
+        may be idle by now are looked at (:mod:`._idle`), at most SWEEP_BUDGET per table."""
         now = time.monotonic_ns()
-        out: list[TableEntry] = []
-        for t in self._tables.values():
-            if not t.lay.timeout:
-                continue
-            if not any(e.idle_timeout_ns for e in t.entries.values()):
-                continue
-            hits = t.last_hits()
-            for ident, e in t.entries.items():
-                if not e.idle_timeout_ns:
-                    continue
-                hit = hits[ident]
-                if now - hit >= e.idle_timeout_ns and t.reported.get(ident) != hit:
-                    t.reported[ident] = hit
-                    out.append(dataclasses.replace(e, time_since_last_hit_ns=now - hit))
-        return out
+        return [e for t in self._tables.values() if t.lay.timeout for e in t.expired(now, SWEEP_BUDGET)]
 
     # ------------------------------------------------------------ not yet
     @staticmethod

@@ -51,6 +51,8 @@ def _load_lib() -> ctypes.CDLL:
         "bpf_map_delete_elem": (ci, [ci, vp]),
         "bpf_map_get_next_key": (ci, [ci, vp, vp]),
         "bpf_map_lookup_batch": (ci, [ci, vp, vp, vp, vp, ctypes.POINTER(ctypes.c_uint32), vp]),
+        "bpf_map_update_batch": (ci, [ci, vp, vp, ctypes.POINTER(ctypes.c_uint32), vp]),
+        "bpf_map_delete_batch": (ci, [ci, vp, ctypes.POINTER(ctypes.c_uint32), vp]),
         "libbpf_set_print": (vp, [vp]),
         "libbpf_num_possible_cpus": (ci, []),
         "bpf_prog_test_run_opts": (ci, [ci, vp]),
@@ -147,11 +149,45 @@ class BpfMap:
         self.key_size = key_size
         self.value_size = value_size
 
+    def fdinfo(self) -> dict[str, int]:
+        """What the kernel says about the map (``/proc/self/fdinfo``): ``map_id``, ``map_flags``,
+        ``max_entries``, ``memlock`` (bytes charged for it now) and the rest, as integers."""
+        out: dict[str, int] = {}
+        for line in Path(f"/proc/self/fdinfo/{self.fd}").read_text().splitlines():
+            name, _, value = line.partition(":")
+            try:
+                out[name] = int(value.strip(), 0)
+            except ValueError:
+                continue  # pos/flags are octal-looking strings; only the map's numbers matter
+        return out
+
     def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
         k, v = self._buf(key, self.key_size), self._buf(value, self.value_size)
         if self._lib.bpf_map_update_elem(self.fd, k, v, flags) != 0:
             e = ctypes.get_errno()
             raise OSError(e, f"map {self.name}: update: {os.strerror(e)}")
+
+    def update_batch(self, keys: bytes, values: bytes) -> tuple[int, int]:
+        """Write ``len(keys) // key_size`` elements (BPF_ANY), in order, in one system call
+        (BPF_MAP_UPDATE_BATCH): ``keys`` and ``values`` are the elements' keys and values one
+        after another.  Returns how many were written and, when the kernel stopped at the next
+        one, its errno (else 0)."""
+        count = len(keys) // self.key_size
+        if len(keys) != count * self.key_size or len(values) != count * self.value_size:
+            raise ValueError(f"map {self.name}: {len(keys)} key and {len(values)} value bytes for {count}")
+        done = ctypes.c_uint32(count)
+        rc = self._lib.bpf_map_update_batch(self.fd, keys, values, ctypes.byref(done), None)
+        return int(done.value), ctypes.get_errno() if rc != 0 else 0
+
+    def delete_batch(self, keys: bytes) -> tuple[int, int]:
+        """Delete the elements whose keys ``keys`` holds one after another, in one system call
+        (BPF_MAP_DELETE_BATCH); returns as :meth:`update_batch` does."""
+        count = len(keys) // self.key_size
+        if len(keys) != count * self.key_size:
+            raise ValueError(f"map {self.name}: {len(keys)} key bytes")
+        done = ctypes.c_uint32(count)
+        rc = self._lib.bpf_map_delete_batch(self.fd, keys, ctypes.byref(done), None)
+        return int(done.value), ctypes.get_errno() if rc != 0 else 0
 
     def lookup(self, key: bytes) -> bytes | None:
         k = self._buf(key, self.key_size)
