@@ -311,6 +311,8 @@ def write_all(client: Client, ids: Ids, pid: int, args: argparse.Namespace, work
     cpu0, t_start = cpu_seconds(pid), time.perf_counter()
     try:
         for first in range(0, args.entries, args.batch):
+            if INTERRUPTED.is_set():
+                raise KeyboardInterrupt("interrupted")
             count = min(args.batch, args.entries - first)
             t0 = time.perf_counter()
             request = write_request(ids, first, count, idle_ns)
@@ -437,7 +439,13 @@ def report(
     return out
 
 
+INTERRUPTED = threading.Event()
+"""Set by Ctrl-C or SIGTERM: the Writes stop at the next one even if a library swallowed the
+KeyboardInterrupt, and the bench exits 130 after its clean-up."""
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
+    INTERRUPTED.set()
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -461,7 +469,11 @@ def main(argv: list[str] | None = None) -> None:
     if why is not None:
         raise SystemExit(f"session_table: {why}")
     signal.signal(signal.SIGTERM, _interrupt)  # a kill runs the same clean-up as Ctrl-C
-    print(json.dumps(run(args), indent=2))
+    signal.signal(signal.SIGINT, _interrupt)
+    result = run(args)
+    if INTERRUPTED.is_set():
+        raise SystemExit(130)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
