@@ -47,6 +47,7 @@ class CExprs(ABC):
         self.kind = ""  # the v1model block being generated (parser, verify, ingress, ...)
         self.clones_used = False  # an I2E clone call was generated
         self.parser_run: tuple[str, int, int, int] = ("", 0, 0, 0)  # step function, accept, reject, timeout
+        self.parser_order: dict[str, int] = {}  # parser states in reverse postorder (forward edges jump)
         self.payload_csums: list[PayloadCsum] = []
 
     def unsupported(self, what: str, node: object) -> Unsupported:
@@ -153,7 +154,7 @@ class CExprs(ABC):
         nb = (w + 7) // 8
         var = f"la{len(fn.lines)}"
         fn(f"__u64 {var} = 0;")
-        fn(f"if (bpf_skb_load_bytes(skb, off, b, {nb}) < 0) {{")
+        fn(f"if (pkt_load(skb, off, b, {nb}) < 0) {{")
         fn(f"    c->SM.f_parser_error = {self.error_code('PacketTooShort', e)};")
         fn(f"    {self.reject(fn, e)}")
         fn("}")

@@ -11,17 +11,22 @@ from ._ctables import CTables
 
 class CParser(CTables):
     def parser(self, d: A.ParserDecl, fn: Fn) -> None:
-        """The parser as a state machine that bpf_loop steps, one state per call: the verifier
-        checks the step function once, so parser loops (header stacks, option walks) need no
-        bound it can prove from the program.  State 0 sets the parser-local variables (fields of
-        the step's struct), then ``start``; a parser that takes more than PARSER_STEPS states
-        ends with ParserTimeout."""
+        """The parser as a state machine that bpf_loop steps: the verifier checks the step
+        function once, so parser loops (header stacks, option walks) need no bound it can prove
+        from the program.  One call runs states along forward edges (a ``goto`` to a state
+        later in reverse postorder from ``start``) and returns to bpf_loop only on a back edge,
+        so the verifier still sees no loop and a packet takes one call per loop iteration, not
+        one per state (a call costs as much as a small state: a TCP segment with timestamps
+        walks some thirty states).  State 0 sets the parser-local variables (fields of the
+        step's struct), then ``start``; a parse that takes more than PARSER_STEPS calls ends
+        with ParserTimeout."""
         cn = fn.blk.cname
         names = [s.name for s in d.states]
         ids = {n: i + 1 for i, n in enumerate(names)}
         ids["accept"], ids["reject"] = len(names) + 1, len(names) + 2
+        self.parser_order = self.reverse_postorder(d)
         step = Fn([], fn.blk, fn.vars, indent=2)
-        step.reject = f"{{ ps->off = off; ps->state = {ids['reject']}; return 1; }}"
+        step.reject = f"{{ c->poff = off; ps->state = {ids['reject']}; return 1; }}"
         fields: list[str] = []
         step.indent = 1
         step("case 0: {")
@@ -35,17 +40,17 @@ class CParser(CTables):
             init = self.expr(loc.init, step, w)[0] if loc.init is not None else "0"
             step(f"ps->pv_{loc.name} = ({init}) & {mask(w)};")
             fn.vars[loc.name] = (f"ps->pv_{loc.name}", t)
-        step(self.goto("start", ids, d))
+        step(self.goto("start", ids, d, ""))
         step.indent = 1
         step("}")
         for st in d.states:
             step.indent = 1
-            step(f"case {ids[st.name]}: {{  /* {st.name} */")
+            step(f"case {ids[st.name]}: st_{ids[st.name]}: {{  /* {st.name} */")
             step.indent = 2
             for s in st.stmts:
                 self.stmt(s, step)
             if st.select is None:
-                step(self.goto(st.next, ids, st))
+                step(self.goto(st.next, ids, st, st.name))
             else:
                 sels: list[tuple[str, int | None]] = []
                 for n, ex in enumerate(st.select):
@@ -53,7 +58,7 @@ class CParser(CTables):
                     step(f"__u64 sel{n} = {code};")
                     sels.append((f"sel{n}", sw))
                 for case in st.cases:
-                    target = self.goto(case.state, ids, case)
+                    target = self.goto(case.state, ids, case, st.name)
                     ks = case.keyset
                     if isinstance(ks, A.Default):
                         step(target)
@@ -73,13 +78,13 @@ class CParser(CTables):
             step.indent = 1
             step("}")
         self.fns += [
-            f"struct pstate_{cn} {{ struct __sk_buff *skb; struct ctx *c; __u32 off; __u32 state;"
+            f"struct pstate_{cn} {{ struct __sk_buff *skb; struct ctx *c; __u32 state;"
             f" {' '.join(fields)} }};",
             f"static long pstep_{cn}(__u32 i, void *p) {{",
             f"    struct pstate_{cn} *ps = p;",
             "    struct __sk_buff *skb = ps->skb;",
             "    struct ctx *c = ps->c;",
-            "    __u32 off = ps->off;",
+            "    __u32 off = c->poff;",
             "    __u8 b[64];",
             "    switch (ps->state) {",
             *step.lines,
@@ -100,15 +105,42 @@ class CParser(CTables):
         fn(f"bpf_loop(PARSER_STEPS, pstep_{cn}, &{ps}, 0);")
         fn(f"if ({ps}.state != {accept} && {ps}.state != {reject})")
         fn(f"    {cvar}->SM.f_parser_error = {timeout};")
-        fn(f"{offvar} = {ps}.off;")
+        fn(f"{offvar} = {cvar}->poff;")
 
-    def goto(self, name: str, ids: dict[str, int], node: object) -> str:
-        """The C statement of a transition: the next state, and whether bpf_loop goes on (0) or
-        stops (1, at accept and reject)."""
+    def goto(self, name: str, ids: dict[str, int], node: object, here: str) -> str:
+        """The C statement of a transition from state ``here`` ("": the initial step): a jump
+        within the call when the next state comes later in reverse postorder, else the next
+        state and whether bpf_loop goes on (0) or stops (1, at accept and reject)."""
         if name not in ids:
             raise self.unsupported(f"transition to unknown state {name}", node)
+        order = self.parser_order
+        if name in order and (here == "" or order[name] > order.get(here, len(order))):
+            return f"goto st_{ids[name]};"
         stop = int(name in ("accept", "reject"))
-        return f"{{ ps->off = off; ps->state = {ids[name]}; return {stop}; }}"
+        return f"{{ c->poff = off; ps->state = {ids[name]}; return {stop}; }}"
+
+    @staticmethod
+    def reverse_postorder(d: A.ParserDecl) -> dict[str, int]:
+        """Each state reachable from ``start`` and its place in reverse postorder: every edge
+        goes to a later place except the back edges of loops."""
+        succ: dict[str, list[str]] = {}
+        for st in d.states:
+            nxt = [st.next] if st.select is None else [c.state for c in st.cases]
+            succ[st.name] = [n for n in nxt if n not in ("accept", "reject")]
+        post: list[str] = []
+        seen = {"start"}
+        stack = [("start", iter(succ.get("start", ())))]
+        while stack:
+            name, it = stack[-1]
+            for n in it:
+                if n not in seen and n in succ:
+                    seen.add(n)
+                    stack.append((n, iter(succ[n])))
+                    break
+            else:
+                stack.pop()
+                post.append(name)
+        return {name: i for i, name in enumerate(reversed(post))}
 
     def keyset_cond(self, ks: A.Expr, var: str, w: int | None, fn: Fn) -> str:
         """The C condition for one select key against one keyset element ('' for ``_``)."""
@@ -153,7 +185,7 @@ class CParser(CTables):
         n = sum(w for _, _, w in lay) // 8
         if n > 64:
             raise self.unsupported(f"header {t.name} longer than 64 bytes", node)
-        fn(f"if (bpf_skb_load_bytes(skb, off, b, {n}) < 0) {{")
+        fn(f"if (pkt_load(skb, off, b, {n}) < 0) {{")
         fn(f"    c->SM.f_parser_error = {self.error_code('PacketTooShort', node)};")
         fn(f"    {self.reject(fn, node)}")
         fn("}")

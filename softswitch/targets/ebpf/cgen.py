@@ -46,7 +46,18 @@ from ._cparser import CParser
 # packet-out whose controller header hides the EtherType) has its payload moved forward in
 # SHIFT_CHUNK pieces and its tail cut, up to SHIFT_MAX payload bytes (longer ones are dropped).
 RESIZE = [
-    "#define PARSER_STEPS 1024  /* states one packet's parse may take (ParserTimeout beyond) */",
+    "#define PARSER_STEPS 1024  /* calls of the parser's step one parse may take (ParserTimeout beyond) */",
+    "/* the parser's reads: straight from the linear part of the packet when the bytes are there",
+    "   (a helper call costs as much as a parser state), else through the helper */",
+    "#define PKT_DIRECT_MAX 1024",
+    "static __always_inline long pkt_load(struct __sk_buff *skb, __u32 off, __u8 *to, __u32 n) {",
+    "    void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;",
+    "    if (off < PKT_DIRECT_MAX && data + off + n <= end) {",
+    "        __builtin_memcpy(to, data + off, n);",
+    "        return 0;",
+    "    }",
+    "    return bpf_skb_load_bytes(skb, off, to, n);",
+    "}",
     "#define SHIFT_CHUNK 64",
     "#define SHIFT_STEPS 32",
     "/* a global function: the verifier checks it once, not at every path that reaches the deparser */",
@@ -130,6 +141,8 @@ class CGen(CParser):
             f"    __u64 cko[{MAX_PAYLOAD_CSUMS}][2];  /* update_checksum_with_payload: the parsed sums */\n"
             "    __u32 ckd;  /* ... the ones to apply */\n"
             f"    __u64 ckv[{MAX_PAYLOAD_CSUMS}];  /* an l4 update_checksum's value */\n"
+            "    __u32 poff;  /* the parser's offset between steps (in map memory, so the verifier does not\n"
+            "                    carry its exact value from one step to the next) */\n"
             "};"
         )
         roles = ("H", "M", "SM")
