@@ -78,6 +78,7 @@ bench: setup
 	  $(BIN)/python -m bench.reconf_time; \
 	else echo "bench.punt_path, bench.e2e_goodput, bench.reconf_time: need root (network namespaces), skipped"; fi
 	@if [ "$$(id -u)" = 0 ]; then $(BIN)/python -m bench.session_table; else echo "bench.session_table: needs root (BPF), skipped"; fi
+	@if [ "$$(id -u)" = 0 ]; then $(BIN)/python -m bench.profile_setup; else echo "bench.profile_setup: needs root (network namespaces), skipped"; fi
 
 # Everything, slow tests included, with the hypothesis "soak" profile (many more examples), then
 # coverage-guided fuzzing of the SYN-payload and control-message decoders (atheris) for

@@ -9,6 +9,7 @@ and a map update under the device's bookkeeping counts as the system call.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -36,9 +37,12 @@ WAITS = ("Condition.wait (", "Event.wait (", "EpollSelector.select (", "Queue.ge
 their samples are not work of any stage."""
 
 
-def breakdown(lines: Iterable[str]) -> dict[str, int]:
+Stages = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def breakdown(lines: Iterable[str], stages: Stages = STAGES) -> dict[str, int]:
     """Samples per stage (every stage listed, in order, then ``other`` and ``waiting``)."""
-    out = {name: 0 for name, _ in STAGES}
+    out = {name: 0 for name, _ in stages}
     out[OTHER] = out[WAITING] = 0
     for line in lines:
         stack, _, count = line.rstrip("\n").rpartition(" ")
@@ -49,11 +53,17 @@ def breakdown(lines: Iterable[str]) -> dict[str, int]:
             out[WAITING] += int(count)
             continue
         stage = next(
-            (name for name, marks in STAGES if any(m in f for f in frames for m in marks)),
+            (name for name, marks in stages if any(m in f for f in frames for m in marks)),
             OTHER,
         )
         out[stage] += int(count)
     return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time process ``pid`` used so far (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def py_spy() -> str | None:
@@ -65,11 +75,24 @@ def py_spy() -> str | None:
 class Recording:
     """``py-spy record`` of process ``pid`` into ``out`` until :meth:`stop`."""
 
-    def __init__(self, pid: int, out: Path, rate: int = 250) -> None:
+    def __init__(
+        self,
+        pid: int,
+        out: Path,
+        rate: int = 250,
+        stages: Stages = STAGES,
+        *,
+        gil: bool = False,
+        nonblocking: bool = False,
+    ) -> None:
+        """``gil``: only the samples of a thread that holds the GIL (Python work; a thread
+        blocked in C, such as gRPC's polling threads, would otherwise look busy).
+        ``nonblocking``: do not pause the process to sample it (py-spy does by default, which
+        stretches the latency of a process that waits on others)."""
         exe = py_spy()
         if exe is None:
             raise RuntimeError("--profile needs py-spy (.venv/bin/pip install py-spy)")
-        self.out = out
+        self.out, self.stages = out, stages
         argv = [
             exe,
             "record",
@@ -81,6 +104,8 @@ class Recording:
             "raw",
             "--output",
             str(out),
+            *(["--gil"] if gil else []),
+            *(["--nonblocking"] if nonblocking else []),
         ]
         self._proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -91,4 +116,4 @@ class Recording:
         _, err = self._proc.communicate(timeout=60)
         if not self.out.exists():
             raise RuntimeError(f"py-spy wrote no samples: {err.strip()[-500:]}")
-        return breakdown(self.out.read_text().splitlines())
+        return breakdown(self.out.read_text().splitlines(), self.stages)

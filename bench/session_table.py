@@ -281,12 +281,6 @@ def read_back(map_id: int, action_index: int, sample: list[int], workdir: Path) 
 # --- the run -----------------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time process ``pid`` used so far (its threads included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 @dataclass
 class Writes:
     """What writing the entries took."""
@@ -308,7 +302,7 @@ def write_all(client: Client, ids: Ids, pid: int, args: argparse.Namespace, work
     idle_ns = int(args.idle_timeout * 1e9)
     out = Writes()
     recording = _pyspy.Recording(pid, workdir / "profile.txt") if args.profile else None
-    cpu0, t_start = cpu_seconds(pid), time.perf_counter()
+    cpu0, t_start = _pyspy.cpu_seconds(pid), time.perf_counter()
     try:
         for first in range(0, args.entries, args.batch):
             if INTERRUPTED.is_set():
@@ -329,7 +323,7 @@ def write_all(client: Client, ids: Ids, pid: int, args: argparse.Namespace, work
             out.profile = recording.stop()
             shutil.copy(recording.out, args.profile)
     out.wall_s = time.perf_counter() - t_start
-    out.server_cpu_s = cpu_seconds(pid) - cpu0
+    out.server_cpu_s = _pyspy.cpu_seconds(pid) - cpu0
     out.stream_messages, out.stream_bytes = client.stream_messages, client.stream_bytes
     return out
 
