@@ -108,12 +108,12 @@ def demo_main(args: argparse.Namespace) -> int:
     root = repository()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0:
+    if args.sim:  # asked for, whoever asks
+        _say("dysco demo: --sim: the story runs in the in-process simulation")
+    elif os.geteuid() != 0:
         _say(
             "dysco demo: not root, so no network namespaces: the same story runs in the in-process simulation"
         )
-    elif args.sim:
-        _say("dysco demo: --sim: the story runs in the in-process simulation")
     much = f"{size_mb:g} MB each way" if sim else "both ways"
     _say(
         f"dysco demo: {args.sessions} sessions send {much} between a client and a server through a "
