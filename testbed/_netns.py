@@ -53,10 +53,6 @@ FIREWALL_RULES = (
 )
 """An ``iptables`` middlebox's ruleset unless the topology gives one."""
 HAPROXY_LISTEN = 10080
-AGENT_MACS = ("02:00:00:00:00:09", "02:00:00:00:00:0a")
-"""The destination MACs of the frames agents make themselves (control messages; the new path's
-handshake and segments of a reconfiguration): the agents do not learn their next hop's MAC yet,
-so the router answers to these two on every interface (its own address and a macvlan)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,9 +205,6 @@ class Plan:
             else:
                 cmds.append(f"ip -n {ns} link add eth0 type veth peer name r-{h.key} netns {r}")
             cmds += [
-                f"ip -n {r} link set r-{h.key} address {AGENT_MACS[0]}",
-                f"ip -n {r} link add r-{h.key}-a link r-{h.key} type macvlan mode private",
-                f"ip -n {r} link set r-{h.key}-a address {AGENT_MACS[1]}",
                 f"ip -n {ns} addr add {h.address}/24 dev eth0",
                 f"ip -n {r} addr add {h.gateway}/24 dev r-{h.key}",
             ]
@@ -223,7 +216,6 @@ class Plan:
                 f"ip netns exec {r} ethtool -K r-{h.key} {offloads}",
                 f"ip -n {ns} link set eth0 up",
                 f"ip -n {r} link set r-{h.key} up",
-                f"ip -n {r} link set r-{h.key}-a up",
                 f"ip -n {ns} route add default via {h.gateway}",
             ]
         cmds += self._routes()

@@ -42,6 +42,7 @@ class Agent(Setup):
     ) -> list[Action]:
         out: list[Action] = []
         self.metrics[f"punts.{reason.value}"] += 1
+        self.neighbours.learn(frame, port)
         if reason is Reason.CONTROL:
             self.rc.control(now, frame, out)
             return self._finish(out)

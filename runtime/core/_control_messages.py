@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from dysco.errors import PeerError
 from dysco.runtime.core import _auth as auth
 from dysco.runtime.core._layout import Field, Layout, LayoutMismatch
+from dysco.runtime.core._neighbours import UNADDRESSED
 from dysco.runtime.core._packet import checksum16
 from dysco.runtime.core._syn_payload import MAX_HOPS, MAX_TAG, TAG, Tag, TagType
 from dysco.runtime.core._types import TCP, FiveTuple
@@ -425,7 +426,7 @@ _ETH = struct.Struct("!6s6sH")
 _IP = struct.Struct("!BBHHHBBH4s4s")
 _UDP = struct.Struct("!HHHH")
 UDP = 17
-MAC = b"\x02\0\0\0\0\x09"
+MAC = UNADDRESSED  # the MACs are filled in as the frame leaves (see _neighbours)
 
 
 def udp_frame(src: int, dst: int, port: int, payload: bytes) -> bytes:

@@ -23,7 +23,18 @@ from dysco.runtime.core import _auth as auth
 from dysco.runtime.core import _packet as pk
 from dysco.runtime.core import _syn_payload as wire
 from dysco.runtime.core._alloc import PortPool, Selector
-from dysco.runtime.core._events import Action, Delete, Install, Mapping, Modify, Notify, SetTimer, Table
+from dysco.runtime.core._events import (
+    Action,
+    Delete,
+    Install,
+    Mapping,
+    Modify,
+    Notify,
+    Port,
+    Send,
+    SetTimer,
+    Table,
+)
 from dysco.runtime.core._fsm import (
     SESSION_TRANSITIONS,
     SUBSESSION_TRANSITIONS,
@@ -31,6 +42,7 @@ from dysco.runtime.core._fsm import (
     SessionState,
     SubsessionState,
 )
+from dysco.runtime.core._neighbours import Neighbours
 from dysco.runtime.core._peers import Peers
 from dysco.runtime.core._session import Config, Direction, Role, Session
 from dysco.runtime.core._types import FiveTuple, ip_str, prefixed
@@ -50,6 +62,7 @@ class Sessions:
         self.pending: dict[FiveTuple, int] = {}
         self.ports = PortPool(config.port_low, config.port_high)
         self.selector = Selector()
+        self.neighbours = Neighbours()
         self.metrics: Counter[str] = Counter()
         self._next_sid = 1
         self._next_tag = 1
@@ -219,6 +232,11 @@ class Sessions:
         out.append(Notify(kind, message, 0, True))
 
     def _finish(self, out: list[Action]) -> list[Action]:
+        for i, a in enumerate(out):
+            if isinstance(a, Send) and a.port is Port.NET:
+                framed = self.neighbours.address(a.frame)
+                if framed is not a.frame:
+                    out[i] = Send(framed, a.port)
         while self._timers:
             at, sid = self._timers[0]
             s = self.sessions.get(sid)

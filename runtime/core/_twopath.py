@@ -14,10 +14,11 @@ import struct
 from dataclasses import dataclass, field, replace
 
 from dysco.runtime.core import _packet as pk
+from dysco.runtime.core._neighbours import UNADDRESSED
 from dysco.runtime.core._types import FiveTuple, ip_str
 
 M32 = 0xFFFFFFFF
-MAC = b"\x02\0\0\0\0\x0a"
+MAC = UNADDRESSED  # the MACs are filled in as the frame leaves (see _neighbours)
 
 
 def after(a: int, b: int) -> bool:

@@ -22,13 +22,14 @@ from dysco.runtime.core._alloc import PortPool
 from dysco.runtime.core._events import Action, Delete, Mapping, Modify, Table
 from dysco.runtime.core._fsm import Machine, SubsessionState
 from dysco.runtime.core._messenger import MS, Messenger
+from dysco.runtime.core._neighbours import UNADDRESSED
 from dysco.runtime.core._session import Config, Direction, Session, Subsession
 from dysco.runtime.core._splice_translation import Spliced
 from dysco.runtime.core._twopath import M32, Anchor
 from dysco.runtime.core._types import FiveTuple
 from dysco.runtime.core.reconf._migrate import Migrations
 
-MAC = b"\x02\0\0\0\0\x0a"
+MAC = UNADDRESSED  # the MACs are filled in as the frame leaves (see _neighbours)
 SECOND = 1000 * MS
 SYN_TIMER = 1
 """Wake-up: retransmit the new-path SYN (or give the new path up)."""
