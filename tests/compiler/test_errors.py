@@ -94,3 +94,20 @@ def test_a_file_that_is_not_utf8_is_reported_at_its_line_and_column(tmp_path: Pa
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     # line 2, column 30: the lone byte of "caf\xe9" (the valid é before it is one character, not two)
     assert f"{path}:2:30: not UTF-8 (byte e9" in proc.stderr
+
+
+def test_the_cycle_collector_is_on_again_after_a_compilation_good_or_bad() -> None:
+    import gc
+
+    assert gc.isenabled()
+    compile_text("middlebox fw { instances 10.0.2.1; }\npolicy p: port 80 -> fw\n", "ok.dysco")
+    assert gc.isenabled()
+    with pytest.raises(SourceErrors):
+        compile_text("policy p: udp -> nowhere\n", "bad.dysco")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        compile_text("middlebox fw { instances 10.0.2.1; }\npolicy p: port 80 -> fw\n", "ok.dysco")
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()
