@@ -27,6 +27,7 @@ from typing import Literal
 from dysco.compiler import ast
 from dysco.compiler.boxes import Box
 from dysco.compiler.build import build
+from dysco.compiler.cover import boxes_of
 from dysco.compiler.entries import (
     SOFTWARE_FLAG,
     BudgetExceeded,
@@ -141,6 +142,9 @@ class _Policies:
 
     def hull(self, j: int) -> Box | None:
         return self._hulls[j]
+
+    def boxes(self, j: int) -> list[Box]:
+        return boxes_of(self._policies[j].predicate)
 
     def rules(self, j: int) -> tuple[Rule, ...] | None:
         if j in self._rules:

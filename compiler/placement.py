@@ -24,11 +24,12 @@ covers it; a classifier small enough is then pruned exactly
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from dysco.compiler.boxes import TOP, Box, box_fields, join, meet, range_to_prefixes
+from dysco.compiler.cover import cover
 from dysco.compiler.entries import PRIORITY_STEP, Entry, Rule, keep_deciding
 
 Draft = tuple[Box, str, int]
@@ -37,6 +38,10 @@ chain id of the policy software evaluation starts at."""
 
 EXACT_PRUNE_LIMIT = 512
 """Drafts up to this many are pruned exactly (the pruning is quadratic)."""
+TAIL_SHARE = 8
+TAIL_MAX = 256
+"""When the policies do not all fit, up to 1/8 of the table (at most 256 entries) is left for
+the software entries that cover the policies left out."""
 MAX_DEPTH = 3
 """How deep "no" boxes of later policies nest inside one before the rest goes to software."""
 _RECENT = 4
@@ -61,26 +66,8 @@ class Policies(Protocol):
     def rules(self, j: int) -> tuple[Rule, ...] | None:
         """Policy ``j``'s decision list; None when it passed its budget (software then)."""
 
-
-@dataclass(slots=True)
-class Listed:
-    """Policies given as lists (for tests): names, decision lists (or None) and hulls."""
-
-    names: Sequence[str]
-    decision_lists: Sequence[tuple[Rule, ...] | None]
-    hulls: Sequence[Box | None]
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def name(self, j: int) -> str:
-        return self.names[j]
-
-    def hull(self, j: int) -> Box | None:
-        return self.hulls[j]
-
-    def rules(self, j: int) -> tuple[Rule, ...] | None:
-        return self.decision_lists[j]
+    def boxes(self, j: int) -> list[Box]:
+        """Boxes whose union holds every SYN policy ``j`` matches (a few; for the tail's cover)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,22 +165,15 @@ class _Placer:
         n = len(policies)
         capacity = self.limits.capacity
         nic = n
+        marks = [len(self.out)]  # where each policy's entries begin
         for j in range(n):
             if self.suffix[j] is None:
                 break  # no later policy matches anything
-            mark, used = len(self.out), self.used
             covered = self._policy(j, TOP, None)
+            marks.append(len(self.out))
             rest = None if covered else self.suffix[j + 1]
             if self.used + (rest is not None) > capacity:
-                self._rollback(mark, None)
-                assert self.used == used
-                nic = j
-                tail = self.suffix[j]
-                assert tail is not None
-                if self.cost is not None and self.used + self.cost(tail) > capacity:
-                    tail = TOP
-                if self.used < capacity:
-                    self._add(tail, policies.name(j), -(j + 1), None)
+                nic = self._tail(marks)
                 break
             if covered:
                 break
@@ -205,6 +185,26 @@ class _Placer:
                     break
                 drafts = pruned
         return Placement(_entries(drafts), nic)
+
+    def _tail(self, marks: list[int]) -> int:
+        """The table is full: keep the policies whose entries leave room for a cover of the
+        rest (:func:`~dysco.compiler.cover.cover`) and put that cover in as software entries
+        from the first policy left out.  Returns how many policies are kept."""
+        capacity = self.limits.capacity
+        reserve = min(max(1, capacity // TAIL_SHARE), TAIL_MAX)
+        k = len(marks) - 1
+        while k > 0 and (k == len(marks) - 1 or self.used > capacity - reserve):
+            k -= 1
+            self._rollback(marks[k], None)
+        room = capacity - self.used
+        ports = self.limits.port_match == "ternary"
+        boxes = [b for i in range(k, len(self.policies)) for b in self.policies.boxes(i)]
+        name = self.policies.name(k)
+        for b in cover(boxes, room, port_prefixes=ports):
+            if not self._covered(b):
+                self._add(b, name, -(k + 1), None)
+        assert self.used <= capacity
+        return k
 
     def _policy(self, j: int, region: Box, nest: _Nest | None, depth: int = 0) -> bool:
         """Lay out policy ``j`` inside ``region``; True when that decides all of the region.
