@@ -2,8 +2,8 @@
 
 :class:`NicTable` looks a SYN up in classifier entries the way a ternary/range table with
 priorities does: the matching entry of highest priority wins, a miss forwards untouched.  The
-entries are turned into Python, 64 to a function in priority order, so a lookup in thousands
-of entries stays fast.  :class:`Deployed` puts it in front of the agent's
+entries' matches are turned into Python and an index picks the ones worth trying, so a
+lookup in thousands of entries stays fast.  :class:`Deployed` puts it in front of the agent's
 :class:`~dysco.compiler.software.SoftwareClassifier` for the SYNs a ``software`` entry punts:
 this is what ``dysco classify`` runs, the same code as the agent's, on the entries as written.
 """
@@ -14,16 +14,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from dysco.compiler.boxes import PRange, Ternary
+from dysco.compiler.boxes import Box, PRange, Ternary
+from dysco.compiler.candidates import CandidateIndex, first_match
 from dysco.compiler.entries import Entry
 from dysco.compiler.evaluate import Syn
 from dysco.compiler.passes import Compiled
 from dysco.compiler.software import SoftwareClassifier
 
 BLOCK = 64
-"""Entries per generated function."""
+"""Entries per compiled batch."""
 
-_Block = Callable[[int, int, int, int], int]
+_Test = Callable[[int, int, int, int], bool]
 
 
 def _field(var: str, c: Ternary | PRange, full: int) -> str | None:
@@ -49,35 +50,56 @@ def _condition(e: Entry) -> str:
     return " and ".join(p for p in parts if p is not None) or "True"
 
 
+def _port_span(c: Ternary | PRange) -> tuple[int, int]:
+    """A range holding the ports ``c`` matches (exact for ranges and prefixes)."""
+    if isinstance(c, PRange):
+        return c.low, c.high
+    low = c.value & c.mask
+    return low, low | (~c.mask & 0xFFFF)
+
+
+def _box(e: Entry) -> Box:
+    sl, sh = _port_span(e.sport)
+    dl, dh = _port_span(e.dport)
+    value = (e.src.value & e.src.mask) << 32 | (e.dst.value & e.dst.mask)
+    return (value, e.src.mask << 32 | e.dst.mask, sl, sh, dl, dh)
+
+
 class NicTable:
-    """Classifier entries, looked up as the NIC looks them up."""
+    """Classifier entries, looked up as the NIC looks them up: the matching entry of highest
+    priority.  An index (:mod:`dysco.compiler.candidates`) narrows the entries tried to
+    those whose fields can match, as a tuple-space search does; they are tried in priority
+    order."""
 
     def __init__(self, entries: Sequence[Entry]) -> None:
         # highest priority first; among equal priorities (port prefixes of one entry) the order
         # does not matter, since they never overlap
         self.entries = tuple(sorted(entries, key=lambda e: -e.priority))
-        self._blocks: list[_Block | None] = [None] * ((len(self.entries) + BLOCK - 1) // BLOCK)
+        self._index = CandidateIndex([_box(e)] for e in self.entries)
+        self._batches: list[tuple[_Test, ...] | None] = [None] * ((len(self.entries) + BLOCK - 1) // BLOCK)
 
     def lookup(self, p: Syn) -> Entry | None:
         """The matching entry of highest priority, or None (a miss)."""
         s, d, sp, dp = p.src, p.dst, p.sport, p.dport
-        for b, fn in enumerate(self._blocks):
-            r = (fn or self._compile(b))(s, d, sp, dp)
-            if r >= 0:
-                return self.entries[b * BLOCK + r]
-        return None
+        batches = self._batches
 
-    def _compile(self, b: int) -> _Block:
+        def test(i: int) -> bool:
+            b, k = divmod(i, BLOCK)
+            tests = batches[b] or self._compile(b)
+            return tests[k](s, d, sp, dp)
+
+        found = first_match(self._index.lists(s, d, sp, dp), 0, test)
+        return None if found is None else self.entries[found]
+
+    def _compile(self, b: int) -> tuple[_Test, ...]:
         first = b * BLOCK
-        lines = ["def block(s, d, sp, dp):"]
-        for i, e in enumerate(self.entries[first : first + BLOCK]):
-            lines.append(f"    if {_condition(e)}:\n        return {i}")
-        lines.append("    return -1")
+        conds = [_condition(e) for e in self.entries[first : first + BLOCK]]
+        source = "tests = (\n" + "".join(f"    lambda s, d, sp, dp: {c},\n" for c in conds) + ")"
         scope: dict[str, object] = {}
-        exec(compile("\n".join(lines), f"<classifier entries {first + 1}->", "exec"), scope)
-        fn: _Block = scope["block"]  # type: ignore[assignment]
-        self._blocks[b] = fn
-        return fn
+        exec(compile(source, f"<classifier entries {first + 1}->", "exec"), scope)
+        tests: tuple[_Test, ...] = scope["tests"]  # type: ignore[assignment]
+        self._batches[b] = tests
+        return tests
 
 
 Where = Literal["nic", "software"]

@@ -5,10 +5,11 @@ entry, :mod:`dysco.compiler.placement`): the policies before chain id ``N`` are 
 match it, so the evaluator tries the policies from ``N`` on, in file order, and the first
 whose predicate holds gives the chain; None means no chain (forward the SYN untouched).
 
-The predicates, as the parser resolved them (:mod:`dysco.compiler.ast`, whose meaning
-:func:`dysco.compiler.evaluate.holds` states), are turned into Python source, 32 policies
-to a function, each function compiled the first time a SYN needs it.  A predicate nested
-too deep for Python's parser is interpreted by ``holds`` instead.
+Only the policies an index says can match the SYN are tried
+(:mod:`dysco.compiler.candidates`).  The predicates, as the parser resolved them
+(:mod:`dysco.compiler.ast`, whose meaning :func:`dysco.compiler.evaluate.holds` states), are
+turned into Python functions, compiled 32 at a time the first time a SYN needs one of them.
+A predicate nested too deep for Python's parser is interpreted by ``holds`` instead.
 
     sw = SoftwareClassifier.from_compiled(compiled)
     chain_id = sw.classify(Syn(src, dst, sport, dport), start=N)   # or None
@@ -19,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from dysco.compiler.ast import AddrMatch, Always, BoolOp, Dir, Not, Policy, PolicyFile, PortMatch, Pred
+from dysco.compiler.candidates import CandidateIndex, first_match, policy_index
 from dysco.compiler.entries import SOFTWARE_FLAG
 from dysco.compiler.evaluate import Syn, holds
 from dysco.compiler.passes import Compiled
@@ -30,7 +32,7 @@ BLOCK = 32
 _MAX_NESTING = 60
 """Deeper predicates are interpreted (CPython's parser allows 200 nested parentheses)."""
 
-_Block = Callable[[int, int, int, int, int], int]
+_Test = Callable[[int, int, int, int], bool]
 
 
 def is_software(policy_id: int) -> bool:
@@ -103,7 +105,8 @@ class SoftwareClassifier:
     def __init__(self, policies: Sequence[Policy]) -> None:
         self.names = tuple(pol.name for pol in policies)
         self._preds = tuple(pol.predicate for pol in policies)
-        self._blocks: list[_Block | None] = [None] * ((len(policies) + BLOCK - 1) // BLOCK)
+        self._blocks: list[tuple[_Test, ...] | None] = [None] * ((len(policies) + BLOCK - 1) // BLOCK)
+        self._index: CandidateIndex | None = None
 
     @classmethod
     def from_policies(cls, pf: PolicyFile) -> SoftwareClassifier:
@@ -118,38 +121,38 @@ class SoftwareClassifier:
 
     def classify(self, p: Syn, start: int = 1) -> int | None:
         """The chain id of the first policy from chain id ``start`` on that holds, or None."""
-        if start < 1:
-            start = 1
-        b, k = divmod(start - 1, BLOCK)
-        blocks = self._blocks
+        index = self._index
+        if index is None:
+            index = self._index = policy_index(self._preds)
         s, d, sp, dp = p.src, p.dst, p.sport, p.dport
-        while b < len(blocks):
-            fn = blocks[b] or self._compile(b)
-            r = fn(s, d, sp, dp, k)
-            if r >= 0:
-                return b * BLOCK + r + 1
-            b, k = b + 1, 0
-        return None
+        blocks = self._blocks
+
+        def test(j: int) -> bool:
+            b, i = divmod(j, BLOCK)
+            tests = blocks[b] or self._compile(b)
+            return tests[i](s, d, sp, dp)
+
+        found = first_match(index.lists(s, d, sp, dp), max(start, 1) - 1, test)
+        return None if found is None else found + 1
 
     def classify_punt(self, p: Syn, policy_id: int) -> int | None:
         """:meth:`classify` for a software punt's ``policy_id``."""
         return self.classify(p, software_start(policy_id))
 
-    def _compile(self, b: int) -> _Block:
+    def _compile(self, b: int) -> tuple[_Test, ...]:
         first = b * BLOCK
         preds = self._preds[first : first + BLOCK]
-        lines = ["def block(s, d, sp, dp, k):"]
+        conds = []
         slow: dict[str, Pred] = {}
         for i, pred in enumerate(preds):
             try:
-                cond = _source(pred)
+                conds.append(_source(pred))
             except _TooDeep:
                 slow[f"f{i}"] = pred
-                cond = f"holds(f{i}, Syn(s, d, sp, dp))"
-            lines.append(f"    if k <= {i} and {cond}:\n        return {i}")
-        lines.append("    return -1")
+                conds.append(f"holds(f{i}, Syn(s, d, sp, dp))")
+        source = "tests = (\n" + "".join(f"    lambda s, d, sp, dp: {c},\n" for c in conds) + ")"
         scope: dict[str, object] = {"holds": holds, "Syn": Syn, **slow}
-        exec(compile("\n".join(lines), f"<policies {first + 1}-{first + len(preds)}>", "exec"), scope)
-        fn: _Block = scope["block"]  # type: ignore[assignment]
-        self._blocks[b] = fn
-        return fn
+        exec(compile(source, f"<policies {first + 1}-{first + len(preds)}>", "exec"), scope)
+        tests: tuple[_Test, ...] = scope["tests"]  # type: ignore[assignment]
+        self._blocks[b] = tests
+        return tests

@@ -1,8 +1,9 @@
 """``dysco compile --stats``: where the policies went and what each pass cost.
 
 Per policy, the entries it has in the classifier (chain, bypass and software entries that
-name it); which policies the NIC decides alone and which the agent's software evaluator
-decides (a policy past its budget, or every policy after a full table); seconds per pass.
+name it, not counting the software entries that cover the policies a full table left out);
+which policies the NIC holds and which are left to the agent's software evaluator (a policy
+past its budget, or every policy after a full table); seconds per pass.
 """
 
 from __future__ import annotations
@@ -27,9 +28,15 @@ def _buckets(counts: list[int]) -> dict[str, int]:
 
 def stats_json(c: Compiled) -> dict[str, Any]:
     policies = [pol.name for pol in c.source.policies]
-    per_policy = Counter(e.policy for e in c.entries)
-    actions = Counter(e.action for e in c.entries)
     nic = c.stats.nic_policies
+    # the entries that cover the policies a full table left out come last; they are no one's
+    cover = 0
+    for e in reversed(c.entries):
+        if e.action != "software" or e.chain_id != nic + 1:
+            break
+        cover += 1
+    per_policy = Counter(e.policy for e in c.entries[: len(c.entries) - cover])
+    actions = Counter(e.action for e in c.entries)
     over = set(c.stats.over_budget)
     in_nic = sum(1 for name in policies[:nic] if name not in over)
     counts = [per_policy.get(name, 0) for name in policies]
@@ -43,8 +50,9 @@ def stats_json(c: Compiled) -> dict[str, Any]:
         "policies_in_software": len(policies) - in_nic,
         "policies_over_budget": sorted(over),
         "table_full_from": policies[nic] if nic < len(policies) else None,
+        "cover_entries": cover,
         "entries_per_policy": {
-            "mean": round(len(c.entries) / len(policies), 3) if policies else 0,
+            "mean": round(sum(counts) / len(policies), 3) if policies else 0,
             "max": max(counts, default=0),
             "histogram": _buckets(counts),
             "most": [{"policy": name, "entries": n} for n, name in top if n],
@@ -64,7 +72,12 @@ def stats_text(c: Compiled) -> str:
         f"  laid out in the NIC  {s['policies_in_nic']} policies ({100 * s['policies_in_nic'] / n:.1f}%)",
         f"  left to software     {s['policies_in_software']} policies "
         f"({100 * s['policies_in_software'] / n:.1f}%): {len(s['policies_over_budget'])} past their budget"
-        + (f", the table full from policy {s['table_full_from']} on" if s["table_full_from"] else ""),
+        + (
+            f", the table full from policy {s['table_full_from']} on"
+            f" ({s['cover_entries']} entries cover them)"
+            if s["table_full_from"]
+            else ""
+        ),
         f"  entries per policy   mean {per['mean']}, max {per['max']}; "
         + ", ".join(f"{k}: {v}" for k, v in per["histogram"].items()),
     ]
