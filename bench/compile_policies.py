@@ -25,7 +25,7 @@ import time
 from collections import Counter
 
 from dysco.compiler.deployed import Deployed
-from dysco.compiler.generate import PredicateGenerator
+from dysco.compiler.generate import PredicateGenerator, disjoint_predicates
 from dysco.compiler.passes import DEFAULT_CAPACITY, Compiled, Options, compile_text
 from dysco.compiler.pcap import PcapFilter, PcapFilterError
 from dysco.compiler.stats import stats_json
@@ -38,33 +38,6 @@ UNLIMITED = 1 << 30
 
 def _file(preds: list[str]) -> str:
     return HEADER + "".join(f"policy p{i}: {p} -> fw, px\n" for i, p in enumerate(preds))
-
-
-def _disjoint(rng: random.Random, count: int) -> list[str]:
-    """Predicates over wide pools of values, so that few policies shadow each other."""
-
-    def prim() -> str:
-        k = rng.randrange(4)
-        if k == 0:
-            return f"dst port {rng.randrange(1, 65535)}"
-        if k == 1:
-            low = rng.randrange(60000)
-            return f"dst portrange {low}-{low + rng.randrange(1, 2000)}"
-        if k == 2:
-            return f"src net 10.{rng.randrange(256)}.{rng.randrange(256)}.0/24"
-        return f"dst host 10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}"
-
-    out = []
-    for _ in range(count):
-        parts = [prim() for _ in range(rng.randint(2, 5))]
-        half = max(1, len(parts) // 2)
-        either = f"{' and '.join(parts[:half])} or {' and '.join(parts[half:]) or prim()}"
-        if rng.random() < 0.5:
-            neg = f"not src host 10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}"
-        else:
-            neg = f"not dst portrange {rng.randrange(1000)}-{rng.randrange(1000, 3000)}"
-        out.append(f"({either}) and {neg}")
-    return out
 
 
 def _growth(preds: list[str], sizes: list[int]) -> dict[str, int]:
@@ -125,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
     where, classify_s = _share(compiled, args.seed + 1, args.syns)
     print("the disjoint file ...", file=sys.stderr)
-    disjoint_preds = _disjoint(random.Random(args.seed), args.count)
+    disjoint_preds = disjoint_predicates(random.Random(args.seed), args.count)
     t0 = time.perf_counter()
     disjoint = compile_text(_file(disjoint_preds), "disjoint.dysco", Options(capacity=DEFAULT_CAPACITY))
     disjoint_s = time.perf_counter() - t0
