@@ -7,12 +7,13 @@ policy whose predicate holds."""
 from __future__ import annotations
 
 import random
+from ipaddress import IPv4Address
 
 from dysco.compiler.deployed import Deployed
 from dysco.compiler.entries import SOFTWARE_FLAG
-from dysco.compiler.evaluate import policy_for
-from dysco.compiler.generate import PredicateGenerator
-from dysco.compiler.passes import Compiled, Options, compile_text
+from dysco.compiler.evaluate import Syn, policy_for
+from dysco.compiler.generate import PredicateGenerator, disjoint_predicates
+from dysco.compiler.passes import Compiled, Options, compile_text, front
 
 # (bit i of src or bit i of dst) for 8 bits: 2^8 boxes that no rule can merge
 BLOWUP = (
@@ -72,3 +73,53 @@ def test_same_blowup_fits_a_larger_budget() -> None:
     compiled = compile_text(BLOWUP, "big.dysco", Options(budget=100_000))
     assert any(e.action == "chain" for e in compiled.entries)
     assert compiled.stats.over_budget == ()
+
+
+def _negations(n: int, seed: int) -> str:
+    """Policies of three negations and a port range each: every "no" box overlaps later policies."""
+    r = random.Random(seed)
+
+    def ip() -> str:
+        return f"10.{r.randrange(256)}.{r.randrange(256)}.{r.randrange(256)}"
+
+    lines = ["middlebox fw { instances 10.0.2.1; }"]
+    for i in range(n):
+        low = r.randrange(60000)
+        lines.append(
+            f"policy p{i}: not src host {ip()} and not dst host {ip()}"
+            f" and not src net 10.{r.randrange(256)}.0.0/16"
+            f" and dst portrange {low}-{low + r.randrange(1, 3000)} -> fw"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def test_entries_grow_linearly_with_the_policies_however_they_overlap() -> None:
+    unlimited = Options(capacity=1 << 30)
+    for make in (_negations, lambda n, seed: _file(disjoint_predicates(random.Random(seed), n))):
+        counts = [len(compile_text(make(n, 5), "grow.dysco", unlimited).entries) for n in (250, 500, 1000)]
+        assert counts[2] <= 20 * 1000, counts  # a bounded number per policy
+        assert counts[2] <= 2.4 * counts[1] and counts[1] <= 2.4 * counts[0], counts  # not faster than linear
+
+
+def _file(preds: list[str]) -> str:
+    return "middlebox fw { instances 10.0.2.1; }\n" + "".join(
+        f"policy p{i}: {p} -> fw\n" for i, p in enumerate(preds)
+    )
+
+
+def test_a_file_of_negations_is_right_at_any_capacity() -> None:
+    text = _negations(300, 9)
+    for capacity in (1, 50, 400, 1 << 30):
+        compiled = compile_text(text, "neg.dysco", Options(capacity=capacity))
+        assert len(compiled.entries) <= capacity
+        # SYNs inside the policies' port ranges, from the addresses the negations name and others
+        _, pf = front(text, "neg.dysco")
+        deployed = Deployed(compiled)
+        r = random.Random(capacity)
+        for _ in range(300):
+            pol = r.choice(pf.policies)
+            parts = pol.source.split()
+            src = int(IPv4Address(parts[3])) if r.random() < 0.3 else r.getrandbits(32)
+            low, high = (int(x) for x in parts[-1].split("-"))
+            syn = Syn(src, r.getrandbits(32), r.randrange(65536), r.randint(low, high))
+            assert deployed.classify(syn).policy == policy_for(compiled.source, syn), (capacity, syn)

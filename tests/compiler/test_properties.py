@@ -70,7 +70,7 @@ def test_compiled_entries_pick_the_first_matching_policy(seed: int, n: int, port
     st.sampled_from([2, 8, 64]),
     st.sampled_from(["range", "ternary"]),
 )
-@settings(max_examples=2 * settings.default.max_examples)  # scales with the profile
+@settings(max_examples=settings.default.max_examples)
 def test_any_capacity_and_budget_still_give_the_first_matching_policy(
     seed: int, n: int, capacity: int, budget: int, ports: str
 ) -> None:
