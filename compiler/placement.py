@@ -103,10 +103,14 @@ def _ternary_cost(b: Box) -> int:
 
 
 class _Nest:
-    __slots__ = ("entries", "scans")
+    """The limits of one "no" box's nested layout: it may add ``limit`` entries after
+    ``start`` (rolled-back ones do not count) and look at ``scans`` more policies."""
 
-    def __init__(self, entries: int, scans: int) -> None:
-        self.entries = entries
+    __slots__ = ("limit", "scans", "start")
+
+    def __init__(self, start: int, limit: int, scans: int) -> None:
+        self.start = start
+        self.limit = limit
         self.scans = scans
 
 
@@ -131,21 +135,17 @@ class _Placer:
 
     # ---- the drafts --------------------------------------------------------------------------
 
-    def _add(self, box: Box, name: str, decision: int, nest: _Nest | None) -> None:
+    def _add(self, box: Box, name: str, decision: int) -> None:
         self.used += 1 if self.cost is None else self.cost(box)
-        if nest is not None:
-            nest.entries -= 1
         if len(self.wide) < _WIDE_MAX and _free_bits(box) >= _WIDE_BITS:
             self.wide.append((len(self.out), box))
         self.out.append((box, name, decision))
 
-    def _rollback(self, mark: int, nest: _Nest | None) -> None:
+    def _rollback(self, mark: int) -> None:
         gone = self.out[mark:]
         del self.out[mark:]
         for box, _, _ in gone:
             self.used -= 1 if self.cost is None else self.cost(box)
-        if nest is not None:
-            nest.entries += len(gone)
         while self.wide and self.wide[-1][0] >= mark:
             self.wide.pop()
 
@@ -195,14 +195,14 @@ class _Placer:
         k = len(marks) - 1
         while k > 0 and (k == len(marks) - 1 or self.used > capacity - reserve):
             k -= 1
-            self._rollback(marks[k], None)
+            self._rollback(marks[k])
         room = capacity - self.used
         ports = self.limits.port_match == "ternary"
         boxes = [b for i in range(k, len(self.policies)) for b in self.policies.boxes(i)]
         name = self.policies.name(k)
         for b in cover(boxes, room, port_prefixes=ports):
             if not self._covered(b):
-                self._add(b, name, -(k + 1), None)
+                self._add(b, name, -(k + 1))
         assert self.used <= capacity
         return k
 
@@ -223,7 +223,7 @@ class _Placer:
             if b is None:
                 return False
             if not self._covered(b):
-                self._add(b, name, -chain_id, nest)
+                self._add(b, name, -chain_id)
             return b == region
         top = region == TOP
         for r, verdict in rules:
@@ -231,13 +231,13 @@ class _Placer:
             if b is None or self._covered(b):
                 continue
             if verdict:
-                self._add(b, name, chain_id, nest)
+                self._add(b, name, chain_id)
             else:
                 if nest is not None and depth >= MAX_DEPTH:
                     raise _Stop
                 if not self._nested(j + 1, b, nest, depth + 1):
-                    self._add(b, name, 0, nest)
-            if nest is not None and nest.entries < 0:
+                    self._add(b, name, 0)
+            if nest is not None and len(self.out) - nest.start > nest.limit:
                 raise _Stop
             if b == region:
                 return True
@@ -248,7 +248,7 @@ class _Placer:
         limits; True when they decide all of it (a ``bypass`` must close it otherwise).
         Where the limits stop the layout, the region's SYNs go to software."""
         if nest is None:
-            nest = _Nest(self.limits.nest_entries, self.limits.nest_scan)
+            nest = _Nest(len(self.out), self.limits.nest_entries, self.limits.nest_scan)
         policies = self.policies
         for i in range(start, len(policies)):
             rest = self.suffix[i]
@@ -262,8 +262,8 @@ class _Placer:
                 if self._policy(i, region, nest, depth):
                     return True
             except _Stop:
-                self._rollback(mark, nest)
-                self._add(region, policies.name(i), -(i + 1), None)
+                self._rollback(mark)
+                self._add(region, policies.name(i), -(i + 1))
                 return True
         return False
 
