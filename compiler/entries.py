@@ -1,4 +1,4 @@
-"""Pass 4: normal forms -> decision lists, one per policy; and the classifier entry.
+"""Decision lists, one per policy; the hull pass; and the classifier entry.
 
 Each policy's formula becomes a *decision list*: boxes with a verdict, the first
 box that holds deciding, "no match" when none does.  Lists combine exactly
@@ -6,8 +6,9 @@ box that holds deciding, "no match" when none does.  Lists combine exactly
 "no" box ahead of the rest.  Each step counts against a budget; a policy whose
 list would pass it raises :class:`BudgetExceeded`, and the placement pass
 (:mod:`dysco.compiler.placement`) leaves that policy to the agent's software
-evaluator instead.  :func:`hull` gives a box around every SYN a formula can match,
-which is what such a policy costs in the classifier.
+evaluator instead.  :func:`pred_hull` (the hull pass) gives a box around every SYN a
+predicate can match, straight from the AST: what such a policy costs in the classifier,
+and what the placement knows of a policy it has not reached.
 """
 
 from __future__ import annotations
@@ -309,15 +310,6 @@ def _primitive_hull(pred: AddrMatch | PortMatch, negated: bool) -> Box | None:
     if d is Dir.SRC_OR_DST:
         return join(src, dst)
     return meet(src, dst)
-
-
-def rules_hull(rules: list[Rule] | tuple[Rule, ...]) -> Box | None:
-    """The box around the "yes" boxes of a decision list (None: it never says yes)."""
-    acc: Box | None = None
-    for b, verdict in rules:
-        if verdict:
-            acc = b if acc is None else join(acc, b)
-    return acc
 
 
 def expand_port_ranges(entries: list[Entry]) -> list[Entry]:

@@ -6,14 +6,15 @@ would make that blow up, and each has a bound here instead of a refusal:
 
 * A "no" box of policy *j* (SYNs there are not *j*'s, whatever *j*'s later boxes say) needs
   the later policies laid out again inside it before a ``bypass`` closes it.  That nested
-  layout takes at most :attr:`Limits.nest_entries` entries and looks at most
-  :attr:`Limits.nest_scan` policies, and only policies with no "no" box of their own there;
-  where it stops, one ``software`` entry over the box sends the SYNs in it to the agent,
-  which evaluates the policies from the one the layout stopped at.
+  layout takes at most :attr:`Limits.nest_entries` entries, looks at most
+  :attr:`Limits.nest_scan` policies and nests "no" boxes :data:`MAX_DEPTH` deep; where it
+  stops, one ``software`` entry over the box sends the SYNs in it to the agent, which
+  evaluates the policies from the one the layout stopped at.
 * A policy whose decision list passed its budget (:class:`~dysco.compiler.entries.BudgetExceeded`)
   gets one ``software`` entry over its hull.
-* The table is full: the policies laid out so far keep their entries, and one ``software``
-  entry over the hull of all the remaining policies starts the agent at the first of them.
+* The table is full: the policies laid out so far keep their entries, leaving room for
+  ``software`` entries that cover the policies left out (:mod:`dysco.compiler.cover`); they
+  start the agent at the first of those.
 
 So every SYN is decided by the first matching entry, in the NIC, or in software by the
 same policies in the same order.  Entries covered by an earlier one are not emitted (checked
@@ -75,7 +76,9 @@ class Limits:
     capacity: int
     """Entries the classifier table holds."""
     nest_entries: int = 16
+    """Most entries the later policies may take inside one "no" box."""
     nest_scan: int = 32
+    """Most later policies looked at inside one "no" box."""
     port_match: Literal["range", "ternary"] = "range"
 
 
