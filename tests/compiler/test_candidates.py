@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dysco.compiler.candidates import first_match, policy_index
-from dysco.compiler.deployed import NicTable
-from dysco.compiler.evaluate import entry_for, holds
-from dysco.compiler.generate import PredicateGenerator
+from dysco.compiler.deployed import BLOCK, NicTable
+from dysco.compiler.evaluate import Syn, entry_for, holds
+from dysco.compiler.generate import PredicateGenerator, disjoint_predicates
 from dysco.compiler.passes import Options, compile_text, front
 
 
@@ -53,3 +53,29 @@ def test_the_nic_table_finds_the_entry_a_linear_scan_finds(seed: int, n: int, po
     for _ in range(60):
         syn = gen.syn()
         assert table.lookup(syn) == entry_for(compiled.entries, syn), syn
+
+
+def test_a_large_nic_table_finds_the_entry_a_linear_scan_finds() -> None:
+    """Hundreds of entries: the index picks the entries tried (a small table tries them all)."""
+    preds = disjoint_predicates(random.Random(3), 300)
+    text = "middlebox m { instances 10.0.2.1; }\n" + "".join(
+        f"policy p{i}: {p} -> m\n" for i, p in enumerate(preds)
+    )
+    compiled = compile_text(text, "big.dysco", Options(capacity=1 << 30))
+    assert len(compiled.entries) > 8 * BLOCK
+    table = NicTable(compiled.entries)
+    r = random.Random(4)
+    hits = 0
+    for _ in range(2000):
+        e = r.choice(compiled.entries)  # a SYN inside a random entry, or anywhere
+        inside = r.random() < 0.8
+        syn = Syn(
+            e.src.value | (r.getrandbits(32) & ~e.src.mask) if inside else r.getrandbits(32),
+            e.dst.value | (r.getrandbits(32) & ~e.dst.mask) if inside else r.getrandbits(32),
+            r.randint(e.sport.low, e.sport.high) if inside else r.randrange(65536),  # type: ignore[union-attr]
+            r.randint(e.dport.low, e.dport.high) if inside else r.randrange(65536),  # type: ignore[union-attr]
+        )
+        want = entry_for(compiled.entries, syn)
+        assert table.lookup(syn) == want, syn
+        hits += want is not None
+    assert hits > 1000
