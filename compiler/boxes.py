@@ -128,6 +128,14 @@ def meet(a: Box, b: Box) -> Box | None:
     return (av | bv, am | bm, sl, sh, dl, dh)
 
 
+def join(a: Box, b: Box) -> Box:
+    """The smallest box holding both (each address bit that differs becomes a don't-care)."""
+    av, am, asl, ash, adl, adh = a
+    bv, bm, bsl, bsh, bdl, bdh = b
+    m = am & bm & ~(av ^ bv)
+    return (av & m, m, min(asl, bsl), max(ash, bsh), min(adl, bdl), max(adh, bdh))
+
+
 def within(a: Box, b: Box) -> bool:
     """Whether ``a`` is a subset of ``b``."""
     av, am, asl, ash, adl, adh = a

@@ -1,14 +1,14 @@
-"""Pass 4: normal forms -> prioritised classifier entries.
+"""Decision lists, one per policy; the hull pass; and the classifier entry.
 
 Each policy's formula becomes a *decision list*: boxes with a verdict, the first
 box that holds deciding, "no match" when none does.  Lists combine exactly
 (``and``/``or``) without a DNF of negations: a negated address becomes a
-"no" box ahead of the rest.  The policies are then laid out in file order;
-wherever a policy says "no" for a box, the later policies are laid out again
-inside that box before a ``bypass`` entry closes it, so the first matching entry
-of the final list always gives the chain of the first policy whose predicate
-holds.  Entries that can never decide anything are removed.  Each step counts
-against a budget, so a predicate that would blow up stops with a clear error.
+"no" box ahead of the rest.  Each step counts against a budget; a policy whose
+list would pass it raises :class:`BudgetExceeded`, and the placement pass
+(:mod:`dysco.compiler.placement`) leaves that policy to the agent's software
+evaluator instead.  :func:`pred_hull` (the hull pass) gives a box around every SYN a
+predicate can match, straight from the AST: what such a policy costs in the classifier,
+and what the placement knows of a policy it has not reached.
 """
 
 from __future__ import annotations
@@ -16,13 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+from dysco.compiler.ast import AddrMatch, Always, BoolOp, Dir, Not, PortMatch, Pred
 from dysco.compiler.boxes import (
     TOP,
     Box,
+    Field,
     PRange,
     Ternary,
-    box_fields,
     box_of,
+    join,
     meet,
     range_to_prefixes,
     within,
@@ -49,18 +51,35 @@ Rule = tuple[Box, bool]
 """A box and the verdict for the SYNs in it (a plain tuple: decision lists are rebuilt often)."""
 
 
+SOFTWARE_FLAG = 1 << 15
+"""Set in the policy id of a "classify in software" punt; the low 15 bits are the chain id of the
+first policy the agent's evaluator tries (:mod:`dysco.compiler.software`).  Chain ids of policies
+therefore stay below it."""
+
+Action = Literal["chain", "bypass", "software"]
+
+
 @dataclass(slots=True)
 class Entry:
-    """One classifier entry, before or after port-range expansion."""
+    """One classifier entry, before or after port-range expansion.
+
+    ``chain``: punt the SYN with the policy's chain id.  ``bypass`` (chain id 0): forward it
+    untouched.  ``software``: punt it for the agent to classify, from the policy with chain id
+    ``chain_id`` on (the policies before it are known not to match a SYN that gets here)."""
 
     priority: int
     policy: str
-    action: Literal["chain", "bypass"]
+    action: Action
     chain_id: int
     src: Ternary
     dst: Ternary
     sport: PRange | Ternary
     dport: PRange | Ternary
+
+    @property
+    def policy_id(self) -> int:
+        """The ``policy_id`` the NIC's punt carries (0 for bypass, which does not punt)."""
+        return self.chain_id | SOFTWARE_FLAG if self.action == "software" else self.chain_id
 
     def holds(self, src: int, dst: int, sport: int, dport: int) -> bool:
         return (
@@ -170,7 +189,7 @@ def _or(left: list[Rule], right: list[Rule], budget: int) -> list[Rule]:
     return out
 
 
-def _keep(items: list[_T], d: int) -> list[_T]:
+def keep_deciding(items: list[_T], d: int) -> list[_T]:
     """The entries that still decide something, in order.  Each entry is a tuple of its box
     (at 0) and its decision (at ``d``: a verdict, or a chain id with 0 for bypass).
 
@@ -234,61 +253,63 @@ def _keep(items: list[_T], d: int) -> list[_T]:
 
 
 def _prune(rules: list[Rule]) -> list[Rule]:
-    return _keep(rules, 1)
+    return keep_deciding(rules, 1)
 
 
-# ---- laying out the policies ----------------------------------------------
+def pred_hull(pred: Pred) -> Box | None:
+    """A box that holds every SYN ``pred`` matches (None: it matches none), in one walk of
+    the predicate: the placement needs it for every policy, before any is normalised."""
+    kind = type(pred)
+    if kind is BoolOp:
+        assert isinstance(pred, BoolOp)
+        left, right = pred_hull(pred.left), pred_hull(pred.right)
+        if pred.op == "and":
+            return meet(left, right) if left is not None and right is not None else None
+        if left is None or right is None:
+            return left or right
+        return join(left, right)
+    if kind is AddrMatch or kind is PortMatch:
+        return _primitive_hull(pred, negated=False)  # type: ignore[arg-type]
+    if kind is Always:
+        return TOP
+    assert isinstance(pred, Not)
+    inner = pred.operand
+    if type(inner) is Not:
+        return pred_hull(inner.operand)
+    if type(inner) is Always:
+        return None
+    if type(inner) is PortMatch:
+        return _primitive_hull(inner, negated=True)
+    return TOP
 
 
-@dataclass(slots=True)
-class PolicyRules:
-    name: str
-    chain_id: int
-    rules: tuple[Rule, ...]
-
-
-_Draft = tuple[Box, str, int]
-"""A box, the policy and its chain id (0 for bypass)."""
-
-
-def layout(policies: list[PolicyRules], budget: int) -> list[Entry]:
-    """The classifier for the policies in file order, highest priority first."""
-    drafts = _pruned_drafts(_emit(policies, 0, None, budget, []))
-    n = len(drafts)
-    out: list[Entry] = []
-    for i, (box, policy, chain_id) in enumerate(drafts):
-        src, dst, sport, dport = box_fields(box)
-        action: Literal["chain", "bypass"] = "chain" if chain_id else "bypass"
-        out.append(Entry(PRIORITY_STEP * (n - i), policy, action, chain_id, src, dst, sport, dport))
-    return out
-
-
-def _emit(
-    policies: list[PolicyRules], start: int, region: Box | None, budget: int, out: list[_Draft]
-) -> list[_Draft]:
-    for j in range(start, len(policies)):
-        pol = policies[j]
-        for r, verdict in pol.rules:
-            b = r if region is None else meet(r, region)
-            if b is None:
-                continue
-            if verdict:
-                out.append((b, pol.name, pol.chain_id))
-            else:
-                _emit(policies, j + 1, b, budget, out)
-                out.append((b, pol.name, 0))
-            if len(out) > budget:
-                raise BudgetExceeded(len(out), budget)
-    return out
-
-
-def _pruned_drafts(drafts: list[_Draft]) -> list[_Draft]:
-    """Remove entries that never decide anything, until nothing changes."""
-    while True:
-        out = _keep(drafts, 2)
-        if len(out) == len(drafts):
-            return out
-        drafts = out
+def _primitive_hull(pred: AddrMatch | PortMatch, negated: bool) -> Box | None:
+    if isinstance(pred, AddrMatch):
+        if negated:
+            return TOP
+        c: Ternary | PRange = Ternary(pred.value & pred.mask, pred.mask)
+        fields = (Field.SRC_ADDR, Field.DST_ADDR)
+    else:
+        c = PRange(pred.low, pred.high)
+        fields = (Field.SRC_PORT, Field.DST_PORT)
+        if negated:
+            parts = c.complement()
+            if not parts:
+                return None
+            c = PRange(parts[0].low, parts[-1].high)
+            if pred.dir is Dir.SRC_AND_DST:  # not (both in range): either may be anything
+                return TOP
+            if pred.dir is Dir.SRC_OR_DST:  # neither in range
+                return meet(box_of(fields[0], c), box_of(fields[1], c))
+    src, dst = box_of(fields[0], c), box_of(fields[1], c)
+    d = pred.dir
+    if d is Dir.SRC:
+        return src
+    if d is Dir.DST:
+        return dst
+    if d is Dir.SRC_OR_DST:
+        return join(src, dst)
+    return meet(src, dst)
 
 
 def expand_port_ranges(entries: list[Entry]) -> list[Entry]:

@@ -141,6 +141,38 @@ class PredicateGenerator:
         return Syn(pick(), pick(), self.port(), self.port())
 
 
+def disjoint_predicates(rng: random.Random, count: int) -> list[str]:
+    """Predicates over wide pools of values (any 10.x.y.z, any port), so that few policies
+    shadow or overlap each other: ``(A or B) and not C``, 3-6 primitives, with A and B
+    conjunctions of ports, port ranges, source prefixes and destination hosts."""
+
+    def octets(n: int) -> str:
+        return ".".join(str(rng.randrange(256)) for _ in range(n))
+
+    def primitive() -> str:
+        kind = rng.randrange(4)
+        if kind == 0:
+            return f"dst port {rng.randrange(1, 65535)}"
+        if kind == 1:
+            low = rng.randrange(60000)
+            return f"dst portrange {low}-{low + rng.randrange(1, 2000)}"
+        if kind == 2:
+            return f"src net 10.{octets(2)}.0/24"
+        return f"dst host 10.{octets(3)}"
+
+    out = []
+    for _ in range(count):
+        parts = [primitive() for _ in range(rng.randint(2, 5))]
+        half = max(1, len(parts) // 2)
+        either = f"{' and '.join(parts[:half])} or {' and '.join(parts[half:]) or primitive()}"
+        if rng.random() < 0.5:
+            negated = f"not src host 10.{octets(3)}"
+        else:
+            negated = f"not dst portrange {rng.randrange(1000)}-{rng.randrange(1000, 3000)}"
+        out.append(f"({either}) and {negated}")
+    return out
+
+
 def syn_frame(p: Syn) -> bytes:
     """An Ethernet/IPv4/TCP SYN frame for ``p`` (checksums zero; filters do not look)."""
     ip = struct.pack("!BBHHHBBHII", 0x45, 0, 40, 1, 0x4000, 64, 6, 0, p.src, p.dst)

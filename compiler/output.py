@@ -89,7 +89,7 @@ def to_text(c: Compiled) -> str:
     header = ("prio", "policy", "action", "ipv4.src", "ipv4.dst", "proto", "sport", "dport")
     rows = [header]
     for e in c.entries:
-        action = f"chain {e.chain_id}" if e.action == "chain" else "bypass"
+        action = "bypass" if e.action == "bypass" else f"{e.action} {e.chain_id}"
         rows.append(
             (
                 str(e.priority),
@@ -104,6 +104,8 @@ def to_text(c: Compiled) -> str:
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = [f"classifier ({len(c.entries)} entries, first match wins, miss = forward untouched)"]
+    if any(e.action == "software" for e in c.entries):
+        lines.append("(software N: the agent classifies the SYN, trying the policies from chain N on)")
     for i, r in enumerate(rows):
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
         if i == 0:

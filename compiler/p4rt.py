@@ -9,7 +9,10 @@ range, lpm (contiguous masks only), optional, or exact.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from google.protobuf.message import DecodeError
 
 from dysco.compiler.boxes import PRange, Ternary
 from dysco.compiler.entries import Entry
@@ -93,13 +96,13 @@ class ClassifierEmitter:
             if fm is not None:
                 msg.match.append(fm)
         action = msg.action.action
-        if e.action == "chain":
-            if e.chain_id >= 1 << self.chain_param_width:
-                raise EmitError(f"chain id {e.chain_id} does not fit {self.chain_param_width} bits")
-            action.action_id = self.chain_action_id
-            action.params.add(param_id=self.chain_param_id, value=canonical(e.chain_id))
-        else:
+        if e.action == "bypass":
             action.action_id = self.bypass_action_id
+        else:  # a chain, or a software entry (its policy id has the software flag)
+            if e.policy_id >= 1 << self.chain_param_width:
+                raise EmitError(f"policy id {e.policy_id:#x} does not fit {self.chain_param_width} bits")
+            action.action_id = self.chain_action_id
+            action.params.add(param_id=self.chain_param_id, value=canonical(e.policy_id))
         return msg
 
     def _match(self, fld: _Field, c: Ternary | PRange) -> p4runtime_pb2.FieldMatch | None:
@@ -151,3 +154,29 @@ def table_entries(
     """The TableEntry messages for ``entries``, in priority order."""
     emitter = ClassifierEmitter(p4info, names)
     return [emitter.entry(e) for e in entries]
+
+
+def classifier_capacity(p4info: p4info_pb2.P4Info, names: ClassifierNames = CLASSIFIER) -> int:
+    """The classifier table's size in the P4Info: how many entries the target holds."""
+    table = _find(p4info.tables, names.table, "table")
+    size = int(table.size)
+    if size < 1:
+        raise EmitError(f"table '{names.table}' has no size in the P4Info; give --capacity")
+    return size
+
+
+def read_p4info(path: str) -> p4info_pb2.P4Info:
+    """A P4Info file: binary if it ends in ``.bin``, else protobuf text (as p4c writes it)."""
+    from google.protobuf import text_format
+
+    info = p4info_pb2.P4Info()
+    try:
+        if path.endswith(".bin"):
+            info.ParseFromString(Path(path).read_bytes())
+        else:
+            text_format.Parse(Path(path).read_text(), info, allow_unknown_field=True)
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (text_format.ParseError, DecodeError) as exc:
+        raise UserError(f"{path}: not a P4Info file: {exc}") from None
+    return info

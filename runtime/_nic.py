@@ -144,10 +144,10 @@ class Nic:
                         fields.append(FieldMatch(fid, "ternary", c.value & c.mask, mask=c.mask))
                 elif not (c.low == 0 and c.high == 0xFFFF):
                     fields.append(FieldMatch(fid, "range", c.low, high=c.high))
-            if e.action == "chain":
-                action = ActionCall(self._chain_action, (e.chain_id,))
-            else:
+            if e.action == "bypass":
                 action = ActionCall(self._bypass_action, ())
+            else:  # a chain, or a software entry (its policy id has the software flag)
+                action = ActionCall(self._chain_action, (e.policy_id,))
             out.append(
                 TableEntry(
                     self.classifier_id, tuple(sorted(fields, key=lambda f: f.field_id)), action, e.priority

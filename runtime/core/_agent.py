@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from dysco.compiler.passes import Chain
+from dysco.compiler.software import SoftwareClassifier
 from dysco.errors import PeerError
 from dysco.runtime.core import _packet as pk
 from dysco.runtime.core import _syn_payload as wire
@@ -119,9 +120,13 @@ class Agent(Setup):
             self._close(now, s, "write_failed", out)
         return self._finish(out)
 
-    def policy_update(self, chains: Iterable[Chain]) -> list[Action]:
-        """New chains for new sessions; live sessions keep theirs."""
+    def policy_update(
+        self, chains: Iterable[Chain], software: SoftwareClassifier | None = None
+    ) -> list[Action]:
+        """New chains, and the evaluator for software punts, for new sessions; live sessions
+        keep theirs."""
         self.chains = {c.id: c for c in chains}
+        self.software = software
         return [Notify("policy_update", f"{len(self.chains)} chains")]
 
     def prepend_hops(self, session: FiveTuple, hops: Iterable[int]) -> bool:

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from dysco.compiler.passes import Chain
+from dysco.compiler.software import SoftwareClassifier
 from dysco.runtime.core import _auth as auth
 from dysco.runtime.core import _packet as pk
 from dysco.runtime.core import _syn_payload as wire
@@ -52,8 +53,12 @@ from dysco.runtime.core.reconf import Reconfigurer
 class Sessions:
     """What the agent keeps, the helpers that change it, and the end of a session."""
 
-    def __init__(self, config: Config, chains: Iterable[Chain] = ()) -> None:
+    def __init__(
+        self, config: Config, chains: Iterable[Chain] = (), software: SoftwareClassifier | None = None
+    ) -> None:
         self.config = config
+        self.software = software
+        """Classifies the SYNs a "software" classifier entry punts (None: they fail closed)."""
         self.log = prefixed("dysco.runtime.core", config.name, "core")
         self.chains: dict[int, Chain] = {c.id: c for c in chains}
         self.sessions: dict[int, Session] = {}

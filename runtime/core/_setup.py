@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from dysco.compiler.evaluate import Syn
 from dysco.compiler.passes import AddressStep
+from dysco.compiler.software import is_software
 from dysco.runtime.core import _packet as pk
 from dysco.runtime.core import _syn_payload as wire
 from dysco.runtime.core._alloc import PortsExhausted
@@ -35,6 +37,15 @@ class Setup(Sessions):
         if not f.syn_only:
             self._drop(out, "policy_not_syn", None)
             return
+        if is_software(policy_id):  # the NIC could not decide it
+            if self.software is None:
+                self._fail(out, "no_software_classifier", f"policy id {policy_id:#x}: classify in software")
+                return
+            found = self.software.classify_punt(Syn(s0.src, s0.dst, s0.sport, s0.dport), policy_id)
+            if found is None:  # no policy holds: on untouched, as a bypass entry sends it
+                out.append(Send(f.to_bytes(), Port.NET))
+                return
+            policy_id = found
         chain = self.chains.get(policy_id)
         if chain is None:
             self._fail(out, "unknown_policy", f"no chain with id {policy_id}")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dysco.compiler import Compiled
+from dysco.compiler.software import SoftwareClassifier
 from dysco.runtime._nic import Nic
 from dysco.runtime.core import SECOND, Agent, Config
 from dysco.runtime.core._events import (
@@ -180,7 +181,8 @@ class World:
             h.switch = Switch(self.program, cpu_port=255, clock=self.sim.clock)
             h.nic = self.nic
             chains = policies.chains.values() if policies is not None else ()
-            h.agent = Agent(Config(address=address, name=name, **config), chains)
+            software = SoftwareClassifier.from_compiled(policies) if policies is not None else None
+            h.agent = Agent(Config(address=address, name=name, **config), chains, software)
             h.switch.set_clone_session(self.nic.teardown_clone_session())
             for e in self.nic.classifier_entries(policies.entries if policies is not None else ()):
                 h.switch.write_entry("insert", e)

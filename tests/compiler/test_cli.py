@@ -89,3 +89,33 @@ def test_user_errors_exit_2(tmp_path: Path) -> None:
 def test_help_shows_an_example() -> None:
     proc = dysco("compile", "--help")
     assert proc.returncode == 0 and "dysco compile examples/policies.dysco" in proc.stdout
+
+
+def test_stats_say_where_the_policies_went_and_what_each_pass_cost() -> None:
+    proc = dysco("compile", str(EXAMPLE), "--format", "text", "--stats", "--capacity", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("classifier (3 entries")
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "stats: 3 policies, 3 classifier entries of 3 (2 chain, 0 bypass, 1 software)"
+    assert lines[1].split() == ["laid", "out", "in", "the", "NIC", "1", "policies", "(33.3%)"]
+    assert "the table full from policy ssh on" in lines[2]
+    assert lines[-1].startswith("  seconds per pass     parse+ast ")
+    doc = json.loads(dysco("compile", str(EXAMPLE), "--stats", "-o", "/dev/null").stderr)
+    assert doc["policies_in_nic"] == 3 and doc["entries_by_action"] == {
+        "chain": 5,
+        "bypass": 1,
+        "software": 0,
+    }
+    assert doc["entries_per_policy"]["histogram"] == {"2-3": 3}  # web 2, ssh 2, pinned 2
+    assert set(doc["seconds"]) == {"parse+ast", "hull", "normal", "entries", "place"}
+
+
+def test_capacity_from_the_p4info_unless_given(tmp_path: Path) -> None:
+    p4info = tmp_path / "p4info.txt"
+    p4info.write_text('tables { preamble { id: 1 name: "DyscoIngress.classifier" } size: 3 }\n')
+    small = json.loads(dysco("compile", str(EXAMPLE), "--p4info", str(p4info)).stdout)
+    assert [e["action"] for e in small["classifier"]] == ["chain", "chain", "software"]
+    given = json.loads(dysco("compile", str(EXAMPLE), "--p4info", str(p4info), "--capacity", "100").stdout)
+    assert len(given["classifier"]) == 6
+    bad = dysco("compile", str(EXAMPLE), "--capacity", "0")
+    assert bad.returncode == 2 and "--capacity must be at least 1" in bad.stderr

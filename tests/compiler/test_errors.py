@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dysco.compiler.passes import Options, compile_text
+from dysco.compiler.passes import MAX_POLICIES, compile_text
 from dysco.errors import SourceError, SourceErrors
 
 HERE = Path(__file__).parent
@@ -48,38 +48,14 @@ def test_cli_exit_status_2_without_traceback() -> None:
     assert first.startswith(f"{case}:2:11: 'udp' can never match")
 
 
-# (bit i of src or bit i of dst) for 8 bits: 2^8 boxes that no rule can merge
-BLOWUP = (
-    "middlebox fw { instances 10.0.2.1; }\npolicy big: "
-    + " and ".join(
-        f"(src net 0.0.0.{1 << i} mask 0.0.0.{1 << i} or dst net 0.0.0.{1 << i} mask 0.0.0.{1 << i})"
-        for i in range(8)
-    )
-    + " -> fw\n"
-)
-
-
-def test_budget_per_policy() -> None:
-    with pytest.raises(SourceError) as info:
-        compile_text(BLOWUP, "big.dysco", Options(budget=50))
-    assert info.value.pos.line == 2
-    assert "policy 'big' expands to more than 50 classifier entries" in str(info.value)
-    assert "raise --budget" in str(info.value)
-
-
-def test_budget_for_the_whole_file() -> None:
+def test_more_policies_than_the_policy_id_has_room_for() -> None:
     text = "middlebox fw { instances 10.0.2.1; }\n" + "".join(
-        f"policy p{i}: not src host 10.0.0.{i} -> fw\n" for i in range(1, 12)
+        f"policy p{i}: port 80 -> fw\n" for i in range(MAX_POLICIES + 1)
     )
-    compile_text(text, "many.dysco", Options(budget=100))
     with pytest.raises(SourceError) as info:
-        compile_text(text, "many.dysco", Options(budget=30))
-    assert "the policies expand to more than 30 classifier entries together" in str(info.value)
-
-
-def test_same_blowup_fits_a_larger_budget() -> None:
-    compiled = compile_text(BLOWUP, "big.dysco", Options(budget=100_000))
-    assert any(e.action == "chain" for e in compiled.entries)
+        compile_text(text, "huge.dysco")
+    assert (info.value.pos.line, info.value.pos.column) == (MAX_POLICIES + 2, 8)
+    assert f"more than {MAX_POLICIES} policies" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -118,3 +94,20 @@ def test_a_file_that_is_not_utf8_is_reported_at_its_line_and_column(tmp_path: Pa
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     # line 2, column 30: the lone byte of "caf\xe9" (the valid é before it is one character, not two)
     assert f"{path}:2:30: not UTF-8 (byte e9" in proc.stderr
+
+
+def test_the_cycle_collector_is_on_again_after_a_compilation_good_or_bad() -> None:
+    import gc
+
+    assert gc.isenabled()
+    compile_text("middlebox fw { instances 10.0.2.1; }\npolicy p: port 80 -> fw\n", "ok.dysco")
+    assert gc.isenabled()
+    with pytest.raises(SourceErrors):
+        compile_text("policy p: udp -> nowhere\n", "bad.dysco")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        compile_text("middlebox fw { instances 10.0.2.1; }\npolicy p: port 80 -> fw\n", "ok.dysco")
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()

@@ -30,3 +30,11 @@ def test_ternary_ports(case: Path, golden: Callable[[Path, str], None]) -> None:
     out = dump_stage(case.read_text(), case.name, "entries", Options(port_match="ternary"))
     assert isinstance(out, Compiled)
     golden(case.with_suffix(".ternary.txt"), to_text(out))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
+def test_a_four_entry_classifier(case: Path, golden: Callable[[Path, str], None]) -> None:
+    """The placement under pressure: what fits, and the software entries for the rest."""
+    out = dump_stage(case.read_text(), case.name, "entries", Options(capacity=4))
+    assert isinstance(out, Compiled)
+    golden(case.with_suffix(".capacity4.txt"), to_text(out))

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from dysco.compiler.p4rt import EmitError, canonical, table_entries
+from dysco.compiler.entries import SOFTWARE_FLAG
+from dysco.compiler.p4rt import EmitError, canonical, classifier_capacity, read_p4info, table_entries
 from dysco.compiler.passes import Options, compile_text
+from dysco.errors import UserError
 from dysco.p4names import CLASSIFIER, ClassifierNames
 from dysco.proto.p4.config.v1 import p4info_pb2
 from dysco.proto.p4.v1 import p4runtime_pb2
@@ -128,3 +130,52 @@ def test_non_prefix_masks_on_lpm_and_range() -> None:
         table_entries(entries, make_p4info(addr=MT.LPM))
     with pytest.raises(EmitError, match="is not a range"):
         table_entries(entries, make_p4info(addr=MT.RANGE))
+
+
+def test_software_entries_punt_with_the_software_flag() -> None:
+    text = "middlebox fw { instances 10.0.2.1; }\n" + "".join(
+        f"policy p{i}: dst port {i} -> fw\n" for i in range(1, 6)
+    )
+    compiled = compile_text(text, "five.dysco", Options(capacity=3))
+    msgs = table_entries(compiled.entries, make_p4info())
+    assert [e.action for e in compiled.entries] == ["chain", "chain", "software"]
+    params = [m.action.action.params[0].value for m in msgs]
+    assert params == [canonical(1), canonical(2), canonical(SOFTWARE_FLAG | 3)]
+    assert {m.action.action.action_id for m in msgs} == {0x01000001}  # all punt_policy
+
+
+def test_a_policy_id_wider_than_the_parameter_is_refused() -> None:
+    info = make_p4info()
+    info.actions[0].params[0].bitwidth = 8
+    compiled = compile_text(EXAMPLE, "policies.dysco", Options(capacity=1))
+    with pytest.raises(EmitError, match=r"policy id 0x8001 does not fit 8 bits"):
+        table_entries(compiled.entries, info)
+
+
+def test_capacity_comes_from_the_p4info(tmp_path: Path) -> None:
+    from google.protobuf import text_format
+
+    info = make_p4info()
+    with pytest.raises(EmitError, match="has no size in the P4Info; give --capacity"):
+        classifier_capacity(info)
+    info.tables[0].size = 1234
+    assert classifier_capacity(info) == 1234
+    path = tmp_path / "p4info.txt"
+    path.write_text(text_format.MessageToString(info))
+    assert classifier_capacity(read_p4info(str(path))) == 1234
+    binary = tmp_path / "p4info.bin"
+    binary.write_bytes(info.SerializeToString())
+    assert classifier_capacity(read_p4info(str(binary))) == 1234
+    path.write_text("tables { nonsense")
+    with pytest.raises(UserError, match="not a P4Info file"):
+        read_p4info(str(path))
+    with pytest.raises(UserError, match="cannot read"):
+        read_p4info(str(tmp_path / "missing.txt"))
+
+
+def test_the_programs_classifier_holds_the_default_capacity() -> None:
+    from dysco.compiler.passes import DEFAULT_CAPACITY
+    from dysco.softswitch import load_program
+
+    program = load_program(str(Path(__file__).resolve().parents[2] / "p4src" / "dysco.p4"))
+    assert classifier_capacity(program.p4info) == DEFAULT_CAPACITY

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dysco.compiler.boxes import range_to_prefixes
-from dysco.compiler.evaluate import chain_policy_for, policy_for
+from dysco.compiler.deployed import Deployed
+from dysco.compiler.evaluate import chain_policy_for, entry_for, policy_for
 from dysco.compiler.generate import PredicateGenerator
 from dysco.compiler.passes import Options, compile_text
 from dysco.errors import SourceError, SourceErrors
@@ -52,9 +53,36 @@ def test_compiled_entries_pick_the_first_matching_policy(seed: int, n: int, port
     text = gen.policy_file(n)
     compiled = compile_text(text, "gen.dysco", Options(port_match=ports))  # type: ignore[arg-type]
     assert len({e.priority for e in compiled.entries}) <= len(compiled.entries)
+    deployed = Deployed(compiled)
     for _ in range(60):
         syn = gen.syn()
-        assert chain_policy_for(compiled.entries, syn) == policy_for(compiled.source, syn), (text, syn)
+        want = policy_for(compiled.source, syn)
+        assert deployed.classify(syn).policy == want, (text, syn)
+        entry = entry_for(compiled.entries, syn)  # the table alone, where it decides
+        if entry is None or entry.action != "software":
+            assert chain_policy_for(compiled.entries, syn) == want, (text, syn)
+
+
+@given(
+    st.integers(0, 2**32),
+    st.integers(1, 40),
+    st.integers(1, 60),
+    st.sampled_from([2, 8, 64]),
+    st.sampled_from(["range", "ternary"]),
+)
+@settings(max_examples=settings.default.max_examples)
+def test_any_capacity_and_budget_still_give_the_first_matching_policy(
+    seed: int, n: int, capacity: int, budget: int, ports: str
+) -> None:
+    gen = PredicateGenerator(random.Random(seed), primitives=(1, 6))
+    text = gen.policy_file(n)
+    options = Options(budget=budget, capacity=capacity, port_match=ports)  # type: ignore[arg-type]
+    compiled = compile_text(text, "gen.dysco", options)
+    assert len(compiled.entries) <= capacity
+    deployed = Deployed(compiled)
+    for _ in range(60):
+        syn = gen.syn()
+        assert deployed.classify(syn).policy == policy_for(compiled.source, syn), (text, options, syn)
 
 
 @given(st.integers(0, 0xFFFF), st.integers(0, 0xFFFF))

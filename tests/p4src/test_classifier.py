@@ -92,3 +92,38 @@ def test_a_syn_on_a_dropped_sessions_five_tuple_is_classified(classified: Dut) -
     classified.add_session(("10.0.5.5", "192.0.2.1", 40000, 80), SESSION_OUT.drop_action)
     out = classified.send(HOST_PORT, syn("10.0.5.5", "192.0.2.1", 80))  # no policy: forwarded as it is
     assert [p for p, _ in out] == [NET_PORT]
+
+
+def test_a_full_classifier_punts_what_it_cannot_hold_for_the_agent_to_classify(
+    dysco_program: P4Program,
+) -> None:
+    """A table of three entries holds web's two; one software entry covers ssh and pinned. The
+    pipeline punts their SYNs with the software flag and ssh's chain id as the start, and the
+    agent's evaluator finishes the job."""
+    from dysco.compiler.evaluate import Syn
+    from dysco.compiler.passes import Options
+    from dysco.compiler.software import SOFTWARE_FLAG, SoftwareClassifier
+    from dysco.runtime.core._types import ip_int
+
+    dut = Dut(dysco_program)
+    compiled = compile_text(
+        (ROOT / "examples" / "policies.dysco").read_text(), "p.dysco", Options(capacity=3)
+    )
+    assert [e.action for e in compiled.entries] == ["chain", "chain", "software"]
+    schema = Schema.from_p4info(dysco_program.p4info)
+    for msg in table_entries(compiled.entries, dysco_program.p4info):
+        dut.sw.write_entry("insert", table_entry_from_proto(schema, msg, need_action=True))
+    software = SoftwareClassifier.from_compiled(compiled)
+    for src, dst, dport, want in (
+        ("10.0.5.5", "192.0.2.1", 22, "ssh"),
+        ("10.0.1.9", "10.0.9.9", 22, "pinned"),
+        ("10.0.1.9", "192.0.2.1", 22, None),  # ssh says no, pinned does not hold: on untouched
+    ):
+        out = dut.send(HOST_PORT, syn(src, dst, dport))
+        assert [p for p, _ in out] == [255], out
+        fields, _ = packet_in(out[0][1])
+        assert fields["reason"] == Reason.POLICY_SYN and fields["policy_id"] == SOFTWARE_FLAG | 2
+        found = software.classify_punt(Syn(ip_int(src), ip_int(dst), 40000, dport), fields["policy_id"])
+        assert (software.name(found) if found else None) == want
+    web = syn("10.0.1.5", "192.0.2.1", 443)
+    assert packet_in(dut.send(HOST_PORT, web)[0][1])[0]["policy_id"] == 1  # in the table
