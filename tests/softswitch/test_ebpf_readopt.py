@@ -129,8 +129,9 @@ def test_idle_timeouts_and_metadata_come_back_with_the_entries(
     def session(port: int, timeout: int) -> TableEntry:
         values = (0x0A000001, 0x0A630001, 6, port, 80)
         match = tuple(FieldMatch(i, "exact", v) for i, v in enumerate(values, start=1))
-        return TableEntry(n[SESSION_OUT.table], match, ActionCall(n[SESSION_OUT.rewrite_action], args),
-                          idle_timeout_ns=timeout, controller_metadata=port, metadata=b"m%d" % port)  # fmt: skip
+        call = ActionCall(n[SESSION_OUT.rewrite_action], args)
+        meta = b"m%d" % port
+        return TableEntry(n[SESSION_OUT.table], match, call, 0, timeout, port, meta)
 
     first = start(rig, switches, program)
     idle, busy = session(1000, 1), session(1001, 3600 * 10**9)
@@ -172,7 +173,7 @@ def test_another_program_on_the_same_ports_replaces_the_pinned_one(
     new = read_meta(second.pin_dir)
     assert not second.kept_state and second.read_entries() == []
     assert old is not None and new is not None and old.c_sha256 != new.c_sha256
-    assert sorted(p.name for p in second.pin_dir.iterdir()) == sorted(new.maps + (META_PIN,))
+    assert sorted(p.name for p in second.pin_dir.iterdir()) == sorted((*new.maps, META_PIN))
 
 
 def test_an_unfinished_pin_directory_is_loaded_anew(rig: VethRig, switches: list[EbpfSwitch]) -> None:
