@@ -222,3 +222,28 @@ def test_a_clean_stop_leaves_nothing_pinned_and_no_qdisc(rig: VethRig, switches:
 
     qdiscs = subprocess.run(["tc", "-n", rig.name, "qdisc", "show"], capture_output=True, text=True).stdout
     assert "clsact" not in qdiscs
+
+
+def test_a_fresh_load_removes_the_pins_nobody_will_readopt(rig: VethRig, switches: list[EbpfSwitch]) -> None:
+    """Pins of a namespace that is gone, and of a dead switch whose interfaces are all gone, are
+    removed when a switch loads anew; a live switch's pins are not, even with its interfaces gone."""
+    from dysco.softswitch.targets.ebpf._pins import Meta, PinDir, netns_inode
+    from dysco.softswitch.targets.ebpf.cpuport import _alive
+
+    dead_pid = next(p for p in range(4_000_000, 3_000_000, -1) if not _alive(p))
+    ns = netns_inode(rig.name)
+    made = {
+        "gone namespace": (PinDir(12345, {1: "x0"}), dead_pid),
+        "dead switch": (PinDir(ns, {1: "nosuch0"}), dead_pid),
+        "live switch": (PinDir(ns, {1: "nosuch1"}), 1),
+    }
+    try:
+        for pins, pid in made.values():
+            pins.make()
+            pins.write(Meta("0" * 64, {1: pins.path.name.split("@")[1]}, None, 511, (), pid=pid))
+        start(rig, switches, load_program(TABLES))
+        left = {what for what, (pins, _) in made.items() if pins.path.exists()}
+        assert left == {"live switch"}
+    finally:
+        for pins, _ in made.values():
+            pins.remove()

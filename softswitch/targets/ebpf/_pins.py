@@ -30,9 +30,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -194,19 +195,53 @@ class PinDir:
             m = _meta_map(obj)
             m.update(_ZERO, raw + bytes(m.value_size - len(raw)))
 
-    def leftovers(self, ifnames: set[str]) -> list[Path]:
-        """Other pin directories of this namespace whose ports share an interface with ours:
-        left by a switch on an overlapping set of interfaces (removed before we attach)."""
+    def leftovers(self, ifnames: set[str], exists: Callable[[str], bool]) -> list[Path]:
+        """Other pin directories no switch will re-adopt: of this namespace, those whose ports
+        share an interface with ours (a switch on an overlapping set of interfaces) or whose
+        interfaces are all gone and whose switch is dead (``exists`` says whether an interface
+        of this namespace is there); and those of namespaces that no longer exist."""
         out: list[Path] = []
         if not self.root.is_dir():
             return out
+        live = _live_namespaces()
         for d in sorted(self.root.iterdir()):
-            if d == self.path or not d.name.startswith(f"{self.ns_inode}_"):
+            ns, _, _ = d.name.partition("_")
+            if d == self.path:
                 continue
-            meta = read_meta(d)
-            if meta is None or set(meta.ports.values()) & ifnames:
+            if ns != str(self.ns_inode):
+                if ns.isdigit() and int(ns) not in live:
+                    out.append(d)
+                continue
+            meta = read_meta(d)  # None: unfinished, maybe by a switch starting now; left alone
+            if meta is None:
+                continue
+            ports = set(meta.ports.values())
+            if ports & ifnames or not (_alive(meta.pid) or any(exists(i) for i in ports)):
                 out.append(d)
         return out
+
+
+def _live_namespaces() -> set[int]:
+    """The inodes of the network namespaces that exist: those of processes and those bind-mounted
+    anywhere (``ip netns add`` names, container runtimes' files)."""
+    inodes: set[int] = set()
+    for path in Path("/proc").glob("[0-9]*/ns/net"):
+        with contextlib.suppress(OSError):
+            inodes.add(path.stat().st_ino)
+    with contextlib.suppress(OSError):
+        mounts = Path("/proc/self/mountinfo").read_text()
+        inodes.update(int(i) for i in re.findall(r"net:\[(\d+)\]", mounts))
+    return inodes
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _meta_map(obj: Loaded) -> BpfMap:

@@ -187,8 +187,10 @@ class EbpfSwitch:
 
     def _fresh(self, program: Program, cprog: cgen.CProgram, obj_path: Path, digest: str) -> None:
         """Load the object, pin it and its maps in a new pin directory, attach it."""
-        for d in self._pins.leftovers(set(self._data_ports.values())):
-            log.warning("removing %s: pinned by a switch on some of these interfaces", d)
+        ipr = self._iproute()
+        ifnames = set(self._data_ports.values())
+        for d in self._pins.leftovers(ifnames, lambda i: bool(ipr.link_lookup(ifname=i))):
+            log.warning("removing %s: left by a switch on some of these interfaces, or on gone ones", d)
             shutil.rmtree(d, ignore_errors=True)
         self._pins.make()
         with BpfObject(obj_path, PROG_NAME) as loaded:
