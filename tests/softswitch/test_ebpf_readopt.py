@@ -247,3 +247,36 @@ def test_a_fresh_load_removes_the_pins_nobody_will_readopt(rig: VethRig, switche
     finally:
         for pins, _ in made.values():
             pins.remove()
+
+
+def test_metadata_records_of_deleted_entries_go_at_readoption(
+    rig: VethRig, switches: list[EbpfSwitch]
+) -> None:
+    """Each distinct (timeout, metadata) is one record in dysco_extras, shared by the entries that
+    carry it; records no entry uses any more are deleted when the next switch re-adopts."""
+    program: Any = load_program(TABLES)
+    n = ids(program)
+    first = start(rig, switches, program)
+
+    def entry(a: int, meta: bytes) -> TableEntry:
+        return TableEntry(
+            n["I.t_exact"], (FieldMatch(1, "exact", a),), ActionCall(n["I.port"], (2,)), metadata=meta
+        )
+
+    for a in range(6):
+        first.write_entry("insert", entry(a, b"shared" if a % 2 else b"own%d" % a))
+    for a in (0, 2):
+        first.write_entry("delete", entry(a, b""))
+    assert first._extras is not None and len(dict(first._extras.map.items())) == 4  # own0 own2 own4 shared
+    first.close(keep_datapath=True)
+
+    second = start(rig, switches, program)
+    assert second._extras is not None
+    records = sorted(x[2] for x in second._extras.by_id.values() if x[2])
+    assert records == [b"own4", b"shared"] and len(dict(second._extras.map.items())) == 2
+    assert sorted(e.metadata for e in second.read_entries(n["I.t_exact"])) == [
+        b"own4",
+        b"shared",
+        b"shared",
+        b"shared",
+    ]

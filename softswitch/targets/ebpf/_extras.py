@@ -109,7 +109,7 @@ class ExtrasStore:
             timeout, cmeta, n, _ = RECORD.unpack_from(value)
             meta = bytes(value[RECORD.size : RECORD.size + min(n, META_MAX)])
             self._remember(xid, (timeout, cmeta, meta))
-        self._next = max(self.by_id) + 1
+        self._next = (max(self.by_id) + 1) & 0xFFFFFFFF
 
     def collect(self, in_use: Iterable[Extras]) -> int:
         """Delete the records of Extras not in ``in_use``; how many went."""

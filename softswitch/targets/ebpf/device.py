@@ -217,6 +217,7 @@ class EbpfSwitch:
             self._extras.load()
             for t in self._tables.values():
                 t.adopt()
+            self._extras.collect(self._extras_in_use())  # records of entries deleted long ago
             for raw, value in self._clones.items():
                 port, rid = struct.unpack("=II", value)
                 sid = _U32.unpack(raw)[0]
