@@ -7,6 +7,7 @@ unfinished pin directory or a second push clear them instead."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import pytest
 from dysco.p4names import SESSION_OUT
 from dysco.softswitch import load_program
 from dysco.softswitch.api import ActionCall, CloneSession, FieldMatch, MeterConfig, Replica, TableEntry
-from dysco.softswitch.targets.ebpf import EbpfSwitch, VethRig, unavailable
+from dysco.softswitch.targets.ebpf import EbpfSwitch, VethRig, _upgrade, cgen, unavailable
 from dysco.softswitch.targets.ebpf._pins import META_PIN, read_meta
 
 HERE = Path(__file__).resolve().parent
@@ -280,3 +281,65 @@ def test_metadata_records_of_deleted_entries_go_at_readoption(
         b"shared",
         b"shared",
     ]
+
+
+def filters(rig: VethRig, port: int) -> list[str]:
+    out = subprocess.run(["tc", "-n", rig.name, "filter", "show", "dev", rig.switch_if(port), "ingress"],
+                         capture_output=True, text=True).stdout  # fmt: skip
+    return re.findall(r"dysco_tc:\d+", out)
+
+
+def newer_dysco(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on the C generator emits other C for every program (as a new version may)."""
+    real = cgen.generate
+
+    def generate(*args: Any) -> cgen.CProgram:
+        out = real(*args)
+        return dataclasses.replace(out, source=out.source + "\n/* a newer dysco */\n")
+
+    monkeypatch.setattr(cgen, "generate", generate)
+
+
+def test_an_upgrade_that_generates_other_c_swaps_the_program_under_the_pinned_tables(
+    rig: VethRig, switches: list[EbpfSwitch], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same P4 program, other C, the state maps laid out as before: the new build is loaded
+    on the pinned maps and each port's filter swapped to it in place (one filter, a new id)."""
+    program: Any = load_program(TABLES)
+    n = ids(program)
+    first = start(rig, switches, program)
+    first.write_entry(
+        "insert", TableEntry(n["I.t_exact"], (FieldMatch(1, "exact", 0x12),), ActionCall(n["I.port"], (2,)))
+    )
+    first.set_clone_session(CloneSession(3, (Replica(1, 0),)))
+    before, out_before, old_filters = entries(first), first.process(1, FRAME), filters(rig, 1)
+    old = read_meta(first.pin_dir)
+    first.close(keep_datapath=True)
+
+    newer_dysco(monkeypatch)
+    second = start(rig, switches, program)
+    new = read_meta(second.pin_dir)
+    assert old is not None and new is not None
+    assert new.c_sha256 != old.c_sha256 and new.layout_sha256 == old.layout_sha256
+    assert second.kept_state and entries(second) == before
+    assert second.clone_sessions() == {3: CloneSession(3, (Replica(1, 0),))}
+    assert len(filters(rig, 1)) == 1 and filters(rig, 1) != old_filters  # replaced in place
+    assert second.process(1, FRAME) == out_before
+    assert sorted(p.name for p in second.pin_dir.iterdir()) == sorted((*new.maps, META_PIN))
+
+
+def test_an_upgrade_that_changes_the_layout_of_a_table_replaces_the_pipeline(
+    rig: VethRig, switches: list[EbpfSwitch], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    program: Any = load_program(TABLES)
+    n = ids(program)
+    first = start(rig, switches, program)
+    first.write_entry(
+        "insert", TableEntry(n["I.t_exact"], (FieldMatch(1, "exact", 0x12),), ActionCall(n["I.port"], (2,)))
+    )
+    first.close(keep_datapath=True)
+
+    newer_dysco(monkeypatch)
+    monkeypatch.setattr(_upgrade, "layout_hash", lambda cprog: "another layout")
+    second = start(rig, switches, program)
+    assert not second.kept_state and second.read_entries(n["I.t_exact"]) == []

@@ -282,3 +282,38 @@ def test_a_different_program_replaces_what_is_pinned(
         third.send_signal(signal.SIGTERM)
         assert third.wait(timeout=WAIT_S) == 0
     assert not pins.path.exists()
+
+
+def test_keep_datapath_and_sigusr1_stop_the_switch_and_leave_the_data_path_forwarding(
+    topology: Topology, cleanup: list[int], tmp_path: Path
+) -> None:
+    """An upgrade: `--keep-datapath` (then SIGTERM), or SIGUSR1 without the flag, ends the switch
+    with status 0 and leaves the pipeline forwarding for the next one, which re-adopts it."""
+    pins = pins_of(topology)
+    stream = Stream(topology)
+    try:
+        with running_switch([*argv(topology), "--keep-datapath"], tmp_path / "first.log") as (first, port):
+            cleanup.append(first.pid)
+            with controller(port) as stub:
+                write_sessions(stub, push(stub, FWD))
+                before = table_entries(stub)
+            stream.wait_for(20)
+            first.send_signal(signal.SIGTERM)
+            assert first.wait(timeout=WAIT_S) == 0
+            stream.wait_for(stream.count + DOWN_FRAMES)  # forwarding after the switch exited
+            assert pins.read() is not None
+
+        for i, stop in enumerate((signal.SIGUSR1, signal.SIGTERM)):
+            with running_switch(argv(topology), tmp_path / f"next{i}.log") as (proc, port):
+                cleanup.append(proc.pid)
+                with controller(port) as stub:
+                    assert table_entries(stub) == before and cookie(stub) == COOKIE
+                proc.send_signal(stop)
+                assert proc.wait(timeout=WAIT_S) == 0
+                if stop == signal.SIGUSR1:
+                    stream.wait_for(stream.count + DOWN_FRAMES)
+                    assert pins.read() is not None
+        assert not pins.path.exists()  # the plain SIGTERM at the end removed it all
+        assert filters(topology.pairs[0].switch_end) == []
+    finally:
+        stream.close()

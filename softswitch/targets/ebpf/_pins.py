@@ -17,7 +17,8 @@ The record's wire format, declared once (:data:`HEADER`) and used both ways::
     magic "dysc" | json length u32 | pipeline length u32 | json (utf-8) | pipeline bytes | zeros
 
 The JSON holds the format version, the sha256 of the generated C (the program and every map's
-layout), the ports, the CPU and drop ports, the pid and the names of the maps to open; the
+layout), of the P4 program and of the state maps' layout (:mod:`._upgrade`), the ports, the CPU
+and drop ports, the pid and the names of the maps to open; the
 pipeline bytes are the ForwardingPipelineConfig the P4Runtime server last committed (opaque
 here; empty when no server gave one).
 """
@@ -70,6 +71,10 @@ class Meta:
     maps: tuple[str, ...]
     pid: int = field(default_factory=os.getpid)
     pipeline: bytes = b""
+    program_sha256: str = ""
+    """Of the P4 program (its device config)."""
+    layout_sha256: str = ""
+    """Of the maps that hold state, as the C declares them (:mod:`._upgrade`)."""
 
     def encode(self) -> bytes:
         doc = {
@@ -80,6 +85,8 @@ class Meta:
             "drop_port": self.drop_port,
             "maps": list(self.maps),
             "pid": self.pid,
+            "program_sha256": self.program_sha256,
+            "layout_sha256": self.layout_sha256,
         }
         text = json.dumps(doc, separators=(",", ":")).encode()
         return HEADER.pack(MAGIC, len(text), len(self.pipeline)) + text + self.pipeline
@@ -102,6 +109,8 @@ class Meta:
             tuple(str(m) for m in doc["maps"]),
             int(doc["pid"]),
             bytes(raw[start : start + np]),
+            str(doc.get("program_sha256", "")),
+            str(doc.get("layout_sha256", "")),
         )
 
 

@@ -3,8 +3,9 @@
 The filter's name says which program it runs, ``dysco_tc:<program id>`` (``tc filter show dev
 IF ingress`` and ``bpftool net`` list it), so a restarted switch can tell a port that still runs
 the pinned program (left alone: forwarding never stops) from one that runs another dysco program
-(a crashed switch's leftover: its clsact qdisc is removed before ours goes on).  Every function
-takes a pyroute2 ``IPRoute`` of the ports' namespace.
+(a crashed switch's leftover: its clsact qdisc is removed before ours goes on), and an upgrade
+can swap the program under a port without a gap (:func:`replace`).  Every function takes a
+pyroute2 ``IPRoute`` of the ports' namespace.
 """
 
 from __future__ import annotations
@@ -61,6 +62,27 @@ def attach(ipr: Any, idx: int, ifname: str, prog_fd: int, name: str) -> bool:
         detach(ipr, idx)
         raise BpfError(f"cannot attach the program to {ifname}: {exc}") from None
     return True
+
+
+def replace(ipr: Any, idx: int, ifname: str, prog_fd: int, name: str) -> None:
+    """Swap the program of the dysco filter on ``idx`` for ``prog_fd`` in one step (the same
+    priority and handle: the kernel replaces the filter atomically, no packet misses it); a port
+    without one gets it attached."""
+    try:
+        filters = ipr.get_filters(index=idx, parent=TC_INGRESS)
+    except NetlinkError:
+        filters = []
+    for f in filters:
+        opts = f.get_attr("TCA_OPTIONS")
+        found = opts.get_attr("TCA_BPF_NAME") if opts is not None else None
+        if found and str(found).startswith(FILTER_NAME):
+            try:
+                ipr.tc("replace-filter", "bpf", index=idx, handle=f["handle"], fd=prog_fd, name=name,
+                       parent=TC_INGRESS, classid=1, direct_action=True, prio=f["info"] >> 16)  # fmt: skip
+            except NetlinkError as exc:
+                raise BpfError(f"cannot swap the program on {ifname}: {exc}") from None
+            return
+    attach(ipr, idx, ifname, prog_fd, name)
 
 
 def detach(ipr: Any, idx: int) -> None:

@@ -32,20 +32,17 @@ from typing import Any
 
 from ...api import (
     ActionCall,
-    CloneSession,
-    CounterValue,
     EntryError,
     FieldMatch,
-    MeterConfig,
     Program,
-    Replica,
     TableEntry,
     WriteOp,
 )
-from . import _extras, _tc, cgen
+from . import _extras, _tc, _upgrade, cgen
+from ._externs import METER_SIZE, ExternMaps
 from ._extras import Extras, ExtrasStore
 from ._hashtable import HashTable
-from ._pins import EXTRAS_PIN, PROG_PIN, Meta, PinDir, c_hash, netns_inode
+from ._pins import EXTRAS_PIN, META_PIN, PROG_PIN, Meta, PinDir, c_hash, netns_inode
 from ._scantable import ScanTable
 from .build import build
 from .cpuport import CpuVeth
@@ -55,11 +52,8 @@ from .tablemaps import TableMaps
 
 log = logging.getLogger("dysco.softswitch.ebpf")
 
-PROG_NAME = "dysco_tc"
+PROG_NAME = _upgrade.PROG_NAME
 BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
-METER = struct.Struct("=II7Q")  # struct meter: lock, configured, cir, cburst, pir, pburst, tc, tp, last
-METER_SIZE = METER.size
-NS = 1_000_000_000
 SETTLE_S = 2.0  # how long a packet may take to come out before process() gives up waiting
 SWEEP_BUDGET = 65536
 """Entries with idle timeouts one sweep looks at per table at most (the rest are looked at by the
@@ -77,7 +71,7 @@ def _raw_socket(ifname: str) -> socket.socket:
     return s
 
 
-class EbpfSwitch:
+class EbpfSwitch(ExternMaps):
     """One v1model switch in the kernel.  ``ports`` maps port numbers to interface names
     (in namespace ``netns``, or this one); ``rig`` (optional) is the veth rig
     :meth:`process` sends through."""
@@ -93,6 +87,7 @@ class EbpfSwitch:
         drop_port: int = 511,
         workdir: Path | None = None,
     ) -> None:
+        super().__init__()
         self.cpu_port = cpu_port
         self.drop_port = drop_port
         self.ports = dict(ports)
@@ -134,10 +129,6 @@ class EbpfSwitch:
         self._actions: dict[int, str] = {}
         self._action_ids: dict[str, int] = {}
         self._attached: list[int] = []
-        self._externs: dict[int, tuple[cgen.ExternLayout, BpfMap]] = {}
-        self._clones: BpfMap | None = None
-        self._sessions: dict[int, CloneSession] = {}
-        self._ncpu = 1
         self._ipr: Any = None
         self.c_program: cgen.CProgram | None = None
         if program is not None:
@@ -167,16 +158,9 @@ class EbpfSwitch:
                 self._program, self.kept_state = program, True
                 log.info("the pipeline is the one re-adopted from %s: tables kept", self.pin_dir)
                 return
-        elif adoptable and found is not None:
-            if found.c_sha256 == digest and found.ports == self._data_ports:
-                try:
-                    self._adopt(program, cprog, found)
-                    self._adoptable = self.kept_state = True
-                    return
-                except (BpfError, OSError) as exc:
-                    log.warning("cannot re-adopt the pipeline in %s (%s): loading anew", self.pin_dir, exc)
-            else:
-                log.warning("%s holds another program: replacing it", self.pin_dir)
+        elif adoptable and found is not None and self._take_over(program, cprog, found, digest):
+            self._adoptable = self.kept_state = True
+            return
         obj_path = build(cprog.source, self.workdir)
         self.close(keep_workdir=True)
         try:
@@ -184,6 +168,38 @@ class EbpfSwitch:
         except BaseException:
             self.close(keep_workdir=True)
             raise
+
+    def _take_over(self, program: Program, cprog: cgen.CProgram, found: Meta, digest: str) -> bool:
+        """Re-adopt the pinned pipeline (the same C), or upgrade it (the same P4 program and state
+        layout under other C, :mod:`._upgrade`); False when it is to be replaced."""
+        same = (found.program_sha256, found.layout_sha256) == (
+            _upgrade.program_hash(program.device_config()),
+            _upgrade.layout_hash(cprog),
+        )
+        if found.ports != self._data_ports or not (found.c_sha256 == digest or same):
+            log.warning("%s holds another program: replacing it", self.pin_dir)
+            return False
+        try:
+            if found.c_sha256 != digest:
+                found = self._upgrade(build(cprog.source, self.workdir), cprog, found, digest)
+            self._adopt(program, cprog, found)
+            return True
+        except (BpfError, OSError) as exc:
+            log.warning("cannot re-adopt the pipeline in %s (%s): loading anew", self.pin_dir, exc)
+            return False
+
+    def _upgrade(self, obj_path: Path, cprog: cgen.CProgram, found: Meta, digest: str) -> Meta:
+        """Put the new build of the pinned program on the pinned state and every port."""
+        ipr = self._iproute()
+
+        def retarget(prog_fd: int, name: str) -> None:
+            for port, ifname in sorted(self.ports.items()):
+                _tc.replace(ipr, self._ifindex(ipr, port, ifname), ifname, prog_fd, name)
+
+        _upgrade.swap(self._pins.path, obj_path, _upgrade.state_maps(cprog), retarget)
+        log.info("%s: the pinned program is now this version's build, on the same tables", self.pin_dir)
+        maps = tuple(sorted(p.name for p in self._pins.path.iterdir() if p.name != META_PIN))
+        return dataclasses.replace(found, c_sha256=digest, maps=maps)
 
     def _fresh(self, program: Program, cprog: cgen.CProgram, obj_path: Path, digest: str) -> None:
         """Load the object, pin it and its maps in a new pin directory, attach it."""
@@ -202,7 +218,11 @@ class EbpfSwitch:
             self._const_entries(t)
         self._attach(obj, cprog)
         maps = sorted(p.name for p in self._pins.path.iterdir())
-        self._meta = Meta(digest, self._data_ports, self.cpu_port, self.drop_port, tuple(maps))
+        self._meta = Meta(
+            digest, self._data_ports, self.cpu_port, self.drop_port, tuple(maps),
+            program_sha256=_upgrade.program_hash(program.device_config()),
+            layout_sha256=_upgrade.layout_hash(cprog),
+        )  # fmt: skip
         self._pins.write(self._meta)  # last: a directory without it is unfinished
 
     def _adopt(self, program: Program, cprog: cgen.CProgram, found: Meta) -> None:
@@ -218,10 +238,7 @@ class EbpfSwitch:
             for t in self._tables.values():
                 t.adopt()
             self._extras.collect(self._extras_in_use())  # records of entries deleted long ago
-            for raw, value in self._clones.items():
-                port, rid = struct.unpack("=II", value)
-                sid = _U32.unpack(raw)[0]
-                self._sessions[sid] = CloneSession(sid, (Replica(port, rid),))
+            self._adopt_clone_sessions()
             self._attach(obj, cprog)
         except BaseException:
             self._release()
@@ -274,6 +291,13 @@ class EbpfSwitch:
                 self._ipr = IPRoute()
         return self._ipr
 
+    @staticmethod
+    def _ifindex(ipr: Any, port: int, ifname: str) -> int:
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            raise EntryError("INVALID_ARGUMENT", f"no interface {ifname} for port {port}")
+        return int(found[0])
+
     def _attach(self, obj: Loaded, cprog: cgen.CProgram) -> None:
         """Write the port maps and attach the program to every port that does not run it yet."""
         ipr = self._iproute()
@@ -282,10 +306,7 @@ class EbpfSwitch:
         name = _tc.filter_name(obj.prog_id())
         ours: set[bytes] = set()
         for port, ifname in sorted(self.ports.items()):
-            found = ipr.link_lookup(ifname=ifname)
-            if not found:
-                raise EntryError("INVALID_ARGUMENT", f"no interface {ifname} for port {port}")
-            idx = int(found[0])
+            idx = self._ifindex(ipr, port, ifname)
             pin.update(_U32.pack(idx), _U32.pack(port))
             pout.update(_U32.pack(port), _U32.pack(idx))
             ours.add(_U32.pack(idx))
@@ -344,18 +365,6 @@ class EbpfSwitch:
         if self._meta is not None:
             self._meta = dataclasses.replace(self._meta, pipeline=config)
             self._pins.write(self._meta)
-
-    def meter_configs(self) -> dict[tuple[int, int], MeterConfig]:
-        """The configured meter cells, by (meter id, index), as the maps hold them."""
-        out: dict[tuple[int, int], MeterConfig] = {}
-        for mid, (lay, m) in self._externs.items():
-            if lay.kind != "meter":
-                continue
-            for raw, value in m.items():
-                _, configured, cir, cburst, pir, pburst, *_ = METER.unpack(value)
-                if configured:
-                    out[(mid, _U32.unpack(raw)[0])] = MeterConfig(cir, cburst, pir, pburst)
-        return out
 
     @property
     def cpu_interface(self) -> str | None:
@@ -491,96 +500,3 @@ class EbpfSwitch:
         may be idle by now are looked at (:mod:`._idle`), at most SWEEP_BUDGET per table."""
         now = time.monotonic_ns()
         return [e for t in self._tables.values() if t.lay.timeout for e in t.expired(now, SWEEP_BUDGET)]
-
-    # ------------------------------------------------------------ not yet
-    @staticmethod
-    def _no(what: str) -> EntryError:
-        return EntryError("UNIMPLEMENTED", f"{what} is not supported by the ebpf backend yet")
-
-    def set_multicast_group(self, group_id: int, replicas: Sequence[Replica]) -> None:
-        raise self._no("multicast")
-
-    def delete_multicast_group(self, group_id: int) -> None:
-        raise self._no("multicast")
-
-    def multicast_groups(self) -> dict[int, tuple[Replica, ...]]:
-        return {}
-
-    def set_clone_session(self, session: CloneSession) -> None:
-        """A clone session of one replica (bpf_clone_redirect sends one copy), whole packets."""
-        if not 0 < session.session_id < 32768:
-            raise EntryError("INVALID_ARGUMENT", f"clone session id {session.session_id} must be 1..32767")
-        if len(session.replicas) != 1:
-            raise self._no("a clone session with other than one replica")
-        if session.packet_length_bytes:
-            raise self._no("a clone session that truncates (packet_length_bytes)")
-        rep = session.replicas[0]
-        if not 0 <= rep.port < 512 or rep.port == self.drop_port:
-            raise EntryError("INVALID_ARGUMENT", f"bad replica port {rep.port}")
-        if self._clones is None:
-            raise EntryError("FAILED_PRECONDITION", "no pipeline loaded")
-        self._clones.update(struct.pack("=I", session.session_id), struct.pack("=II", rep.port, rep.instance))
-        self._sessions[session.session_id] = session
-
-    def delete_clone_session(self, session_id: int) -> None:
-        if self._sessions.pop(session_id, None) is None:
-            raise EntryError("NOT_FOUND", f"no clone session {session_id}")
-        if self._clones is not None:
-            self._clones.delete(struct.pack("=I", session_id))
-
-    def clone_sessions(self) -> dict[int, CloneSession]:
-        return dict(self._sessions)
-
-    def _extern(self, extern_id: int, kind: str, index: int) -> tuple[cgen.ExternLayout, BpfMap]:
-        found = self._externs.get(extern_id)
-        if found is None or found[0].kind != kind:
-            raise EntryError("NOT_FOUND", f"no {kind} {extern_id} in the ebpf program")
-        if not 0 <= index < found[0].size:
-            raise EntryError(
-                "OUT_OF_RANGE", f"{kind} {found[0].name} has {found[0].size} cells, not {index + 1}"
-            )
-        return found
-
-    def read_counter(self, counter_id: int, index: int) -> CounterValue:
-        """The sum over CPUs of a per-CPU counter cell."""
-        _, m = self._extern(counter_id, "counter", index)
-        raw = m.lookup(struct.pack("=I", index)) or bytes(m.value_size)
-        cells = struct.unpack(f"={2 * self._ncpu}Q", raw)
-        return CounterValue(sum(cells[0::2]), sum(cells[1::2]))
-
-    def write_counter(self, counter_id: int, index: int, value: CounterValue) -> None:
-        """Put the value in the first CPU's cell and zero the others (their sum is what reads see)."""
-        _, m = self._extern(counter_id, "counter", index)
-        cells = [value.packets, value.bytes] + [0] * (2 * (self._ncpu - 1))
-        m.update(struct.pack("=I", index), struct.pack(f"={2 * self._ncpu}Q", *cells))
-
-    def counter_size(self, counter_id: int) -> int:
-        return self._extern(counter_id, "counter", 0)[0].size
-
-    def read_direct_counter(self, entry: TableEntry) -> CounterValue:
-        raise self._no("a direct counter")
-
-    def write_direct_counter(self, entry: TableEntry, value: CounterValue) -> None:
-        raise self._no("a direct counter")
-
-    def set_meter(self, meter_id: int, index: int, config: MeterConfig | None) -> None:
-        """Configure (or, with None, unconfigure: all green) one meter cell; its buckets start full."""
-        _, m = self._extern(meter_id, "meter", index)
-        if config is None:
-            value = METER.pack(0, 0, 0, 0, 0, 0, 0, 0, 0)
-        else:
-            c = config
-            now = time.monotonic_ns()  # CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns
-            value = METER.pack(0, 1, c.cir, c.cburst, c.pir, c.pburst, c.cburst * NS, c.pburst * NS, now)
-        m.update(struct.pack("=I", index), value)
-
-    def set_direct_meter(self, entry: TableEntry, config: MeterConfig | None) -> None:
-        raise self._no("a direct meter")
-
-    def read_register(self, register_id: int, index: int) -> int:
-        _, m = self._extern(register_id, "register", index)
-        return int(struct.unpack("=Q", m.lookup(struct.pack("=I", index)) or bytes(8))[0])
-
-    def write_register(self, register_id: int, index: int, value: int) -> None:
-        lay, m = self._extern(register_id, "register", index)
-        m.update(struct.pack("=I", index), struct.pack("=Q", value & ((1 << lay.width) - 1)))

@@ -8,7 +8,7 @@ import ctypes.util
 import errno
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -64,6 +64,11 @@ def _load_lib() -> ctypes.CDLL:
         "bpf_obj_pin": (ci, [ci, cp]),
         "bpf_obj_get_info_by_fd": (ci, [ci, vp, ctypes.POINTER(ctypes.c_uint32)]),
         "bpf_map_create": (ci, [ci, cp, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, vp]),
+        "bpf_object__find_map_by_name": (vp, [vp, cp]),
+        "bpf_object__next_map": (vp, [vp, vp]),
+        "bpf_map__name": (cp, [vp]),
+        "bpf_map__reuse_fd": (ci, [vp, ci]),
+        "bpf_map__pin": (ci, [vp, cp]),
     }
     for fname, (res, args) in sigs.items():
         f = getattr(lib, fname)
@@ -122,9 +127,11 @@ def obj_id(lib: ctypes.CDLL, fd: int) -> int:
 
 class BpfObject(Loaded):
     """One loaded BPF object file.  Closing it releases its maps and program
-    (the kernel keeps them while a TC filter still uses the program, or a pin in bpffs)."""
+    (the kernel keeps them while a TC filter still uses the program, or a pin in bpffs).
+    ``reuse`` names maps the program is to use instead of making its own (map name -> fd of an
+    existing map of the same layout): how a new program takes over an old one's state."""
 
-    def __init__(self, path: Path, program: str) -> None:
+    def __init__(self, path: Path, program: str, reuse: Mapping[str, int] | None = None) -> None:
         self._lib = _load_lib()
         self.path = path
         self.program_name = program
@@ -133,6 +140,12 @@ class BpfObject(Loaded):
         if not self._prog:
             self.close()
             raise BpfError(f"{path}: no program named {program}")
+        for name, fd in (reuse or {}).items():
+            m = self._lib.bpf_object__find_map_by_name(self._obj, name.encode())
+            if not m or self._lib.bpf_map__reuse_fd(m, fd) != 0:
+                err = _errno_text(f"reusing map {name}")
+                self.close()
+                raise BpfError(f"{path}: {err}")
         if self._lib.bpf_object__load(self._obj) != 0:
             err = _errno_text(f"loading {path}")
             self.close()
@@ -145,8 +158,24 @@ class BpfObject(Loaded):
         """Pin every map as ``directory/<map name>`` and the program as ``directory/prog_name``."""
         if self._lib.bpf_object__pin_maps(self._obj, str(directory).encode()) != 0:
             raise BpfError(_errno_text(f"pinning the maps in {directory}"))
-        if self._lib.bpf_program__pin(self._prog, str(directory / prog_name).encode()) != 0:
-            raise BpfError(_errno_text(f"pinning the program in {directory}"))
+        self.pin_program(directory / prog_name)
+
+    def pin_program(self, path: Path) -> None:
+        if self._lib.bpf_program__pin(self._prog, str(path).encode()) != 0:
+            raise BpfError(_errno_text(f"pinning the program at {path}"))
+
+    def pin_map(self, name: str, path: Path) -> None:
+        m = self._lib.bpf_object__find_map_by_name(self._obj, name.encode())
+        if not m or self._lib.bpf_map__pin(m, str(path).encode()) != 0:
+            raise BpfError(_errno_text(f"pinning map {name} at {path}"))
+
+    def map_names(self) -> list[str]:
+        names: list[str] = []
+        m = self._lib.bpf_object__next_map(self._obj, None)
+        while m:
+            names.append(self._lib.bpf_map__name(m).decode())
+            m = self._lib.bpf_object__next_map(self._obj, m)
+        return names
 
     def _open(self) -> int:
         obj = self._lib.bpf_object__open_file(str(self.path).encode(), None)
