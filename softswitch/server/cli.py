@@ -50,7 +50,7 @@ the process: after a crash (or a stop with --keep-datapath, or SIGUSR1) the kern
 forwarding, and the next `dysco switch` on the same interfaces re-adopts the pipeline,
 its entries and its cookie.  A plain stop (SIGINT, SIGTERM) removes everything:
   dysco switch --backend ebpf --no-p4 -i 1@veth1 -i 2@veth3 --keep-datapath
-  kill -USR1 $(pidof dysco)      (stop now, leave the data path running for an upgrade)
+  kill -USR1 PID      (stop this switch now, leave the data path running for an upgrade)
 """
 
 

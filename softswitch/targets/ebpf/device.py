@@ -8,7 +8,8 @@ The CPU port (``cpu_port``) is a veth pair (:mod:`.cpuport`): packet-outs go in 
 The program and its maps are pinned in bpffs (:mod:`._pins`), so forwarding outlives the
 process: :meth:`EbpfSwitch.close` removes them (a clean stop) unless told to keep the data path,
 and a switch started on the same interfaces re-adopts a pinned pipeline whose program it loads
-(:meth:`EbpfSwitch.load`) and rebuilds its entries from the maps, else removes it.
+(:meth:`EbpfSwitch.load`; a build of it from another dysco version is swapped in on the pinned
+tables, :mod:`._upgrade`) and rebuilds its entries from the maps, else removes it.
 
 What it does not do yet (each call says so with ``UNIMPLEMENTED``): multicast groups,
 clone sessions of more than one replica or truncating ones, direct counters, direct meter
@@ -147,7 +148,8 @@ class EbpfSwitch(ExternMaps):
     def load(self, program: Program) -> None:
         """Replace the pipeline, clearing every table, unless the program is the one pinned for
         these ports and nothing was loaded since this switch started (or since it re-adopted it):
-        then the pinned program keeps running and its tables are re-adopted (:attr:`kept_state`)."""
+        then the pinned program (or this version's build of it) keeps running on its tables,
+        which are re-adopted (:attr:`kept_state`)."""
         p: Any = program
         cprog = cgen.generate(p.ast, p.source, p.compiled.types, p.compiled.errors, p.compiled.info)
         digest = c_hash(cprog.source)
