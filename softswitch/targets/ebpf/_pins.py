@@ -159,9 +159,6 @@ class PinDir:
         self.ns_inode = ns_inode
         self.path = root / dir_name(ns_inode, ports)
 
-    def exists(self) -> bool:
-        return self.path.is_dir()
-
     def read(self) -> Meta | None:
         """The record of the directory, or None (no directory, no record or an unreadable one)."""
         return read_meta(self.path)
