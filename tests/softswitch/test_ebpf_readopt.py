@@ -343,3 +343,44 @@ def test_an_upgrade_that_changes_the_layout_of_a_table_replaces_the_pipeline(
     monkeypatch.setattr(_upgrade, "layout_hash", lambda cprog: "another layout")
     second = start(rig, switches, program)
     assert not second.kept_state and second.read_entries(n["I.t_exact"]) == []
+
+
+def test_metadata_longer_than_a_record_holds_is_refused(rig: VethRig, switches: list[EbpfSwitch]) -> None:
+    from dysco.softswitch.targets.ebpf._extras import META_MAX
+
+    program: Any = load_program(TABLES)
+    n = ids(program)
+    sw = start(rig, switches, program)
+    call = ActionCall(n["I.port"], (2,))
+    fits = TableEntry(n["I.t_exact"], (FieldMatch(1, "exact", 1),), call, metadata=bytes(META_MAX))
+    too_long = TableEntry(n["I.t_exact"], (FieldMatch(1, "exact", 2),), call, metadata=bytes(META_MAX + 1))
+    errors = sw.write_entries([("insert", fits), ("insert", too_long)])
+    assert errors[0] is None and errors[1] is not None
+    assert (errors[1].code, errors[1].message) == (
+        "INVALID_ARGUMENT",
+        f"metadata of {META_MAX + 1} bytes: the ebpf back end keeps {META_MAX}",
+    )
+    assert [e.metadata for e in sw.read_entries(n["I.t_exact"])] == [bytes(META_MAX)]
+
+
+def test_when_the_records_run_out_unused_ones_are_collected_else_the_write_is_refused(
+    rig: VethRig, switches: list[EbpfSwitch], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dysco.softswitch.targets.ebpf import _extras
+
+    monkeypatch.setattr(_extras, "CAPACITY", 2)
+    program: Any = load_program(TABLES)
+    n = ids(program)
+    sw = start(rig, switches, program)
+
+    def entry(a: int) -> TableEntry:
+        match = (FieldMatch(1, "exact", a),)
+        return TableEntry(n["I.t_exact"], match, ActionCall(n["I.port"], (2,)), metadata=b"m%d" % a)
+
+    assert sw.write_entries([("insert", entry(1)), ("insert", entry(2))]) == [None, None]
+    (refused,) = sw.write_entries([("insert", entry(3))])
+    assert refused is not None and refused.code == "RESOURCE_EXHAUSTED"
+    assert refused.message == "more than 2 distinct idle timeouts and metadata"
+    sw.write_entry("delete", entry(1))
+    assert sw.write_entries([("insert", entry(3))]) == [None]  # entry 1's record was collected
+    assert sorted(e.metadata for e in sw.read_entries(n["I.t_exact"])) == [b"m2", b"m3"]
