@@ -22,7 +22,7 @@ from dysco.errors import DyscoError
 from dysco.proto.p4.config.v1 import p4info_pb2
 from dysco.proto.p4.v1 import p4runtime_pb2
 from dysco.softswitch.api import Clock, Device, EntryError, Program, TableEntry, WriteOp
-from dysco.softswitch.server import _p4info_check
+from dysco.softswitch.server import _p4info_check, _pinned
 from dysco.softswitch.server._arbitration import Arbiter, Notice
 from dysco.softswitch.server._convert import table_entry_to_proto
 from dysco.softswitch.server._entities import MeterStore, plain_table_write, read_entity, write_update
@@ -124,13 +124,18 @@ class SwitchCore:
         self._meters = MeterStore()
         self.offload_drops = 0
         """Packet-ins from the kernel whose offload could not be finished (not IPv4/TCP)."""
+        restored = _pinned.restore(device, program_loader)  # a pipeline that outlived a restart
         program = device.program
-        if program is not None:
+        if restored is not None:
+            self._pipeline = _Pipeline(Schema.from_p4info(restored.config.p4info), restored.config)
+            self._meters = restored.meters
+        elif program is not None:
             config = p4runtime_pb2.ForwardingPipelineConfig(p4_device_config=program.device_config())
             # api.Program types it as object (protobuf stays out of the executor's contract);
             # CopyFrom refuses anything but a P4Info.
             config.p4info.CopyFrom(cast(p4info_pb2.P4Info, program.p4info))
             self._pipeline = _Pipeline(Schema.from_p4info(config.p4info), config)
+            _pinned.remember(device, config)
 
     def set_transmit(self, transmit: Transmit) -> None:
         self._transmit = transmit
@@ -441,7 +446,9 @@ class SwitchCore:
         kept = p4runtime_pb2.ForwardingPipelineConfig()
         kept.CopyFrom(config)
         self._pipeline = _Pipeline(Schema.from_p4info(kept.p4info), kept)
-        self._meters = MeterStore()
+        # the first push of the pinned program after a restart keeps the tables (and meters)
+        self._meters = _pinned.kept(self.device) or MeterStore()
+        _pinned.remember(self.device, kept)
         self._saved = None
         if self._on_commit is not None:
             self._on_commit()

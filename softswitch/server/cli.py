@@ -4,7 +4,10 @@
     dysco switch --no-p4 -i 1@veth1 -- --cpu-port 255 --grpc-server-addr 127.0.0.1:9559
 
 Target options may also follow ``--`` as simple_switch_grpc takes them.  It serves
-until SIGINT or SIGTERM, then shuts down cleanly and exits 0.  Once the gRPC server
+until SIGINT or SIGTERM, then shuts down cleanly and exits 0; on the ebpf back end a clean stop
+removes the program, its maps and pins, unless ``--keep-datapath`` was given or the signal was
+SIGUSR1 (an upgrade: the kernel keeps forwarding and the next ``dysco switch`` on the same
+interfaces re-adopts the pipeline and its tables, as after a crash).  Once the gRPC server
 listens it prints one line, ``softswitch: P4Runtime server listening on ADDR (port N), B
 backend``, to stdout, so launchers can wait for it and see which back end (ebpf or python)
 carries the packets.
@@ -41,6 +44,13 @@ example:
 
 The program is a .p4 source (compiled on start) or a device config written by
 `dysco p4c`; with --no-p4 a controller pushes it with SetForwardingPipelineConfig.
+
+On the ebpf backend the program and tables are pinned in /sys/fs/bpf/dysco/ and outlive
+the process: after a crash (or a stop with --keep-datapath, or SIGUSR1) the kernel keeps
+forwarding, and the next `dysco switch` on the same interfaces re-adopts the pipeline,
+its entries and its cookie.  A plain stop (SIGINT, SIGTERM) removes everything:
+  dysco switch --backend ebpf --no-p4 -i 1@veth1 -i 2@veth3 --keep-datapath
+  kill -USR1 PID      (stop this switch now, leave the data path running for an upgrade)
 """
 
 
@@ -85,6 +95,13 @@ def register(subparsers: Any) -> None:
         "interface (needs root, clang-16); python: packets run through the in-process executor. "
         "Default: $DYSCO_BACKEND, else ebpf where it can load (root, clang, libbpf, -i interfaces), "
         "else python with a notice saying why",
+    )
+    parser.add_argument(
+        "--keep-datapath",
+        action="store_true",
+        help="ebpf: on SIGINT/SIGTERM leave the program, its maps and their pins in the kernel, "
+        "still forwarding, for the next `dysco switch` on the same interfaces to re-adopt (an "
+        "upgrade); SIGUSR1 does the same without this flag. Default: a stop removes them",
     )
     parser.add_argument("program", nargs="?", help="a .p4 program or a device config file")
     parser.add_argument("target_options", nargs="*", help=argparse.SUPPRESS)
@@ -304,12 +321,16 @@ def run(args: argparse.Namespace) -> int:
         on_commit=settle_heap,
     )
     stop = threading.Event()
+    keep = [bool(args.keep_datapath)]
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        _log.info("[switch] signal %d: stopping", signum)
+        if signum == signal.SIGUSR1:
+            keep[0] = True
+        _log.info("[switch] signal %d: stopping%s", signum, " (keeping the data path)" if keep[0] else "")
         stop.set()
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+    previous = {s: signal.signal(s, on_signal) for s in signals}
     try:
         try:
             server.start()
@@ -325,9 +346,11 @@ def run(args: argparse.Namespace) -> int:
         stop.wait()
     finally:
         server.stop()
-        close = getattr(device, "close", None)
-        if close is not None:
-            close()  # the ebpf backend removes its qdiscs, filters and maps
+        if args.backend == "ebpf":
+            # removes its qdiscs, filters, maps and pins, or leaves them forwarding
+            device.close(keep_datapath=keep[0])
+        elif keep[0]:
+            _log.warning("[switch] the python backend keeps nothing: its tables end with the process")
         for s, handler in previous.items():
             signal.signal(s, handler)
     sys.stdout.flush()

@@ -3,9 +3,11 @@ the lpm field last, behind the trie's prefix length).
 
 The map is the store of record for what an entry does (its action and arguments); the control
 plane keeps, per map key, only what the map has no room for: the idle timeout, the controller
-metadata and the metadata (:data:`Extras`, shared between entries that agree on them).  A
-million session entries thus cost a dict slot and a 13-byte key each in the server, and no
-object the garbage collector has to walk.
+metadata and the metadata (:data:`Extras`, one tuple per distinct value, shared between entries
+that agree on them; the value's ``pad`` word holds its id in :mod:`._extras`, so a restarted
+switch rebuilds this view from the maps alone, :meth:`HashTable.adopt`).  A million session
+entries thus cost a dict slot and a 13-byte key each in the server, and no object the garbage
+collector has to walk.
 
 A Write's inserts and modifies reach the kernel in one BPF_MAP_UPDATE_BATCH per run (deletes in
 one BPF_MAP_DELETE_BATCH), after each update was checked against the control plane's view in
@@ -19,29 +21,24 @@ from __future__ import annotations
 import errno
 import logging
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ...api import EntryError, FieldMatch, TableEntry, WriteOp
 from . import cgen
+from ._extras import Extras, ExtrasStore
 from ._idle import IdleTimer
-from .libbpf import BpfObject
+from .libbpf import Loaded
 from .tablemaps import ActionSig, TableMaps
 
 log = logging.getLogger("dysco.softswitch.ebpf")
-
-Extras = tuple[int, int, bytes]
-"""What an entry has beyond its match and action: idle_timeout_ns, controller_metadata, metadata."""
-SHARED_EXTRAS = 64
-"""Distinct :data:`Extras` without metadata kept as one shared tuple each (a table's entries
-normally all carry the same idle timeout)."""
 FULL_READ_FRACTION = 8
 """A sweep with more than this fraction of the table's entries due reads the whole map in
 batches instead of looking each one up (a lookup costs a system call, a full read a few
 hundred nanoseconds per entry of the table)."""
 BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
 _FULL = (errno.E2BIG, errno.ENOMEM)
-_PLEN = struct.Struct("=I")
+_PLEN = _PAD = struct.Struct("=I")
 
 # one pending kernel write: update index, op, entry, map key, value (b"" for a delete), and the
 # control plane's view of the key before it (None: no entry), to undo if the kernel refuses
@@ -50,12 +47,16 @@ _Pending = tuple[int, WriteOp, TableEntry, bytes, bytes, "Extras | None"]
 
 class HashTable(TableMaps):
     def __init__(
-        self, obj: BpfObject, lay: cgen.TableLayout, info: Any, actions: Mapping[str, ActionSig]
+        self,
+        obj: Loaded,
+        lay: cgen.TableLayout,
+        info: Any,
+        actions: Mapping[str, ActionSig],
+        store: ExtrasStore,
     ) -> None:
-        super().__init__(obj, lay, info, actions)
+        super().__init__(obj, lay, info, actions, store)
         self.entries: dict[bytes, Extras] = {}
         self.timer: IdleTimer[bytes] = IdleTimer()
-        self._shared: dict[int, Extras] = {}
         ids = {k.name: k.id for k in info.keys}
         # map-key order: (field id, bytes, match kind)
         self._fields = [(ids[k.name], k.nbytes, k.match_kind) for k in lay.keys]
@@ -119,15 +120,9 @@ class HashTable(TableMaps):
                 out.append(FieldMatch(fid, "lpm", value, prefix_len=plen - self._exact_bits))
         return tuple(sorted(out, key=lambda m: m.field_id))
 
-    def _extras(self, entry: TableEntry) -> Extras:
-        if entry.controller_metadata or entry.metadata:
-            return (entry.idle_timeout_ns, entry.controller_metadata, entry.metadata)
-        shared = self._shared.get(entry.idle_timeout_ns)
-        if shared is None:
-            shared = (entry.idle_timeout_ns, 0, b"")
-            if len(self._shared) < SHARED_EXTRAS:
-                self._shared[entry.idle_timeout_ns] = shared
-        return shared
+    def _xid(self, entry: TableEntry) -> int:
+        """The id of the entry's Extras (made if new)."""
+        return self.store.id_of(entry.idle_timeout_ns, entry.controller_metadata, entry.metadata)
 
     def _checked_key(self, entry: TableEntry) -> bytes:
         """The entry's map key (its identity here: a priority, which only const entries carry in
@@ -151,6 +146,7 @@ class HashTable(TableMaps):
                 raw = self._checked_key(entry)
                 prev = entries.get(raw)
                 value = b""
+                xid = 0
                 if op == "delete":
                     if prev is None:
                         raise EntryError("NOT_FOUND", "no such entry")
@@ -161,11 +157,13 @@ class HashTable(TableMaps):
                         raise EntryError(
                             "RESOURCE_EXHAUSTED", f"table {self.lay.name} is full ({self.lay.size} entries)"
                         )
-                    value = self.value(entry.action, now)
+                    xid = self._xid(entry)
+                    value = self.value(entry.action, now, xid)
                 elif prev is None:
                     raise EntryError("NOT_FOUND", "no such entry")
                 else:
-                    value = self.value(entry.action, now)
+                    xid = self._xid(entry)
+                    value = self.value(entry.action, now, xid)
             except EntryError as exc:
                 results[i] = exc
                 continue
@@ -178,7 +176,7 @@ class HashTable(TableMaps):
             if deleting:
                 del entries[raw]
             else:
-                entries[raw] = self._extras(entry)
+                entries[raw] = self.store.by_id[xid]
         if run:
             self._flush(run, run_deletes, results, now)
         return results
@@ -228,14 +226,15 @@ class HashTable(TableMaps):
                     raise EntryError(
                         "RESOURCE_EXHAUSTED", f"table {self.lay.name} is full ({self.lay.size} entries)"
                     )
+                xid = self._xid(entry)
                 try:
                     self.map.update(
-                        raw, self.value(entry.action, now), BPF_NOEXIST if op == "insert" else BPF_EXIST
+                        raw, self.value(entry.action, now, xid), BPF_NOEXIST if op == "insert" else BPF_EXIST
                     )
                 except OSError as exc:
                     code = "RESOURCE_EXHAUSTED" if exc.errno in _FULL else "INTERNAL"
                     raise EntryError(code, str(exc)) from None
-                self.entries[raw] = self._extras(entry)
+                self.entries[raw] = self.store.by_id[xid]
         except EntryError as exc:
             return exc
         self._track(op, entry, raw, now)
@@ -246,6 +245,19 @@ class HashTable(TableMaps):
             self.timer.start(raw, now + entry.idle_timeout_ns)
         elif self.lay.timeout:
             self.timer.stop(raw)
+
+    # ------------------------------------------------------------ re-adoption
+    def adopt(self) -> None:
+        self.entries.clear()
+        for raw, value in self.map.items():
+            extras = self.extras_of(_PAD.unpack_from(value, 4)[0])
+            self.entries[raw] = extras
+            if extras[0]:
+                self.timer.start(raw, self.last_hit(value) + extras[0])
+        self.adopt_default()
+
+    def in_use(self) -> Iterable[Extras]:
+        return set(self.entries.values())
 
     # ------------------------------------------------------------ reads
     def _entry(self, raw: bytes, value: bytes, extras: Extras, now: int) -> TableEntry:

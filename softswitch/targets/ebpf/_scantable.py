@@ -1,51 +1,65 @@
 """Ternary, range and optional tables: an ARRAY of ``size`` slots ``{valid, priority, action,
-lo[], hi[], args[]}`` the program scans.  An insert takes a free slot (O(1)); the control plane
-keeps each entry as written, by (match, priority), with its slot."""
+pad, lo[], hi[], args[]}`` the program scans.  An insert takes a free slot (O(1)); the control
+plane keeps each entry as written, by (match, priority), with its slot.  ``pad`` holds the id of
+the entry's Extras (:mod:`._extras`), and every match kind can be read back from ``lo``/``hi``
+(the P4Runtime rules leave one way to write each), so :meth:`ScanTable.adopt` rebuilds the
+entries from the slots."""
 
 from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from ...api import ActionCall, EntryError, FieldMatch, TableEntry, WriteOp
 from . import cgen
+from ._extras import Extras, ExtrasStore
 from ._idle import IdleTimer
-from .libbpf import BpfObject
+from .libbpf import Loaded
 from .tablemaps import ActionSig, TableMaps
 
 log = logging.getLogger("dysco.softswitch.ebpf")
 
 Ident = tuple[tuple[FieldMatch, ...], int]
 _SLOT = struct.Struct("=I")
+_HEAD = struct.Struct("=IIII")  # valid, priority, action, pad (the Extras id)
 
 
 class ScanTable(TableMaps):
     def __init__(
-        self, obj: BpfObject, lay: cgen.TableLayout, info: Any, actions: Mapping[str, ActionSig]
+        self,
+        obj: Loaded,
+        lay: cgen.TableLayout,
+        info: Any,
+        actions: Mapping[str, ActionSig],
+        store: ExtrasStore,
     ) -> None:
-        super().__init__(obj, lay, info, actions)
+        super().__init__(obj, lay, info, actions, store)
         self.entries: dict[Ident, TableEntry] = {}
         self.slots: dict[Ident, int] = {}
         self.by_slot: dict[int, Ident] = {}
         self.free = list(range(lay.size - 1, -1, -1))
         self.timer: IdleTimer[int] = IdleTimer()
         self._names = {k.id: k.name for k in info.keys}
+        self._ids = {k.name: k.id for k in info.keys}
         self._nk = max(len(lay.keys), 1)
 
     def __len__(self) -> int:
         return len(self.entries)
 
-    def value(self, action: ActionCall, now: int) -> bytes:
+    def value(self, action: ActionCall, now: int, xid: int = 0) -> bytes:
         """The default entry's value: a valid slot without keys."""
         index, args = self.call(action)
-        raw = struct.pack(f"=IIII{2 * self._nk}Q{len(args)}Q", 1, 0, index, 0, *[0] * (2 * self._nk), *args)
+        raw = struct.pack(f"=IIII{2 * self._nk}Q{len(args)}Q", 1, 0, index, xid, *[0] * (2 * self._nk), *args)
         return raw + (struct.pack("=Q", now) if self.lay.timeout else b"")
 
-    def slot(self, priority: int, match: Sequence[FieldMatch], action: ActionCall, now: int) -> bytes:
-        """A slot: valid, priority, action, per key (value, mask) or (low, high), args, last hit."""
+    def slot(
+        self, priority: int, match: Sequence[FieldMatch], action: ActionCall, now: int, xid: int = 0
+    ) -> bytes:
+        """A slot: valid, priority, action, Extras id, per key (value, mask) or (low, high),
+        args, last hit."""
         index, args = self.call(action)
         try:
             by_name = {self._names[m.field_id]: m for m in match}
@@ -77,8 +91,33 @@ class ScanTable(TableMaps):
         nk = self._nk
         lo += [0] * (nk - len(lo))
         hi += [0] * (nk - len(hi))
-        raw = struct.pack(f"=IIII{nk}Q{nk}Q{len(args)}Q", 1, priority, index, 0, *lo, *hi, *args)
+        raw = struct.pack(f"=IIII{nk}Q{nk}Q{len(args)}Q", 1, priority, index, xid, *lo, *hi, *args)
         return raw + (struct.pack("=Q", now) if self.lay.timeout else b"")
+
+    def match_of(self, value: bytes) -> tuple[FieldMatch, ...]:
+        """The match a slot was written for (sorted by field id), as :meth:`slot` encodes it."""
+        nk = self._nk
+        lo = struct.unpack_from(f"={nk}Q", value, _HEAD.size)
+        hi = struct.unpack_from(f"={nk}Q", value, _HEAD.size + 8 * nk)
+        out: list[FieldMatch] = []
+        for kf, low, high in zip(self.lay.keys, lo, hi, strict=False):
+            fid = self._ids[kf.name]
+            full = (1 << kf.width) - 1
+            kind = kf.match_kind
+            if kind == "range":
+                if (low, high) != (0, full):
+                    out.append(FieldMatch(fid, "range", low, high=high))
+            elif not high:  # mask 0: a ternary, lpm or optional field left out
+                continue
+            elif kind == "ternary":
+                out.append(FieldMatch(fid, "ternary", low, mask=high))
+            elif kind == "lpm":
+                out.append(FieldMatch(fid, "lpm", low, prefix_len=bin(high).count("1")))
+            elif kind == "optional":
+                out.append(FieldMatch(fid, "optional", low))
+            else:
+                out.append(FieldMatch(fid, "exact", low))
+        return tuple(sorted(out, key=lambda m: m.field_id))
 
     def write(self, updates: Sequence[tuple[WriteOp, TableEntry]], now: int) -> list[EntryError | None]:
         out: list[EntryError | None] = []
@@ -108,7 +147,7 @@ class ScanTable(TableMaps):
             raise EntryError("NOT_FOUND", "no such entry")
         if op == "insert" and not self.free:
             raise EntryError("RESOURCE_EXHAUSTED", f"table {self.lay.name} is full ({self.lay.size} entries)")
-        value = self.slot(entry.priority, entry.match, entry.action, now)
+        value = self.slot(entry.priority, entry.match, entry.action, now, self._xid(entry))
         slot = self.slots[ident] if op == "modify" else self.free.pop()
         self.map.update(_SLOT.pack(slot), value)
         self.slots[ident] = slot
@@ -118,6 +157,33 @@ class ScanTable(TableMaps):
             self.timer.start(slot, now + entry.idle_timeout_ns)
         else:
             self.timer.stop(slot)
+
+    def _xid(self, entry: TableEntry) -> int:
+        return self.store.id_of(entry.idle_timeout_ns, entry.controller_metadata, entry.metadata)
+
+    def adopt(self) -> None:
+        self.entries.clear()
+        self.slots.clear()
+        self.by_slot.clear()
+        for raw, value in self.map.items():
+            valid, priority, _, xid = _HEAD.unpack_from(value)
+            if not valid:
+                continue
+            (slot,) = _SLOT.unpack(raw)
+            timeout, cmeta, meta = self.extras_of(xid)
+            match = self.match_of(value)
+            entry = TableEntry(self.info.id, match, self.call_of(value), priority, timeout, cmeta, meta)
+            ident = (match, priority)
+            self.entries[ident] = entry
+            self.slots[ident] = slot
+            self.by_slot[slot] = ident
+            if timeout:
+                self.timer.start(slot, self.last_hit(value) + timeout)
+        self.free = [s for s in range(self.lay.size - 1, -1, -1) if s not in self.by_slot]
+        self.adopt_default()
+
+    def in_use(self) -> Iterable[Extras]:
+        return {(e.idle_timeout_ns, e.controller_metadata, e.metadata) for e in self.entries.values()}
 
     def _hits(self) -> dict[int, int]:
         return {_SLOT.unpack(k)[0]: self.last_hit(v) for k, v in self.map.items()}

@@ -5,6 +5,12 @@ writes go into its maps.
 The CPU port (``cpu_port``) is a veth pair (:mod:`.cpuport`): packet-outs go in through
 :meth:`EbpfSwitch.process`, packet-ins come out on :attr:`EbpfSwitch.cpu_interface`.
 
+The program and its maps are pinned in bpffs (:mod:`._pins`), so forwarding outlives the
+process: :meth:`EbpfSwitch.close` removes them (a clean stop) unless told to keep the data path,
+and a switch started on the same interfaces re-adopts a pinned pipeline whose program it loads
+(:meth:`EbpfSwitch.load`; a build of it from another dysco version is swapped in on the pinned
+tables, :mod:`._upgrade`) and rebuilds its entries from the maps, else removes it.
+
 What it does not do yet (each call says so with ``UNIMPLEMENTED``): multicast groups,
 clone sessions of more than one replica or truncating ones, direct counters, direct meter
 configuration.
@@ -12,53 +18,48 @@ configuration.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import select
 import shutil
 import socket
 import struct
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pyroute2.netlink.exceptions import NetlinkError
-
 from ...api import (
     ActionCall,
-    CloneSession,
-    CounterValue,
     EntryError,
     FieldMatch,
-    MeterConfig,
     Program,
-    Replica,
     TableEntry,
     WriteOp,
 )
-from . import cgen
+from . import _extras, _tc, _upgrade, cgen
+from ._externs import METER_SIZE, ExternMaps
+from ._extras import Extras, ExtrasStore
 from ._hashtable import HashTable
+from ._pins import EXTRAS_PIN, META_PIN, PROG_PIN, Meta, PinDir, c_hash, netns_inode
 from ._scantable import ScanTable
 from .build import build
 from .cpuport import CpuVeth
-from .libbpf import BpfError, BpfMap, BpfObject, test_run
+from .libbpf import BpfError, BpfMap, BpfObject, Loaded, test_run
 from .netns import ETH_P_ALL, VethRig, in_netns
 from .tablemaps import TableMaps
 
 log = logging.getLogger("dysco.softswitch.ebpf")
 
-PROG_NAME = "dysco_tc"
-FILTER_NAME = "dysco_tc"
-TC_INGRESS = 0xFFFFFFF2  # "ffff:fff2", the clsact ingress hook
+PROG_NAME = _upgrade.PROG_NAME
 BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
-METER = struct.Struct("=II7Q")  # struct meter: lock, configured, cir, cburst, pir, pburst, tc, tp, last
-METER_SIZE = METER.size
-NS = 1_000_000_000
 SETTLE_S = 2.0  # how long a packet may take to come out before process() gives up waiting
 SWEEP_BUDGET = 65536
 """Entries with idle timeouts one sweep looks at per table at most (the rest are looked at by the
 next sweep), so that a sweep holds the server's lock for tens of milliseconds, not seconds."""
+_U32 = struct.Struct("=I")
 
 
 def _raw_socket(ifname: str) -> socket.socket:
@@ -71,7 +72,7 @@ def _raw_socket(ifname: str) -> socket.socket:
     return s
 
 
-class EbpfSwitch:
+class EbpfSwitch(ExternMaps):
     """One v1model switch in the kernel.  ``ports`` maps port numbers to interface names
     (in namespace ``netns``, or this one); ``rig`` (optional) is the veth rig
     :meth:`process` sends through."""
@@ -87,11 +88,19 @@ class EbpfSwitch:
         drop_port: int = 511,
         workdir: Path | None = None,
     ) -> None:
+        super().__init__()
         self.cpu_port = cpu_port
         self.drop_port = drop_port
         self.ports = dict(ports)
         self.netns = netns
         self.rig = rig
+        # the pins of a switch that ran on these ports before: adopted by load() if it matches
+        self._pins = PinDir(netns_inode(netns), ports)
+        self._found = self._pins.read()
+        if self._found is not None and (self._found.cpu_port, self._found.drop_port) != (cpu_port, drop_port):
+            log.warning("removing %s: pinned with other CPU and drop ports", self._pins.path)
+            self._pins.remove()
+            self._found = None
         # the CPU port: a veth pair to the server, unless the rig already has that port
         self.cpu: CpuVeth | None = None
         self._cpu_sock: socket.socket | None = None
@@ -107,18 +116,20 @@ class EbpfSwitch:
             except BaseException:
                 self.cpu.close()
                 raise
+        self._data_ports = dict(ports)
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="dysco-ebpf-"))
         self._program: Program | None = None
-        self._obj: BpfObject | None = None
+        self._obj: Loaded | None = None
+        self._meta: Meta | None = None
+        self._adoptable = True
+        self.kept_state = False
+        """Whether the last :meth:`load` kept the tables it found pinned (re-adoption)."""
         self._tables: dict[int, TableMaps] = {}
+        self._extras: ExtrasStore | None = None
         self._actions: dict[int, str] = {}
         self._action_ids: dict[str, int] = {}
         self._attached: list[int] = []
-        self._externs: dict[int, tuple[cgen.ExternLayout, BpfMap]] = {}
-        self._clones: BpfMap | None = None
-        self._sessions: dict[int, CloneSession] = {}
-        self._ncpu = 1
         self._ipr: Any = None
         self.c_program: cgen.CProgram | None = None
         if program is not None:
@@ -129,26 +140,132 @@ class EbpfSwitch:
     def program(self) -> Program | None:
         return self._program
 
+    @property
+    def pin_dir(self) -> Path:
+        """Where the program and maps are pinned (see :mod:`._pins`)."""
+        return self._pins.path
+
     def load(self, program: Program) -> None:
+        """Replace the pipeline, clearing every table, unless the program is the one pinned for
+        these ports and nothing was loaded since this switch started (or since it re-adopted it):
+        then the pinned program (or this version's build of it) keeps running on its tables,
+        which are re-adopted (:attr:`kept_state`)."""
         p: Any = program
         cprog = cgen.generate(p.ast, p.source, p.compiled.types, p.compiled.errors, p.compiled.info)
+        digest = c_hash(cprog.source)
+        found, adoptable = self._found, self._adoptable
+        self._found, self._adoptable, self.kept_state = None, False, False
+        if adoptable and self._obj is not None and self._meta is not None:
+            if self._meta.c_sha256 == digest:  # the first push after a re-adoption: keep it
+                self._program, self.kept_state = program, True
+                log.info("the pipeline is the one re-adopted from %s: tables kept", self.pin_dir)
+                return
+        elif adoptable and found is not None and self._take_over(program, cprog, found, digest):
+            self._adoptable = self.kept_state = True
+            return
         obj_path = build(cprog.source, self.workdir)
         self.close(keep_workdir=True)
-        obj = BpfObject(obj_path, PROG_NAME)
+        try:
+            self._fresh(program, cprog, obj_path, digest)
+        except BaseException:
+            self.close(keep_workdir=True)
+            raise
+
+    def _take_over(self, program: Program, cprog: cgen.CProgram, found: Meta, digest: str) -> bool:
+        """Re-adopt the pinned pipeline (the same C), or upgrade it (the same P4 program and state
+        layout under other C, :mod:`._upgrade`); False when it is to be replaced."""
+        same = (found.program_sha256, found.layout_sha256) == (
+            _upgrade.program_hash(program.device_config()),
+            _upgrade.layout_hash(cprog),
+        )
+        if found.ports != self._data_ports or not (found.c_sha256 == digest or same):
+            log.warning("%s holds another program: replacing it", self.pin_dir)
+            return False
+        try:
+            if found.c_sha256 != digest:
+                found = self._upgrade(build(cprog.source, self.workdir), cprog, found, digest)
+            self._adopt(program, cprog, found)
+            return True
+        except (BpfError, OSError) as exc:
+            log.warning("cannot re-adopt the pipeline in %s (%s): loading anew", self.pin_dir, exc)
+            return False
+
+    def _upgrade(self, obj_path: Path, cprog: cgen.CProgram, found: Meta, digest: str) -> Meta:
+        """Put the new build of the pinned program on the pinned state and every port."""
+        ipr = self._iproute()
+
+        def retarget(prog_fd: int, name: str) -> None:
+            for port, ifname in sorted(self.ports.items()):
+                _tc.replace(ipr, self._ifindex(ipr, port, ifname), ifname, prog_fd, name)
+
+        _upgrade.swap(self._pins.path, obj_path, _upgrade.state_maps(cprog), retarget)
+        log.info("%s: the pinned program is now this version's build, on the same tables", self.pin_dir)
+        maps = tuple(sorted(p.name for p in self._pins.path.iterdir() if p.name != META_PIN))
+        return dataclasses.replace(found, c_sha256=digest, maps=maps)
+
+    def _fresh(self, program: Program, cprog: cgen.CProgram, obj_path: Path, digest: str) -> None:
+        """Load the object, pin it and its maps in a new pin directory, attach it."""
+        ipr = self._iproute()
+        ifnames = set(self._data_ports.values())
+        for d in self._pins.leftovers(ifnames, lambda i: bool(ipr.link_lookup(ifname=i))):
+            log.warning("removing %s: left by a switch on some of these interfaces, or on gone ones", d)
+            shutil.rmtree(d, ignore_errors=True)
+        self._pins.make()
+        with BpfObject(obj_path, PROG_NAME) as loaded:
+            loaded.pin(self._pins.path, PROG_PIN)
+        _extras.create(self._pins.path / EXTRAS_PIN)
+        obj = self._setup(program, cprog)
+        for t in self._tables.values():
+            self._write_default(t, t.lay.default_action, t.lay.default_args)
+            self._const_entries(t)
+        self._attach(obj, cprog)
+        maps = sorted(p.name for p in self._pins.path.iterdir())
+        self._meta = Meta(
+            digest, self._data_ports, self.cpu_port, self.drop_port, tuple(maps),
+            program_sha256=_upgrade.program_hash(program.device_config()),
+            layout_sha256=_upgrade.layout_hash(cprog),
+        )  # fmt: skip
+        self._pins.write(self._meta)  # last: a directory without it is unfinished
+
+    def _adopt(self, program: Program, cprog: cgen.CProgram, found: Meta) -> None:
+        """Take over the pinned program and maps: rebuild every table's entries from its map,
+        the clone sessions from theirs, and make sure every port runs the program."""
+        missing = [m for m in found.maps if not (self._pins.path / m).exists()]
+        if missing:
+            raise BpfError(f"pins missing: {', '.join(missing)}")
+        try:
+            obj = self._setup(program, cprog)
+            assert self._extras is not None and self._clones is not None
+            self._extras.load()
+            for t in self._tables.values():
+                t.adopt()
+            self._extras.collect(self._extras_in_use())  # records of entries deleted long ago
+            self._adopt_clone_sessions()
+            self._attach(obj, cprog)
+        except BaseException:
+            self._release()
+            raise
+        self._meta = dataclasses.replace(found, pid=os.getpid())
+        self._pins.write(self._meta)
+        entries = sum(len(t) for t in self._tables.values())
+        log.info("re-adopted %s, pinned by pid %d (%d entries)", self.pin_dir, found.pid, entries)
+
+    def _setup(self, program: Program, cprog: cgen.CProgram) -> Loaded:
+        """Open the pinned program and maps and make the tables' and externs' views of them."""
+        p: Any = program
+        obj = self._pins.open()
         self._obj, self.c_program, self._program = obj, cprog, program
         info = p.compiled.info
         self._actions = {a.id: a.name for a in info.actions.values()}
         self._action_ids = {a.name: a.id for a in info.actions.values()}
         sigs = {a.name: (a.id, len(a.params)) for a in info.actions.values()}
+        self._extras = store = ExtrasStore(obj, EXTRAS_PIN, self._extras_in_use)
         self._tables = {
             info.tables[n].id: (ScanTable if lay.kind == "scan" else HashTable)(
-                obj, lay, info.tables[n], sigs
+                obj, lay, info.tables[n], sigs, store
             )
             for n, lay in cprog.tables.items()
         }
-        for t in self._tables.values():
-            self._write_default(t, t.lay.default_action, t.lay.default_args)
-            self._const_entries(t)
         self.stats = BpfMap(obj, cprog.stats_map, 4, 8)
         self._clones = BpfMap(obj, "clones", 4, 8)
         self._sessions = {}
@@ -160,11 +277,10 @@ class EbpfSwitch:
             if lay.kind in sizes
         }
         self._ncpu = ncpu
-        try:
-            self._attach(obj, cprog)
-        except BaseException:
-            self.close(keep_workdir=True)
-            raise
+        return obj
+
+    def _extras_in_use(self) -> Iterable[Extras]:
+        return {x for t in self._tables.values() for x in t.in_use()}
 
     def _iproute(self) -> Any:
         from pyroute2 import IPRoute
@@ -177,61 +293,45 @@ class EbpfSwitch:
                 self._ipr = IPRoute()
         return self._ipr
 
-    def _attach(self, obj: BpfObject, cprog: cgen.CProgram) -> None:
+    @staticmethod
+    def _ifindex(ipr: Any, port: int, ifname: str) -> int:
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            raise EntryError("INVALID_ARGUMENT", f"no interface {ifname} for port {port}")
+        return int(found[0])
+
+    def _attach(self, obj: Loaded, cprog: cgen.CProgram) -> None:
+        """Write the port maps and attach the program to every port that does not run it yet."""
         ipr = self._iproute()
         pin = BpfMap(obj, cprog.ports_map, 4, 4)
         pout = BpfMap(obj, cprog.egress_map, 4, 4)
+        name = _tc.filter_name(obj.prog_id())
+        ours: set[bytes] = set()
         for port, ifname in sorted(self.ports.items()):
-            found = ipr.link_lookup(ifname=ifname)
-            if not found:
-                raise EntryError("INVALID_ARGUMENT", f"no interface {ifname} for port {port}")
-            idx = int(found[0])
-            pin.update(struct.pack("=I", idx), struct.pack("=I", port))
-            pout.update(struct.pack("=I", port), struct.pack("=I", idx))
-            self._clean_leftovers(ipr, idx, ifname)
-            try:
-                ipr.tc("add", "clsact", index=idx)
-            except NetlinkError as exc:
-                raise BpfError(
-                    f"cannot add a clsact qdisc to {ifname} (one not ours there?): {exc}"
-                ) from None
+            idx = self._ifindex(ipr, port, ifname)
+            pin.update(_U32.pack(idx), _U32.pack(port))
+            pout.update(_U32.pack(port), _U32.pack(idx))
+            ours.add(_U32.pack(idx))
+            if _tc.attach(ipr, idx, ifname, obj.prog_fd, name):
+                log.debug("attached %s to %s", name, ifname)
             self._attached.append(idx)
-            try:
-                ipr.tc("add-filter", "bpf", index=idx, handle=":1", fd=obj.prog_fd, name=FILTER_NAME,
-                       parent=TC_INGRESS, classid=1, direct_action=True)  # fmt: skip
-            except NetlinkError as exc:
-                raise BpfError(f"cannot attach the program to {ifname}: {exc}") from None
+        for stale in [k for k, _ in pin.items() if k not in ours]:  # e.g. a dead switch's CPU veth
+            pin.delete(stale)
 
-    @staticmethod
-    def _clean_leftovers(ipr: Any, idx: int, ifname: str) -> None:
-        """A clsact qdisc whose ingress filter is ours was left by a switch that died: remove it."""
-        try:
-            filters = ipr.get_filters(index=idx, parent=TC_INGRESS)
-        except NetlinkError:  # no clsact qdisc there: nothing to clean
-            return
-        for f in filters:
-            opts = f.get_attr("TCA_OPTIONS")
-            name = opts.get_attr("TCA_BPF_NAME") if opts is not None else None
-            if name and str(name).startswith(FILTER_NAME):
-                log.warning("removing the clsact qdisc a previous dysco switch left on %s", ifname)
-                ipr.tc("del", "clsact", index=idx)
-                return
-
-    def close(self, keep_workdir: bool = False) -> None:
-        """Detach from every port (removing the clsact qdiscs this switch added) and free the maps."""
-        if self._attached:
+    def close(self, keep_workdir: bool = False, *, keep_datapath: bool = False) -> None:
+        """Detach from every port (removing the clsact qdiscs this switch added), unpin and free
+        the maps; with ``keep_datapath``, leave the program attached and pinned, with its maps,
+        for the next switch on these ports to re-adopt (an upgrade)."""
+        if keep_datapath and self._obj is not None:
+            log.info("leaving the pipeline running, pinned in %s", self.pin_dir)
+            self._attached.clear()
+        elif self._attached or self._obj is not None:
             ipr = self._iproute()
             for idx in self._attached:
-                try:
-                    ipr.tc("del", "clsact", index=idx)
-                except NetlinkError as exc:  # the interface may be gone already
-                    log.debug("clsact on ifindex %d: %s", idx, exc)
+                _tc.detach(ipr, idx)
             self._attached.clear()
-        if self._obj is not None:
-            self._obj.close()
-            self._obj = None
-        self._clones = None
-        self._tables.clear()
+            self._pins.remove()
+        self._release()
         if not keep_workdir:
             if self._cpu_sock is not None:
                 self._cpu_sock.close()
@@ -244,6 +344,29 @@ class EbpfSwitch:
                 self._ipr = None
             if self._own_workdir:
                 shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _release(self) -> None:
+        """Close this process's descriptors of the program and maps (the pins stay)."""
+        if self._obj is not None:
+            self._obj.close()
+            self._obj = None
+        self._meta = None
+        self._clones = None
+        self._extras = None
+        self._tables.clear()
+        self._attached.clear()
+
+    def pinned_pipeline(self) -> bytes | None:
+        """The pipeline config the server last gave :meth:`pin_pipeline`, as pinned for these
+        ports when this switch started (None: nothing pinned, or no config with it)."""
+        found = self._found if self._found is not None else self._meta
+        return found.pipeline or None if found is not None else None
+
+    def pin_pipeline(self, config: bytes) -> None:
+        """Keep ``config`` (the server's ForwardingPipelineConfig, opaque here) with the pins."""
+        if self._meta is not None:
+            self._meta = dataclasses.replace(self._meta, pipeline=config)
+            self._pins.write(self._meta)
 
     @property
     def cpu_interface(self) -> str | None:
@@ -379,96 +502,3 @@ class EbpfSwitch:
         may be idle by now are looked at (:mod:`._idle`), at most SWEEP_BUDGET per table."""
         now = time.monotonic_ns()
         return [e for t in self._tables.values() if t.lay.timeout for e in t.expired(now, SWEEP_BUDGET)]
-
-    # ------------------------------------------------------------ not yet
-    @staticmethod
-    def _no(what: str) -> EntryError:
-        return EntryError("UNIMPLEMENTED", f"{what} is not supported by the ebpf backend yet")
-
-    def set_multicast_group(self, group_id: int, replicas: Sequence[Replica]) -> None:
-        raise self._no("multicast")
-
-    def delete_multicast_group(self, group_id: int) -> None:
-        raise self._no("multicast")
-
-    def multicast_groups(self) -> dict[int, tuple[Replica, ...]]:
-        return {}
-
-    def set_clone_session(self, session: CloneSession) -> None:
-        """A clone session of one replica (bpf_clone_redirect sends one copy), whole packets."""
-        if not 0 < session.session_id < 32768:
-            raise EntryError("INVALID_ARGUMENT", f"clone session id {session.session_id} must be 1..32767")
-        if len(session.replicas) != 1:
-            raise self._no("a clone session with other than one replica")
-        if session.packet_length_bytes:
-            raise self._no("a clone session that truncates (packet_length_bytes)")
-        rep = session.replicas[0]
-        if not 0 <= rep.port < 512 or rep.port == self.drop_port:
-            raise EntryError("INVALID_ARGUMENT", f"bad replica port {rep.port}")
-        if self._clones is None:
-            raise EntryError("FAILED_PRECONDITION", "no pipeline loaded")
-        self._clones.update(struct.pack("=I", session.session_id), struct.pack("=II", rep.port, rep.instance))
-        self._sessions[session.session_id] = session
-
-    def delete_clone_session(self, session_id: int) -> None:
-        if self._sessions.pop(session_id, None) is None:
-            raise EntryError("NOT_FOUND", f"no clone session {session_id}")
-        if self._clones is not None:
-            self._clones.delete(struct.pack("=I", session_id))
-
-    def clone_sessions(self) -> dict[int, CloneSession]:
-        return dict(self._sessions)
-
-    def _extern(self, extern_id: int, kind: str, index: int) -> tuple[cgen.ExternLayout, BpfMap]:
-        found = self._externs.get(extern_id)
-        if found is None or found[0].kind != kind:
-            raise EntryError("NOT_FOUND", f"no {kind} {extern_id} in the ebpf program")
-        if not 0 <= index < found[0].size:
-            raise EntryError(
-                "OUT_OF_RANGE", f"{kind} {found[0].name} has {found[0].size} cells, not {index + 1}"
-            )
-        return found
-
-    def read_counter(self, counter_id: int, index: int) -> CounterValue:
-        """The sum over CPUs of a per-CPU counter cell."""
-        _, m = self._extern(counter_id, "counter", index)
-        raw = m.lookup(struct.pack("=I", index)) or bytes(m.value_size)
-        cells = struct.unpack(f"={2 * self._ncpu}Q", raw)
-        return CounterValue(sum(cells[0::2]), sum(cells[1::2]))
-
-    def write_counter(self, counter_id: int, index: int, value: CounterValue) -> None:
-        """Put the value in the first CPU's cell and zero the others (their sum is what reads see)."""
-        _, m = self._extern(counter_id, "counter", index)
-        cells = [value.packets, value.bytes] + [0] * (2 * (self._ncpu - 1))
-        m.update(struct.pack("=I", index), struct.pack(f"={2 * self._ncpu}Q", *cells))
-
-    def counter_size(self, counter_id: int) -> int:
-        return self._extern(counter_id, "counter", 0)[0].size
-
-    def read_direct_counter(self, entry: TableEntry) -> CounterValue:
-        raise self._no("a direct counter")
-
-    def write_direct_counter(self, entry: TableEntry, value: CounterValue) -> None:
-        raise self._no("a direct counter")
-
-    def set_meter(self, meter_id: int, index: int, config: MeterConfig | None) -> None:
-        """Configure (or, with None, unconfigure: all green) one meter cell; its buckets start full."""
-        _, m = self._extern(meter_id, "meter", index)
-        if config is None:
-            value = METER.pack(0, 0, 0, 0, 0, 0, 0, 0, 0)
-        else:
-            c = config
-            now = time.monotonic_ns()  # CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns
-            value = METER.pack(0, 1, c.cir, c.cburst, c.pir, c.pburst, c.cburst * NS, c.pburst * NS, now)
-        m.update(struct.pack("=I", index), value)
-
-    def set_direct_meter(self, entry: TableEntry, config: MeterConfig | None) -> None:
-        raise self._no("a direct meter")
-
-    def read_register(self, register_id: int, index: int) -> int:
-        _, m = self._extern(register_id, "register", index)
-        return int(struct.unpack("=Q", m.lookup(struct.pack("=I", index)) or bytes(8))[0])
-
-    def write_register(self, register_id: int, index: int, value: int) -> None:
-        lay, m = self._extern(register_id, "register", index)
-        m.update(struct.pack("=I", index), struct.pack("=Q", value & ((1 << lay.width) - 1)))

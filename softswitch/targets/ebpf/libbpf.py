@@ -8,14 +8,16 @@ import ctypes.util
 import errno
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from dysco.errors import UserError
 
 LOG_SIZE = 16 << 20
 LOG_TAIL_LINES = 12
+INFO_SIZE = 256  # enough of struct bpf_prog_info / bpf_map_info for their ids
 
 
 class BpfError(UserError):
@@ -56,6 +58,17 @@ def _load_lib() -> ctypes.CDLL:
         "libbpf_set_print": (vp, [vp]),
         "libbpf_num_possible_cpus": (ci, []),
         "bpf_prog_test_run_opts": (ci, [ci, vp]),
+        "bpf_object__pin_maps": (ci, [vp, cp]),
+        "bpf_program__pin": (ci, [vp, cp]),
+        "bpf_obj_get": (ci, [cp]),
+        "bpf_obj_pin": (ci, [ci, cp]),
+        "bpf_obj_get_info_by_fd": (ci, [ci, vp, ctypes.POINTER(ctypes.c_uint32)]),
+        "bpf_map_create": (ci, [ci, cp, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, vp]),
+        "bpf_object__find_map_by_name": (vp, [vp, cp]),
+        "bpf_object__next_map": (vp, [vp, vp]),
+        "bpf_map__name": (cp, [vp]),
+        "bpf_map__reuse_fd": (ci, [vp, ci]),
+        "bpf_map__pin": (ci, [vp, cp]),
     }
     for fname, (res, args) in sigs.items():
         f = getattr(lib, fname)
@@ -70,26 +83,99 @@ def _errno_text(what: str) -> str:
     return f"{what}: {os.strerror(e)} (errno {e})"
 
 
-class BpfObject:
-    """One loaded BPF object file.  Closing it releases its maps and program
-    (the kernel keeps them while a TC filter still uses the program)."""
+class Loaded:
+    """A program and its maps in the kernel, as the device uses them: a :class:`BpfObject`
+    just loaded from a file, or a :class:`PinnedObject` an earlier switch pinned in bpffs."""
 
-    def __init__(self, path: Path, program: str) -> None:
+    _lib: ctypes.CDLL
+    prog_fd: int
+
+    def map_fd(self, name: str) -> int:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def possible_cpus(self) -> int:
+        """How many values a per-CPU map holds per key."""
+        n = int(self._lib.libbpf_num_possible_cpus())
+        if n <= 0:
+            raise BpfError("libbpf cannot count the possible CPUs")
+        return n
+
+    def prog_id(self) -> int:
+        """The kernel's id of the program (what ``bpftool prog show`` lists)."""
+        return obj_id(self._lib, self.prog_fd)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def obj_id(lib: ctypes.CDLL, fd: int) -> int:
+    """The id of the program or map behind ``fd`` (both info structs start ``type, id``)."""
+    info = ctypes.create_string_buffer(INFO_SIZE)
+    size = ctypes.c_uint32(INFO_SIZE)
+    if lib.bpf_obj_get_info_by_fd(fd, info, ctypes.byref(size)) != 0:
+        raise BpfError(_errno_text(f"BPF_OBJ_GET_INFO_BY_FD {fd}"))
+    return int(struct.unpack_from("=I", info.raw, 4)[0])
+
+
+class BpfObject(Loaded):
+    """One loaded BPF object file.  Closing it releases its maps and program
+    (the kernel keeps them while a TC filter still uses the program, or a pin in bpffs).
+    ``reuse`` names maps the program is to use instead of making its own (map name -> fd of an
+    existing map of the same layout): how a new program takes over an old one's state."""
+
+    def __init__(self, path: Path, program: str, reuse: Mapping[str, int] | None = None) -> None:
         self._lib = _load_lib()
         self.path = path
         self.program_name = program
         self._obj = self._open()
-        prog = self._lib.bpf_object__find_program_by_name(self._obj, program.encode())
-        if not prog:
+        self._prog = self._lib.bpf_object__find_program_by_name(self._obj, program.encode())
+        if not self._prog:
             self.close()
             raise BpfError(f"{path}: no program named {program}")
+        for name, fd in (reuse or {}).items():
+            m = self._lib.bpf_object__find_map_by_name(self._obj, name.encode())
+            if not m or self._lib.bpf_map__reuse_fd(m, fd) != 0:
+                err = _errno_text(f"reusing map {name}")
+                self.close()
+                raise BpfError(f"{path}: {err}")
         if self._lib.bpf_object__load(self._obj) != 0:
             err = _errno_text(f"loading {path}")
             self.close()
             raise VerifierError(
                 f"the kernel rejected the program ({err}); the verifier log ends:", self._log()
             )
-        self.prog_fd = int(self._lib.bpf_program__fd(prog))
+        self.prog_fd = int(self._lib.bpf_program__fd(self._prog))
+
+    def pin(self, directory: Path, prog_name: str) -> None:
+        """Pin every map as ``directory/<map name>`` and the program as ``directory/prog_name``."""
+        if self._lib.bpf_object__pin_maps(self._obj, str(directory).encode()) != 0:
+            raise BpfError(_errno_text(f"pinning the maps in {directory}"))
+        self.pin_program(directory / prog_name)
+
+    def pin_program(self, path: Path) -> None:
+        if self._lib.bpf_program__pin(self._prog, str(path).encode()) != 0:
+            raise BpfError(_errno_text(f"pinning the program at {path}"))
+
+    def pin_map(self, name: str, path: Path) -> None:
+        m = self._lib.bpf_object__find_map_by_name(self._obj, name.encode())
+        if not m or self._lib.bpf_map__pin(m, str(path).encode()) != 0:
+            raise BpfError(_errno_text(f"pinning map {name} at {path}"))
+
+    def map_names(self) -> list[str]:
+        names: list[str] = []
+        m = self._lib.bpf_object__next_map(self._obj, None)
+        while m:
+            names.append(self._lib.bpf_map__name(m).decode())
+            m = self._lib.bpf_object__next_map(self._obj, m)
+        return names
 
     def _open(self) -> int:
         obj = self._lib.bpf_object__open_file(str(self.path).encode(), None)
@@ -112,13 +198,6 @@ class BpfObject:
         tail = lines[-LOG_TAIL_LINES:] or ["(the verifier wrote no log)"]
         return "\n".join("    " + x for x in tail)
 
-    def possible_cpus(self) -> int:
-        """How many values a per-CPU map holds per key."""
-        n = int(self._lib.libbpf_num_possible_cpus())
-        if n <= 0:
-            raise BpfError("libbpf cannot count the possible CPUs")
-        return n
-
     def map_fd(self, name: str) -> int:
         fd = int(self._lib.bpf_object__find_map_fd_by_name(self._obj, name.encode()))
         if fd < 0:
@@ -130,19 +209,70 @@ class BpfObject:
             self._lib.bpf_object__close(self._obj)
             self._obj = 0
 
-    def __enter__(self) -> BpfObject:
-        return self
 
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+class PinnedObject(Loaded):
+    """A program and maps pinned in ``directory`` (``directory/prog_name``, ``directory/<map>``),
+    opened by path (without ``prog_name``: maps only).  Closing it closes the descriptors only:
+    the pins keep the program and maps in the kernel."""
+
+    def __init__(self, directory: Path, prog_name: str | None = None) -> None:
+        self._lib = _load_lib()
+        self.path = directory
+        self._fds: dict[str, int] = {}
+        self.prog_fd = -1 if prog_name is None else self._get(prog_name)
+
+    def _get(self, name: str) -> int:
+        fd = self._fds.get(name)
+        if fd is None:
+            fd = int(self._lib.bpf_obj_get(str(self.path / name).encode()))
+            if fd < 0:
+                raise BpfError(_errno_text(f"opening the pinned {self.path / name}"))
+            self._fds[name] = fd
+        return fd
+
+    def map_fd(self, name: str) -> int:
+        return self._get(name)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+
+def create_map(map_type: int, name: str, key_size: int, value_size: int, max_entries: int,
+               pin: Path, flags: int = 0) -> int:  # fmt: skip
+    """A map made by user space (not by a program), pinned at ``pin``; returns its fd."""
+    lib = _load_lib()
+    opts = _MapCreateOpts(sz=ctypes.sizeof(_MapCreateOpts), map_flags=flags)
+    opts_p = ctypes.byref(opts)
+    fd = int(lib.bpf_map_create(map_type, name.encode(), key_size, value_size, max_entries, opts_p))
+    if fd < 0:
+        raise BpfError(_errno_text(f"creating map {name} ({value_size}-byte values)"))
+    if lib.bpf_obj_pin(fd, str(pin).encode()) != 0:
+        err = _errno_text(f"pinning map {name} at {pin}")
+        os.close(fd)
+        raise BpfError(err)
+    return fd
+
+
+class _MapCreateOpts(ctypes.Structure):
+    """libbpf's ``struct bpf_map_create_opts`` (libbpf 1.1), up to ``map_flags``."""
+
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("btf_fd", ctypes.c_uint32),
+        ("btf_key_type_id", ctypes.c_uint32),
+        ("btf_value_type_id", ctypes.c_uint32),
+        ("btf_vmlinux_value_type_id", ctypes.c_uint32),
+        ("inner_map_fd", ctypes.c_uint32),
+        ("map_flags", ctypes.c_uint32),
+    ]
 
 
 class BpfMap:
     """Byte-level access to one map through its fd."""
 
-    def __init__(self, obj: BpfObject, name: str, key_size: int, value_size: int) -> None:
+    def __init__(self, obj: Loaded, name: str, key_size: int, value_size: int) -> None:
         self._lib = obj._lib
         self.name = name
         self.fd = obj.map_fd(name)
@@ -264,7 +394,7 @@ SKB_CTX_SIZE = 192  # struct __sk_buff; the kernel wants the fields it does not 
 SKB_INGRESS_IFINDEX = 36  # offsetof(struct __sk_buff, ingress_ifindex)
 
 
-def test_run(obj: BpfObject, data: bytes, ingress_ifindex: int, repeat: int) -> tuple[float, int]:
+def test_run(obj: Loaded, data: bytes, ingress_ifindex: int, repeat: int) -> tuple[float, int]:
     """Run the object's program on ``data`` ``repeat`` times in the kernel (BPF_PROG_TEST_RUN) as
     if it arrived on ``ingress_ifindex``; the mean nanoseconds per run and the program's verdict.
     Nothing leaves: a redirect is only the verdict."""

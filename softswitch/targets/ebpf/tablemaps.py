@@ -6,13 +6,17 @@ optional: an ARRAY of slots the program scans)."""
 
 from __future__ import annotations
 
+import logging
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ...api import ActionCall, EntryError, TableEntry, WriteOp
 from . import cgen
-from .libbpf import BpfMap, BpfObject
+from ._extras import NONE, Extras, ExtrasStore
+from .libbpf import BpfMap, Loaded
+
+log = logging.getLogger("dysco.softswitch.ebpf")
 
 _U32, _U64 = struct.Struct("=I"), struct.Struct("=Q")
 ActionSig = tuple[int, int]
@@ -23,9 +27,15 @@ class TableMaps:
     """The maps of one table and what every kind does with them."""
 
     def __init__(
-        self, obj: BpfObject, lay: cgen.TableLayout, info: Any, actions: Mapping[str, ActionSig]
+        self,
+        obj: Loaded,
+        lay: cgen.TableLayout,
+        info: Any,
+        actions: Mapping[str, ActionSig],
+        store: ExtrasStore,
     ) -> None:
         self.lay = lay
+        self.store = store
         self.info = info  # ir.TableInfo (numbered)
         self.nargs = max(lay.max_params, 1)
         nk = max(len(lay.keys), 1)
@@ -67,6 +77,28 @@ class TableMaps:
         ``budget`` entries are looked at (the rest wait for the next sweep)."""
         raise NotImplementedError
 
+    def adopt(self) -> None:
+        """Rebuild the control plane's view from the maps (a pinned table re-adopted after a
+        restart): entries with their Extras, idle timers from each entry's last hit, the
+        default entry."""
+        raise NotImplementedError
+
+    def in_use(self) -> Iterable[Extras]:
+        """The Extras the table's entries carry now."""
+        raise NotImplementedError
+
+    def extras_of(self, xid: int) -> Extras:
+        found = self.store.get(xid)
+        if found is None:
+            log.warning("%s: an entry names metadata record %d, which is gone", self.lay.name, xid)
+            return NONE
+        return found
+
+    def adopt_default(self) -> None:
+        raw = self.default.lookup(_U32.pack(0))
+        if raw is not None and any(raw):
+            self.default_call = self.call_of(raw)
+
     # ------------------------------------------------------------ values
     def call(self, action: ActionCall) -> tuple[int, tuple[int, ...]]:
         """The action's index in the value and its arguments, padded to the value's size."""
@@ -84,12 +116,13 @@ class TableMaps:
             )
         return index, params + (0,) * (self.nargs - nparams)
 
-    def value(self, action: ActionCall, now: int) -> bytes:
-        """A hash/lpm value, or a default entry's: the action, its arguments, the last hit."""
+    def value(self, action: ActionCall, now: int, xid: int = 0) -> bytes:
+        """A hash/lpm value, or a default entry's: the action, the id of the entry's Extras
+        (:mod:`._extras`), its arguments, the last hit."""
         index, args = self.call(action)
         if self.lay.timeout:
-            return self._hash_value.pack(index, 0, *args, now)
-        return self._hash_value.pack(index, 0, *args)
+            return self._hash_value.pack(index, xid, *args, now)
+        return self._hash_value.pack(index, xid, *args)
 
     def call_of(self, value: bytes) -> ActionCall:
         """The action written in a value (an entry's, or the default's)."""
