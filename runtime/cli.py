@@ -163,7 +163,8 @@ def _pipeline(args: argparse.Namespace) -> Any:
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
-    from dysco.compiler import compile_text, read_policies
+    from dysco.compiler import Options, compile_text, read_policies
+    from dysco.compiler.p4rt import classifier_capacity
     from dysco.runtime.core import SECOND, Config
     from dysco.runtime.core._types import ip_int
     from dysco.runtime.p4rt import Settings
@@ -172,9 +173,11 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         address = ip_int(args.address)
     except ipaddress.AddressValueError:
         raise UserError(f"--address {args.address!r}: not an IPv4 address") from None
+    pipeline = _pipeline(args)
     policies = None
-    if args.policies:
-        policies = compile_text(read_policies(args.policies), args.policies)
+    if args.policies:  # placed within what the pipeline's classifier holds, the rest in software
+        options = Options(capacity=classifier_capacity(pipeline.p4info))
+        policies = compile_text(read_policies(args.policies), args.policies, options)
     try:
         agentless = tuple(ipaddress.IPv4Network(net) for net in args.agentless)
     except ValueError as exc:
@@ -196,7 +199,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         tls=_client_tls(args),
         p4runtime=args.p4runtime,
         config=config,
-        pipeline=_pipeline(args),
+        pipeline=pipeline,
         policies=policies,
         device_id=args.device_id,
         election_id=args.election_id,

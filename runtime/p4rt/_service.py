@@ -41,7 +41,7 @@ from typing import Any
 import grpc
 
 from dysco import p4names
-from dysco.compiler import Compiled
+from dysco.compiler import Compiled, SoftwareClassifier
 from dysco.errors import DyscoError, PeerError
 from dysco.proto.p4.v1 import p4runtime_pb2
 from dysco.runtime._nic import Nic, PacketIn
@@ -150,7 +150,10 @@ class AgentService(Management):
         config = s.config if min(sizes) >= s.config.table_size else _with_table_size(s.config, min(sizes))
         if config.peer_cells > self.nic.peer_cells:  # a program with fewer cells, or none
             config = replace(config, peer_cells=self.nic.peer_cells)
-        agent = Agent(config, s.policies.chains.values() if s.policies is not None else ())
+        if s.policies is None:
+            agent = Agent(config)
+        else:  # the evaluator decides the SYNs the classifier's software entries punt
+            agent = Agent(config, s.policies.chains.values(), SoftwareClassifier.from_compiled(s.policies))
         agent.wall_offset = time.time_ns() - time.monotonic_ns()  # now() is the loop's monotonic clock
         agent.rc.mig.enabled = s.state_hook is not None
         return agent

@@ -136,6 +136,38 @@ def test_session_set_up_over_grpc(dysco_program: Program, switch: SwitchProcess)
     asyncio.run(main())
 
 
+def test_a_syn_the_classifier_leaves_to_software_gets_its_chain_from_the_agents_evaluator(
+    dysco_program: Program, switch: SwitchProcess
+) -> None:
+    """A classifier of capacity 1 holds one software entry; the real agent's evaluator picks the
+    policy (ssh's chain, not web's) and sets the session up; a SYN no policy holds goes on."""
+    from dysco.compiler import Options
+
+    text = POLICY + "middlebox ids { instances 10.0.4.4; }\npolicy ssh: tcp dst port 22 -> ids\n"
+    policies = compile_text(text, "software.dysco", Options(capacity=1))
+    assert [e.action for e in policies.entries] == ["software"]
+
+    async def main() -> None:
+        base = settings(dysco_program, switch.address)
+        service = AgentService(dataclasses.replace(base, policies=policies))
+        task = await _running(service)
+        try:
+            f = pk.parse(syn())
+            from_host(service, dataclasses.replace(f, dport=22).to_bytes())
+            await service.wait_until(lambda: service.counters["packet_out"] >= 1, WAIT_S)
+            [row] = service.sessions()
+            assert row["chain"] == ["10.0.4.4", "10.0.3.2"]
+            from_host(service, dataclasses.replace(f, sport=40001, dport=23).to_bytes())  # no policy
+            await service.wait_until(lambda: service.counters["packet_out"] >= 2, WAIT_S)
+            assert len(service.sessions()) == 1
+            assert service.agent.metrics["errors.no_software_classifier"] == 0
+            assert not service.errors
+        finally:
+            await _stop(task)
+
+    asyncio.run(main())
+
+
 def test_refused_write_fails_the_session_closed(dysco_program: Program, switch: SwitchProcess) -> None:
     """An entry the target refuses (here: one exists already) fails the session closed: its SYN
     never leaves and no state is left in the core."""
