@@ -79,6 +79,8 @@ class Nic:
         cf = {f.name: f.id for f in ct.match_fields}
         self._cfields = (cf[c.src_addr], cf[c.dst_addr], cf[c.protocol], cf[c.src_port], cf[c.dst_port])
         self._chain_action = _by_name(p4info.actions, c.chain_action, "action").preamble.id
+        self.chain_action = self._chain_action
+        """The classifier's punt-with-a-policy action (its one parameter: the policy id)."""
         self._bypass_action = _by_name(p4info.actions, c.bypass_action, "action").preamble.id
         self.peer_table: int | None = None
         """The known_peer table (None: a program without it, which meters per reason only)."""

@@ -6,13 +6,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import json
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 from dysco import p4names
-from dysco.errors import UserError
+from dysco.errors import DyscoError, UserError
 from dysco.runtime import _ctl as ctl
 from dysco.runtime._mgmt import DEFAULT_SOCKET, ManagementServer
 from dysco.runtime.core import STATE_HOOKS
@@ -27,7 +29,8 @@ example:
 
 The agent pushes the pipeline (--p4, or --p4info with --device-config for bmv2), writes the
 classifier compiled from --policies, and serves until SIGINT or SIGTERM.  Once it is primary
-and the classifier is written it prints one line starting with "dysco agent: ready".
+and the classifier is written it prints one line starting with "dysco agent: ready".  SIGHUP
+reloads the policy file (as `dysco ctl policies reload` does; live sessions are not touched).
 See docs/operations.md.
 """
 
@@ -260,12 +263,29 @@ async def serve(settings: Any, mgmt: str) -> None:
             "events": service.events,
             "reconfigure": service.reconfigure,
             "splice": service.splice,
+            "policies_reload": service.reload_policies,
         },
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[None]] = set()
+
+    async def reload_on_hup() -> None:
+        try:
+            done = await service.reload_policies({})
+        except DyscoError as exc:
+            print(f"dysco agent: SIGHUP: policies not reloaded: {exc}", file=sys.stderr, flush=True)
+            return
+        print(f"dysco agent: SIGHUP: policies reloaded: {json.dumps(done)}", flush=True)
+
+    def hup() -> None:
+        task = loop.create_task(reload_on_hup(), name=f"{settings.config.name}-sighup")
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, hup)
     await server.start()
     try:
         async with asyncio.TaskGroup() as tg:
@@ -281,7 +301,7 @@ async def serve(settings: Any, mgmt: str) -> None:
             run.cancel()
             ready.cancel()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await server.close()
 

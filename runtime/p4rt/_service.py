@@ -42,8 +42,9 @@ import grpc
 
 from dysco import p4names
 from dysco.compiler import Compiled, SoftwareClassifier
-from dysco.errors import DyscoError, PeerError
+from dysco.errors import DyscoError, PeerError, UserError
 from dysco.proto.p4.v1 import p4runtime_pb2
+from dysco.runtime._mgmt import Args
 from dysco.runtime._nic import Nic, PacketIn
 from dysco.runtime.core import Agent, Config, HookCall, StateHook, hook_done, run_hook
 from dysco.runtime.core._events import (
@@ -59,7 +60,7 @@ from dysco.runtime.core._events import (
     Table,
 )
 from dysco.runtime.core._types import FiveTuple, ip_str, prefixed
-from dysco.runtime.p4rt import _limits
+from dysco.runtime.p4rt import _limits, _policies
 from dysco.runtime.p4rt._client import (
     ClientTls,
     Connection,
@@ -71,6 +72,7 @@ from dysco.runtime.p4rt._client import (
 )
 from dysco.runtime.p4rt._intake import Intake, Lane, lane_of
 from dysco.runtime.p4rt._management import Event, Management
+from dysco.softswitch.api import TableEntry
 
 BATCH_LIMIT = 256
 """Events the worker feeds to the core before it writes and sends."""
@@ -131,6 +133,9 @@ class AgentService(Management):
         """Set once the first connection is primary, the pipeline is in and the classifier written."""
         self._conn: Connection | None = None
         self._progress = asyncio.Condition()
+        self._reloading = asyncio.Lock()
+        self._stale: list[TableEntry] = []
+        """Classifier entries a reload that failed half-way may have left on the target."""
         self.intake: Intake[tuple[Event, int]] = Intake(self.counters)
         self.setup_latencies: list[int] | None = None
         """When a list, the worker appends for every packet-out the ns from the arrival of the
@@ -143,6 +148,43 @@ class AgentService(Management):
                 self._in_meta = {m.id: m.name for m in cpm.metadata}
             elif cpm.preamble.name == "packet_out":
                 self._out_meta = {m.name: m.id for m in cpm.metadata}
+
+    async def reload_policies(self, args: Args) -> dict[str, object]:
+        """Management ``policies_reload`` (and SIGHUP): the file ``args["file"]`` (default: the
+        one the agent runs) in force for new sessions; see :mod:`._policies`."""
+        path = args.get("file") or self.settings.policies_file
+        if not isinstance(path, str) or not path:
+            raise _policies.no_file()
+        compiled = _policies.compile_file(path, self.nic)  # a bad file: refused whole, nothing changed
+        conn = self.connection
+        if conn is None:
+            raise UserError("not connected to the NIC; try again when the agent is ready")
+        async with self._reloading:
+            old = self.settings.policies
+            before = [*self._stale, *self.nic.classifier_entries(old.entries if old is not None else ())]
+
+            def swap(new: Compiled) -> None:
+                self.settings = replace(self.settings, policies=new, policies_file=path)
+                software = SoftwareClassifier.from_compiled(new)
+                self._notes(self.agent.policy_update(new.chains.values(), software))
+
+            try:
+                done = await _policies.reload(conn, self.nic, before, compiled, swap)
+            except PeerError as exc:  # the new file is in force through the agent's evaluator
+                self.counters["policies.reload_failed"] += 1
+                self._stale = [*before, *self.nic.classifier_entries(compiled.entries)]
+                why = f"{exc}; every policy SYN goes to the agent until a reload succeeds"
+                raise UserError(why) from None
+        self._stale = []
+        self.counters["policies.reloads"] += 1
+        self.counters["policies.entries_added"] += done.added
+        self.counters["policies.entries_removed"] += done.removed
+        return done.summary(path)
+
+    def _notes(self, actions: list[Action]) -> None:
+        for a in actions:
+            if isinstance(a, Notify):
+                self._notify(a)
 
     def _new_core(self) -> Agent:
         s = self.settings
