@@ -89,7 +89,7 @@ def register(subparsers: Any) -> None:
     common.add_argument("--json", action="store_true", help="print the answer as JSON")
     c: argparse.ArgumentParser = subparsers.add_parser(
         "ctl",
-        help="ask a running agent (status, sessions, events, reconfigure, splice)",
+        help="ask a running agent (status, sessions, events, reconfigure, splice, policies)",
         description="Query or drive a running `dysco agent` over its management socket.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
