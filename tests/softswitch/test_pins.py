@@ -4,10 +4,11 @@ way a record can be unreadable is refused rather than adopted."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from dysco.softswitch.targets.ebpf._pins import HEADER, MAGIC, MAX_NAME, Meta, dir_name
+from dysco.softswitch.targets.ebpf._pins import HEADER, MAGIC, MAX_NAME, Meta, PinDir, dir_name
 
 
 def meta(**kw: object) -> Meta:
@@ -47,3 +48,14 @@ def test_the_directory_is_named_by_namespace_and_ports_and_hashed_when_long() ->
     name = dir_name(7, many)
     assert name.startswith("7_") and len(name) < MAX_NAME
     assert name != dir_name(7, {**many, 20: "one-more"})
+
+
+def test_looking_for_leftovers_while_another_switch_removes_the_last_directory(tmp_path: Path) -> None:
+    """A switch's stop removes ``dysco/`` once empty; one starting at that moment finds none
+    instead of failing (a run of two switches on a loaded machine hit it)."""
+    gone = PinDir(1, {1: "veth1"}, root=tmp_path / "dysco")
+    assert gone.leftovers({"veth1"}, lambda i: True) == []
+    root = tmp_path / "dysco"
+    root.mkdir()
+    (root / "2_1@vethx").mkdir()  # a namespace that is gone
+    assert PinDir(1, {1: "veth1"}, root=root).leftovers({"veth1"}, lambda i: True) == [root / "2_1@vethx"]

@@ -57,6 +57,10 @@ MAX_NAME = 200
 _ZERO = struct.pack("=I", 0)
 
 
+MKDIR_RACES = 8
+"""Attempts at making a pin directory while other switches remove an empty ``dysco/``."""
+
+
 class PinError(BpfError):
     """bpffs cannot be mounted or a pin directory cannot be made."""
 
@@ -167,10 +171,15 @@ class PinDir:
         """A new, empty directory (anything there before is removed)."""
         ensure_bpffs(self.root.parent)
         self.remove()
-        try:
-            self.path.mkdir(parents=True)
-        except OSError as exc:
-            raise PinError(f"cannot make {self.path}: {exc.strerror}") from None
+        for _ in range(MKDIR_RACES):
+            try:
+                self.path.mkdir(parents=True)
+                return
+            except FileNotFoundError:  # another switch's stop removed an empty dysco/ meanwhile
+                continue
+            except OSError as exc:
+                raise PinError(f"cannot make {self.path}: {exc.strerror}") from None
+        raise PinError(f"cannot make {self.path}: {self.root} keeps disappearing")
 
     def remove(self) -> None:
         """Unpin everything (the kernel frees what nothing else holds) and remove the directory
@@ -207,10 +216,12 @@ class PinDir:
         interfaces are all gone and whose switch is dead (``exists`` says whether an interface
         of this namespace is there); and those of namespaces that no longer exist."""
         out: list[Path] = []
-        if not self.root.is_dir():
+        try:
+            dirs = sorted(self.root.iterdir())
+        except FileNotFoundError:  # none, or another switch's stop just removed the last one
             return out
         live = _live_namespaces()
-        for d in sorted(self.root.iterdir()):
+        for d in dirs:
             ns, _, _ = d.name.partition("_")
             if d == self.path:
                 continue
