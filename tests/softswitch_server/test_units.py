@@ -194,3 +194,62 @@ def test_settle_heap_freezes_what_is_alive_and_collects_what_a_later_commit_drop
         assert gone() is None
     finally:
         gc.unfreeze()
+
+
+def test_a_big_write_lets_packets_through_between_its_slices() -> None:
+    """A Write of 8 slices on a device that takes a while per slice: frames arriving meanwhile
+    are processed between the slices, not after the whole Write (the lock is let go)."""
+    import threading
+    import time as _time
+
+    from dysco.softswitch.server._core import WRITE_SLICE, SwitchCore
+
+    from .conftest import FakeClock
+    from .fake_device import A_SET_PORT, T_FWD, FakeDevice, load_fake_program
+
+    events: list[str] = []
+
+    class SlowDevice(FakeDevice):
+        def write_entry(self, op, entry):  # type: ignore[no-untyped-def]
+            events.append("w")
+            if len(events) % 64 == 0:
+                _time.sleep(0.001)  # a slow device, the lock held
+            super().write_entry(op, entry)
+
+        def process(self, port: int, data: bytes) -> list[tuple[int, bytes]]:
+            events.append("p")
+            return super().process(port, data)
+
+    clock = FakeClock()
+    core = SwitchCore(SlowDevice(clock), program_loader=load_fake_program, clock=clock)
+    core.set_pipeline(pipeline_request(None))
+    handle = core.open_stream()
+    hello = p4runtime_pb2.StreamMessageRequest()
+    hello.arbitration.election_id.low = 1
+    core.stream_message(handle, hello)
+    req = p4runtime_pb2.WriteRequest(device_id=0)
+    req.election_id.low = 1
+    for i in range(8 * WRITE_SLICE):
+        te = req.updates.add(type=p4runtime_pb2.Update.INSERT).entity.table_entry
+        te.table_id = T_FWD
+        te.match.add(field_id=1).exact.value = (i + 1).to_bytes(6, "big")
+        te.action.action.action_id = A_SET_PORT
+        te.action.action.params.add(param_id=1, value=b"\x02")
+    done = threading.Event()
+
+    def frames() -> None:
+        while not done.is_set():
+            core.receive(1, b"\xff" * 6 + b"\x00" * 54)
+
+    sender = threading.Thread(target=frames, name="frames")
+    sender.start()
+    try:
+        while "p" not in events:  # frames are flowing
+            _time.sleep(0.001)
+        assert core.write(req) == [None] * len(req.updates)
+    finally:
+        done.set()
+        sender.join()
+    first, last = events.index("w"), len(events) - 1 - events[::-1].index("w")
+    assert events.count("w") == len(req.updates)
+    assert "p" in events[first:last], "no frame got through while the Write ran"
