@@ -1,7 +1,9 @@
 """Reliable control messaging between agents (docs/protocol.md §4, "Reliability").
 
 :class:`Messenger` is sans-IO like the rest of the agent: it sends requests and retransmits them
-with a doubling timeout until an answer with the same ``msg_id`` arrives (or it gives up), caches
+with a doubling timeout until an answer with the same ``msg_id`` arrives (or it gives up): the
+first timeout toward a peer comes from the round trips measured to it (RFC 6298: smoothed RTT plus
+four variations, at least MIN_RTO; FIRST_RTO before any answer), caches
 the answers it gave per (sender, ``msg_id``) so a duplicate request is answered again with the
 same bytes without being acted on twice, and keeps the timers for both plus the wake-ups of the
 reconfiguration (new-path SYN retransmissions, lock timeouts).
@@ -22,7 +24,14 @@ from dysco.runtime.core._peers import Peers
 
 MS = 1_000_000
 FIRST_RTO = 50 * MS
+"""The first timeout toward a peer nothing has been measured from yet."""
+MIN_RTO = 10 * MS
+"""The floor of a measured timeout: an agent's answer comes in milliseconds, but an agent is a
+Python process that may be busy for a few (a spurious retransmission costs one datagram: the
+receiver answers a duplicate from its cache)."""
 MAX_RTO = 1000 * MS
+MAX_RTT_PEERS = 4096
+"""Peers whose round-trip time is kept; a new one past that evicts the one measured longest ago."""
 ATTEMPTS = 10
 SEEN_FOR = 10_000 * MS
 M32 = 0xFFFFFFFF
@@ -42,6 +51,27 @@ class Pending:
     at: int
     rto: int = FIRST_RTO
     attempts: int = 1
+    sent: int = 0
+    """When it was first sent (its answer is a round-trip sample unless it was retransmitted)."""
+
+
+@dataclass(slots=True)
+class Rtt:
+    """Smoothed round-trip time and its variation toward one peer (RFC 6298, section 2)."""
+
+    srtt: int
+    rttvar: int
+
+    @classmethod
+    def first(cls, sample: int) -> Rtt:
+        return cls(sample, sample // 2)
+
+    def update(self, sample: int) -> None:
+        self.rttvar = (3 * self.rttvar + abs(self.srtt - sample)) // 4
+        self.srtt = (7 * self.srtt + sample) // 8
+
+    def rto(self) -> int:
+        return min(max(self.srtt + 4 * self.rttvar, MIN_RTO), MAX_RTO)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +109,24 @@ class Messenger:
         """Told of every sender whose message authenticated (set by the agent)."""
         self.wall_offset = 0
         """Added to ``now`` for message stamps (ns since the Unix epoch)."""
+        self.rtt: dict[int, Rtt] = {}
+        """Per peer address, from the answers to requests sent once (Karn's rule)."""
+
+    def rto_for(self, dst: int) -> int:
+        """The first retransmission timeout of a request to ``dst``."""
+        r = self.rtt.get(dst)
+        return FIRST_RTO if r is None else r.rto()
+
+    def _measured(self, peer: int, sample: int) -> None:
+        r = self.rtt.pop(peer, None)  # re-inserted: the dict's order is the order of measuring
+        if r is None:
+            r = Rtt.first(sample)
+            if len(self.rtt) >= MAX_RTT_PEERS:
+                del self.rtt[next(iter(self.rtt))]
+        else:
+            r.update(sample)
+        self.rtt[peer] = r
+        self.metrics["control.rtt_samples"] += 1
 
     def new_id(self) -> int:
         self._next_id = self._next_id % M32 + 1
@@ -96,7 +144,8 @@ class Messenger:
 
     def request(self, now: int, dst: int, msg: cw.Message, sid: int, out: list[Action]) -> None:
         """Send ``msg`` to ``dst`` and retransmit it until it is answered."""
-        p = Pending(dst, msg, sid, now + FIRST_RTO)
+        rto = self.rto_for(dst)
+        p = Pending(dst, msg, sid, now + rto, rto, sent=now)
         self.outbox[(dst, msg.msg_id)] = p
         self._push(p.at, (0, dst, msg.msg_id))
         out.append(Send(self.frame(now, dst, msg), Port.NET))
@@ -153,6 +202,8 @@ class Messenger:
         if p is None:
             self.metrics["control.duplicate_answer"] += 1
             return None
+        if p.attempts == 1 and now >= p.sent:  # an answer to a retransmitted request is ambiguous
+            self._measured(src, now - p.sent)
         return Received(src, msg, p)
 
     def timer(self, now: int, out: list[Action]) -> Expired:
