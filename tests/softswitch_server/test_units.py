@@ -208,6 +208,7 @@ def test_a_big_write_lets_packets_through_between_its_slices() -> None:
     from .fake_device import A_SET_PORT, T_FWD, FakeDevice, load_fake_program
 
     events: list[str] = []
+    flowing = threading.Event()
 
     class SlowDevice(FakeDevice):
         def write_entry(self, op, entry):  # type: ignore[no-untyped-def]
@@ -218,6 +219,7 @@ def test_a_big_write_lets_packets_through_between_its_slices() -> None:
 
         def process(self, port: int, data: bytes) -> list[tuple[int, bytes]]:
             events.append("p")
+            flowing.set()
             return super().process(port, data)
 
     clock = FakeClock()
@@ -244,8 +246,7 @@ def test_a_big_write_lets_packets_through_between_its_slices() -> None:
     sender = threading.Thread(target=frames, name="frames")
     sender.start()
     try:
-        while "p" not in events:  # frames are flowing
-            _time.sleep(0.001)
+        assert flowing.wait(10), "no frame processed at all"
         assert core.write(req) == [None] * len(req.updates)
     finally:
         done.set()
