@@ -155,7 +155,9 @@ class AgentService(Management):
         path = args.get("file") or self.settings.policies_file
         if not isinstance(path, str) or not path:
             raise _policies.no_file()
-        compiled = _policies.compile_file(path, self.nic)  # a bad file: refused whole, nothing changed
+        # in a thread: 10,000 policies take about a second, and packet-ins keep being served;
+        # a bad file is refused whole, nothing changed
+        compiled = await asyncio.to_thread(_policies.compile_file, path, self.nic)
         conn = self.connection
         if conn is None:
             raise UserError("not connected to the NIC; try again when the agent is ready")
