@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cpuport import pid_alive
 from .libbpf import BpfError, BpfMap, Loaded, PinnedObject, create_map
 
 log = logging.getLogger("dysco.softswitch.ebpf")
@@ -233,7 +234,7 @@ class PinDir:
             if meta is None:
                 continue
             ports = set(meta.ports.values())
-            if ports & ifnames or not (_alive(meta.pid) or any(exists(i) for i in ports)):
+            if ports & ifnames or not (pid_alive(meta.pid) or any(exists(i) for i in ports)):
                 out.append(d)
         return out
 
@@ -249,16 +250,6 @@ def _live_namespaces() -> set[int]:
         mounts = Path("/proc/self/mountinfo").read_text()
         inodes.update(int(i) for i in re.findall(r"net:\[(\d+)\]", mounts))
     return inodes
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _meta_map(obj: Loaded) -> BpfMap:

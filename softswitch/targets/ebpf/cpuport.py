@@ -63,7 +63,7 @@ class CpuVeth:
         )
         for m in re.finditer(r"^\d+: dc(\d+)s@", listing.stdout, re.MULTILINE):
             pid = int(m.group(1))
-            if not _alive(pid):
+            if not pid_alive(pid):
                 with contextlib.suppress(NetnsError):  # another switch may be cleaning it too
                     _ip(*ns, "link", "del", f"dc{pid}s")
 
@@ -93,7 +93,8 @@ class CpuVeth:
                 _ip(*(["-n", self.netns] if self.netns else []), "link", "del", self.switch_if)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
