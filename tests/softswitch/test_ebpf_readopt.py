@@ -229,9 +229,9 @@ def test_a_fresh_load_removes_the_pins_nobody_will_readopt(rig: VethRig, switche
     """Pins of a namespace that is gone, and of a dead switch whose interfaces are all gone, are
     removed when a switch loads anew; a live switch's pins are not, even with its interfaces gone."""
     from dysco.softswitch.targets.ebpf._pins import Meta, PinDir, netns_inode
-    from dysco.softswitch.targets.ebpf.cpuport import _alive
+    from dysco.softswitch.targets.ebpf.cpuport import pid_alive
 
-    dead_pid = next(p for p in range(4_000_000, 3_000_000, -1) if not _alive(p))
+    dead_pid = next(p for p in range(4_000_000, 3_000_000, -1) if not pid_alive(p))
     ns = netns_inode(rig.name)
     made = {
         "gone namespace": (PinDir(12345, {1: "x0"}), dead_pid),

@@ -224,9 +224,9 @@ def test_idle_timeout_notification_on_the_stream() -> None:
 
 
 def test_a_dead_switchs_cpu_veth_is_deleted_by_the_next_start_a_live_ones_kept() -> None:
-    from dysco.softswitch.targets.ebpf.cpuport import CpuVeth, _alive
+    from dysco.softswitch.targets.ebpf.cpuport import CpuVeth, pid_alive
 
-    dead = next(p for p in range(4_000_000, 3_000_000, -1) if not _alive(p))
+    dead = next(p for p in range(4_000_000, 3_000_000, -1) if not pid_alive(p))
     with VethRig([1]) as rig:
         for pid in (dead, 1):  # pid 1 always runs
             subprocess.run(["ip", "-n", rig.name, "link", "add", f"dc{pid}s", "type", "veth", "peer", "name",
