@@ -65,6 +65,11 @@ PEER_METER = "DyscoIngress.peer_meter"
 cell of :data:`PUNT_METER`."""
 PEER_CELLS = 64
 """Size of :data:`PEER_METER` and of :data:`KNOWN_PEER` (the program's ``DYSCO_PEER_CELLS``)."""
+SETUP_PORTS = "DyscoIngress.setup_ports"
+"""Range on ``hdr.tcp.dst_port``: the ports the agent opens subsessions from; a SYN-ACK from the
+network to one of them that misses ``subsession_in`` is punted (:attr:`Reason.SETUP_MISS`), so
+the agent may send a SYN on before the writes of its entries are answered."""
+SETUP_PORTS_ACTION = "DyscoIngress.punt_setup_miss"
 SESSION_TABLE_SIZE = 1 << 20
 """Entries of each session table, :data:`SESSION_OUT` and :data:`SUBSESSION_IN` (the program's
 ``DYSCO_SESSION_TABLE_SIZE``)."""
@@ -81,6 +86,8 @@ class Reason(IntEnum):
     UNSUPPORTED = 6
     IP_UNSUPPORTED = 7
     TAGGED_SYN = 8
+    SETUP_MISS = 9
+    """A SYN-ACK from the network to a port of :data:`SETUP_PORTS` that no entry translated yet."""
 
 
 class Detail(IntEnum):

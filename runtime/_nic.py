@@ -28,6 +28,7 @@ _REASONS = {
     p4names.Reason.UNSUPPORTED: Reason.UNSUPPORTED,
     p4names.Reason.IP_UNSUPPORTED: Reason.UNSUPPORTED,
     p4names.Reason.CONTROL: Reason.CONTROL,
+    p4names.Reason.SETUP_MISS: Reason.SETUP_MISS,
 }
 _TABLE_NAMES = {Table.OUT: p4names.SESSION_OUT, Table.IN: p4names.SUBSESSION_IN}
 
@@ -90,6 +91,15 @@ class Nic:
             self.peer_table, self.peer_cells = peers.preamble.id, int(peers.size)
             self._peer_field = peers.match_fields[0].id
             self._peer_action = _by_name(p4info.actions, p4names.PEER_ACTION, "action").preamble.id
+        self.setup_ports: int | None = None
+        """The setup_ports table (None: a program without it; then the agent must not send a SYN
+        on before the writes of its entries are answered: nothing would punt an early SYN-ACK)."""
+        self._setup_field = self._setup_action = 0
+        setup = next((t for t in p4info.tables if t.preamble.name == p4names.SETUP_PORTS), None)
+        if setup is not None:
+            self.setup_ports = setup.preamble.id
+            self._setup_field = setup.match_fields[0].id
+            self._setup_action = _by_name(p4info.actions, p4names.SETUP_PORTS_ACTION, "action").preamble.id
 
     # ---- entries ------------------------------------------------------------------------------------
 
@@ -163,6 +173,13 @@ class Nic:
             raise InternalError(f"the program has no table {p4names.KNOWN_PEER}")
         match = (FieldMatch(self._peer_field, "exact", address),)
         return TableEntry(self.peer_table, match, ActionCall(self._peer_action, (cell,)))
+
+    def setup_ports_entry(self, low: int, high: int) -> TableEntry:
+        """The setup_ports entry for the subsession ports ``low``-``high``."""
+        if self.setup_ports is None:
+            raise InternalError(f"the program has no table {p4names.SETUP_PORTS}")
+        match = (FieldMatch(self._setup_field, "range", low, high=high),)
+        return TableEntry(self.setup_ports, match, ActionCall(self._setup_action, ()), priority=1)
 
     def teardown_clone_session(self) -> CloneSession:
         return CloneSession(p4names.TEARDOWN_CLONE_SESSION, (Replica(self.cpu_port),))

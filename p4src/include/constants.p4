@@ -38,6 +38,7 @@ const bit<8> REASON_TEARDOWN = 5;       /* copy of a RST of a session; session_i
 const bit<8> REASON_UNSUPPORTED = 6;    /* session packet the fast path cannot translate; detail says why */
 const bit<8> REASON_IP_UNSUPPORTED = 7; /* TCP in IPv4 with options or fragmented: no five-tuple lookup */
 const bit<8> REASON_TAGGED_SYN = 8;     /* outbound SYN carrying the Dysco tag option */
+const bit<8> REASON_SETUP_MISS = 9;     /* SYN-ACK from the network to a subsession port, no entry yet */
 
 /* packet_in.detail for REASON_UNSUPPORTED */
 const bit<8> DETAIL_PARSER_ERROR = 1;   /* the parser stopped early (truncated packet) */

@@ -95,3 +95,20 @@ table subsession_in {
     support_timeout = true;
     size = DYSCO_SESSION_TABLE_SIZE;
 }
+
+/* ---- SYN-ACKs that come back before their session's entries are in ---- */
+
+/* The agent sends a SYN on to the next hop while the writes of its entries are still under way;
+ * the answer may overtake them.  A SYN-ACK from the network that misses subsession_in and is
+ * addressed to a port the agent opens subsessions from goes to the agent, which translates it
+ * in software (the agent writes one entry here: its subsession port range). */
+action punt_setup_miss() {
+    punt(REASON_SETUP_MISS);
+}
+
+table setup_ports {
+    key = { hdr.tcp.dst_port: range; }
+    actions = { punt_setup_miss; @defaultonly NoAction; }
+    const default_action = NoAction();
+    size = 4;
+}

@@ -118,8 +118,9 @@ action translate_tuple() {
             } else { \
                 if (syn_only && meta.dysco_syn == 1) { \
                     punt(REASON_DYSCO_SYN); \
-                } else { \
-                    subsession_in.apply(); \
+                } else if (!subsession_in.apply().hit && \
+                           (hdr.tcp.flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK)) { \
+                    setup_ports.apply(); \
                 } \
             } \
             if (meta.rewrite == 1) { \

@@ -62,6 +62,8 @@ class Agent(Setup):
                 self._teardown_copy(now, f, port, session_id, out)
             elif reason in (Reason.SESSION_PUNT, Reason.UNSUPPORTED):
                 self._session_packet(now, f, port, out)
+            elif reason is Reason.SETUP_MISS:
+                self._setup_miss(now, frame, f, port, out)
             else:
                 self._drop(out, f"reason_{reason.value}", None)
         except PeerError as exc:
@@ -186,6 +188,17 @@ class Agent(Setup):
             s.fin_ends[(out_port, g.five_tuple)] = (g.seq + g.seg_len()) & M32
         if f.flags & (pk.FIN | pk.RST):
             self._teardown_seen(now, s, direction, f.flags, out, watch=True)
+
+    def _setup_miss(self, now: int, frame: bytes, f: pk.TcpFrame, port: Port, out: list[Action]) -> None:
+        """A SYN-ACK from the network that no entry translated: the answer to a SYN this agent sent
+        on before its entries' writes were answered (the adapter gives the core this punt after
+        them), translated here once; else a packet the NIC passes on untouched, so it goes on."""
+        if port is Port.NET and (Table.IN, f.five_tuple) in self.by_key:
+            self.metrics["software.setup_miss"] += 1
+            self._session_packet(now, f, port, out)
+        else:
+            self.metrics["software.setup_miss_passed"] += 1
+            out.append(Send(frame, Port.HOST if port is Port.NET else Port.NET))
 
     def _fin_acknowledged(self, now: int, s: Session, f: pk.TcpFrame, port: Port) -> None:
         """``f`` came in by ``port``: it acknowledges a FIN that left by that port with the

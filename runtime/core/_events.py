@@ -2,8 +2,8 @@
 
 Events arrive as method calls on :class:`dysco.runtime.Agent`; each call returns the actions
 an adapter must carry out, in order.  Adapters must finish the installs of one call before
-sending its packets (so the fast path is ready when the answers come back) and must report
-a refused write with :meth:`Agent.write_failed`.
+sending its packets (so the fast path is ready when the answers come back), except a
+:class:`Send` marked ``early``, and must report a refused write with :meth:`Agent.write_failed`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ class Reason(enum.Enum):
     TEARDOWN = "teardown"
     UNSUPPORTED = "unsupported"
     CONTROL = "control"
+    SETUP_MISS = "setup_miss"
+    """A SYN-ACK that came back before the entries of its session were in (the NIC could not
+    translate it yet)."""
     OTHER = "other"
 
 
@@ -86,6 +89,10 @@ class Send:
 
     frame: bytes
     port: Port
+    early: bool = False
+    """May leave before the writes of the same call are answered: a SYN to the next hop, whose
+    answer, should it overtake the writes, the NIC punts (:attr:`Reason.SETUP_MISS`) and the
+    agent handles after them.  Only an adapter whose NIC punts such answers may honour it."""
 
 
 @dataclass(frozen=True, slots=True)

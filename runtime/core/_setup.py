@@ -97,7 +97,7 @@ class Setup(Sessions):
         assert s.down is not None and s.syn_out is not None
         payload = self.seal_syn(now, s.syn_out) + f.payload
         syn = replace(f.with_tuple(s.down.tuple), options=pk.strip_tag(f.options), payload=payload)
-        out.append(Send(syn.to_bytes(), Port.NET))
+        out.append(Send(syn.to_bytes(), Port.NET, early=True))
         s.down.fsm.set(SubsessionState.OPEN)
 
     def _resend(self, now: int, s: Session, f: pk.TcpFrame, out: list[Action]) -> None:

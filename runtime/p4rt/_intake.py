@@ -16,9 +16,11 @@ still has a bound (``first_bound``, far above what the limits let through in a s
 which new ones are refused and counted as ``drops.intake_full``.  The service's own events are
 never refused: there are a handful of them at any time.
 
-Within a lane the order is kept.  Across lanes it is not, which the core does not need: a
-teardown copy, two-path punt or idle notification is about a session whose setup was handled
-already (the NIC has its entries), and a control message carries its own state.
+Within a lane the order is kept, and across lanes per flow: a punt may carry the key of its
+flow (:func:`flow_key`, the same for both directions), and a ``FIRST`` punt whose flow has SYNs
+waiting in the ``SETUP`` lane takes those SYNs with it, ahead of itself, so the core sees one
+flow's packets in the order the NIC punted them (a FIN or RST copy never before the SYN it
+follows).  Control messages carry their own state and no key.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
-from typing import Generic, TypeVar
+from typing import Generic, TypeAlias, TypeVar
 
 from dysco.errors import InternalError
 from dysco.runtime.core._events import Reason
@@ -52,6 +54,23 @@ def lane_of(reason: Reason) -> Lane:
     return Lane.SETUP if reason in SETUP_REASONS else Lane.FIRST
 
 
+FlowKey: TypeAlias = bytes
+
+
+def flow_key(frame: bytes) -> FlowKey | None:
+    """The addresses and ports of an IPv4 TCP frame, the lower endpoint first (both directions of
+    a flow have the same key); None for anything else.  A slice of the frame, not a parse: it
+    runs in the stream reader for every punt."""
+    if len(frame) < 34 or frame[12:14] != b"\x08\x00" or frame[23] != 6:
+        return None
+    ports = 14 + (frame[14] & 0x0F) * 4
+    if len(frame) < ports + 4:
+        return None
+    a = frame[26:30] + frame[ports : ports + 2]
+    b = frame[30:34] + frame[ports + 2 : ports + 4]
+    return a + b if a <= b else b + a
+
+
 class Intake(Generic[T]):
     """Two FIFO lanes and a wake-up for the one consumer.  ``counters`` gets the drops."""
 
@@ -67,7 +86,9 @@ class Intake(Generic[T]):
         self.setup_bound = setup_bound
         self.first_bound = first_bound
         self._first: collections.deque[T] = collections.deque()
-        self._setup: collections.deque[T] = collections.deque()
+        self._setup: collections.deque[tuple[T, FlowKey | None]] = collections.deque()
+        self._setup_flows: collections.Counter[FlowKey] = collections.Counter()
+        """How many of the waiting SYNs each flow has."""
         self._waiter: asyncio.Future[None] | None = None
         self.most = {Lane.FIRST: 0, Lane.SETUP: 0}
         """The most that waited in each lane so far (for status)."""
@@ -83,22 +104,49 @@ class Intake(Generic[T]):
         self._first.append(item)
         self._track(Lane.FIRST, len(self._first))
 
-    def put_punt(self, item: T, lane: Lane) -> bool:
+    def put_punt(self, item: T, lane: Lane, flow: FlowKey | None = None) -> bool:
         """A packet-in or notification from the NIC; False when it was refused (``FIRST`` lane full).
-        In the ``SETUP`` lane it is always taken, and the oldest waiting goes when it is full."""
+        In the ``SETUP`` lane it is always taken, and the oldest waiting goes when it is full.
+        ``flow``: its flow's key, which keeps it behind that flow's SYNs (see the module)."""
         if lane is Lane.SETUP:
             if len(self._setup) >= self.setup_bound:
-                self._setup.popleft()
+                self._forget(self._setup.popleft())
                 self.counters["drops.syn_backlog"] += 1
-            self._setup.append(item)
+            self._setup.append((item, flow))
+            if flow is not None:
+                self._setup_flows[flow] += 1
             self._track(Lane.SETUP, len(self._setup))
             return True
         if len(self._first) >= self.first_bound:
             self.counters["drops.intake_full"] += 1
             return False
+        if flow is not None and flow in self._setup_flows:
+            self._promote(flow)
         self._first.append(item)
         self._track(Lane.FIRST, len(self._first))
         return True
+
+    def _promote(self, flow: FlowKey) -> None:
+        """The flow's waiting SYNs move to the end of the ``FIRST`` lane, in their order."""
+        keep: collections.deque[tuple[T, FlowKey | None]] = collections.deque()
+        for item, key in self._setup:
+            if key == flow:
+                self._first.append(item)
+                self.counters["intake.promoted"] += 1
+            else:
+                keep.append((item, key))
+        self._setup = keep
+        del self._setup_flows[flow]
+
+    def _forget(self, taken: tuple[T, FlowKey | None]) -> T:
+        item, flow = taken
+        if flow is not None:
+            left = self._setup_flows[flow] - 1
+            if left:
+                self._setup_flows[flow] = left
+            else:
+                del self._setup_flows[flow]
+        return item
 
     def _track(self, lane: Lane, n: int) -> None:
         if n > self.most[lane]:
@@ -116,7 +164,7 @@ class Intake(Generic[T]):
         if not first:
             n = 0
             while setup and n < setup_limit:
-                batch.append(setup.popleft())
+                batch.append(self._forget(setup.popleft()))
                 n += 1
         return batch
 

@@ -47,6 +47,7 @@ DEFAULT_LIMITS: Mapping[Reason, Limit | None] = {
     Reason.TEARDOWN: Limit(4000, 4000),
     Reason.UNSUPPORTED: Limit(1000, 1000),
     Reason.IP_UNSUPPORTED: Limit(1000, 1000),
+    Reason.SETUP_MISS: Limit(2000, 2000),
 }
 """Limits on by default, per reason.  SYN setups are what a Python agent keeps up with, with a
 burst that absorbs a client opening many connections at once.  Dysco SYNs, the one reason an
@@ -57,7 +58,8 @@ a fifth of a core, what an agent still gets on a busy 2-core machine that also r
 teardown copies with the flood (issue 8).  Policy and tagged SYNs come only from the agent's own
 host.  Control messages are a handful per reconfiguration; two-path punts carry whole sessions'
 data for a few RTTs and teardown copies come two or three per session, so both are far above the
-SYN rate.  ``None``: no limit."""
+SYN rate.  Setup misses (SYN-ACKs that overtook their entries' writes) come at most one per
+setup, so at the policy SYNs' rate.  ``None``: no limit."""
 
 
 def _meter(p4info: Any, name: str = p4names.PUNT_METER) -> Any:

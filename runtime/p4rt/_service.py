@@ -70,7 +70,7 @@ from dysco.runtime.p4rt._client import (
     clone_session_to_proto,
     entry_from_proto,
 )
-from dysco.runtime.p4rt._intake import Intake, Lane, lane_of
+from dysco.runtime.p4rt._intake import Intake, Lane, flow_key, lane_of
 from dysco.runtime.p4rt._management import Event, Management
 from dysco.softswitch.api import TableEntry
 
@@ -270,6 +270,9 @@ class AgentService(Management):
             self.settings.policies.entries if self.settings.policies else ()
         )
         updates = [conn.table_update("insert", e) for e in entries]
+        if self.nic.setup_ports is not None:  # SYN-ACKs that overtake their entries come here
+            c = self.agent.config
+            updates.append(conn.table_update("insert", self.nic.setup_ports_entry(c.port_low, c.port_high)))
         updates.append(
             conn.entity_update("insert", clone_session_to_proto(self.nic.teardown_clone_session()))
         )
@@ -304,7 +307,8 @@ class AgentService(Management):
                 if p.port is None:
                     self.counters["drops.packet_in_port"] += 1
                     continue
-                self.intake.put_punt((functools.partial(self._packet_in, p), self.now()), lane_of(p.reason))
+                event = (functools.partial(self._packet_in, p), self.now())
+                self.intake.put_punt(event, lane_of(p.reason), flow_key(p.frame))
             elif kind == "idle_timeout_notification":
                 for te in msg.idle_timeout_notification.table_entry:
                     self.counters["idle_notifications"] += 1
@@ -347,10 +351,17 @@ class AgentService(Management):
 
     async def _execute(self, conn: Connection, calls: list[list[Action]], arrived: list[int]) -> None:
         """Carry out the actions of several core calls: writes first (batched), then packet-outs of
-        the calls none of whose writes failed.  Refused writes go back to the core."""
+        the calls none of whose writes failed.  Refused writes go back to the core.
+
+        Sends the core marks ``early`` (SYNs to the next hop) leave as soon as the writes are
+        issued, without waiting for their answers, when the NIC punts a SYN-ACK that overtakes
+        them (``setup_ports``); the worker takes no further event before the answers are in, so
+        such a punt reaches the core after the entries did."""
+        early_ok = self.nic.setup_ports is not None
         while calls:
             writes: list[tuple[Op, Mapping, int]] = []
             sends: list[tuple[Send, int]] = []
+            early: list[tuple[Send, int]] = []
             notes: list[Notify] = []
             peers: list[Peer] = []
             for i, actions in enumerate(calls):
@@ -362,7 +373,7 @@ class AgentService(Management):
                     elif isinstance(a, Delete):
                         writes.append(("delete", a.mapping, i))
                     elif isinstance(a, Send):
-                        sends.append((a, i))
+                        (early if a.early and early_ok else sends).append((a, i))
                     elif isinstance(a, SetTimer):
                         self._set_timer(a.at)
                     elif isinstance(a, Notify):
@@ -371,21 +382,34 @@ class AgentService(Management):
                         peers.append(a)
             if peers:
                 await self._write_peers(conn, peers)
-            failed, more = await self._write(conn, writes)
+            if early and writes:
+                written = asyncio.create_task(self._write(conn, writes), name=f"{conn.address}-write")
+                await asyncio.sleep(0)  # the Write request goes out first
+                for send, i in early:
+                    self._packet_out(conn, send, i, arrived)
+                    self.counters["packet_out.early"] += 1
+                failed, more = await written
+                self.counters["packet_out.early_write_failed"] += len({i for _, i in early} & failed)
+            else:
+                sends = early + sends
+                failed, more = await self._write(conn, writes)
             for send, i in sends:
                 if i in failed:
                     self.counters["drops.write_failed"] += 1
                     continue
-                meta = self.nic.packet_out_metadata(send.port)
-                conn.packet_out(send.frame, {self._out_meta[k]: v for k, v in meta.items()})
-                self.counters["packet_out"] += 1
-                if self.setup_latencies is not None and i < len(arrived):
-                    self.setup_latencies.append(self.now() - arrived[i])
+                self._packet_out(conn, send, i, arrived)
             for n in notes:
                 self._notify(n)
             for call in self.agent.rc.mig.take():
                 self._hook(call)
             calls, arrived = more, []
+
+    def _packet_out(self, conn: Connection, send: Send, i: int, arrived: list[int]) -> None:
+        meta = self.nic.packet_out_metadata(send.port)
+        conn.packet_out(send.frame, {self._out_meta[k]: v for k, v in meta.items()})
+        self.counters["packet_out"] += 1
+        if self.setup_latencies is not None and i < len(arrived):
+            self.setup_latencies.append(self.now() - arrived[i])
 
     async def _write_peers(self, conn: Connection, peers: list[Peer]) -> None:
         """The known_peer entries of agents given a meter cell (a refused one is counted: that

@@ -15,6 +15,8 @@ from dysco.p4names import (
     PEER_CELLS,
     SESSION_OUT,
     SESSION_TABLE_SIZE,
+    SETUP_PORTS,
+    SETUP_PORTS_ACTION,
     SUBSESSION_IN,
 )
 from dysco.proto.p4.config.v1 import p4info_pb2
@@ -38,7 +40,14 @@ def _actions(info: Any) -> dict[str, Any]:
 def test_tables_and_keys(dysco_program: P4Program) -> None:
     info: Any = dysco_program.p4info
     tables = _tables(info)
-    assert set(tables) == {CLASSIFIER.table, SESSION_OUT.table, SUBSESSION_IN.table, KNOWN_PEER}
+    assert set(tables) == {CLASSIFIER.table, SESSION_OUT.table, SUBSESSION_IN.table, KNOWN_PEER, SETUP_PORTS}
+    setup = tables[SETUP_PORTS]
+    assert [(f.name, f.bitwidth, f.match_type) for f in setup.match_fields] == [
+        ("hdr.tcp.dst_port", 16, MT.RANGE)
+    ]
+    assert {r.id for r in setup.action_refs} == {
+        _actions(info)[n].preamble.id for n in (SETUP_PORTS_ACTION, "NoAction")
+    }
     peers = tables[KNOWN_PEER]
     assert [(f.name, f.bitwidth, f.match_type) for f in peers.match_fields] == [
         ("hdr.ipv4.src_addr", 32, MT.EXACT)
@@ -74,6 +83,7 @@ def test_actions_and_params(dysco_program: P4Program) -> None:
         SESSION_OUT.punt_action,
         SESSION_OUT.drop_action,
         PEER_ACTION,
+        SETUP_PORTS_ACTION,
         "NoAction",
         # called only directly from the control, listed as p4c lists them (every parameter bound)
         "DyscoIngress.punt",

@@ -12,11 +12,14 @@ from dysco.p4names import (
     HOST_PORT,
     NET_PORT,
     SESSION_OUT,
+    SETUP_PORTS,
+    SETUP_PORTS_ACTION,
     SUBSESSION_IN,
     TEARDOWN_CLONE_SESSION,
     Detail,
     Reason,
 )
+from dysco.softswitch.api import ActionCall, FieldMatch, TableEntry
 
 from .dataplane import Dut, Rewrite, assert_frames, checksums_ok, packet_in
 
@@ -265,6 +268,27 @@ def test_session_syn_skips_the_classifier(dut: Dut) -> None:
     pkt = syn(HOST_SIDE[0], HOST_SIDE[1], HOST_SIDE[3])
     pkt[TCP].sport = HOST_SIDE[2]
     assert [p for p, _ in dut.send(HOST_PORT, fresh(pkt))] == [NET_PORT]
+
+
+def test_a_syn_ack_that_overtakes_its_entry_goes_to_the_agent(dut: Dut) -> None:
+    """A SYN-ACK from the network to a port of setup_ports with no subsession_in entry yet is
+    punted (the agent sent the SYN on before its entries' writes were answered); outside the
+    range, not a SYN-ACK, or with its entry in, the NIC decides as before."""
+    table, action = dut.names[SETUP_PORTS], dut.names[SETUP_PORTS_ACTION]
+    match = (FieldMatch(table.match_fields[0].id, "range", 50000, high=50099),)
+    dut.sw.write_entry("insert", TableEntry(table.preamble.id, match, ActionCall(action.preamble.id, ()), 1))
+    synack = fresh(seg(FROM_NET, "SA", b""))
+    got = dut.send(NET_PORT, synack)
+    assert [p for p, _ in got] == [255]
+    fields, inner = packet_in(got[0][1])
+    assert (fields["reason"], fields["ingress_port"]) == (Reason.SETUP_MISS, NET_PORT)
+    assert bytes(inner) == synack
+    elsewhere = fresh(seg(("10.0.2.1", "10.0.1.5", 7000, 50100), "SA", b""))
+    assert_frames(dut.send(NET_PORT, elsewhere), [(HOST_PORT, elsewhere)])
+    ack = fresh(seg(FROM_NET, "A", b""))
+    assert_frames(dut.send(NET_PORT, ack), [(HOST_PORT, ack)])
+    dut.add_session(FROM_NET, TO_HOST, table=SUBSESSION_IN)
+    assert_frames(dut.send(NET_PORT, synack), [(HOST_PORT, expect(seg(FROM_NET, "SA", b""), TO_HOST))])
 
 
 @pytest.mark.fake_clock

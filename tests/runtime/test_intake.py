@@ -18,6 +18,7 @@ from dysco import p4names
 from dysco.errors import InternalError, PeerError
 from dysco.proto.p4.v1 import p4runtime_pb2
 from dysco.runtime.core import Config
+from dysco.runtime.core import _packet as pk
 from dysco.runtime.core._events import Action, Port, Reason
 from dysco.runtime.core._types import ip_int
 from dysco.runtime.p4rt import AgentService, Pipeline, Settings
@@ -39,6 +40,40 @@ def test_first_lane_goes_before_setup_lane_and_each_keeps_its_order() -> None:
     assert q.take(10, 1) == ["fin2", "syn1"]
     assert q.take(10, 10) == ["syn2"]
     assert len(q) == 0 and q.take(10, 10) == []
+
+
+def _frame(src: str, dst: str, sport: int, dport: int, flags: int) -> bytes:
+    return pk.TcpFrame(b"\2" * 6, b"\4" * 6, ip_int(src), ip_int(dst), sport, dport, 1, 0, flags).to_bytes()
+
+
+def test_a_flows_first_lane_punt_takes_its_waiting_syns_ahead_of_itself() -> None:
+    """The SYN of a flow waits in the SETUP lane behind others; a FIN of the same flow (either
+    direction) comes on the FIRST lane: the core gets the SYN first, then the FIN, and the
+    other flows' SYNs keep their place."""
+    counters: collections.Counter[str] = collections.Counter()
+    q: Intake[str] = Intake(counters)
+    syn_a = _frame("10.0.1.2", "10.0.3.2", 40000, 80, pk.SYN)
+    fin_a = _frame("10.0.3.2", "10.0.1.2", 80, 40000, pk.FIN | pk.ACK)  # the other direction
+    syn_b = _frame("10.0.1.2", "10.0.3.2", 40001, 80, pk.SYN)
+    assert intake.flow_key(syn_a) == intake.flow_key(fin_a) != intake.flow_key(syn_b)
+    q.put_punt("syn_b", Lane.SETUP, intake.flow_key(syn_b))
+    q.put_punt("syn_a", Lane.SETUP, intake.flow_key(syn_a))
+    q.put_punt("syn_a again", Lane.SETUP, intake.flow_key(syn_a))
+    q.put_punt("fin_a", Lane.FIRST, intake.flow_key(fin_a))
+    q.put_punt("control", Lane.FIRST, None)
+    assert q.waiting() == {"first": 4, "setup": 1}
+    assert q.take(10, 10) == ["syn_a", "syn_a again", "fin_a", "control", "syn_b"]
+    assert counters["intake.promoted"] == 2
+    q.put_punt("fin_a", Lane.FIRST, intake.flow_key(fin_a))  # nothing of its flow waits now
+    assert q.take(10, 10) == ["fin_a"]
+
+
+def test_flow_keys_only_for_ipv4_tcp() -> None:
+    udp = bytearray(_frame("10.0.1.2", "10.0.3.2", 40000, 9797, pk.SYN))
+    udp[23] = 17
+    assert intake.flow_key(bytes(udp)) is None
+    assert intake.flow_key(b"\0" * 20) is None
+    assert intake.flow_key(_frame("10.0.1.2", "10.0.3.2", 1, 2, pk.ACK)[:36]) is None
 
 
 def test_setup_lane_keeps_the_newest_and_counts_the_dropped() -> None:
