@@ -69,7 +69,11 @@ test: lint typecheck unit
 ptf: setup
 	$(BIN)/python -m ptf_tests.run
 
+# wrk and nginx: bench.e2e_goodput's request rate as the paper measured it
+BENCH_DEBS := wrk nginx-light
+
 bench: setup
+	@scripts/ensure-debs.sh $(BENCH_DEBS)
 	$(BIN)/python -m bench.compile_policies
 	$(BIN)/python -m bench.softswitch_pps
 	$(BIN)/python -m bench.dataplane_pps

@@ -14,17 +14,20 @@ It is built three ways:
 * ``plain``: the same namespaces, router and policy routing, no NICs and no agents: each
   host's eth0 is a veth straight to the router.
 
-``dysco`` and ``baseline`` are measured for each NIC back end (``--backends``: ebpf, python)
-and veth offload setting (``--offloads``: TSO/GSO/GRO and checksum offload off or on; the
-python NIC runs with them off only), ``plain`` for each offload setting.  Measured in each: TCP
-goodput (iperf3 for ``--seconds``, ``--runs`` runs, the receiver's rate, median), HTTP requests
-per second (``--requests`` short HTTP/1.0 requests, one connection each, ``--concurrency`` at a
-time), and session setup latency (the time connect() takes, ``--connects`` per chain length,
-lengths interleaved, all held open until the last).  ``ratios`` gives, per back end and offload
-setting, dysco/baseline and dysco/plain for goodput and request rate, and the setup overhead:
-dysco minus the other per chain length and its slope over the chain length (the overhead per
-middlebox).  Targets: goodput dysco/baseline >= 0.97; dysco/plain >= 0.6 offloads off and
->= 0.8 offloads on.
+``dysco`` and ``baseline`` are measured for each NIC back end (``--backends``: ebpf, python) and
+veth offload setting (``--offloads``: TSO/GSO/GRO and checksum offload off or on; the python NIC
+runs with them off only), ``plain`` for each offload setting. Measured in each: TCP goodput
+(iperf3 for ``--seconds``, ``--runs`` runs, the receiver's rate, median), HTTP requests per second
+(``--requests`` short HTTP/1.0 requests, one connection each, ``--concurrency`` at a time), the
+same with ``wrk`` against nginx for ``--wrk-seconds`` (``Connection: close``: a new connection per
+request, as the paper measured), and session setup latency (the time connect() takes,
+``--connects`` per chain length, lengths interleaved, all held open until the last). ``ratios``
+gives, per back end and offload setting, dysco/baseline and dysco/plain for goodput and request
+rate, and the setup overhead: dysco minus the other per chain length and its slope over the chain
+length (the overhead per middlebox). Targets: goodput dysco/baseline >= 0.97; dysco/plain >= 0.6
+offloads off and >= 0.8 offloads on (issue 16); setup overhead <= 1 ms for four middleboxes and
+request rates dysco/baseline >= 0.9 (issue 19). ``wrk`` and ``nginx`` are Debian packages that
+``make bench`` installs.
 
 The NICs and agents share the machine's cores with the endpoints and middleboxes, so absolute
 rates are this machine's; the ratios are the point.  The middleboxes' packet counters are
@@ -305,6 +308,54 @@ def http_rate(tb: Testbed, logs: Path, requests: int, concurrency: int) -> dict[
     return {"requests_per_s": round(rps, 1), "seconds": round(result["seconds"], 3)}
 
 
+NGINX_CONF = """daemon off;
+master_process off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log stderr notice;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};
+    uwsgi_temp_path {dir}; scgi_temp_path {dir};
+    server {{ listen {port}; location / {{ return 200 "dysco\\n"; }} }}
+}}
+"""
+"""nginx in the foreground, one process, answering every request with a short body."""
+
+
+def wrk_rate(tb: Testbed, logs: Path, seconds: float, connections: int) -> dict[str, Any]:
+    """wrk against nginx, as the paper measured: ``connections`` at a time, each request on a new
+    connection (``Connection: close``), for ``seconds``."""
+    server = tb.plan.host("server")
+    tmp = logs / "nginx"
+    tmp.mkdir(exist_ok=True)
+    conf = tmp / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(dir=tmp, port=HTTP_PORT))
+    # nginx names the OS in its log once it listens
+    with Process(tb.netns_argv("server", ["nginx", "-c", str(conf)]), logs / "nginx.log", "OS:"):
+        argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-H", "Connection: close",
+                f"http://{server.address}:{HTTP_PORT}/"]  # fmt: skip
+        with _crossing(tb, ["m"], 100, "wrk"):
+            proc = subprocess.run(
+                tb.netns_argv("client", argv), capture_output=True, text=True, timeout=WAIT_S, check=False
+            )
+    (logs / "wrk.log").write_text(proc.stdout + proc.stderr)
+    rps = _wrk_field(proc.stdout, "Requests/sec:")
+    if proc.returncode != 0 or rps is None:
+        raise UserError(f"wrk failed: {proc.stdout[-1000:]}{proc.stderr}")
+    errors = _wrk_field(proc.stdout, "Non-2xx or 3xx responses:") or 0.0
+    _progress(f"  wrk against nginx: {rps:.0f} requests/s")
+    return {"requests_per_s": round(rps, 1), "non_2xx": int(errors)}
+
+
+def _wrk_field(text: str, label: str) -> float | None:
+    for line in text.splitlines():
+        if line.strip().startswith(label):
+            return float(line.split(":", 1)[1].split()[0])
+    return None
+
+
 def setup_latency(tb: Testbed, logs: Path, connects: int) -> dict[str, float]:
     """Median connect() time in ms per chain length."""
     server = tb.plan.host("server")
@@ -353,6 +404,7 @@ def measure(build: str, backend: str, offloads: bool, args: argparse.Namespace, 
             "goodput_median_mbps": round(statistics.median(r["mbps"] for r in runs), 2),
             "retransmits": [r["retransmits"] for r in runs],
             "http": http_rate(tb, logs, args.requests, args.concurrency),
+            "wrk_nginx": wrk_rate(tb, logs, args.wrk_seconds, args.concurrency),
             "setup_ms": setup_latency(tb, logs, args.connects),
         }
         if build != "plain":
@@ -387,6 +439,9 @@ def compare(dysco: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     return {
         "goodput_ratio": _ratio(dysco["goodput_median_mbps"], base["goodput_median_mbps"]),
         "http_rps_ratio": _ratio(dysco["http"]["requests_per_s"], base["http"]["requests_per_s"]),
+        "wrk_nginx_rps_ratio": _ratio(
+            dysco["wrk_nginx"]["requests_per_s"], base["wrk_nginx"]["requests_per_s"]
+        ),
         "setup_overhead_ms": overhead,
         "setup_overhead_per_middlebox_ms": round(per_mbox, 3),
         "setup_overhead_fixed_ms": round(fixed, 3),
@@ -424,6 +479,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="iperf3 runs (the median counts)")
     parser.add_argument("--requests", type=int, default=300, help="HTTP requests")
     parser.add_argument("--concurrency", type=int, default=4, help="HTTP requests at a time")
+    parser.add_argument("--wrk-seconds", type=float, default=5.0, help="wrk against nginx")
     parser.add_argument("--connects", type=int, default=30, help="connects per chain length")
     parser.add_argument(
         "--backends",
@@ -475,6 +531,8 @@ def main() -> None:
             "goodput dysco/baseline >=": TARGETS["dysco/baseline"],
             "goodput dysco/plain >= (offloads off)": TARGETS["dysco/plain offloads off"],
             "goodput dysco/plain >= (offloads on)": TARGETS["dysco/plain offloads on"],
+            "setup overhead for 4 middleboxes, dysco - baseline, ms <=": 1.0,
+            "HTTP and wrk/nginx requests/s dysco/baseline >=": 0.9,
         },
         "runs": runs,
         "reference": "paper: goodput within 1.5 percentage points of the baseline, setup +94 us at most",

@@ -140,6 +140,9 @@ class AgentService(Management):
         self.setup_latencies: list[int] | None = None
         """When a list, the worker appends for every packet-out the ns from the arrival of the
         event that caused it (a packet-in) to the packet-out, table writes included."""
+        self.setup_arrivals: list[int] | None = None
+        """When a list, the worker appends with each of those the event's arrival (ns, the loop's
+        clock): when the stream reader took the packet-in."""
         self._timer: asyncio.TimerHandle | None = None
         self._in_meta: dict[int, str] = {}
         self._out_meta: dict[str, int] = {}
@@ -410,6 +413,8 @@ class AgentService(Management):
         self.counters["packet_out"] += 1
         if self.setup_latencies is not None and i < len(arrived):
             self.setup_latencies.append(self.now() - arrived[i])
+            if self.setup_arrivals is not None:
+                self.setup_arrivals.append(arrived[i])
 
     async def _write_peers(self, conn: Connection, peers: list[Peer]) -> None:
         """The known_peer entries of agents given a meter cell (a refused one is counted: that
