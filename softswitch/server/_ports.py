@@ -16,6 +16,7 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 
+from dysco.softswitch.server._drops import Drops, receive_overruns
 from dysco.softswitch.server._offload import VNET_HDR_LEN, OffloadError, VnetHdr
 
 _log = logging.getLogger("dysco.softswitch.server.ports")
@@ -50,6 +51,8 @@ class RawSocketPorts:
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping = threading.Event()
+        self.drops = Drops()
+        """Frames lost in the kernel on these ports (:meth:`poll_drops` reads the sockets)."""
         try:
             for port, iface in self._interfaces.items():
                 self._sockets[port] = _open(iface, vnet_hdr)
@@ -73,7 +76,15 @@ class RawSocketPorts:
         try:
             sock.send(self._vnet + frame if self._vnet else frame)
         except OSError as exc:
-            _log.warning("[ports] port %d (%s): send failed: %s", port, self._interfaces[port], exc)
+            self.drops.add(f"port {port} ({self._interfaces[port]}): send failed ({exc.strerror or exc})")
+            _log.debug("[ports] port %d (%s): send failed: %s", port, self._interfaces[port], exc)
+
+    def poll_drops(self) -> None:
+        """Add what the kernel dropped at each socket's full receive queue since the last call."""
+        for port, sock in list(self._sockets.items()):
+            self.drops.add(
+                f"port {port} ({self._interfaces[port]}): receive queue full", receive_overruns(sock)
+            )
 
     def _run(self, receive: Receive) -> None:
         with selectors.DefaultSelector() as sel:

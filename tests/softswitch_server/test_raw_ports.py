@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -12,7 +13,7 @@ from dysco.softswitch.server import PortError, RawSocketPorts, SoftSwitchServer
 
 from .conftest import FakeClock
 from .fake_device import A_SET_PORT, T_FWD, FakeDevice, FakeProgram, load_fake_program
-from .netns import ETHERTYPE, Topology, expect_frame, frame, host_ports, raw_socket_in
+from .netns import ETHERTYPE, WAIT_S, Topology, expect_frame, frame, host_ports, raw_socket_in
 
 pytestmark = pytest.mark.root
 
@@ -60,3 +61,57 @@ def test_unknown_interface_is_a_port_error() -> None:
         pytest.skip("needs root (raw sockets)")
     with pytest.raises(PortError, match="no-such-if0"):
         RawSocketPorts({1: "no-such-if0"})
+
+
+class _HeldDevice(FakeDevice):
+    """Takes its first frame, then holds the ports' receive thread until ``go`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(FakeClock())
+        self.first = threading.Event()
+        self.go = threading.Event()
+        self.ours = 0
+        self.changed = threading.Condition()
+
+    def process(self, port: int, data: bytes) -> list[tuple[int, bytes]]:
+        if data[12:14] == ETHERTYPE:
+            self.first.set()
+            self.go.wait(WAIT_S)
+            with self.changed:
+                self.ours += 1
+                self.changed.notify_all()
+        return super().process(port, data)
+
+
+def test_frames_the_kernel_drops_before_the_pipeline_are_counted(topology: Topology) -> None:
+    """A burst into a port whose reader is busy overruns its socket's receive queue: every frame
+    is either processed or counted as lost, with its port and cause, and the switch logs it."""
+    device = _HeldDevice()
+    device.load(FakeProgram())
+    ports = RawSocketPorts({1: topology.pairs[0].switch_end})
+    server = SoftSwitchServer(
+        device,  # type: ignore[arg-type]
+        address="127.0.0.1:0",
+        ports=ports,
+        program_loader=load_fake_program,
+    )
+    h1 = raw_socket_in(topology.netns, topology.pairs[0].host_end)
+    server.start()
+    sent = 3000
+    cause = f"port 1 ({topology.pairs[0].switch_end}): receive queue full"
+    try:
+        h1.send(frame(b"first"))
+        assert device.first.wait(WAIT_S)
+        for i in range(sent - 1):
+            h1.send(frame(i.to_bytes(2, "big")))
+        lost = server.poll_drops().get(cause, 0)
+        assert lost > 0, server.kernel_drops()
+        device.go.set()
+
+        with device.changed:
+            device.changed.wait_for(lambda: device.ours >= sent - lost, WAIT_S)
+        assert (device.ours, server.poll_drops()[cause]) == (sent - lost, lost)
+    finally:
+        device.go.set()
+        server.stop()
+        h1.close()
