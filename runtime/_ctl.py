@@ -289,9 +289,16 @@ def path_right_of(row: Mapping[str, Any], me: str) -> list[str]:
     return chain[chain.index(me) + 1 :] if me in chain else chain
 
 
-def plan(path: Sequence[str], edit: Edit) -> tuple[str, list[str]]:
-    """The right anchor and the new middleboxes between this agent and it that make ``edit``:
-    the shortest part of the path that changes (this agent is always the left anchor)."""
+ME = ""
+"""The left anchor a plan gives when it is this agent."""
+
+
+def plan(path: Sequence[str], edit: Edit) -> tuple[str, str, list[str]]:
+    """The left anchor, the right anchor and the new middleboxes between them that make
+    ``edit``: the shortest part of the path that changes.  The left anchor is the hop in front
+    of it: this agent (:data:`ME`) or one of ``path``, which the agent asks to anchor the edit
+    (a new path from further left would run through the middleboxes that stay, which hold the
+    session on the old path already)."""
     shown = " ".join(path) or "-"
     if not path:
         raise UserError("the session has no hop to the right of this agent")
@@ -301,13 +308,13 @@ def plan(path: Sequence[str], edit: Edit) -> tuple[str, list[str]]:
             raise UserError(f"--right {right} is not on the session's path ({shown})")
         if right in edit.hops:
             raise UserError(f"--hops names the right anchor {right}")
-        return right, list(edit.hops)
+        return ME, right, list(edit.hops)
     if edit.op == "insert":
         if edit.addr in path:
             raise UserError(f"{edit.addr} is on the session's path already ({shown})")
         if edit.at > len(path) - 1:
             raise UserError(f"--at {edit.at}: the path has {len(path) - 1} middleboxes ({shown})")
-        return path[edit.at], [*path[: edit.at], edit.addr]
+        return _left(path, edit.at), path[edit.at], [edit.addr]
     if edit.addr not in path:
         raise UserError(f"{edit.addr} is not on the session's path ({shown})")
     i = path.index(edit.addr)
@@ -315,7 +322,12 @@ def plan(path: Sequence[str], edit: Edit) -> tuple[str, list[str]]:
         raise UserError(f"{edit.addr} is the session's right end ({shown}); it cannot be {edit.op}d")
     if edit.op == "replace" and edit.new in path:
         raise UserError(f"{edit.new} is on the session's path already ({shown})")
-    return path[i + 1], [*path[:i], *([edit.new] if edit.op == "replace" else [])]
+    return _left(path, i), path[i + 1], [edit.new] if edit.op == "replace" else []
+
+
+def _left(path: Sequence[str], i: int) -> str:
+    """The hop in front of ``path[i]``."""
+    return path[i - 1] if i > 0 else ME
 
 
 # ---- reconfigure: which sessions --------------------------------------------------------------
@@ -354,6 +366,7 @@ def predicate(text: str) -> Callable[[Mapping[str, Any]], bool]:
 @dataclass(frozen=True, slots=True)
 class Job:
     row: Mapping[str, Any]
+    left: str = ME
     right: str = ""
     hops: tuple[str, ...] = ()
     skip: str = ""
@@ -375,11 +388,11 @@ def select(
         if edit.op in ("delete", "replace") and edit.addr not in path:
             continue
         try:
-            right, hops = plan(path, edit)
+            left, right, hops = plan(path, edit)
         except UserError as exc:
             jobs.append(Job(row, skip=str(exc)))
             continue
-        jobs.append(Job(row, right, tuple(hops)))
+        jobs.append(Job(row, left, right, tuple(hops)))
     return jobs
 
 
@@ -402,8 +415,8 @@ def reconfigure_main(args: argparse.Namespace) -> int:
     assert isinstance(rows, list)
     if args.session is not None:
         row = _find(rows, args.session)
-        right, hops = plan(path_right_of(row, me), edit)
-        result = _reconfigure(args.mgmt, row["id"], right, hops, args.timeout)
+        left, right, hops = plan(path_right_of(row, me), edit)
+        result = _reconfigure(args.mgmt, row["id"], left, right, hops, args.timeout)
         if args.json:
             print(json.dumps(result, indent=2, sort_keys=True))
         else:
@@ -429,8 +442,12 @@ def _find(rows: Sequence[Mapping[str, Any]], session: str) -> Mapping[str, Any]:
     raise UserError(f"no session {session!r} at this agent (see `dysco ctl sessions`)")
 
 
-def _reconfigure(mgmt: str, sid: int, right: str, hops: Sequence[str], timeout: float) -> dict[str, Any]:
-    args = {"session": sid, "right": right, "hops": list(hops), "timeout": timeout}
+def _reconfigure(
+    mgmt: str, sid: int, left: str, right: str, hops: Sequence[str], timeout: float
+) -> dict[str, Any]:
+    args: dict[str, Any] = {"session": sid, "right": right, "hops": list(hops), "timeout": timeout}
+    if left != ME:
+        args["left"] = left
     result = request(mgmt, "reconfigure", args, timeout=timeout + ANSWER_MARGIN_S)
     assert isinstance(result, dict)
     return result
@@ -475,7 +492,7 @@ def _run(mgmt: str, jobs: list[Job], timeout: float, parallel: int) -> Iterator[
 
     def one(job: Job) -> dict[str, Any]:
         try:
-            return _reconfigure(mgmt, job.row["id"], job.right, job.hops, timeout)
+            return _reconfigure(mgmt, job.row["id"], job.left, job.right, job.hops, timeout)
         except DyscoError as exc:  # e.g. the session ended since it was listed
             return {"ok": False, "outcome": "refused", "message": str(exc), "chain": []}
 

@@ -287,6 +287,22 @@ class Agent(Setup):
             self.rc.start(now, s, right, tuple(hops), out)
         return self._finish(out)
 
+    def delegate_reconfiguration(
+        self, now: int, sid: int, left: int, right: int, hops: Iterable[int]
+    ) -> list[Action]:
+        """Ask ``left``, an agent of session ``sid`` to the right of this one, to replace the part
+        of the path from it to ``right`` by ``hops`` as its left anchor (an edit further along the
+        chain; see :mod:`dysco.runtime.core.reconf._delegate`).  Notifies as :meth:`reconfigure`
+        does: ``reconfigure_started`` (or ``_refused``), then ``reconfigured`` or
+        ``reconfigure_failed``, under this agent's rid for it."""
+        out: list[Action] = []
+        s = self.sessions.get(sid)
+        if s is None:
+            out.append(Notify("reconfigure_refused", f"no session {sid}", sid, True))
+        else:
+            self.rc.delegate(now, s, left, right, tuple(hops), out)
+        return self._finish(out)
+
     def request_reconfiguration(self, now: int, sid: int, right: int, hops: Iterable[int]) -> list[Action]:
         """rightRequest: ask the agent on this agent's left on session ``sid`` to replace the part
         of the path from it to ``right`` (this agent, or one on its right) by ``hops``; that agent

@@ -118,6 +118,16 @@ class Kind(enum.IntEnum):
     """Hop by hop on the new path, from an anchor toward the other: my host's FIN went on the old
     path (``value``: 0 for the left-to-right direction, 1 for right-to-left)."""
     ACK_FIN = 17
+    DELEGATE = 18
+    """To an agent of the session further right (``left_anchor``): start this reconfiguration as
+    its left anchor (``right_anchor``, ``hops``); ``left_session``: the session's five-tuple as
+    the sender knows it, ``rid``: the sender's id for the request."""
+    ACK_DELEGATE = 19
+    """``status`` OK (``value``: the delegate's own rid), NO_SESSION, NOT_ON_PATH, BUSY or CLOSING."""
+    OUTCOME = 20
+    """The delegate to the agent that asked: the reconfiguration ended (``status`` OK or FAILED;
+    ``rid``: the asking agent's id, ``value``: the delegate's)."""
+    ACK_OUTCOME = 21
 
 
 ANSWERS: dict[Kind, tuple[Kind, ...]] = {
@@ -129,6 +139,8 @@ ANSWERS: dict[Kind, tuple[Kind, ...]] = {
     Kind.TEARDOWN: (Kind.ACK_TEARDOWN,),
     Kind.STATE_EXPORT: (Kind.STATE_IMPORTED,),
     Kind.FIN: (Kind.ACK_FIN,),
+    Kind.DELEGATE: (Kind.ACK_DELEGATE,),
+    Kind.OUTCOME: (Kind.ACK_OUTCOME,),
 }
 """Requests (retransmitted until answered) and the kinds that answer them (same ``msg_id``)."""
 
@@ -148,6 +160,8 @@ class Status(enum.IntEnum):
     """STATE_IMPORTED: the middlebox's agent has no state hook."""
     HOOK_FAILED = 7
     """STATE_IMPORTED: the state could not be exported, moved or imported (the state bytes say why)."""
+    FAILED = 8
+    """OUTCOME: the delegated reconfiguration failed (the session stays on its old path)."""
 
 
 STATE_KINDS = frozenset({Kind.STATE_EXPORT, Kind.STATE_IMPORTED})

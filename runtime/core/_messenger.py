@@ -163,10 +163,9 @@ class Messenger:
 
     def forget(self, sid: int) -> None:
         """Stop retransmitting the requests about session ``sid``'s reconfiguration (a
-        RIGHT_REQUEST is about the next one: it stays until answered)."""
-        for key in [
-            k for k, p in self.outbox.items() if p.sid == sid and p.msg.kind is not cw.Kind.RIGHT_REQUEST
-        ]:
+        RIGHT_REQUEST or DELEGATE is about the next one: it stays until answered)."""
+        keep = (cw.Kind.RIGHT_REQUEST, cw.Kind.DELEGATE)
+        for key in [k for k, p in self.outbox.items() if p.sid == sid and p.msg.kind not in keep]:
             del self.outbox[key]
 
     def next_deadline(self) -> int | None:

@@ -4,9 +4,9 @@ The frames the core makes itself (control messages, the new path's handshake, th
 two-path phase) are built with :data:`UNADDRESSED` in both MAC fields; before they leave,
 :meth:`Neighbours.address` gives them the host's own MAC as source and, as destination, the MAC
 that frames from their IP destination last came from (or that the host itself sent frames to it
-with), else the MAC of the last hop any frame from the network came from: on a routed network
-that is the gateway.  Frames the core passes on (the host's SYN, a packet it splits) keep the MACs
-they have.
+with), else the MAC of the last hop any frame from the network came from, else the MAC the host
+last sent a frame to: on a routed network either is the gateway.  Frames the core passes on
+(the host's SYN, a packet it splits) keep the MACs they have.
 
 Learning: a frame from the network (port NET) was sent to the host's MAC by the neighbour toward
 its IP source; a frame from the host (port HOST) was sent from the host's MAC to the neighbour
@@ -38,6 +38,8 @@ class Neighbours:
         self.own: bytes | None = None
         self.gateway: bytes | None = None
         """The MAC the last frame from the network came from."""
+        self.host_next: bytes | None = None
+        """The MAC the host last sent a frame to (a host that has only sent so far)."""
 
     def learn(self, frame: bytes, port: Port) -> None:
         if len(frame) < 34 or frame[12:14] != _IPV4:
@@ -51,6 +53,7 @@ class Neighbours:
         elif port is Port.HOST and _unicast(src_mac):
             self.own = src_mac
             if _unicast(dst_mac):
+                self.host_next = dst_mac
                 self._put(int.from_bytes(frame[30:34], "big"), dst_mac)
 
     def _put(self, ip: int, mac: bytes) -> None:
@@ -65,7 +68,7 @@ class Neighbours:
         """``frame`` with its MACs filled in if the core made it and something has been learned."""
         if frame[0:6] != UNADDRESSED or len(frame) < 34 or frame[12:14] != _IPV4:
             return frame
-        dst = self.by_ip.get(int.from_bytes(frame[30:34], "big"), self.gateway)
+        dst = self.by_ip.get(int.from_bytes(frame[30:34], "big"), self.gateway or self.host_next)
         if dst is None:
             return frame
         return dst + (self.own or frame[6:12]) + frame[12:]

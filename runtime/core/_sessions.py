@@ -241,7 +241,7 @@ class Sessions:
             if isinstance(a, Send) and a.port is Port.NET:
                 framed = self.neighbours.address(a.frame)
                 if framed is not a.frame:
-                    out[i] = Send(framed, a.port)
+                    out[i] = replace(a, frame=framed)
         while self._timers:
             at, sid = self._timers[0]
             s = self.sessions.get(sid)

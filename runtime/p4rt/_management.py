@@ -125,8 +125,12 @@ class Management(abc.ABC):
     async def reconfigure(self, args: Args) -> dict[str, object]:
         """Management ``reconfigure``: ``session`` (id, or five-tuple text as ``sessions`` shows
         it), ``right`` (the right anchor's address), ``hops`` (the new middleboxes in between,
-        maybe none), ``timeout`` (seconds).  Answers the outcome; ``ok`` only for ``reconfigured``."""
+        maybe none), ``left`` (the left anchor: this agent by default, else an agent of the session
+        to its right, which is asked to anchor the edit), ``timeout`` (seconds).  Answers the
+        outcome; ``ok`` only for ``reconfigured``."""
         sid = self._session_id(args.get("session"))
+        me = self.agent.config.address
+        left = _address(args.get("left"), "left") if args.get("left") is not None else me
         right = _address(args.get("right"), "right")
         hops = args.get("hops", [])
         if not isinstance(hops, list):
@@ -134,13 +138,17 @@ class Management(abc.ABC):
         new_hops = tuple(_address(h, "hops") for h in hops)
         timeout = _timeout(args.get("timeout", RECONFIGURE_TIMEOUT_S))
         chain = self._chain(sid)
-        after = new_hops + chain[chain.index(right) :] if right in chain else ()
+        kept = chain[: chain.index(left) + 1] if left in chain else ()
+        after = kept + new_hops + chain[chain.index(right) :] if right in chain else ()
         pending = _Pending(sid, after, asyncio.get_running_loop().create_future(), started=self.now())
         self._pending.append(pending)
         self.counters["mgmt.reconfigure"] += 1
 
         def event(now: int) -> list[Action]:
-            actions = self.agent.reconfigure(now, sid, right, new_hops)
+            if left == me:
+                actions = self.agent.reconfigure(now, sid, right, new_hops)
+            else:  # the hop in front of the edit anchors it
+                actions = self.agent.delegate_reconfiguration(now, sid, left, right, new_hops)
             self._started(pending, actions)
             return actions
 
@@ -161,6 +169,7 @@ class Management(abc.ABC):
             "ok": note.event == "reconfigured",
             "message": note.message,
             "rid": pending.rid,
+            "left": ip_str(left),
             "right": ip_str(right),
             "hops": [ip_str(h) for h in new_hops],
             "chain": [ip_str(a) for a in self._chain(sid)] if sid in self.agent.sessions else [],

@@ -199,3 +199,49 @@ def test_a_predicate_picks_the_sessions_a_scrubber_joins(testbed: Testbed, trans
     t.check()
     both = [t.five_tuple(p) for p in t.ports]
     closed_everywhere(tb, {"client": both, "fw1": both, "server": both, "scrub": [t.five_tuple(9005)]})
+
+
+@pytest.mark.parametrize("transfers", [[9006]], indirect=True)
+def test_every_edit_asked_at_the_client_whatever_stays_on_the_chain(
+    testbed: Testbed, transfers: Transfers
+) -> None:
+    """Three edits of one live session, all asked at the client's agent: a scrubber behind the
+    firewall (anchored by fw1), fw1 replaced by fw2 (by the client), the scrubber deleted
+    behind fw2 (anchored by fw2).  Anchored by the client, the first and the last would set up a
+    new path through the firewall that stays, which holds the session already."""
+    tb, t = testbed, transfers
+    session = t.five_tuple(9006)
+    code, ins = reconfigure(tb, session, "--insert", SCRUB, "--at", 1)
+    assert (code, ins["outcome"], ins["chain"], ins["left"]) == (
+        0,
+        "reconfigured",
+        [FW1, SCRUB, SERVER],
+        FW1,
+    ), ins
+    t.still_running()
+    code, rep = reconfigure(tb, session, "--replace", FW1, FW2)
+    assert (code, rep["outcome"], rep["chain"], rep["left"]) == (
+        0,
+        "reconfigured",
+        [FW2, SCRUB, SERVER],
+        "10.0.1.2",
+    ), rep
+    t.still_running()
+    before = rx_bytes(tb, "scrub")
+    code, rm = reconfigure(tb, session, "--delete", SCRUB)
+    assert (code, rm["outcome"], rm["chain"], rm["left"]) == (0, "reconfigured", [FW2, SERVER], FW2), rm
+    t.still_running()
+    t.check()
+    after = rx_bytes(tb, "scrub") - before
+    assert after < MB // 4, f"{after} bytes reached the scrubber after it left the path"
+    metrics = {}
+    for name in ("client", "fw1", "fw2"):
+        status = ctl(tb, name, "status")
+        assert isinstance(status, dict)
+        metrics[name] = {k: status["core"].get(k, 0) for k in ("reconf.completed", "reconf.delegate_done")}
+    assert metrics == {
+        "client": {"reconf.completed": 1, "reconf.delegate_done": 2},  # it anchored the replace
+        "fw1": {"reconf.completed": 1, "reconf.delegate_done": 0},  # the insert
+        "fw2": {"reconf.completed": 1, "reconf.delegate_done": 0},  # the delete
+    }, metrics
+    closed_everywhere(tb, {name: [session] for name in ("client", "fw1", "fw2", "scrub", "server")})

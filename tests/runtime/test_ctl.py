@@ -20,7 +20,7 @@ from dysco.cli import main as dysco_main
 from dysco.compiler import compile_text
 from dysco.compiler.evaluate import Syn, chain_policy_for
 from dysco.errors import PeerError, SourceErrors, UserError
-from dysco.runtime._ctl import Edit, path_right_of, plan, predicate, select, tuple_text
+from dysco.runtime._ctl import ME, Edit, path_right_of, plan, predicate, select, tuple_text
 from dysco.runtime._mgmt import Args, ManagementServer, request
 
 FW, SCRUB, SERVER = "10.0.2.2", "10.0.5.2", "10.0.3.2"
@@ -32,19 +32,19 @@ FW, SCRUB, SERVER = "10.0.2.2", "10.0.5.2", "10.0.3.2"
 @pytest.mark.parametrize(
     ("path", "edit", "expected"),
     [
-        ([FW, SERVER], Edit("insert", SCRUB), (FW, [SCRUB])),
-        ([FW, SERVER], Edit("insert", SCRUB, at=1), (SERVER, [FW, SCRUB])),
-        ([SCRUB, FW, SERVER], Edit("delete", SCRUB), (FW, [])),
-        ([SCRUB, FW, SERVER], Edit("delete", FW), (SERVER, [SCRUB])),
-        ([FW, SERVER], Edit("replace", FW, "10.0.4.2"), (SERVER, ["10.0.4.2"])),
-        ([SCRUB, FW, SERVER], Edit("replace", FW, "10.0.4.2"), (SERVER, [SCRUB, "10.0.4.2"])),
-        ([FW, SERVER], Edit("hops", hops=(SCRUB,)), (SERVER, [SCRUB])),
-        ([FW, SERVER], Edit("hops"), (SERVER, [])),
-        ([SCRUB, FW, SERVER], Edit("hops", hops=("10.0.4.2",), right=FW), (FW, ["10.0.4.2"])),
+        ([FW, SERVER], Edit("insert", SCRUB), (ME, FW, [SCRUB])),
+        ([FW, SERVER], Edit("insert", SCRUB, at=1), (FW, SERVER, [SCRUB])),  # FW anchors it
+        ([SCRUB, FW, SERVER], Edit("delete", SCRUB), (ME, FW, [])),
+        ([SCRUB, FW, SERVER], Edit("delete", FW), (SCRUB, SERVER, [])),
+        ([FW, SERVER], Edit("replace", FW, "10.0.4.2"), (ME, SERVER, ["10.0.4.2"])),
+        ([SCRUB, FW, SERVER], Edit("replace", FW, "10.0.4.2"), (SCRUB, SERVER, ["10.0.4.2"])),
+        ([FW, SERVER], Edit("hops", hops=(SCRUB,)), (ME, SERVER, [SCRUB])),
+        ([FW, SERVER], Edit("hops"), (ME, SERVER, [])),
+        ([SCRUB, FW, SERVER], Edit("hops", hops=("10.0.4.2",), right=FW), (ME, FW, ["10.0.4.2"])),
     ],
 )
 def test_an_edit_is_the_shortest_changed_segment(
-    path: list[str], edit: Edit, expected: tuple[str, list[str]]
+    path: list[str], edit: Edit, expected: tuple[str, str, list[str]]
 ) -> None:
     assert plan(path, edit) == expected
 
@@ -149,9 +149,9 @@ def test_many_sessions_through_a_middlebox_or_by_predicate() -> None:
     ]
     me = "10.0.1.2"
     jobs = select(rows, me, Edit("replace", FW, "10.0.4.2"), None)
-    assert [(j.row["id"], j.right, j.hops, j.skip) for j in jobs] == [
-        (1, SERVER, ("10.0.4.2",), ""),
-        (2, SERVER, (SCRUB, "10.0.4.2"), ""),
+    assert [(j.row["id"], j.left, j.right, j.hops, j.skip) for j in jobs] == [
+        (1, ME, SERVER, ("10.0.4.2",), ""),
+        (2, SCRUB, SERVER, ("10.0.4.2",), ""),  # the scrubber in front anchors it
     ]
     jobs = select(rows, me, Edit("insert", SCRUB), predicate("dst port 80 or dst port 9000"))
     assert [(j.row["id"], j.right, j.hops) for j in jobs if not j.skip] == [

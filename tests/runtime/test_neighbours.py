@@ -54,7 +54,11 @@ def test_a_frame_from_the_host_teaches_what_the_host_resolved() -> None:
     n.learn(tcp(HOST_MAC, PEER_MAC, ME, PEER), Port.HOST)
     out = n.address(control_to(PEER))
     assert out[0:6] == PEER_MAC and out[6:12] == HOST_MAC
-    assert n.address(control_to(FAR)) == control_to(FAR)  # no gateway seen yet
+    # nothing from the network yet: anyone else through the hop the host itself last sent to
+    # (a host that has only sent, such as a client whose every answer the NIC translated)
+    assert n.address(control_to(FAR))[0:6] == PEER_MAC
+    n.learn(tcp(ROUTER_MAC, HOST_MAC, FAR, ME), Port.NET)
+    assert n.address(control_to(ip_int("10.0.7.7")))[0:6] == ROUTER_MAC  # the gateway, once seen
 
 
 def test_frames_the_core_passes_on_keep_their_macs() -> None:

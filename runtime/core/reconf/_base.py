@@ -92,6 +92,16 @@ class AgentView(Protocol):
     def _sub_fsm(self, s: Session, side: str) -> Machine[SubsessionState]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Delegated:
+    """An edit this agent asked another agent to anchor."""
+
+    sid: int
+    left: int
+    right: int
+    hops: tuple[int, ...]
+
+
 class Base(abc.ABC):
     """The reconfigurations at one agent: locks, anchors and what links them, and the helpers
     every phase uses."""
@@ -107,6 +117,10 @@ class Base(abc.ABC):
         self.splices: dict[int, tuple[int, Spliced]] = {}
         """A spliced proxy's inbound session id -> its outbound session id and the translations:
         reconfiguration messages cross from the one to the other here."""
+        self.delegated: dict[int, Delegated] = {}
+        """Edits this agent asked another agent to anchor, by its rid for the request."""
+        self.delegates: dict[int, tuple[int, int]] = {}
+        """Edits this agent anchors for another: its rid -> (that agent, that agent's rid)."""
         self.held: dict[int, tuple[int, cw.Message]] = {}
         """Right anchor done, waiting for the TEARDOWN: a REQUEST_LOCK that came on the new path."""
         self.msgs = Messenger(self.me, agent.metrics)
@@ -130,7 +144,10 @@ class Base(abc.ABC):
         return sid in self.locks or sid in self.anchors
 
     def empty(self) -> bool:
-        busy = self.locks or self.anchors or self.awaiting or self.rids or self.held or self.splices
+        busy = (
+            self.locks or self.anchors or self.awaiting or self.rids or self.held or self.splices
+            or self.delegated or self.delegates
+        )  # fmt: skip
         return not busy and self.msgs.empty() and self.mig.empty()
 
     def _left_view(self, s: Session) -> FiveTuple:
@@ -235,6 +252,14 @@ class Base(abc.ABC):
     @abc.abstractmethod
     def start(self, now: int, s: Session, right: int, hops: tuple[int, ...], out: list[Action]) -> int:
         """Lock (phase 1): this agent, left anchor, starts a reconfiguration."""
+
+    @abc.abstractmethod
+    def _delegate_ended(self, now: int, rid: int, ok: bool, out: list[Action]) -> None:
+        """Delegation: a reconfiguration this agent anchored ended (tell whoever asked for it)."""
+
+    @abc.abstractmethod
+    def _delegations_closed(self, s: Session, out: list[Action]) -> None:
+        """Delegation: session ``s`` closed here (edits asked for it end)."""
 
     @abc.abstractmethod
     def _request_lock(self, now: int, src: int, msg: cw.Message, out: list[Action]) -> None:

@@ -50,6 +50,7 @@ class CompletionPhase(Base):
         self._forget(s.sid)
         self.agent.metrics["reconf.completed"] += 1
         out.append(Notify("reconfigured", f"{s.session}: rid {a.extra['rid']}", s.sid))
+        self._delegate_ended(now, a.extra["rid"], True, out)
 
     def _complete_right(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
         """The right anchor's end of a completed reconfiguration: the new path is the session's."""

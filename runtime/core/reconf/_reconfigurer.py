@@ -20,6 +20,7 @@ from dysco.runtime.core._twopath import Phase
 from dysco.runtime.core.reconf._base import LOCK_TIMER, PROBE_TIMER, SYN_TIMER
 from dysco.runtime.core.reconf._complete import CompletionPhase
 from dysco.runtime.core.reconf._cutover import TwoPathPhase
+from dysco.runtime.core.reconf._delegate import DelegatePhase
 from dysco.runtime.core.reconf._export import StateExportPhase
 from dysco.runtime.core.reconf._lock import LockPhase
 from dysco.runtime.core.reconf._newpath import NewPathPhase
@@ -31,7 +32,9 @@ from dysco.runtime.core.reconf._splice import SplicePhase
 class Reconfigurer(
     # The phases of a reconfiguration, one module each, in the order a successful one goes
     # through them.  Before it, optionally: an agent on the right asks the agent on its left
-    # to start (rightRequest), a proxy here having joined its two sessions first (splice).
+    # to start (rightRequest), a proxy here having joined its two sessions first (splice), or
+    # an agent on the left asks the hop in front of an edit to anchor it (delegation).
+    DelegatePhase,
     RightRequestPhase,
     SplicePhase,
     # 1. requestLock right along the old path, ackLock (or nackLock) back
@@ -107,12 +110,18 @@ class Reconfigurer(
             self._fin_msg(now, msg, out)
         elif msg.kind is k.RIGHT_REQUEST:
             self._right_request_in(now, src, msg, out)
+        elif msg.kind is k.DELEGATE:
+            self._delegate_in(now, src, msg, out)
+        elif msg.kind is k.OUTCOME:
+            self._outcome_in(now, src, msg, out)
         else:
             self.mig.request(now, src, msg, out)
 
     def _on_answer(self, now: int, src: int, p: Pending, msg: cw.Message, out: list[Action]) -> None:
         if p.msg.kind is cw.Kind.RIGHT_REQUEST:
             return self._right_answered(self.agent.sessions.get(p.sid), p, msg, out)
+        if p.msg.kind is cw.Kind.DELEGATE:
+            return self._delegate_answered(p, msg, out)
         if p.msg.kind is cw.Kind.STATE_EXPORT:
             return self._state_answered(now, p, msg, out)
         self._teardown_done(p)
@@ -130,6 +139,10 @@ class Reconfigurer(
             self._state_answered(now, p, None, out)
         if p.msg.kind is cw.Kind.RIGHT_REQUEST:
             self._right_answered(self.agent.sessions.get(p.sid), p, None, out)
+        if p.msg.kind is cw.Kind.DELEGATE:
+            self._delegate_answered(p, None, out)
+        if p.msg.kind is cw.Kind.OUTCOME:
+            self.agent.metrics["reconf.outcome_unanswered"] += 1
         if p.msg.kind is cw.Kind.REQUEST_LOCK:
             s = self.agent.sessions.get(p.sid)
             lock = self.locks.get(p.sid)

@@ -97,6 +97,7 @@ class ReleasePhase(Base):
         self._forget(s.sid)
         self.agent.metrics["reconf.failed"] += 1
         out.append(Notify("reconfigure_failed", f"{s.session}: rid {rid}: {why}", s.sid, True))
+        self._delegate_ended(now, rid, False, out)
 
     def _rst_new_path(self, a: Anchor, out: list[Action]) -> None:
         """The new path's agents tear their state down (their NICs see a RST)."""
@@ -118,4 +119,6 @@ class ReleasePhase(Base):
             self.agent.metrics["reconf.failed"] += 1
             why = f"rid {a.extra['rid']}: the session closed first"
             out.append(Notify("reconfigure_failed", f"{s.session}: {why}", s.sid, True))
+            self._delegate_ended(now, a.extra["rid"], False, out)
+        self._delegations_closed(s, out)
         self._forget(s.sid)
