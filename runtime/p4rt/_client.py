@@ -63,7 +63,10 @@ def encode_value(value: int) -> bytes:
 
 def entry_to_proto(entry: TableEntry) -> p4runtime_pb2.TableEntry:
     msg = p4runtime_pb2.TableEntry(
-        table_id=entry.table_id, priority=entry.priority, idle_timeout_ns=entry.idle_timeout_ns
+        table_id=entry.table_id,
+        priority=entry.priority,
+        idle_timeout_ns=entry.idle_timeout_ns,
+        metadata=entry.metadata,
     )
     for fm in entry.match:
         out = msg.match.add(field_id=fm.field_id)
