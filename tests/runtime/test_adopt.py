@@ -103,8 +103,18 @@ def test_restarted_agents_rebuild_their_sessions_then_reconfigure_and_close_them
     ch = w.hosts["client"]
     (sid,) = agents["client"].sessions
     ch.execute(agents["client"].reconfigure(w.sim.now, sid, ip_int(SERVER), [ip_int(NEW)]))
-    w.sim.run_for(until + LINGER - w.sim.now)
+    while agents["client"].metrics["reconf.completed"] == 0 and w.sim.now < until:
+        w.sim.run_for(MS)
     assert agents["client"].metrics["reconf.completed"] == 1, [n.message for n in ch.notes]
+    # and again, once the old path is gone: the chain it rebuilds is the new one
+    w.sim.run_for(100 * MS)
+    (s,) = agents["client"].sessions.values()
+    assert s.chain == (ip_int(NEW), ip_int(SERVER))
+    again = shape(s)
+    agents["client"] = restart(w, "client")
+    (s,) = agents["client"].sessions.values()
+    assert shape(s) == again
+    w.sim.run_for(until + LINGER - w.sim.now)
     assert agents["server"].metrics["reconf.completed"] == 1  # its right anchor's part
     assert conn.done and srv.done and not conn.reset and not srv.reset  # type: ignore[attr-defined]
     assert bytes(srv.received) == conn.data and bytes(conn.received) == srv.data  # type: ignore[attr-defined]
