@@ -173,3 +173,14 @@ def test_a_session_half_way_through_its_setup_is_not_adopted(dysco_program: Prog
     assert conn.done and not conn.reset and bytes(conn.received) == b"200 " + b"olleh" * 2
     assert [bytes(x.received) for x in server.conns.values()] == [b"hello"]
     check_clean(w)
+
+
+def test_the_note_layout_is_the_one_docs_protocol_md_shows() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    section = doc.split("## 6. The session note", 1)[1]
+    rows = [line.split("|")[1:4] for line in section.splitlines() if line.startswith("| ") and "`" in line]
+    shown = [(int(o), int(n), f.strip(" `")) for o, n, f in rows[:-1]]
+    assert shown == note.HEAD.describe()
+    assert rows[-1][0].strip() == str(note.HEAD.size) and rows[-1][2].strip() == "`chain`"
