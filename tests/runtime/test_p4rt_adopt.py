@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from typing import Any
+
+import grpc
 
 from dysco import p4names
+from dysco.proto.p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from dysco.runtime.core import Table
 from dysco.runtime.core import _packet as pk
 from dysco.runtime.core._events import Mapping
 from dysco.runtime.core._fsm import SessionState
-from dysco.runtime.core._types import FiveTuple, ip_int
+from dysco.runtime.core._types import FiveTuple, ip_int, prefixed
 from dysco.runtime.p4rt import AgentService
 from dysco.runtime.p4rt._adoption import session_entries
+from dysco.runtime.p4rt._client import Connection
 from dysco.softswitch.api import Program
 from dysco.testbed import SwitchProcess
 
@@ -86,5 +91,46 @@ def test_a_new_agent_adopts_the_sessions_in_its_switch_and_tears_them_down(
             assert not second.errors
         finally:
             await _stop(task)
+
+    asyncio.run(main())
+
+
+class _BigReads(p4runtime_pb2_grpc.P4RuntimeServicer):  # type: ignore[misc]
+    """A P4Runtime server that makes anyone primary and answers every Read with one reply larger
+    than gRPC's default receive limit (4 MB), as a full session table's is."""
+
+    ENTRIES = 60
+    EACH = 100_000
+
+    async def StreamChannel(self, requests: Any, context: Any) -> Any:
+        async for req in requests:
+            if req.WhichOneof("update") == "arbitration":
+                reply = p4runtime_pb2.StreamMessageResponse()
+                reply.arbitration.CopyFrom(req.arbitration)
+                yield reply
+
+    async def Read(self, request: Any, context: Any) -> Any:
+        reply = p4runtime_pb2.ReadResponse()
+        for i in range(self.ENTRIES):
+            reply.entities.add().table_entry.CopyFrom(
+                p4runtime_pb2.TableEntry(table_id=1, metadata=bytes([i]) * self.EACH)
+            )
+        yield reply
+
+
+def test_the_agent_reads_a_reply_of_full_tables_back() -> None:
+    async def main() -> None:
+        server = grpc.aio.server(options=[("grpc.max_send_message_length", 64 << 20)])
+        p4runtime_pb2_grpc.add_P4RuntimeServicer_to_server(_BigReads(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            log = prefixed("test", "test", "p4rt")
+            async with Connection(f"127.0.0.1:{port}", 0, 1, log) as conn:
+                found = await asyncio.wait_for(conn.read([p4runtime_pb2.Entity()]), WAIT_S)
+            assert len(found) == _BigReads.ENTRIES
+            assert sum(len(e.table_entry.metadata) for e in found) > 4 << 20
+        finally:
+            await server.stop(None)
 
     asyncio.run(main())
