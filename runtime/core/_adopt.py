@@ -72,7 +72,7 @@ def adopt(agent: Sessions, now: int, found: Iterable[Mapping]) -> list[Action]:
             s = _rebuild(agent, now, sid, maps)
         except Refused as why:
             agent.metrics[f"adopt.refused.{why}"] += 1
-            agent.log.info("session %d: %d entries not adopted (%s)", sid, len(maps), why)
+            agent.log.debug("session %d: %d entries not adopted (%s)", sid, len(maps), why)
             out.extend(Delete(m) for m in maps)
             removed += len(maps)
             continue
@@ -156,4 +156,4 @@ def _register(agent: Sessions, s: Session, maps: list[Mapping]) -> None:
     for a in s.instances:
         agent.selector.acquire(a)
     agent.metrics["sessions.created"] += 1
-    agent.log.info("session %d %s adopted: %s (%d entries)", s.sid, s.role.value, s.session, len(maps))
+    agent.log.debug("session %d %s adopted: %s (%d entries)", s.sid, s.role.value, s.session, len(maps))
