@@ -1,11 +1,12 @@
 """An agent restarts without losing a session (issue 20), on real Linux TCP (examples/reconfig.toml:
-client -> fw1 -> server, fw2 spare): the agents of the client (the session's left end) and of the
-firewall are SIGKILLed in the middle of a transfer both ways; their NICs carry the session while
-no agent runs; each agent is started again with the same command, finds its pipeline in the NIC
-and rebuilds the session from the NIC's entries (``dysco ctl status``/``sessions`` list it); the
-restarted client's agent then replaces the restarted firewall by fw2 in that session, and the
-transfer ends with both ends' SHA-256 digests equal, every agent empty and no session entry left
-in any NIC."""
+client -> fw1 -> server, fw2 spare): the agents of the client (the session's left end), of the
+firewall (a middle) and of the server (the right end) are SIGKILLed in the middle of a transfer
+both ways; their NICs carry the session while no agent runs; each agent is started again with
+the same command, finds its pipeline in the NIC and rebuilds the session from the NIC's entries
+(``dysco ctl status``/``sessions`` list it); the restarted client's agent then replaces the
+restarted firewall by fw2 in that session, and the transfer ends with both ends' SHA-256 digests
+equal, every agent empty and no session entry left in any NIC; a new session through the same
+agents then works."""
 
 from __future__ import annotations
 
@@ -19,13 +20,13 @@ from dysco import p4names
 from dysco.proto.p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 from dysco.testbed import Testbed
 
-from .conftest import WAIT_S, ctl
+from .conftest import WAIT_S, blob, ctl
 from .test_reconfigure import FW1, FW2, SERVER, Transfers, closed_everywhere, reconfigure
 
 pytestmark = [pytest.mark.root, pytest.mark.parametrize("testbed", ["reconfig"], indirect=True)]
 
 PORT = 9007
-RESTARTED = ("client", "fw1")
+RESTARTED = ("client", "fw1", "server")
 
 
 def nic_session_entries(tb: Testbed, name: str) -> int:
@@ -61,7 +62,7 @@ def test_killed_agents_rebuild_their_session_reconfigure_and_close_it(
         for name in RESTARTED:
             again = tb.restart(f"agent {name}")
             assert "dysco agent: ready" in again.ready_line
-        for name, role in zip(RESTARTED, ("left", "middle"), strict=True):
+        for name, role in zip(RESTARTED, ("left", "middle", "right"), strict=True):
             status = ctl(tb, name, "status")
             assert isinstance(status, dict)
             assert (status["sessions"], status["states"]) == (1, {"established": 1}), (name, status)
@@ -82,4 +83,8 @@ def test_killed_agents_rebuild_their_session_reconfigure_and_close_it(
         t.still_running()
         t.check()
     closed_everywhere(tb, {name: [session] for name in ("client", "fw1", "fw2", "server")})
+    # a new session through the restarted agents (what they held was freed, nothing clashes)
+    blob(tb, tmp_path, PORT + 1, 300_000, 200_000)
+    for name in ("client", "fw1", "server"):
+        assert "session_closed: " in tb.agent_of(name).wait_for(f"->{SERVER}:{PORT + 1} (", WAIT_S)
     assert {h.name: nic_session_entries(tb, h.name) for h in tb.hosts()} == {h.name: 0 for h in tb.hosts()}

@@ -93,7 +93,7 @@ def test_the_agent_restart_section_runs_what_the_end_to_end_test_runs() -> None:
     client = plan.host("client")
     # the testbed restarts an agent with the command it started it with: the page shows it
     assert plan.agent(client) in text.splitlines()
-    assert 'RESTARTED = ("client", "fw1")' in test and 'tb.restart(f"agent {name}")' in test
+    assert 'RESTARTED = ("client", "fw1", "server")' in test and 'tb.restart(f"agent {name}")' in test
     mgmt = f"--mgmt {plan.mgmt(client)}"
     for shown, in_test in [
         (f"dysco ctl status {mgmt}", 'ctl(tb, name, "status")'),
