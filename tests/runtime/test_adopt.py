@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from dysco.runtime.core import Agent, Mapping, Table, adopt
+from dysco.runtime.core import Mapping, Table
 from dysco.runtime.core import _note as note
 from dysco.runtime.core._session import Role, Session
 from dysco.runtime.core._types import FiveTuple, ip_int
-from dysco.runtime.sim import MS, Forwarder, Host, World
+from dysco.runtime.sim import MS, Forwarder, World
 from dysco.softswitch.api import Program
 
 from .simworld import CLIENT, SERVER, chain_world, check_clean, feed
@@ -19,24 +19,6 @@ from .simworld import CLIENT, SERVER, chain_world, check_clean, feed
 SECOND = 1000 * MS
 LINGER = 30 * SECOND
 NEW = "10.0.0.50"
-
-
-def entries(h: Host) -> list[Mapping]:
-    """Every session entry of the host's NIC, as the adapter hands them to the core."""
-    assert h.switch is not None and h.nic is not None
-    found = (h.nic.mapping(e) for t in Table for e in h.switch.read_entries(h.nic.table_ids[t]))
-    return [m for m in found if m is not None]
-
-
-def restart(w: World, name: str) -> Agent:
-    """The agent of host ``name`` dies and a new one starts: a new core, the same settings and
-    chains, nothing else of the old one; it adopts the NIC's entries."""
-    h = w.hosts[name]
-    old = h.agent
-    assert old is not None
-    h.agent = Agent(old.config, old.chains.values(), old.software)
-    h.execute(adopt(h.agent, w.sim.now, entries(h)))
-    return h.agent
 
 
 def shape(s: Session) -> tuple[object, ...]:
@@ -92,7 +74,7 @@ def test_restarted_agents_rebuild_their_sessions_then_reconfigure_and_close_them
         (s,) = a.sessions.values()
         before[name] = shape(s)
     # the left end, the middle and the right end restart; their NICs go on translating
-    agents = {name: restart(w, name) for name in ("client", "mb0", "server")}
+    agents = {name: w.hosts[name].restart_agent() for name in ("client", "mb0", "server")}
     for name, a in agents.items():
         (s,) = a.sessions.values()
         assert shape(s) == before[name], name
@@ -111,7 +93,7 @@ def test_restarted_agents_rebuild_their_sessions_then_reconfigure_and_close_them
     (s,) = agents["client"].sessions.values()
     assert s.chain == (ip_int(NEW), ip_int(SERVER))
     again = shape(s)
-    agents["client"] = restart(w, "client")
+    agents["client"] = w.hosts["client"].restart_agent()
     (s,) = agents["client"].sessions.values()
     assert shape(s) == again
     w.sim.run_for(until + LINGER - w.sim.now)
@@ -130,7 +112,7 @@ def test_entries_it_cannot_use_are_removed_and_counted(dysco_program: Program) -
     w, conn, srv = streaming(dysco_program, 2 * SECOND)
     h = w.hosts["mb0"]
     assert h.switch is not None and h.nic is not None and h.agent is not None
-    ours = entries(h)
+    ours = h.nic_mappings()
     assert len(ours) == 4 and all(note.decode(m.note) is not None for m in ours)
     # a stale entry of another session (a predecessor's, with no note) and a session whose note
     # one of its entries lost (a write from before notes); and a drop entry
@@ -140,12 +122,12 @@ def test_entries_it_cannot_use_are_removed_and_counted(dysco_program: Program) -
     drop = Mapping(Table.OUT, FiveTuple(ip_int("10.0.0.79"), h.address, 1236, 80), None, 0, drop=True)
     for m in (stray, half, other, drop):
         h.switch.write_entry("insert", h.nic.entry(m))
-    a = restart(w, "mb0")
+    a = w.hosts["mb0"].restart_agent()
     assert a.metrics["sessions.adopted"] == 1
     assert a.metrics["entries.orphans_removed"] == 4
     assert a.metrics["adopt.refused.no_note"] == 1 and a.metrics["adopt.refused.notes_differ"] == 1
     assert a.metrics["adopt.refused.no_session"] == 1
-    assert sorted(str(m.key) for m in entries(h)) == sorted(str(m.key) for m in ours)
+    assert sorted(str(m.key) for m in h.nic_mappings()) == sorted(str(m.key) for m in ours)
     w.sim.run_for(2 * SECOND + LINGER)
     assert conn.done and srv.done and not conn.reset and not srv.reset  # type: ignore[attr-defined]
     assert bytes(srv.received) == conn.data and bytes(conn.received) == srv.data  # type: ignore[attr-defined]
@@ -163,8 +145,8 @@ def test_a_session_half_way_through_its_setup_is_not_adopted(dysco_program: Prog
     conn = client.connect(ip_int(SERVER), 80, b"hello")
     w.sim.run_for(20 * MS)
     assert mb.agent is not None and [s.fsm.state.value for s in mb.agent.sessions.values()] == ["pending"]
-    a = restart(w, "mb0")
-    c = restart(w, "client")
+    a = w.hosts["mb0"].restart_agent()
+    c = w.hosts["client"].restart_agent()
     assert a.metrics["sessions.adopted"] == 0 and a.metrics["adopt.refused.shape"] == 1
     assert c.metrics["adopt.refused.not_established"] == 1
     assert mb.session_entries() == 0 and w.hosts["client"].session_entries() == 0
