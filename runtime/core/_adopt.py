@@ -15,9 +15,9 @@ grouped by session id; a group becomes a session again when
 
 The rebuilt session is ESTABLISHED with its subsessions OPEN, its deltas from the entries (the
 ``seq_delta`` of its inbound entries), its port held, its instances counted.  What no entry
-says is lost: a FIN seen in one direction before the restart (the session closes on the other
-FIN's teardown copy as on an established one's, or idles out), the handshakes a splice needs,
-a reconfiguration in progress.  Every entry of a group that fails is deleted and counted
+says is lost: a FIN seen in one direction before the restart (the session is rebuilt as
+established; after its other FIN it ends when its entries idle out), the handshakes a splice
+needs, a reconfiguration in progress.  Every entry of a group that fails is deleted and counted
 (``entries.orphans_removed``, ``adopt.refused.WHY`` per session); so are entries without a
 session id (a spliced proxy's drop entries).  Entries the core holds already are left alone.
 """
@@ -25,6 +25,7 @@ session id (a spliced proxy's drop entries).  Entries the core holds already are
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Mapping as ReadOnly
 from dataclasses import replace
 
 from dysco.runtime.core import _note as note
@@ -35,16 +36,18 @@ from dysco.runtime.core._session import Direction, Role, Session, Subsession
 from dysco.runtime.core._sessions import Sessions
 from dysco.runtime.core._types import FiveTuple
 
-_SHAPES = {
-    # (table, direction) -> how many entries of that kind each role has
-    Role.LEFT: {(Table.OUT, Direction.FWD): 1, (Table.IN, Direction.REV): 1},
-    Role.RIGHT: {(Table.IN, Direction.FWD): 1, (Table.OUT, Direction.REV): 1},
-    Role.MIDDLE: {
-        (Table.IN, Direction.FWD): 1,
-        (Table.OUT, Direction.REV): 1,
-        (Table.OUT, Direction.FWD): 1,
-        (Table.IN, Direction.REV): 1,
-    },
+_SHAPES: ReadOnly[Role, frozenset[tuple[Table, Direction]]] = {
+    # the entries (table, direction) each role has, one of each
+    Role.LEFT: frozenset({(Table.OUT, Direction.FWD), (Table.IN, Direction.REV)}),
+    Role.RIGHT: frozenset({(Table.IN, Direction.FWD), (Table.OUT, Direction.REV)}),
+    Role.MIDDLE: frozenset(
+        {
+            (Table.IN, Direction.FWD),
+            (Table.OUT, Direction.REV),
+            (Table.OUT, Direction.FWD),
+            (Table.IN, Direction.REV),
+        }
+    ),
 }
 
 
@@ -108,8 +111,7 @@ def _rebuild(agent: Sessions, now: int, sid: int, maps: list[Mapping]) -> Sessio
     kinds: dict[tuple[Table, Direction], Mapping] = {}
     for m in maps:
         kinds[(m.table, _direction(m, n.session))] = m
-    shape = _SHAPES[n.role]
-    if len(kinds) != len(maps) or set(kinds) != set(shape):
+    if len(kinds) != len(maps) or set(kinds) != _SHAPES[n.role]:
         raise Refused("shape")
     fsm = Machine(f"session {sid}", SessionState.ESTABLISHED, SESSION_TRANSITIONS, agent.log)
     s = Session(sid, n.role, n.session, fsm, now, n.chain, instances=n.instances, macs=n.macs)
