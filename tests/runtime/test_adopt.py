@@ -6,12 +6,13 @@ use, and reconfigures and closes the sessions it adopted."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from dysco.runtime.core import Mapping, Table
 from dysco.runtime.core import _note as note
 from dysco.runtime.core._session import Role, Session
 from dysco.runtime.core._types import FiveTuple, ip_int
-from dysco.runtime.sim import MS, Forwarder, World
+from dysco.runtime.sim import MS, Forwarder, Nat, World
 from dysco.softswitch.api import Program
 
 from .simworld import CLIENT, SERVER, chain_world, check_clean, feed
@@ -30,9 +31,10 @@ def shape(s: Session) -> tuple[object, ...]:
             s.delta_up, s.delta_down, maps)  # fmt: skip
 
 
-def streaming(program: Program, until: int) -> tuple[World, object, object]:
-    """client -> mb0 -> server (and a spare middlebox NEW), a session carrying data both ways."""
-    w, client, server = chain_world(program, 1)
+def streaming(program: Program, until: int, mbs: int = 1, app: Any = None) -> tuple[World, object, object]:
+    """client -> mb0 .. -> server (and a spare middlebox NEW), a session carrying data both ways;
+    ``app``: the first middlebox's application (Linux-like forwarding by default)."""
+    w, client, server = chain_world(program, mbs, mb_app=lambda i: app if app and i == 0 else Forwarder)
     w.host("new", ip_int(NEW), app=Forwarder)
     server.listen_stream(80)
     conn = client.connect(ip_int(SERVER), 80, b"", stream=True)
@@ -166,3 +168,28 @@ def test_the_note_layout_is_the_one_docs_protocol_md_shows() -> None:
     shown = [(int(o), int(n), f.strip(" `")) for o, n, f in rows[:-1]]
     assert shown == note.HEAD.describe()
     assert rows[-1][0].strip() == str(note.HEAD.size) and rows[-1][2].strip() == "`chain`"
+
+
+def test_a_chain_of_two_with_a_nat_restarted_everywhere(dysco_program: Program) -> None:
+    # the first middlebox translates the source (its agent's session and emitted five-tuples
+    # differ), the second follows it: every agent restarts, the session goes on and closes
+    until = 2 * SECOND
+    w, conn, srv = streaming(dysco_program, until, 2, Nat)
+    names = ("client", "mb0", "mb1", "server")
+    before = {}
+    for name in names:
+        a = w.hosts[name].agent
+        assert a is not None
+        (s,) = a.sessions.values()
+        before[name] = shape(s)
+    (s,) = w.hosts["mb0"].agent.sessions.values()  # type: ignore[union-attr]
+    assert s.emitted is not None and s.emitted != s.session
+    for name in names:
+        a = w.hosts[name].restart_agent()
+        (s,) = a.sessions.values()
+        assert shape(s) == before[name], name
+    w.sim.run_for(until + LINGER - w.sim.now)
+    assert conn.done and srv.done and not conn.reset and not srv.reset  # type: ignore[attr-defined]
+    assert bytes(srv.received) == conn.data and bytes(conn.received) == srv.data  # type: ignore[attr-defined]
+    assert all(w.hosts[n].agent.metrics["sessions.closed"] == 1 for n in names)  # type: ignore[union-attr]
+    check_clean(w)
