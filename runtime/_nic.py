@@ -132,8 +132,30 @@ class Nic:
                 ),
             )
         return TableEntry(
-            self.table_ids[m.table], self._match(m.table, m.key), action, idle_timeout_ns=idle_timeout_ns
+            self.table_ids[m.table],
+            self._match(m.table, m.key),
+            action,
+            idle_timeout_ns=idle_timeout_ns,
+            metadata=m.note,
         )
+
+    def mapping(self, entry: TableEntry) -> Mapping | None:
+        """The core's view of a session table's entry read back from the NIC (None: not a session
+        table's, or an action this binding does not write), its metadata as the note."""
+        found = self.mapping_key(entry)
+        if found is None:
+            return None
+        table, key = found
+        aid, params = entry.action
+        if aid == self._rewrite[table] and len(params) == 11:
+            src, dst, sport, dport, seq, ack, ts_val, ts_ecr, ws0, ws1, sid = params
+            target = FiveTuple(src, dst, sport, dport, key.proto)
+            return Mapping(table, key, target, sid, seq, ack, ts_val, ts_ecr, (ws0, ws1), note=entry.metadata)
+        if aid == self._punt[table] and len(params) == 1:
+            return Mapping(table, key, None, params[0], punt=True, note=entry.metadata)
+        if aid == self._drop[table]:
+            return Mapping(table, key, None, 0, drop=True, note=entry.metadata)
+        return None
 
     def mapping_key(self, entry: TableEntry) -> tuple[Table, FiveTuple] | None:
         """Which session entry an idle-timeout notification is about (None: not a session table)."""

@@ -15,8 +15,10 @@ Public surface::
     SynPayload, encode_payload, decode_payload, BadPayload     the Dysco SYN payload
     StateHook, HookCall, HookOp, HookError, View, run_hook, hook_done, STATE_HOOKS
                                     a stateful middlebox's hook, run by an adapter
+    adopt                           a restarted agent rebuilds its sessions from its NIC's entries
 """
 
+from dysco.runtime.core._adopt import adopt
 from dysco.runtime.core._agent import Agent, hook_done
 from dysco.runtime.core._events import (
     Action,
@@ -65,6 +67,7 @@ __all__ = [
     "SynPayload",
     "Table",
     "View",
+    "adopt",
     "decode_payload",
     "encode_payload",
     "hook_done",

@@ -67,6 +67,19 @@ class PortPool:
         self._next[next_hop] = port + 1 if port < self.high else self.low
         return port
 
+    def reserve(self, next_hop: int, port: int) -> bool:
+        """Take ``port`` toward ``next_hop`` as in use (a session rebuilt after a restart); False
+        when it is taken already.  A port outside the range (an agent that ran with another
+        range) is never allocated, so nothing needs to hold it."""
+        if not self.low <= port <= self.high:
+            return True
+        used = self._used.setdefault(next_hop, set())
+        if port in used:
+            return False
+        used.add(port)
+        self._next.setdefault(next_hop, port + 1 if port < self.high else self.low)
+        return True
+
     def release(self, next_hop: int, port: int) -> None:
         used = self._used.get(next_hop)
         if used is None or port not in used:

@@ -66,6 +66,10 @@ class Mapping:
     punt: bool = False
     """Punt the packets to the agent, which translates them to ``target`` itself (a closing
     session: the agent watches for the acknowledgments of its FINs)."""
+    note: bytes = b""
+    """The session's note (:mod:`dysco.runtime.core._note`), kept with the entry in the NIC so a
+    restarted agent can rebuild the session; the core fills it in on the installs and modifies
+    it returns, the adapter writes it as the entry's metadata."""
 
 
 @dataclass(frozen=True, slots=True)

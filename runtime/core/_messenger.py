@@ -132,6 +132,11 @@ class Messenger:
         self._next_id = self._next_id % M32 + 1
         return self._next_id
 
+    def start_ids_at(self, first: int) -> None:
+        """Number the next messages from ``first`` on (an agent that replaces a predecessor whose
+        ids its peers may still have cached)."""
+        self._next_id = (first - 1) % M32
+
     def _push(self, at: int, key: tuple[int, int, int]) -> None:
         self._n += 1
         heapq.heappush(self._timers, (at, self._n, key))

@@ -21,6 +21,7 @@ from dataclasses import replace
 from dysco.compiler.passes import Chain
 from dysco.compiler.software import SoftwareClassifier
 from dysco.runtime.core import _auth as auth
+from dysco.runtime.core import _note as note
 from dysco.runtime.core import _packet as pk
 from dysco.runtime.core import _syn_payload as wire
 from dysco.runtime.core._alloc import PortPool, Selector
@@ -236,9 +237,21 @@ class Sessions:
         self.log.warning("%s: %s", kind, message)
         out.append(Notify(kind, message, 0, True))
 
+    def _noted(self, a: Install | Modify, notes: dict[int, bytes]) -> Install | Modify:
+        """``a`` with its session's note (:mod:`._note`), as the session is at the end of this
+        event (the same bytes on every entry of the session)."""
+        sid = a.mapping.session_id
+        if sid not in notes:
+            s = self.sessions.get(sid)
+            notes[sid] = note.encode(s) if s is not None else b""
+        return type(a)(replace(a.mapping, note=notes[sid]))
+
     def _finish(self, out: list[Action]) -> list[Action]:
+        notes: dict[int, bytes] = {}
         for i, a in enumerate(out):
-            if isinstance(a, Send) and a.port is Port.NET:
+            if isinstance(a, Install | Modify):
+                out[i] = self._noted(a, notes)
+            elif isinstance(a, Send) and a.port is Port.NET:
                 framed = self.neighbours.address(a.frame)
                 if framed is not a.frame:
                     out[i] = replace(a, frame=framed)

@@ -25,6 +25,9 @@ from dysco.softswitch.api import ActionCall, CloneSession, FieldMatch, TableEntr
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 RPC_TIMEOUT_S = 30.0
+MAX_RECEIVE_BYTES = 256 * 1024 * 1024
+"""The largest reply the agent takes: a Read of full session tables (an agent that restarts reads
+them back; about 200 bytes per entry) is far beyond gRPC's default of 4 MB."""
 Op = Literal["insert", "modify", "delete"]
 _OPS = {
     "insert": p4runtime_pb2.Update.INSERT,
@@ -63,7 +66,10 @@ def encode_value(value: int) -> bytes:
 
 def entry_to_proto(entry: TableEntry) -> p4runtime_pb2.TableEntry:
     msg = p4runtime_pb2.TableEntry(
-        table_id=entry.table_id, priority=entry.priority, idle_timeout_ns=entry.idle_timeout_ns
+        table_id=entry.table_id,
+        priority=entry.priority,
+        idle_timeout_ns=entry.idle_timeout_ns,
+        metadata=entry.metadata,
     )
     for fm in entry.match:
         out = msg.match.add(field_id=fm.field_id)
@@ -163,10 +169,11 @@ class Connection:
         self._outbox: asyncio.Queue[p4runtime_pb2.StreamMessageRequest | None] = asyncio.Queue()
 
     async def __aenter__(self) -> Connection:
+        options = [("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
         if self.tls is None:
-            self._channel = grpc.aio.insecure_channel(self.address)
+            self._channel = grpc.aio.insecure_channel(self.address, options=options)
         else:
-            self._channel = grpc.aio.secure_channel(self.address, self.tls.credentials())
+            self._channel = grpc.aio.secure_channel(self.address, self.tls.credentials(), options=options)
         self._stub = p4runtime_pb2_grpc.P4RuntimeStub(self._channel)
         self._call = self._stub.StreamChannel(self._requests())
         try:

@@ -46,7 +46,7 @@ from dysco.errors import DyscoError, PeerError, UserError
 from dysco.proto.p4.v1 import p4runtime_pb2
 from dysco.runtime._mgmt import Args
 from dysco.runtime._nic import Nic, PacketIn
-from dysco.runtime.core import Agent, Config, HookCall, StateHook, hook_done, run_hook
+from dysco.runtime.core import Agent, Config, HookCall, StateHook, adopt, hook_done, run_hook
 from dysco.runtime.core._events import (
     Action,
     Delete,
@@ -60,7 +60,7 @@ from dysco.runtime.core._events import (
     Table,
 )
 from dysco.runtime.core._types import FiveTuple, ip_str, prefixed
-from dysco.runtime.p4rt import _limits, _policies
+from dysco.runtime.p4rt import _adoption, _limits, _policies
 from dysco.runtime.p4rt._client import (
     ClientTls,
     Connection,
@@ -243,9 +243,10 @@ class AgentService(Management):
     async def _connected(self, first: bool) -> None:
         s = self.settings
         async with Connection(s.p4runtime, s.device_id, s.election_id, self.log, s.tls) as conn:
-            if first:
-                await conn.ensure_pipeline(s.pipeline)  # a new agent starts from empty tables
-            elif await conn.ensure_pipeline(s.pipeline):
+            pushed = await conn.ensure_pipeline(s.pipeline)
+            if first and not pushed:  # a predecessor's pipeline: its sessions are ours now
+                await self._adopt(conn)
+            elif pushed and not first:
                 n = len(self.agent.sessions)
                 self.log.warning("the target lost its pipeline: %d sessions forgotten", n)
                 self.counters["sessions.lost"] += n
@@ -264,6 +265,13 @@ class AgentService(Management):
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._stream(conn), name=f"{s.config.name}-stream")
                 tg.create_task(self._worker(conn), name=f"{s.config.name}-worker")
+
+    async def _adopt(self, conn: Connection) -> None:
+        """Take over the target's tables (:mod:`._adoption`): the core rebuilds the sessions the
+        session entries describe and deletes the rest; a predecessor's known_peer entries go."""
+        found = await _adoption.session_entries(conn, self.nic)
+        self.counters["adopt.peer_entries_removed"] += await _adoption.remove_peer_entries(conn, self.nic)
+        await self._execute(conn, [adopt(self.agent, self.now(), found)], [])
 
     async def _static_entries(self, conn: Connection) -> None:
         """The classifier, the teardown clone session and the punt limits; existing ones are

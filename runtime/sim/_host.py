@@ -10,11 +10,12 @@ from typing import Any, Protocol
 from dysco.compiler import Compiled
 from dysco.compiler.software import SoftwareClassifier
 from dysco.runtime._nic import Nic
-from dysco.runtime.core import SECOND, Agent, Config
+from dysco.runtime.core import SECOND, Agent, Config, adopt
 from dysco.runtime.core._events import (
     Action,
     Delete,
     Install,
+    Mapping,
     Modify,
     Notify,
     Peer,
@@ -147,6 +148,22 @@ class Host:
         if (not self.agent.empty() or self.session_entries()) and not self._polling:
             self._polling = True
             self.sim.after(self.idle_poll, self._poll_idle)
+
+    def restart_agent(self) -> Agent:
+        """The agent dies and a new one starts with the same settings and chains: a new core
+        (nothing of the old one), which adopts the NIC's session entries; the NIC went on
+        meanwhile.  Returns the new core."""
+        assert self.agent is not None and self.switch is not None and self.nic is not None
+        old = self.agent
+        self.agent = Agent(old.config, old.chains.values(), old.software)
+        self.execute(adopt(self.agent, self.sim.now, self.nic_mappings()))
+        return self.agent
+
+    def nic_mappings(self) -> list[Mapping]:
+        """Every entry of the NIC's session tables, as an adapter hands them to the core."""
+        assert self.switch is not None and self.nic is not None
+        found = (self.nic.mapping(e) for t in Table for e in self.switch.read_entries(self.nic.table_ids[t]))
+        return [m for m in found if m is not None]
 
     def session_entries(self) -> int:
         """Entries left in the NIC's session tables."""

@@ -82,3 +82,30 @@ def test_the_splice_section_runs_what_the_end_to_end_test_runs() -> None:
         and '"--splice-after", str(4 * MB)' in test
         and "--splice-after 4194304" in text
     )
+
+
+def test_the_agent_restart_section_runs_what_the_end_to_end_test_runs() -> None:
+    from dysco.testbed import load_topology
+
+    text = DOC.read_text().split("## Restarting an agent", 1)[1].split("\n## ", 1)[0]
+    test = (DOC.parents[1] / "tests" / "e2e" / "test_agent_restart.py").read_text()
+    plan = load_topology(DOC.parents[1] / "examples" / "reconfig.toml")
+    client = plan.host("client")
+    # the testbed restarts an agent with the command it started it with: the page shows it
+    assert plan.agent(client) in text.splitlines()
+    assert 'RESTARTED = ("client", "fw1", "server")' in test and 'tb.restart(f"agent {name}")' in test
+    mgmt = f"--mgmt {plan.mgmt(client)}"
+    for shown, in_test in [
+        (f"dysco ctl status {mgmt}", 'ctl(tb, name, "status")'),
+        (f"dysco ctl sessions {mgmt}", 'ctl(tb, name, "sessions")'),
+        (f"--replace 10.0.2.2 10.0.4.2 {mgmt}", '"--replace", FW1, FW2'),
+        ('"sessions.adopted": 1', 'core["sessions.adopted"] == 1'),
+    ]:
+        assert shown in text, shown
+        assert in_test in test, in_test
+    # the reasons the page lists are the core's, all of them
+    source = (DOC.parents[1] / "runtime" / "core" / "_adopt.py").read_text()
+    reasons = {*re.findall(r'Refused\("(\w+)"\)', source), *re.findall(r'"adopt\.refused\.(\w+)"', source)}
+    listed = re.search(r"`adopt\.refused\.WHY`[^(]*\((.*?)\)\.", text, re.S)
+    assert listed is not None
+    assert set(re.findall(r"`(\w+)`", listed.group(1))) == reasons

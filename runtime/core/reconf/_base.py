@@ -18,7 +18,7 @@ from typing import Protocol
 from dysco.runtime.core import _control_messages as cw
 from dysco.runtime.core import _packet as pk
 from dysco.runtime.core import _syn_payload as wire
-from dysco.runtime.core._alloc import PortPool
+from dysco.runtime.core._alloc import PortPool, Selector
 from dysco.runtime.core._events import Action, Delete, Mapping, Modify, Table
 from dysco.runtime.core._fsm import Machine, SubsessionState
 from dysco.runtime.core._messenger import MS, Messenger
@@ -77,6 +77,7 @@ class AgentView(Protocol):
     by_key: dict[tuple[Table, FiveTuple], int]
     drops: dict[tuple[Table, FiveTuple], Mapping]
     ports: PortPool
+    selector: Selector
     _entries: dict[Table, int]
 
     def seal_syn(self, now: int, p: wire.SynPayload) -> bytes: ...

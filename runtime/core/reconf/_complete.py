@@ -47,6 +47,12 @@ class CompletionPhase(Base):
         new.fsm.set(SubsessionState.OPEN)
         s.down = new
         s.delta_down = a.new_delta
+        if a.peer in s.chain:  # the hops up to the right anchor are the new ones (and the note says so)
+            s.chain = (*a.hops, *s.chain[s.chain.index(a.peer) :])
+            gone = [x for x in s.instances if x not in s.chain]  # no longer through them: not their load
+            s.instances = tuple(x for x in s.instances if x in s.chain)
+            for x in gone:
+                self.agent.selector.release(x)
         self._forget(s.sid)
         self.agent.metrics["reconf.completed"] += 1
         out.append(Notify("reconfigured", f"{s.session}: rid {a.extra['rid']}", s.sid))
