@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dysco.runtime.core import _control_messages as cw
 from dysco.runtime.core import _syn_payload as wire
-from dysco.runtime.core._events import Action, Notify, Table
+from dysco.runtime.core._events import Action, Modify, Notify, Table
 from dysco.runtime.core._fsm import SessionState
 from dysco.runtime.core._messenger import Pending
 from dysco.runtime.core._session import Session
@@ -132,6 +132,8 @@ class DelegatePhase(Base):
             if s is not None and d.left in s.chain and d.right in s.chain:
                 c = s.chain  # the part up to the delegate, its new hops, the rest from the right anchor on
                 s.chain = c[: c.index(d.left) + 1] + d.hops + c[c.index(d.right) :]
+                for m, _ in s.mappings.values():  # the entries' notes carry the chain (adoption)
+                    out.append(Modify(m))
             self.agent.metrics["reconf.delegate_done"] += 1
             out.append(Notify("reconfigured", f"{name}: rid {msg.rid} {where}", sid))
         else:
