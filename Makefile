@@ -18,6 +18,8 @@ SHSTAMP := $(SHVENV)/.installed
 DEBS    := libpcap0.8 cpp iproute2 ethtool iptables conntrack iperf3 haproxy openssl \
            clang-16 llvm-16 libbpf-dev bpftool libgc1 libboost-iostreams1.74.0 libprotobuf32
 PYTEST_ARGS ?=
+# rounds of tests/e2e/test_chaos.py in `make soak` (`make test` runs 6)
+CHAOS_ROUNDS ?= 40
 
 .PHONY: all demo test lint typecheck unit ptf soak bench setup p4rtsh debs lock clean
 
@@ -91,6 +93,7 @@ bench: setup
 FUZZ_SECONDS ?= 120
 soak: setup p4rtsh
 	$(BIN)/pytest -q --hypothesis-profile=soak $(PYTEST_ARGS)
+	DYSCO_CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(BIN)/pytest -q -s tests/e2e/test_chaos.py
 	mkdir -p out/fuzz
 	$(BIN)/python tests/security/fuzz_decoders.py -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=out/fuzz/
 

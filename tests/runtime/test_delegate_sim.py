@@ -77,3 +77,28 @@ def test_a_delegation_that_cannot_be_honoured_fails_at_the_client(dysco_program:
     failed = [n for n in ch.notes if n.event == "reconfigure_failed"]
     assert len(failed) == 1 and "refused (BUSY)" in failed[0].message, failed
     assert ch.agent.rc.delegated == {} and mb0.agent.rc.delegates == {}
+
+
+def test_a_middlebox_that_anchored_an_edit_restarts_and_keeps_the_session(dysco_program: Program) -> None:
+    """The middlebox in front of the edit anchors it, so its session's chain changes; every one of
+    its entries carries the new chain, and its agent, restarted afterwards, adopts the session."""
+    w, client, server = chain_world(dysco_program, 2)
+    data = bytes(range(256)) * 1200
+    conn = client.connect(ip_int(SERVER), 80, data)
+    w.sim.run_for(10 * MS)
+    ch, mb0 = w.hosts["client"], w.hosts["mb0"]
+    assert ch.agent is not None and mb0.agent is not None
+    (sid,) = ch.agent.sessions
+    ch.execute(ch.agent.delegate_reconfiguration(w.sim.now, sid, mb0.address, ip_int(SERVER), []))
+    w.sim.run_for(20 * MS)
+    assert [n.event for n in ch.notes if n.event.startswith("reconfigure")][-1] == "reconfigured"
+    (before,) = mb0.agent.sessions.values()
+    assert before.chain == (ip_int(SERVER),)
+    again = mb0.restart_agent()
+    assert again.metrics["sessions.adopted"] == 1, dict(again.metrics)
+    (after,) = again.sessions.values()
+    assert after.chain == before.chain
+    w.sim.run_for(LINGER)
+    assert conn.done and not conn.reset and bytes(conn.received) == respond(data)
+    assert [bytes(c.received) for c in server.conns.values()] == [data]
+    check_clean(w)

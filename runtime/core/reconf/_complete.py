@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from dysco.runtime.core import _control_messages as cw
 from dysco.runtime.core import _packet as pk
-from dysco.runtime.core._events import Action, Notify, Table
+from dysco.runtime.core._events import Action, Install, Modify, Notify, Table
 from dysco.runtime.core._fsm import SubsessionState
 from dysco.runtime.core._messenger import Pending
 from dysco.runtime.core._session import Direction, Session, Subsession
@@ -53,6 +53,12 @@ class CompletionPhase(Base):
             s.instances = tuple(x for x in s.instances if x in s.chain)
             for x in gone:
                 self.agent.selector.release(x)
+            # every entry's note carries the chain: a middle left anchor's entries toward its left
+            # were not rewritten above, and an adoption refuses a session whose notes differ
+            touched = {(x.mapping.table, x.mapping.key) for x in out if isinstance(x, Install | Modify)}
+            for key, (m, _) in s.mappings.items():
+                if key not in touched:
+                    out.append(Modify(m))
         self._forget(s.sid)
         self.agent.metrics["reconf.completed"] += 1
         out.append(Notify("reconfigured", f"{s.session}: rid {a.extra['rid']}", s.sid))
