@@ -215,6 +215,8 @@ def test_every_edit_asked_at_the_client_whatever_stays_on_the_chain(
     new path through the firewall that stays, which holds the session already."""
     tb, t = testbed, transfers
     session = t.five_tuple(9006)
+    counted = ("reconf.completed", "reconf.delegate_done")
+    before = {name: _core(tb, name, counted) for name in ("client", "fw1", "fw2")}
     code, ins = reconfigure(tb, session, "--insert", SCRUB, "--at", 1)
     assert (code, ins["outcome"], ins["chain"], ins["left"]) == (
         0,
@@ -238,14 +240,18 @@ def test_every_edit_asked_at_the_client_whatever_stays_on_the_chain(
     t.check()
     after = rx_bytes(tb, "scrub") - gone
     assert after < MB // 4, f"{after} bytes reached the scrubber after it left the path"
-    metrics = {}
-    for name in ("client", "fw1", "fw2"):
-        status = ctl(tb, name, "status")
-        assert isinstance(status, dict)
-        metrics[name] = {k: status["core"].get(k, 0) for k in ("reconf.completed", "reconf.delegate_done")}
+    metrics = {
+        name: {k: n - before[name][k] for k, n in _core(tb, name, counted).items()} for name in before
+    }  # what this test's edits added (the testbed serves the module's tests)
     assert metrics == {
         "client": {"reconf.completed": 1, "reconf.delegate_done": 2},  # it anchored the replace
         "fw1": {"reconf.completed": 1, "reconf.delegate_done": 0},  # the insert
         "fw2": {"reconf.completed": 1, "reconf.delegate_done": 0},  # the delete
     }, metrics
     closed_everywhere(tb, {name: [session] for name in ("client", "fw1", "fw2", "scrub", "server")})
+
+
+def _core(tb: Testbed, name: str, keys: tuple[str, ...]) -> dict[str, int]:
+    status = ctl(tb, name, "status")
+    assert isinstance(status, dict)
+    return {k: int(status["core"].get(k, 0)) for k in keys}
