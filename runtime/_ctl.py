@@ -158,6 +158,20 @@ def register(subparsers: Any) -> None:
     s.add_argument("--timeout", type=float, default=RECONFIGURE_TIMEOUT_S, metavar="SECONDS")
     s.set_defaults(handler=splice_main)
 
+    lv = sub.add_parser(
+        "leave",
+        parents=[common],
+        help="the middlebox on this host steps out of a live session",
+        description="Ask this host's agent to take its middlebox out of SESSION: the agent on its "
+        "left reconnects the session to the agent on its right (a rightRequest), the session goes "
+        "on without this host. Exit status 0 once the old path through this host is gone.",
+        epilog="example:\n  dysco ctl leave '10.0.1.2:41000->10.0.3.2:80' --mgmt /tmp/dr-fw1.sock",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    lv.add_argument("session", metavar="SESSION", help="an id or SRC:SPORT->DST:DPORT (dysco ctl sessions)")
+    lv.add_argument("--timeout", type=float, default=RECONFIGURE_TIMEOUT_S, metavar="SECONDS")
+    lv.set_defaults(handler=leave_main)
+
     p = sub.add_parser(
         "policies",
         parents=[common],
@@ -502,6 +516,26 @@ def _run(mgmt: str, jobs: list[Job], timeout: float, parallel: int) -> Iterator[
         futures = {pool.submit(one, job): job for job in jobs}
         for f in as_completed(futures):
             yield futures[f], f.result()
+
+
+# ---- leave -------------------------------------------------------------------------------------
+
+
+def leave_main(args: argparse.Namespace) -> int:
+    if not 0 < args.timeout <= 600:
+        raise UserError(f"--timeout {args.timeout:g}: between 0 and 600 seconds")
+    rows = request(args.mgmt, "sessions")
+    assert isinstance(rows, list)
+    row = _find(rows, args.session)
+    answer = {"session": row["id"], "timeout": args.timeout}
+    result = request(args.mgmt, "leave", answer, timeout=args.timeout + ANSWER_MARGIN_S)
+    assert isinstance(result, dict)
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        head = f"session {row['id']} {tuple_text(row['five_tuple'])}: {result['outcome']}"
+        print(f"{head} in {result['seconds']:g}s" if result["ok"] else f"{head}: {result['message']}")
+    return 0 if result["ok"] else 1
 
 
 # ---- splice ------------------------------------------------------------------------------------

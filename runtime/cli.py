@@ -263,6 +263,7 @@ async def serve(settings: Any, mgmt: str) -> None:
             "events": service.events,
             "reconfigure": service.reconfigure,
             "splice": service.splice,
+            "leave": service.leave,
             "policies_reload": service.reload_policies,
         },
     )

@@ -516,6 +516,8 @@ class AgentService(Management):
             self._outcome(n)
         if self._splices:
             self._splice_outcome(n)
+        if self._leaves:
+            self._leave_outcome(n)
         if n.error:
             self._error(n.event, n.message)
             self.log.warning("%s: %s", n.event, n.message)

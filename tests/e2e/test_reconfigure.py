@@ -255,3 +255,31 @@ def _core(tb: Testbed, name: str, keys: tuple[str, ...]) -> dict[str, int]:
     status = ctl(tb, name, "status")
     assert isinstance(status, dict)
     return {k: int(status["core"].get(k, 0)) for k in keys}
+
+
+@pytest.mark.parametrize("transfers", [[9008]], indirect=True)
+def test_a_middlebox_leaves_a_live_session_at_its_own_request(testbed: Testbed, transfers: Transfers) -> None:
+    """``dysco ctl leave`` at the firewall's agent: the client's agent reconnects the session to
+    the server (a rightRequest), and the firewall sees none of its segments after that."""
+    tb, t = testbed, transfers
+    session = t.five_tuple(9008)
+    mgmt = tb.plan.mgmt(tb.plan.host("fw1"))
+    argv = [sys.executable, "-m", "dysco", "ctl", "leave", session, "--mgmt", mgmt, "--json"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=WAIT_S, check=False)
+    answer = json.loads(out.stdout)
+    assert (out.returncode, answer["outcome"]) == (0, "left"), (answer, out.stderr)
+    assert any(n.startswith("right_request_accepted") for n in answer["notes"]), answer
+    rows = ctl(tb, "client", "sessions")
+    assert isinstance(rows, list)
+    assert [r["chain"] for r in rows if r["five_tuple"]["dport"] == 9008] == [[SERVER]], rows
+    fw1_then = accepted(tb, "fw1")
+    t.still_running()
+    t.check()
+    left = accepted(tb, "fw1") - fw1_then
+    assert left < 200, f"the firewall still passed {left} packets after it left"
+    closed_everywhere(tb, {name: [session] for name in ("client", "fw1", "server")})
+    # a session it is not on: refused before anything is sent
+    bad = subprocess.run(
+        [*argv[:5], "10.0.1.2:1->10.0.3.2:2", *argv[6:]], capture_output=True, text=True, timeout=WAIT_S
+    )
+    assert bad.returncode == 2 and "no session" in bad.stderr, bad
