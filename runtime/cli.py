@@ -20,12 +20,13 @@ from dysco.runtime._mgmt import DEFAULT_SOCKET, ManagementServer
 from dysco.runtime.core import STATE_HOOKS
 
 READY_LINE = "dysco agent: ready ({name}, P4Runtime {p4runtime}, management {mgmt})"
+METRICS_LINE = "dysco agent: metrics on"
 
 _AGENT_EPILOG = """\
 example:
   dysco switch --no-p4 -i 1@nic-host -i 2@nic-net -- --cpu-port 255 --grpc-server-addr 127.0.0.1:9559
   dysco agent --p4runtime 127.0.0.1:9559 --address 10.0.1.2 --policies examples/chain.dysco \\
-      --p4 p4src/dysco.p4 --mgmt /tmp/dysco-client.sock
+      --p4 p4src/dysco.p4 --mgmt /tmp/dysco-client.sock --metrics 127.0.0.1:9100
 
 The agent pushes the pipeline (--p4, or --p4info with --device-config for bmv2), writes the
 classifier compiled from --policies, and serves until SIGINT or SIGTERM.  Once it is primary
@@ -123,6 +124,12 @@ def register(subparsers: Any) -> None:
         default="",
         metavar="NAME",
         help="the network namespace the middlebox application runs in (default: the agent's)",
+    )
+    a.add_argument(
+        "--metrics",
+        metavar="ADDR:PORT",
+        help="serve Prometheus metrics at http://ADDR:PORT/metrics (port 0: any free port; "
+        "docs/operations.md lists them)",
     )
     a.set_defaults(handler=agent_main)
 
@@ -250,8 +257,8 @@ def _client_tls(args: argparse.Namespace) -> Any:
     return ClientTls(ca, read(args.p4runtime_cert), read(args.p4runtime_key))
 
 
-async def serve(settings: Any, mgmt: str) -> None:
-    """Run the agent and its management socket until SIGINT or SIGTERM."""
+async def serve(settings: Any, mgmt: str, metrics: str | None = None) -> None:
+    """Run the agent and its management socket (and its metrics endpoint) until SIGINT or SIGTERM."""
     from dysco.runtime.p4rt import AgentService
 
     service = AgentService(settings)
@@ -287,6 +294,7 @@ async def serve(settings: Any, mgmt: str) -> None:
 
     loop.add_signal_handler(signal.SIGHUP, hup)
     await server.start()
+    exporter = _metrics(service, server, metrics) if metrics else None
     try:
         async with asyncio.TaskGroup() as tg:
             run = tg.create_task(service.run(), name=f"{settings.config.name}-service")
@@ -304,9 +312,26 @@ async def serve(settings: Any, mgmt: str) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await server.close()
+        if exporter is not None:
+            exporter.close()
+
+
+def _metrics(service: Any, server: ManagementServer, address: str) -> Any:
+    """The metrics endpoint of ``--metrics``, serving from now on (:mod:`dysco.runtime.p4rt._metrics`)."""
+    from dysco import metrics
+    from dysco.runtime.p4rt._metrics import AgentCollector
+
+    collector = AgentCollector(service, asyncio.get_running_loop(), lambda: server.counters)
+    exporter = metrics.serve(address, collector)
+    print(f"{METRICS_LINE} http://{exporter.address}/metrics", flush=True)
+    return exporter
 
 
 def agent_main(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    asyncio.run(serve(settings, args.mgmt))
+    if args.metrics:
+        from dysco.metrics import parse_address
+
+        parse_address(args.metrics)  # a bad flag is refused before anything starts
+    asyncio.run(serve(settings, args.mgmt, args.metrics))
     return 0
