@@ -161,9 +161,13 @@ class AgentService(Management):
         path = args.get("file") or self.settings.policies_file
         if not isinstance(path, str) or not path:
             raise _policies.no_file()
+        text = args.get("text")  # the policies themselves (from etcd), ``file`` naming them
         # in a thread: 10,000 policies take about a second, and packet-ins keep being served;
         # a bad file is refused whole, nothing changed
-        compiled = await asyncio.to_thread(_policies.compile_file, path, self.nic)
+        if isinstance(text, str):
+            compiled = await asyncio.to_thread(_policies.compile_source, text, path, self.nic)
+        else:
+            compiled = await asyncio.to_thread(_policies.compile_file, path, self.nic)
         conn = self.connection
         if conn is None:
             raise UserError("not connected to the NIC; try again when the agent is ready")

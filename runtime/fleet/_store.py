@@ -1,0 +1,151 @@
+"""The connection to etcd: aetcd (asyncio, gRPC) behind a few typed calls, and its failures as
+two errors of ours: :class:`Unavailable` (etcd cannot be reached or answered wrong: try again
+later) and :class:`Compacted` (a watch asked for history etcd no longer keeps: read afresh).
+
+``--etcd URL`` is ``http://HOST:PORT`` (one member; the agent reconnects to it).
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import aetcd
+
+from dysco.errors import DyscoError, UserError
+
+RPC_TIMEOUT_S = 2
+"""Every request to etcd (a watch excepted) fails after this long."""
+
+
+class Unavailable(DyscoError):
+    """etcd could not be reached, or the request failed there."""
+
+
+class Compacted(DyscoError):
+    """A watch started below etcd's compaction revision."""
+
+    def __init__(self, revision: int) -> None:
+        super().__init__(f"etcd compacted its history up to revision {revision}")
+        self.revision = revision
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def parse_url(url: str, flag: str = "--etcd") -> Endpoint:
+    """``http://HOST:PORT`` (the port defaults to 2379)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
+        raise UserError(f"{flag} {url!r}: expected http://HOST:PORT, e.g. http://127.0.0.1:2379")
+    try:
+        port = parts.port or 2379
+    except ValueError:
+        raise UserError(f"{flag} {url!r}: bad port") from None
+    return Endpoint(parts.hostname, port)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A key's value and the revision that last changed it."""
+
+    key: bytes
+    value: bytes
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One event of a watch: ``value`` None for a deletion."""
+
+    key: bytes
+    value: bytes | None
+    revision: int
+
+
+class Store:
+    """One connection to etcd; ``async with Store(endpoint) as store``."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self._client: Any = aetcd.Client(host=endpoint.host, port=endpoint.port, timeout=RPC_TIMEOUT_S)
+
+    async def __aenter__(self) -> Store:
+        try:
+            await self._client.connect()
+            await self._client.get(b"/")  # the channel connects lazily: fail here, not later
+        except aetcd.ClientError as exc:
+            await self._client.close()
+            raise Unavailable(f"etcd at {self.endpoint}: {_reason(exc)}") from None
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._client.close()
+
+    async def get_prefix(self, prefix: bytes) -> tuple[int, list[Entry]]:
+        """The store's revision and every key under ``prefix``."""
+        r = await self._call("get_prefix", prefix)
+        return int(r.header.revision), [Entry(kv.key, kv.value, kv.mod_revision) for kv in r.kvs]
+
+    async def get(self, key: bytes) -> Entry | None:
+        r = await self._call("get", key)
+        return None if r is None else Entry(key, r.value, r.mod_revision)
+
+    async def put(self, key: bytes, value: bytes, lease: int | None = None) -> int:
+        """The revision of the write."""
+        r = await self._call("put", key, value, lease=lease)
+        return int(r.header.revision)
+
+    async def delete(self, key: bytes) -> bool:
+        r = await self._call("delete", key)
+        return r is not None
+
+    async def compact(self, revision: int) -> None:
+        """Drop the history before ``revision`` (watches from earlier fail: :class:`Compacted`)."""
+        await self._call("compact", revision)
+
+    async def grant(self, ttl: int) -> int:
+        """A new lease of ``ttl`` seconds; its id."""
+        lease = await self._call("lease", ttl)
+        return int(lease.id)
+
+    async def keep_alive(self, lease: int) -> int:
+        """Refresh ``lease``; its remaining TTL (0 or less: it has expired)."""
+        reply = await self._call("refresh_lease", lease)
+        return int(reply.TTL) if reply is not None else 0
+
+    async def watch_prefix(self, prefix: bytes, start: int) -> AsyncIterator[Change]:
+        """The changes under ``prefix`` from revision ``start`` on, until the connection fails
+        (:class:`Unavailable`) or etcd no longer has ``start`` (:class:`Compacted`)."""
+        try:
+            watch = await self._client.watch_prefix(prefix, start_revision=start)
+            async for event in watch:
+                kv = event.kv
+                deleted = event.kind == aetcd.EventKind.DELETE
+                yield Change(kv.key, None if deleted else kv.value, kv.mod_revision)
+        except aetcd.RevisionCompactedError as exc:
+            raise Compacted(int(exc.compacted_revision)) from None
+        except aetcd.ClientError as exc:
+            raise Unavailable(f"etcd at {self.endpoint}: watch: {_reason(exc)}") from None
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await getattr(self._client, method)(*args, **kwargs)
+        except aetcd.ClientError as exc:
+            raise Unavailable(f"etcd at {self.endpoint}: {method}: {_reason(exc)}") from None
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.split("; last error: ")[-1]
