@@ -148,6 +148,9 @@ def register(subparsers: Any) -> None:
     a.set_defaults(handler=agent_main)
 
     ctl.register(subparsers)
+    from dysco.runtime.fleet import _cli as fleet_cli
+
+    fleet_cli.register(subparsers)
 
 
 # ---- dysco agent -------------------------------------------------------------------------------
@@ -326,11 +329,12 @@ async def serve(settings: Any, mgmt: str, metrics: str | None = None, fleet: Any
                 print(READY_LINE.format(name=name, p4runtime=p4rt, mgmt=mgmt), flush=True)
 
             ready = tg.create_task(announce(), name=f"{settings.config.name}-announce")
+            tasks = [run, ready]
             if member is not None:
-                tg.create_task(member.run(), name=f"{settings.config.name}-fleet")
+                tasks.append(tg.create_task(member.run(), name=f"{settings.config.name}-fleet"))
             await stop.wait()
-            run.cancel()
-            ready.cancel()
+            for task in tasks:
+                task.cancel()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)

@@ -4,6 +4,7 @@ directory, client and peer URLs on loopback, stopped with SIGTERM on exit like e
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 
@@ -53,3 +54,24 @@ class EtcdProcess(Process):
     def again(self) -> EtcdProcess:
         """A new process of the same member (after this one stopped), its log appended."""
         return EtcdProcess(self.data, *self.ports, log=self.log_path, append=True)
+
+
+def start_etcd(data: Path, ports: tuple[int, int], log: Path, keys: dict[str, str]) -> EtcdProcess:
+    """A new etcd on ``data`` (emptied first) with ``keys`` (under /dysco/) written."""
+    from dysco.runtime.fleet import Layout, Store, parse_url
+
+    shutil.rmtree(data, ignore_errors=True)
+    etcd = EtcdProcess(data, *ports, log=log)
+    etcd.__enter__()
+
+    async def put() -> None:
+        async with Store(parse_url(etcd.url)) as store:
+            for key, text in keys.items():
+                await store.put(Layout().key(key), text.encode())
+
+    try:
+        asyncio.run(put())
+    except BaseException:
+        etcd.__exit__()
+        raise
+    return etcd
