@@ -395,9 +395,19 @@ def _fleet_agent(service: Any, settings: Any) -> Any:
     def sessions() -> int:
         return len(service.agent.sessions)
 
+    async def execute(cmd: Any) -> Any:
+        """A fleet command on the sessions this agent anchors on the left."""
+        from dysco.runtime.fleet._commands import carry_out
+
+        outcome = await carry_out(
+            cmd, settings.name, settings.address, service.sessions(), service.reconfigure
+        )
+        print(f"dysco agent: etcd: command {cmd.id} ({cmd}): {outcome.moved} moved, "
+              f"{outcome.failed} failed, {outcome.skipped} skipped", flush=True)  # fmt: skip
+        return outcome
+
     log = prefixed("dysco.runtime.fleet", settings.name, "fleet")
-    member = FleetAgent(settings, apply, sessions, log)
-    return member
+    return FleetAgent(settings, apply, sessions, log, execute)
 
 
 def agent_main(args: argparse.Namespace) -> int:

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from prometheus_client.core import Metric
 
 from dysco import metrics as m
-from dysco.errors import UserError
+from dysco.errors import DyscoError, UserError
+from dysco.runtime.fleet._commands import Command, Outcome
 from dysco.runtime.fleet._layout import Layout, Refusal, Registration, Report
 from dysco.runtime.fleet._store import Compacted, Endpoint, Store, Unavailable
 
@@ -37,6 +38,8 @@ REPORT_EVERY_S = 2.0
 
 Apply = Callable[[str, str], Awaitable[object]]
 """Put a policy text in force (text, its name for messages); raises UserError to refuse it."""
+Execute = Callable[[Command], Awaitable[Outcome]]
+"""Carry a fleet command out on this agent's sessions."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +70,11 @@ class FleetAgent:
         apply: Apply,
         sessions: Callable[[], int],
         log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+        execute: Execute | None = None,
     ) -> None:
         self.settings = settings
         self._apply = apply
+        self._execute = execute
         self._sessions = sessions
         self.log = log
         self.scopes = settings.layout.scopes_of(settings.name, settings.group)
@@ -88,6 +93,13 @@ class FleetAgent:
         self._wake = asyncio.Event()
         self._compacted = False
         """etcd no longer has the history after :attr:`revision`: read the keys whole."""
+        self._commands_seen = 0
+        """The revision of the last change under ``commands/`` seen (its watch's own cursor)."""
+        self._queue: asyncio.Queue[Command] = asyncio.Queue()
+        """Commands claimed, waiting to be carried out."""
+        self._unsent: dict[bytes, bytes] = {}
+        """Outcomes not written yet (etcd was away when they were ready)."""
+        self._store: Store | None = None
 
     # ---- what the agent reports -------------------------------------------------------------
 
@@ -121,7 +133,13 @@ class FleetAgent:
     # ---- the connection loop ----------------------------------------------------------------
 
     async def run(self) -> None:
-        """Serve the fleet until cancelled, reconnecting with a throttled backoff."""
+        """Serve the fleet until cancelled: the connections (reconnecting with a throttled
+        backoff) and the commands they bring, which are carried out whether etcd stays or not."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._commander(), name=f"{self.settings.name}-fleet-commands")
+            tg.create_task(self._connections(), name=f"{self.settings.name}-fleet-connections")
+
+    async def _connections(self) -> None:
         backoff = BACKOFF_MIN_S
         while True:
             try:
@@ -137,6 +155,7 @@ class FleetAgent:
                 backoff = BACKOFF_MIN_S  # compaction: read again at once
                 continue
             finally:
+                self._store = None
                 await self._set_connected(False)
             await asyncio.sleep(backoff)  # throttles reconnection, not a synchronisation
             backoff = min(backoff * 2, BACKOFF_MAX_S)
@@ -149,6 +168,8 @@ class FleetAgent:
             await self._read(store)
         start = self.revision + 1
         lease = await self._register(store)
+        self._store = store
+        await self._flush()
         await self._set_connected(True)
         self.last_error = ""
         self.log.info("etcd: connected to %s, watching from revision %d", s.endpoint, start)
@@ -158,6 +179,9 @@ class FleetAgent:
                 tg.create_task(self._keep_lease(store, lease), name=f"{s.name}-fleet-lease")
                 tg.create_task(self._applier(store), name=f"{s.name}-fleet-apply")
                 tg.create_task(self._watch(store, start), name=f"{s.name}-fleet-watch")
+                if self._execute is not None:
+                    since = self._commands_seen + 1
+                    tg.create_task(self._watch_commands(store, since), name=f"{s.name}-fleet-cmd-watch")
         except* Compacted as group:
             self.counters["etcd.compacted"] += 1
             self.log.warning("etcd: %s: reading the keys again", group.exceptions[0])
@@ -173,6 +197,11 @@ class FleetAgent:
         self._compacted = False
         self.counters["etcd.full_reads"] += 1
         self._wake.set()
+        if self._execute is not None:  # commands still open (each agent takes one at most once)
+            since, commands = await store.get_prefix(self.settings.layout.commands)
+            for e in commands:
+                await self._take(store, e.value)
+            self._commands_seen = since
 
     async def _register(self, store: Store) -> int:
         s = self.settings
@@ -210,6 +239,59 @@ class FleetAgent:
                 )
             self._wake.set()
         raise Unavailable("etcd ended the watch")
+
+    # ---- commands ----------------------------------------------------------------------------
+
+    async def _watch_commands(self, store: Store, start: int) -> None:
+        async for change in store.watch_prefix(self.settings.layout.commands, start):
+            self._commands_seen = max(self._commands_seen, change.revision)
+            if change.value is not None:
+                await self._take(store, change.value)
+        raise Unavailable("etcd ended the watch")
+
+    async def _take(self, store: Store, value: bytes) -> None:
+        """Claim a command for this agent (once: see :mod:`._commands`) and queue it."""
+        try:
+            cmd = Command.decode(value)
+        except (UserError, TypeError):
+            self.counters["commands.unreadable"] += 1
+            return
+        if cmd.expires and time.time() > cmd.expires:
+            self.counters["commands.expired"] += 1
+            return
+        name = self.settings.name
+        if not await store.create(self.settings.layout.result(cmd.id, name), Outcome(name).encode()):
+            self.counters["commands.taken_before"] += 1
+            return
+        self.counters["commands.claimed"] += 1
+        self.log.info("etcd: command %s: %s", cmd.id, cmd)
+        self._queue.put_nowait(cmd)
+
+    async def _commander(self) -> None:
+        assert self._execute is not None or self._queue.empty()
+        while True:
+            cmd = await self._queue.get()
+            assert self._execute is not None
+            try:
+                outcome = await self._execute(cmd)
+            except DyscoError as exc:
+                outcome = Outcome(self.settings.name, "done", errors=[f"refused: {exc}"])
+            self.counters["commands.done"] += 1
+            self._unsent[self.settings.layout.result(cmd.id, self.settings.name)] = outcome.encode()
+            await self._flush()
+            await self._changed()
+
+    async def _flush(self) -> None:
+        """Write the outcomes not written yet, while connected (else on the next connection)."""
+        store = self._store
+        for key, value in list(self._unsent.items()):
+            if store is None:
+                return
+            try:
+                await store.put(key, value)
+            except Unavailable:
+                return
+            del self._unsent[key]
 
     # ---- putting sets in force --------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""``dysco fleet``: the operator's side of the fleet on etcd (docs/fleet.md).
+"""``dysco fleet``: the operator's side of the fleet on etcd (docs/fleet.md); the commands that
+change sessions (replace, insert, delete) are in :mod:`._issue`.
 
 * ``dysco fleet policies put FILE [--scope all|group:G|agent:N]``: the file (checked here first)
   becomes the scope's policy set; the command then waits until every registered agent that
@@ -16,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dysco.runtime.fleet._issue import add_commands
 from dysco.runtime.fleet._layout import Layout, Registration, Report, parse_scope
 
 if TYPE_CHECKING:  # the store (aetcd, grpc) is imported when a command runs, not for --help
@@ -30,6 +32,7 @@ examples:
   # policies/group/web@57: in force at 2 of 2 agents (client, client2) in 0.21s
   dysco fleet status --etcd http://127.0.0.1:2379
   dysco fleet status --json
+  dysco fleet replace 10.0.2.2 10.0.4.2       # every agent moves its sessions off 10.0.2.2
 
 A set is checked here before it is written; each agent compiles it again and refuses it if its
 NIC cannot take it (the refusal is in `dysco fleet status`).  See docs/fleet.md.
@@ -39,7 +42,7 @@ NIC cannot take it (the refusal is in `dysco fleet status`).  See docs/fleet.md.
 def register(subparsers: Any) -> None:
     f: argparse.ArgumentParser = subparsers.add_parser(
         "fleet",
-        help="steer and watch a fleet of agents through etcd (policies, status)",
+        help="steer and watch a fleet of agents through etcd (policies, replace, insert, delete, status)",
         description="The fleet's shared state in etcd: policy sets by scope, and what every agent "
         "has in force.",
         epilog=_EPILOG,
@@ -78,6 +81,8 @@ def register(subparsers: Any) -> None:
     )
     put.add_argument("--json", action="store_true", help="print the summary as JSON")
     put.set_defaults(handler=policies_put_main)
+
+    add_commands(what, common)
 
     st = what.add_parser(
         "status",

@@ -7,6 +7,8 @@
     policies/agent/NAME          ... for the agent NAME
     agents/NAME                  NAME's registration (JSON), under a lease: gone when NAME is
     status/NAME                  NAME's last report (JSON): the policy in force, a refusal, sessions
+    commands/ID                  a fleet command (JSON, :mod:`._commands`)
+    results/ID/NAME              NAME's outcome of command ID (JSON)
 
 An agent puts in force the most specific policy set that exists for it (agent, else group, else
 all; none: no policies).  Values are UTF-8; registrations and reports are JSON objects whose
@@ -81,6 +83,19 @@ class Layout:
     def statuses(self) -> bytes:
         return self.key("status", "")
 
+    def command(self, ident: str) -> bytes:
+        return self.key("commands", ident)
+
+    @property
+    def commands(self) -> bytes:
+        return self.key("commands", "")
+
+    def result(self, ident: str, name: str) -> bytes:
+        return self.key("results", ident, name)
+
+    def results(self, ident: str) -> bytes:
+        return self.key("results", ident, "")
+
     def name_of(self, key: bytes, folder: bytes) -> str:
         """NAME of ``FOLDER/NAME``."""
         return key[len(folder) :].decode()
@@ -125,7 +140,7 @@ class Registration:
 
     @classmethod
     def decode(cls, data: bytes) -> Registration:
-        return cls(**_fields(cls, data))
+        return cls(**json_fields(cls, data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,14 +172,14 @@ class Report:
 
     @classmethod
     def decode(cls, data: bytes) -> Report:
-        raw = _fields(cls, data)
+        raw = json_fields(cls, data)
         refused = raw.get("refused")
         if isinstance(refused, dict):
             raw["refused"] = Refusal(**refused)
         return cls(**raw)
 
 
-def _fields(cls: type, data: bytes) -> dict[str, Any]:
+def json_fields(cls: type, data: bytes) -> dict[str, Any]:
     try:
         raw = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -7,6 +7,8 @@ later) and :class:`Compacted` (a watch asked for history etcd no longer keeps: r
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,6 +21,9 @@ from dysco.errors import DyscoError, UserError
 
 RPC_TIMEOUT_S = 2
 """Every request to etcd (a watch excepted) fails after this long."""
+CHANNEL_OPTIONS = {"grpc.use_local_subchannel_pool": 1, "grpc.initial_reconnect_backoff_ms": 100}
+"""gRPC shares connections (and their reconnection backoff) between channels to the same
+address: a new connection after etcd came back would fail at once with the old error."""
 
 
 class Unavailable(DyscoError):
@@ -77,21 +82,30 @@ class Store:
 
     def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
-        self._client: Any = aetcd.Client(host=endpoint.host, port=endpoint.port, timeout=RPC_TIMEOUT_S)
+        self._client: Any = aetcd.Client(
+            host=endpoint.host, port=endpoint.port, timeout=RPC_TIMEOUT_S, options=CHANNEL_OPTIONS
+        )
 
     async def __aenter__(self) -> Store:
         try:
             await self._client.connect()
             await self._client.get(b"/")  # the channel connects lazily: fail here, not later
         except aetcd.ClientError as exc:
-            await self._client.close()
+            await self.close()
             raise Unavailable(f"etcd at {self.endpoint}: {_reason(exc)}") from None
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self._client.close()
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the channel; a close that does not finish in time is abandoned (the process
+        goes on without that connection)."""
+        with contextlib.suppress(TimeoutError, aetcd.ClientError):
+            async with asyncio.timeout(RPC_TIMEOUT_S):
+                await self._client.close()
 
     async def get_prefix(self, prefix: bytes) -> tuple[int, list[Entry]]:
         """The store's revision and every key under ``prefix``."""
@@ -106,6 +120,17 @@ class Store:
         """The revision of the write."""
         r = await self._call("put", key, value, lease=lease)
         return int(r.header.revision)
+
+    async def create(self, key: bytes, value: bytes) -> bool:
+        """Write ``key`` only if it does not exist (a transaction): True if this call wrote it."""
+        t = self._client.transactions
+        try:
+            ok, _ = await self._client.transaction(
+                compare=[t.create(key) == 0], success=[t.put(key, value)], failure=[]
+            )
+        except aetcd.ClientError as exc:
+            raise Unavailable(f"etcd at {self.endpoint}: create: {_reason(exc)}") from None
+        return bool(ok)
 
     async def delete(self, key: bytes) -> bool:
         r = await self._call("delete", key)

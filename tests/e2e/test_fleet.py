@@ -135,3 +135,44 @@ def test_policy_write_to_in_force_at_every_agent(testbed: Testbed, tmp_path: Pat
     print(f"policies/all write -> in force at 3 agents: p50 {statistics.median(seconds):.3f}s, "
           f"max {max(seconds):.3f}s ({seconds})")  # fmt: skip
     assert max(seconds) < 5.0
+
+
+def test_fleet_replace_moves_every_live_session_off_a_firewall(testbed: Testbed, tmp_path: Path) -> None:
+    """Two sessions stream through fw1; `dysco fleet replace fw1 fw2` has every agent move the
+    sessions it anchors: the client's agent moves both, the others have none; both streams keep
+    flowing and arrive byte-exact."""
+    tb = testbed
+    back = tmp_path / "via-fw1.dysco"
+    back.write_text(f"middlebox fw {{ instances {FW1}; }}\npolicy web: tcp dst portrange 80-81 -> fw\n")
+    assert fleet_json(tb, "policies", "put", str(back), "--scope", "agent:client")["in_force"] == ["client"]
+    with (
+        Process(peer(tb, "server", "stream-server", 80), tmp_path / "s80.log", "listening") as s80,
+        Process(peer(tb, "server", "stream-server", 81), tmp_path / "s81.log", "listening") as s81,
+        Process(peer(tb, "client", "stream-client", SERVER, 80), tmp_path / "c80.log", "connected") as c80,
+        Process(peer(tb, "client", "stream-client", SERVER, 81), tmp_path / "c81.log", "connected") as c81,
+    ):
+        for c in (c80, c81):
+            c.wait_for("progress ", WAIT_S)
+        assert sorted(chains(tb).values()) == [[FW1, SERVER], [FW1, SERVER]]
+
+        out = fleet(tb, "replace", FW1, FW2, "--json")
+        assert out.returncode == 0, out.stdout + out.stderr
+        done = json.loads(out.stdout)
+        moved = {name: o["moved"] for name, o in done["agents"].items()}
+        assert moved == {"client": 2, "fw1": 0, "fw2": 0, "server": 0}, done
+        assert (done["failed"], done["no_answer"]) == (0, [])
+        print(f"fleet replace -> summary: {done['seconds']}s")
+        assert sorted(chains(tb).values()) == [[FW2, SERVER], [FW2, SERVER]]
+
+        for c in (c80, c81):  # still flowing, now through fw2
+            at = int(c.wait_for("progress ", WAIT_S).split()[1])
+            while int(c.wait_for("progress ", WAIT_S).split()[1]) < at + 1:
+                pass
+            c.send_line("stop")
+        for c, s in ((c80, s80), (c81, s81)):
+            sent = c.wait_for("client sent", WAIT_S).split()
+            got = s.wait_for("server got", WAIT_S).split()
+            assert sent[2] == got[2], "the server received other bytes than the client sent"
+            assert sent[4] == got[4], "the client received other bytes than the server sent"
+    again = fleet(tb, "replace", FW1, FW2)
+    assert again.returncode == 0 and "4 of 4 agents answered: 0 sessions moved" in again.stdout, again.stdout

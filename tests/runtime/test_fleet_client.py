@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import pytest
 
@@ -23,6 +25,7 @@ from dysco.runtime.fleet import (
     Store,
     parse_url,
 )
+from dysco.runtime.fleet._commands import Command, Outcome, new_command
 from dysco.runtime.fleet._store import Unavailable
 from dysco.testbed._etcd import EtcdProcess
 
@@ -56,9 +59,16 @@ async def start(fleet: FleetAgent) -> asyncio.Task[None]:
 
 
 async def stop(task: asyncio.Task[None]) -> None:
+    """Cancel the client; it must end within the deadline (else its tasks' stacks are shown)."""
     task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    try:
+        async with asyncio.timeout(WAIT_S):
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    except TimeoutError:
+        for t in asyncio.all_tasks():
+            t.print_stack()
+        raise
 
 
 def in_force(fleet: FleetAgent, key: bytes, revision: int) -> Callable[[], bool]:
@@ -198,3 +208,68 @@ def test_an_unreachable_etcd_is_a_clear_error() -> None:
 def test_a_bad_etcd_url_is_refused(url: str, message: str) -> None:
     with pytest.raises(UserError, match=message):
         parse_url(url)
+
+
+def test_a_command_is_carried_out_once_per_agent(etcd: EtcdProcess) -> None:
+    """Claimed in a transaction: a restarted agent (a new client reading the commands afresh)
+    does not carry a command out again; an expired or unreadable one is not taken up."""
+    done: list[str] = []
+
+    async def execute(cmd: Command) -> Outcome:
+        done.append(cmd.id)
+        return Outcome("a1", "done", sessions=2, moved=2, seconds=0.01)
+
+    async def main() -> None:
+        settings = FleetSettings(parse_url(etcd.url), "a1", "10.0.1.2", lease_ttl=2)
+
+        async def noop(text: str, source: str) -> object:
+            return {}
+
+        def agent() -> FleetAgent:
+            return FleetAgent(settings, noop, lambda: 0, logging.getLogger("test.fleet"), execute)
+
+        async with Store(parse_url(etcd.url)) as store:
+            first = agent()
+            task = await start(first)
+            cmd = new_command("replace", "10.0.2.2", "10.0.4.2")
+            expired = replace(new_command("delete", "10.0.5.2"), expires=time.time() - 1)
+            await store.put(LAYOUT.command(expired.id), expired.encode())
+            await store.put(LAYOUT.command("garbage"), b"{not json")
+            await store.put(LAYOUT.command(cmd.id), cmd.encode())
+            await first.wait_until(lambda: first.counters["commands.done"] == 1, WAIT_S)
+            entry = await store.get(LAYOUT.result(cmd.id, "a1"))
+            assert entry is not None
+            assert Outcome.decode(entry.value) == Outcome("a1", "done", sessions=2, moved=2, seconds=0.01)
+            assert first.counters["commands.expired"] == 1 and first.counters["commands.unreadable"] == 1
+            await stop(task)
+
+            again = agent()  # a restart: reads the open commands whole
+            task = await start(again)
+            try:
+                assert (
+                    again.counters["commands.taken_before"] == 1 and again.counters["commands.claimed"] == 0
+                )
+                assert done == [cmd.id]
+            finally:
+                await stop(task)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("replace", "10.0.2.2", "10.0.2.2"), "the same middlebox"),
+        (("replace", "10.0.2", "10.0.4.2"), "replace: '10.0.2' is not an IPv4 address"),
+        (("insert", "10.0.5.2"), "insert needs --match PREDICATE"),
+        (("drain", "10.0.5.2"), "unknown fleet command 'drain'"),
+    ],
+)
+def test_bad_commands_are_refused_before_anything_is_written(args: tuple[str, ...], message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        new_command(*args)
+
+
+def test_a_bad_predicate_points_into_it() -> None:
+    with pytest.raises(UserError, match="--match:1:13: unexpected '80'"):
+        new_command("insert", "10.0.5.2", match="tcp dst dts 80")
