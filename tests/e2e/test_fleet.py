@@ -176,3 +176,27 @@ def test_fleet_replace_moves_every_live_session_off_a_firewall(testbed: Testbed,
             assert sent[4] == got[4], "the client received other bytes than the server sent"
     again = fleet(tb, "replace", FW1, FW2)
     assert again.returncode == 0 and "4 of 4 agents answered: 0 sessions moved" in again.stdout, again.stdout
+
+
+def test_without_etcd_the_agents_keep_serving_and_catch_up(testbed: Testbed, tmp_path: Path) -> None:
+    """etcd stops: every agent says so and keeps its policies (a new session is set up through
+    the chain in force); etcd comes back: a set written then is in force at every agent."""
+    tb = testbed
+    assert tb.etcd is not None
+    tb.etcd.__exit__()
+    for h in tb.hosts():
+        tb.agent_of(h.name).wait_for("serving on the policies in force", WAIT_S)
+    status = ctl(tb, "client", "status")
+    assert isinstance(status, dict) and status["fleet"]["connected"] is False
+    before = created(tb, "fw1")
+    blob(tb, tmp_path, 80, 5000, 5000)  # the client's last set (put back by the replace test): fw1
+    assert created(tb, "fw1") == before + 1
+
+    tb.etcd = tb.etcd.again()
+    tb.etcd.__enter__()
+    f = tmp_path / "after.dysco"
+    f.write_text(f"middlebox scrub {{ instances {FW1}; }}\npolicy late: tcp dst port 9100 -> scrub\n")
+    done = fleet_json(tb, "policies", "put", str(f), "--timeout", "30")
+    assert sorted(done["in_force"]) == ["fw1", "fw2", "server"], done
+    status = ctl(tb, "fw1", "status")
+    assert isinstance(status, dict) and status["fleet"]["connected"] is True
