@@ -164,6 +164,11 @@ class FleetAgent:
         """One connection: read (or catch up), register, then watch, apply and keep the lease.
         Returns after a compaction (read again); raises when the connection fails."""
         s = self.settings
+        oldest = min(self.revision, self._commands_seen if self._execute is not None else self.revision) + 1
+        if self.revision and not self._compacted and not await store.history_kept(oldest):
+            self.counters["etcd.compacted"] += 1
+            self.log.warning("etcd: compacted past revision %d while away: reading the keys again", oldest)
+            self._compacted = True
         if self.revision == 0 or self._compacted:
             await self._read(store)
         start = self.revision + 1

@@ -16,6 +16,9 @@ from types import TracebackType
 from typing import Any
 
 import aetcd
+import aetcd.rpc
+import aetcd.utils
+import grpc
 
 from dysco.errors import DyscoError, UserError
 
@@ -150,19 +153,52 @@ class Store:
         reply = await self._call("refresh_lease", lease)
         return int(reply.TTL) if reply is not None else 0
 
+    async def history_kept(self, start: int) -> bool:
+        """Whether etcd still has revision ``start`` (a watch from it is not compacted away).
+        Asked before watching from an old revision: aetcd takes a compacted watch's answer only
+        after its request times out."""
+        current, _ = await self.get_prefix(b"\0")
+        if start > current:
+            return True
+        request = aetcd.rpc.RangeRequest(key=b"\0", revision=start, count_only=True)
+        try:
+            await self._client.kvstub.Range(request, timeout=RPC_TIMEOUT_S, metadata=self._client.metadata)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.OUT_OF_RANGE:  # "required revision has been compacted"
+                return False
+            raise Unavailable(f"etcd at {self.endpoint}: range at {start}: {exc.details()}") from None
+        return True
+
     async def watch_prefix(self, prefix: bytes, start: int) -> AsyncIterator[Change]:
         """The changes under ``prefix`` from revision ``start`` on, until the connection fails
-        (:class:`Unavailable`) or etcd no longer has ``start`` (:class:`Compacted`)."""
+        (:class:`Unavailable`) or etcd no longer has ``start`` (:class:`Compacted`).
+
+        One Watch RPC of its own per watch, on aetcd's channel and generated stubs: aetcd's
+        shared watcher holds a lock while it waits for room in its bounded request queue, and a
+        watch broken at the wrong moment left a task that could not be cancelled."""
+        stub = aetcd.rpc.WatchStub(self._client.channel)
+        create = aetcd.rpc.WatchCreateRequest(
+            key=prefix, range_end=aetcd.utils.prefix_range_end(prefix), start_revision=start
+        )
+        call = stub.Watch(metadata=self._client.metadata)
         try:
-            watch = await self._client.watch_prefix(prefix, start_revision=start)
-            async for event in watch:
-                kv = event.kv
-                deleted = event.kind == aetcd.EventKind.DELETE
-                yield Change(kv.key, None if deleted else kv.value, kv.mod_revision)
-        except aetcd.RevisionCompactedError as exc:
-            raise Compacted(int(exc.compacted_revision)) from None
-        except aetcd.ClientError as exc:
-            raise Unavailable(f"etcd at {self.endpoint}: watch: {_reason(exc)}") from None
+            await call.write(aetcd.rpc.WatchRequest(create_request=create))
+            while True:
+                response = await call.read()
+                if response is grpc.aio.EOF:
+                    raise Unavailable(f"etcd at {self.endpoint}: the watch ended")
+                if response.compact_revision:
+                    raise Compacted(int(response.compact_revision))
+                if response.canceled:
+                    raise Unavailable(f"etcd at {self.endpoint}: watch canceled: {response.cancel_reason}")
+                for event in response.events:
+                    kv = event.kv
+                    deleted = event.type == aetcd.rpc.Event.DELETE
+                    yield Change(kv.key, None if deleted else kv.value, kv.mod_revision)
+        except grpc.aio.AioRpcError as exc:
+            raise Unavailable(f"etcd at {self.endpoint}: watch: {exc.details() or exc.code().name}") from None
+        finally:
+            call.cancel()
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
