@@ -384,12 +384,7 @@ def _fleet_agent(service: Any, settings: Any) -> Any:
 
     async def apply(text: str, source: str) -> object:
         await service.wait_until(lambda: service.connected, APPLY_WAIT_S)  # the NIC's classifier
-        try:
-            done = await service.reload_policies({"file": source, "text": text})
-        except UserError as exc:
-            print(f"dysco agent: etcd: {source} refused: {exc}", flush=True)
-            raise
-        print(f"dysco agent: etcd: {source} in force: {json.dumps(done)}", flush=True)
+        done: object = await service.reload_policies({"file": source, "text": text})
         return done
 
     def sessions() -> int:
@@ -407,7 +402,9 @@ def _fleet_agent(service: Any, settings: Any) -> Any:
         return outcome
 
     log = prefixed("dysco.runtime.fleet", settings.name, "fleet")
-    return FleetAgent(settings, apply, sessions, log, execute)
+    return FleetAgent(
+        settings, apply, sessions, log, execute, lambda line: print(f"dysco agent: {line}", flush=True)
+    )
 
 
 def agent_main(args: argparse.Namespace) -> int:

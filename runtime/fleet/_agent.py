@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -71,10 +72,13 @@ class FleetAgent:
         sessions: Callable[[], int],
         log: logging.Logger | logging.LoggerAdapter[logging.Logger],
         execute: Execute | None = None,
+        say: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self._apply = apply
         self._execute = execute
+        self._say = say or (lambda _: None)
+        """Told one line per set put in force or refused, once it is published."""
         self._sessions = sessions
         self.log = log
         self.scopes = settings.layout.scopes_of(settings.name, settings.group)
@@ -118,14 +122,17 @@ class FleetAgent:
             "counters": dict(sorted(self.counters.items())),
         }
 
-    def _report(self) -> Report:
-        a = self.applied
+    def _report(
+        self, applied: _Set | None = None, refused: Refusal | None = None, now: bool = True
+    ) -> Report:
+        """The report of the state in force (``now``), or of ``applied`` and ``refused``."""
+        a, r = (self.applied, self.refused) if now else (applied, refused)
         return Report(
             self.settings.name,
             self.settings.address,
             a.key.decode() if a else "",
             a.revision if a else 0,
-            self.refused,
+            r,
             self._sessions(),
             round(time.time(), 3),
         )
@@ -318,34 +325,47 @@ class FleetAgent:
                 self.applied.revision,
             ):
                 if self.refused is not None:  # the refused key went: the set in force is wanted again
-                    self.refused = None
-                    await store.put(self.settings.layout.status(self.settings.name), self._report().encode())
-                    await self._changed()
+                    await self._publish(store, self.applied, None)
                 continue
             if self.refused is not None and (want.key.decode(), want.revision) == (
                 self.refused.key,
                 self.refused.revision,
             ):
                 continue  # refused already: wait for the next write
-            await self._put_in_force(want)
-            await store.put(self.settings.layout.status(self.settings.name), self._report().encode())
-            await self._changed()  # after the report: whoever waits can read it in etcd
+            applied, refused, line = await self._put_in_force(want)
+            await self._publish(store, applied, refused)
+            self._say(line)
 
-    async def _put_in_force(self, want: _Set) -> None:
+    async def _publish(self, store: Store, applied: _Set | None, refused: Refusal | None) -> None:
+        """The new state written to ``status/NAME`` first, then taken and announced: whoever
+        waits for it (:meth:`wait_until`) can read it in etcd."""
+        try:
+            report = self._report(applied, refused, now=False)
+            await store.put(self.settings.layout.status(self.settings.name), report.encode())
+        finally:
+            self.applied, self.refused = applied, refused
+            await self._changed()
+
+    async def _put_in_force(self, want: _Set) -> tuple[_Set | None, Refusal | None, str]:
+        """The set in force and the refusal after trying ``want``, and a line saying so."""
         source = f"etcd:{want.key.decode() or '(none)'}@{want.revision}"
         t0 = time.monotonic()
+        done: object = {"unchanged": True}
         try:
             if self.applied is None or want.text != self.applied.text:
-                await self._apply(want.text, source)
+                done = await self._apply(want.text, source)
         except UserError as exc:
             self.counters["policies.refused"] += 1
-            self.refused = Refusal(want.key.decode(), want.revision, str(exc))
             self.log.warning("etcd: %s refused, the policies in force stay: %s", source, exc)
-        else:
-            self.counters["policies.applied"] += 1
-            self.counters["policies.apply_ms"] += int((time.monotonic() - t0) * 1000)
-            self.applied, self.refused = want, None
-            self.log.info("etcd: %s in force", source)
+            return (
+                self.applied,
+                Refusal(want.key.decode(), want.revision, str(exc)),
+                f"etcd: {source} refused: {exc}",
+            )
+        self.counters["policies.applied"] += 1
+        self.counters["policies.apply_ms"] += int((time.monotonic() - t0) * 1000)
+        self.log.info("etcd: %s in force", source)
+        return want, None, f"etcd: {source} in force: {json.dumps(done)}"
 
     async def _set_connected(self, up: bool) -> None:
         self.connected = up
