@@ -77,6 +77,7 @@ bench: setup
 	$(BIN)/python -m bench.dataplane_pps
 	$(BIN)/python -m bench.agent_setup
 	$(BIN)/python -m bench.policy_reload
+	$(BIN)/python -m bench.fleet_fanout
 	@if [ "$$(id -u)" = 0 ]; then $(BIN)/python -m bench.punt_path && $(BIN)/python -m bench.e2e_goodput && \
 	  $(BIN)/python -m bench.reconf_time; \
 	else echo "bench.punt_path, bench.e2e_goodput, bench.reconf_time: need root (network namespaces), skipped"; fi

@@ -44,7 +44,8 @@ def _connected(f: FleetAgent) -> Callable[[], bool]:
 
 async def _run(url: str, agents: int, writes: int) -> dict[str, Any]:
     async def apply(text: str, source: str) -> object:
-        return await asyncio.to_thread(compile_text, text, source)
+        compiled = await asyncio.to_thread(compile_text, text, source)
+        return {"policies": len(compiled.source.policies)}
 
     fleet = [
         FleetAgent(

@@ -365,7 +365,7 @@ class FleetAgent:
         self.counters["policies.applied"] += 1
         self.counters["policies.apply_ms"] += int((time.monotonic() - t0) * 1000)
         self.log.info("etcd: %s in force", source)
-        return want, None, f"etcd: {source} in force: {json.dumps(done)}"
+        return want, None, f"etcd: {source} in force: {json.dumps(done, default=str)}"
 
     async def _set_connected(self, up: bool) -> None:
         self.connected = up
