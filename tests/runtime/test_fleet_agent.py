@@ -41,6 +41,11 @@ def agent_argv(switch: SwitchProcess, tmp: Path, *more: str) -> list[str]:
             *more]  # fmt: skip
 
 
+def fleet(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "dysco", "fleet", *args, "--etcd", url]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=WAIT_S, check=False)
+
+
 def wait_lines(p: Process, *texts: str) -> None:
     """Until a line with each text was printed, in any order."""
     left = set(texts)
@@ -107,6 +112,14 @@ def test_policies_come_from_etcd_and_a_bad_set_is_refused(
         s = status(tmp_path)
         assert (s["config"]["chains"], s["fleet"]["policy_revision"]) == (2, r2), "the set in force stays"
         assert s["fleet"]["refused"]["revision"] == r3
+        out = fleet(etcd.url, "status")
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.splitlines()
+        assert lines[0].endswith(": 1 agents, 1 up"), lines
+        assert lines[1].split()[:4] == ["a1", "10.0.1.2", "up", f"policies/group/web@{r2}"], lines
+        assert f"refused policies/agent/a1@{r3}: {where}" in lines[2], lines
+        [row] = json.loads(fleet(etcd.url, "status", "--json").stdout)["agents"]
+        assert (row["name"], row["up"], row["policy_revision"], row["sessions"]) == ("a1", True, r2, 0)
         samples = scrape(metrics_url)
         assert value(samples, "dysco_agent_etcd_connected") == 1
         assert value(samples, "dysco_agent_policy_revision") == r2
@@ -127,6 +140,8 @@ def test_without_etcd_the_agent_serves_its_own_file(switch: SwitchProcess, tmp_p
         assert f"etcd at {dead}: " in s["fleet"]["last_error"]
         samples = scrape(url)
         assert value(samples, "dysco_agent_etcd_connected") == 0
+        out = fleet(dead, "status")
+        assert out.returncode == 1 and f"dysco fleet: error: etcd at {dead}: " in out.stderr, out.stderr
         assert value(samples, "dysco_agent_fleet_total", counter="etcd.connection_lost") >= 1
 
 
