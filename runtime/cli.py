@@ -145,6 +145,11 @@ def register(subparsers: Any) -> None:
         "--etcd-prefix", default="/dysco/", metavar="PREFIX", help="the fleet's keys in etcd (/dysco/)"
     )
     a.add_argument("--group", default="", metavar="NAME", help="this agent's group in the fleet")
+    a.add_argument(
+        "--etcd-ca", metavar="PEM", help="etcd over TLS (https://): trust its certificate by these CAs"
+    )
+    a.add_argument("--etcd-cert", metavar="PEM", help="this agent's certificate for etcd (with --etcd-key)")
+    a.add_argument("--etcd-key", metavar="PEM", help="this agent's private key for etcd")
     a.set_defaults(handler=agent_main)
 
     ctl.register(subparsers)
@@ -362,19 +367,20 @@ def _metrics(service: Any, server: ManagementServer, address: str, member: Any) 
 def _fleet_settings(args: argparse.Namespace) -> Any:
     """The fleet settings of ``--etcd`` (None without it); bad flags refused now."""
     if args.etcd is None:
-        if args.group or args.etcd_prefix != "/dysco/":
-            raise UserError("--group and --etcd-prefix are for --etcd")
+        if args.group or args.etcd_prefix != "/dysco/" or args.etcd_ca or args.etcd_cert or args.etcd_key:
+            raise UserError("--group, --etcd-prefix and --etcd-ca/cert/key are for --etcd")
         return None
     from dysco import __version__
     from dysco.runtime.fleet import FleetSettings, Layout, parse_url
     from dysco.runtime.fleet._layout import check_name
+    from dysco.runtime.fleet._store import read_tls
 
     name = check_name(args.name or args.address, "--name")
     group = check_name(args.group, "--group") if args.group else ""
     metrics = f"http://{args.metrics}/metrics" if args.metrics else ""
-    return FleetSettings(
-        parse_url(args.etcd), name, args.address, group, Layout(args.etcd_prefix), metrics, __version__
-    )
+    tls = read_tls(args.etcd_ca, args.etcd_cert, args.etcd_key)
+    endpoint = parse_url(args.etcd, tls=tls)
+    return FleetSettings(endpoint, name, args.address, group, Layout(args.etcd_prefix), metrics, __version__)
 
 
 def _fleet_agent(service: Any, settings: Any) -> Any:

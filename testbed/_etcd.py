@@ -23,11 +23,21 @@ def etcd_binary() -> str:
     return found
 
 
-def etcd_argv(data: Path, client_port: int, peer_port: int, name: str = "dysco") -> list[str]:
-    """The command line of one member alone in its cluster, on 127.0.0.1."""
-    client, peer = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
+def etcd_argv(
+    data: Path, client_port: int, peer_port: int, name: str = "dysco", pki: Path | None = None
+) -> list[str]:
+    """The command line of one member alone in its cluster, on 127.0.0.1; with ``pki`` (a
+    directory with ca.crt, server.crt and server.key) clients speak TLS and must show a
+    certificate that CA signed."""
+    scheme = "https" if pki is not None else "http"
+    client, peer = f"{scheme}://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
+    tls = []
+    if pki is not None:
+        tls = ["--cert-file", str(pki / "server.crt"), "--key-file", str(pki / "server.key"),
+               "--trusted-ca-file", str(pki / "ca.crt"), "--client-cert-auth"]  # fmt: skip
     return [
         etcd_binary(),
+        *tls,
         "--name", name,
         "--data-dir", str(data),
         "--listen-client-urls", client,
@@ -44,16 +54,19 @@ class EtcdProcess(Process):
     stopped and started again on the same directory comes back with its keys)."""
 
     def __init__(
-        self, data: Path, client_port: int, peer_port: int, *, log: Path, append: bool = False
-    ) -> None:
-        super().__init__(etcd_argv(data, client_port, peer_port), log, ETCD_READY, name="etcd", append=append)
+        self, data: Path, client_port: int, peer_port: int, *, log: Path, append: bool = False,
+        pki: Path | None = None,
+    ) -> None:  # fmt: skip
+        argv = etcd_argv(data, client_port, peer_port, pki=pki)
+        super().__init__(argv, log, ETCD_READY, name="etcd", append=append)
         self.data = data
-        self.url = f"http://127.0.0.1:{client_port}"
+        self.pki = pki
+        self.url = f"{'https' if pki else 'http'}://127.0.0.1:{client_port}"
         self.ports = (client_port, peer_port)
 
     def again(self) -> EtcdProcess:
         """A new process of the same member (after this one stopped), its log appended."""
-        return EtcdProcess(self.data, *self.ports, log=self.log_path, append=True)
+        return EtcdProcess(self.data, *self.ports, log=self.log_path, append=True, pki=self.pki)
 
 
 def start_etcd(data: Path, ports: tuple[int, int], log: Path, keys: dict[str, str]) -> EtcdProcess:

@@ -53,6 +53,13 @@ def register(subparsers: Any) -> None:
     common.add_argument(
         "--etcd-prefix", default="/dysco/", metavar="PREFIX", help="the fleet's keys (/dysco/)"
     )
+    common.add_argument(
+        "--etcd-ca", metavar="PEM", help="etcd over TLS (https://): trust its certificate by these CAs"
+    )
+    common.add_argument(
+        "--etcd-cert", metavar="PEM", help="this client's certificate for etcd (with --etcd-key)"
+    )
+    common.add_argument("--etcd-key", metavar="PEM", help="this client's private key for etcd")
     what = f.add_subparsers(dest="fleet_command", metavar="COMMAND", required=True)
 
     pol = what.add_parser("policies", help="policy sets", epilog=_EPILOG,
@@ -92,6 +99,13 @@ def register(subparsers: Any) -> None:
     )
     st.add_argument("--json", action="store_true", help="print JSON (the shape is in docs/fleet.md)")
     st.set_defaults(handler=status_main)
+
+
+def endpoint_of(args: argparse.Namespace) -> Any:
+    """The etcd of ``--etcd`` (and ``--etcd-ca``, ``--etcd-cert``, ``--etcd-key``)."""
+    from dysco.runtime.fleet._store import parse_url, read_tls
+
+    return parse_url(args.etcd, tls=read_tls(args.etcd_ca, args.etcd_cert, args.etcd_key))
 
 
 # ---- reading the fleet ------------------------------------------------------------------------
@@ -148,12 +162,12 @@ def wanted_key(layout: Layout, member: Member, policies: dict[bytes, Entry]) -> 
 
 
 def status_main(args: argparse.Namespace) -> int:
-    from dysco.runtime.fleet._store import Store, parse_url
+    from dysco.runtime.fleet._store import Store
 
     layout = Layout(args.etcd_prefix)
 
     async def main() -> tuple[int, list[Member]]:
-        async with Store(parse_url(args.etcd)) as store:
+        async with Store(endpoint_of(args)) as store:
             revision, members, _ = await read_fleet(store, layout)
             return revision, members
 
@@ -200,9 +214,9 @@ def policies_put_main(args: argparse.Namespace) -> int:
 
 
 async def _put_and_wait(args: argparse.Namespace, layout: Layout, key: bytes, text: str) -> dict[str, Any]:
-    from dysco.runtime.fleet._store import Store, parse_url
+    from dysco.runtime.fleet._store import Store
 
-    async with Store(parse_url(args.etcd)) as store:
+    async with Store(endpoint_of(args)) as store:
         t0 = time.monotonic()
         revision = await store.put(key, text.encode())
         summary: dict[str, Any] = {"key": key.decode(), "revision": revision, "in_force": [], "refused": [],

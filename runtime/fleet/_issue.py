@@ -72,9 +72,10 @@ def issue_main(args: argparse.Namespace) -> int:
 
 
 async def _issue(args: argparse.Namespace, layout: Layout, cmd: Command) -> dict[str, Any]:
-    from dysco.runtime.fleet._store import Store, parse_url
+    from dysco.runtime.fleet._cli import endpoint_of
+    from dysco.runtime.fleet._store import Store
 
-    async with Store(parse_url(args.etcd)) as store:
+    async with Store(endpoint_of(args)) as store:
         t0 = time.monotonic()
         _, regs = await store.get_prefix(layout.agents)
         targets = sorted(Registration.decode(e.value).name for e in regs)

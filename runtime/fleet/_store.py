@@ -12,12 +12,14 @@ import contextlib
 import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import aetcd
 import aetcd.rpc
 import aetcd.utils
+import aetcd.watcher
 import grpc
 
 from dysco.errors import DyscoError, UserError
@@ -42,24 +44,59 @@ class Compacted(DyscoError):
 
 
 @dataclass(frozen=True, slots=True)
+class Tls:
+    """etcd over TLS: the CA certificates that sign etcd's, and this client's certificate and
+    key (PEM) when etcd asks for one (``--client-cert-auth``)."""
+
+    ca: bytes
+    cert: bytes | None = None
+    key: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     host: str
     port: int
+    tls: Tls | None = None
 
     def __str__(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
 
-def parse_url(url: str, flag: str = "--etcd") -> Endpoint:
-    """``http://HOST:PORT`` (the port defaults to 2379)."""
+def parse_url(url: str, flag: str = "--etcd", tls: Tls | None = None) -> Endpoint:
+    """``http://HOST:PORT``, or ``https://HOST:PORT`` with ``tls`` (the port defaults to 2379)."""
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname or parts.path not in ("", "/"):
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
         raise UserError(f"{flag} {url!r}: expected http://HOST:PORT, e.g. http://127.0.0.1:2379")
+    if (parts.scheme == "https") != (tls is not None):
+        raise UserError(f"{flag} {url!r}: https goes with --etcd-ca (and http without it)")
     try:
         port = parts.port or 2379
     except ValueError:
         raise UserError(f"{flag} {url!r}: bad port") from None
-    return Endpoint(parts.hostname, port)
+    return Endpoint(parts.hostname, port, tls)
+
+
+def read_tls(ca: str | None, cert: str | None, key: str | None) -> Tls | None:
+    """The files of ``--etcd-ca``, ``--etcd-cert`` and ``--etcd-key``, read now (None: no TLS)."""
+    if ca is None:
+        if cert or key:
+            raise UserError("--etcd-cert and --etcd-key need --etcd-ca")
+        return None
+    if bool(cert) != bool(key):
+        raise UserError("--etcd-cert and --etcd-key go together")
+
+    def read(path: str | None) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise UserError(f"cannot read {path}: {exc.strerror}") from None
+
+    data = read(ca)
+    assert data is not None
+    return Tls(data, read(cert), read(key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +128,28 @@ class Store:
 
     async def __aenter__(self) -> Store:
         try:
+            if self.endpoint.tls is not None:
+                self._secure(self.endpoint.tls)
             await self._client.connect()
             await self._client.get(b"/")  # the channel connects lazily: fail here, not later
         except aetcd.ClientError as exc:
             await self.close()
             raise Unavailable(f"etcd at {self.endpoint}: {_reason(exc)}") from None
         return self
+
+    def _secure(self, tls: Tls) -> None:
+        """aetcd 1.0 opens plain-text channels only: give its client a TLS channel and the
+        stubs on it (the attributes its ``connect`` sets), so ``connect`` finds it connected."""
+        c = self._client
+        creds = grpc.ssl_channel_credentials(tls.ca, tls.key, tls.cert)
+        target = f"{self.endpoint.host}:{self.endpoint.port}"
+        c.channel = grpc.aio.secure_channel(target, creds, options=list(CHANNEL_OPTIONS.items()))
+        c.kvstub = aetcd.rpc.KVStub(c.channel)
+        c.clusterstub = aetcd.rpc.ClusterStub(c.channel)
+        c.leasestub = aetcd.rpc.LeaseStub(c.channel)
+        c.maintenancestub = aetcd.rpc.MaintenanceStub(c.channel)
+        c._watcher = aetcd.watcher.Watcher(aetcd.rpc.WatchStub(c.channel), timeout=RPC_TIMEOUT_S)
+        c._connected.set()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -206,7 +206,8 @@ def test_an_unreachable_etcd_is_a_clear_error() -> None:
     ("url", "message"),
     [
         ("127.0.0.1:2379", "expected http://HOST:PORT"),
-        ("https://127.0.0.1:2379", "expected http://HOST:PORT"),
+        ("https://127.0.0.1:2379", "https goes with --etcd-ca"),
+        ("ftp://127.0.0.1:2379", "expected http://HOST:PORT"),
         ("http://127.0.0.1:2379/x", "expected http://HOST:PORT"),
         ("http://127.0.0.1:99999", "bad port"),
     ],
