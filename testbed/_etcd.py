@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
 from pathlib import Path
 
 from dysco.errors import UserError
@@ -69,16 +70,49 @@ class EtcdProcess(Process):
         return EtcdProcess(self.data, *self.ports, log=self.log_path, append=True, pki=self.pki)
 
 
-def start_etcd(data: Path, ports: tuple[int, int], log: Path, keys: dict[str, str]) -> EtcdProcess:
-    """A new etcd on ``data`` (emptied first) with ``keys`` (under /dysco/) written."""
+def make_pki(d: Path) -> Path:
+    """A throwaway CA in ``d`` (made anew) and, signed by it for 127.0.0.1, etcd's certificate
+    (server.crt, server.key) and the fleet's clients' (client.crt, client.key); returns ``d``."""
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+
+    def openssl(*args: str) -> None:
+        proc = subprocess.run(["openssl", *args], cwd=d, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise UserError(f"openssl {args[0]}: {proc.stderr.strip()}")
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+            "-days", "2", "-subj", "/CN=dysco testbed etcd CA")  # fmt: skip
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name in ("server", "client"):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                "-subj", f"/CN=dysco-{name}")  # fmt: skip
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{name}.crt", "-days", "2", "-extfile", "ext.cnf")  # fmt: skip
+    return d
+
+
+def client_tls(pki: Path) -> list[str]:
+    """The options that give a fleet client (agent or ``dysco fleet``) the certificates of ``pki``."""
+    return ["--etcd-ca", str(pki / "ca.crt"), "--etcd-cert", str(pki / "client.crt"),
+            "--etcd-key", str(pki / "client.key")]  # fmt: skip
+
+
+def start_etcd(
+    data: Path, ports: tuple[int, int], log: Path, keys: dict[str, str], pki: Path | None = None
+) -> EtcdProcess:
+    """A new etcd on ``data`` (emptied first) with ``keys`` (under /dysco/) written; over TLS
+    with client certificates when ``pki`` (:func:`make_pki`) is given."""
     from dysco.runtime.fleet import Layout, Store, parse_url
+    from dysco.runtime.fleet._store import read_tls
 
     shutil.rmtree(data, ignore_errors=True)
-    etcd = EtcdProcess(data, *ports, log=log)
+    etcd = EtcdProcess(data, *ports, log=log, pki=pki)
     etcd.__enter__()
+    tls = read_tls(*client_tls(pki)[1::2]) if pki is not None else None
 
     async def put() -> None:
-        async with Store(parse_url(etcd.url)) as store:
+        async with Store(parse_url(etcd.url, tls=tls)) as store:
             for key, text in keys.items():
                 await store.put(Layout().key(key), text.encode())
 

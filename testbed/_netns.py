@@ -34,7 +34,7 @@ from typing import Any
 
 from dysco.errors import UserError
 from dysco.softswitch.server.cli import default_backend
-from dysco.testbed._etcd import EtcdProcess, etcd_argv, start_etcd
+from dysco.testbed._etcd import EtcdProcess, client_tls, etcd_argv, make_pki, start_etcd
 from dysco.testbed._process import AGENT_READY, SWITCH_READY, Process, run
 
 _BACKEND = re.compile(r", (\w+) backend$")
@@ -118,6 +118,8 @@ class Plan:
     path that benchmarks compare with)."""
     etcd: bool = False
     """A single-node etcd for the agents (docs/fleet.md): the policies go there, not to files."""
+    etcd_tls: bool = False
+    """The etcd speaks TLS and wants client certificates (a throwaway CA in :attr:`etcd_pki`)."""
     etcd_ports: tuple[int, int] = (2379, 2380)
     """Its client and peer ports on 127.0.0.1."""
 
@@ -166,7 +168,15 @@ class Plan:
 
     @property
     def etcd_url(self) -> str:
-        return f"http://127.0.0.1:{self.etcd_ports[0]}"
+        return f"{'https' if self.etcd_tls else 'http'}://127.0.0.1:{self.etcd_ports[0]}"
+
+    @property
+    def etcd_pki(self) -> str:
+        return f"/tmp/{self.prefix}-etcd-pki"
+
+    def etcd_client(self) -> list[str]:
+        """A fleet client's options for this etcd: ``--etcd URL`` and its certificates."""
+        return ["--etcd", self.etcd_url, *(client_tls(Path(self.etcd_pki)) if self.etcd_tls else [])]
 
     @property
     def etcd_data(self) -> str:
@@ -315,7 +325,7 @@ class Plan:
         options = ""
         policy = self.policy_files().get(h.name)
         if self.etcd:  # its policies come from etcd
-            options = f" --etcd {self.etcd_url}" + (f" --group {h.group}" if h.group else "")
+            options = " " + " ".join(self.etcd_client()) + (f" --group {h.group}" if h.group else "")
         elif policy is not None:
             options = f" --policies {policy[0]}"
         if h.role == "client":
@@ -343,10 +353,13 @@ class Plan:
 
     def etcd_commands(self) -> list[str]:
         """The etcd of ``etcd = true`` and its policy keys, as shell commands."""
-        etcd = " ".join(shlex.quote(a) for a in etcd_argv(Path(self.etcd_data), *self.etcd_ports))
-        lines = [f"{etcd} &"]
+        pki = Path(self.etcd_pki) if self.etcd_tls else None
+        etcd = " ".join(shlex.quote(a) for a in etcd_argv(Path(self.etcd_data), *self.etcd_ports, pki=pki))
+        lines = [f"# a throwaway CA and certificates in {pki} (testbed/_etcd.py make_pki)"] if pki else []
+        lines.append(f"{etcd} &")
+        tls = f" --cacert {pki}/ca.crt --cert {pki}/client.crt --key {pki}/client.key" if pki else ""
         for key, text in self.etcd_policies().items():
-            put = f"ETCDCTL_API=3 etcdctl --endpoints {self.etcd_url} put /dysco/{key}"
+            put = f"ETCDCTL_API=3 etcdctl --endpoints {self.etcd_url}{tls} put /dysco/{key}"
             lines += [f"{put} <<'EOF'", text.rstrip("\n"), "EOF"] if text else [f"{put} ''"]
         return lines
 
@@ -397,6 +410,7 @@ def clean(plan: Plan) -> None:
         Path(path).unlink(missing_ok=True)
     if plan.etcd:
         shutil.rmtree(plan.etcd_data, ignore_errors=True)
+        shutil.rmtree(plan.etcd_pki, ignore_errors=True)
 
 
 @dataclass
@@ -482,8 +496,9 @@ class Testbed:
                 run(cmd)
             if self.plan.etcd:
                 p = self.plan
+                pki = make_pki(Path(p.etcd_pki)) if p.etcd_tls else None
                 self.etcd = start_etcd(
-                    Path(p.etcd_data), p.etcd_ports, self.logs / "etcd.log", p.etcd_policies()
+                    Path(p.etcd_data), p.etcd_ports, self.logs / "etcd.log", p.etcd_policies(), pki
                 )
             else:
                 for path, text in self.plan.policy_files().values():

@@ -15,7 +15,7 @@ from dysco.runtime.fleet._layout import check_name
 from dysco.testbed._netns import CHAIN_POLICY, KINDS, ROLES, Host, Plan
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,15}")
-_TOP_KEYS = {"prefix", "p4", "linger", "grpc_port", "policy", "host", "etcd", "etcd_port"}
+_TOP_KEYS = {"prefix", "p4", "linger", "grpc_port", "policy", "host", "etcd", "etcd_port", "etcd_tls"}
 _HOST_KEYS = {
     "name",
     "role",
@@ -125,7 +125,10 @@ def load_topology(path: Path, **overrides: Any) -> Plan:
         "linger": float(_get(doc, "linger", (int, float), 2.0, str(path))),  # type: ignore[arg-type]
         "policy": _get(doc, "policy", str, CHAIN_POLICY, str(path)),
         "etcd": _get(doc, "etcd", bool, False, str(path)),
+        "etcd_tls": _get(doc, "etcd_tls", bool, False, str(path)),
     }
+    if fields["etcd_tls"] and not fields["etcd"]:
+        raise UserError(f"{path}: etcd_tls is for etcd = true")
     etcd_port = _get(doc, "etcd_port", int, 2379, str(path))
     fields["etcd_ports"] = (etcd_port, etcd_port + 1)
     fields["policies"] = f"/tmp/{fields['prefix']}-policy.dysco"

@@ -1,5 +1,6 @@
 """The fleet on the namespace testbed (issue 22): four agents (client, two firewalls, server) take
-their policies from a real etcd (``etcd = true``, examples/fleet.toml).  While a session streams
+their policies from a real etcd over TLS with client certificates (``etcd = true``,
+``etcd_tls = true``, examples/fleet.toml).  While a session streams
 through fw1, ``dysco fleet policies put`` gives the client a policy through fw2: the command
 reports it in force at the client, a new session goes through fw2, the live one keeps fw1, and
 both arrive byte-exact (digests).  Then five writes of ``policies/all`` measure the time from a
@@ -43,7 +44,7 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
 
 
 def fleet(tb: Testbed, *args: str) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "dysco", "fleet", *args, "--etcd", tb.plan.etcd_url]
+    argv = [sys.executable, "-m", "dysco", "fleet", *args, *tb.plan.etcd_client()]
     return subprocess.run(argv, capture_output=True, text=True, timeout=WAIT_S, check=False)
 
 

@@ -64,6 +64,7 @@ def test_examples_load(name: str) -> None:
         ("prefix = \n", "Invalid value"),
         ("etcd = 'yes'\n" + HOSTS, "etcd must be bool"),
         (HOSTS + 'group = "web"\n', "host mbox: group is for a host with an agent, with etcd = true"),
+        ("etcd_tls = true\n" + HOSTS, "etcd_tls is for etcd = true"),
         ("etcd = true\n" + HOSTS + 'group = "a/b"\n', "host mbox: group 'a/b': use letters"),
     ],
 )
@@ -109,8 +110,12 @@ def test_with_etcd_the_policies_go_to_etcd_and_the_agents_watch_them(tmp_path: P
         "policies/agent/client": plan.policy_text,
     }
     client = plan.agent(plan.host("client"))
-    assert " --etcd http://127.0.0.1:3379 --group clients " in client and "--policies" not in client
+    pki = f"/tmp/{plan.prefix}-etcd-pki"
+    tls = f"--etcd-ca {pki}/ca.crt --etcd-cert {pki}/client.crt --etcd-key {pki}/client.key"
+    assert f" --etcd https://127.0.0.1:3379 {tls} --group clients " in client and "--policies" not in client
     assert "--group" not in plan.agent(plan.host("fw1"))
     script = plan.script()
-    assert "--listen-client-urls http://127.0.0.1:3379" in script and "cat > " not in script
-    assert "etcdctl --endpoints http://127.0.0.1:3379 put /dysco/policies/agent/client <<'EOF'" in script
+    assert "--listen-client-urls https://127.0.0.1:3379" in script and "cat > " not in script
+    assert "--client-cert-auth" in script
+    put = f"etcdctl --endpoints https://127.0.0.1:3379 --cacert {pki}/ca.crt --cert {pki}/client.crt"
+    assert f"{put} --key {pki}/client.key put /dysco/policies/agent/client <<'EOF'" in script

@@ -15,8 +15,14 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "fleet.md"
 
 
 def commands() -> list[list[str]]:
+    """The walk-through's dysco commands, ``$E`` expanded as the shell would."""
     block = DOC.read_text().split("<!-- fleet:begin -->\n```sh\n", 1)[1].split("```\n<!-- fleet:end -->")[0]
-    return [shlex.split(line, comments=True) for line in block.splitlines() if line.startswith("dysco ")]
+    [e] = [shlex.split(line)[0].removeprefix("E=") for line in block.splitlines() if line.startswith("E=")]
+    return [
+        shlex.split(line.replace("$E", e), comments=True)
+        for line in block.splitlines()
+        if line.startswith("dysco ")
+    ]
 
 
 def test_the_walk_through_parses() -> None:
@@ -41,7 +47,7 @@ def test_the_walk_through_uses_the_testbeds_etcd() -> None:
 
     plan = load_topology(DOC.parents[1] / "examples" / "fleet.toml")
     fleet = [argv for argv in commands() if argv[1] == "fleet"]
-    assert fleet and all(argv[argv.index("--etcd") + 1] == plan.etcd_url for argv in fleet)
+    assert fleet and all(argv[-len(plan.etcd_client()) :] == plan.etcd_client() for argv in fleet)
 
 
 @pytest.mark.parametrize("verb", [["policies", "put"], ["status"], ["replace"], ["insert"], ["delete"]])
