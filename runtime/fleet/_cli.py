@@ -101,13 +101,6 @@ def register(subparsers: Any) -> None:
     st.set_defaults(handler=status_main)
 
 
-def endpoint_of(args: argparse.Namespace) -> Any:
-    """The etcd of ``--etcd`` (and ``--etcd-ca``, ``--etcd-cert``, ``--etcd-key``)."""
-    from dysco.runtime.fleet._store import parse_url, read_tls
-
-    return parse_url(args.etcd, tls=read_tls(args.etcd_ca, args.etcd_cert, args.etcd_key))
-
-
 # ---- reading the fleet ------------------------------------------------------------------------
 
 
@@ -162,7 +155,7 @@ def wanted_key(layout: Layout, member: Member, policies: dict[bytes, Entry]) -> 
 
 
 def status_main(args: argparse.Namespace) -> int:
-    from dysco.runtime.fleet._store import Store
+    from dysco.runtime.fleet._store import Store, endpoint_of
 
     layout = Layout(args.etcd_prefix)
 
@@ -214,7 +207,7 @@ def policies_put_main(args: argparse.Namespace) -> int:
 
 
 async def _put_and_wait(args: argparse.Namespace, layout: Layout, key: bytes, text: str) -> dict[str, Any]:
-    from dysco.runtime.fleet._store import Store
+    from dysco.runtime.fleet._store import Store, endpoint_of
 
     async with Store(endpoint_of(args)) as store:
         t0 = time.monotonic()

@@ -72,8 +72,7 @@ def issue_main(args: argparse.Namespace) -> int:
 
 
 async def _issue(args: argparse.Namespace, layout: Layout, cmd: Command) -> dict[str, Any]:
-    from dysco.runtime.fleet._cli import endpoint_of
-    from dysco.runtime.fleet._store import Store
+    from dysco.runtime.fleet._store import Store, endpoint_of
 
     async with Store(endpoint_of(args)) as store:
         t0 = time.monotonic()

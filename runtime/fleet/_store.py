@@ -77,6 +77,11 @@ def parse_url(url: str, flag: str = "--etcd", tls: Tls | None = None) -> Endpoin
     return Endpoint(parts.hostname, port, tls)
 
 
+def endpoint_of(args: Any) -> Endpoint:
+    """The etcd of a command's ``--etcd`` and ``--etcd-ca``, ``--etcd-cert``, ``--etcd-key``."""
+    return parse_url(args.etcd, tls=read_tls(args.etcd_ca, args.etcd_cert, args.etcd_key))
+
+
 def read_tls(ca: str | None, cert: str | None, key: str | None) -> Tls | None:
     """The files of ``--etcd-ca``, ``--etcd-cert`` and ``--etcd-key``, read now (None: no TLS)."""
     if ca is None:
