@@ -14,9 +14,11 @@ SHVENV  := .venv-p4rtsh
 SHSTAMP := $(SHVENV)/.installed
 # Debian packages the project uses at run or test time (see scripts/ensure-debs.sh): clang-16, llvm-16,
 # libbpf-dev and bpftool build, load and inspect the ebpf target; libgc1, libboost-iostreams1.74.0 and
-# libprotobuf32 are the runtime libraries of the real p4c in ../shared/tools/p4c that tests/p4src/test_p4c.py runs.
+# libprotobuf32 are the runtime libraries of the real p4c in ../shared/tools/p4c that tests/p4src/test_p4c.py runs;
+# etcd-server and etcd-client are the fleet's store (docs/fleet.md; its tests start their own etcd).
 DEBS    := libpcap0.8 cpp iproute2 ethtool iptables conntrack iperf3 haproxy openssl \
-           clang-16 llvm-16 libbpf-dev bpftool libgc1 libboost-iostreams1.74.0 libprotobuf32
+           clang-16 llvm-16 libbpf-dev bpftool libgc1 libboost-iostreams1.74.0 libprotobuf32 \
+           etcd-server etcd-client
 PYTEST_ARGS ?=
 # rounds of tests/e2e/test_chaos.py in `make soak` (`make test` runs 6)
 CHAOS_ROUNDS ?= 40
@@ -81,6 +83,7 @@ bench: setup
 	$(BIN)/python -m bench.dataplane_pps
 	$(BIN)/python -m bench.agent_setup
 	$(BIN)/python -m bench.policy_reload
+	$(BIN)/python -m bench.fleet_fanout
 	@if [ "$$(id -u)" = 0 ]; then $(BIN)/python -m bench.punt_path && $(BIN)/python -m bench.e2e_goodput && \
 	  $(BIN)/python -m bench.reconf_time; \
 	else echo "bench.punt_path, bench.e2e_goodput, bench.reconf_time: need root (network namespaces), skipped"; fi

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import ipaddress
 import json
 import os
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +22,15 @@ from dysco.runtime._mgmt import DEFAULT_SOCKET, ManagementServer
 from dysco.runtime.core import STATE_HOOKS
 
 READY_LINE = "dysco agent: ready ({name}, P4Runtime {p4runtime}, management {mgmt})"
+METRICS_LINE = "dysco agent: metrics on"
+APPLY_WAIT_S = 24 * 3600.0
+"""A set from etcd waits this long at most for the agent's NIC connection."""
 
 _AGENT_EPILOG = """\
 example:
   dysco switch --no-p4 -i 1@nic-host -i 2@nic-net -- --cpu-port 255 --grpc-server-addr 127.0.0.1:9559
   dysco agent --p4runtime 127.0.0.1:9559 --address 10.0.1.2 --policies examples/chain.dysco \\
-      --p4 p4src/dysco.p4 --mgmt /tmp/dysco-client.sock
+      --p4 p4src/dysco.p4 --mgmt /tmp/dysco-client.sock --metrics 127.0.0.1:9100
 
 The agent pushes the pipeline (--p4, or --p4info with --device-config for bmv2), writes the
 classifier compiled from --policies, and serves until SIGINT or SIGTERM.  Once it is primary
@@ -124,9 +129,33 @@ def register(subparsers: Any) -> None:
         metavar="NAME",
         help="the network namespace the middlebox application runs in (default: the agent's)",
     )
+    a.add_argument(
+        "--metrics",
+        metavar="ADDR:PORT",
+        help="serve Prometheus metrics at http://ADDR:PORT/metrics (port 0: any free port; "
+        "docs/operations.md lists them)",
+    )
+    a.add_argument(
+        "--etcd",
+        metavar="URL",
+        help="take policies from the fleet's etcd (http://HOST:PORT), register there and report "
+        "(docs/fleet.md); without etcd the agent keeps serving on the policies it has",
+    )
+    a.add_argument(
+        "--etcd-prefix", default="/dysco/", metavar="PREFIX", help="the fleet's keys in etcd (/dysco/)"
+    )
+    a.add_argument("--group", default="", metavar="NAME", help="this agent's group in the fleet")
+    a.add_argument(
+        "--etcd-ca", metavar="PEM", help="etcd over TLS (https://): trust its certificate by these CAs"
+    )
+    a.add_argument("--etcd-cert", metavar="PEM", help="this agent's certificate for etcd (with --etcd-key)")
+    a.add_argument("--etcd-key", metavar="PEM", help="this agent's private key for etcd")
     a.set_defaults(handler=agent_main)
 
     ctl.register(subparsers)
+    from dysco.runtime.fleet import _cli as fleet_cli
+
+    fleet_cli.register(subparsers)
 
 
 # ---- dysco agent -------------------------------------------------------------------------------
@@ -212,9 +241,12 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     )
 
 
-async def _status(service: Any, server: ManagementServer) -> dict[str, object]:
+async def _status(service: Any, server: ManagementServer, fleet: Any) -> dict[str, object]:
     status: dict[str, object] = await service.status_with_drops()
-    return {**status, "management": dict(sorted(server.counters.items()))}
+    status = {**status, "management": dict(sorted(server.counters.items()))}
+    if fleet is not None:
+        status["fleet"] = fleet.status()
+    return status
 
 
 def _keys(path: str | None) -> Any:
@@ -250,15 +282,17 @@ def _client_tls(args: argparse.Namespace) -> Any:
     return ClientTls(ca, read(args.p4runtime_cert), read(args.p4runtime_key))
 
 
-async def serve(settings: Any, mgmt: str) -> None:
-    """Run the agent and its management socket until SIGINT or SIGTERM."""
+async def serve(settings: Any, mgmt: str, metrics: str | None = None, fleet: Any = None) -> None:
+    """Run the agent and its management socket (and its metrics endpoint, and its side of the
+    fleet when ``fleet`` has its settings) until SIGINT or SIGTERM."""
     from dysco.runtime.p4rt import AgentService
 
     service = AgentService(settings)
+    member = _fleet_agent(service, fleet) if fleet is not None else None
     server = ManagementServer(
         mgmt,
         {
-            "status": lambda _: _status(service, server),
+            "status": lambda _: _status(service, server, member),
             "sessions": lambda _: service.sessions(),
             "events": service.events,
             "reconfigure": service.reconfigure,
@@ -288,6 +322,9 @@ async def serve(settings: Any, mgmt: str) -> None:
 
     loop.add_signal_handler(signal.SIGHUP, hup)
     await server.start()
+    exporter = _metrics(service, server, metrics, member) if metrics else None
+    if member is not None and exporter is not None:  # the registration names the real port
+        member.settings = replace(member.settings, metrics=f"http://{exporter.address}/metrics")
     try:
         async with asyncio.TaskGroup() as tg:
             run = tg.create_task(service.run(), name=f"{settings.config.name}-service")
@@ -298,16 +335,91 @@ async def serve(settings: Any, mgmt: str) -> None:
                 print(READY_LINE.format(name=name, p4runtime=p4rt, mgmt=mgmt), flush=True)
 
             ready = tg.create_task(announce(), name=f"{settings.config.name}-announce")
+            tasks = [run, ready]
+            if member is not None:
+                tasks.append(tg.create_task(member.run(), name=f"{settings.config.name}-fleet"))
             await stop.wait()
-            run.cancel()
-            ready.cancel()
+            for task in tasks:
+                task.cancel()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await server.close()
+        if exporter is not None:
+            exporter.close()
+
+
+def _metrics(service: Any, server: ManagementServer, address: str, member: Any) -> Any:
+    """The metrics endpoint of ``--metrics``, serving from now on (:mod:`dysco.runtime.p4rt._metrics`)."""
+    from dysco import metrics
+    from dysco.runtime.p4rt._metrics import AgentCollector
+
+    extra = None
+    if member is not None:
+        from dysco.runtime.fleet import metric_families
+
+        extra = functools.partial(metric_families, member)
+    collector = AgentCollector(service, asyncio.get_running_loop(), lambda: server.counters, extra)
+    exporter = metrics.serve(address, collector)
+    print(f"{METRICS_LINE} http://{exporter.address}/metrics", flush=True)
+    return exporter
+
+
+def _fleet_settings(args: argparse.Namespace) -> Any:
+    """The fleet settings of ``--etcd`` (None without it); bad flags refused now."""
+    if args.etcd is None:
+        if args.group or args.etcd_prefix != "/dysco/" or args.etcd_ca or args.etcd_cert or args.etcd_key:
+            raise UserError("--group, --etcd-prefix and --etcd-ca/cert/key are for --etcd")
+        return None
+    from dysco import __version__
+    from dysco.runtime.fleet import FleetSettings, Layout, parse_url
+    from dysco.runtime.fleet._layout import check_name
+    from dysco.runtime.fleet._store import read_tls
+
+    name = check_name(args.name or args.address, "--name")
+    group = check_name(args.group, "--group") if args.group else ""
+    metrics = f"http://{args.metrics}/metrics" if args.metrics else ""
+    tls = read_tls(args.etcd_ca, args.etcd_cert, args.etcd_key)
+    endpoint = parse_url(args.etcd, tls=tls)
+    return FleetSettings(endpoint, name, args.address, group, Layout(args.etcd_prefix), metrics, __version__)
+
+
+def _fleet_agent(service: Any, settings: Any) -> Any:
+    """The agent's side of the fleet: sets from etcd go through the live reload."""
+    from dysco.runtime.core._types import prefixed
+    from dysco.runtime.fleet import FleetAgent
+
+    async def apply(text: str, source: str) -> object:
+        await service.wait_until(lambda: service.connected, APPLY_WAIT_S)  # the NIC's classifier
+        done: object = await service.reload_policies({"file": source, "text": text})
+        return done
+
+    def sessions() -> int:
+        return len(service.agent.sessions)
+
+    async def execute(cmd: Any) -> Any:
+        """A fleet command on the sessions this agent anchors on the left."""
+        from dysco.runtime.fleet._commands import carry_out
+
+        outcome = await carry_out(
+            cmd, settings.name, settings.address, service.sessions(), service.reconfigure
+        )
+        print(f"dysco agent: etcd: command {cmd.id} ({cmd}): {outcome.moved} moved, "
+              f"{outcome.failed} failed, {outcome.skipped} skipped", flush=True)  # fmt: skip
+        return outcome
+
+    log = prefixed("dysco.runtime.fleet", settings.name, "fleet")
+    return FleetAgent(
+        settings, apply, sessions, log, execute, lambda line: print(f"dysco agent: {line}", flush=True)
+    )
 
 
 def agent_main(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    asyncio.run(serve(settings, args.mgmt))
+    if args.metrics:
+        from dysco.metrics import parse_address
+
+        parse_address(args.metrics)  # a bad flag is refused before anything starts
+    fleet = _fleet_settings(args)
+    asyncio.run(serve(settings, args.mgmt, args.metrics, fleet))
     return 0

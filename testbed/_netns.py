@@ -22,6 +22,7 @@ import os
 import queue
 import re
 import shlex
+import shutil
 import signal
 import string
 import subprocess
@@ -33,6 +34,7 @@ from typing import Any
 
 from dysco.errors import UserError
 from dysco.softswitch.server.cli import default_backend
+from dysco.testbed._etcd import EtcdProcess, client_tls, etcd_argv, make_pki, start_etcd
 from dysco.testbed._process import AGENT_READY, SWITCH_READY, Process, run
 
 _BACKEND = re.compile(r", (\w+) backend$")
@@ -40,6 +42,8 @@ _BACKEND = re.compile(r", (\w+) backend$")
 OFFLOADS = {False: "tx off rx off tso off gso off gro off", True: "tx on rx on tso on gso on gro on"}
 """``ethtool -K`` arguments for every veth end: offloads off, or on as a real NIC has them."""
 BACKENDS = ("ebpf", "python")
+ETCD_IN_FORCE = " in force: "
+"""An agent of an etcd testbed is up once it printed that its set from etcd is in force."""
 
 
 ROLES = ("client", "middlebox", "server")
@@ -83,6 +87,8 @@ class Host:
     """The agent watches handshakes so that a proxy on this host can splice (``--splice``)."""
     state_hook: str = ""
     """The middlebox's state hook (``--state-hook``, in the host's namespace): ``conntrack``."""
+    group: str = ""
+    """The agent's group in the fleet (``--group``; with the plan's etcd)."""
 
     @property
     def address(self) -> str:
@@ -110,6 +116,12 @@ class Plan:
     nics: bool = True
     """False: no NICs and no agents, each host's eth0 joined straight to the router (the plain
     path that benchmarks compare with)."""
+    etcd: bool = False
+    """A single-node etcd for the agents (docs/fleet.md): the policies go there, not to files."""
+    etcd_tls: bool = False
+    """The etcd speaks TLS and wants client certificates (a throwaway CA in :attr:`etcd_pki`)."""
+    etcd_ports: tuple[int, int] = (2379, 2380)
+    """Its client and peer ports on 127.0.0.1."""
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -153,6 +165,31 @@ class Plan:
 
     def mgmt(self, host: Host) -> str:
         return f"/tmp/{self.prefix}-{host.name}.sock"
+
+    @property
+    def etcd_url(self) -> str:
+        return f"{'https' if self.etcd_tls else 'http'}://127.0.0.1:{self.etcd_ports[0]}"
+
+    @property
+    def etcd_pki(self) -> str:
+        return f"/tmp/{self.prefix}-etcd-pki"
+
+    def etcd_client(self) -> list[str]:
+        """A fleet client's options for this etcd: ``--etcd URL`` and its certificates."""
+        return ["--etcd", self.etcd_url, *(client_tls(Path(self.etcd_pki)) if self.etcd_tls else [])]
+
+    @property
+    def etcd_data(self) -> str:
+        return f"/tmp/{self.prefix}-etcd"
+
+    def etcd_policies(self) -> dict[str, str]:
+        """Key (under /dysco/) -> policy text: every agent's own policy under
+        ``policies/agent/NAME``, and an empty ``policies/all`` so that each agent has a set from
+        etcd in force (and says so) before the testbed is up."""
+        keys = {"policies/all": ""}
+        for name, (_, text) in self.policy_files().items():
+            keys[f"policies/agent/{name}"] = text
+        return keys
 
     def haproxy_files(self, host: Host) -> tuple[str, str]:
         """HAProxy's configuration and pid file."""
@@ -287,7 +324,9 @@ class Plan:
     def agent(self, h: Host) -> str:
         options = ""
         policy = self.policy_files().get(h.name)
-        if policy is not None:
+        if self.etcd:  # its policies come from etcd
+            options = " " + " ".join(self.etcd_client()) + (f" --group {h.group}" if h.group else "")
+        elif policy is not None:
             options = f" --policies {policy[0]}"
         if h.role == "client":
             options += "".join(f" --agentless 10.0.{x.subnet}.0/24" for x in self.hosts if not x.agent)
@@ -312,10 +351,24 @@ class Plan:
             f"ip netns del {self.ns('r')}",
         ]
 
+    def etcd_commands(self) -> list[str]:
+        """The etcd of ``etcd = true`` and its policy keys, as shell commands."""
+        pki = Path(self.etcd_pki) if self.etcd_tls else None
+        etcd = " ".join(shlex.quote(a) for a in etcd_argv(Path(self.etcd_data), *self.etcd_ports, pki=pki))
+        lines = [f"# a throwaway CA and certificates in {pki} (testbed/_etcd.py make_pki)"] if pki else []
+        lines.append(f"{etcd} &")
+        tls = f" --cacert {pki}/ca.crt --cert {pki}/client.crt --key {pki}/client.key" if pki else ""
+        for key, text in self.etcd_policies().items():
+            put = f"ETCDCTL_API=3 etcdctl --endpoints {self.etcd_url}{tls} put /dysco/{key}"
+            lines += [f"{put} <<'EOF'", text.rstrip("\n"), "EOF"] if text else [f"{put} ''"]
+        return lines
+
     def script(self) -> str:
         """Everything above as a shell session (docs/operations.md shows this text)."""
         lines = ["# the network", *self.network(), ""]
-        for name, (path, text) in self.policy_files().items():
+        if self.etcd:
+            lines += ["# the fleet's etcd and the agents' policies in it", *self.etcd_commands(), ""]
+        for name, (path, text) in self.policy_files().items() if not self.etcd else ():
             lines += [
                 f"# the policy of the {name}'s agent"
                 if name != "client"
@@ -355,6 +408,9 @@ def clean(plan: Plan) -> None:
     Path(plan.policies).unlink(missing_ok=True)
     for path, _ in plan.policy_files().values():
         Path(path).unlink(missing_ok=True)
+    if plan.etcd:
+        shutil.rmtree(plan.etcd_data, ignore_errors=True)
+        shutil.rmtree(plan.etcd_pki, ignore_errors=True)
 
 
 @dataclass
@@ -372,13 +428,14 @@ class Testbed:
         self.agents: list[Process] = []
         self.exits: queue.Queue[Process] = queue.Queue()
         """Switches and agents that exited while the testbed was up, in the order they did."""
+        self.etcd: EtcdProcess | None = None
         self._stopping = False
 
     def _start(self, kind: str, host: Host, *, append: bool = False) -> Process:
         cmd, ready = (
             (self.plan.switch(host), SWITCH_READY)
             if kind == "switch"
-            else (self.plan.agent(host), AGENT_READY)
+            else (self.plan.agent(host), ETCD_IN_FORCE if self.plan.etcd else AGENT_READY)
         )
         p = Process(
             self._argv(cmd),
@@ -437,8 +494,15 @@ class Testbed:
             clean(self.plan)  # leftovers of an interrupted run
             for cmd in self.plan.network():
                 run(cmd)
-            for path, text in self.plan.policy_files().values():
-                Path(path).write_text(text)
+            if self.plan.etcd:
+                p = self.plan
+                pki = make_pki(Path(p.etcd_pki)) if p.etcd_tls else None
+                self.etcd = start_etcd(
+                    Path(p.etcd_data), p.etcd_ports, self.logs / "etcd.log", p.etcd_policies(), pki
+                )
+            else:
+                for path, text in self.plan.policy_files().values():
+                    Path(path).write_text(text)
             for h in self.plan.with_nic():
                 self.switches.append(self._start("switch", h))
             for h in self.plan.with_agent():
@@ -458,6 +522,8 @@ class Testbed:
         stop_apps(self.plan)
         for p in [*reversed(self.agents), *reversed(self.switches)]:
             p.__exit__()
+        if self.etcd is not None:
+            self.etcd.__exit__()
         clean(self.plan)
 
     def netns_argv(self, key: str, argv: list[str]) -> list[str]:

@@ -11,10 +11,11 @@ from typing import Any
 
 from dysco.errors import UserError
 from dysco.runtime.core import STATE_HOOKS
+from dysco.runtime.fleet._layout import check_name
 from dysco.testbed._netns import CHAIN_POLICY, KINDS, ROLES, Host, Plan
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,15}")
-_TOP_KEYS = {"prefix", "p4", "linger", "grpc_port", "policy", "host"}
+_TOP_KEYS = {"prefix", "p4", "linger", "grpc_port", "policy", "host", "etcd", "etcd_port", "etcd_tls"}
 _HOST_KEYS = {
     "name",
     "role",
@@ -28,6 +29,7 @@ _HOST_KEYS = {
     "agentless",
     "splice",
     "state_hook",
+    "group",
 }
 _SYSCTL = re.compile(r"[a-z0-9_.]+=[A-Za-z0-9_.-]+")
 
@@ -110,6 +112,7 @@ def load_topology(path: Path, **overrides: Any) -> Plan:
                 tuple(agentless),
                 _get(t, "splice", bool, False, where),
                 _get(t, "state_hook", str, "", where),
+                _get(t, "group", str, "", where),
             )
         )
     if len({h.name for h in hosts}) != len(hosts):
@@ -121,7 +124,13 @@ def load_topology(path: Path, **overrides: Any) -> Plan:
         "p4": _get(doc, "p4", str, "p4src/dysco.p4", str(path)),
         "linger": float(_get(doc, "linger", (int, float), 2.0, str(path))),  # type: ignore[arg-type]
         "policy": _get(doc, "policy", str, CHAIN_POLICY, str(path)),
+        "etcd": _get(doc, "etcd", bool, False, str(path)),
+        "etcd_tls": _get(doc, "etcd_tls", bool, False, str(path)),
     }
+    if fields["etcd_tls"] and not fields["etcd"]:
+        raise UserError(f"{path}: etcd_tls is for etcd = true")
+    etcd_port = _get(doc, "etcd_port", int, 2379, str(path))
+    fields["etcd_ports"] = (etcd_port, etcd_port + 1)
     fields["policies"] = f"/tmp/{fields['prefix']}-policy.dysco"
     fields.update(overrides)
     plan = Plan(tuple(hosts), **fields)
@@ -131,6 +140,13 @@ def load_topology(path: Path, **overrides: Any) -> Plan:
         if h.state_hook and h.state_hook not in STATE_HOOKS:
             hooks = ", ".join(STATE_HOOKS)
             raise UserError(f"{path}: host {h.name}: state_hook {h.state_hook!r} is not one of: {hooks}")
+        if h.group and not (plan.etcd and h.agent):
+            raise UserError(f"{path}: host {h.name}: group is for a host with an agent, with etcd = true")
+        if h.group:
+            try:
+                check_name(h.group, "group")
+            except UserError as exc:
+                raise UserError(f"{path}: host {h.name}: {exc}") from None
         if (h.policy or h.splice or h.agentless or h.state_hook) and not h.agent:
             raise UserError(
                 f"{path}: host {h.name}: policy, agentless and splice are for a host with an agent"

@@ -58,6 +58,11 @@ def compile_file(path: str, nic: Nic) -> Compiled:
     return compile_text(read_policies(path), path, Options(capacity=classifier_capacity(nic.p4info)))
 
 
+def compile_source(text: str, name: str, nic: Nic) -> Compiled:
+    """:func:`compile_file` for policies that are not in a file (etcd); ``name`` in messages."""
+    return compile_text(text, name, Options(capacity=classifier_capacity(nic.p4info)))
+
+
 def catch_all(nic: Nic, priority: int) -> TableEntry:
     """The classifier entry above all others that leaves every SYN to the agent's evaluator."""
     return TableEntry(nic.classifier_id, (), ActionCall(nic.chain_action, (SOFTWARE_FLAG | 1,)), priority)

@@ -36,7 +36,7 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -112,6 +112,12 @@ class Settings:
     """This middlebox's state hook (:mod:`dysco.runtime.core._statehook`); its calls run in a thread."""
 
 
+class LatencySink(Protocol):
+    """Where the worker puts packet-in to packet-out latencies (ns): a list, or a histogram."""
+
+    def append(self, ns: int, /) -> None: ...
+
+
 class AgentService(Management):
     def __init__(self, settings: Settings) -> None:
         super().__init__()
@@ -137,7 +143,7 @@ class AgentService(Management):
         self._stale: list[TableEntry] = []
         """Classifier entries a reload that failed half-way may have left on the target."""
         self.intake: Intake[tuple[Event, int]] = Intake(self.counters)
-        self.setup_latencies: list[int] | None = None
+        self.setup_latencies: LatencySink | None = None
         """When a list, the worker appends for every packet-out the ns from the arrival of the
         event that caused it (a packet-in) to the packet-out, table writes included."""
         self.setup_arrivals: list[int] | None = None
@@ -158,9 +164,13 @@ class AgentService(Management):
         path = args.get("file") or self.settings.policies_file
         if not isinstance(path, str) or not path:
             raise _policies.no_file()
+        text = args.get("text")  # the policies themselves (from etcd), ``file`` naming them
         # in a thread: 10,000 policies take about a second, and packet-ins keep being served;
         # a bad file is refused whole, nothing changed
-        compiled = await asyncio.to_thread(_policies.compile_file, path, self.nic)
+        if isinstance(text, str):
+            compiled = await asyncio.to_thread(_policies.compile_source, text, path, self.nic)
+        else:
+            compiled = await asyncio.to_thread(_policies.compile_file, path, self.nic)
         conn = self.connection
         if conn is None:
             raise UserError("not connected to the NIC; try again when the agent is ready")

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias, cast
+from typing import Any, TypeAlias, TypeVar, cast
 
 from google.rpc import code_pb2
 
@@ -48,6 +48,7 @@ IDLE_BACKLOG = 8
 controller that does not keep up gets its notifications later rather than dropped, and a
 million expiring entries do not pile up in memory as notifications nobody reads."""
 
+T = TypeVar("T")
 ProgramLoader = Callable[[bytes], Program]
 Transmit = Callable[[int, bytes], None]
 
@@ -127,6 +128,8 @@ class SwitchCore:
         self._meters = MeterStore()
         self.offload_drops = 0
         """Packet-ins from the kernel whose offload could not be finished (not IPv4/TCP)."""
+        self.stream_drops = 0
+        """Packet-ins and notifications dropped for slow readers, by streams already closed."""
         restored = _pinned.restore(device, program_loader)  # a pipeline that outlived a restart
         program = device.program
         if restored is not None:
@@ -139,6 +142,22 @@ class SwitchCore:
             config.p4info.CopyFrom(cast(p4info_pb2.P4Info, program.p4info))
             self._pipeline = _Pipeline(Schema.from_p4info(config.p4info), config)
             _pinned.remember(device, config)
+
+    def inspect(self, read: Callable[[SwitchCore], T]) -> T:
+        """``read(self)`` with the lock held: a consistent view for metrics, between packets."""
+        with self._lock:
+            return read(self)
+
+    @property
+    def schema(self) -> Schema | None:
+        """The committed pipeline's schema (None without one); read it under :meth:`inspect`."""
+        return self._pipeline.schema if self._pipeline is not None else None
+
+    def stream_state(self) -> tuple[int, bool, int]:
+        """Open streams, whether one is primary, and messages dropped for slow readers so far
+        (under :meth:`inspect`)."""
+        dropped = self.stream_drops + sum(h.dropped for h in self._streams.values())
+        return len(self._streams), self._arbiter.primary() is not None, dropped
 
     def set_transmit(self, transmit: Transmit) -> None:
         self._transmit = transmit
@@ -159,6 +178,7 @@ class SwitchCore:
         with self._lock:
             self._streams.pop(handle.stream_id, None)
             self._send_notices(self._arbiter.remove(handle.stream_id))
+            self.stream_drops += handle.dropped
         if handle.dropped:
             _log.warning(
                 "[p4runtime] stream %d: %d messages dropped (slow reader)", handle.stream_id, handle.dropped

@@ -34,6 +34,7 @@ from dysco.softswitch.server._switchd import DEFAULT_ADDRESS, SoftSwitchServer
 
 _log = logging.getLogger("dysco.softswitch.server.cli")
 
+METRICS_LINE = "softswitch: metrics on"
 READY_LINE = "softswitch: P4Runtime server listening on {address} (port {port}), {backend} backend"
 
 _EPILOG = """\
@@ -41,6 +42,7 @@ example:
   dysco switch -i 1@veth1 -i 2@veth3 --cpu-port 255 --grpc-server-addr 127.0.0.1:9559 prog.p4
   dysco switch --no-p4 -i 1@veth1 -- --cpu-port 255     (simple_switch_grpc style)
   dysco switch --backend ebpf -i 1@veth1 -i 2@veth3 router.p4   (TC programs in the kernel)
+  dysco switch --no-p4 --metrics 127.0.0.1:9101 -- --cpu-port 255   (metrics for Prometheus)
 
 The program is a .p4 source (compiled on start) or a device config written by
 `dysco p4c`; with --no-p4 a controller pushes it with SetForwardingPipelineConfig.
@@ -102,6 +104,11 @@ def register(subparsers: Any) -> None:
         help="ebpf: on SIGINT/SIGTERM leave the program, its maps and their pins in the kernel, "
         "still forwarding, for the next `dysco switch` on the same interfaces to re-adopt (an "
         "upgrade); SIGUSR1 does the same without this flag. Default: a stop removes them",
+    )
+    parser.add_argument(
+        "--metrics",
+        metavar="ADDR:PORT",
+        help="serve Prometheus metrics (tables, counters, streams) at http://ADDR:PORT/metrics",
     )
     parser.add_argument("program", nargs="?", help="a .p4 program or a device config file")
     parser.add_argument("target_options", nargs="*", help=argparse.SUPPRESS)
@@ -290,6 +297,16 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+def _metrics(server: SoftSwitchServer, backend: str, address: str) -> Any:
+    """The metrics endpoint of ``--metrics`` (:mod:`._metrics`), serving from now on."""
+    from dysco import metrics
+    from dysco.softswitch.server._metrics import SwitchCollector
+
+    exporter = metrics.serve(address, SwitchCollector(server.core, backend))
+    print(f"{METRICS_LINE} http://{exporter.address}/metrics", flush=True)
+    return exporter
+
+
 def run(args: argparse.Namespace) -> int:
     _target_options(args)
     args.backend, notice = backend_of(args, os.environ)
@@ -309,6 +326,10 @@ def run(args: argparse.Namespace) -> int:
         _log.info("[switch] --thrift-port %d ignored (softswitch has no Thrift server)", args.thrift_port)
 
     tls = _tls(args)
+    if args.metrics:
+        from dysco.metrics import parse_address
+
+        parse_address(args.metrics)  # refused before anything starts
     program = _load(args.program) if args.program is not None else None
     device, ports = _make_device(args, program, interfaces)
     server = SoftSwitchServer(
@@ -322,6 +343,7 @@ def run(args: argparse.Namespace) -> int:
     )
     stop = threading.Event()
     keep = [bool(args.keep_datapath)]
+    exporter: Any = None
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGUSR1:
@@ -338,6 +360,8 @@ def run(args: argparse.Namespace) -> int:
             if ports is not None:
                 ports.close()
             raise UserError(str(exc)) from exc
+        if args.metrics:
+            exporter = _metrics(server, args.backend, args.metrics)
         settle_heap()
         ready = READY_LINE.format(address=args.grpc_server_addr, port=server.port, backend=args.backend)
         print(ready, flush=True)
@@ -345,6 +369,8 @@ def run(args: argparse.Namespace) -> int:
             _log.info("[switch] port %d <-> %s", port, iface)
         stop.wait()
     finally:
+        if exporter is not None:
+            exporter.close()
         server.stop()
         if args.backend == "ebpf":
             # removes its qdiscs, filters, maps and pins, or leaves them forwarding

@@ -27,6 +27,7 @@ HOSTS = '[[host]]\nname = "client"\nrole = "client"\n[[host]]\nname = "mbox"\nro
         "migrate",
         "scale",
         "synflood",
+        "fleet",
     ],
 )
 def test_examples_load(name: str) -> None:
@@ -61,6 +62,10 @@ def test_examples_load(name: str) -> None:
         (HOSTS.replace('role = "client"', 'role = "server"'), "must be a client"),
         ("policy = 'middlebox fw { instances $nowhere; }'\n" + HOSTS, "the policy names no host"),
         ("prefix = \n", "Invalid value"),
+        ("etcd = 'yes'\n" + HOSTS, "etcd must be bool"),
+        (HOSTS + 'group = "web"\n', "host mbox: group is for a host with an agent, with etcd = true"),
+        ("etcd_tls = true\n" + HOSTS, "etcd_tls is for etcd = true"),
+        ("etcd = true\n" + HOSTS + 'group = "a/b"\n', "host mbox: group 'a/b': use letters"),
     ],
 )
 def test_mistakes(tmp_path: Path, text: str, message: str) -> None:
@@ -96,3 +101,21 @@ def test_a_host_of_its_own_policy_agentless_networks_and_splice(tmp_path: Path) 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="No such file"):
         load_topology(tmp_path / "none.toml")
+
+
+def test_with_etcd_the_policies_go_to_etcd_and_the_agents_watch_them(tmp_path: Path) -> None:
+    plan = load_topology(ROOT / "examples" / "fleet.toml", etcd_ports=(3379, 3380))
+    assert plan.etcd_policies() == {
+        "policies/all": "",
+        "policies/agent/client": plan.policy_text,
+    }
+    client = plan.agent(plan.host("client"))
+    pki = f"/tmp/{plan.prefix}-etcd-pki"
+    tls = f"--etcd-ca {pki}/ca.crt --etcd-cert {pki}/client.crt --etcd-key {pki}/client.key"
+    assert f" --etcd https://127.0.0.1:3379 {tls} --group clients " in client and "--policies" not in client
+    assert "--group" not in plan.agent(plan.host("fw1"))
+    script = plan.script()
+    assert "--listen-client-urls https://127.0.0.1:3379" in script and "cat > " not in script
+    assert "--client-cert-auth" in script
+    put = f"etcdctl --endpoints https://127.0.0.1:3379 --cacert {pki}/ca.crt --cert {pki}/client.crt"
+    assert f"{put} --key {pki}/client.key put /dysco/policies/agent/client <<'EOF'" in script

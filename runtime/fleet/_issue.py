@@ -1,0 +1,140 @@
+"""``dysco fleet replace | insert | delete``: write a command (:mod:`._commands`), wait for every
+agent that was up to answer, with a progress line, and print a summary per agent and in all."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+from dysco.runtime.fleet._commands import Command, Outcome, new_command
+from dysco.runtime.fleet._layout import Layout, Registration
+
+
+def add_commands(what: Any, common: argparse.ArgumentParser) -> None:
+    """The command verbs, under ``dysco fleet``."""
+    timing = argparse.ArgumentParser(add_help=False, parents=[common])
+    timing.add_argument(
+        "--timeout", type=float, default=10.0, metavar="SECONDS",
+        help="each session's reconfiguration waits this long (10); the command waits for the agents "
+        "twice as long, plus 5 s",
+    )  # fmt: skip
+    timing.add_argument("--json", action="store_true", help="print the outcomes as JSON")
+    timing.add_argument(
+        "--match",
+        default="",
+        metavar="PREDICATE",
+        help="only the sessions this pcap-filter predicate selects",
+    )
+    r = what.add_parser(
+        "replace",
+        parents=[timing],
+        help="every agent replaces INSTANCE by NEW in the sessions it anchors through INSTANCE",
+        epilog="example: dysco fleet replace 10.0.2.2 10.0.4.2 --etcd http://127.0.0.1:2379\n"
+        "  # fw maintenance: 10.0.4.2 takes over every live session through 10.0.2.2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    r.add_argument("instance", metavar="INSTANCE", help="the middlebox instance to take out (its address)")
+    r.add_argument("new", metavar="NEW", help="the instance that takes its place")
+    r.set_defaults(handler=issue_main, op="replace")
+    i = what.add_parser(
+        "insert",
+        parents=[timing],
+        help="every agent puts MIDDLEBOX in front of the sessions --match selects",
+        epilog="example: dysco fleet insert --match 'tcp dst port 9005' 10.0.5.2\n"
+        "  # a scrubber into every session to port 9005, fleet-wide",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    i.add_argument("instance", metavar="MIDDLEBOX", help="the middlebox instance to insert (its address)")
+    i.set_defaults(handler=issue_main, op="insert", new="")
+    d = what.add_parser(
+        "delete",
+        parents=[timing],
+        help="every agent takes INSTANCE out of the sessions it anchors through it",
+        epilog="example: dysco fleet delete 10.0.5.2 --match 'tcp dst port 9005'",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    d.add_argument("instance", metavar="INSTANCE", help="the middlebox instance to take out")
+    d.set_defaults(handler=issue_main, op="delete", new="")
+
+
+def issue_main(args: argparse.Namespace) -> int:
+    cmd = new_command(args.op, args.instance, args.new, args.match, args.timeout)
+    result = asyncio.run(_issue(args, Layout(args.etcd_prefix), cmd))
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        print(summary_text(result))
+    return 0 if not result["no_answer"] and result["failed"] == 0 and not result["refused"] else 1
+
+
+async def _issue(args: argparse.Namespace, layout: Layout, cmd: Command) -> dict[str, Any]:
+    from dysco.runtime.fleet._store import Store, endpoint_of
+
+    async with Store(endpoint_of(args)) as store:
+        t0 = time.monotonic()
+        _, regs = await store.get_prefix(layout.agents)
+        targets = sorted(Registration.decode(e.value).name for e in regs)
+        revision = await store.put(layout.command(cmd.id), cmd.encode())
+        outcomes: dict[str, Outcome] = {}
+
+        def note(name: str, value: bytes) -> None:
+            out = Outcome.decode(value)
+            if out.state == "done" and name not in outcomes:
+                outcomes[name] = out
+                _progress(len(outcomes), len(targets), time.monotonic() - t0)
+
+        folder = layout.results(cmd.id)
+        try:
+            async with asyncio.timeout(max(0.0, cmd.expires - time.time())):
+                async for change in store.watch_prefix(folder, revision):
+                    if change.value is not None:
+                        note(layout.name_of(change.key, folder), change.value)
+                    if set(targets) <= set(outcomes):
+                        break
+        except TimeoutError:
+            pass
+        if targets and sys.stderr.isatty():
+            print(file=sys.stderr)
+    done = [outcomes[n] for n in sorted(outcomes)]
+    return {
+        "command": {"id": cmd.id, "op": cmd.op, "text": str(cmd), "revision": revision},
+        "agents": {o.agent: _as_dict(o) for o in done},
+        "no_answer": [n for n in targets if n not in outcomes],
+        "moved": sum(o.moved for o in done),
+        "failed": sum(o.failed for o in done),
+        "skipped": sum(o.skipped for o in done),
+        "refused": sorted(o.agent for o in done if o.errors and o.errors[0].startswith("refused: ")),
+        "seconds": round(time.monotonic() - t0, 3),
+    }
+
+
+def _as_dict(o: Outcome) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(o.encode())
+    return out
+
+
+def _progress(done: int, total: int, seconds: float) -> None:
+    if sys.stderr.isatty():
+        print(f"\r  {done}/{total} agents done ({seconds:.2f}s)", end="", file=sys.stderr, flush=True)
+
+
+def summary_text(r: dict[str, Any]) -> str:
+    lines = [f"command {r['command']['id']}: {r['command']['text']}"]
+    for name, o in sorted(r["agents"].items()):
+        line = (
+            f"  {name}: {o['moved']} moved, {o['failed']} failed, {o['skipped']} skipped in {o['seconds']}s"
+        )
+        lines.append(line)
+        lines += [f"    {e}" for e in o["errors"]]
+    for name in r["no_answer"]:
+        lines.append(f"  {name}: no answer")
+    answered = len(r["agents"])
+    lines.append(
+        f"{answered} of {answered + len(r['no_answer'])} agents answered: {r['moved']} sessions moved, "
+        f"{r['failed']} failed, {r['skipped']} skipped in {r['seconds']}s"
+    )
+    return "\n".join(lines)
