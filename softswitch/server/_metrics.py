@@ -9,7 +9,7 @@ a scrape of a switch holding a million entries costs what reading them over P4Ru
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -64,11 +64,15 @@ def _read(core: SwitchCore) -> _Snapshot:
 
 
 class SwitchCollector:
-    """A prometheus_client collector of one running switch."""
+    """A prometheus_client collector of one running switch.  ``kernel_drops``: the frames the
+    kernel dropped before the pipeline, by cause (:meth:`SoftSwitchServer.kernel_drops`)."""
 
-    def __init__(self, core: SwitchCore, backend: str) -> None:
+    def __init__(
+        self, core: SwitchCore, backend: str, kernel_drops: Callable[[], dict[str, int]] | None = None
+    ) -> None:
         self.core = core
         self.backend = backend
+        self.kernel_drops = kernel_drops
 
     def collect(self) -> Iterator[Metric]:
         snap = self.core.inspect(_read)
@@ -119,4 +123,15 @@ class SwitchCollector:
         for (name, index), packets in sorted(snap.counters.items()):
             counters.add_metric([name, str(index)], packets)
         families.append(counters)
+        if self.kernel_drops is not None:
+            families.append(
+                m.labelled(
+                    CounterMetricFamily,
+                    "dysco_switch_kernel_dropped_total",
+                    "Frames the kernel dropped before the pipeline saw them (a port's full receive "
+                    "queue, a refused send), by port and cause",
+                    "cause",
+                    self.kernel_drops(),
+                )
+            )
         yield from m.families(families)

@@ -302,7 +302,7 @@ def _metrics(server: SoftSwitchServer, backend: str, address: str) -> Any:
     from dysco import metrics
     from dysco.softswitch.server._metrics import SwitchCollector
 
-    exporter = metrics.serve(address, SwitchCollector(server.core, backend))
+    exporter = metrics.serve(address, SwitchCollector(server.core, backend, server.kernel_drops))
     print(f"{METRICS_LINE} http://{exporter.address}/metrics", flush=True)
     return exporter
 

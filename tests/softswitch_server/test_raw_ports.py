@@ -7,9 +7,12 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from dysco.softswitch.api import ActionCall, FieldMatch, TableEntry
 from dysco.softswitch.server import PortError, RawSocketPorts, SoftSwitchServer
+from dysco.softswitch.server._metrics import SwitchCollector
 
 from .conftest import FakeClock
 from .fake_device import A_SET_PORT, T_FWD, FakeDevice, FakeProgram, load_fake_program
@@ -111,6 +114,14 @@ def test_frames_the_kernel_drops_before_the_pipeline_are_counted(topology: Topol
         with device.changed:
             device.changed.wait_for(lambda: device.ours >= sent - lost, WAIT_S)
         assert (device.ours, server.poll_drops()[cause]) == (sent - lost, lost)
+        # and the switch's metrics say so (dysco switch --metrics serves this collector)
+        registry = CollectorRegistry()
+        registry.register(SwitchCollector(server.core, "python", server.kernel_drops))
+        families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+        samples = families["dysco_switch_kernel_dropped"].samples
+        assert [(s.name, s.value) for s in samples if "port_1" in s.labels["cause"]] == [
+            ("dysco_switch_kernel_dropped_total", lost)
+        ], samples
     finally:
         device.go.set()
         server.stop()
