@@ -243,14 +243,8 @@ class Management(abc.ABC):
         lv = _Leave(sid, asyncio.get_running_loop().create_future(), self.now())
         self._leaves.append(lv)
 
-        def event(now: int) -> list[Action]:
-            actions = self.agent.request_removal(now, sid)
-            for a in actions:
-                if isinstance(a, Notify):
-                    self._leave_outcome(a)
-            return actions
-
-        self.intake.put((event, self.now()))
+        # its notifications reach _leave_outcome through the service, refusals included
+        self.intake.put((lambda now: self.agent.request_removal(now, sid), self.now()))
         try:
             async with asyncio.timeout(timeout):
                 note = await lv.done

@@ -17,10 +17,10 @@ import grpc
 
 from dysco.softswitch.api import Clock, Device, Program
 from dysco.softswitch.server._core import ProgramLoader, SwitchCore
-from dysco.softswitch.server._drops import Drops
 from dysco.softswitch.server._errors import P4RuntimeError
 from dysco.softswitch.server._grpc import TlsConfig, make_grpc_server
 from dysco.softswitch.server._offload import VnetHdr
+from dysco.softswitch.server._ports import RawSocketPorts
 
 _log = logging.getLogger("dysco.softswitch.server")
 
@@ -93,31 +93,20 @@ class SoftSwitchServer:
             self.core.poll_idle_timeouts()
             self.poll_drops()
 
-    def _drop_counters(self) -> list[Drops]:
-        found = [getattr(self.ports, "drops", None), getattr(self.core.device, "drops", None)]
-        return [d for d in found if isinstance(d, Drops)]
-
     def poll_drops(self) -> dict[str, int]:
-        """Read what the kernel dropped before the pipeline (the ports' and the CPU port's
-        sockets), log what is new, and return every count so far by cause (the idle-poll
-        thread calls this every poll interval)."""
-        for owner in (self.ports, self.core.device):
-            poll = getattr(owner, "poll_drops", None)
-            if poll is not None:
-                poll()
-        counts: dict[str, int] = {}
-        for drops in self._drop_counters():
-            for cause, n in drops.new_since_last().items():
-                _log.warning("[switch] %d frames lost before the pipeline: %s", n, cause)
-            counts.update(drops.counts())
-        return counts
+        """Read what the kernel dropped before the pipeline (every port's socket, the CPU port's
+        too), log what is new, and return every count so far by cause (the idle-poll thread
+        calls this every poll interval).  In-memory ports lose nothing."""
+        if not isinstance(self.ports, RawSocketPorts):
+            return {}
+        self.ports.poll_drops()
+        for cause, n in self.ports.drops.new_since_last().items():
+            _log.warning("[switch] %d frames lost before the pipeline: %s", n, cause)
+        return self.ports.drops.counts()
 
     def kernel_drops(self) -> dict[str, int]:
         """Every count so far by cause, as of the last :meth:`poll_drops`."""
-        counts: dict[str, int] = {}
-        for drops in self._drop_counters():
-            counts.update(drops.counts())
-        return counts
+        return self.ports.drops.counts() if isinstance(self.ports, RawSocketPorts) else {}
 
     def stop(self, grace: float = 1.0) -> None:
         """Stop serving, end every stream, stop the threads and close the ports.  Idempotent."""
