@@ -18,6 +18,8 @@ SWITCH_READY = "softswitch: P4Runtime server listening on"
 AGENT_READY = "dysco agent: ready"
 START_S = 60.0
 STOP_S = 10.0
+TAIL_LINES = 15
+"""Lines of its log a failed wait quotes."""
 
 
 def run(cmd: str) -> None:
@@ -98,13 +100,23 @@ class Process:
                     self.lines.put(None)  # for the next wait
                     raise UserError(
                         f"{' '.join(self.argv[:3])}: ended without a line with {text!r}; see {self.log_path}"
+                        + self._tail()
                     )
                 if text in line:
                     return line
         except queue.Empty:
             raise UserError(
                 f"{' '.join(self.argv[:3])}: no line with {text!r} in {timeout}s; see {self.log_path}"
+                + self._tail()
             ) from None
+
+    def _tail(self) -> str:
+        """The log's last lines, for an error that is read where the log is not (a CI report)."""
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()[-TAIL_LINES:]
+        except OSError:
+            return ""
+        return "".join(f"\n  | {line}" for line in lines)
 
     def drain(self) -> list[str]:
         """The lines printed so far and not yet waited for (does not wait)."""
