@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dysco.runtime.fleet._issue import add_commands
+from dysco.runtime.fleet._keys import add_keys
 from dysco.runtime.fleet._layout import Layout, Registration, Report, parse_scope
 
 if TYPE_CHECKING:  # the store (aetcd, grpc) is imported when a command runs, not for --help
@@ -60,6 +61,10 @@ def register(subparsers: Any) -> None:
         "--etcd-cert", metavar="PEM", help="this client's certificate for etcd (with --etcd-key)"
     )
     common.add_argument("--etcd-key", metavar="PEM", help="this client's private key for etcd")
+    common.add_argument("--etcd-user", metavar="NAME", help="the etcd user (etcd with access control)")
+    common.add_argument(
+        "--etcd-password-file", metavar="FILE", help="that user's password (the file's first line)"
+    )
     what = f.add_subparsers(dest="fleet_command", metavar="COMMAND", required=True)
 
     pol = what.add_parser("policies", help="policy sets", epilog=_EPILOG,
@@ -90,6 +95,7 @@ def register(subparsers: Any) -> None:
     put.set_defaults(handler=policies_put_main)
 
     add_commands(what, common)
+    add_keys(what, common)
 
     st = what.add_parser(
         "status",

@@ -148,7 +148,9 @@ def test_without_etcd_the_agent_serves_its_own_file(switch: SwitchProcess, tmp_p
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--group", "web"], "--group, --etcd-prefix and --etcd-ca/cert/key are for --etcd"),
+        (["--group", "web"], "--group, --etcd-prefix, --etcd-ca/cert/key and --etcd-user are for --etcd"),
+        (["--etcd-user", "a1"], "--etcd-user are for --etcd"),
+        (["--etcd", "http://127.0.0.1:2379", "--etcd-user", "a1"], "--etcd-user needs --etcd-password-file"),
         (["--etcd", "127.0.0.1:2379"], "--etcd '127.0.0.1:2379': expected http://HOST:PORT"),
         (["--etcd", "http://127.0.0.1:2379", "--group", "a/b"], "--group 'a/b': use letters"),
         (["--etcd", "http://127.0.0.1:2379", "--etcd-prefix", "dysco"], "etcd prefix 'dysco': must start"),

@@ -269,7 +269,9 @@ def test_a_command_is_carried_out_once_per_agent(etcd: EtcdProcess) -> None:
         (("replace", "10.0.2.2", "10.0.2.2"), "the same middlebox"),
         (("replace", "10.0.2", "10.0.4.2"), "replace: '10.0.2' is not an IPv4 address"),
         (("insert", "10.0.5.2"), "insert needs --match PREDICATE"),
-        (("drain", "10.0.5.2"), "unknown fleet command 'drain'"),
+        (("drain", "10.0.5.2", "10.0.6.2"), "drain takes no NEW: each agent chooses"),
+        (("drain", "10.0.5"), "drain: '10.0.5' is not an IPv4 address"),
+        (("undrain", "10.0.5.2"), "unknown fleet command 'undrain'"),
     ],
 )
 def test_bad_commands_are_refused_before_anything_is_written(args: tuple[str, ...], message: str) -> None:
