@@ -222,7 +222,10 @@ class FleetAgent:
         return ranges
 
     def _forget(self, key: bytes) -> Callable[[], None]:
-        return lambda: self._copy.pop(key, None) and None
+        def forget() -> None:
+            self._copy.pop(key, None)
+
+        return forget
 
     async def _connected(self, store: Store) -> None:
         """One connection: read (or catch up), register, then watch, apply and keep the lease.

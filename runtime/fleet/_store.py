@@ -353,7 +353,7 @@ class Store:
                 if response.compact_revision:
                     raise Compacted(int(response.compact_revision))
                 if response.canceled:
-                    why = response.cancel_reason
+                    why = response.cancel_reason.split("desc = ", 1)[-1]
                     if "permission denied" in why:
                         raise Denied(f"etcd at {self.endpoint}: watch {key.decode(errors='replace')}: {why}")
                     raise Unavailable(f"etcd at {self.endpoint}: watch canceled: {why}")
@@ -375,6 +375,8 @@ def _error(endpoint: Endpoint, what: str, exc: grpc.aio.AioRpcError) -> DyscoErr
         code == grpc.StatusCode.INVALID_ARGUMENT and "authentication failed" in details
     ):
         return Denied(f"etcd at {endpoint}: {what}: {details}")
+    if code == grpc.StatusCode.INVALID_ARGUMENT and "user name is empty" in details:
+        return Denied(f"etcd at {endpoint}: {what}: {details} (etcd has access control on: give --etcd-user)")
     if code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in details:
         return Compacted(0)
     return Unavailable(f"etcd at {endpoint}: {what}: {_reason(details)}")
