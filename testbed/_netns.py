@@ -21,6 +21,7 @@ import contextlib
 import os
 import queue
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -120,10 +121,20 @@ class Plan:
     """A single-node etcd for the agents (docs/fleet.md): the policies go there, not to files."""
     etcd_tls: bool = False
     """The etcd speaks TLS and wants client certificates (a throwaway CA in :attr:`etcd_pki`)."""
-    etcd_ports: tuple[int, int] = (2379, 2380)
-    """Its client and peer ports on 127.0.0.1."""
+    etcd_ports: tuple[int, ...] = (2379, 2380)
+    """Its client and peer ports on 127.0.0.1 (a pair per member)."""
+    etcd_members: int = 1
+    """Members of the etcd cluster (1 or 3); the agents and fleet commands are given them all."""
+    etcd_auth: bool = False
+    """etcd's access control on: a user and role per agent (its own scope only), and ``root``
+    for the operator; passwords in :attr:`etcd_users`."""
+    keys: bool = False
+    """The agents authenticate their messages (``--keys``, a key file made at start); with etcd
+    the ring is in ``keys/ring`` too, for ``dysco fleet keys rotate``."""
 
     def __post_init__(self) -> None:
+        if len(self.etcd_ports) != 2 * self.etcd_members:
+            raise UserError(f"etcd: {self.etcd_members} members need {2 * self.etcd_members} ports")
         if self.backend not in BACKENDS:
             raise UserError(f"backend {self.backend!r}: expected one of {', '.join(BACKENDS)}")
         if self.offloads and self.backend == "python" and self.nics:
@@ -168,15 +179,32 @@ class Plan:
 
     @property
     def etcd_url(self) -> str:
-        return f"{'https' if self.etcd_tls else 'http'}://127.0.0.1:{self.etcd_ports[0]}"
+        scheme = "https" if self.etcd_tls else "http"
+        return ",".join(f"{scheme}://127.0.0.1:{port}" for port in self.etcd_ports[::2])
+
+    @property
+    def etcd_users(self) -> str:
+        """The directory of the etcd users' password files (``root`` and one per agent)."""
+        return f"/tmp/{self.prefix}-etcd-users"
+
+    @property
+    def key_file(self) -> str:
+        return f"/tmp/{self.prefix}-keys.txt"
 
     @property
     def etcd_pki(self) -> str:
         return f"/tmp/{self.prefix}-etcd-pki"
 
-    def etcd_client(self) -> list[str]:
-        """A fleet client's options for this etcd: ``--etcd URL`` and its certificates."""
-        return ["--etcd", self.etcd_url, *(client_tls(Path(self.etcd_pki)) if self.etcd_tls else [])]
+    def etcd_client(self, user: str = "root") -> list[str]:
+        """A fleet client's options for this etcd: ``--etcd URL``, its certificates and, with
+        access control, ``user``'s credentials (the operator's: root)."""
+        tls = client_tls(Path(self.etcd_pki)) if self.etcd_tls else []
+        auth = (
+            ["--etcd-user", user, "--etcd-password-file", f"{self.etcd_users}/{user}"]
+            if self.etcd_auth
+            else []
+        )
+        return ["--etcd", self.etcd_url, *tls, *auth]
 
     @property
     def etcd_data(self) -> str:
@@ -325,9 +353,11 @@ class Plan:
         options = ""
         policy = self.policy_files().get(h.name)
         if self.etcd:  # its policies come from etcd
-            options = " " + " ".join(self.etcd_client()) + (f" --group {h.group}" if h.group else "")
+            options = " " + " ".join(self.etcd_client(h.name)) + (f" --group {h.group}" if h.group else "")
+        if self.keys:
+            options += f" --keys {self.key_file}"
         elif policy is not None:
-            options = f" --policies {policy[0]}"
+            options += f" --policies {policy[0]}"
         if h.role == "client":
             options += "".join(f" --agentless 10.0.{x.subnet}.0/24" for x in self.hosts if not x.agent)
         options += "".join(f" --agentless {net}" for net in h.agentless)
@@ -354,13 +384,24 @@ class Plan:
     def etcd_commands(self) -> list[str]:
         """The etcd of ``etcd = true`` and its policy keys, as shell commands."""
         pki = Path(self.etcd_pki) if self.etcd_tls else None
-        etcd = " ".join(shlex.quote(a) for a in etcd_argv(Path(self.etcd_data), *self.etcd_ports, pki=pki))
         lines = [f"# a throwaway CA and certificates in {pki} (testbed/_etcd.py make_pki)"] if pki else []
-        lines.append(f"{etcd} &")
+        if self.etcd_members == 1:
+            etcd = etcd_argv(Path(self.etcd_data), self.etcd_ports[0], self.etcd_ports[1], pki=pki)
+            lines.append(" ".join(map(shlex.quote, etcd)) + " &")
+        else:
+            ports = list(zip(self.etcd_ports[::2], self.etcd_ports[1::2], strict=True))
+            cluster = ",".join(f"m{i}=http://127.0.0.1:{peer}" for i, (_, peer) in enumerate(ports))
+            for i, (client, peer) in enumerate(ports):
+                etcd = etcd_argv(Path(self.etcd_data) / f"m{i}", client, peer, f"m{i}", pki, cluster)
+                lines.append(" ".join(map(shlex.quote, etcd)) + " &")
         tls = f" --cacert {pki}/ca.crt --cert {pki}/client.crt --key {pki}/client.key" if pki else ""
         for key, text in self.etcd_policies().items():
             put = f"ETCDCTL_API=3 etcdctl --endpoints {self.etcd_url}{tls} put /dysco/{key}"
             lines += [f"{put} <<'EOF'", text.rstrip("\n"), "EOF"] if text else [f"{put} ''"]
+        if self.etcd_auth:
+            lines.append(
+                f"# a user and role per agent, then auth enable (testbed/_etcd.py): {self.etcd_users}"
+            )
         return lines
 
     def script(self) -> str:
@@ -411,6 +452,8 @@ def clean(plan: Plan) -> None:
     if plan.etcd:
         shutil.rmtree(plan.etcd_data, ignore_errors=True)
         shutil.rmtree(plan.etcd_pki, ignore_errors=True)
+        shutil.rmtree(plan.etcd_users, ignore_errors=True)
+    Path(plan.key_file).unlink(missing_ok=True)
 
 
 @dataclass
@@ -429,6 +472,8 @@ class Testbed:
         self.exits: queue.Queue[Process] = queue.Queue()
         """Switches and agents that exited while the testbed was up, in the order they did."""
         self.etcd: EtcdProcess | None = None
+        """The etcd (its first member)."""
+        self.etcd_members: list[EtcdProcess] = []
         self._stopping = False
 
     def _start(self, kind: str, host: Host, *, append: bool = False) -> Process:
@@ -494,12 +539,16 @@ class Testbed:
             clean(self.plan)  # leftovers of an interrupted run
             for cmd in self.plan.network():
                 run(cmd)
+            keys = self._make_keys() if self.plan.keys else {}
             if self.plan.etcd:
                 p = self.plan
                 pki = make_pki(Path(p.etcd_pki)) if p.etcd_tls else None
-                self.etcd = start_etcd(
-                    Path(p.etcd_data), p.etcd_ports, self.logs / "etcd.log", p.etcd_policies(), pki
-                )
+                users, root = self._make_users() if p.etcd_auth else (None, "")
+                self.etcd_members = start_etcd(
+                    Path(p.etcd_data), p.etcd_ports, self.logs / "etcd.log", {**p.etcd_policies(), **keys},
+                    pki, users, root,
+                )  # fmt: skip
+                self.etcd = self.etcd_members[0]
             else:
                 for path, text in self.plan.policy_files().values():
                     Path(path).write_text(text)
@@ -522,9 +571,34 @@ class Testbed:
         stop_apps(self.plan)
         for p in [*reversed(self.agents), *reversed(self.switches)]:
             p.__exit__()
-        if self.etcd is not None:
-            self.etcd.__exit__()
+        for m in {id(m): m for m in [*self.etcd_members, *([self.etcd] if self.etcd else [])]}.values():
+            m.__exit__()
         clean(self.plan)
+
+    def _make_keys(self) -> dict[str, str]:
+        """The agents' key file (one random key, current), and the ring for etcd."""
+        from dysco.runtime.core._auth import KeyRing
+        from dysco.runtime.fleet._keys import encode
+
+        ring = KeyRing({1: secrets.token_bytes(32)}, 1)
+        path = Path(self.plan.key_file)
+        path.write_text(ring.dumps())
+        path.chmod(0o600)
+        return {"keys/ring": encode(ring).decode()}
+
+    def _make_users(self) -> tuple[dict[str, tuple[str, str]], str]:
+        """A password file per agent and for root (mode 600): agent -> (group, password), root's."""
+        d = Path(self.plan.etcd_users)
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(mode=0o700)
+        users: dict[str, tuple[str, str]] = {}
+        for name, group in [("root", ""), *((h.name, h.group) for h in self.plan.with_agent())]:
+            password = secrets.token_hex(16)
+            (d / name).write_text(password + "\n")
+            (d / name).chmod(0o600)
+            users[name] = (group, password)
+        root = users.pop("root")[1]
+        return users, root
 
     def netns_argv(self, key: str, argv: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.plan.ns(self.plan.host(key).key), *argv]

@@ -92,7 +92,8 @@ def issue_main(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2, sort_keys=True))
     else:
         print(summary_text(result))
-    return 0 if not result["no_answer"] and result["failed"] == 0 and not result["refused"] else 1
+    bad = result["no_answer"] or result["failed"] or result["refused"] or result["refused_sessions"]
+    return 1 if bad else 0
 
 
 async def _issue(args: argparse.Namespace, layout: Layout, cmd: Command) -> dict[str, Any]:
