@@ -354,10 +354,10 @@ class Plan:
         policy = self.policy_files().get(h.name)
         if self.etcd:  # its policies come from etcd
             options = " " + " ".join(self.etcd_client(h.name)) + (f" --group {h.group}" if h.group else "")
+        elif policy is not None:
+            options = f" --policies {policy[0]}"
         if self.keys:
             options += f" --keys {self.key_file}"
-        elif policy is not None:
-            options += f" --policies {policy[0]}"
         if h.role == "client":
             options += "".join(f" --agentless 10.0.{x.subnet}.0/24" for x in self.hosts if not x.agent)
         options += "".join(f" --agentless {net}" for net in h.agentless)
