@@ -6,6 +6,7 @@ role per agent, :mod:`dysco.runtime.fleet._access`) when asked."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -167,3 +168,30 @@ def start_etcd(
             m.__exit__()
         raise
     return members
+
+
+def make_key_file(path: Path) -> dict[str, str]:
+    """The agents' key file (one random key, current; mode 600) at ``path``, and the same ring
+    as the fleet's ``keys/ring`` (key -> value, for :func:`start_etcd`)."""
+    from dysco.runtime.core._auth import KeyRing
+    from dysco.runtime.fleet._keys import encode
+
+    ring = KeyRing({1: secrets.token_bytes(32)}, 1)
+    path.write_text(ring.dumps())
+    path.chmod(0o600)
+    return {"keys/ring": encode(ring).decode()}
+
+
+def make_users(d: Path, agents: dict[str, str]) -> tuple[dict[str, tuple[str, str]], str]:
+    """A random password per agent (name -> group) and for root, each in a file of ``d`` (mode
+    600) named by the user: agent -> (group, password), and root's password."""
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(mode=0o700)
+    users: dict[str, tuple[str, str]] = {}
+    for name, group in [("root", ""), *agents.items()]:
+        password = secrets.token_hex(16)
+        (d / name).write_text(password + "\n")
+        (d / name).chmod(0o600)
+        users[name] = (group, password)
+    root = users.pop("root")[1]
+    return users, root

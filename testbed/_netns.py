@@ -21,7 +21,6 @@ import contextlib
 import os
 import queue
 import re
-import secrets
 import shlex
 import shutil
 import signal
@@ -35,7 +34,15 @@ from typing import Any
 
 from dysco.errors import UserError
 from dysco.softswitch.server.cli import default_backend
-from dysco.testbed._etcd import EtcdProcess, client_tls, etcd_argv, make_pki, start_etcd
+from dysco.testbed._etcd import (
+    EtcdProcess,
+    client_tls,
+    etcd_argv,
+    make_key_file,
+    make_pki,
+    make_users,
+    start_etcd,
+)
 from dysco.testbed._process import AGENT_READY, SWITCH_READY, Process, run
 
 _BACKEND = re.compile(r", (\w+) backend$")
@@ -126,11 +133,9 @@ class Plan:
     etcd_members: int = 1
     """Members of the etcd cluster (1 or 3); the agents and fleet commands are given them all."""
     etcd_auth: bool = False
-    """etcd's access control on: a user and role per agent (its own scope only), and ``root``
-    for the operator; passwords in :attr:`etcd_users`."""
+    """etcd's access control on: a user per agent (its own scope), root for the operator."""
     keys: bool = False
-    """The agents authenticate their messages (``--keys``, a key file made at start); with etcd
-    the ring is in ``keys/ring`` too, for ``dysco fleet keys rotate``."""
+    """The agents authenticate their messages (``--keys``); with etcd the ring is in etcd too."""
 
     def __post_init__(self) -> None:
         if len(self.etcd_ports) != 2 * self.etcd_members:
@@ -539,11 +544,12 @@ class Testbed:
             clean(self.plan)  # leftovers of an interrupted run
             for cmd in self.plan.network():
                 run(cmd)
-            keys = self._make_keys() if self.plan.keys else {}
+            keys = make_key_file(Path(self.plan.key_file)) if self.plan.keys else {}
             if self.plan.etcd:
                 p = self.plan
                 pki = make_pki(Path(p.etcd_pki)) if p.etcd_tls else None
-                users, root = self._make_users() if p.etcd_auth else (None, "")
+                agents = {h.name: h.group for h in p.with_agent()}
+                users, root = make_users(Path(p.etcd_users), agents) if p.etcd_auth else (None, "")
                 self.etcd_members = start_etcd(
                     Path(p.etcd_data), p.etcd_ports, self.logs / "etcd.log", {**p.etcd_policies(), **keys},
                     pki, users, root,
@@ -574,31 +580,6 @@ class Testbed:
         for m in {id(m): m for m in [*self.etcd_members, *([self.etcd] if self.etcd else [])]}.values():
             m.__exit__()
         clean(self.plan)
-
-    def _make_keys(self) -> dict[str, str]:
-        """The agents' key file (one random key, current), and the ring for etcd."""
-        from dysco.runtime.core._auth import KeyRing
-        from dysco.runtime.fleet._keys import encode
-
-        ring = KeyRing({1: secrets.token_bytes(32)}, 1)
-        path = Path(self.plan.key_file)
-        path.write_text(ring.dumps())
-        path.chmod(0o600)
-        return {"keys/ring": encode(ring).decode()}
-
-    def _make_users(self) -> tuple[dict[str, tuple[str, str]], str]:
-        """A password file per agent and for root (mode 600): agent -> (group, password), root's."""
-        d = Path(self.plan.etcd_users)
-        shutil.rmtree(d, ignore_errors=True)
-        d.mkdir(mode=0o700)
-        users: dict[str, tuple[str, str]] = {}
-        for name, group in [("root", ""), *((h.name, h.group) for h in self.plan.with_agent())]:
-            password = secrets.token_hex(16)
-            (d / name).write_text(password + "\n")
-            (d / name).chmod(0o600)
-            users[name] = (group, password)
-        root = users.pop("root")[1]
-        return users, root
 
     def netns_argv(self, key: str, argv: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.plan.ns(self.plan.host(key).key), *argv]
