@@ -268,8 +268,6 @@ class FleetAgent:
                 at, entries = await store.get_keys([r.key])
             for e in entries:
                 await r.take(Change(e.key, e.value, e.revision))
-            if r.name == "keys" and not entries:
-                await r.take(Change(r.key, None, at))
             r.seen = at
             revision = max(revision, at)
         self.revision = revision
@@ -406,9 +404,12 @@ class FleetAgent:
         self.counters["commands.claimed"] += 1
         self.log.info("etcd: command %s: %s", cmd.id, cmd)
         if cmd.op == "drain" and self._drain is not None and cmd.addr not in self.drained:
-            # new sessions leave it out before the old ones move, whichever watch is first
-            self.drained[cmd.addr] = 0
-            self._drain(frozenset(self.drained))
+            # new sessions leave it out before the old ones move, whichever watch comes first
+            # (unless it was undrained since: then the moves are all the command does)
+            entry = await store.get(self.settings.layout.drained(cmd.addr))
+            if entry is not None:
+                self.drained[cmd.addr] = entry.revision
+                self._drain(frozenset(self.drained))
         self._queue.put_nowait(cmd)
 
     async def _commander(self) -> None:
