@@ -34,6 +34,8 @@ examples:
   dysco fleet status --etcd http://127.0.0.1:2379
   dysco fleet status --json
   dysco fleet replace 10.0.2.2 10.0.4.2       # every agent moves its sessions off 10.0.2.2
+  dysco fleet drain 10.0.2.2                  # ... to instances of its type it chooses; none new
+  dysco fleet keys rotate                     # a new key for the agents' messages, with overlap
 
 A set is checked here before it is written; each agent compiles it again and refuses it if its
 NIC cannot take it (the refusal is in `dysco fleet status`).  See docs/fleet.md.
@@ -43,7 +45,8 @@ NIC cannot take it (the refusal is in `dysco fleet status`).  See docs/fleet.md.
 def register(subparsers: Any) -> None:
     f: argparse.ArgumentParser = subparsers.add_parser(
         "fleet",
-        help="steer and watch a fleet of agents through etcd (policies, replace, insert, delete, status)",
+        help="steer and watch a fleet of agents through etcd (policies, replace, insert, delete, drain, "
+        "keys, status)",
         description="The fleet's shared state in etcd: policy sets by scope, and what every agent "
         "has in force.",
         epilog=_EPILOG,

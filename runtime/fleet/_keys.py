@@ -85,15 +85,14 @@ def add_keys(what: Any, common: argparse.ArgumentParser) -> None:
 
 
 _EPILOG = """\
-example:
-  dysco fleet keys put keys.txt --etcd http://127.0.0.1:2379     # the first ring, from a key file
-  dysco fleet keys rotate --overlap 10 --etcd http://127.0.0.1:2379
+example: dysco fleet keys rotate --overlap 10 --etcd http://127.0.0.1:2379
   # add key 2: 4 of 4 agents have it (0.05s)
   # switch to key 2: 4 of 4 agents have it (0.04s); overlap 10s
   # retire 1: 4 of 4 agents have it (0.04s)
   # key ring rotated from 1 to 2 in 10.2s
 
-Agents started with --keys take the ring from etcd (docs/fleet.md, docs/security.md).
+The first ring comes from a key file: dysco fleet keys put keys.txt.  Agents started with --keys
+take the ring from etcd (docs/fleet.md, docs/security.md).
 """
 
 
