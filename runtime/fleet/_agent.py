@@ -358,7 +358,7 @@ class FleetAgent:
 
     async def _keys_change(self, change: Change) -> None:
         assert self._set_keys is not None
-        if change.value is None:  # no ring in etcd: the agent keeps the keys it has
+        if change.value is None or change.revision == self.keys[0]:  # none, or in force already
             return
         try:
             ring = decode_ring(change.value)

@@ -184,6 +184,12 @@ def test_sighup_reads_the_policies_from_etcd_again(
         assert "cannot read" not in line
         s = status(tmp_path)
         assert (s["config"]["policies"], s["config"]["chains"]) == (f"etcd:/dysco/policies/all@{r1}", 1)
+        r2 = put(etcd, LAYOUT.policy(Scope.AGENT, "a1"), "policy x: tcp dts\n")
+        agent.wait_for(f"etcd:/dysco/policies/agent/a1@{r2} refused", WAIT_S)
+        agent.proc.send_signal(signal.SIGHUP)  # read again: the same set, refused again, said so
+        line = agent.wait_for("SIGHUP: ", WAIT_S).rstrip()
+        want = f"SIGHUP: policies re-read from etcd: etcd:/dysco/policies/agent/a1@{r2} refused: "
+        assert want in line and "unexpected 'dts'" in line, line
         etcd.__exit__()  # etcd gone: nothing to read, and the agent says why
         agent.wait_for("serving on the policies in force", WAIT_S)
         agent.proc.send_signal(signal.SIGHUP)
