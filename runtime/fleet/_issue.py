@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -200,7 +201,7 @@ async def _undrain(args: argparse.Namespace, layout: Layout, addr: str) -> dict[
         targets = sorted(Registration.decode(e.value).name for e in regs)
         was = await store.delete(layout.drained(addr))
         done: set[str] = set()
-        if was:
+        if was and targets:
             start, reports = await store.get_prefix(layout.statuses)
 
             def note(name: str, value: bytes) -> None:
@@ -210,16 +211,12 @@ async def _undrain(args: argparse.Namespace, layout: Layout, addr: str) -> dict[
 
             for e in reports:
                 note(layout.name_of(e.key, layout.statuses), e.value)
-            try:
-                async with asyncio.timeout(args.timeout):
-                    async for change in store.watch_prefix(layout.statuses, start + 1):
-                        if set(targets) <= done:
-                            break
+            with contextlib.suppress(TimeoutError):
+                watching = contextlib.aclosing(store.watch_prefix(layout.statuses, start + 1))
+                async with asyncio.timeout(args.timeout), watching as watch:
+                    while not set(targets) <= done:
+                        change = await anext(watch)
                         if change.value is not None:
                             note(layout.name_of(change.key, layout.statuses), change.value)
-                        if set(targets) <= done:
-                            break
-            except TimeoutError:
-                pass
     return {"was_drained": was, "done": sorted(done), "no_answer": [n for n in targets if n not in done],
             "seconds": round(time.monotonic() - t0, 3)}  # fmt: skip

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import urllib.parse
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -332,12 +332,12 @@ class Store:
         """An Auth RPC (``method`` of etcd's Auth service: UserAdd, RoleGrantPermission, ...)."""
         return await self._rpc(what, getattr(self._auth, method), request)
 
-    async def watch_prefix(self, prefix: bytes, start: int) -> AsyncIterator[Change]:
+    async def watch_prefix(self, prefix: bytes, start: int) -> AsyncGenerator[Change, None]:
         """The changes under ``prefix`` from revision ``start`` on (see :meth:`watch`)."""
         async for change in self.watch(prefix, start, aetcd.utils.prefix_range_end(prefix)):
             yield change
 
-    async def watch(self, key: bytes, start: int, end: bytes = b"") -> AsyncIterator[Change]:
+    async def watch(self, key: bytes, start: int, end: bytes = b"") -> AsyncGenerator[Change, None]:
         """The changes of ``key`` (of the range ``key``-``end`` when given) from revision
         ``start`` on, until the connection fails (:class:`Unavailable`) or etcd no longer has
         ``start`` (:class:`Compacted`).  One Watch RPC of its own per watch."""
