@@ -51,7 +51,8 @@ OFFLOADS = {False: "tx off rx off tso off gso off gro off", True: "tx on rx on t
 """``ethtool -K`` arguments for every veth end: offloads off, or on as a real NIC has them."""
 BACKENDS = ("ebpf", "python")
 ETCD_IN_FORCE = " in force: "
-"""An agent of an etcd testbed is up once it printed that its set from etcd is in force."""
+"""An agent of an etcd testbed is up once it printed that its set from etcd is in force (its
+other lines, e.g. the key ring's, do not say this)."""
 
 
 ROLES = ("client", "middlebox", "server")

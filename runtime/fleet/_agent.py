@@ -371,7 +371,7 @@ class FleetAgent:
         else:
             self.counters["keys.applied"] += 1
             self.keys = (change.revision, ring.current, "")
-            self._say(f"etcd: key ring @{change.revision} in force: current {ring.current}, "
+            self._say(f"etcd: key ring @{change.revision} taken: current {ring.current}, "
                       f"ids {' '.join(map(str, sorted(ring.keys)))}")  # fmt: skip
         await self._write_report()
 

@@ -217,7 +217,7 @@ def test_a_key_ring_from_etcd_is_put_in_force_without_restart(
     with Process(argv, tmp_path / "agent.log", AGENT_READY) as agent:
         r1 = put(etcd, LAYOUT.keys, ring(1, 1, 2).decode())
         line = agent.wait_for("dysco agent: etcd: key ring", WAIT_S).rstrip()
-        assert line.endswith(f"etcd: key ring @{r1} in force: current 1, ids 1 2"), line
+        assert line.endswith(f"etcd: key ring @{r1} taken: current 1, ids 1 2"), line
         r2 = put(etcd, LAYOUT.keys, '{"current": 3, "keys": {"2": "22"}}')
         line = agent.wait_for("dysco agent: etcd: key ring", WAIT_S).rstrip()
         assert f"etcd: key ring @{r2} refused: key 2: 1 bytes (keys are 32-64 bytes)" in line, line
