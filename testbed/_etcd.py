@@ -78,19 +78,35 @@ class EtcdProcess(Process):
                            name=self.member, cluster=self.cluster)  # fmt: skip
 
 
+def cluster_members(ports: tuple[int, ...]) -> list[tuple[str, int, int, str]]:
+    """Name, client port, peer port and ``--initial-cluster`` of each member of a cluster on the
+    client and peer port pairs of ``ports``."""
+    pairs = list(zip(ports[::2], ports[1::2], strict=True))
+    cluster = ",".join(f"m{i}=http://127.0.0.1:{peer}" for i, (_, peer) in enumerate(pairs))
+    return [(f"m{i}", client, peer, cluster) for i, (client, peer) in enumerate(pairs)]
+
+
+def member_argvs(data: Path, ports: tuple[int, ...], pki: Path | None = None) -> list[list[str]]:
+    """The command lines of the members (one: alone in its cluster, on ``data`` itself)."""
+    if len(ports) == 2:
+        return [etcd_argv(data, ports[0], ports[1], pki=pki)]
+    return [
+        etcd_argv(data / n, client, peer, n, pki, cluster)
+        for n, client, peer, cluster in cluster_members(ports)
+    ]
+
+
 def start_cluster(
     data: Path, ports: tuple[int, ...], log: Path, pki: Path | None = None
 ) -> list[EtcdProcess]:
     """Members ``m0``, ``m1``, ... (client and peer port pairs of ``ports``) of a new cluster,
     each with its data under ``data`` and its log next to ``log``; returned once every member
     serves clients."""
-    pairs = list(zip(ports[::2], ports[1::2], strict=True))
-    cluster = ",".join(f"m{i}=http://127.0.0.1:{peer}" for i, (_, peer) in enumerate(pairs))
     members: list[EtcdProcess] = []
     try:
-        for i, (client, peer) in enumerate(pairs):
-            one = log.with_name(f"{log.stem}-m{i}{log.suffix}")
-            m = EtcdProcess(data / f"m{i}", client, peer, log=one, pki=pki, name=f"m{i}", cluster=cluster)
+        for name, client, peer, cluster in cluster_members(ports):
+            one = log.with_name(f"{log.stem}-{name}{log.suffix}")
+            m = EtcdProcess(data / name, client, peer, log=one, pki=pki, name=name, cluster=cluster)
             m.__enter__()
             members.append(m)
         for m in members:

@@ -37,10 +37,10 @@ from dysco.softswitch.server.cli import default_backend
 from dysco.testbed._etcd import (
     EtcdProcess,
     client_tls,
-    etcd_argv,
     make_key_file,
     make_pki,
     make_users,
+    member_argvs,
     start_etcd,
 )
 from dysco.testbed._process import AGENT_READY, SWITCH_READY, Process, run
@@ -391,15 +391,11 @@ class Plan:
         """The etcd of ``etcd = true`` and its policy keys, as shell commands."""
         pki = Path(self.etcd_pki) if self.etcd_tls else None
         lines = [f"# a throwaway CA and certificates in {pki} (testbed/_etcd.py make_pki)"] if pki else []
-        if self.etcd_members == 1:
-            etcd = etcd_argv(Path(self.etcd_data), self.etcd_ports[0], self.etcd_ports[1], pki=pki)
-            lines.append(" ".join(map(shlex.quote, etcd)) + " &")
-        else:
-            ports = list(zip(self.etcd_ports[::2], self.etcd_ports[1::2], strict=True))
-            cluster = ",".join(f"m{i}=http://127.0.0.1:{peer}" for i, (_, peer) in enumerate(ports))
-            for i, (client, peer) in enumerate(ports):
-                etcd = etcd_argv(Path(self.etcd_data) / f"m{i}", client, peer, f"m{i}", pki, cluster)
-                lines.append(" ".join(map(shlex.quote, etcd)) + " &")
+        lines += [f"# the agents' key file {self.key_file}, mode 600, and keys/ring"] if self.keys else []
+        lines += [
+            " ".join(map(shlex.quote, a)) + " &"
+            for a in member_argvs(Path(self.etcd_data), self.etcd_ports, pki)
+        ]
         tls = f" --cacert {pki}/ca.crt --cert {pki}/client.crt --key {pki}/client.key" if pki else ""
         for key, text in self.etcd_policies().items():
             put = f"ETCDCTL_API=3 etcdctl --endpoints {self.etcd_url}{tls} put /dysco/{key}"
