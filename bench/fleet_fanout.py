@@ -1,14 +1,19 @@
-"""A policy write to in force at many agents, through a real etcd: ``--agents`` fleet clients
-(:class:`FleetAgent`, each with its own etcd connection, lease and watch) in this process, each
-compiling the set it is given as an agent does before its reload (the NIC writes are left out:
-bench.policy_reload times those), and ``dysco fleet policies put``'s wait for their reports.
+"""A policy write to in force at many agents, and a ``dysco fleet replace`` to its summary,
+through a real etcd: ``--agents`` fleet clients (:class:`FleetAgent`, each with its own etcd
+connection, lease and watches) in this process, each compiling the set it is given as an agent
+does before its reload (the NIC writes are left out: bench.policy_reload times those) and
+claiming, carrying out (:func:`carry_out`, on no sessions: an agent's own moves are timed by
+tests/e2e/test_fleet.py) and answering every command.
 
 ``python -m bench.fleet_fanout`` prints JSON: per write, the seconds from the write to the last
-agent's report of it in force (``dysco fleet policies put`` measures the same), p50 and max.
-One process and one event loop for every agent, on a shared machine: an upper bound for agents
-that each have their own CPU.
+agent's report of it in force (``dysco fleet policies put`` measures the same), p50 and max; per
+replace, the seconds from writing the command to the summary with every agent's outcome
+(``dysco fleet replace`` measures the same, without its process's start), p50 and max; and
+three runs of ``dysco fleet replace`` itself, from starting it to its exit with the summary.  One
+process and one event loop for every agent, on a shared machine: an upper bound for agents that
+each have their own CPU.
 
-    python -m bench.fleet_fanout [--agents 100] [--writes 5]
+    python -m bench.fleet_fanout [--agents 100] [--writes 5] [--replaces 5]
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import json
 import logging
 import socket
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,6 +34,8 @@ from typing import Any
 from dysco.compiler import compile_text
 from dysco.runtime.fleet import FleetAgent, FleetSettings, Layout, parse_url
 from dysco.runtime.fleet._cli import _put_and_wait
+from dysco.runtime.fleet._commands import Command, Outcome, carry_out, new_command
+from dysco.runtime.fleet._issue import _issue
 from dysco.testbed._etcd import EtcdProcess
 
 
@@ -42,20 +50,30 @@ def _connected(f: FleetAgent) -> Callable[[], bool]:
     return lambda: f.connected
 
 
-async def _run(url: str, agents: int, writes: int) -> dict[str, Any]:
+async def _run(url: str, agents: int, writes: int, replaces: int) -> dict[str, Any]:
     async def apply(text: str, source: str) -> object:
         compiled = await asyncio.to_thread(compile_text, text, source)
         return {"policies": len(compiled.source.policies)}
 
-    fleet = [
-        FleetAgent(
-            FleetSettings(parse_url(url), f"a{i:03d}", f"10.1.{i // 250}.{i % 250 + 1}"),
-            apply,
-            lambda: 0,
-            logging.getLogger("bench.fleet"),
+    def execute(name: str, address: str) -> Callable[[Command], Any]:
+        async def reconfigure(args: Any) -> Any:
+            raise AssertionError("no session to reconfigure")
+
+        async def run(cmd: Command) -> Outcome:
+            return await carry_out(cmd, name, address, [], reconfigure)
+
+        return run
+
+    def member(i: int) -> FleetAgent:
+        name, address = f"a{i:03d}", f"10.1.{i // 250}.{i % 250 + 1}"
+        settings = FleetSettings(parse_url(url), name, address)
+        return FleetAgent(
+            settings, apply, lambda: 0, logging.getLogger("bench.fleet"), execute(name, address)
         )
-        for i in range(agents)
-    ]
+
+    fleet = [member(i) for i in range(agents)]
+    etcd = {"etcd": url, "etcd_ca": None, "etcd_cert": None, "etcd_key": None, "etcd_user": None,
+            "etcd_password_file": None}  # fmt: skip
     tasks = [asyncio.create_task(f.run(), name=f.settings.name) for f in fleet]
     try:
         for f in fleet:
@@ -65,10 +83,37 @@ async def _run(url: str, agents: int, writes: int) -> dict[str, Any]:
             with tempfile.NamedTemporaryFile("w", suffix=".dysco") as tmp:
                 text = f"middlebox fw {{ instances 10.0.2.2; }}\npolicy p{w}: tcp dst port {9000 + w} -> fw\n"
                 Path(tmp.name).write_text(text)
-                args = argparse.Namespace(etcd=url, no_wait=False, timeout=60.0)
+                args = argparse.Namespace(**etcd, no_wait=False, timeout=60.0)
                 done = await _put_and_wait(args, Layout(), Layout().key("policies", "all"), text)
             assert len(done["in_force"]) == agents, done
             seconds.append(done["seconds"])
+        replaced = []
+        for _ in range(replaces):
+            args = argparse.Namespace(**etcd)
+            result = await _issue(
+                args, Layout(), new_command("replace", "10.0.2.2", "10.0.4.2", timeout=30.0)
+            )
+            assert len(result["agents"]) == agents and not result["no_answer"], result
+            replaced.append(result["seconds"])
+        cli = []  # the command as an operator runs it: from its start to its summary printed
+        for _ in range(replaces and 3):
+            t0 = time.monotonic()
+            argv = [
+                sys.executable,
+                "-m",
+                "dysco",
+                "fleet",
+                "replace",
+                "10.0.2.2",
+                "10.0.4.2",
+                "--json",
+                "--etcd",
+                url,
+            ]
+            proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)
+            out, _ = await proc.communicate()
+            assert proc.returncode == 0 and len(json.loads(out)["agents"]) == agents, out
+            cli.append(round(time.monotonic() - t0, 3))
     finally:
         for t in tasks:
             t.cancel()
@@ -78,6 +123,10 @@ async def _run(url: str, agents: int, writes: int) -> dict[str, Any]:
         "write_to_in_force_s": seconds,
         "p50_s": round(statistics.median(seconds), 3),
         "max_s": round(max(seconds), 3),
+        "replace_to_summary_s": replaced,
+        "replace_p50_s": round(statistics.median(replaced), 3) if replaced else None,
+        "replace_max_s": round(max(replaced), 3) if replaced else None,
+        "cli_replace_s": cli,
     }
 
 
@@ -85,12 +134,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.fleet_fanout", description=__doc__)
     parser.add_argument("--agents", type=int, default=100)
     parser.add_argument("--writes", type=int, default=5)
+    parser.add_argument("--replaces", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "etcd.log"
         with EtcdProcess(Path(tmp) / "etcd", _port(), _port(), log=log) as etcd:
             t0 = time.monotonic()
-            result = asyncio.run(_run(etcd.url, args.agents, args.writes))
+            result = asyncio.run(_run(etcd.url, args.agents, args.writes, args.replaces))
     result["total_s"] = round(time.monotonic() - t0, 1)
     print(json.dumps(result, indent=2))
 

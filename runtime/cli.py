@@ -35,7 +35,8 @@ example:
 The agent pushes the pipeline (--p4, or --p4info with --device-config for bmv2), writes the
 classifier compiled from --policies, and serves until SIGINT or SIGTERM.  Once it is primary
 and the classifier is written it prints one line starting with "dysco agent: ready".  SIGHUP
-reloads the policy file (as `dysco ctl policies reload` does; live sessions are not touched).
+reloads the policy file (as `dysco ctl policies reload` does; live sessions are not touched);
+with --etcd it reads the agent's policy keys in etcd again instead.
 See docs/operations.md.
 """
 
@@ -150,6 +151,10 @@ def register(subparsers: Any) -> None:
     )
     a.add_argument("--etcd-cert", metavar="PEM", help="this agent's certificate for etcd (with --etcd-key)")
     a.add_argument("--etcd-key", metavar="PEM", help="this agent's private key for etcd")
+    a.add_argument("--etcd-user", metavar="NAME", help="this agent's etcd user (etcd with access control)")
+    a.add_argument(
+        "--etcd-password-file", metavar="FILE", help="that user's password (the file's first line)"
+    )
     a.set_defaults(handler=agent_main)
 
     ctl.register(subparsers)
@@ -308,6 +313,14 @@ async def serve(settings: Any, mgmt: str, metrics: str | None = None, fleet: Any
     reloads: set[asyncio.Task[None]] = set()
 
     async def reload_on_hup() -> None:
+        if member is not None:  # the policies come from etcd: read them there again
+            try:
+                line = await member.reread()
+            except DyscoError as exc:
+                print(f"dysco agent: SIGHUP: policies not re-read: {exc}", file=sys.stderr, flush=True)
+                return
+            print(f"dysco agent: SIGHUP: policies re-read from etcd: {line}", flush=True)
+            return
         try:
             done = await service.reload_policies({})
         except DyscoError as exc:
@@ -368,20 +381,28 @@ def _metrics(service: Any, server: ManagementServer, address: str, member: Any) 
 def _fleet_settings(args: argparse.Namespace) -> Any:
     """The fleet settings of ``--etcd`` (None without it); bad flags refused now."""
     if args.etcd is None:
-        if args.group or args.etcd_prefix != "/dysco/" or args.etcd_ca or args.etcd_cert or args.etcd_key:
-            raise UserError("--group, --etcd-prefix and --etcd-ca/cert/key are for --etcd")
+        if (
+            args.group
+            or args.etcd_prefix != "/dysco/"
+            or args.etcd_ca
+            or args.etcd_cert
+            or args.etcd_key
+            or (args.etcd_user or args.etcd_password_file)
+        ):
+            raise UserError("--group, --etcd-prefix, --etcd-ca/cert/key and --etcd-user are for --etcd")
         return None
     from dysco import __version__
     from dysco.runtime.fleet import FleetSettings, Layout, parse_url
     from dysco.runtime.fleet._layout import check_name
-    from dysco.runtime.fleet._store import read_tls
+    from dysco.runtime.fleet._store import read_tls, read_user
 
     name = check_name(args.name or args.address, "--name")
     group = check_name(args.group, "--group") if args.group else ""
     metrics = f"http://{args.metrics}/metrics" if args.metrics else ""
     tls = read_tls(args.etcd_ca, args.etcd_cert, args.etcd_key)
-    endpoint = parse_url(args.etcd, tls=tls)
-    return FleetSettings(endpoint, name, args.address, group, Layout(args.etcd_prefix), metrics, __version__)
+    endpoint = parse_url(args.etcd, tls=tls, user=read_user(args.etcd_user, args.etcd_password_file))
+    return FleetSettings(endpoint, name, args.address, group, Layout(args.etcd_prefix), metrics, __version__,
+                         keys=args.keys is not None)  # fmt: skip
 
 
 def _fleet_agent(service: Any, settings: Any) -> Any:
@@ -397,21 +418,41 @@ def _fleet_agent(service: Any, settings: Any) -> Any:
     def sessions() -> int:
         return len(service.agent.sessions)
 
+    def choose(addr: str, path: Any) -> str | None:
+        """(drain) Another instance of ``addr``'s type for a session through it."""
+        from dysco.runtime.core._types import ip_int, ip_str
+
+        new = service.agent.drain_target(ip_int(addr), [ip_int(a) for a in path])
+        return None if new is None else ip_str(new)
+
+    def notes() -> list[str]:
+        from dysco.runtime.core._types import ip_str
+
+        drained = service.agent.drained_types().items()
+        return [
+            f"{kind}: every instance is drained ({' '.join(map(ip_str, addrs))}): its chains' new sessions "
+            "are refused"
+            for kind, addrs in drained
+        ]
+
     async def execute(cmd: Any) -> Any:
         """A fleet command on the sessions this agent anchors on the left."""
         from dysco.runtime.fleet._commands import carry_out
 
         outcome = await carry_out(
-            cmd, settings.name, settings.address, service.sessions(), service.reconfigure
-        )
-        print(f"dysco agent: etcd: command {cmd.id} ({cmd}): {outcome.moved} moved, "
-              f"{outcome.failed} failed, {outcome.skipped} skipped", flush=True)  # fmt: skip
+            cmd, settings.name, settings.address, service.sessions(), service.reconfigure,
+            choose=choose, notes=notes() if cmd.op == "drain" else (),
+        )  # fmt: skip
+        o = outcome
+        counts = f"{o.moved} moved, {o.failed} failed, {o.skipped} skipped, {o.refused} refused"
+        print(f"dysco agent: etcd: command {cmd.id} ({cmd}): {counts}", flush=True)
         return outcome
 
     log = prefixed("dysco.runtime.fleet", settings.name, "fleet")
     return FleetAgent(
-        settings, apply, sessions, log, execute, lambda line: print(f"dysco agent: {line}", flush=True)
-    )
+        settings, apply, sessions, log, execute, lambda line: print(f"dysco agent: {line}", flush=True),
+        drain=service.drain, set_keys=service.set_keys if settings.keys else None,
+    )  # fmt: skip
 
 
 def agent_main(args: argparse.Namespace) -> int:

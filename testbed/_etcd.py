@@ -1,10 +1,12 @@
-"""A single-node etcd for a testbed or a test (Debian's ``etcd-server``): its own data
-directory, client and peer URLs on loopback, stopped with SIGTERM on exit like every
-:class:`~dysco.testbed._process.Process`."""
+"""An etcd for a testbed or a test (Debian's ``etcd-server``): one member, or a cluster of
+several on loopback ports, each with its own data directory, stopped with SIGTERM on exit like
+every :class:`~dysco.testbed._process.Process`; over TLS and with access control (a user and
+role per agent, :mod:`dysco.runtime.fleet._access`) when asked."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +15,8 @@ from dysco.errors import UserError
 from dysco.testbed._process import Process
 
 ETCD_READY = "ready to serve client requests"
+MEMBER_STARTED = "listening for peers on"
+"""A member of a cluster serves clients only once a quorum is up: it is started when it says this."""
 
 
 def etcd_binary() -> str:
@@ -25,11 +29,12 @@ def etcd_binary() -> str:
 
 
 def etcd_argv(
-    data: Path, client_port: int, peer_port: int, name: str = "dysco", pki: Path | None = None
-) -> list[str]:
-    """The command line of one member alone in its cluster, on 127.0.0.1; with ``pki`` (a
-    directory with ca.crt, server.crt and server.key) clients speak TLS and must show a
-    certificate that CA signed."""
+    data: Path, client_port: int, peer_port: int, name: str = "dysco", pki: Path | None = None,
+    cluster: str = "",
+) -> list[str]:  # fmt: skip
+    """The command line of one member on 127.0.0.1, alone in its cluster or one of ``cluster``
+    (etcd's ``--initial-cluster``: NAME=PEER-URL,...); with ``pki`` (a directory with ca.crt,
+    server.crt and server.key) clients speak TLS and must show a certificate that CA signed."""
     scheme = "https" if pki is not None else "http"
     client, peer = f"{scheme}://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
     tls = []
@@ -45,7 +50,7 @@ def etcd_argv(
         "--advertise-client-urls", client,
         "--listen-peer-urls", peer,
         "--initial-advertise-peer-urls", peer,
-        "--initial-cluster", f"{name}={peer}",
+        "--initial-cluster", cluster or f"{name}={peer}",
         "--initial-cluster-state", "new",
     ]  # fmt: skip
 
@@ -56,18 +61,61 @@ class EtcdProcess(Process):
 
     def __init__(
         self, data: Path, client_port: int, peer_port: int, *, log: Path, append: bool = False,
-        pki: Path | None = None,
+        pki: Path | None = None, name: str = "dysco", cluster: str = "",
     ) -> None:  # fmt: skip
-        argv = etcd_argv(data, client_port, peer_port, pki=pki)
-        super().__init__(argv, log, ETCD_READY, name="etcd", append=append)
+        argv = etcd_argv(data, client_port, peer_port, name, pki, cluster)
+        super().__init__(argv, log, MEMBER_STARTED if cluster else ETCD_READY, name=name, append=append)
         self.data = data
         self.pki = pki
+        self.member = name
+        self.cluster = cluster
         self.url = f"{'https' if pki else 'http'}://127.0.0.1:{client_port}"
         self.ports = (client_port, peer_port)
 
     def again(self) -> EtcdProcess:
         """A new process of the same member (after this one stopped), its log appended."""
-        return EtcdProcess(self.data, *self.ports, log=self.log_path, append=True, pki=self.pki)
+        return EtcdProcess(self.data, *self.ports, log=self.log_path, append=True, pki=self.pki,
+                           name=self.member, cluster=self.cluster)  # fmt: skip
+
+
+def cluster_members(ports: tuple[int, ...]) -> list[tuple[str, int, int, str]]:
+    """Name, client port, peer port and ``--initial-cluster`` of each member of a cluster on the
+    client and peer port pairs of ``ports``."""
+    pairs = list(zip(ports[::2], ports[1::2], strict=True))
+    cluster = ",".join(f"m{i}=http://127.0.0.1:{peer}" for i, (_, peer) in enumerate(pairs))
+    return [(f"m{i}", client, peer, cluster) for i, (client, peer) in enumerate(pairs)]
+
+
+def member_argvs(data: Path, ports: tuple[int, ...], pki: Path | None = None) -> list[list[str]]:
+    """The command lines of the members (one: alone in its cluster, on ``data`` itself)."""
+    if len(ports) == 2:
+        return [etcd_argv(data, ports[0], ports[1], pki=pki)]
+    return [
+        etcd_argv(data / n, client, peer, n, pki, cluster)
+        for n, client, peer, cluster in cluster_members(ports)
+    ]
+
+
+def start_cluster(
+    data: Path, ports: tuple[int, ...], log: Path, pki: Path | None = None
+) -> list[EtcdProcess]:
+    """Members ``m0``, ``m1``, ... (client and peer port pairs of ``ports``) of a new cluster,
+    each with its data under ``data`` and its log next to ``log``; returned once every member
+    serves clients."""
+    members: list[EtcdProcess] = []
+    try:
+        for name, client, peer, cluster in cluster_members(ports):
+            one = log.with_name(f"{log.stem}-{name}{log.suffix}")
+            m = EtcdProcess(data / name, client, peer, log=one, pki=pki, name=name, cluster=cluster)
+            m.__enter__()
+            members.append(m)
+        for m in members:
+            m.wait_for(ETCD_READY, 30.0)
+    except BaseException:
+        for m in members:
+            m.__exit__()
+        raise
+    return members
 
 
 def make_pki(d: Path) -> Path:
@@ -99,26 +147,67 @@ def client_tls(pki: Path) -> list[str]:
 
 
 def start_etcd(
-    data: Path, ports: tuple[int, int], log: Path, keys: dict[str, str], pki: Path | None = None
-) -> EtcdProcess:
-    """A new etcd on ``data`` (emptied first) with ``keys`` (under /dysco/) written; over TLS
-    with client certificates when ``pki`` (:func:`make_pki`) is given."""
+    data: Path, ports: tuple[int, ...], log: Path, keys: dict[str, str], pki: Path | None = None,
+    users: dict[str, tuple[str, str]] | None = None, root_password: str = "",
+) -> list[EtcdProcess]:  # fmt: skip
+    """A new etcd on ``data`` (emptied first; one member per client and peer port pair of
+    ``ports``) with ``keys`` (under /dysco/) written; over TLS with client certificates when
+    ``pki`` (:func:`make_pki`) is given; with ``users`` (agent name -> group, password), a user
+    and role for each and access control on, ``root`` having ``root_password``."""
     from dysco.runtime.fleet import Layout, Store, parse_url
+    from dysco.runtime.fleet._access import enable, grant_agent
     from dysco.runtime.fleet._store import read_tls
 
     shutil.rmtree(data, ignore_errors=True)
-    etcd = EtcdProcess(data, *ports, log=log, pki=pki)
-    etcd.__enter__()
+    if len(ports) == 2:
+        one = EtcdProcess(data, ports[0], ports[1], log=log, pki=pki)
+        one.__enter__()
+        members = [one]
+    else:
+        members = start_cluster(data, ports, log, pki)
     tls = read_tls(*client_tls(pki)[1::2]) if pki is not None else None
+    url = ",".join(m.url for m in members)
 
     async def put() -> None:
-        async with Store(parse_url(etcd.url, tls=tls)) as store:
+        async with Store(parse_url(url, tls=tls)) as store:
             for key, text in keys.items():
                 await store.put(Layout().key(key), text.encode())
+            if users is not None:
+                for name, (group, password) in users.items():
+                    await grant_agent(store, Layout(), name, group, password)
+                await enable(store, root_password)
 
     try:
         asyncio.run(put())
     except BaseException:
-        etcd.__exit__()
+        for m in members:
+            m.__exit__()
         raise
-    return etcd
+    return members
+
+
+def make_key_file(path: Path) -> dict[str, str]:
+    """The agents' key file (one random key, current; mode 600) at ``path``, and the same ring
+    as the fleet's ``keys/ring`` (key -> value, for :func:`start_etcd`)."""
+    from dysco.runtime.core._auth import KeyRing
+    from dysco.runtime.fleet._keys import encode
+
+    ring = KeyRing({1: secrets.token_bytes(32)}, 1)
+    path.write_text(ring.dumps())
+    path.chmod(0o600)
+    return {"keys/ring": encode(ring).decode()}
+
+
+def make_users(d: Path, agents: dict[str, str]) -> tuple[dict[str, tuple[str, str]], str]:
+    """A random password per agent (name -> group) and for root, each in a file of ``d`` (mode
+    600) named by the user: agent -> (group, password), and root's password."""
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(mode=0o700)
+    users: dict[str, tuple[str, str]] = {}
+    for name, group in [("root", ""), *agents.items()]:
+        password = secrets.token_hex(16)
+        (d / name).write_text(password + "\n")
+        (d / name).chmod(0o600)
+        users[name] = (group, password)
+    root = users.pop("root")[1]
+    return users, root

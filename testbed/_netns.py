@@ -34,7 +34,15 @@ from typing import Any
 
 from dysco.errors import UserError
 from dysco.softswitch.server.cli import default_backend
-from dysco.testbed._etcd import EtcdProcess, client_tls, etcd_argv, make_pki, start_etcd
+from dysco.testbed._etcd import (
+    EtcdProcess,
+    client_tls,
+    make_key_file,
+    make_pki,
+    make_users,
+    member_argvs,
+    start_etcd,
+)
 from dysco.testbed._process import AGENT_READY, SWITCH_READY, Process, run
 
 _BACKEND = re.compile(r", (\w+) backend$")
@@ -43,7 +51,8 @@ OFFLOADS = {False: "tx off rx off tso off gso off gro off", True: "tx on rx on t
 """``ethtool -K`` arguments for every veth end: offloads off, or on as a real NIC has them."""
 BACKENDS = ("ebpf", "python")
 ETCD_IN_FORCE = " in force: "
-"""An agent of an etcd testbed is up once it printed that its set from etcd is in force."""
+"""An agent of an etcd testbed is up once it printed that its set from etcd is in force (its
+other lines, e.g. the key ring's, do not say this)."""
 
 
 ROLES = ("client", "middlebox", "server")
@@ -120,10 +129,18 @@ class Plan:
     """A single-node etcd for the agents (docs/fleet.md): the policies go there, not to files."""
     etcd_tls: bool = False
     """The etcd speaks TLS and wants client certificates (a throwaway CA in :attr:`etcd_pki`)."""
-    etcd_ports: tuple[int, int] = (2379, 2380)
-    """Its client and peer ports on 127.0.0.1."""
+    etcd_ports: tuple[int, ...] = (2379, 2380)
+    """Its client and peer ports on 127.0.0.1 (a pair per member)."""
+    etcd_members: int = 1
+    """Members of the etcd cluster (1 or 3); the agents and fleet commands are given them all."""
+    etcd_auth: bool = False
+    """etcd's access control on: a user per agent (its own scope), root for the operator."""
+    keys: bool = False
+    """The agents authenticate their messages (``--keys``); with etcd the ring is in etcd too."""
 
     def __post_init__(self) -> None:
+        if len(self.etcd_ports) != 2 * self.etcd_members:
+            raise UserError(f"etcd: {self.etcd_members} members need {2 * self.etcd_members} ports")
         if self.backend not in BACKENDS:
             raise UserError(f"backend {self.backend!r}: expected one of {', '.join(BACKENDS)}")
         if self.offloads and self.backend == "python" and self.nics:
@@ -168,15 +185,32 @@ class Plan:
 
     @property
     def etcd_url(self) -> str:
-        return f"{'https' if self.etcd_tls else 'http'}://127.0.0.1:{self.etcd_ports[0]}"
+        scheme = "https" if self.etcd_tls else "http"
+        return ",".join(f"{scheme}://127.0.0.1:{port}" for port in self.etcd_ports[::2])
+
+    @property
+    def etcd_users(self) -> str:
+        """The directory of the etcd users' password files (``root`` and one per agent)."""
+        return f"/tmp/{self.prefix}-etcd-users"
+
+    @property
+    def key_file(self) -> str:
+        return f"/tmp/{self.prefix}-keys.txt"
 
     @property
     def etcd_pki(self) -> str:
         return f"/tmp/{self.prefix}-etcd-pki"
 
-    def etcd_client(self) -> list[str]:
-        """A fleet client's options for this etcd: ``--etcd URL`` and its certificates."""
-        return ["--etcd", self.etcd_url, *(client_tls(Path(self.etcd_pki)) if self.etcd_tls else [])]
+    def etcd_client(self, user: str = "root") -> list[str]:
+        """A fleet client's options for this etcd: ``--etcd URL``, its certificates and, with
+        access control, ``user``'s credentials (the operator's: root)."""
+        tls = client_tls(Path(self.etcd_pki)) if self.etcd_tls else []
+        auth = (
+            ["--etcd-user", user, "--etcd-password-file", f"{self.etcd_users}/{user}"]
+            if self.etcd_auth
+            else []
+        )
+        return ["--etcd", self.etcd_url, *tls, *auth]
 
     @property
     def etcd_data(self) -> str:
@@ -325,9 +359,11 @@ class Plan:
         options = ""
         policy = self.policy_files().get(h.name)
         if self.etcd:  # its policies come from etcd
-            options = " " + " ".join(self.etcd_client()) + (f" --group {h.group}" if h.group else "")
+            options = " " + " ".join(self.etcd_client(h.name)) + (f" --group {h.group}" if h.group else "")
         elif policy is not None:
             options = f" --policies {policy[0]}"
+        if self.keys:
+            options += f" --keys {self.key_file}"
         if h.role == "client":
             options += "".join(f" --agentless 10.0.{x.subnet}.0/24" for x in self.hosts if not x.agent)
         options += "".join(f" --agentless {net}" for net in h.agentless)
@@ -354,13 +390,20 @@ class Plan:
     def etcd_commands(self) -> list[str]:
         """The etcd of ``etcd = true`` and its policy keys, as shell commands."""
         pki = Path(self.etcd_pki) if self.etcd_tls else None
-        etcd = " ".join(shlex.quote(a) for a in etcd_argv(Path(self.etcd_data), *self.etcd_ports, pki=pki))
         lines = [f"# a throwaway CA and certificates in {pki} (testbed/_etcd.py make_pki)"] if pki else []
-        lines.append(f"{etcd} &")
+        lines += [f"# the agents' key file {self.key_file}, mode 600, and keys/ring"] if self.keys else []
+        lines += [
+            " ".join(map(shlex.quote, a)) + " &"
+            for a in member_argvs(Path(self.etcd_data), self.etcd_ports, pki)
+        ]
         tls = f" --cacert {pki}/ca.crt --cert {pki}/client.crt --key {pki}/client.key" if pki else ""
         for key, text in self.etcd_policies().items():
             put = f"ETCDCTL_API=3 etcdctl --endpoints {self.etcd_url}{tls} put /dysco/{key}"
             lines += [f"{put} <<'EOF'", text.rstrip("\n"), "EOF"] if text else [f"{put} ''"]
+        if self.etcd_auth:
+            lines.append(
+                f"# a user and role per agent, then auth enable (testbed/_etcd.py): {self.etcd_users}"
+            )
         return lines
 
     def script(self) -> str:
@@ -411,6 +454,8 @@ def clean(plan: Plan) -> None:
     if plan.etcd:
         shutil.rmtree(plan.etcd_data, ignore_errors=True)
         shutil.rmtree(plan.etcd_pki, ignore_errors=True)
+        shutil.rmtree(plan.etcd_users, ignore_errors=True)
+    Path(plan.key_file).unlink(missing_ok=True)
 
 
 @dataclass
@@ -429,6 +474,8 @@ class Testbed:
         self.exits: queue.Queue[Process] = queue.Queue()
         """Switches and agents that exited while the testbed was up, in the order they did."""
         self.etcd: EtcdProcess | None = None
+        """The etcd (its first member)."""
+        self.etcd_members: list[EtcdProcess] = []
         self._stopping = False
 
     def _start(self, kind: str, host: Host, *, append: bool = False) -> Process:
@@ -494,12 +541,17 @@ class Testbed:
             clean(self.plan)  # leftovers of an interrupted run
             for cmd in self.plan.network():
                 run(cmd)
+            keys = make_key_file(Path(self.plan.key_file)) if self.plan.keys else {}
             if self.plan.etcd:
                 p = self.plan
                 pki = make_pki(Path(p.etcd_pki)) if p.etcd_tls else None
-                self.etcd = start_etcd(
-                    Path(p.etcd_data), p.etcd_ports, self.logs / "etcd.log", p.etcd_policies(), pki
-                )
+                agents = {h.name: h.group for h in p.with_agent()}
+                users, root = make_users(Path(p.etcd_users), agents) if p.etcd_auth else (None, "")
+                self.etcd_members = start_etcd(
+                    Path(p.etcd_data), p.etcd_ports, self.logs / "etcd.log", {**p.etcd_policies(), **keys},
+                    pki, users, root,
+                )  # fmt: skip
+                self.etcd = self.etcd_members[0]
             else:
                 for path, text in self.plan.policy_files().values():
                     Path(path).write_text(text)
@@ -522,8 +574,8 @@ class Testbed:
         stop_apps(self.plan)
         for p in [*reversed(self.agents), *reversed(self.switches)]:
             p.__exit__()
-        if self.etcd is not None:
-            self.etcd.__exit__()
+        for m in {id(m): m for m in [*self.etcd_members, *([self.etcd] if self.etcd else [])]}.values():
+            m.__exit__()
         clean(self.plan)
 
     def netns_argv(self, key: str, argv: list[str]) -> list[str]:

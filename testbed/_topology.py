@@ -15,7 +15,8 @@ from dysco.runtime.fleet._layout import check_name
 from dysco.testbed._netns import CHAIN_POLICY, KINDS, ROLES, Host, Plan
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,15}")
-_TOP_KEYS = {"prefix", "p4", "linger", "grpc_port", "policy", "host", "etcd", "etcd_port", "etcd_tls"}
+_TOP_KEYS = {"prefix", "p4", "linger", "grpc_port", "policy", "host", "etcd", "etcd_port", "etcd_tls",
+             "etcd_members", "etcd_auth", "keys"}  # fmt: skip
 _HOST_KEYS = {
     "name",
     "role",
@@ -127,10 +128,16 @@ def load_topology(path: Path, **overrides: Any) -> Plan:
         "etcd": _get(doc, "etcd", bool, False, str(path)),
         "etcd_tls": _get(doc, "etcd_tls", bool, False, str(path)),
     }
-    if fields["etcd_tls"] and not fields["etcd"]:
-        raise UserError(f"{path}: etcd_tls is for etcd = true")
+    fields["etcd_auth"] = _get(doc, "etcd_auth", bool, False, str(path))
+    fields["etcd_members"] = _get(doc, "etcd_members", int, 1, str(path))
+    fields["keys"] = _get(doc, "keys", bool, False, str(path))
+    for key in ("etcd_tls", "etcd_auth"):
+        if fields[key] and not fields["etcd"]:
+            raise UserError(f"{path}: {key} is for etcd = true")
+    if fields["etcd_members"] not in (1, 3):
+        raise UserError(f"{path}: etcd_members = {fields['etcd_members']}: 1 or 3")
     etcd_port = _get(doc, "etcd_port", int, 2379, str(path))
-    fields["etcd_ports"] = (etcd_port, etcd_port + 1)
+    fields["etcd_ports"] = tuple(range(etcd_port, etcd_port + 2 * fields["etcd_members"]))
     fields["policies"] = f"/tmp/{fields['prefix']}-policy.dysco"
     fields.update(overrides)
     plan = Plan(tuple(hosts), **fields)

@@ -18,9 +18,10 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import replace
 
-from dysco.compiler.passes import Chain
+from dysco.compiler.passes import Chain, TypeStep
 from dysco.compiler.software import SoftwareClassifier
-from dysco.errors import PeerError
+from dysco.errors import PeerError, UserError
+from dysco.runtime.core import _auth as auth
 from dysco.runtime.core import _packet as pk
 from dysco.runtime.core import _syn_payload as wire
 from dysco.runtime.core._events import Action, Delete, Mapping, Modify, Notify, Port, Reason, Send, Table
@@ -29,7 +30,7 @@ from dysco.runtime.core._session import SECOND, Role, Session
 from dysco.runtime.core._setup import Setup
 from dysco.runtime.core._splice_translation import compute, side
 from dysco.runtime.core._twopath import M32, after, translate
-from dysco.runtime.core._types import FiveTuple, ip_str
+from dysco.runtime.core._types import FiveTuple, ip_int, ip_str
 
 
 class Agent(Setup):
@@ -130,6 +131,46 @@ class Agent(Setup):
         self.chains = {c.id: c for c in chains}
         self.software = software
         return [Notify("policy_update", f"{len(self.chains)} chains")]
+
+    def set_keys(self, keys: auth.KeyRing) -> list[Action]:
+        """A new key ring (a rotation, docs/security.md): its current key signs from now on, all
+        of its keys verify.  Only for an agent that authenticates (started with keys)."""
+        if self.guard is None:
+            raise UserError("this agent does not authenticate its messages (start it with --keys)")
+        self.config = replace(self.config, keys=keys)
+        self.rc.msgs.keys = keys
+        return [Notify("keys", f"current {keys.current}, ids {' '.join(map(str, sorted(keys.keys)))}")]
+
+    def drain(self, instances: Iterable[int]) -> list[Action]:
+        """Leave ``instances`` (all of them drained, the ones before that are not back) out of
+        the choice of middlebox instances for new sessions; live sessions keep theirs."""
+        self.selector.drained = frozenset(instances)
+        return [Notify("drain", " ".join(ip_str(a) for a in sorted(self.selector.drained)) or "none")]
+
+    def drained_types(self) -> dict[str, tuple[int, ...]]:
+        """The middlebox types of the chains in force whose every instance is drained (their
+        chains' new sessions are refused), with those instances."""
+        found: dict[str, tuple[int, ...]] = {}
+        for chain in self.chains.values():
+            for step in chain.hops:
+                if isinstance(step, TypeStep):
+                    addrs = tuple(ip_int(a) for a in step.instances)
+                    if addrs and all(a in self.selector.drained for a in addrs):
+                        found[step.type] = addrs
+        return found
+
+    def drain_target(self, instance: int, path: Iterable[int]) -> int | None:
+        """Where a session through the drained ``instance`` (its hops ``path``) goes: another
+        instance of a middlebox type of the chains in force that has ``instance``, not drained
+        and not on the path, the least loaded; None when there is none."""
+        others: list[int] = []
+        for chain in self.chains.values():
+            for step in chain.hops:
+                if isinstance(step, TypeStep):
+                    addrs = [ip_int(a) for a in step.instances]
+                    if instance in addrs:
+                        others += [a for a in addrs if a != instance and a not in others]
+        return self.selector.replacement(tuple(others), frozenset(path) | {instance})
 
     def prepend_hops(self, session: FiveTuple, hops: Iterable[int]) -> bool:
         """A middlebox application asks for ``hops`` ahead of the rest of the chain for the session

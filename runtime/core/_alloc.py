@@ -2,8 +2,12 @@
 
 Instance selection per middlebox type: ``round-robin``, ``hash`` (of the session's
 five-tuple, stable across runs and hosts) or ``least-loaded`` (fewest live sessions this
-agent has through the instance).  Ports: per next hop, never twice for a live subsession,
-reused after release.
+agent has through the instance), among the instances that are not drained (``dysco fleet
+drain``, docs/fleet.md): when every instance of a type is drained, :class:`AllDrained` (the
+session is refused: a chain is not set up without its middlebox, nor through one being taken
+out of service).  :meth:`Selector.replacement` picks where a drained instance's sessions go.
+
+Ports: per next hop, never twice for a live subsession, reused after release.
 """
 
 from __future__ import annotations
@@ -18,14 +22,24 @@ class PortsExhausted(Exception):
     """Every port of the range is in use toward that next hop."""
 
 
+class AllDrained(Exception):
+    """Every instance of a middlebox type is drained."""
+
+
 class Selector:
-    """Picks instances; keeps the round-robin cursors and the load per instance."""
+    """Picks instances; keeps the round-robin cursors, the load per instance and the drained
+    instances."""
 
     def __init__(self) -> None:
         self._cursor: dict[str, int] = {}
         self.load: Counter[int] = Counter()
+        self.drained: frozenset[int] = frozenset()
 
     def pick(self, type_name: str, instances: tuple[int, ...], mode: str, session: FiveTuple) -> int:
+        if self.drained:
+            instances = tuple(a for a in instances if a not in self.drained)
+            if not instances:
+                raise AllDrained(f"every instance of {type_name} is drained")
         if mode == "hash":
             key = f"{session.src}/{session.dst}/{session.sport}/{session.dport}/{session.proto}".encode()
             return instances[zlib.crc32(key) % len(instances)]
@@ -34,6 +48,12 @@ class Selector:
         i = self._cursor.get(type_name, 0)
         self._cursor[type_name] = (i + 1) % len(instances)
         return instances[i % len(instances)]
+
+    def replacement(self, instances: tuple[int, ...], avoid: frozenset[int]) -> int | None:
+        """The least-loaded of ``instances`` that is neither drained nor in ``avoid`` (None:
+        there is none)."""
+        left = [a for a in instances if a not in self.drained and a not in avoid]
+        return min(left, key=lambda a: (self.load[a], instances.index(a))) if left else None
 
     def acquire(self, addr: int) -> None:
         self.load[addr] += 1

@@ -16,7 +16,7 @@ from dysco.compiler.passes import AddressStep
 from dysco.compiler.software import is_software
 from dysco.runtime.core import _packet as pk
 from dysco.runtime.core import _syn_payload as wire
-from dysco.runtime.core._alloc import PortsExhausted
+from dysco.runtime.core._alloc import AllDrained, PortsExhausted
 from dysco.runtime.core._events import Action, Mapping, Port, Send, Table
 from dysco.runtime.core._fsm import SessionState, SubsessionState
 from dysco.runtime.core._session import Direction, Role, Session, Subsession
@@ -57,7 +57,11 @@ class Setup(Sessions):
                 hops.append(ip_int(step.address))
             else:
                 addrs = tuple(ip_int(a) for a in step.instances)
-                choice = self.selector.pick(step.type, addrs, step.select, s0)
+                try:
+                    choice = self.selector.pick(step.type, addrs, step.select, s0)
+                except AllDrained as exc:  # refused: the host's SYN retries until one is back
+                    self._fail(out, "all_instances_drained", f"{s0}: {exc}")
+                    return
                 hops.append(choice)
                 instances.append(choice)
         if not self._agentless(s0.dst):

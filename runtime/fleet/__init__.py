@@ -1,4 +1,6 @@
-"""The fleet on etcd: policy sets by scope, agents' registrations and reports (docs/fleet.md).
+"""The fleet on etcd: policy sets by scope, agents' registrations and reports, fleet commands
+(replace, insert, delete, drain), drained instances, the key ring and access control
+(docs/fleet.md).
 
 Public surface::
 

@@ -2,15 +2,17 @@
 its policy keys and puts the most specific set in force through the agent's live reload, and
 reports what it did (:mod:`._layout` has the keys).
 
-One task, :meth:`FleetAgent.run`, owns a connection at a time and, in a ``TaskGroup``, its three
-tasks: ``lease`` (keeps the registration alive, registers again if the lease was lost), ``watch``
-(changes of the policy keys -> the local copy) and ``apply`` (the local copy -> the agent, one set
-at a time, the latest wins).  A failure of any of them ends the connection; :meth:`run` connects
-again after a throttled backoff.  Meanwhile the agent keeps serving on the policies it has.
+One task, :meth:`FleetAgent.run`, owns a connection at a time and, in a ``TaskGroup``, its
+tasks: ``lease`` (keeps the registration alive, registers again if the lease was lost), one
+watch per range it reads (its three policy keys one by one, ``commands/``, ``drained/``,
+``keys/ring``: with etcd's access control on, an agent may read nothing else) and ``apply`` (the
+local copy of the policy keys -> the agent, one set at a time, the latest wins).  A failure of
+any of them ends the connection; :meth:`run` connects again after a throttled backoff.
+Meanwhile the agent keeps serving on the policies, drained instances and keys it has.
 
-Catching up: the first connection reads the keys whole; a later one watches from the revision
-after the last one seen, so nothing written while etcd was out of reach is missed; when etcd has
-compacted that history away the keys are read whole again.
+Catching up: the first connection reads the ranges whole; a later one watches each from the
+revision after the last one it saw there, so nothing written while etcd was out of reach is
+missed; when etcd has compacted that history away they are read whole again.
 """
 
 from __future__ import annotations
@@ -28,12 +30,16 @@ from prometheus_client.core import Metric
 from dysco import metrics as m
 from dysco.errors import DyscoError, UserError
 from dysco.runtime.fleet._commands import Command, Outcome
+from dysco.runtime.fleet._keys import Ring
+from dysco.runtime.fleet._keys import decode as decode_ring
 from dysco.runtime.fleet._layout import Layout, Refusal, Registration, Report
-from dysco.runtime.fleet._store import Compacted, Endpoint, Store, Unavailable
+from dysco.runtime.fleet._store import Change, Compacted, Endpoint, Store, Unavailable
 
 LEASE_TTL_S = 5
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 5.0
+APPLY_WAIT_S = 60.0
+"""SIGHUP waits this long at most for the set it read to be in force or refused."""
 REPORT_EVERY_S = 2.0
 """How often the session count in the agent's report is brought up to date (when it changed)."""
 
@@ -41,6 +47,10 @@ Apply = Callable[[str, str], Awaitable[object]]
 """Put a policy text in force (text, its name for messages); raises UserError to refuse it."""
 Execute = Callable[[Command], Awaitable[Outcome]]
 """Carry a fleet command out on this agent's sessions."""
+Drain = Callable[[frozenset[str]], None]
+"""Leave these middlebox instances (addresses) out of new sessions (all of them: the set)."""
+SetKeys = Callable[[Ring], None]
+"""Put a key ring from etcd in force (raises UserError to refuse it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +63,22 @@ class FleetSettings:
     metrics: str = ""
     version: str = ""
     lease_ttl: int = LEASE_TTL_S
+    keys: bool = False
+    """The agent authenticates its messages (``--keys``): it takes the key ring from etcd."""
+
+
+@dataclass(slots=True)
+class _Range:
+    """What the agent reads of etcd: one key (``end`` empty) or a prefix; what it does with
+    each change (also the entries of a whole read) and the last revision it saw there."""
+
+    name: str
+    key: bytes
+    end: bytes
+    take: Callable[[Change], Awaitable[None]]
+    clear: Callable[[], None]
+    """Before a whole read: forget what the range held."""
+    seen: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +99,16 @@ class FleetAgent:
         log: logging.Logger | logging.LoggerAdapter[logging.Logger],
         execute: Execute | None = None,
         say: Callable[[str], None] | None = None,
+        drain: Drain | None = None,
+        set_keys: SetKeys | None = None,
     ) -> None:
         self.settings = settings
+        self.probe = settings.layout.status(settings.name)
+        """The key the connection is tried on: one this agent may always read (its report)."""
         self._apply = apply
         self._execute = execute
+        self._drain = drain
+        self._set_keys = set_keys
         self._say = say or (lambda _: None)
         """Told one line per set put in force or refused, once it is published."""
         self._sessions = sessions
@@ -96,9 +128,12 @@ class FleetAgent:
         """The values of this agent's policy keys, as last read or watched."""
         self._wake = asyncio.Event()
         self._compacted = False
-        """etcd no longer has the history after :attr:`revision`: read the keys whole."""
-        self._commands_seen = 0
-        """The revision of the last change under ``commands/`` seen (its watch's own cursor)."""
+        """etcd no longer has the history after a range's cursor: read them whole."""
+        self.drained: dict[str, int] = {}
+        """Drained middlebox instances (``drained/ADDR``) and the revisions that drained them."""
+        self.keys: tuple[int, int, str] = (0, -1, "")
+        """The key ring from etcd: the revision in force (0: none), its current key, a refusal."""
+        self._ranges = self._what_to_read()
         self._queue: asyncio.Queue[Command] = asyncio.Queue()
         """Commands claimed, waiting to be carried out."""
         self._unsent: dict[bytes, bytes] = {}
@@ -119,6 +154,8 @@ class FleetAgent:
             "policy_revision": a.revision if a else 0,
             "refused": None if self.refused is None else _refusal(self.refused),
             "last_error": self.last_error,
+            "drained": sorted(self.drained),
+            "keys": {"revision": self.keys[0], "current": self.keys[1], "refused": self.keys[2]},
             "counters": dict(sorted(self.counters.items())),
         }
 
@@ -135,6 +172,10 @@ class FleetAgent:
             r,
             self._sessions(),
             round(time.time(), 3),
+            keys_revision=self.keys[0],
+            keys_current=self.keys[1],
+            keys_refused=self.keys[2],
+            drained=sorted(self.drained),
         )
 
     # ---- the connection loop ----------------------------------------------------------------
@@ -150,7 +191,7 @@ class FleetAgent:
         backoff = BACKOFF_MIN_S
         while True:
             try:
-                async with Store(self.settings.endpoint) as store:
+                async with Store(self.settings.endpoint, self.probe) as store:
                     await self._connected(store)
             except* (Unavailable, OSError, TimeoutError) as group:
                 exc = group.exceptions[0]
@@ -167,33 +208,49 @@ class FleetAgent:
             await asyncio.sleep(backoff)  # throttles reconnection, not a synchronisation
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
+    def _what_to_read(self) -> list[_Range]:
+        lay = self.settings.layout
+        ranges = [_Range(f"policy {k.decode()}", k, b"", self._policy_change, self._forget(k))
+                  for k in self.scopes]  # fmt: skip
+        if self._execute is not None:
+            ranges.append(_Range("commands", lay.commands, _end(lay.commands), self._command, _nothing))
+        if self._drain is not None:
+            ranges.append(_Range("drained", lay.drained_all, _end(lay.drained_all), self._drained_change,
+                                 self.drained.clear))  # fmt: skip
+        if self._set_keys is not None:
+            ranges.append(_Range("keys", lay.keys, b"", self._keys_change, _nothing))
+        return ranges
+
+    def _forget(self, key: bytes) -> Callable[[], None]:
+        def forget() -> None:
+            self._copy.pop(key, None)
+
+        return forget
+
     async def _connected(self, store: Store) -> None:
         """One connection: read (or catch up), register, then watch, apply and keep the lease.
         Returns after a compaction (read again); raises when the connection fails."""
         s = self.settings
-        oldest = min(self.revision, self._commands_seen if self._execute is not None else self.revision) + 1
+        oldest = min(r.seen for r in self._ranges) + 1
         if self.revision and not self._compacted and not await store.history_kept(oldest):
             self.counters["etcd.compacted"] += 1
             self.log.warning("etcd: compacted past revision %d while away: reading the keys again", oldest)
             self._compacted = True
+        self._store = store
         if self.revision == 0 or self._compacted:
             await self._read(store)
-        start = self.revision + 1
         lease = await self._register(store)
-        self._store = store
         await self._flush()
         await self._set_connected(True)
         self.last_error = ""
-        self.log.info("etcd: connected to %s, watching from revision %d", s.endpoint, start)
+        self.log.info("etcd: connected to %s, watching from revision %d", s.endpoint, oldest)
         compacted = False
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._keep_lease(store, lease), name=f"{s.name}-fleet-lease")
                 tg.create_task(self._applier(store), name=f"{s.name}-fleet-apply")
-                tg.create_task(self._watch(store, start), name=f"{s.name}-fleet-watch")
-                if self._execute is not None:
-                    since = self._commands_seen + 1
-                    tg.create_task(self._watch_commands(store, since), name=f"{s.name}-fleet-cmd-watch")
+                for r in self._ranges:
+                    tg.create_task(self._watch(store, r), name=f"{s.name}-fleet-watch-{r.name}")
         except* Compacted as group:
             self.counters["etcd.compacted"] += 1
             self.log.warning("etcd: %s: reading the keys again", group.exceptions[0])
@@ -201,19 +258,53 @@ class FleetAgent:
         self._compacted = compacted
 
     async def _read(self, store: Store) -> None:
-        """The policy keys read whole (first connection, or after a compaction)."""
-        revision, entries = await store.get_prefix(self.settings.layout.policies)
-        mine = {e.key: _Set(e.key, e.value.decode("utf-8", "replace"), e.revision) for e in entries}
-        self._copy = {k: v for k, v in mine.items() if k in self.scopes}
+        """Every range read whole (first connection, after a compaction, on SIGHUP)."""
+        revision, _ = await store.get_keys([])
+        for r in self._ranges:
+            r.clear()
+            if r.end:
+                at, entries = await store.get_prefix(r.key)
+            else:
+                at, entries = await store.get_keys([r.key])
+            for e in entries:
+                await r.take(Change(e.key, e.value, e.revision))
+            r.seen = at
+            revision = max(revision, at)
         self.revision = revision
         self._compacted = False
         self.counters["etcd.full_reads"] += 1
         self._wake.set()
-        if self._execute is not None:  # commands still open (each agent takes one at most once)
-            since, commands = await store.get_prefix(self.settings.layout.commands)
-            for e in commands:
-                await self._take(store, e.value)
-            self._commands_seen = since
+
+    async def reread(self) -> str:
+        """SIGHUP with ``--etcd``: the policy keys read again and the set they give put in force
+        (when it is not in force already); a line saying what is in force."""
+        store = self._store
+        if store is None:
+            raise UserError(
+                f"not connected to etcd ({self.last_error or 'connecting'}); the policies in force stay"
+            )
+        _, entries = await store.get_keys(list(self.scopes))
+        self._copy.clear()
+        for e in entries:
+            await self._policy_change(Change(e.key, e.value, e.revision))
+        want = self.wanted()
+
+        def settled() -> bool:
+            a, r = self.applied, self.refused
+            if want is None:
+                return a is None or a.key == b""
+            return (a is not None and (a.key, a.revision) == (want.key, want.revision)) or (
+                r is not None and (r.key, r.revision) == (want.key.decode(), want.revision)
+            )
+
+        if not settled():
+            await self.wait_until(settled, APPLY_WAIT_S)
+        a, r = self.applied, self.refused
+        if want is not None and r is not None and (r.key, r.revision) == (want.key.decode(), want.revision):
+            return f"etcd:{r.key}@{r.revision} refused: {r.error}"
+        if a is None or not a.key:
+            return "no policy set in etcd for this agent; the policies in force stay"
+        return f"etcd:{a.key.decode()}@{a.revision} in force"
 
     async def _register(self, store: Store) -> int:
         s = self.settings
@@ -237,29 +328,64 @@ class FleetAgent:
                 await store.put(self.settings.layout.status(self.settings.name), self._report().encode())
                 last_sessions = sessions
 
-    async def _watch(self, store: Store, start: int) -> None:
-        async for change in store.watch_prefix(self.settings.layout.policies, start):
+    async def _watch(self, store: Store, r: _Range) -> None:
+        async for change in store.watch(r.key, r.seen + 1, r.end):
+            r.seen = max(r.seen, change.revision)
             self.revision = max(self.revision, change.revision)
-            if change.key not in self.scopes:
-                continue
-            self.counters["etcd.policy_changes"] += 1
-            if change.value is None:
-                self._copy.pop(change.key, None)
-            else:
-                self._copy[change.key] = _Set(
-                    change.key, change.value.decode("utf-8", "replace"), change.revision
-                )
-            self._wake.set()
+            await r.take(change)
         raise Unavailable("etcd ended the watch")
+
+    async def _policy_change(self, change: Change) -> None:
+        self.counters["etcd.policy_changes"] += 1
+        if change.value is None:
+            self._copy.pop(change.key, None)
+        else:
+            self._copy[change.key] = _Set(
+                change.key, change.value.decode("utf-8", "replace"), change.revision
+            )
+        self._wake.set()
+
+    async def _drained_change(self, change: Change) -> None:
+        assert self._drain is not None
+        addr = change.key.decode().rsplit("/", 1)[-1]
+        if change.value is None:
+            self.drained.pop(addr, None)
+        else:
+            self.drained[addr] = change.revision
+        self._drain(frozenset(self.drained))
+        self.counters["drain.changes"] += 1
+        await self._write_report()
+
+    async def _keys_change(self, change: Change) -> None:
+        assert self._set_keys is not None
+        if change.value is None or change.revision == self.keys[0]:  # none, or in force already
+            return
+        try:
+            ring = decode_ring(change.value)
+            self._set_keys(ring)
+        except UserError as exc:
+            self.counters["keys.refused"] += 1
+            self.log.warning("etcd: key ring @%d refused, the keys in force stay: %s", change.revision, exc)
+            self.keys = (self.keys[0], self.keys[1], f"@{change.revision}: {exc}")
+            self._say(f"etcd: key ring @{change.revision} refused: {exc}")
+        else:
+            self.counters["keys.applied"] += 1
+            self.keys = (change.revision, ring.current, "")
+            self._say(f"etcd: key ring @{change.revision} taken: current {ring.current}, "
+                      f"ids {' '.join(map(str, sorted(ring.keys)))}")  # fmt: skip
+        await self._write_report()
+
+    async def _write_report(self) -> None:
+        store = self._store
+        if store is not None:
+            await store.put(self.settings.layout.status(self.settings.name), self._report().encode())
+        await self._changed()
 
     # ---- commands ----------------------------------------------------------------------------
 
-    async def _watch_commands(self, store: Store, start: int) -> None:
-        async for change in store.watch_prefix(self.settings.layout.commands, start):
-            self._commands_seen = max(self._commands_seen, change.revision)
-            if change.value is not None:
-                await self._take(store, change.value)
-        raise Unavailable("etcd ended the watch")
+    async def _command(self, change: Change) -> None:
+        if change.value is not None and self._store is not None:
+            await self._take(self._store, change.value)
 
     async def _take(self, store: Store, value: bytes) -> None:
         """Claim a command for this agent (once: see :mod:`._commands`) and queue it."""
@@ -277,6 +403,13 @@ class FleetAgent:
             return
         self.counters["commands.claimed"] += 1
         self.log.info("etcd: command %s: %s", cmd.id, cmd)
+        if cmd.op == "drain" and self._drain is not None and cmd.addr not in self.drained:
+            # new sessions leave it out before the old ones move, whichever watch comes first
+            # (unless it was undrained since: then the moves are all the command does)
+            entry = await store.get(self.settings.layout.drained(cmd.addr))
+            if entry is not None:
+                self.drained[cmd.addr] = entry.revision
+                self._drain(frozenset(self.drained))
         self._queue.put_nowait(cmd)
 
     async def _commander(self) -> None:
@@ -394,6 +527,15 @@ def metric_families(fleet: FleetAgent) -> list[Metric]:
         ),
         m.every("dysco_agent_fleet_total", "Every counter of the agent's fleet client", fleet.counters),
     ]
+
+
+def _end(prefix: bytes) -> bytes:
+    """The end of the range of the keys under ``prefix``."""
+    return prefix[:-1] + bytes([prefix[-1] + 1])
+
+
+def _nothing() -> None:
+    pass
 
 
 def _refusal(r: Refusal) -> dict[str, object]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dysco.runtime.fleet._issue import add_commands
+from dysco.runtime.fleet._keys import add_keys
 from dysco.runtime.fleet._layout import Layout, Registration, Report, parse_scope
 
 if TYPE_CHECKING:  # the store (aetcd, grpc) is imported when a command runs, not for --help
@@ -33,6 +34,8 @@ examples:
   dysco fleet status --etcd http://127.0.0.1:2379
   dysco fleet status --json
   dysco fleet replace 10.0.2.2 10.0.4.2       # every agent moves its sessions off 10.0.2.2
+  dysco fleet drain 10.0.2.2                  # ... to instances of its type it chooses; none new
+  dysco fleet keys rotate                     # a new key for the agents' messages, with overlap
 
 A set is checked here before it is written; each agent compiles it again and refuses it if its
 NIC cannot take it (the refusal is in `dysco fleet status`).  See docs/fleet.md.
@@ -42,7 +45,8 @@ NIC cannot take it (the refusal is in `dysco fleet status`).  See docs/fleet.md.
 def register(subparsers: Any) -> None:
     f: argparse.ArgumentParser = subparsers.add_parser(
         "fleet",
-        help="steer and watch a fleet of agents through etcd (policies, replace, insert, delete, status)",
+        help="steer and watch a fleet of agents through etcd (policies, replace, insert, delete, drain, "
+        "keys, status)",
         description="The fleet's shared state in etcd: policy sets by scope, and what every agent "
         "has in force.",
         epilog=_EPILOG,
@@ -60,6 +64,10 @@ def register(subparsers: Any) -> None:
         "--etcd-cert", metavar="PEM", help="this client's certificate for etcd (with --etcd-key)"
     )
     common.add_argument("--etcd-key", metavar="PEM", help="this client's private key for etcd")
+    common.add_argument("--etcd-user", metavar="NAME", help="the etcd user (etcd with access control)")
+    common.add_argument(
+        "--etcd-password-file", metavar="FILE", help="that user's password (the file's first line)"
+    )
     what = f.add_subparsers(dest="fleet_command", metavar="COMMAND", required=True)
 
     pol = what.add_parser("policies", help="policy sets", epilog=_EPILOG,
@@ -90,6 +98,7 @@ def register(subparsers: Any) -> None:
     put.set_defaults(handler=policies_put_main)
 
     add_commands(what, common)
+    add_keys(what, common)
 
     st = what.add_parser(
         "status",

@@ -1,4 +1,4 @@
-"""Fleet commands (``dysco fleet replace | insert | delete``): a command is a key every agent
+"""Fleet commands (``dysco fleet replace | insert | delete | drain``): a command is a key every agent
 picks up, carries out on the sessions it anchors on the left, and answers under its own key::
 
     commands/ID          the command (JSON: :class:`Command`), written once by the CLI
@@ -11,7 +11,10 @@ seen twice (a watch replayed after a reconnection, a restart that reads the comm
 not carried out twice.  A command past its ``expires`` time is not taken up at all.
 
 The work on the sessions is :func:`carry_out`: the same selection and per-session plan as
-``dysco ctl reconfigure --all | --match`` (:mod:`dysco.runtime._ctl`), run in the agent.
+``dysco ctl reconfigure --all | --match`` (:mod:`dysco.runtime._ctl`), run in the agent.  A
+``drain`` is a ``replace`` whose new instance the agent chooses per session (another instance
+of the middlebox's type, not drained, the least loaded); a session with nowhere to go stays and
+is counted ``refused``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from dysco.errors import DyscoError, UserError
 from dysco.runtime import _ctl
 from dysco.runtime.fleet._layout import json_fields
 
-OPS = ("replace", "insert", "delete")
+OPS = ("replace", "insert", "delete", "drain")
 PARALLEL = 8
 """Sessions an agent reconfigures at a time for one command."""
 ERRORS_KEPT = 10
@@ -40,7 +43,7 @@ class Command:
     id: str
     op: str
     """replace (``addr`` by ``new``), insert (``addr`` in front, into the ``match``ed sessions),
-    delete (``addr``)."""
+    delete (``addr``), drain (``addr`` replaced by instances of its type the agent chooses)."""
     addr: str
     new: str = ""
     match: str = ""
@@ -51,11 +54,13 @@ class Command:
     expires: float = 0.0
     """Wall-clock time after which no agent takes the command up."""
 
-    def edit(self) -> _ctl.Edit:
+    def edit(self, new: str = "") -> _ctl.Edit:
+        if self.op == "drain":
+            return _ctl.Edit("replace", self.addr, new)
         return _ctl.Edit(self.op, self.addr, self.new)
 
     def __str__(self) -> str:
-        text = str(self.edit())
+        text = f"drain {self.addr}" if self.op == "drain" else str(self.edit())
         return f"{text} where {self.match}" if self.match else text
 
     def encode(self) -> bytes:
@@ -72,6 +77,8 @@ def new_command(op: str, addr: str, new: str = "", match: str = "", timeout: flo
     if op not in OPS:
         raise UserError(f"unknown fleet command {op!r} (one of {', '.join(OPS)})")
     addr = _address(addr, op)
+    if op == "drain" and new:
+        raise UserError("drain takes no NEW: each agent chooses another instance of the type")
     if op == "replace":
         new = _address(new, op)
         if new == addr:
@@ -97,6 +104,8 @@ class Outcome:
     moved: int = 0
     failed: int = 0
     skipped: int = 0
+    refused: int = 0
+    """(drain) Sessions left on the instance: no other instance of its type to move them to."""
     errors: list[str] = field(default_factory=list)
     """Why sessions failed or were skipped (the first few), or why the command was refused."""
     seconds: float = 0.0
@@ -111,6 +120,8 @@ class Outcome:
 
 Reconfigure = Callable[[Mapping[str, Any]], Awaitable[Mapping[str, Any]]]
 """The agent's management ``reconfigure`` (session, right, hops, timeout) -> its outcome."""
+Choose = Callable[[str, Sequence[str]], "str | None"]
+"""(drain) The instance that takes ``addr``'s place in a session with hops ``path`` (None: none)."""
 
 
 async def carry_out(
@@ -120,17 +131,38 @@ async def carry_out(
     rows: Sequence[Mapping[str, Any]],
     reconfigure: Reconfigure,
     parallel: int = PARALLEL,
+    choose: Choose | None = None,
+    notes: Sequence[str] = (),
 ) -> Outcome:
     """``cmd`` on the sessions ``rows`` (management ``sessions``) that this agent (address ``me``)
-    anchors on the left, ``parallel`` at a time."""
+    anchors on the left, ``parallel`` at a time; ``notes`` lead the outcome's errors."""
     t0 = time.monotonic()
     try:
         test = _ctl.predicate(cmd.match) if cmd.match else None
     except UserError as exc:
         return Outcome(name, "done", errors=[f"refused: {exc}"], seconds=0.0)
-    jobs = _ctl.select(rows, me, cmd.edit(), test)
+    errors = list(notes)
+    refused = 0
+    if cmd.op == "drain":
+        assert choose is not None
+        jobs = []
+        for row in rows:
+            path = _ctl.path_right_of(row, me)
+            if cmd.addr not in path:
+                continue
+            new = choose(cmd.addr, path)
+            if new is None:
+                if _ctl.select([row], me, cmd.edit("0.0.0.0"), test):  # one it would move
+                    refused += 1
+                    errors.append(
+                        f"{_session(row)}: refused: no other instance of its type that is not drained"
+                    )
+                continue
+            jobs += _ctl.select([row], me, cmd.edit(new), test)
+    else:
+        jobs = _ctl.select(rows, me, cmd.edit(), test)
     todo = [j for j in jobs if not j.skip]
-    errors = [f"{_session(j.row)}: skipped: {j.skip}" for j in jobs if j.skip]
+    errors += [f"{_session(j.row)}: skipped: {j.skip}" for j in jobs if j.skip]
     gate = asyncio.Semaphore(parallel)
 
     async def one(job: _ctl.Job) -> bool:
@@ -155,10 +187,11 @@ async def carry_out(
     return Outcome(
         name,
         "done",
-        len(jobs),
+        len(jobs) + refused,
         moved,
         len(todo) - moved,
         len(jobs) - len(todo),
+        refused,
         errors[:ERRORS_KEPT],
         round(time.monotonic() - t0, 3),
     )

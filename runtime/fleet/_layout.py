@@ -9,6 +9,8 @@
     status/NAME                  NAME's last report (JSON): the policy in force, a refusal, sessions
     commands/ID                  a fleet command (JSON, :mod:`._commands`)
     results/ID/NAME              NAME's outcome of command ID (JSON)
+    drained/ADDR                 a drained middlebox instance (JSON: who, when): no new sessions
+    keys/ring                    the trust domain's key ring (JSON, :mod:`._keys`)
 
 An agent puts in force the most specific policy set that exists for it (agent, else group, else
 all; none: no policies).  Values are UTF-8; registrations and reports are JSON objects whose
@@ -96,6 +98,17 @@ class Layout:
     def results(self, ident: str) -> bytes:
         return self.key("results", ident, "")
 
+    def drained(self, addr: str) -> bytes:
+        return self.key("drained", addr)
+
+    @property
+    def drained_all(self) -> bytes:
+        return self.key("drained", "")
+
+    @property
+    def keys(self) -> bytes:
+        return self.key("keys", "ring")
+
     def name_of(self, key: bytes, folder: bytes) -> str:
         """NAME of ``FOLDER/NAME``."""
         return key[len(folder) :].decode()
@@ -166,6 +179,14 @@ class Report:
     at: float = 0.0
     """Wall-clock time of the report (s)."""
     extra: dict[str, Any] = field(default_factory=dict)
+    keys_revision: int = 0
+    """The etcd revision of the key ring in force (0: none from etcd)."""
+    keys_current: int = -1
+    """The id of the key it signs with (-1: no ring from etcd)."""
+    keys_refused: str = ""
+    """Why it refused the last ring ("" for none)."""
+    drained: list[str] = field(default_factory=list)
+    """The middlebox instances it leaves out of new sessions."""
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()

@@ -47,6 +47,7 @@ from dysco.proto.p4.v1 import p4runtime_pb2
 from dysco.runtime._mgmt import Args
 from dysco.runtime._nic import Nic, PacketIn
 from dysco.runtime.core import Agent, Config, HookCall, StateHook, adopt, hook_done, run_hook
+from dysco.runtime.core._auth import KeyRing
 from dysco.runtime.core._events import (
     Action,
     Delete,
@@ -59,7 +60,7 @@ from dysco.runtime.core._events import (
     SetTimer,
     Table,
 )
-from dysco.runtime.core._types import FiveTuple, ip_str, prefixed
+from dysco.runtime.core._types import FiveTuple, ip_int, ip_str, prefixed
 from dysco.runtime.p4rt import _adoption, _limits, _policies
 from dysco.runtime.p4rt._client import (
     ClientTls,
@@ -125,6 +126,8 @@ class AgentService(Management):
         self.log = prefixed(__name__, settings.config.name, "p4rt")
         self.nic = Nic(settings.pipeline.p4info)
         self.nic.check()
+        self.drained: frozenset[int] = frozenset()
+        """Middlebox instances drained by the fleet (``dysco fleet drain``): left out of new sessions."""
         self.agent = self._new_core()
         self.counters: collections.Counter[str] = collections.Counter()
         self.errors: collections.deque[dict[str, object]] = collections.deque(maxlen=20)
@@ -196,6 +199,16 @@ class AgentService(Management):
         self.counters["policies.entries_removed"] += done.removed
         return done.summary(path)
 
+    def set_keys(self, keys: KeyRing) -> None:
+        """A key ring from the fleet in force now, and in every core made later."""
+        self._notes(self.agent.set_keys(keys))
+        self.settings = replace(self.settings, config=replace(self.settings.config, keys=keys))
+
+    def drain(self, instances: frozenset[str]) -> None:
+        """Leave these middlebox instances out of new sessions (now, and in every later core)."""
+        self.drained = frozenset(ip_int(a) for a in instances)
+        self._notes(self.agent.drain(self.drained))
+
     def _notes(self, actions: list[Action]) -> None:
         for a in actions:
             if isinstance(a, Notify):
@@ -212,6 +225,7 @@ class AgentService(Management):
         else:  # the evaluator decides the SYNs the classifier's software entries punt
             agent = Agent(config, s.policies.chains.values(), SoftwareClassifier.from_compiled(s.policies))
         agent.wall_offset = time.time_ns() - time.monotonic_ns()  # now() is the loop's monotonic clock
+        agent.drain(self.drained)
         agent.rc.mig.enabled = s.state_hook is not None
         return agent
 

@@ -28,6 +28,7 @@ HOSTS = '[[host]]\nname = "client"\nrole = "client"\n[[host]]\nname = "mbox"\nro
         "scale",
         "synflood",
         "fleet",
+        "fleet-ha",
     ],
 )
 def test_examples_load(name: str) -> None:
@@ -65,6 +66,8 @@ def test_examples_load(name: str) -> None:
         ("etcd = 'yes'\n" + HOSTS, "etcd must be bool"),
         (HOSTS + 'group = "web"\n', "host mbox: group is for a host with an agent, with etcd = true"),
         ("etcd_tls = true\n" + HOSTS, "etcd_tls is for etcd = true"),
+        ("etcd_auth = true\n" + HOSTS, "etcd_auth is for etcd = true"),
+        ("etcd = true\netcd_members = 2\n" + HOSTS, "etcd_members = 2: 1 or 3"),
         ("etcd = true\n" + HOSTS + 'group = "a/b"\n', "host mbox: group 'a/b': use letters"),
     ],
 )
@@ -119,3 +122,24 @@ def test_with_etcd_the_policies_go_to_etcd_and_the_agents_watch_them(tmp_path: P
     assert "--client-cert-auth" in script
     put = f"etcdctl --endpoints https://127.0.0.1:3379 --cacert {pki}/ca.crt --cert {pki}/client.crt"
     assert f"{put} --key {pki}/client.key put /dysco/policies/agent/client <<'EOF'" in script
+
+
+def test_a_three_member_etcd_with_users_and_keys() -> None:
+    plan = load_topology(ROOT / "examples" / "fleet-ha.toml", etcd_ports=(3379, 3380, 3381, 3382, 3383, 3384))
+    urls = "http://127.0.0.1:3379,http://127.0.0.1:3381,http://127.0.0.1:3383"
+    users = f"/tmp/{plan.prefix}-etcd-users"
+    client = plan.agent(plan.host("client"))
+    assert f" --etcd {urls} --etcd-user client --etcd-password-file {users}/client " in client
+    assert f" --keys /tmp/{plan.prefix}-keys.txt " in client
+    assert plan.etcd_client() == [
+        "--etcd",
+        urls,
+        "--etcd-user",
+        "root",
+        "--etcd-password-file",
+        f"{users}/root",
+    ]
+    script = plan.script()
+    assert script.count("--initial-cluster m0=http://127.0.0.1:3380,m1=http://127.0.0.1:3382,") == 3
+    with pytest.raises(UserError, match="etcd: 3 members need 6 ports"):
+        load_topology(ROOT / "examples" / "fleet-ha.toml", etcd_ports=(3379, 3380))

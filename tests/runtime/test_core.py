@@ -9,7 +9,7 @@ import pytest
 from dysco.errors import InternalError
 from dysco.runtime import Agent, Config, Delete, Install, Notify, Port, Reason, Send, SetTimer
 from dysco.runtime.core import _packet as pk
-from dysco.runtime.core._alloc import PortPool, PortsExhausted, Selector
+from dysco.runtime.core._alloc import AllDrained, PortPool, PortsExhausted, Selector
 from dysco.runtime.core._fsm import SESSION_TRANSITIONS, Machine, SessionState, to_dot
 from dysco.runtime.core._syn_payload import SynPayload, encode
 from dysco.runtime.core._types import FiveTuple, ip_int, prefixed
@@ -184,3 +184,56 @@ def test_a_session_in_a_reconfiguration_is_not_set_up_again() -> None:
     out = a.packet_in(4, _dysco_syn((ME, SERVER), 10001, 40000), Port.NET, Reason.DYSCO_SYN)
     assert a.metrics["errors.session_clash"] == 1 and a.metrics["sessions.resetup"] == 0
     assert list(a.sessions) == [old] and not any(isinstance(x, Delete) for x in out)
+
+
+def test_drained_instances_are_left_out_and_all_drained_is_refused() -> None:
+    sel = Selector()
+    inst = (1, 2, 3)
+    t = FiveTuple(1, 2, 3, 4)
+    sel.drained = frozenset({2})
+    assert [sel.pick("fw", inst, "round-robin", t) for _ in range(4)] == [1, 3, 1, 3]
+    assert sel.pick("fw", inst, "hash", t) in (1, 3)
+    sel.acquire(1)
+    assert sel.pick("fw", inst, "least-loaded", t) == 3
+    assert sel.replacement(inst, frozenset({3})) == 1  # not drained, not on the path
+    assert sel.replacement(inst, frozenset({1, 3})) is None
+    sel.drained = frozenset(inst)
+    with pytest.raises(AllDrained, match="every instance of fw is drained"):
+        sel.pick("fw", inst, "round-robin", t)
+
+
+def test_a_policy_syn_with_every_instance_drained_is_refused() -> None:
+    from dysco.compiler import compile_text
+
+    fw1, fw2 = ip_int("10.0.0.21"), ip_int("10.0.0.22")
+    compiled = compile_text(
+        "middlebox fw { instances 10.0.0.21, 10.0.0.22; }\npolicy web: tcp dst port 80 -> fw\n"
+    )
+    a = Agent(Config(ME), compiled.chains.values())
+    policy_id = next(iter(compiled.chains.values())).id
+    assert a.drain([fw1]) == [Notify("drain", "10.0.0.21")]
+    assert a.drain_target(fw1, [fw1, ip_int("10.0.0.100")]) == fw2
+    assert a.drained_types() == {}
+    a.drain([fw1, fw2])
+    assert a.drain_target(fw1, [fw1]) is None
+    assert a.drained_types() == {"fw": (fw1, fw2)}
+    syn = pk.TcpFrame(b"\2" * 6, b"\4" * 6, ME, ip_int("10.0.0.100"), 40000, 80, 1, 0, pk.SYN).to_bytes()
+    out = a.packet_in(0, syn, Port.HOST, Reason.POLICY_SYN, policy_id=policy_id)
+    assert next(x for x in out if isinstance(x, Notify)).event == "all_instances_drained"
+    assert not a.sessions and a.metrics["errors.all_instances_drained"] == 1
+    a.drain([fw1])  # fw2 back in service
+    a.packet_in(1, syn, Port.HOST, Reason.POLICY_SYN, policy_id=policy_id)
+    [s] = a.sessions.values()
+    assert s.instances == (fw2,)
+
+
+def test_keys_change_only_on_an_agent_that_authenticates() -> None:
+    from dysco.errors import UserError
+    from dysco.runtime.core._auth import KeyRing
+
+    ring = KeyRing({1: b"k" * 32, 2: b"j" * 32}, 2)
+    with pytest.raises(UserError, match="does not authenticate its messages \\(start it with --keys\\)"):
+        Agent(Config(ME)).set_keys(ring)
+    a = Agent(Config(ME, keys=KeyRing({1: b"k" * 32}, 1)))
+    assert a.set_keys(ring) == [Notify("keys", "current 2, ids 1 2")]
+    assert a.config.keys is ring and a.rc.msgs.keys is ring

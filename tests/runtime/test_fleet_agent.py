@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -148,7 +149,9 @@ def test_without_etcd_the_agent_serves_its_own_file(switch: SwitchProcess, tmp_p
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--group", "web"], "--group, --etcd-prefix and --etcd-ca/cert/key are for --etcd"),
+        (["--group", "web"], "--group, --etcd-prefix, --etcd-ca/cert/key and --etcd-user are for --etcd"),
+        (["--etcd-user", "a1"], "--etcd-user are for --etcd"),
+        (["--etcd", "http://127.0.0.1:2379", "--etcd-user", "a1"], "--etcd-user needs --etcd-password-file"),
         (["--etcd", "127.0.0.1:2379"], "--etcd '127.0.0.1:2379': expected http://HOST:PORT"),
         (["--etcd", "http://127.0.0.1:2379", "--group", "a/b"], "--group 'a/b': use letters"),
         (["--etcd", "http://127.0.0.1:2379", "--etcd-prefix", "dysco"], "etcd prefix 'dysco': must start"),
@@ -159,3 +162,83 @@ def test_bad_fleet_flags_are_refused(flags: list[str], message: str) -> None:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=WAIT_S, check=False, cwd=ROOT)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr, proc.stderr
+
+
+def test_sighup_reads_the_policies_from_etcd_again(
+    etcd: EtcdProcess, switch: SwitchProcess, tmp_path: Path
+) -> None:
+    """The known bug: SIGHUP made an agent with --etcd re-read a policy file it does not have
+    ("cannot read etcd:/dysco/..."); it reads its keys in etcd again, and says so."""
+    argv = agent_argv(switch, tmp_path, "--etcd", etcd.url)
+    with Process(argv, tmp_path / "agent.log", AGENT_READY) as agent:
+        assert agent.proc is not None
+        agent.proc.send_signal(signal.SIGHUP)
+        line = agent.wait_for("SIGHUP: ", WAIT_S).rstrip()
+        assert "policies re-read from etcd: no policy set in etcd for this agent" in line, line
+        r1 = put(etcd, LAYOUT.policy(Scope.ALL), POLICY)
+        agent.wait_for(f"etcd:/dysco/policies/all@{r1} in force", WAIT_S)
+        agent.proc.send_signal(signal.SIGHUP)
+        line = agent.wait_for("SIGHUP: ", WAIT_S).rstrip()
+        want = f"SIGHUP: policies re-read from etcd: etcd:/dysco/policies/all@{r1} in force"
+        assert line.endswith(want), line
+        assert "cannot read" not in line
+        s = status(tmp_path)
+        assert (s["config"]["policies"], s["config"]["chains"]) == (f"etcd:/dysco/policies/all@{r1}", 1)
+        r2 = put(etcd, LAYOUT.policy(Scope.AGENT, "a1"), "policy x: tcp dts\n")
+        agent.wait_for(f"etcd:/dysco/policies/agent/a1@{r2} refused", WAIT_S)
+        agent.proc.send_signal(signal.SIGHUP)  # read again: the same set, refused again, said so
+        line = agent.wait_for("SIGHUP: ", WAIT_S).rstrip()
+        want = f"SIGHUP: policies re-read from etcd: etcd:/dysco/policies/agent/a1@{r2} refused: "
+        assert want in line and "unexpected 'dts'" in line, line
+        etcd.__exit__()  # etcd gone: nothing to read, and the agent says why
+        agent.wait_for("serving on the policies in force", WAIT_S)
+        agent.proc.send_signal(signal.SIGHUP)
+        line = agent.wait_for("SIGHUP: ", WAIT_S).rstrip()
+        assert "SIGHUP: policies not re-read: not connected to etcd (etcd at " in line, line
+        assert line.endswith("the policies in force stay"), line
+        assert status(tmp_path)["config"]["chains"] == 1
+
+
+KEYS = "1 " + "11" * 32 + " current\n"
+
+
+def ring(current: int, *ids: int) -> bytes:
+    keys = {str(i): f"{i:02x}" * 32 for i in ids}
+    return json.dumps({"current": current, "keys": keys}).encode()
+
+
+def test_a_key_ring_from_etcd_is_put_in_force_without_restart(
+    etcd: EtcdProcess, switch: SwitchProcess, tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys.txt"
+    keys.write_text(KEYS)
+    keys.chmod(0o600)
+    argv = agent_argv(switch, tmp_path, "--etcd", etcd.url, "--keys", str(keys))
+    with Process(argv, tmp_path / "agent.log", AGENT_READY) as agent:
+        r1 = put(etcd, LAYOUT.keys, ring(1, 1, 2).decode())
+        line = agent.wait_for("dysco agent: etcd: key ring", WAIT_S).rstrip()
+        assert line.endswith(f"etcd: key ring @{r1} taken: current 1, ids 1 2"), line
+        r2 = put(etcd, LAYOUT.keys, '{"current": 3, "keys": {"2": "22"}}')
+        line = agent.wait_for("dysco agent: etcd: key ring", WAIT_S).rstrip()
+        assert f"etcd: key ring @{r2} refused: key 2: 1 bytes (keys are 32-64 bytes)" in line, line
+        r3 = put(etcd, LAYOUT.keys, "[1]")
+        line = agent.wait_for("dysco agent: etcd: key ring", WAIT_S).rstrip()
+        assert f"etcd: key ring @{r3} refused: not a key ring: TypeError" in line, line
+        s = status(tmp_path)["fleet"]["keys"]
+        assert (s["revision"], s["current"]) == (r1, 1) and s["refused"].startswith(f"@{r3}: not a key ring")
+        got = report(etcd)
+        assert (got.keys_revision, got.keys_current) == (r1, 1)
+
+
+def test_an_agent_without_keys_leaves_the_ring(
+    etcd: EtcdProcess, switch: SwitchProcess, tmp_path: Path
+) -> None:
+    """An agent that does not authenticate does not start to because a ring is in etcd: the ring
+    is for agents started with --keys (it does not watch keys/ring at all)."""
+    put(etcd, LAYOUT.keys, ring(1, 1).decode())
+    r = put(etcd, LAYOUT.policy(Scope.ALL), POLICY)
+    argv = agent_argv(switch, tmp_path, "--etcd", etcd.url)
+    with Process(argv, tmp_path / "agent.log", AGENT_READY) as agent:
+        agent.wait_for(f"policies/all@{r} in force", WAIT_S)
+        s = status(tmp_path)["fleet"]["keys"]
+        assert (s["revision"], s["current"], s["refused"]) == (0, -1, "")

@@ -210,6 +210,8 @@ def test_an_unreachable_etcd_is_a_clear_error() -> None:
         ("ftp://127.0.0.1:2379", "expected http://HOST:PORT"),
         ("http://127.0.0.1:2379/x", "expected http://HOST:PORT"),
         ("http://127.0.0.1:99999", "bad port"),
+        ("http://127.0.0.1:2379,http://etcd2:2379", "the members of a cluster are given by IPv4 address"),
+        ("http://127.0.0.1:2379,127.0.0.1:2381", "expected http://HOST:PORT"),
     ],
 )
 def test_a_bad_etcd_url_is_refused(url: str, message: str) -> None:
@@ -269,7 +271,9 @@ def test_a_command_is_carried_out_once_per_agent(etcd: EtcdProcess) -> None:
         (("replace", "10.0.2.2", "10.0.2.2"), "the same middlebox"),
         (("replace", "10.0.2", "10.0.4.2"), "replace: '10.0.2' is not an IPv4 address"),
         (("insert", "10.0.5.2"), "insert needs --match PREDICATE"),
-        (("drain", "10.0.5.2"), "unknown fleet command 'drain'"),
+        (("drain", "10.0.5.2", "10.0.6.2"), "drain takes no NEW: each agent chooses"),
+        (("drain", "10.0.5"), "drain: '10.0.5' is not an IPv4 address"),
+        (("undrain", "10.0.5.2"), "unknown fleet command 'undrain'"),
     ],
 )
 def test_bad_commands_are_refused_before_anything_is_written(args: tuple[str, ...], message: str) -> None:
@@ -280,3 +284,11 @@ def test_bad_commands_are_refused_before_anything_is_written(args: tuple[str, ..
 def test_a_bad_predicate_points_into_it() -> None:
     with pytest.raises(UserError, match="--match:1:13: unexpected '80'"):
         new_command("insert", "10.0.5.2", match="tcp dst dts 80")
+
+
+def test_several_members_are_one_endpoint() -> None:
+    e = parse_url("http://127.0.0.1:2379,http://127.0.0.1:2381")
+    assert e.members == (("127.0.0.1", 2379), ("127.0.0.1", 2381))
+    assert e.target == "ipv4:127.0.0.1:2379,127.0.0.1:2381"
+    assert str(e) == "http://127.0.0.1:2379,http://127.0.0.1:2381"
+    assert parse_url("http://localhost").target == "localhost:2379"

@@ -14,9 +14,10 @@ from dysco.cli import build_parser
 DOC = Path(__file__).resolve().parents[2] / "docs" / "fleet.md"
 
 
-def commands() -> list[list[str]]:
+def commands(name: str = "fleet") -> list[list[str]]:
     """The walk-through's dysco commands, ``$E`` expanded as the shell would."""
-    block = DOC.read_text().split("<!-- fleet:begin -->\n```sh\n", 1)[1].split("```\n<!-- fleet:end -->")[0]
+    text = DOC.read_text()
+    block = text.split(f"<!-- {name}:begin -->\n```sh\n", 1)[1].split(f"```\n<!-- {name}:end -->")[0]
     [e] = [shlex.split(line)[0].removeprefix("E=") for line in block.splitlines() if line.startswith("E=")]
     return [
         shlex.split(line.replace("$E", e), comments=True)
@@ -28,7 +29,7 @@ def commands() -> list[list[str]]:
 def test_the_walk_through_parses() -> None:
     parser = build_parser()
     seen = set()
-    for argv in commands():
+    for argv in commands() + commands("fleet-ha"):
         args = parser.parse_args(argv[1:])
         seen.add(argv[1] if argv[1] != "fleet" else f"fleet {argv[2]}")
         assert callable(args.handler), argv
@@ -39,18 +40,26 @@ def test_the_walk_through_parses() -> None:
         "fleet replace",
         "fleet insert",
         "fleet delete",
+        "fleet drain",
+        "fleet undrain",
+        "fleet keys",
     }
 
 
-def test_the_walk_through_uses_the_testbeds_etcd() -> None:
+@pytest.mark.parametrize("name", ["fleet", "fleet-ha"])
+def test_the_walk_through_uses_the_testbeds_etcd(name: str) -> None:
     from dysco.testbed import load_topology
 
-    plan = load_topology(DOC.parents[1] / "examples" / "fleet.toml")
-    fleet = [argv for argv in commands() if argv[1] == "fleet"]
+    plan = load_topology(DOC.parents[1] / "examples" / f"{name}.toml")
+    fleet = [argv for argv in commands(name) if argv[1] == "fleet"]
     assert fleet and all(argv[-len(plan.etcd_client()) :] == plan.etcd_client() for argv in fleet)
 
 
-@pytest.mark.parametrize("verb", [["policies", "put"], ["status"], ["replace"], ["insert"], ["delete"]])
+@pytest.mark.parametrize(
+    "verb",
+    [["policies", "put"], ["status"], ["replace"], ["insert"], ["delete"], ["drain"], ["undrain"],
+     ["keys", "put"], ["keys", "rotate"], ["keys", "show"]],
+)  # fmt: skip
 def test_help_shows_an_example(verb: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["fleet", *verb, "--help"])
