@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dysco.errors import DyscoError, SourceError, SourceErrors, SourcePos, UserError
+from dysco.runtime import _ctl_mbox
 from dysco.runtime._mgmt import DEFAULT_SOCKET, request
 
 RECONFIGURE_TIMEOUT_S = 10.0
@@ -89,7 +90,7 @@ def register(subparsers: Any) -> None:
     common.add_argument("--json", action="store_true", help="print the answer as JSON")
     c: argparse.ArgumentParser = subparsers.add_parser(
         "ctl",
-        help="ask a running agent (status, sessions, events, reconfigure, splice, policies)",
+        help="ask a running agent (status, sessions, events, reconfigure, splice, leave, hops, delta, ...)",
         description="Query or drive a running `dysco agent` over its management socket.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -171,6 +172,8 @@ def register(subparsers: Any) -> None:
     lv.add_argument("session", metavar="SESSION", help="an id or SRC:SPORT->DST:DPORT (dysco ctl sessions)")
     lv.add_argument("--timeout", type=float, default=RECONFIGURE_TIMEOUT_S, metavar="SECONDS")
     lv.set_defaults(handler=leave_main)
+
+    _ctl_mbox.register(sub, common)
 
     p = sub.add_parser(
         "policies",

@@ -298,6 +298,8 @@ async def serve(settings: Any, mgmt: str, metrics: str | None = None, fleet: Any
             "reconfigure": service.reconfigure,
             "splice": service.splice,
             "leave": service.leave,
+            "hops": service.hops,
+            "delta": service.delta,
             "policies_reload": service.reload_policies,
         },
     )
