@@ -424,7 +424,6 @@ class Agent(Setup):
             out.append(Notify("splice_refused", why, 0, True))
             return self._finish(out)
         assert s1.peer_syn and s1.host_syn and s2.host_syn and s2.peer_syn
-        fwd_bytes, rev_bytes = fwd_bytes + s1.mb_delta[0], rev_bytes + s1.mb_delta[1]  # what it declared, too
         t = compute(s1.peer_syn, s1.host_syn, s2.host_syn, s2.peer_syn, fwd_bytes, rev_bytes)
         for w in t.warnings:
             out.append(Notify("splice_warning", f"{s1.session} + {s2.session}: {w}", s1.sid))

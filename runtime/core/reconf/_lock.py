@@ -117,7 +117,8 @@ class LockPhase(Base):
         if down is None:
             return self._nack(now, src, msg, cw.Status.NOT_ON_PATH, out)
         self.locks[s.sid] = Lock(LockState.PENDING, (msg.left_anchor, msg.rid), (src, msg))
-        delta_fwd = (msg.delta_fwd + s.delta_up + s.mb_delta[0]) & M32  # the middlebox goes: its delta too
+        # the middlebox goes: what it declared it added (Agent.declare_delta) goes into the delta too
+        delta_fwd = (msg.delta_fwd + s.delta_up + s.mb_delta[0]) & M32
         fwd = replace(msg, msg_id=self._id(), sub=down.tuple, delta_fwd=delta_fwd)
         if self.mig.marks(s, msg, down.tuple.dst):  # this middlebox's state moves to the new one
             fwd = replace(fwd, value=fwd.value | cw.MIGRATE)
