@@ -5,6 +5,7 @@ middlebox application chooses a further hop for the sessions it forwards
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from dysco.testbed import Process, Testbed
 
 from .conftest import ROOT, WAIT_S, ctl, peer
-from .test_reconfigure import rx_bytes
+from .test_reconfigure import closed_everywhere, rx_bytes
 
 pytestmark = [pytest.mark.root]
 
@@ -91,3 +92,53 @@ def test_a_proxy_that_added_bytes_declares_them_and_steps_out(testbed: Testbed, 
     status = ctl(tb, "proxy", "status")
     assert isinstance(status, dict) and status["sessions"] == 0
     assert status["core"]["splice.completed"] == 1 and status["core"]["delta.declared"] == 3
+
+
+@pytest.mark.parametrize("testbed", ["reconfig"], indirect=True)
+def test_a_middlebox_chooses_the_next_hop_of_a_session(testbed: Testbed, tmp_path: Path) -> None:
+    """fw1 forwards the sessions; its application (NFQUEUE) puts the scrubber after it in each
+    session to port 9003 before it lets the SYN go on.  The session is set up through the
+    scrubber, which the policy never named, and carries its bytes there."""
+    tb = testbed
+    rule = ["-p", "tcp", "--syn", "--dport", "9003", "-j", "NFQUEUE", "--queue-num", "0"]
+    subprocess.run(
+        tb.netns_argv("fw1", ["iptables", "-I", "FORWARD", "1", *rule]), check=True, timeout=WAIT_S
+    )
+    chooser_argv = _example(tb, "fw1", "next_hop_chooser.py", "--hop", SCRUB, "--dport", "9003")
+    size = 3 << 20
+    scrub_then = rx_bytes(tb, "scrub")
+    try:
+        with (
+            Process(chooser_argv, tmp_path / "chooser.log", "queue 0") as chooser,
+            Process(peer(tb, "server", "blob-server", 9003), tmp_path / "server.log", "listening") as server,
+            Process(
+                peer(tb, "client", "blob-client", SERVER, 9003, size, size, "hold"),
+                tmp_path / "client.log",
+                "client sent",
+            ) as client,
+        ):
+            got = client.ready_line.split()
+            sent = server.wait_for("server got", WAIT_S).split()
+            session = f"10.0.1.2:{got[5]}->{SERVER}:9003"
+            assert chooser.wait_for("chose", WAIT_S).strip() == f"chose {session}: on through {SCRUB} {SERVER}"
+            chains = {}
+            for name in ("fw1", "scrub", "server"):
+                rows = ctl(tb, name, "sessions")
+                assert isinstance(rows, list)
+                (row,) = [r for r in rows if r["five_tuple"]["dport"] == 9003]
+                chains[name] = row["chain"]
+                if name == "server":
+                    (up,) = row["subsessions"]
+                    assert up["five_tuple"]["src"] == SCRUB, row  # it came from the scrubber
+            assert chains == {"fw1": [FW1, SCRUB, SERVER], "scrub": [SCRUB, SERVER], "server": [SERVER]}
+            assert rx_bytes(tb, "scrub") - scrub_then > 2 * size, "the scrubber did not carry the session"
+            client.send_line("close")
+            assert client.wait_for("eof", WAIT_S).strip() == "eof"
+            assert server.wait_for("eof", WAIT_S).strip() == "eof"
+    finally:
+        subprocess.run(
+            tb.netns_argv("fw1", ["iptables", "-D", "FORWARD", *rule]), check=False, timeout=WAIT_S
+        )
+    assert got[2] == sent[2], "the server received other bytes than the client sent"
+    assert got[4] == sent[4], "the client received other bytes than the server sent"
+    closed_everywhere(tb, {name: [session] for name in ("client", "fw1", "scrub", "server")})
