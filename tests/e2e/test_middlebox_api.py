@@ -44,17 +44,8 @@ def _empty(tb: Testbed, names: tuple[str, ...]) -> None:
 @pytest.mark.parametrize("testbed", ["splice"], indirect=True)
 def test_a_proxy_that_added_bytes_declares_them_and_steps_out(testbed: Testbed, tmp_path: Path) -> None:
     tb = testbed
-    proxy_argv = _example(
-        tb,
-        "proxy",
-        "http_header_proxy.py",
-        "--listen",
-        f"{PROXY}:9000",
-        "--server",
-        f"{SERVER}:9000",
-        "--timeout",
-        "5",
-    )
+    args = ["--listen", f"{PROXY}:9000", "--server", f"{SERVER}:9000"]
+    proxy_argv = _example(tb, "proxy", "http_header_proxy.py", *args)
     with (
         Process(proxy_argv, tmp_path / "proxy.log", "listening") as proxy,
         Process(peer(tb, "server", "keepalive-server", 9000), tmp_path / "server.log", "listening") as server,
@@ -120,7 +111,9 @@ def test_a_middlebox_chooses_the_next_hop_of_a_session(testbed: Testbed, tmp_pat
             got = client.ready_line.split()
             sent = server.wait_for("server got", WAIT_S).split()
             session = f"10.0.1.2:{got[5]}->{SERVER}:9003"
-            assert chooser.wait_for("chose", WAIT_S).strip() == f"chose {session}: on through {SCRUB} {SERVER}"
+            assert (
+                chooser.wait_for("chose", WAIT_S).strip() == f"chose {session}: on through {SCRUB} {SERVER}"
+            )
             chains = {}
             for name in ("fw1", "scrub", "server"):
                 rows = ctl(tb, name, "sessions")
