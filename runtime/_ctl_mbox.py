@@ -1,6 +1,5 @@
-"""``dysco ctl hops`` and ``dysco ctl delta``: the middlebox API (:mod:`dysco.runtime._mbcall`)
-from a shell, for a middlebox application that is a script, or an operator standing in for one.
-(``dysco ctl leave``, the third call, is with the reconfigurations in :mod:`._ctl`.)"""
+"""``dysco ctl leave``, ``hops`` and ``delta``: the middlebox API (:mod:`dysco.runtime._mbcall`)
+from a shell, for a middlebox application that is a script, or an operator standing in for one."""
 
 from __future__ import annotations
 
@@ -8,7 +7,10 @@ import argparse
 import json
 from typing import Any
 
+from dysco.errors import UserError
+from dysco.runtime._ctl import ANSWER_MARGIN_S, RECONFIGURE_TIMEOUT_S, find_session, tuple_text
 from dysco.runtime._mbcall import declare_delta, parse_session, prepend_hops
+from dysco.runtime._mgmt import request
 
 _HOPS_EPILOG = """\
 example (at the middlebox's host, while it holds the session's SYN):
@@ -33,6 +35,20 @@ leave, a reconfiguration that deletes it, a splice) takes them into the sequence
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    lv = sub.add_parser(
+        "leave",
+        parents=[common],
+        help="the middlebox on this host steps out of a live session",
+        description="Ask this host's agent to take its middlebox out of SESSION: the agent on its "
+        "left reconnects the session to the agent on its right (a rightRequest), the session goes "
+        "on without this host. Exit status 0 once the old path through this host is gone.",
+        epilog="example:\n  dysco ctl leave '10.0.1.2:41000->10.0.3.2:80' --mgmt /tmp/dr-fw1.sock",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    lv.add_argument("session", metavar="SESSION", help="an id or SRC:SPORT->DST:DPORT (dysco ctl sessions)")
+    lv.add_argument("--timeout", type=float, default=RECONFIGURE_TIMEOUT_S, metavar="SECONDS")
+    lv.set_defaults(handler=leave_main)
+
     h = sub.add_parser(
         "hops",
         parents=[common],
@@ -61,6 +77,23 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--delta-rev", type=int, default=0, metavar="BYTES", help="added to the stream from the right"
     )
     d.set_defaults(handler=delta_main)
+
+
+def leave_main(args: argparse.Namespace) -> int:
+    if not 0 < args.timeout <= 600:
+        raise UserError(f"--timeout {args.timeout:g}: between 0 and 600 seconds")
+    rows = request(args.mgmt, "sessions")
+    assert isinstance(rows, list)
+    row = find_session(rows, args.session)
+    answer = {"session": row["id"], "timeout": args.timeout}
+    result = request(args.mgmt, "leave", answer, timeout=args.timeout + ANSWER_MARGIN_S)
+    assert isinstance(result, dict)
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        head = f"session {row['id']} {tuple_text(row['five_tuple'])}: {result['outcome']}"
+        print(f"{head} in {result['seconds']:g}s" if result["ok"] else f"{head}: {result['message']}")
+    return 0 if result["ok"] else 1
 
 
 def hops_main(args: argparse.Namespace) -> int:

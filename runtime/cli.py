@@ -18,6 +18,7 @@ from typing import Any
 from dysco import p4names
 from dysco.errors import DyscoError, UserError
 from dysco.runtime import _ctl as ctl
+from dysco.runtime import _ctl_mbox as ctl_mbox
 from dysco.runtime._mgmt import DEFAULT_SOCKET, ManagementServer
 from dysco.runtime.core import STATE_HOOKS
 
@@ -152,7 +153,8 @@ def register(subparsers: Any) -> None:
     a.add_argument("--etcd-key", metavar="PEM", help="this agent's private key for etcd")
     a.set_defaults(handler=agent_main)
 
-    ctl.register(subparsers)
+    ctl_verbs, common = ctl.register(subparsers)
+    ctl_mbox.register(ctl_verbs, common)
     from dysco.runtime.fleet import _cli as fleet_cli
 
     fleet_cli.register(subparsers)
