@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from functools import partial
 
+import pytest
+
 from dysco.runtime import Notify
 from dysco.runtime.core import SECOND
 from dysco.runtime.core._types import FiveTuple, ip_int
@@ -136,8 +138,29 @@ def test_prepend_hops_refusals(dysco_program: Program) -> None:
     w.sim.run_for(5 * MS)
     (s,) = agent.sessions.values()  # its SYN went on: too late
     assert "its SYN already went on" in refused(s.session, [ip_int("10.0.0.50")])
-    # a session waiting at the middlebox (its SYN not yet back out): the agent's own checks
-    agent.pending[nobody] = s.sid
-    assert "a hop cannot be the middlebox itself" in refused(nobody, [agent.config.address])
-    assert "would make more than 16" in refused(nobody, [ip_int(f"10.0.1.{i}") for i in range(1, 17)])
-    del agent.pending[nobody]
+
+
+@pytest.mark.parametrize(
+    ("hops", "message"),
+    [
+        (["10.0.0.10"], "10.0.0.10 is this agent: a hop cannot be the middlebox itself"),
+        ([f"10.0.1.{i}" for i in range(1, 17)], "16 hops ahead of 1 would make more than 16"),
+    ],
+)
+def test_a_refused_choice_leaves_the_session_on_its_chain(
+    dysco_program: Program, hops: list[str], message: str
+) -> None:
+    apps: list[_Chooser] = []
+
+    def make(h: Host) -> _Chooser:
+        apps.append(_Chooser(h, [ip_int(a) for a in hops]))
+        return apps[-1]
+
+    w, client, _server = chain_world(dysco_program, 1, mb_app=lambda i: make)
+    data = bytes(range(256)) * 10
+    conn = client.connect(ip_int(SERVER), 80, data)
+    w.sim.run_for(LINGER)
+    [answer] = apps[0].answers
+    assert (answer.event, answer.message, answer.error) == ("hops_refused", message, True)
+    assert conn.done and not conn.reset and bytes(conn.received) == respond(data)
+    check_clean(w)
