@@ -81,7 +81,9 @@ def test_a_proxy_that_added_bytes_declares_them_and_steps_out(testbed: Testbed, 
         tb.agent_of(name).wait_for("session_closed: ", WAIT_S)
     _empty(tb, ("client", "server"))
     status = ctl(tb, "proxy", "status")
-    assert isinstance(status, dict) and status["sessions"] == 0
+    assert isinstance(status, dict) and status["sessions"] == 0 and status["errors"] == []
+    # what is left at the proxy: the drop entries of its two spliced sockets (they idle out)
+    assert {t: v["entries"] for t, v in status["tables"].items()} == {"session_out": 2, "subsession_in": 2}
     assert status["core"]["splice.completed"] == 1 and status["core"]["delta.declared"] == 3
 
 
