@@ -9,14 +9,18 @@ Public surface::
     FiveTuple
     SynPayload, encode_payload, decode_payload, BadPayload   (docs/protocol.md)
     splice, SpliceResult       a proxy hands its two sockets to the local agent (steps out)
+    prepend_hops, declare_delta, leave, LeaveResult
+                               the middlebox API: next hops, the bytes it added, its removal
 
 The protocol is ``dysco.runtime.core`` (sans-IO: no sockets, clocks or asyncio).  Beside it its
 adapters: ``dysco.runtime.p4rt`` (P4Runtime over gRPC, asyncio), ``dysco.runtime.sim``
 (simulation on a fake clock), the management API (``_mgmt``, ``_ctl``: ``dysco ctl``), the
-splice call (``_splicecall``), the conntrack state hook (``_conntrack``), the NIC's table
-entries (``_nic``) and ``dysco.runtime.cli`` (``dysco agent``, ``dysco ctl``).
+splice call (``_splicecall``), the middlebox API (``_mbcall``, ``_ctl_mbox``), the conntrack
+state hook (``_conntrack``), the NIC's table entries (``_nic``) and ``dysco.runtime.cli``
+(``dysco agent``, ``dysco ctl``).
 """
 
+from dysco.runtime._mbcall import LeaveResult, declare_delta, leave, prepend_hops
 from dysco.runtime._splicecall import SpliceResult, splice
 from dysco.runtime.core import (
     Action,
@@ -49,6 +53,7 @@ __all__ = [
     "Delete",
     "FiveTuple",
     "Install",
+    "LeaveResult",
     "Mapping",
     "Modify",
     "Notify",
@@ -61,7 +66,10 @@ __all__ = [
     "SpliceResult",
     "SynPayload",
     "Table",
+    "declare_delta",
     "decode_payload",
     "encode_payload",
+    "leave",
+    "prepend_hops",
     "splice",
 ]

@@ -4,8 +4,10 @@
 ``reconfigure`` changes the middleboxes of one session or of many (every session through a
 middlebox, every session a pcap-filter predicate selects) and waits for each outcome; ``splice``
 hands a proxy's two TCP connections to the agent (:func:`dysco.runtime.splice` is the same from a
-program).  The agent does the work; this module only chooses sessions, turns an edit (insert,
-delete, replace) into the right anchor and new middlebox list the core takes, and reports.
+program).  A middlebox's own verbs (``leave``, ``hops``, ``delta``) are :mod:`._ctl_mbox`, which
+adds them to the parsers :func:`register` returns.  The agent does the work; this module only
+chooses sessions, turns an edit (insert, delete, replace) into the right anchor and new
+middlebox list the core takes, and reports.
 """
 
 from __future__ import annotations
@@ -81,7 +83,9 @@ says how many it dropped unread.
 """
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Any) -> tuple[Any, argparse.ArgumentParser]:
+    """``dysco ctl`` and its verbs; returns its subparsers and their common options, for the
+    middlebox's verbs (:mod:`._ctl_mbox`)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--mgmt", default=DEFAULT_SOCKET, metavar="SOCKET", help=f"management socket ({DEFAULT_SOCKET})"
@@ -89,7 +93,7 @@ def register(subparsers: Any) -> None:
     common.add_argument("--json", action="store_true", help="print the answer as JSON")
     c: argparse.ArgumentParser = subparsers.add_parser(
         "ctl",
-        help="ask a running agent (status, sessions, events, reconfigure, splice, policies)",
+        help="ask a running agent (status, sessions, events, reconfigure, splice, leave, hops, delta, ...)",
         description="Query or drive a running `dysco agent` over its management socket.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -158,20 +162,6 @@ def register(subparsers: Any) -> None:
     s.add_argument("--timeout", type=float, default=RECONFIGURE_TIMEOUT_S, metavar="SECONDS")
     s.set_defaults(handler=splice_main)
 
-    lv = sub.add_parser(
-        "leave",
-        parents=[common],
-        help="the middlebox on this host steps out of a live session",
-        description="Ask this host's agent to take its middlebox out of SESSION: the agent on its "
-        "left reconnects the session to the agent on its right (a rightRequest), the session goes "
-        "on without this host. Exit status 0 once the old path through this host is gone.",
-        epilog="example:\n  dysco ctl leave '10.0.1.2:41000->10.0.3.2:80' --mgmt /tmp/dr-fw1.sock",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    lv.add_argument("session", metavar="SESSION", help="an id or SRC:SPORT->DST:DPORT (dysco ctl sessions)")
-    lv.add_argument("--timeout", type=float, default=RECONFIGURE_TIMEOUT_S, metavar="SECONDS")
-    lv.set_defaults(handler=leave_main)
-
     p = sub.add_parser(
         "policies",
         parents=[common],
@@ -185,6 +175,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("action", choices=("reload",), help="reload: compile FILE and put it in force")
     p.add_argument("file", nargs="?", metavar="FILE", help="the policy file (default: the agent's own)")
     p.set_defaults(handler=policies_main)
+    return sub, common
 
 
 # ---- status, sessions --------------------------------------------------------------------------
@@ -428,7 +419,7 @@ def reconfigure_main(args: argparse.Namespace) -> int:
     rows = request(args.mgmt, "sessions")
     assert isinstance(rows, list)
     if args.session is not None:
-        row = _find(rows, args.session)
+        row = find_session(rows, args.session)
         left, right, hops = plan(path_right_of(row, me), edit)
         result = _reconfigure(args.mgmt, row["id"], left, right, hops, args.timeout)
         if args.json:
@@ -446,7 +437,7 @@ def _me(mgmt: str) -> str:
     return address
 
 
-def _find(rows: Sequence[Mapping[str, Any]], session: str) -> Mapping[str, Any]:
+def find_session(rows: Sequence[Mapping[str, Any]], session: str) -> Mapping[str, Any]:
     key = session.replace(" ", "")
     for row in rows:
         if key == str(row["id"]) or key == tuple_text(row["five_tuple"]):
@@ -516,26 +507,6 @@ def _run(mgmt: str, jobs: list[Job], timeout: float, parallel: int) -> Iterator[
         futures = {pool.submit(one, job): job for job in jobs}
         for f in as_completed(futures):
             yield futures[f], f.result()
-
-
-# ---- leave -------------------------------------------------------------------------------------
-
-
-def leave_main(args: argparse.Namespace) -> int:
-    if not 0 < args.timeout <= 600:
-        raise UserError(f"--timeout {args.timeout:g}: between 0 and 600 seconds")
-    rows = request(args.mgmt, "sessions")
-    assert isinstance(rows, list)
-    row = _find(rows, args.session)
-    answer = {"session": row["id"], "timeout": args.timeout}
-    result = request(args.mgmt, "leave", answer, timeout=args.timeout + ANSWER_MARGIN_S)
-    assert isinstance(result, dict)
-    if args.json:
-        print(json.dumps(result, indent=2, sort_keys=True))
-    else:
-        head = f"session {row['id']} {tuple_text(row['five_tuple'])}: {result['outcome']}"
-        print(f"{head} in {result['seconds']:g}s" if result["ok"] else f"{head}: {result['message']}")
-    return 0 if result["ok"] else 1
 
 
 # ---- splice ------------------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 A request is one line ``{"command": NAME, "args": {...}}`` (``args`` optional); the answer is one
 line ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": MESSAGE, "kind": KIND}``, KIND
 ``user`` (the request is wrong: bad arguments, no such session) or ``internal`` (a bug).  Commands:
-``status``, ``sessions``, ``events``, ``reconfigure``, ``splice`` and ``policies_reload`` (see
-docs/operations.md).
+``status``, ``sessions``, ``events``, ``reconfigure``, ``splice``, ``leave``, ``hops``, ``delta`` and
+``policies_reload`` (see docs/operations.md).
 
 A handler takes the request's ``args`` and returns the result, or an awaitable of it (a
 reconfiguration answers when it has an outcome).  It raises :class:`UserError` for bad

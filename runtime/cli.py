@@ -18,6 +18,7 @@ from typing import Any
 from dysco import p4names
 from dysco.errors import DyscoError, UserError
 from dysco.runtime import _ctl as ctl
+from dysco.runtime import _ctl_mbox as ctl_mbox
 from dysco.runtime._mgmt import DEFAULT_SOCKET, ManagementServer
 from dysco.runtime.core import STATE_HOOKS
 
@@ -157,7 +158,8 @@ def register(subparsers: Any) -> None:
     )
     a.set_defaults(handler=agent_main)
 
-    ctl.register(subparsers)
+    ctl_verbs, common = ctl.register(subparsers)
+    ctl_mbox.register(ctl_verbs, common)
     from dysco.runtime.fleet import _cli as fleet_cli
 
     fleet_cli.register(subparsers)
@@ -303,6 +305,8 @@ async def serve(settings: Any, mgmt: str, metrics: str | None = None, fleet: Any
             "reconfigure": service.reconfigure,
             "splice": service.splice,
             "leave": service.leave,
+            "hops": service.hops,
+            "delta": service.delta,
             "policies_reload": service.reload_policies,
         },
     )

@@ -32,6 +32,9 @@ from dysco.runtime.core._splice_translation import compute, side
 from dysco.runtime.core._twopath import M32, after, translate
 from dysco.runtime.core._types import FiveTuple, ip_int, ip_str
 
+MAX_DELTA = (1 << 31) - 1
+"""A declared delta's magnitude at most (sequence numbers are mod 2**32)."""
+
 
 class Agent(Setup):
     """The sans-IO agent at one host.  Its layers, in order: what it keeps and how a session
@@ -172,17 +175,67 @@ class Agent(Setup):
                         others += [a for a in addrs if a != instance and a not in others]
         return self.selector.replacement(tuple(others), frozenset(path) | {instance})
 
-    def prepend_hops(self, session: FiveTuple, hops: Iterable[int]) -> bool:
-        """A middlebox application asks for ``hops`` ahead of the rest of the chain for the session
-        it was handed with five-tuple ``session`` (before it sends the SYN on)."""
+    def prepend_hops(self, session: FiveTuple, hops: Iterable[int]) -> list[Action]:
+        """A middlebox application chooses next hops for the session it was handed with
+        five-tuple ``session`` (the SYN it got, tagged): ``hops`` go ahead of the rest of the
+        chain.  It must ask before it sends the SYN on: the agent opens the next subsession when
+        the SYN comes back out.  Notifies ``hops_added`` (the chain from here on) or
+        ``hops_refused`` (why)."""
+        new = list(hops)
         sid = self.pending.get(session)
-        if sid is None:
-            return False
-        s = self.sessions[sid]
-        s.remaining[:0] = list(hops)
-        if len(s.remaining) > wire.MAX_HOPS:
-            del s.remaining[wire.MAX_HOPS :]
-        return True
+        s = self.sessions.get(sid) if sid is not None else None
+        why = ""
+        if s is None:
+            why = (
+                f"no session {session} being set up through a middlebox here "
+                "(not a Dysco session, not a middle of its chain, or its SYN already went on)"
+            )
+        elif self.config.address in new:
+            why = f"{ip_str(self.config.address)} is this agent: a hop cannot be the middlebox itself"
+        elif len(new) + len(s.remaining) > wire.MAX_HOPS:
+            why = f"{len(new)} hops ahead of {len(s.remaining)} would make more than {wire.MAX_HOPS}"
+        if why or s is None:
+            self.metrics["setup.hops_refused"] += 1
+            return self._finish([Notify("hops_refused", why, sid or 0, True)])
+        s.remaining[:0] = new
+        me = s.chain.index(self.config.address) if self.config.address in s.chain else -1
+        s.chain = (*s.chain[: me + 1], *s.remaining)
+        out: list[Action] = [Modify(m) for m, _ in s.mappings.values()]  # their note carries the chain
+        self.metrics["setup.hops_added"] += 1
+        chain = ", ".join(ip_str(a) for a in s.remaining)
+        out.append(Notify("hops_added", f"{s.session}: on through {chain}", s.sid))
+        return self._finish(out)
+
+    def declare_delta(self, inbound: FiveTuple, fwd: int, rev: int) -> list[Action]:
+        """The middlebox application on this host declares what it did to the length of the
+        session's stream that reached it as ``inbound`` (the connection as it sees it, peer to
+        local: the session's five-tuple at a middle): ``fwd`` bytes added to the stream from the
+        left (client) so far, ``rev`` to the stream from the right (negative: removed).  They
+        replace what it declared before.  When the middlebox leaves the session (a rightRequest,
+        a reconfiguration that deletes or replaces it, a splice) the anchors take them into the
+        sequence numbers they translate.  Notifies ``delta_declared`` or ``delta_refused``."""
+        sid = self.by_key.get((Table.OUT, inbound.reversed()))
+        s = self.sessions.get(sid) if sid is not None else None
+        why = ""
+        if s is None or s.role is Role.LEFT:
+            why = f"no session {inbound} reaching a middlebox or proxy on this host"
+        elif any(abs(d) > MAX_DELTA for d in (fwd, rev)):
+            why = f"deltas {fwd}, {rev}: each must be of magnitude below 2**31"
+        elif self._in_reconfiguration(s.sid):
+            why = f"{s.session} is already being reconfigured: declare the delta before the removal starts"
+        if why or s is None:
+            self.metrics["delta.refused"] += 1
+            return self._finish([Notify("delta_refused", why, sid or 0, True)])
+        s.mb_delta = (fwd, rev)
+        self.metrics["delta.declared"] += 1
+        text = f"{s.session}: {fwd:+d} left to right, {rev:+d} back"
+        return self._finish([Notify("delta_declared", text, s.sid)])
+
+    def _in_reconfiguration(self, sid: int) -> bool:
+        """Session ``sid`` is locked, anchored, spliced or has a request of ours on its way."""
+        rc = self.rc
+        busy = sid in rc.locks or sid in rc.anchors or sid in rc.splices
+        return busy or any(p.sid == sid for p in rc.msgs.outbox.values())
 
     def _session_packet(self, now: int, f: pk.TcpFrame, port: Port, out: list[Action]) -> None:
         """A packet of a session the fast path did not translate: do it in software."""

@@ -106,6 +106,11 @@ class Session:
     """Added to the sequence numbers arriving on the left subsession (after a reconfiguration)."""
     delta_down: int = 0
     """Added to the sequence numbers arriving on the right subsession."""
+    mb_delta: tuple[int, int] = (0, 0)
+    """Middle or right end: the bytes the middlebox application on this host added to the
+    session's stream so far (left to right, right to left; negative: removed), as it declared
+    them (:meth:`~dysco.runtime.core.Agent.declare_delta`).  A removal of the middlebox carries
+    them to the anchors (requestLock, ackLock; for a splice on top of its own translation)."""
     active: int = 0
     """When the agent last saw a packet of the session (a closing session lingers from then)."""
     fin_ends: dict[tuple[Port, FiveTuple], int] = field(default_factory=dict)

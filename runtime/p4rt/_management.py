@@ -52,19 +52,6 @@ class _Pending:
 
 
 @dataclass(slots=True)
-class _Leave:
-    """A middlebox leaving a session, which a management request started and waits for."""
-
-    sid: int
-    done: asyncio.Future[Notify]
-    started: int
-    notes: list[str] = field(default_factory=list)
-
-
-LEAVE_FAILED = frozenset({"right_request_refused", "right_request_failed"})
-
-
-@dataclass(slots=True)
 class _Splice:
     """A splice a management request started and waits for (keyed by the inbound session)."""
 
@@ -91,7 +78,6 @@ class Management(abc.ABC):
     def __init__(self) -> None:
         self._pending: list[_Pending] = []
         self._splices: list[_Splice] = []
-        self._leaves: list[_Leave] = []
         self._chains: dict[int, tuple[int, ...]] = {}
         """Sessions' chains as reconfigurations through this service left them (the core keeps the
         chain of the session's setup)."""
@@ -231,56 +217,6 @@ class Management(abc.ABC):
             "notes": sp.notes,
             "seconds": round((self.now() - sp.started) / 1e9, 3),
         }
-
-    async def leave(self, args: Args) -> dict[str, object]:
-        """Management ``leave``: the middlebox on this host steps out of ``session`` (id, or its
-        five-tuple as ``sessions`` shows it): the agent asks the agent on its left to reconnect
-        the session to the agent on its right (rightRequest, ``Agent.request_removal``).  The
-        answer is ``left`` once the old path through this host is gone, else why not."""
-        sid = self._session_id(args.get("session"))
-        timeout = _timeout(args.get("timeout", RECONFIGURE_TIMEOUT_S))
-        self.counters["mgmt.leave"] += 1
-        lv = _Leave(sid, asyncio.get_running_loop().create_future(), self.now())
-        self._leaves.append(lv)
-
-        # its notifications reach _leave_outcome through the service, refusals included
-        self.intake.put((lambda now: self.agent.request_removal(now, sid), self.now()))
-        try:
-            async with asyncio.timeout(timeout):
-                note = await lv.done
-        except TimeoutError:
-            note = Notify("leave_timeout", f"not out of the session in {timeout:g}s", sid, True)
-        finally:
-            self._leaves.remove(lv)
-        self.counters[f"mgmt.{note.event}"] += 1
-        return {
-            "session": sid,
-            "outcome": note.event,
-            "ok": note.event == "left",
-            "message": note.message,
-            "notes": lv.notes,
-            "seconds": round((self.now() - lv.started) / 1e9, 3),
-        }
-
-    def _leave_outcome(self, n: Notify) -> None:
-        for lv in self._leaves:
-            if n.session_id != lv.sid or lv.done.done():
-                continue
-            if n.event in LEAVE_FAILED:
-                lv.done.set_result(n)
-            elif n.event == "session_closed":
-                gone = n.message.endswith("(reconfigured away)")
-                event = "left" if gone else "leave_failed"
-                lv.done.set_result(
-                    Notify(
-                        event,
-                        n.message if gone else f"the session closed first: {n.message}",
-                        n.session_id,
-                        not gone,
-                    )
-                )
-            elif n.event.startswith("right_request"):
-                lv.notes.append(f"{n.event}: {n.message}")
 
     def _splice_outcome(self, n: Notify) -> None:
         for sp in self._splices:

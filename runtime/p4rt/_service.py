@@ -72,7 +72,8 @@ from dysco.runtime.p4rt._client import (
     entry_from_proto,
 )
 from dysco.runtime.p4rt._intake import Intake, Lane, flow_key, lane_of
-from dysco.runtime.p4rt._management import Event, Management
+from dysco.runtime.p4rt._management import Event
+from dysco.runtime.p4rt._middlebox import MiddleboxRequests
 from dysco.softswitch.api import TableEntry
 
 BATCH_LIMIT = 256
@@ -119,7 +120,7 @@ class LatencySink(Protocol):
     def append(self, ns: int, /) -> None: ...
 
 
-class AgentService(Management):
+class AgentService(MiddleboxRequests):
     def __init__(self, settings: Settings) -> None:
         super().__init__()
         self.settings = settings

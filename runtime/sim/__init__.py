@@ -1,7 +1,7 @@
 """The simulation adapter: many hosts, each a softswitch running p4src/dysco.p4 plus its agent's
 core, on a simulated faulty network with a fake clock; a run is determined by its seed."""
 
-from dysco.runtime.sim._apps import ChainClassifier, Forwarder, Nat, SpliceProxy
+from dysco.runtime.sim._apps import ChainClassifier, Forwarder, Inserter, Nat, SpliceProxy
 from dysco.runtime.sim._host import App, Host, World
 from dysco.runtime.sim._net import MS, Faults, Network, Sim
 from dysco.runtime.sim._tcp import Conn, TcpStack
@@ -14,6 +14,7 @@ __all__ = [
     "Faults",
     "Forwarder",
     "Host",
+    "Inserter",
     "Nat",
     "Network",
     "Sim",

@@ -7,6 +7,7 @@ from dataclasses import replace
 from functools import partial
 
 from dysco.runtime.core import _packet as pk
+from dysco.runtime.core._twopath import M32, after
 from dysco.runtime.core._types import FiveTuple
 from dysco.runtime.sim._host import Host
 from dysco.runtime.sim._net import MS
@@ -78,8 +79,53 @@ class ChainClassifier(Forwarder):
     def receive(self, frame: bytes) -> None:
         f = pk.parse(frame)
         if f.syn_only and self.host.agent is not None:
-            self.host.agent.prepend_hops(f.five_tuple, self.choose(f.five_tuple))
+            self.host.execute(self.host.agent.prepend_hops(f.five_tuple, self.choose(f.five_tuple)))
         super().receive(frame)
+
+
+class Inserter(Forwarder):
+    """An in-line middlebox that changes the length of the stream it forwards (an
+    application-level gateway): it puts ``text`` in front of the first bytes the server sends
+    in each session, shifts the sequence numbers of the server's later segments by its length
+    and takes it off the client's acknowledgments.  Once it inserted, it declares that delta to
+    its agent (:meth:`Agent.declare_delta`) unless ``declare`` is false (a middlebox that does
+    not: a removal leaves the two ends out of step)."""
+
+    def __init__(self, host: Host, text: bytes, *, declare: bool = True) -> None:
+        super().__init__(host)
+        self.text = text
+        self.declare = declare
+        self.start: dict[FiveTuple, int] = {}
+        """Client-to-server five-tuple -> the server's first data sequence number."""
+
+    def receive(self, frame: bytes) -> None:
+        try:
+            f = pk.parse(frame)
+        except pk.MalformedFrame:
+            f = None
+        if f is None or f.dst == self.host.address:
+            super().receive(frame)
+            return
+        n = len(self.text)
+        back = f.five_tuple.reversed()
+        if f.flags & pk.SYN and f.flags & pk.ACK:
+            self.start[back] = (f.seq + 1) & M32
+        elif back in self.start and f.payload:  # the server's bytes
+            at = self.start[back]
+            if f.seq == at:
+                f = replace(f, payload=self.text + f.payload)
+                if self.declare:
+                    self.host.execute(self.host.agent.declare_delta(back, 0, n))  # type: ignore[union-attr]
+            elif after(f.seq, at):
+                f = replace(f, seq=(f.seq + n) & M32)
+        elif f.five_tuple in self.start and f.flags & pk.ACK:  # the client's acknowledgments
+            at = self.start[f.five_tuple]
+            if after(f.ack, (at + n) & M32) or f.ack == (at + n) & M32:
+                f = replace(f, ack=(f.ack - n) & M32)
+            elif after(f.ack, at):
+                f = replace(f, ack=at)  # part of the inserted text
+        self.frames += 1
+        self.host.emit(f.to_bytes())
 
 
 POLL = 1 * MS

@@ -12,6 +12,10 @@
                                                       end), printing "progress K" after each MB received
     python peers.py http-server PORT                  GET /K answers body(K)
     python peers.py http-client ADDR PORT COUNT       COUNT requests, one connection each, checked
+    python peers.py keepalive-server PORT             one HTTP/1.1 connection: GET /K/N answers N
+                                                      bytes payload(K, N); digests at the client's FIN
+    python peers.py keepalive-client ADDR PORT        one connection; a line "get K N" on stdin sends
+                                                      GET /K/N, "end" closes (see keepalive_client)
     python peers.py connect ADDR PORT TIMEOUT         prints "connect: connected" or "connect: timed out"
     python peers.py bundle-server PORT SESSIONS SIZE PERIOD
     python peers.py bundle-client ADDR PORT SESSIONS SIZE PERIOD
@@ -268,6 +272,82 @@ def http_client(addr: str, port: int, count: int) -> None:
     print("http ok", count, "sessions", len(ports), flush=True)
 
 
+def keepalive_server(port: int) -> None:
+    """Answers ``GET /K/N`` with N bytes of ``payload(K, N)`` on one kept-alive connection;
+    prints ``server got SHA sent SHA PEER`` (of the raw streams) when the client closes."""
+    with socket.create_server(("0.0.0.0", port)) as ls:
+        print("listening", flush=True)
+        conn, peer = ls.accept()
+        got, sent = hashlib.sha256(), hashlib.sha256()
+        buf = b""
+        with conn:
+            while True:
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    data = conn.recv(CHUNK)
+                    if not data:
+                        break
+                    got.update(data)
+                    buf += data
+                    continue
+                line, buf = buf[:end].split(b"\r\n")[0], buf[end + 4 :]
+                k, n = (int(x) for x in line.split()[1].decode().strip("/").split("/"))
+                data = payload(k, n)
+                answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n + data
+                conn.sendall(answer)
+                sent.update(answer)
+            print("server got", got.hexdigest(), "sent", sent.hexdigest(), peer[0], flush=True)
+            print("eof", flush=True)
+
+
+def keepalive_client(addr: str, port: int) -> None:
+    """One connection; per line ``get K N`` on stdin a request, printing ``response K N via
+    yes|no`` (whether a middlebox put a ``Via:`` line after the status line) once the whole
+    body arrived and matched; ``end``: its FIN, then ``client sent SHA got SHA VIAS`` where
+    ``got`` is the digest of the received stream without the Via lines (what the server sent,
+    if nothing else changed), VIAS how many there were, and ``eof`` at the server's FIN."""
+    with socket.create_connection((addr, port), timeout=60) as s:
+        print("connected", s.getsockname()[1], flush=True)
+        got, sent = hashlib.sha256(), hashlib.sha256()
+        vias = 0
+        buf = b""
+        for line in sys.stdin:
+            words = line.split()
+            if words[:1] == ["end"]:
+                break
+            k, n = int(words[1]), int(words[2])
+            req = b"GET /%d/%d HTTP/1.1\r\nHost: %s\r\n\r\n" % (k, n, addr.encode())
+            s.sendall(req)
+            sent.update(req)
+            while b"\r\n\r\n" not in buf:
+                data = s.recv(CHUNK)
+                if not data:
+                    raise EOFError(f"the connection closed before response {k}")
+                buf += data
+            end = buf.index(b"\r\n\r\n")
+            lines = buf[:end].split(b"\r\n")
+            via = len(lines) > 1 and lines[1].startswith(b"Via: ")
+            if via:
+                vias += 1
+                del lines[1]
+            head = b"\r\n".join(lines) + b"\r\n\r\n"
+            length = next(int(x.split(b":")[1]) for x in lines[1:] if x.lower().startswith(b"content-length"))
+            buf = buf[end + 4 :]
+            while len(buf) < length:
+                data = s.recv(CHUNK)
+                if not data:
+                    raise EOFError(f"the connection closed in response {k}")
+                buf += data
+            body, buf = buf[:length], buf[length:]
+            got.update(head + body)
+            ok = "ok" if lines[0].startswith(b"HTTP/1.1 200") and body == payload(k, n) else "WRONG"
+            print(f"response {k} {n} via {'yes' if via else 'no'} {ok}", flush=True)
+        s.shutdown(socket.SHUT_WR)
+        eof = s.recv(1) == b"" and not buf
+        print("client sent", sent.hexdigest(), "got", got.hexdigest(), vias, flush=True)
+        print("eof" if eof else "unexpected data", flush=True)
+
+
 def connect(addr: str, port: int, timeout: float) -> None:
     try:
         socket.create_connection((addr, port), timeout=timeout).close()
@@ -443,6 +523,10 @@ if __name__ == "__main__":
         http_server(int(args[0]))
     elif cmd == "http-client":
         http_client(args[0], int(args[1]), int(args[2]))
+    elif cmd == "keepalive-server":
+        keepalive_server(int(args[0]))
+    elif cmd == "keepalive-client":
+        keepalive_client(args[0], int(args[1]))
     elif cmd == "bundle-server":
         asyncio.run(bundle_server(int(args[0]), int(args[1]), int(args[2]), float(args[3])))
     elif cmd == "bundle-client":

@@ -204,7 +204,7 @@ def test_without_an_agent_the_command_says_where_it_looked(
 
 
 def test_help_shows_examples(capsys: pytest.CaptureFixture[str]) -> None:
-    for what in ("reconfigure", "splice"):
+    for what in ("reconfigure", "splice", "leave", "hops", "delta"):
         with pytest.raises(SystemExit):
             dysco_main(["ctl", what, "--help"])
         assert "dysco ctl " + what in capsys.readouterr().out

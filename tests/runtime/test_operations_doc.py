@@ -109,3 +109,42 @@ def test_the_agent_restart_section_runs_what_the_end_to_end_test_runs() -> None:
     listed = re.search(r"`adopt\.refused\.WHY`[^(]*\((.*?)\)\.", text, re.S)
     assert listed is not None
     assert set(re.findall(r"`(\w+)`", listed.group(1))) == reasons
+
+
+def test_the_middlebox_api_section_runs_what_the_end_to_end_test_runs() -> None:
+    from dysco.testbed import load_topology
+
+    text = DOC.read_text().split("## The middlebox API", 1)[1].split("\n## ", 1)[0]
+    lines = text.splitlines()
+    test = (DOC.parents[1] / "tests" / "e2e" / "test_middlebox_api.py").read_text()
+    # next hops: examples/reconfig.toml, fw1's application chooses the scrubber
+    plan = load_topology(DOC.parents[1] / "examples" / "reconfig.toml")
+    fw1, scrub = plan.host("fw1"), plan.host("scrub")
+    assert (fw1.address, scrub.address) == ("10.0.2.2", "10.0.5.2")
+    assert 'FW1, SCRUB = "10.0.2.2", "10.0.5.2"' in test
+    ns = f"ip netns exec {plan.ns(fw1.key)} "
+    assert f"{ns}iptables -I FORWARD 1 -p tcp --syn --dport 9003 -j NFQUEUE --queue-num 0" in lines
+    assert '"-p", "tcp", "--syn", "--dport", "9003", "-j", "NFQUEUE", "--queue-num", "0"' in test
+    assert '["iptables", "-I", "FORWARD", "1", *rule]' in test
+    chooser = (
+        f"{ns}python3 examples/next_hop_chooser.py --hop 10.0.5.2 --dport 9003 --mgmt {plan.mgmt(fw1)} &"
+    )
+    assert chooser in lines
+    assert '"next_hop_chooser.py", "--hop", SCRUB, "--dport", "9003"' in test
+    client = f"ip netns exec {plan.ns(plan.host('client').key)} python3 tests/e2e/peers.py"
+    assert f"{client} blob-client 10.0.3.2 9003 3145728 3145728 hold" in lines
+    assert '"blob-client", SERVER, 9003, size, size, "hold"' in test and "size = 3 << 20" in test
+    assert f"dysco ctl sessions --mgmt {plan.mgmt(scrub)}" in text
+    # deltas: examples/splice.toml, the HTTP proxy
+    plan = load_topology(DOC.parents[1] / "examples" / "splice.toml")
+    proxy = plan.host("proxy")
+    ns = f"ip netns exec {plan.ns(proxy.key)} "
+    start = f"{ns}python3 examples/http_header_proxy.py --listen 10.0.2.2:9000 --server 10.0.3.2:9000"
+    start += f" --mgmt {plan.mgmt(proxy)}"
+    assert start in lines
+    assert 'args = ["--listen", f"{PROXY}:9000", "--server", f"{SERVER}:9000"]' in test
+    assert '"http_header_proxy.py", *args)' in test
+    assert "peers.py keepalive-server 9000 &" in text and '"keepalive-server", 9000' in test
+    assert "peers.py keepalive-client 10.0.2.2 9000" in text and '"keepalive-client", PROXY, 9000' in test
+    for said in ('"splice"', '"end"', 'f"get {k} {n}"'):
+        assert said in test, said

@@ -15,9 +15,11 @@ SCRIPT = "import sys\nfor i in range(40): print('line', i)\nprint('gave up: time
 
 
 def test_a_process_that_ends_without_its_line_is_quoted(tmp_path: Path) -> None:
-    with pytest.raises(UserError) as caught:
-        with Process([sys.executable, "-c", SCRIPT], tmp_path / "p.log", "exchanged"):
-            pass
+    with (
+        pytest.raises(UserError) as caught,
+        Process([sys.executable, "-c", SCRIPT], tmp_path / "p.log", "exchanged"),
+    ):
+        pass
     message = str(caught.value)
     assert "ended without a line with 'exchanged'" in message and str(tmp_path / "p.log") in message
     quoted = message.split(str(tmp_path / "p.log"), 1)[1].split("\n")[1:]

@@ -117,7 +117,9 @@ class LockPhase(Base):
         if down is None:
             return self._nack(now, src, msg, cw.Status.NOT_ON_PATH, out)
         self.locks[s.sid] = Lock(LockState.PENDING, (msg.left_anchor, msg.rid), (src, msg))
-        fwd = replace(msg, msg_id=self._id(), sub=down.tuple, delta_fwd=(msg.delta_fwd + s.delta_up) & M32)
+        # the middlebox goes: what it declared it added (Agent.declare_delta) goes into the delta too
+        delta_fwd = (msg.delta_fwd + s.delta_up + s.mb_delta[0]) & M32
+        fwd = replace(msg, msg_id=self._id(), sub=down.tuple, delta_fwd=delta_fwd)
         if self.mig.marks(s, msg, down.tuple.dst):  # this middlebox's state moves to the new one
             fwd = replace(fwd, value=fwd.value | cw.MIGRATE)
             self.agent.metrics["migrate.marked"] += 1
@@ -144,7 +146,7 @@ class LockPhase(Base):
             src, req = lock.upstream
             if ok:
                 lock.state = LockState.LOCKED
-                rev = (msg.delta_rev + s.delta_down) & M32
+                rev = (msg.delta_rev + s.delta_down + s.mb_delta[1]) & M32
                 ts, ws = msg.ts_rev, msg.ws_rev
                 if s.sid in self.splices:
                     t = self.splices[s.sid][1].rev
