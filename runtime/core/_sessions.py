@@ -48,7 +48,10 @@ from dysco.runtime.core._neighbours import Neighbours
 from dysco.runtime.core._peers import Peers
 from dysco.runtime.core._session import Config, Direction, Role, Session
 from dysco.runtime.core._types import FiveTuple, ip_str, prefixed
-from dysco.runtime.core.reconf import Reconfigurer
+from dysco.runtime.core.reconf import LOCK_TIMEOUT, Reconfigurer
+
+RST_HOLD = LOCK_TIMEOUT
+"""How long a middle of a reconfiguration keeps a session a RST closed, waiting for the lock's end."""
 
 
 class Sessions:
@@ -132,7 +135,14 @@ class Sessions:
             s.fins.add(direction)
             new = SessionState.CLOSING if len(s.fins) == 2 else SessionState.HALF_CLOSED
         s.fsm.set(new)
-        if new is SessionState.CLOSING:
+        if new is SessionState.CLOSING and s.reset and self.rc.middle_locked(s.sid):
+            # a middle of a reconfiguration: a RST on the old path may be a kernel's answer to a
+            # straggler there, sent after the left anchor freed its end (the anchors take the
+            # session's own end on the new path); the TEARDOWN or CANCEL_LOCK still to come ends
+            # the old path here, so the session waits for it rather than for the linger
+            self.metrics["reconf.middle_rst_held"] += 1
+            self._set_deadline(s, now + RST_HOLD)
+        elif new is SessionState.CLOSING:
             self._set_deadline(s, now + self.config.linger)
             if watch and not s.reset:
                 self._watch_close(s, out)

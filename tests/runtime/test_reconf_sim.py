@@ -11,12 +11,14 @@ from dysco.runtime import Notify
 from dysco.runtime.core import SECOND
 from dysco.runtime.core import _control_messages as cw
 from dysco.runtime.core import _packet as pk
+from dysco.runtime.core._events import Port, Reason
+from dysco.runtime.core._fsm import SessionState
 from dysco.runtime.core._types import ip_int
 from dysco.runtime.core.reconf import LOCK_TIMEOUT
 from dysco.runtime.sim import MS, Forwarder
 from dysco.softswitch.api import Program
 
-from .simworld import SERVER, chain_world, check_clean, respond
+from .simworld import SERVER, chain_world, check_clean, feed, respond
 
 LINGER = 30 * SECOND
 
@@ -209,3 +211,86 @@ def test_a_kernels_rst_for_a_straggler_on_the_freed_old_path_ends_nothing(dysco_
     assert sh.agent.metrics["reconf.old_path_rst"] >= 1
     assert ch.agent.metrics["reconf.completed"] == 1
     check_clean(w)
+
+
+def test_a_kernels_rst_at_a_middle_waits_for_the_teardown(dysco_program: Program) -> None:
+    # The same straggler, but the TEARDOWN that is late (3 s of them lost) is the one to the
+    # middlebox: the client's kernel, whose old subsession the left anchor freed, answers the
+    # straggler with a RST that the middlebox's NIC copies to its agent.  Its session must wait
+    # for the TEARDOWN (a RST copy there used to close it after the linger, so the TEARDOWN found
+    # nothing and never went on to the server; a spliced proxy's splice failed that way, "the
+    # session closed first", in a loaded 600-session run).
+    w, client, server = chain_world(dysco_program, 1, mb_app=lambda i: partial(Forwarder, rsts=True))
+    client.rsts = server.rsts = True
+    sh, mb, ch = w.hosts["server"], w.hosts["mb0"], w.hosts["client"]
+    assert sh.agent is not None and mb.agent is not None and ch.agent is not None
+    sent: list[bytes] = []
+    emit = server.emit
+    server.emit = lambda frame: (sent.append(frame), emit(frame))[1]
+    lost: list[int] = []
+
+    def drop_teardowns_to_the_middlebox(frame: bytes) -> bool:
+        to_mb = _ctl_kind(frame) is cw.Kind.TEARDOWN and frame[30:34] == mb.address.to_bytes(4)
+        if to_mb and (not lost or w.sim.now < lost[0] + 3 * SECOND):
+            lost.append(w.sim.now)
+            return True
+        return False
+
+    w.net.faults.drop_if = drop_teardowns_to_the_middlebox
+    data = bytes(range(256)) * 80
+    conn = client.connect(ip_int(SERVER), 80, data)
+    while not any(f for f in sent if len(f) > 54):
+        w.sim.run_for(MS // 10)
+    w.sim.run_for(4 * MS)
+    (sid,) = ch.agent.sessions
+    ch.execute(ch.agent.reconfigure(w.sim.now, sid, ip_int(SERVER), []))
+    while not lost:
+        w.sim.run_for(MS // 10)
+    (sc,) = server.conns.values()
+    old = pk.parse(next(f for f in sent if len(f) > 54))
+    sh.emit(replace(old, ack=sc.rcv_nxt).to_bytes())
+    w.sim.run_for(LINGER)
+    assert client.rsts >= 1 and mb.agent.metrics["teardown.rst"] == 1, "the client's kernel answered"
+    closed = [n.message for n in mb.notes if n.event == "session_closed"]
+    assert closed == ["10.0.0.1:40000->10.0.0.100:80 (reconfigured away)"]
+    assert sh.agent.metrics["control.teardown"] == 1, "the TEARDOWN went on to the right anchor"
+    assert not sc.reset and conn.done and not conn.reset and bytes(conn.received) == respond(data)
+    assert mb.agent.metrics["reconf.middle_rst_held"] == 1
+    check_clean(w)
+
+
+def test_a_rst_a_middle_held_lingers_from_the_cancel(dysco_program: Program) -> None:
+    # A RST copy reaches the locked middlebox, then the new path cannot be set up (its hop has no
+    # host) and the left anchor cancels: the middlebox's session ends a linger after the
+    # CANCEL_LOCK, not a lock timeout after the RST.
+    w, client, server = chain_world(dysco_program, 1)
+    server.listen_stream(80)
+    seen: list[bytes] = []
+    mb = w.hosts["mb0"]
+
+    def watch(frame: bytes) -> bool:
+        if frame[23] == 6 and frame[30:34] == mb.address.to_bytes(4) and len(frame) > 54:
+            seen.append(frame)
+        return False
+
+    w.net.faults.drop_if = watch
+    conn = client.connect(ip_int(SERVER), 80, b"", stream=True)
+    feed(w, conn, bytes(1000), 10 * MS, 60 * SECOND)
+    w.sim.run_for(40 * MS)
+    ch = w.hosts["client"]
+    assert ch.agent is not None and mb.agent is not None
+    (sid,) = ch.agent.sessions
+    ch.execute(ch.agent.reconfigure(w.sim.now, sid, ip_int(SERVER), [ip_int("10.0.0.77")]))
+    while not mb.agent.rc.locks:
+        w.sim.run_for(MS // 10)
+    ((msid, s),) = mb.agent.sessions.items()
+    rst = replace(pk.parse(seen[-1]), flags=pk.RST | pk.ACK, payload=b"").to_bytes()
+    mb.execute(mb.agent.packet_in(w.sim.now, rst, Port.NET, Reason.TEARDOWN, session_id=msid))
+    assert s.fsm.state is SessionState.CLOSING and mb.agent.metrics["reconf.middle_rst_held"] == 1
+    w.sim.run_for(LOCK_TIMEOUT // 2)
+    assert mb.agent.metrics["control.cancel_lock"] == 1 and not mb.agent.rc.locks
+    assert [n.event for n in ch.notes if n.event.startswith("reconfigure")][-1] == "reconfigure_failed"
+    assert mb.agent.sessions == {} and mb.agent.metrics["sessions.closed"] == 1
+    assert [n.message for n in mb.notes if n.event == "session_closed"] == [
+        "10.0.0.1:40000->10.0.0.100:80 (closed)"
+    ]

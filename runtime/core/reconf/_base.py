@@ -20,7 +20,7 @@ from dysco.runtime.core import _packet as pk
 from dysco.runtime.core import _syn_payload as wire
 from dysco.runtime.core._alloc import PortPool, Selector
 from dysco.runtime.core._events import Action, Delete, Mapping, Modify, Table
-from dysco.runtime.core._fsm import Machine, SubsessionState
+from dysco.runtime.core._fsm import Machine, SessionState, SubsessionState
 from dysco.runtime.core._messenger import MS, Messenger
 from dysco.runtime.core._neighbours import UNADDRESSED
 from dysco.runtime.core._session import Config, Direction, Session, Subsession
@@ -92,6 +92,8 @@ class AgentView(Protocol):
 
     def _sub_fsm(self, s: Session, side: str) -> Machine[SubsessionState]: ...
 
+    def _set_deadline(self, s: Session, at: int) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Delegated:
@@ -143,6 +145,21 @@ class Base(abc.ABC):
     def involved(self, sid: int) -> bool:
         """Whether session ``sid`` is locked or anchored by a reconfiguration here."""
         return sid in self.locks or sid in self.anchors
+
+    def _unlocked(self, now: int, s: Session) -> None:
+        """A middle's lock ended without a TEARDOWN: a session a RST closed while it held
+        (:meth:`middle_locked`) lingers from now, as after any RST."""
+        if s.reset and s.fsm.state is SessionState.CLOSING:
+            self.agent._set_deadline(s, now + self.agent.config.linger)
+
+    def middle_locked(self, sid: int) -> bool:
+        """Whether session ``sid`` (or the other half of its splice) is locked here by a
+        reconfiguration this agent does not anchor: the old path through it ends with that
+        reconfiguration's TEARDOWN or CANCEL_LOCK."""
+        sids = {sid} | {a for a, (b, _) in self.splices.items() if b == sid}
+        if sid in self.splices:
+            sids.add(self.splices[sid][0])
+        return any(x in self.locks and x not in self.anchors for x in sids)
 
     def empty(self) -> bool:
         busy = (

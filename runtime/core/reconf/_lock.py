@@ -155,6 +155,7 @@ class LockPhase(Base):
                             delta_rev=rev, ts_rev=ts, ws_rev=ws, value=msg.value)  # fmt: skip
             else:
                 del self.locks[s.sid]
+                self._unlocked(now, s)
                 self._reply(now, src, req, cw.Kind.NACK_LOCK, out, status=msg.status)
                 self._splice_failed(s, f"the lock was refused ({msg.status.name})", out)
         if saved is not None:

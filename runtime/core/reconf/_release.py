@@ -48,6 +48,7 @@ class ReleasePhase(Base):
             return
         self._cancel_down(now, s, msg, out)
         del self.locks[s.sid]
+        self._unlocked(now, s)
         self.msgs.forget(s.sid)
         self._splice_failed(s, "the reconfiguration was cancelled", out)
 
