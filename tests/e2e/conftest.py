@@ -3,12 +3,14 @@ when a test fails."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,9 +37,12 @@ def prefix() -> str:
     return f"e{os.getpid() % 100000}"
 
 
-def topology(name: str, tmp: Path) -> Plan:
+def topology(name: str, tmp: Path, etcd_ports: int = 0) -> Plan:
+    """examples/NAME.toml with this run's names and ports (``etcd_ports``: how many its etcd
+    members take, two each)."""
     path = ROOT / "examples" / f"{name}.toml"
     n = path.read_text().count("[[host]]")
+    etcd = {"etcd_ports": tuple(free_port() for _ in range(etcd_ports))} if etcd_ports else {}
     return load_topology(
         path,
         prefix=prefix(),
@@ -45,6 +50,7 @@ def topology(name: str, tmp: Path) -> Plan:
         p4=str(ROOT / "p4src" / "dysco.p4"),
         policies=str(tmp / "policy.dysco"),
         linger=0.5,
+        **etcd,
     )
 
 
@@ -54,6 +60,18 @@ def testbed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     tmp = tmp_path_factory.mktemp(request.param)
     with Testbed(topology(request.param, tmp), tmp) as tb:
         yield tb
+
+
+def fleet(tb: Testbed, *args: str, timeout: float = WAIT_S) -> subprocess.CompletedProcess[str]:
+    """``dysco fleet ARGS`` against the testbed's etcd."""
+    argv = [sys.executable, "-m", "dysco", "fleet", *args, *tb.plan.etcd_client()]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def fleet_json(tb: Testbed, *args: str, status: int = 0) -> Any:
+    out = fleet(tb, *args, "--json")
+    assert out.returncode == status, out.stderr + out.stdout
+    return json.loads(out.stdout)
 
 
 def peer(tb: Testbed, host: str, *args: object) -> list[str]:
@@ -77,8 +95,6 @@ def blob(tb: Testbed, tmp: Path, port: int, up: int, down: int) -> tuple[list[st
 
 
 def ctl(tb: Testbed, name: str, what: str) -> object:
-    import json
-
     argv = [sys.executable, "-m", "dysco", "ctl", what, "--mgmt", tb.plan.mgmt(tb.plan.host(name)), "--json"]
     out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=WAIT_S)
     return json.loads(out.stdout)

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from dysco.testbed import Process, Testbed, load_topology
+from dysco.testbed import Process, Testbed
 
-from .conftest import ROOT, WAIT_S, blob, ctl, free_port, needs_root, peer, prefix
+from .conftest import WAIT_S, blob, ctl, fleet, fleet_json, needs_root, peer, topology
 
 pytestmark = pytest.mark.root
 FW1, SERVER, FW2 = "10.0.2.2", "10.0.3.2", "10.0.4.2"
@@ -30,28 +27,9 @@ FW1, SERVER, FW2 = "10.0.2.2", "10.0.3.2", "10.0.4.2"
 def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     needs_root()
     tmp = tmp_path_factory.mktemp("fleet")
-    plan = load_topology(
-        ROOT / "examples" / "fleet.toml",
-        prefix=prefix(),
-        ports=tuple(free_port() for _ in range(4)),
-        p4=str(ROOT / "p4src" / "dysco.p4"),
-        policies=str(tmp / "policy.dysco"),
-        linger=0.5,
-        etcd_ports=(free_port(), free_port()),
-    )
+    plan = topology("fleet", tmp, etcd_ports=2)
     with Testbed(plan, tmp) as tb:
         yield tb
-
-
-def fleet(tb: Testbed, *args: str) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "dysco", "fleet", *args, *tb.plan.etcd_client()]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=WAIT_S, check=False)
-
-
-def fleet_json(tb: Testbed, *args: str) -> Any:
-    out = fleet(tb, *args, "--json")
-    assert out.returncode == 0, out.stderr + out.stdout
-    return json.loads(out.stdout)
 
 
 def chains(tb: Testbed) -> dict[int, list[str]]:

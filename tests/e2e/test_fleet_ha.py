@@ -17,13 +17,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from dysco.testbed import Process, Testbed, load_topology
+from dysco.testbed import Process, Testbed
 
-from .conftest import ROOT, WAIT_S, blob, ctl, free_port, needs_root, peer, prefix
+from .conftest import WAIT_S, blob, ctl, fleet, fleet_json, needs_root, peer, topology
 
 pytestmark = pytest.mark.root
 FW1, SERVER, FW2 = "10.0.2.2", "10.0.3.2", "10.0.4.2"
@@ -33,28 +32,9 @@ FW1, SERVER, FW2 = "10.0.2.2", "10.0.3.2", "10.0.4.2"
 def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
     needs_root()
     tmp = tmp_path_factory.mktemp("fleet-ha")
-    plan = load_topology(
-        ROOT / "examples" / "fleet-ha.toml",
-        prefix=prefix(),
-        ports=tuple(free_port() for _ in range(4)),
-        p4=str(ROOT / "p4src" / "dysco.p4"),
-        policies=str(tmp / "policy.dysco"),
-        linger=0.5,
-        etcd_ports=tuple(free_port() for _ in range(6)),
-    )
+    plan = topology("fleet-ha", tmp, etcd_ports=6)
     with Testbed(plan, tmp) as tb:
         yield tb
-
-
-def fleet(tb: Testbed, *args: str, timeout: float = WAIT_S) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "dysco", "fleet", *args, *tb.plan.etcd_client()]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def fleet_json(tb: Testbed, *args: str, status: int = 0) -> Any:
-    out = fleet(tb, *args, "--json")
-    assert out.returncode == status, out.stderr + out.stdout
-    return json.loads(out.stdout)
 
 
 def chains(tb: Testbed) -> list[list[str]]:
