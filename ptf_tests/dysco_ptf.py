@@ -18,6 +18,9 @@ from dysco.proto.p4.config.v1 import p4info_pb2
 from dysco.proto.p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
 WAIT_S = 5.0
+ARBITRATION_S = 30.0
+"""How long the switch may take to answer the arbitration (a python switch on a loaded machine
+took more than 5 s once)."""
 MT = p4info_pb2.MatchField
 
 
@@ -36,7 +39,8 @@ class P4Runtime:
         self._out: queue.Queue[p4runtime_pb2.StreamMessageRequest | None] = queue.Queue()
         self.packets: queue.Queue[p4runtime_pb2.PacketIn] = queue.Queue()
         self.idle: queue.Queue[p4runtime_pb2.IdleTimeoutNotification] = queue.Queue()
-        arbitration: queue.Queue[p4runtime_pb2.MasterArbitrationUpdate] = queue.Queue()
+        arbitration: queue.Queue[p4runtime_pb2.MasterArbitrationUpdate | None] = queue.Queue()
+        self.stream_error: grpc.RpcError | None = None
         self._arbitration = arbitration
         self._stream = self.stub.StreamChannel(iter(self._out.get, None))
         self._reader = threading.Thread(target=self._read, name="ptf-p4rt-stream", daemon=True)
@@ -45,7 +49,14 @@ class P4Runtime:
         req.arbitration.device_id = device_id
         req.arbitration.election_id.CopyFrom(self.election)
         self._out.put(req)
-        reply = arbitration.get(timeout=WAIT_S)
+        try:
+            reply = arbitration.get(timeout=ARBITRATION_S)
+        except queue.Empty:
+            raise AssertionError(f"{addr}: no arbitration answer in {ARBITRATION_S}s") from None
+        if reply is None:
+            err = self.stream_error
+            why = f"{err.code().name}: {err.details()}" if isinstance(err, grpc.Call) else str(err)
+            raise AssertionError(f"{addr}: the stream ended before the arbitration answer: {why}")
         if reply.status.code != 0:
             raise AssertionError(f"not primary: {reply.status}")
         get = p4runtime_pb2.GetForwardingPipelineConfigRequest(device_id=device_id)
@@ -62,8 +73,9 @@ class P4Runtime:
                     self._arbitration.put(msg.arbitration)
                 elif kind == "idle_timeout_notification":
                     self.idle.put(msg.idle_timeout_notification)
-        except grpc.RpcError:
-            pass  # the channel closed
+        except grpc.RpcError as exc:  # the channel closed (or never opened)
+            self.stream_error = exc
+            self._arbitration.put(None)
 
     def close(self) -> None:
         self._out.put(None)

@@ -41,3 +41,29 @@ def test_ptf_suite_passes_on_both_backends(backend: str) -> None:
     ran = re.search(r"Ran (\d+) tests", out)
     assert ran is not None and int(ran.group(1)) == len(classes) >= 9, out[-2000:]
     assert re.search(r"^OK$", out, re.M), out[-2000:]
+
+
+def test_a_controller_with_no_switch_behind_its_address_says_so() -> None:
+    import socket
+
+    from ptf_tests.dysco_ptf import P4Runtime
+
+    with socket.socket() as s:  # a port nothing listens on (kept bound, never listening)
+        s.bind(("127.0.0.1", 0))
+        addr = f"127.0.0.1:{s.getsockname()[1]}"
+        with pytest.raises(
+            AssertionError, match=r"the stream ended before the arbitration answer: .*UNAVAILABLE"
+        ):
+            P4Runtime(addr, 0)
+
+
+def test_a_switch_that_never_answers_the_arbitration_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from ptf_tests import dysco_ptf
+
+    monkeypatch.setattr(dysco_ptf, "ARBITRATION_S", 0.5)
+    with socket.create_server(("127.0.0.1", 0)) as s:  # takes the connection, never speaks HTTP/2
+        addr = f"127.0.0.1:{s.getsockname()[1]}"
+        with pytest.raises(AssertionError, match=r": no arbitration answer in 0\.5s$"):
+            dysco_ptf.P4Runtime(addr, 0)
