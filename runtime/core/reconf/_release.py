@@ -54,10 +54,13 @@ class ReleasePhase(Base):
     def _lock_timer(self, now: int, sid: int, out: list[Action]) -> None:
         a = self.anchors.get(sid)
         s = self.agent.sessions.get(sid)
-        if a is None or s is None or a.left or a.phase not in (Phase.LOCKING, Phase.MIGRATING):
+        expiring = (Phase.LOCKING, Phase.MIGRATING, Phase.FAILED_OVER)
+        if a is None or s is None or a.left or a.phase not in expiring:
             return
         if a.extra.get("lock_until", now + 1) > now:
             return  # an earlier reconfiguration's timer
+        if a.phase is Phase.FAILED_OVER:
+            return self._failover_expired(now, s, a, out)
         # the left anchor never set the new path up and its CANCEL_LOCK did not come: unlock
         self._fast(s, a, False, out)
         self._forget(sid)
@@ -89,11 +92,15 @@ class ReleasePhase(Base):
                 self._drop_mapping(s, Table.IN, a.new_in_key, out)
                 self.agent.ports.release(a.extra["first"], a.extra["lport"])
             if cancel and s.down is not None:
-                msg = cw.Message(
-                    cw.Kind.CANCEL_LOCK, self._id(), a.extra["rid"], self.me, a.peer, s.down.tuple
-                )
+                if a.extra.get("failed"):  # around a dead hop: to the right anchor directly
+                    msg, dst = self._around(cw.Kind.CANCEL_LOCK, s, a), a.peer
+                else:
+                    msg = cw.Message(
+                        cw.Kind.CANCEL_LOCK, self._id(), a.extra["rid"], self.me, a.peer, s.down.tuple
+                    )
+                    dst = s.down.tuple.dst
                 self._forget(s.sid)
-                self._request(now, s.down.tuple.dst, msg, 0, out)
+                self._request(now, dst, msg, 0, out)
         self._forget(s.sid)
         self.agent.metrics["reconf.failed"] += 1
         out.append(Notify("reconfigure_failed", f"{s.session}: rid {rid}: {why}", s.sid, True))

@@ -1,0 +1,153 @@
+"""Replacing a dead middlebox (issue 23) in the simulation: the middlebox's host dies mid-transfer
+(every frame to or from it is dropped), and the anchors on both sides of it set the new path up
+without it (``Agent.reconfigure(..., failed=DEAD)``, runtime/core/reconf/_failover.py)."""
+
+from __future__ import annotations
+
+from dysco.runtime import Notify
+from dysco.runtime.core._types import ip_int
+from dysco.runtime.sim import MS, Forwarder, Host, World
+from dysco.softswitch.api import Program
+
+from .simworld import SERVER, chain_world, respond
+from .test_reconf_sim import LINGER
+
+NEW = ip_int("10.0.0.50")
+
+
+def kill(w: World, name: str) -> None:
+    """``name``'s host is gone: nothing reaches it, nothing it sends arrives."""
+    dead = w.hosts[name].address
+    for h in w.hosts.values():
+        if h.address != dead:
+            w.net.partition(dead, h.address)
+
+
+def live_leftovers(w: World, dead: str) -> dict[str, str]:
+    """What is left at every host but the dead one (its state died with it)."""
+    return {name: what for name, what in w.leftovers().items() if name != dead}
+
+
+def outcomes(notes: list[Notify]) -> list[str]:
+    return [f"{n.event}: {n.message}" for n in notes if n.event in ("reconfigured", "reconfigure_failed")]
+
+
+def test_a_dead_middlebox_is_replaced_and_the_transfer_completes(dysco_program: Program) -> None:
+    w, client, server = chain_world(dysco_program, 1)
+    nh = w.host("new", NEW, app=Forwarder)
+    data = bytes(range(256)) * 4000  # 1 MB: still under way when the middlebox dies
+    conn = client.connect(ip_int(SERVER), 80, data)
+    w.sim.run_for(20 * MS)
+    ch, mb0, sh = w.hosts["client"], w.hosts["mb0"], w.hosts["server"]
+    assert ch.agent is not None and sh.agent is not None
+    (sid,) = ch.agent.sessions
+    assert not conn.done and 0 < len(server.conns[next(iter(server.conns))].received) < len(data)
+    kill(w, "mb0")
+    # the ordinary replacement needs the dead box: its lock request crosses the old path
+    ch.execute(ch.agent.reconfigure(w.sim.now, sid, ip_int(SERVER), [NEW]))
+    w.sim.run_for(10_000 * MS)
+    (failed,) = outcomes(ch.notes)
+    assert failed.startswith("reconfigure_failed") and "lock refused: no answer via 10.0.0.10" in failed
+    # around it: the client's agent and the server's lock and switch without it
+    out = ch.agent.reconfigure(w.sim.now, sid, ip_int(SERVER), [NEW], failed=mb0.address)
+    ch.execute(out)
+    (started,) = [n.message for n in out if isinstance(n, Notify)]
+    assert started.endswith("(around the dead 10.0.0.10)")
+    w.sim.run_for(LINGER)
+    assert outcomes(ch.notes)[-1].startswith("reconfigured"), outcomes(ch.notes)
+    assert conn.done and not conn.reset and bytes(conn.received) == respond(data)
+    assert [bytes(c.received) for c in server.conns.values()] == [data]
+    assert nh.app is not None and nh.app.frames > 0  # type: ignore[attr-defined]
+    assert ch.agent.metrics["reconf.failed_over"] == 1 and sh.agent.metrics["reconf.failed_over"] == 1
+    assert [n.event for n in sh.notes if n.event == "reconfigured"] == ["reconfigured"]
+    assert live_leftovers(w, "mb0") == {}
+
+
+def test_a_dead_middlebox_is_deleted(dysco_program: Program) -> None:
+    """No new middlebox: the new path runs from anchor to anchor."""
+    w, client, server = chain_world(dysco_program, 1)
+    data = bytes(range(256)) * 4000
+    conn = client.connect(ip_int(SERVER), 80, data)
+    w.sim.run_for(20 * MS)
+    ch, mb0 = w.hosts["client"], w.hosts["mb0"]
+    assert ch.agent is not None
+    (sid,) = ch.agent.sessions
+    kill(w, "mb0")
+    ch.execute(ch.agent.reconfigure(w.sim.now, sid, ip_int(SERVER), [], failed=mb0.address))
+    w.sim.run_for(LINGER)
+    assert [o.split(":")[0] for o in outcomes(ch.notes)] == ["reconfigured"], outcomes(ch.notes)
+    assert conn.done and not conn.reset and bytes(conn.received) == respond(data)
+    assert [bytes(c.received) for c in server.conns.values()] == [data]
+    assert live_leftovers(w, "mb0") == {}
+
+
+def test_the_second_of_two_middleboxes_dies_and_the_client_asks(dysco_program: Program) -> None:
+    """Asked at the client's agent, the edit is delegated to the first middlebox's agent, the dead
+    box's left neighbour, which anchors it around the dead box."""
+    w, client, server = chain_world(dysco_program, 2)
+    nh = w.host("new", NEW, app=Forwarder)
+    data = bytes(range(256)) * 4000
+    conn = client.connect(ip_int(SERVER), 80, data)
+    w.sim.run_for(20 * MS)
+    ch, mb0, mb1 = w.hosts["client"], w.hosts["mb0"], w.hosts["mb1"]
+    assert ch.agent is not None and mb0.agent is not None
+    (sid,) = ch.agent.sessions
+    kill(w, "mb1")
+    ch.execute(
+        ch.agent.delegate_reconfiguration(
+            w.sim.now, sid, mb0.address, ip_int(SERVER), [NEW], failed=mb1.address
+        )
+    )
+    w.sim.run_for(LINGER)
+    assert [o.split(":")[0] for o in outcomes(ch.notes)] == ["reconfigured"], outcomes(ch.notes)
+    assert mb0.agent.metrics["reconf.failed_over"] == 1
+    assert conn.done and not conn.reset and bytes(conn.received) == respond(data)
+    assert [bytes(c.received) for c in server.conns.values()] == [data]
+    assert nh.app is not None and nh.app.frames > 0  # type: ignore[attr-defined]
+    assert live_leftovers(w, "mb1") == {}
+
+
+def test_refusals_around_a_dead_hop(dysco_program: Program) -> None:
+    """Every refusal names its reason: a dead hop that is not the left anchor's right neighbour, a
+    right anchor that is not the hop after it, a right anchor whose left neighbour is another."""
+    w, client, _server = chain_world(dysco_program, 2)
+    client.connect(ip_int(SERVER), 80, bytes(300_000))
+    w.sim.run_for(10 * MS)
+    ch, mb0, mb1 = w.hosts["client"], w.hosts["mb0"], w.hosts["mb1"]
+    assert ch.agent is not None
+
+    def refused(right: int, dead: int, at: Host = ch) -> str:
+        assert at.agent is not None
+        (sid,) = at.agent.sessions
+        out = at.agent.reconfigure(w.sim.now, sid, right, [NEW], failed=dead)
+        (n,) = [n for n in out if isinstance(n, Notify)]
+        assert n.event == "reconfigure_refused"
+        return n.message
+
+    assert "10.0.0.11 is not this agent's right neighbour on the session (10.0.0.10 is)" in refused(
+        ip_int(SERVER), mb1.address
+    )
+    assert "the right anchor is the hop after it, 10.0.0.11" in refused(ip_int(SERVER), mb0.address)
+    assert "10.0.0.100 is the session's right end" in refused(ip_int(SERVER), ip_int(SERVER), mb1)
+    assert ch.agent.rc.empty() and mb1.agent is not None and mb1.agent.rc.empty()
+
+
+def test_a_right_anchor_whose_neighbour_is_not_the_dead_hop_refuses(dysco_program: Program) -> None:
+    """The left anchor's view of the chain may be stale: the right anchor checks its own left
+    neighbour and refuses with NOT_NEIGHBOUR, and the left anchor's failure says so."""
+    w, client, _server = chain_world(dysco_program, 2)
+    client.connect(ip_int(SERVER), 80, bytes(300_000))
+    w.sim.run_for(10 * MS)
+    ch, mb0, mb1 = w.hosts["client"], w.hosts["mb0"], w.hosts["mb1"]
+    assert ch.agent is not None and mb1.agent is not None
+    (sid,) = ch.agent.sessions
+    s = ch.agent.sessions[sid]
+    s.chain = (mb0.address, ip_int(SERVER))  # stale: as if mb1 had not been inserted behind mb0
+    ch.execute(ch.agent.reconfigure(w.sim.now, sid, ip_int(SERVER), [NEW], failed=mb0.address))
+    w.sim.run_for(100 * MS)
+    (failed,) = outcomes(ch.notes)
+    assert failed.startswith("reconfigure_failed")
+    assert (
+        "lock refused (NOT_NEIGHBOUR): at 10.0.0.100 the session's left neighbour is not 10.0.0.10" in failed
+    )
+    assert ch.agent.rc.empty() and mb1.agent.rc.empty()
