@@ -5,8 +5,9 @@ without it (``Agent.reconfigure(..., failed=DEAD)``, runtime/core/reconf/_failov
 from __future__ import annotations
 
 from dysco.runtime import Notify
+from dysco.runtime.core import SECOND
 from dysco.runtime.core._types import ip_int
-from dysco.runtime.sim import MS, Forwarder, Host, World
+from dysco.runtime.sim import MS, Forwarder, Host, Nat, World
 from dysco.softswitch.api import Program
 
 from .simworld import SERVER, chain_world, respond
@@ -150,4 +151,26 @@ def test_a_right_anchor_whose_neighbour_is_not_the_dead_hop_refuses(dysco_progra
     assert (
         "lock refused (NOT_NEIGHBOUR): at 10.0.0.100 the session's left neighbour is not 10.0.0.10" in failed
     )
-    assert ch.agent.rc.empty() and mb1.agent.rc.empty()
+    w.sim.run_for(11 * SECOND)  # past the answers' cache
+    assert all(h.agent is not None and h.agent.rc.empty() for h in w.hosts.values())
+
+
+def test_a_dead_nat_cannot_be_gone_around(dysco_program: Program) -> None:
+    """A NAT's state is its mapping: the agents right of it know the session by the five-tuple
+    the NAT made, which the left anchor cannot name, so the right anchor refuses (NO_SESSION) and
+    the left anchor's failure says so (docs/operations.md, stateful middleboxes)."""
+    w, client, _server = chain_world(dysco_program, 1, mb_app=lambda i: Nat)
+    client.connect(ip_int(SERVER), 80, bytes(300_000))
+    w.sim.run_for(20 * MS)
+    ch, mb0, sh = w.hosts["client"], w.hosts["mb0"], w.hosts["server"]
+    assert ch.agent is not None and sh.agent is not None
+    (sid,) = ch.agent.sessions
+    (s,) = sh.agent.sessions.values()
+    assert s.session.src == mb0.address  # the server's agent knows the NAT's five-tuple
+    kill(w, "mb0")
+    ch.execute(ch.agent.reconfigure(w.sim.now, sid, ip_int(SERVER), [NEW], failed=mb0.address))
+    w.sim.run_for(100 * MS)
+    (failed,) = outcomes(ch.notes)
+    assert "lock refused (NO_SESSION): 10.0.0.100 does not know the session 10.0.0.1:" in failed, failed
+    w.sim.run_for(11 * SECOND)  # past the answers' cache
+    assert ch.agent.rc.empty() and sh.agent.rc.empty()
