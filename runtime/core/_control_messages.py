@@ -32,6 +32,7 @@ from dysco.runtime.core._types import TCP, FiveTuple
 
 __all__ = [
     "FAILED",
+    "FAILOVER",
     "MIGRATE",
     "Kind",
     "Message",
@@ -97,6 +98,9 @@ FAILED = 2
 and DELEGATE: the one hop between the anchors is dead (its host is gone).  The message goes from
 anchor to anchor directly, and ``sub`` names the dead hop and the right anchor,
 ``(dead, right_anchor, 0, 0, 0)``: nobody alive knows the dead hop's subsessions' ports."""
+FAILOVER = 4
+"""DELEGATE ``value`` bit: the edit is of the receiver's right neighbour alone, and if that never
+answers the REQUEST_LOCK the receiver goes around it (as with FAILED)."""
 EXPORT, TRANSFER = 0, 1
 """STATE_EXPORT ``value``: export the state to ``hops[0]`` (from the left anchor to the old
 middlebox), or import the state bytes (from the old middlebox to the new one)."""

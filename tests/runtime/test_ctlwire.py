@@ -67,6 +67,9 @@ def test_failed_layout() -> None:
     for kind in (c.Kind.REQUEST_LOCK, c.Kind.NACK_LOCK, c.Kind.CANCEL_LOCK, c.Kind.TEARDOWN, c.Kind.DELEGATE):
         x = replace(nack, kind=kind)
         assert c.decode(c.encode(x)) == x
+    delegate = replace(M, kind=c.Kind.DELEGATE, value=c.FAILOVER)
+    assert int.from_bytes(c.encode(delegate)[84:88], "big") == 4 == c.FAILOVER
+    assert c.decode(c.encode(delegate)) == delegate
 
 
 a32 = st.integers(0, 2**32 - 1)

@@ -4,10 +4,14 @@ without it (``Agent.reconfigure(..., failed=DEAD)``, runtime/core/reconf/_failov
 
 from __future__ import annotations
 
+import random
+
+import pytest
+
 from dysco.runtime import Notify
 from dysco.runtime.core import SECOND
 from dysco.runtime.core._types import ip_int
-from dysco.runtime.sim import MS, Forwarder, Host, Nat, World
+from dysco.runtime.sim import MS, Faults, Forwarder, Host, Nat, World
 from dysco.softswitch.api import Program
 
 from .simworld import SERVER, chain_world, respond
@@ -108,6 +112,95 @@ def test_the_second_of_two_middleboxes_dies_and_the_client_asks(dysco_program: P
     assert live_leftovers(w, "mb1") == {}
 
 
+def test_the_first_of_two_middleboxes_dies_and_the_second_is_the_right_anchor(dysco_program: Program) -> None:
+    """The right anchor is a middlebox's agent: its session's left side moves to the new path."""
+    w, client, server = chain_world(dysco_program, 2)
+    nh = w.host("new", NEW, app=Forwarder)
+    data = bytes(range(256)) * 4000
+    conn = client.connect(ip_int(SERVER), 80, data)
+    w.sim.run_for(20 * MS)
+    ch, mb0, mb1 = w.hosts["client"], w.hosts["mb0"], w.hosts["mb1"]
+    assert ch.agent is not None and mb1.agent is not None
+    (sid,) = ch.agent.sessions
+    kill(w, "mb0")
+    ch.execute(ch.agent.reconfigure(w.sim.now, sid, mb1.address, [NEW], failed=mb0.address))
+    w.sim.run_for(LINGER)
+    assert [o.split(":")[0] for o in outcomes(ch.notes)] == ["reconfigured"], outcomes(ch.notes)
+    assert mb1.agent.metrics["reconf.failed_over"] == 1
+    assert ch.agent.sessions == {} and ch.agent.metrics["reconf.completed"] == 1
+    assert conn.done and not conn.reset and bytes(conn.received) == respond(data)
+    assert [bytes(c.received) for c in server.conns.values()] == [data]
+    assert nh.app is not None and nh.app.frames > 0  # type: ignore[attr-defined]
+    assert live_leftovers(w, "mb0") == {}
+
+
+def test_an_ordinary_replacement_with_failover_goes_around_a_silent_middlebox(dysco_program: Program) -> None:
+    """Automatic detection: the ordinary replacement's REQUEST_LOCK to the dead middlebox is never
+    answered (control timeouts), and with ``failover`` the left anchor goes on around it, under the
+    same rid; a live middlebox is replaced the ordinary way."""
+    w, client, server = chain_world(dysco_program, 1)
+    nh = w.host("new", NEW, app=Forwarder)
+    data = bytes(range(256)) * 4000
+    conn = client.connect(ip_int(SERVER), 80, data)
+    w.sim.run_for(20 * MS)
+    ch = w.hosts["client"]
+    assert ch.agent is not None
+    (sid,) = ch.agent.sessions
+    kill(w, "mb0")
+    out = ch.agent.reconfigure(w.sim.now, sid, ip_int(SERVER), [NEW], failover=True)
+    ch.execute(out)
+    (started,) = [n.message for n in out if isinstance(n, Notify)]
+    w.sim.run_for(LINGER)
+    events = [(n.event, n.message) for n in ch.notes if n.event.startswith("reconfigure")]
+    rid = started.split("rid ")[1]
+    assert [e for e, _ in events] == ["reconfigure_started", "reconfigure_failover", "reconfigured"], events
+    assert events[1][1].endswith(f"rid {rid}: 10.0.0.10 did not answer: around it")
+    assert events[2][1].endswith(f"rid {rid}")
+    assert ch.agent.metrics["reconf.failover"] == 1 and ch.agent.metrics["reconf.failed_over"] == 1
+    assert conn.done and not conn.reset and bytes(conn.received) == respond(data)
+    assert [bytes(c.received) for c in server.conns.values()] == [data]
+    assert nh.app is not None and nh.app.frames > 0  # type: ignore[attr-defined]
+    assert live_leftovers(w, "mb0") == {}
+    # the same with a live middlebox: no failover
+    w2, client2, _ = chain_world(dysco_program, 1)
+    w2.host("new", NEW, app=Forwarder)
+    conn2 = client2.connect(ip_int(SERVER), 80, data)
+    w2.sim.run_for(20 * MS)
+    c2 = w2.hosts["client"]
+    assert c2.agent is not None
+    (sid2,) = c2.agent.sessions
+    c2.execute(c2.agent.reconfigure(w2.sim.now, sid2, ip_int(SERVER), [NEW], failover=True))
+    w2.sim.run_for(LINGER)
+    assert [n.event for n in c2.notes if n.event.startswith("reconfigure")] == [
+        "reconfigure_started",
+        "reconfigured",
+    ]
+    assert c2.agent.metrics["reconf.failover"] == 0 and c2.agent.metrics["reconf.two_path_packets"] > 0
+    assert conn2.done and bytes(conn2.received) == respond(data)
+
+
+def test_a_delegated_failover(dysco_program: Program) -> None:
+    """Asked at the client's agent for the second middlebox, which died: the first one's agent
+    anchors the ordinary replacement, hears nothing from it, and goes around it."""
+    w, client, _server = chain_world(dysco_program, 2)
+    w.host("new", NEW, app=Forwarder)
+    data = bytes(range(256)) * 4000
+    conn = client.connect(ip_int(SERVER), 80, data)
+    w.sim.run_for(20 * MS)
+    ch, mb0 = w.hosts["client"], w.hosts["mb0"]
+    assert ch.agent is not None and mb0.agent is not None
+    (sid,) = ch.agent.sessions
+    kill(w, "mb1")
+    ch.execute(
+        ch.agent.delegate_reconfiguration(w.sim.now, sid, mb0.address, ip_int(SERVER), [NEW], failover=True)
+    )
+    w.sim.run_for(LINGER)
+    assert [o.split(":")[0] for o in outcomes(ch.notes)] == ["reconfigured"], outcomes(ch.notes)
+    assert mb0.agent.metrics["reconf.failover"] == 1
+    assert conn.done and not conn.reset and bytes(conn.received) == respond(data)
+    assert live_leftovers(w, "mb1") == {}
+
+
 def test_refusals_around_a_dead_hop(dysco_program: Program) -> None:
     """Every refusal names its reason: a dead hop that is not the left anchor's right neighbour, a
     right anchor that is not the hop after it, a right anchor whose left neighbour is another."""
@@ -130,6 +223,13 @@ def test_refusals_around_a_dead_hop(dysco_program: Program) -> None:
     )
     assert "the right anchor is the hop after it, 10.0.0.11" in refused(ip_int(SERVER), mb0.address)
     assert "10.0.0.100 is the session's right end" in refused(ip_int(SERVER), ip_int(SERVER), mb1)
+    (sid,) = ch.agent.sessions
+    out = ch.agent.reconfigure(w.sim.now, sid, ip_int(SERVER), [NEW], failover=True)
+    (n,) = [n for n in out if isinstance(n, Notify)]
+    assert n.event == "reconfigure_refused"
+    assert "no failover around 10.0.0.10: around 10.0.0.10 the right anchor is the hop after it" in n.message
+    out = ch.agent.reconfigure(w.sim.now, sid, mb1.address, [mb0.address], failover=True)
+    assert "no failover around 10.0.0.10: it is one of the new middleboxes" in str(out)
     assert ch.agent.rc.empty() and mb1.agent is not None and mb1.agent.rc.empty()
 
 
@@ -174,3 +274,57 @@ def test_a_dead_nat_cannot_be_gone_around(dysco_program: Program) -> None:
     assert "lock refused (NO_SESSION): 10.0.0.100 does not know the session 10.0.0.1:" in failed, failed
     w.sim.run_for(11 * SECOND)  # past the answers' cache
     assert ch.agent.rc.empty() and sh.agent.rc.empty()
+
+
+FAULT_SEEDS = 40
+
+
+@pytest.mark.parametrize("first", range(0, FAULT_SEEDS, 10), ids=lambda f: f"seeds{f}-{f + 9}")
+def test_dead_middleboxes_on_a_faulty_network(dysco_program: Program, first: int) -> None:
+    """Seeded worlds: 1-3 middleboxes, loss, duplication and reordering; one middlebox dies at a
+    random moment of a transfer both ways and is replaced (or deleted) around; the transfer
+    completes byte-exact and nothing is left at the live hosts."""
+    failed = []
+    for seed in range(first, first + 10):
+        rng = random.Random(seed)
+        n = rng.randint(1, 3)
+        w, client, server = chain_world(dysco_program, n, seed=seed)
+        w.net.faults = Faults(1 * MS, rng.choice([0, 2 * MS]), rng.choice([0.0, 0.01, 0.03]), 0.02)
+        w.host("new", NEW, app=Forwarder)
+        data = bytes(rng.randrange(256) for _ in range(256)) * rng.randint(100, 400)
+        conn = client.connect(ip_int(SERVER), 80, data)
+        while not any(c.received for c in server.conns.values()):  # established end to end
+            w.sim.run_for(1 * MS)
+        w.sim.run_for(rng.randint(0, 5) * MS)
+        dead = rng.randrange(n)
+        mbs = [w.hosts[f"mb{i}"].address for i in range(n)]
+        left = w.hosts["client" if dead == 0 else f"mb{dead - 1}"]
+        right = ip_int(SERVER) if dead == n - 1 else mbs[dead + 1]
+        kill(w, f"mb{dead}")
+        assert left.agent is not None
+        sid = next(iter(left.agent.sessions), None)
+        if sid is None:
+            failed.append(f"seed {seed}: the session is gone at {left.name} before the death")
+            continue
+        hops = [NEW] if rng.random() < 0.7 else []
+        out = left.agent.reconfigure(w.sim.now, sid, right, hops, failed=mbs[dead])
+        left.execute(out)
+        refused = [n.message for n in out if isinstance(n, Notify) and n.event == "reconfigure_refused"]
+        if refused:
+            failed.append(f"seed {seed}: refused: {refused}")
+            continue
+        until = w.sim.now + 300 * SECOND  # the sim's TCP crawls under reordering: kilobytes a second
+        while not conn.done and w.sim.now < until:
+            w.sim.run_for(1 * SECOND)
+        w.sim.run_for(LINGER)
+        what = f"seed {seed}: {n} middleboxes, mb{dead} dies, hops {len(hops)}"
+        got = outcomes(left.notes)
+        if not got or not got[-1].startswith("reconfigured"):
+            failed.append(f"{what}: {got}")
+        elif not (conn.done and not conn.reset and bytes(conn.received) == respond(data)):
+            failed.append(f"{what}: the transfer did not complete ({conn.done=}, {conn.reset=})")
+        elif [bytes(c.received) for c in server.conns.values()] != [data]:
+            failed.append(f"{what}: the server got other bytes")
+        elif live_leftovers(w, f"mb{dead}"):
+            failed.append(f"{what}: left {live_leftovers(w, f'mb{dead}')}")
+    assert not failed, "\n".join(failed)

@@ -271,10 +271,20 @@ class Base(abc.ABC):
 
     @abc.abstractmethod
     def start(
-        self, now: int, s: Session, right: int, hops: tuple[int, ...], out: list[Action], failed: int = 0
+        self,
+        now: int,
+        s: Session,
+        right: int,
+        hops: tuple[int, ...],
+        out: list[Action],
+        failed: int = 0,
+        *,
+        failover: bool = False,
+        rid: int = 0,
     ) -> int:
         """Lock (phase 1): this agent, left anchor, starts a reconfiguration (around the dead
-        hop ``failed``, if not 0)."""
+        hop ``failed``, if not 0; around its right neighbour if that never answers, with
+        ``failover``; as reconfiguration ``rid``, if not 0)."""
 
     @abc.abstractmethod
     def _not_around(self, s: Session, right: int, dead: int) -> str:
@@ -293,6 +303,10 @@ class Base(abc.ABC):
     @abc.abstractmethod
     def _failover_expired(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
         """Failover: the right anchor failed over and no TEARDOWN came."""
+
+    @abc.abstractmethod
+    def _go_around(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
+        """Failover: the right neighbour never answered the left anchor's REQUEST_LOCK."""
 
     @abc.abstractmethod
     def _lock_around(self, now: int, src: int, msg: cw.Message, out: list[Action]) -> None:

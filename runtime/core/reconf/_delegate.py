@@ -43,10 +43,13 @@ class DelegatePhase(Base):
         hops: tuple[int, ...],
         out: list[Action],
         failed: int = 0,
+        *,
+        failover: bool = False,
     ) -> int:
         """Ask ``left`` (an agent of ``s`` to the right of this one) to replace the part of the path
         from it to ``right`` by ``hops`` (around the dead hop ``failed``, if not 0).  Returns this
-        agent's rid for it (0: refused here)."""
+        agent's rid for it (0: refused here).  ``failover``: ``left`` goes around its right
+        neighbour if that never answers."""
         why = ""
         if s.fsm.state not in (SessionState.ESTABLISHED, SessionState.HALF_CLOSED):
             why = f"the session is not established ({s.fsm.state.name})"
@@ -65,6 +68,8 @@ class DelegatePhase(Base):
         msg = cw.Message(cw.Kind.DELEGATE, self._id(), rid, left, right, left_session=s.session, hops=hops)
         if failed:  # the dead hop goes with it (the delegate checks it is its right neighbour)
             msg = replace(msg, sub=cw.around(failed, right), value=cw.FAILED)
+        elif failover:
+            msg = replace(msg, value=cw.FAILOVER)
         self._request(now, left, msg, s.sid, out)
         self.agent.metrics["reconf.delegate_sent"] += 1
         out.append(
@@ -85,7 +90,9 @@ class DelegatePhase(Base):
             status = cw.Status.BUSY
         else:
             failed = msg.sub.src if msg.value & cw.FAILED else 0
-            rid = self.start(now, s, msg.right_anchor, msg.hops, out, failed)
+            rid = self.start(
+                now, s, msg.right_anchor, msg.hops, out, failed, failover=bool(msg.value & cw.FAILOVER)
+            )
             if rid:
                 self.delegates[rid] = (src, msg.rid)
             else:

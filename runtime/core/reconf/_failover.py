@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from dysco.runtime.core import _control_messages as cw
 from dysco.runtime.core import _packet as pk
-from dysco.runtime.core._events import Action, Port, Send
+from dysco.runtime.core._events import Action, Notify, Port, Send
 from dysco.runtime.core._fsm import SessionState
 from dysco.runtime.core._messenger import Pending
 from dysco.runtime.core._session import Direction, Session
@@ -53,11 +53,29 @@ class FailoverPhase(Base):
         if nxt != dead:
             return f"{ip_str(dead)} is not this agent's right neighbour on the session ({ip_str(nxt)} is)"
         if dead in chain and chain.index(dead) + 1 == len(chain):
-            return f"the dead {ip_str(dead)} is the session's right end: nothing can replace it"
+            return f"{ip_str(dead)} is the session's right end: nothing can replace it"
         after = chain[chain.index(dead) + 1] if dead in chain else right
         if right != after:
-            return f"around the dead {ip_str(dead)} the right anchor is the hop after it, {ip_str(after)}"
+            return f"around {ip_str(dead)} the right anchor is the hop after it, {ip_str(after)}"
         return ""
+
+    def _go_around(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
+        """The right neighbour never answered the REQUEST_LOCK (control timeouts), and the edit
+        asked for a failover: the reconfiguration goes on around it, under the same rid."""
+        dead, rid = a.extra["failover"], a.extra["rid"]
+        assert s.down is not None
+        cancel = cw.Message(cw.Kind.CANCEL_LOCK, self._id(), rid, self.me, a.peer, s.down.tuple)
+        self._fast(s, a, False, out)
+        self._forget(s.sid)
+        self._request(now, dead, cancel, 0, out)  # in case it only lost our messages
+        self.agent.metrics["reconf.failover"] += 1
+        text = f"{s.session}: rid {rid}: {ip_str(dead)} did not answer: around it"
+        out.append(Notify("reconfigure_failover", text, s.sid))
+        if not self.start(now, s, a.peer, a.hops, out, dead, rid=rid):
+            self.agent.metrics["reconf.failed"] += 1
+            why = f"{s.session}: rid {rid}: {ip_str(dead)} did not answer, and it cannot be gone around"
+            out.append(Notify("reconfigure_failed", why, s.sid, True))
+            self._delegate_ended(now, rid, False, out)
 
     def _refused_why(self, s: Session, msg: cw.Message) -> str:
         """The left anchor's reason for giving up after ``msg``, a NACK_LOCK (or its own NACK when

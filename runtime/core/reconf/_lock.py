@@ -25,13 +25,24 @@ from dysco.runtime.core.reconf._base import LOCK_TIMEOUT, LOCK_TIMER, Base, Lock
 
 class LockPhase(Base):
     def start(
-        self, now: int, s: Session, right: int, hops: tuple[int, ...], out: list[Action], failed: int = 0
+        self,
+        now: int,
+        s: Session,
+        right: int,
+        hops: tuple[int, ...],
+        out: list[Action],
+        failed: int = 0,
+        *,
+        failover: bool = False,
+        rid: int = 0,
     ) -> int:
         """This agent, left anchor of ``s``, replaces the part of the path up to ``right`` with
         ``hops``.  Returns the reconfiguration id (0: refused; a Notify says why).
 
         ``failed``: that part is one dead hop, this agent's right neighbour
-        (:mod:`._failover`): the REQUEST_LOCK goes to ``right`` directly."""
+        (:mod:`._failover`): the REQUEST_LOCK goes to ``right`` directly.  ``failover``: that
+        part is one hop, which is gone around if it never answers the REQUEST_LOCK.  ``rid``:
+        go on with that reconfiguration (a failover; no new ``reconfigure_started``)."""
         if s.fsm.state not in (SessionState.ESTABLISHED, SessionState.HALF_CLOSED) or s.down is None:
             return self._refuse(out, s, "the session is not established on its right side")
         if s.sid in self.locks or s.sid in self.anchors:
@@ -40,7 +51,12 @@ class LockPhase(Base):
             return self._refuse(out, s, f"{len(hops)} new middleboxes is too many")
         if failed and (why := self._not_around(s, right, failed)):
             return self._refuse(out, s, why)
-        rid = self._id()
+        nxt = s.down.tuple.dst
+        if failover:
+            why = "it is one of the new middleboxes" if nxt in hops else self._not_around(s, right, nxt)
+            if why:
+                return self._refuse(out, s, f"no failover around {ip_str(nxt)}: {why}")
+        again, rid = bool(rid), rid or self._id()
         self.locks[s.sid] = Lock(LockState.PENDING, (self.me, rid), None)
         self.rids[rid] = (s.sid, 0)
         a = self._anchor(s, True, right)
@@ -52,9 +68,12 @@ class LockPhase(Base):
             a.extra["failed"] = failed
             self._request(now, right, self._around(cw.Kind.REQUEST_LOCK, s, a, hops=hops), s.sid, out)
             self.agent.metrics["reconf.around_started"] += 1
-            text = f"{s.session}: rid {rid} (around the dead {ip_str(failed)})"
-            out.append(Notify("reconfigure_started", text, s.sid))
+            if not again:
+                text = f"{s.session}: rid {rid} (around the dead {ip_str(failed)})"
+                out.append(Notify("reconfigure_started", text, s.sid))
             return rid
+        if failover:
+            a.extra["failover"] = nxt
         msg = cw.Message(
             cw.Kind.REQUEST_LOCK, self._id(), rid, self.me, right, s.down.tuple, self._left_view(s),
             hops=hops,

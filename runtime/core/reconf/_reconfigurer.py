@@ -153,6 +153,9 @@ class Reconfigurer(
         if p.msg.kind is cw.Kind.REQUEST_LOCK:
             s = self.agent.sessions.get(p.sid)
             lock = self.locks.get(p.sid)
+            a = self.anchors.get(p.sid)
+            if s is not None and lock is not None and a is not None and a.extra.get("failover") == p.dst:
+                return self._go_around(now, s, a, out)  # the right neighbour is gone, presumably
             if s is not None and lock is not None:
                 fail = replace(p.msg, kind=cw.Kind.NACK_LOCK, status=cw.Status.OK)
                 if lock.upstream is not None:
