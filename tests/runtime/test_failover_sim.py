@@ -10,12 +10,14 @@ import pytest
 
 from dysco.runtime import Notify
 from dysco.runtime.core import SECOND
+from dysco.runtime.core import _control_messages as cw
 from dysco.runtime.core._types import ip_int
+from dysco.runtime.core.reconf import LOCK_TIMEOUT
 from dysco.runtime.sim import MS, Faults, Forwarder, Host, Nat, World
 from dysco.softswitch.api import Program
 
-from .simworld import SERVER, chain_world, respond
-from .test_reconf_sim import LINGER
+from .simworld import SERVER, chain_world, feed, respond
+from .test_reconf_sim import LINGER, _ctl_kind
 
 NEW = ip_int("10.0.0.50")
 
@@ -199,6 +201,65 @@ def test_a_delegated_failover(dysco_program: Program) -> None:
     assert mb0.agent.metrics["reconf.failover"] == 1
     assert conn.done and not conn.reset and bytes(conn.received) == respond(data)
     assert live_leftovers(w, "mb1") == {}
+
+
+def test_every_teardown_around_is_lost(dysco_program: Program) -> None:
+    """The left anchor's TEARDOWN never reaches the right anchor: the left anchor completes when it
+    gives it up, the right anchor by itself after ``LOCK_TIMEOUT``; meanwhile the session runs on
+    the new path, forwarded by the anchors' agents."""
+    w, client, server = chain_world(dysco_program, 1)
+    w.host("new", NEW, app=Forwarder)
+    w.net.faults.drop_if = lambda frame: _ctl_kind(frame) is cw.Kind.TEARDOWN
+    server.listen_stream(80)
+    conn = client.connect(ip_int(SERVER), 80, b"", stream=True)
+    until = 45 * SECOND  # longer than LOCK_TIMEOUT after the failover
+    feed(w, conn, bytes(range(100)) * 10, 10 * MS, until)
+    while not server.conns:
+        w.sim.run_for(MS)
+    (srv,) = server.conns.values()
+    feed(w, srv, bytes(range(50)) * 10, 10 * MS, until)
+    w.sim.run_for(100 * MS)
+    ch, mb0, sh = w.hosts["client"], w.hosts["mb0"], w.hosts["server"]
+    assert ch.agent is not None and sh.agent is not None
+    (sid,) = ch.agent.sessions
+    (ssid,) = sh.agent.sessions
+    kill(w, "mb0")
+    ch.execute(ch.agent.reconfigure(w.sim.now, sid, ip_int(SERVER), [NEW], failed=mb0.address))
+    w.sim.run_for(200 * MS)
+    assert ch.agent.rc.anchors[sid].phase.value == sh.agent.rc.anchors[ssid].phase.value == "failed_over"
+    w.sim.run_for(10 * SECOND)  # the left anchor gave its TEARDOWN up and completed
+    assert sid not in ch.agent.rc.anchors and sh.agent.rc.anchors[ssid].phase.value == "failed_over"
+    assert [o.split(":")[0] for o in outcomes(ch.notes)] == ["reconfigured"], outcomes(ch.notes)
+    w.sim.run_for(LOCK_TIMEOUT)
+    assert sh.agent.metrics["reconf.around_self_completed"] == 1 and ssid not in sh.agent.rc.anchors
+    w.sim.run_for(LINGER)
+    assert conn.done and srv.done and not conn.reset and not srv.reset
+    assert bytes(srv.received) == bytes(conn.data) and bytes(conn.received) == bytes(srv.data)
+    assert ch.agent.metrics["reconf.failover_packets"] > 0 and sh.agent.metrics["reconf.failover_packets"] > 0
+    assert live_leftovers(w, "mb0") == {}
+
+
+def test_a_session_that_ends_while_failed_over(dysco_program: Program) -> None:
+    """The session ends before the TEARDOWN is answered: it had moved, so the reconfiguration is
+    reported done, and nothing is reset or left."""
+    w, client, server = chain_world(dysco_program, 1)
+    w.host("new", NEW, app=Forwarder)
+    w.net.faults.drop_if = lambda frame: _ctl_kind(frame) is cw.Kind.TEARDOWN
+    data = bytes(range(256)) * 400
+    conn = client.connect(ip_int(SERVER), 80, data)
+    w.sim.run_for(10 * MS)
+    ch, mb0 = w.hosts["client"], w.hosts["mb0"]
+    assert ch.agent is not None
+    (sid,) = ch.agent.sessions
+    kill(w, "mb0")
+    ch.execute(ch.agent.reconfigure(w.sim.now, sid, ip_int(SERVER), [NEW], failed=mb0.address))
+    w.sim.run_for(LINGER)
+    assert conn.done and not conn.reset and bytes(conn.received) == respond(data)
+    assert [bytes(c.received) for c in server.conns.values()] == [data]
+    (done,) = outcomes(ch.notes)
+    assert done.startswith("reconfigured") and done.endswith("(the session ended on the new path)"), done
+    w.sim.run_for(LOCK_TIMEOUT)
+    assert live_leftovers(w, "mb0") == {}
 
 
 def test_refusals_around_a_dead_hop(dysco_program: Program) -> None:

@@ -118,11 +118,17 @@ class ReleasePhase(Base):
         if held is not None:
             self._nack(now, held[0], held[1], cw.Status.CLOSING, out)
         a = self.anchors.get(s.sid)
-        if a is not None and a.new_in_key is not None:
-            self._rst_new_path(a, out)
+        if a is not None and a.new_in_key is not None and a.phase is not Phase.FAILED_OVER:
+            self._rst_new_path(a, out)  # (failed over, the new path is the session's: it closed too)
         if a is not None and a.left and a.new_in_key is not None and "lport" in a.extra:
             self.agent.ports.release(a.extra["first"], a.extra["lport"])
-        if a is not None and a.left:
+        if a is not None and a.left and a.phase is Phase.FAILED_OVER:
+            # around a dead hop the session had moved: it ended on the new path
+            self.agent.metrics["reconf.completed"] += 1
+            text = f"{s.session}: rid {a.extra['rid']} (the session ended on the new path)"
+            out.append(Notify("reconfigured", text, s.sid))
+            self._delegate_ended(now, a.extra["rid"], True, out)
+        elif a is not None and a.left:
             self.agent.metrics["reconf.failed"] += 1
             why = f"rid {a.extra['rid']}: the session closed first"
             out.append(Notify("reconfigure_failed", f"{s.session}: {why}", s.sid, True))
