@@ -5,6 +5,7 @@ without it (``Agent.reconfigure(..., failed=DEAD)``, runtime/core/reconf/_failov
 from __future__ import annotations
 
 import random
+from functools import partial
 
 import pytest
 
@@ -13,7 +14,7 @@ from dysco.runtime.core import SECOND
 from dysco.runtime.core import _control_messages as cw
 from dysco.runtime.core._types import ip_int
 from dysco.runtime.core.reconf import LOCK_TIMEOUT
-from dysco.runtime.sim import MS, Faults, Forwarder, Host, Nat, World
+from dysco.runtime.sim import MS, Faults, Forwarder, Host, Inserter, Nat, World
 from dysco.softswitch.api import Program
 
 from .simworld import SERVER, chain_world, feed, respond
@@ -314,6 +315,30 @@ def test_a_right_anchor_whose_neighbour_is_not_the_dead_hop_refuses(dysco_progra
     )
     w.sim.run_for(11 * SECOND)  # past the answers' cache
     assert all(h.agent is not None and h.agent.rc.empty() for h in w.hosts.values())
+
+
+def test_a_dead_middlebox_with_a_delta_leaves_the_ends_out_of_step(dysco_program: Program) -> None:
+    """A middlebox that changed the stream's length (it inserted bytes, and declared the delta to
+    its agent) dies: its delta died with it, the reconfiguration around it succeeds as far as the
+    agents can tell, and the ends are out of step by that delta (docs/operations.md)."""
+    text = b"X-Inserted-By: mb0\r\n"
+    w, client, server = chain_world(dysco_program, 1, mb_app=lambda i: partial(Inserter, text=text))
+    w.host("new", NEW, app=Forwarder)
+    data = bytes(range(256)) * 40
+    conn = client.connect(ip_int(SERVER), 80, data)
+    ch, mb0 = w.hosts["client"], w.hosts["mb0"]
+    assert ch.agent is not None and mb0.agent is not None
+    while not conn.received and w.sim.now < 50 * MS:  # until the first bytes went through mb0
+        w.sim.run_for(MS // 10)
+    assert mb0.agent.metrics["delta.declared"] >= 1
+    (sid,) = ch.agent.sessions
+    kill(w, "mb0")
+    ch.execute(ch.agent.reconfigure(w.sim.now, sid, ip_int(SERVER), [NEW], failed=mb0.address))
+    w.sim.run_for(LINGER)
+    assert [o.split(":")[0] for o in outcomes(ch.notes)] == ["reconfigured"], outcomes(ch.notes)
+    assert not (conn.done and not conn.reset and bytes(conn.received) == text + respond(data))
+    # the client acknowledges the server's bytes plus the inserted ones: bytes never sent
+    assert all(c.bad_acks for c in server.conns.values()) and not conn.done
 
 
 def test_a_dead_nat_cannot_be_gone_around(dysco_program: Program) -> None:
