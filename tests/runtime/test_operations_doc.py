@@ -160,8 +160,9 @@ def test_the_dead_middlebox_section_runs_what_the_end_to_end_test_runs() -> None
     assert addresses == {"client": "10.0.1.2", "fwd1": "10.0.2.2", "server": "10.0.3.2", "fwd2": "10.0.4.2"}
     assert 'FWD1, SERVER, FWD2 = "10.0.2.2", "10.0.3.2", "10.0.4.2"' in test
     mgmt = f"--mgmt {plan.mgmt(plan.host('client'))}"
-    assert '"--replace", FWD1, FWD2, "--failed"' in test
-    assert f"--replace 10.0.2.2 10.0.4.2 --failed {mgmt}" in text
+    for flag in ("--failed", "--failover"):
+        assert f'"--replace", FWD1, FWD2, "{flag}"' in test, flag
+        assert f"--replace 10.0.2.2 10.0.4.2 {flag} {mgmt}" in text, flag
     # the host goes as the test makes it go: both links, then the namespace
     fwd1 = plan.host("fwd1")
     kill = f"ip link del {plan.prefix}-{fwd1.key}-net; ip link del {plan.prefix}-{fwd1.key}-host; "
