@@ -53,11 +53,16 @@ examples (on the client's agent, the left anchor of its sessions):
   dysco ctl reconfigure 3 --right 10.0.3.2 --hops ''    # no middlebox up to 10.0.3.2
   dysco ctl reconfigure --all --replace 10.0.2.2 10.0.4.2        # in every session through it
   dysco ctl reconfigure --match 'tcp dst port 80' --insert 10.0.4.2   # pcap-filter predicate
+  dysco ctl reconfigure --all --replace 10.0.2.2 10.0.4.2 --failed   # 10.0.2.2's host is gone
 
 SESSION is an id or a five-tuple as `dysco ctl sessions` prints them.  An edit changes the
 session's path from this agent to the right: the right anchor is the first hop after the change
 (--right overrides it for --hops; default: the session's right end).  Exit status 0 only when
-every reconfiguration succeeded.
+every reconfiguration succeeded.  --failed: the middlebox --replace or --delete names is dead
+(its host is gone); the agents on both sides of it set the new path up without it.  Only a
+middlebox that does not change the byte stream's length (deltas 0) is replaced exactly; a
+stateful one's state is lost with it (docs/operations.md).  --failover: the ordinary edit, but
+if that middlebox never answers the lock request (about 6 s) it is gone around as with --failed.
 """
 
 _SPLICE_EPILOG = """\
@@ -134,6 +139,17 @@ def register(subparsers: Any) -> tuple[Any, argparse.ArgumentParser]:
     edit.add_argument("--hops", metavar="A,B,...", help="the new middleboxes up to --right ('' for none)")
     r.add_argument("--at", type=int, metavar="N", help="--insert before the N-th hop (0: first, default)")
     r.add_argument("--right", metavar="ADDR", help="the right anchor for --hops (default: the right end)")
+    dead = r.add_mutually_exclusive_group()
+    dead.add_argument(
+        "--failed",
+        action="store_true",
+        help="the middlebox --replace or --delete names is dead: go around it (docs/operations.md)",
+    )
+    dead.add_argument(
+        "--failover",
+        action="store_true",
+        help="go around that middlebox if it does not answer the lock request (its host is gone)",
+    )
     r.add_argument(
         "--timeout",
         type=float,
@@ -249,8 +265,17 @@ class Edit:
     at: int = 0
     hops: tuple[str, ...] = ()
     right: str = ""
+    failed: bool = False
+    """``addr`` (delete, replace) is dead: the reconfiguration goes around it."""
+    failover: bool = False
+    """``addr`` (delete, replace) is gone around if it does not answer."""
 
     def __str__(self) -> str:
+        if self.failed or self.failover:
+            return self._text() + f" ({self.addr} {'dead' if self.failed else 'or around it'})"
+        return self._text()
+
+    def _text(self) -> str:
         if self.op == "insert":
             return f"insert {self.addr}" + (f" at {self.at}" if self.at else "")
         if self.op == "delete":
@@ -265,17 +290,22 @@ def edit_from_args(args: argparse.Namespace) -> Edit:
         raise UserError("--at goes with --insert")
     if args.right is not None and args.hops is None:
         raise UserError("--right goes with --hops (the edits find their right anchor)")
+    for flag, on in (("--failed", args.failed), ("--failover", args.failover)):
+        if on and args.replace is None and args.delete is None:
+            raise UserError(
+                f"{flag} goes with --replace DEAD NEW or --delete DEAD: it is about that middlebox"
+            )
     if args.insert is not None:
         if args.at is not None and args.at < 0:
             raise UserError(f"--at {args.at}: positions count from 0")
         return Edit("insert", _addr(args.insert, "--insert"), at=args.at or 0)
     if args.delete is not None:
-        return Edit("delete", _addr(args.delete, "--delete"))
+        return Edit("delete", _addr(args.delete, "--delete"), failed=args.failed, failover=args.failover)
     if args.replace is not None:
         old, new = (_addr(a, "--replace") for a in args.replace)
         if old == new:
             raise UserError(f"--replace {old} {new}: the same middlebox")
-        return Edit("replace", old, new)
+        return Edit("replace", old, new, failed=args.failed, failover=args.failover)
     hops = tuple(_addr(h.strip(), "--hops") for h in args.hops.split(",")) if args.hops.strip() else ()
     right = _addr(args.right, "--right") if args.right is not None else ""
     return Edit("hops", hops=hops, right=right)
@@ -330,6 +360,11 @@ def plan(path: Sequence[str], edit: Edit) -> tuple[str, str, list[str]]:
     return _left(path, i), path[i + 1], [edit.new] if edit.op == "replace" else []
 
 
+def dead(edit: Edit) -> str:
+    """The middlebox the edit goes around ('': none)."""
+    return edit.addr if edit.failed else ""
+
+
 def _left(path: Sequence[str], i: int) -> str:
     """The hop in front of ``path[i]``."""
     return path[i - 1] if i > 0 else ME
@@ -374,6 +409,9 @@ class Job:
     left: str = ME
     right: str = ""
     hops: tuple[str, ...] = ()
+    failed: str = ""
+    """The dead middlebox the reconfiguration goes around ('': none)."""
+    failover: bool = False
     skip: str = ""
     """Why this session is left alone (the edit does not apply to it)."""
 
@@ -397,7 +435,7 @@ def select(
         except UserError as exc:
             jobs.append(Job(row, skip=str(exc)))
             continue
-        jobs.append(Job(row, left, right, tuple(hops)))
+        jobs.append(Job(row, left, right, tuple(hops), dead(edit), edit.failover))
     return jobs
 
 
@@ -421,7 +459,9 @@ def reconfigure_main(args: argparse.Namespace) -> int:
     if args.session is not None:
         row = find_session(rows, args.session)
         left, right, hops = plan(path_right_of(row, me), edit)
-        result = _reconfigure(args.mgmt, row["id"], left, right, hops, args.timeout)
+        result = _reconfigure(
+            args.mgmt, row["id"], left, right, hops, args.timeout, dead(edit), edit.failover
+        )
         if args.json:
             print(json.dumps(result, indent=2, sort_keys=True))
         else:
@@ -448,11 +488,22 @@ def find_session(rows: Sequence[Mapping[str, Any]], session: str) -> Mapping[str
 
 
 def _reconfigure(
-    mgmt: str, sid: int, left: str, right: str, hops: Sequence[str], timeout: float
+    mgmt: str,
+    sid: int,
+    left: str,
+    right: str,
+    hops: Sequence[str],
+    timeout: float,
+    failed: str = "",
+    failover: bool = False,
 ) -> dict[str, Any]:
     args: dict[str, Any] = {"session": sid, "right": right, "hops": list(hops), "timeout": timeout}
     if left != ME:
         args["left"] = left
+    if failed:
+        args["failed"] = failed
+    if failover:
+        args["failover"] = True
     result = request(mgmt, "reconfigure", args, timeout=timeout + ANSWER_MARGIN_S)
     assert isinstance(result, dict)
     return result
@@ -497,7 +548,9 @@ def _run(mgmt: str, jobs: list[Job], timeout: float, parallel: int) -> Iterator[
 
     def one(job: Job) -> dict[str, Any]:
         try:
-            return _reconfigure(mgmt, job.row["id"], job.left, job.right, job.hops, timeout)
+            return _reconfigure(
+                mgmt, job.row["id"], job.left, job.right, job.hops, timeout, job.failed, job.failover
+            )
         except DyscoError as exc:  # e.g. the session ended since it was listed
             return {"ok": False, "outcome": "refused", "message": str(exc), "chain": []}
 

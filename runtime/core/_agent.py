@@ -370,31 +370,48 @@ class Agent(Setup):
             or not self.rc.empty()
         )
 
-    def reconfigure(self, now: int, sid: int, right: int, hops: Iterable[int]) -> list[Action]:
+    def reconfigure(
+        self, now: int, sid: int, right: int, hops: Iterable[int], *, failed: int = 0, failover: bool = False
+    ) -> list[Action]:
         """Replace the part of session ``sid``'s path from this agent to ``right`` (an agent on
-        the path to the right) by ``hops`` (new middleboxes; none: delete what is between)."""
+        the path to the right) by ``hops`` (new middleboxes; none: delete what is between).
+
+        ``failed``: that part is one dead hop (its host is gone), this agent's right neighbour,
+        and ``right`` the hop after it: the anchors set the new path up without it
+        (:mod:`dysco.runtime.core.reconf._failover`).  ``failover``: that part is this agent's
+        right neighbour, and if it never answers the lock request (control timeouts) the
+        reconfiguration goes around it as with ``failed`` (``reconfigure_failover``)."""
         out: list[Action] = []
         s = self.sessions.get(sid)
         if s is None:
             out.append(Notify("reconfigure_refused", f"no session {sid}", sid, True))
         else:
-            self.rc.start(now, s, right, tuple(hops), out)
+            self.rc.start(now, s, right, tuple(hops), out, failed, failover=failover)
         return self._finish(out)
 
     def delegate_reconfiguration(
-        self, now: int, sid: int, left: int, right: int, hops: Iterable[int]
+        self,
+        now: int,
+        sid: int,
+        left: int,
+        right: int,
+        hops: Iterable[int],
+        *,
+        failed: int = 0,
+        failover: bool = False,
     ) -> list[Action]:
         """Ask ``left``, an agent of session ``sid`` to the right of this one, to replace the part
         of the path from it to ``right`` by ``hops`` as its left anchor (an edit further along the
         chain; see :mod:`dysco.runtime.core.reconf._delegate`).  Notifies as :meth:`reconfigure`
         does: ``reconfigure_started`` (or ``_refused``), then ``reconfigured`` or
-        ``reconfigure_failed``, under this agent's rid for it."""
+        ``reconfigure_failed``, under this agent's rid for it.  ``failed``: as for
+        :meth:`reconfigure`, the dead hop right of ``left``; ``failover`` too."""
         out: list[Action] = []
         s = self.sessions.get(sid)
         if s is None:
             out.append(Notify("reconfigure_refused", f"no session {sid}", sid, True))
         else:
-            self.rc.delegate(now, s, left, right, tuple(hops), out)
+            self.rc.delegate(now, s, left, right, tuple(hops), out, failed, failover=failover)
         return self._finish(out)
 
     def request_reconfiguration(self, now: int, sid: int, right: int, hops: Iterable[int]) -> list[Action]:

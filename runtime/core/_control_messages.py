@@ -30,7 +30,20 @@ from dysco.runtime.core._packet import checksum16
 from dysco.runtime.core._syn_payload import MAX_HOPS, MAX_TAG, TAG, Tag, TagType
 from dysco.runtime.core._types import TCP, FiveTuple
 
-__all__ = ["Kind", "Message", "Status", "Tag", "decode", "encode", "parse_udp", "udp_frame"]
+__all__ = [
+    "FAILED",
+    "FAILOVER",
+    "MIGRATE",
+    "Kind",
+    "Message",
+    "Status",
+    "Tag",
+    "around",
+    "decode",
+    "encode",
+    "parse_udp",
+    "udp_frame",
+]
 
 MAGIC = 0x44595352
 """``DYSR``: the first four bytes of every control message."""
@@ -80,6 +93,14 @@ MAX_STATE = 1024
 MIGRATE = 1
 """REQUEST_LOCK and ACK_LOCK ``value`` bit: the segment's one old middlebox has a state hook, its
 state for the session moves to the one new middlebox before either anchor switches."""
+FAILED = 2
+"""``value`` bit of REQUEST_LOCK (and the ACK_LOCK / NACK_LOCK repeating it), CANCEL_LOCK, TEARDOWN
+and DELEGATE: the one hop between the anchors is dead (its host is gone).  The message goes from
+anchor to anchor directly, and ``sub`` names the dead hop and the right anchor,
+``(dead, right_anchor, 0, 0, 0)``: nobody alive knows the dead hop's subsessions' ports."""
+FAILOVER = 4
+"""DELEGATE ``value`` bit: the edit is of the receiver's right neighbour alone, and if that never
+answers the REQUEST_LOCK the receiver goes around it (as with FAILED)."""
 EXPORT, TRANSFER = 0, 1
 """STATE_EXPORT ``value``: export the state to ``hops[0]`` (from the left anchor to the old
 middlebox), or import the state bytes (from the old middlebox to the new one)."""
@@ -162,6 +183,9 @@ class Status(enum.IntEnum):
     """STATE_IMPORTED: the state could not be exported, moved or imported (the state bytes say why)."""
     FAILED = 8
     """OUTCOME: the delegated reconfiguration failed (the session stays on its old path)."""
+    NOT_NEIGHBOUR = 9
+    """Nack of a REQUEST_LOCK with FAILED: the receiver's left neighbour on the session is not the
+    dead hop ``sub.src``."""
 
 
 STATE_KINDS = frozenset({Kind.STATE_EXPORT, Kind.STATE_IMPORTED})
@@ -253,6 +277,12 @@ class Message:
     def encoded_size(self) -> int:
         state = STATE.size + len(self.state) if self.kind in STATE_KINDS else 0
         return FIXED + ADDRESS.size * len(self.hops) + state + len(self.tag.value)
+
+
+def around(dead: int, right: int) -> FiveTuple:
+    """The ``sub`` of a message with FAILED: the dead hop and the right anchor, no ports (the
+    dead hop chose them, and nobody alive knows those of its left subsession)."""
+    return FiveTuple(dead, right, 0, 0, 0)
 
 
 def _b4(v: int) -> bytes:

@@ -106,6 +106,10 @@ class Phase(enum.Enum):
     (:mod:`dysco.runtime.core.reconf._migrate`): everything still on the old path.  The left anchor switches
     when the state is imported, the right anchor when the left anchor's SWITCH arrives."""
     TWO_PATH = "two_path"
+    FAILED_OVER = "failed_over"
+    """Around a dead hop (:mod:`dysco.runtime.core.reconf._failover`): the new path is up and
+    everything takes it at once; the anchor forwards in software until the left anchor's
+    TEARDOWN (to the right anchor, directly) is answered."""
 
 
 class PathSide(enum.Enum):

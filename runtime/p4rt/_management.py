@@ -126,12 +126,18 @@ class Management(abc.ABC):
         """Management ``reconfigure``: ``session`` (id, or five-tuple text as ``sessions`` shows
         it), ``right`` (the right anchor's address), ``hops`` (the new middleboxes in between,
         maybe none), ``left`` (the left anchor: this agent by default, else an agent of the session
-        to its right, which is asked to anchor the edit), ``timeout`` (seconds).  Answers the
-        outcome; ``ok`` only for ``reconfigured``."""
+        to its right, which is asked to anchor the edit), ``failed`` (optional: the one hop
+        between ``left`` and ``right`` is dead, its address; the reconfiguration goes around it),
+        ``failover`` (optional, true: go around that hop if it never answers), ``timeout``
+        (seconds).  Answers the outcome; ``ok`` only for ``reconfigured``."""
         sid = self._session_id(args.get("session"))
         me = self.agent.config.address
         left = _address(args.get("left"), "left") if args.get("left") is not None else me
         right = _address(args.get("right"), "right")
+        failed = _address(args.get("failed"), "failed") if args.get("failed") is not None else 0
+        failover = args.get("failover", False)
+        if not isinstance(failover, bool):
+            raise UserError(f"failover must be true or false, not {failover!r}")
         hops = args.get("hops", [])
         if not isinstance(hops, list):
             raise UserError(f"hops must be a list of addresses, not {hops!r}")
@@ -146,9 +152,11 @@ class Management(abc.ABC):
 
         def event(now: int) -> list[Action]:
             if left == me:
-                actions = self.agent.reconfigure(now, sid, right, new_hops)
+                actions = self.agent.reconfigure(now, sid, right, new_hops, failed=failed, failover=failover)
             else:  # the hop in front of the edit anchors it
-                actions = self.agent.delegate_reconfiguration(now, sid, left, right, new_hops)
+                actions = self.agent.delegate_reconfiguration(
+                    now, sid, left, right, new_hops, failed=failed, failover=failover
+                )
             self._started(pending, actions)
             return actions
 
@@ -172,6 +180,7 @@ class Management(abc.ABC):
             "left": ip_str(left),
             "right": ip_str(right),
             "hops": [ip_str(h) for h in new_hops],
+            "failed": ip_str(failed) if failed else None,
             "chain": [ip_str(a) for a in self._chain(sid)] if sid in self.agent.sessions else [],
             "seconds": round((self.now() - pending.started) / 1e9, 3),
         }

@@ -163,6 +163,25 @@ def test_many_sessions_through_a_middlebox_or_by_predicate() -> None:
     assert [(j.row["id"], j.right, j.hops) for j in jobs] == [(2, FW, ())]
 
 
+def test_a_dead_middlebox_is_gone_around_in_every_session_through_it() -> None:
+    """--failed changes no plan (the same anchors, the same new middleboxes); each job names the
+    dead middlebox, which the agent hands to the left anchor."""
+    rows = [row(1, [FW, SERVER]), row(2, [SCRUB, FW, SERVER]), row(3, [SCRUB, SERVER])]
+    edit = Edit("replace", FW, "10.0.4.2", failed=True)
+    assert str(edit) == "replace 10.0.2.2 by 10.0.4.2 (10.0.2.2 dead)"
+    jobs = select(rows, "10.0.1.2", edit, None)
+    assert [(j.row["id"], j.left, j.right, j.hops, j.failed) for j in jobs] == [
+        (1, ME, SERVER, ("10.0.4.2",), FW),
+        (2, SCRUB, SERVER, ("10.0.4.2",), FW),
+    ]
+    assert [j.failed for j in select(rows, "10.0.1.2", Edit("delete", SCRUB), None)] == ["", ""]
+    edit = Edit("delete", FW, failover=True)
+    assert str(edit) == "delete 10.0.2.2 (10.0.2.2 or around it)"
+    assert [(j.failed, j.failover) for j in select(rows, "10.0.1.2", edit, None)] == [("", True)] * 2
+    with pytest.raises(UserError, match=r"10\.0\.9\.9 is not on the session's path"):
+        plan([FW, SERVER], Edit("replace", "10.0.9.9", "10.0.4.2", failed=True))
+
+
 def test_sessions_print_their_five_tuple_as_session_takes_it() -> None:
     assert tuple_text(five(41000, 80)) == "10.0.1.2:41000->10.0.3.2:80"
 
@@ -185,6 +204,9 @@ def test_sessions_print_their_five_tuple_as_session_takes_it() -> None:
         (["3", "--delete", FW, "--timeout", "0"], "--timeout 0: between 0 and 600 seconds"),
         (["--all", "--delete", FW, "--parallel", "0"], "--parallel 0: at least 1"),
         (["--match", "udp", "--delete", FW], "--match:1:1: 'udp' can never match"),
+        (["3", "--insert", SCRUB, "--failed"], "--failed goes with --replace DEAD NEW or --delete DEAD"),
+        (["3", "--hops", SCRUB, "--failed"], "--failed goes with --replace DEAD NEW or --delete DEAD"),
+        (["3", "--insert", SCRUB, "--failover"], "--failover goes with --replace DEAD NEW or --delete DEAD"),
     ],
 )
 def test_reconfigure_refuses_bad_arguments(
@@ -193,6 +215,13 @@ def test_reconfigure_refuses_bad_arguments(
     code = dysco_main(["ctl", "reconfigure", *argv, "--mgmt", str(tmp_path / "none.sock")])
     err = capsys.readouterr().err
     assert code == 2 and message in err, err
+
+
+def test_failed_and_failover_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        dysco_main(["ctl", "reconfigure", "3", "--delete", FW, "--failed", "--failover", "--mgmt", "x"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "argument --failover: not allowed with argument --failed" in err, err
 
 
 def test_without_an_agent_the_command_says_where_it_looked(

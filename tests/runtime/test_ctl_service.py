@@ -99,6 +99,11 @@ def test_a_session_not_yet_established_is_refused(
             ({"session": 1, "right": "10.0.3.2", "timeout": -1}, "timeout must be a number"),
             ({"session": True, "right": "10.0.3.2"}, "session must be an id or a five-tuple"),
             ({"session": "10.0.1.2:1->10.0.3.2:80", "right": "10.0.3.2"}, "no session"),
+            (
+                {"session": 1, "right": "10.0.3.2", "failed": "10.0.2"},
+                "failed: '10.0.2' is not an IPv4 address",
+            ),
+            ({"session": 1, "right": "10.0.3.2", "failover": "yes"}, "failover must be true or false"),
         ]:
             with pytest.raises(UserError, match=message):
                 await service.reconfigure(bad)
@@ -155,5 +160,39 @@ def test_a_splice_of_sockets_that_are_no_dysco_sessions_is_refused(
         assert (code, answer["outcome"], answer["ok"]) == (1, "splice_refused", False), err
         assert "10.0.3.2:80->10.0.1.2:9000 is not a Dysco session ending at this agent" in answer["message"]
         assert service.counters["mgmt.splice_refused"] == 1
+
+    run(dysco_program, switch, tmp_path, body)
+
+
+def test_a_replacement_around_a_dead_middlebox_asks_the_right_anchor_directly(
+    dysco_program: Program, switch: SwitchProcess, tmp_path: Path
+) -> None:
+    """``--replace DEAD NEW --failed`` reaches the core with the dead hop: the lock request goes
+    to the right anchor (the server's agent, which does not answer here), not through DEAD; with
+    ``--failover`` it goes to DEAD first, and to the right anchor when DEAD does not answer."""
+
+    async def body(service: AgentService, sock: Path) -> None:
+        await session(service, established=True)
+        code, out, err = await ctl(sock, "reconfigure", "1", "--replace", "10.0.9.9", "10.0.5.2", "--failed")
+        assert code == 2 and "10.0.9.9 is not on the session's path (10.0.2.2 10.0.3.2)" in err, err
+        code, out, err = await ctl(
+            sock, "reconfigure", "1", "--replace", "10.0.2.2", "10.0.5.2", "--failed", "--timeout", "30",
+            "--json",
+        )  # fmt: skip
+        answer = json.loads(out)
+        assert (code, answer["outcome"], answer["failed"]) == (1, "reconfigure_failed", "10.0.2.2"), answer
+        assert answer["message"].endswith("lock refused: no answer from 10.0.3.2"), answer
+        assert service.agent.metrics["reconf.around_started"] == 1
+        assert service.sessions()[0]["chain"] == ["10.0.2.2", "10.0.3.2"], "a failed change changes nothing"
+        # --failover: the ordinary lock request to 10.0.2.2 goes unanswered, then around it
+        code, out, err = await ctl(
+            sock, "reconfigure", "1", "--replace", "10.0.2.2", "10.0.5.2", "--failover", "--timeout", "30",
+            "--json",
+        )  # fmt: skip
+        answer = json.loads(out)
+        assert (code, answer["outcome"]) == (1, "reconfigure_failed"), answer
+        assert answer["message"].endswith("lock refused: no answer from 10.0.3.2"), answer
+        assert service.agent.metrics["reconf.failover"] == 1
+        assert service.agent.metrics["reconf.around_started"] == 2
 
     run(dysco_program, switch, tmp_path, body)

@@ -53,6 +53,25 @@ def test_round_trip_and_udp_framing() -> None:
         c.parse_udp(frame, 9798)
 
 
+def test_failed_layout() -> None:
+    """Around a dead hop (docs/protocol.md §4): ``value`` bit 1, ``sub`` the dead hop and the right
+    anchor without ports, and the right anchor's NOT_NEIGHBOUR."""
+    dead, right = ip_int("10.0.0.10"), ip_int("10.0.0.100")
+    assert c.around(dead, right) == FiveTuple(dead, right, 0, 0, 0)
+    m = replace(M, sub=c.around(dead, right), value=c.FAILED)
+    data = c.encode(m)
+    assert data[28:44] == bytes([10, 0, 0, 10, 10, 0, 0, 100]) + bytes(8)
+    assert int.from_bytes(data[84:88], "big") == 2 == c.FAILED
+    nack = replace(m, kind=c.Kind.NACK_LOCK, status=c.Status.NOT_NEIGHBOUR)
+    assert c.encode(nack)[5] == 3 and c.encode(nack)[7] == 9
+    for kind in (c.Kind.REQUEST_LOCK, c.Kind.NACK_LOCK, c.Kind.CANCEL_LOCK, c.Kind.TEARDOWN, c.Kind.DELEGATE):
+        x = replace(nack, kind=kind)
+        assert c.decode(c.encode(x)) == x
+    delegate = replace(M, kind=c.Kind.DELEGATE, value=c.FAILOVER)
+    assert int.from_bytes(c.encode(delegate)[84:88], "big") == 4 == c.FAILOVER
+    assert c.decode(c.encode(delegate)) == delegate
+
+
 a32 = st.integers(0, 2**32 - 1)
 tuples = st.builds(FiveTuple, a32, a32, st.integers(0, 65535), st.integers(0, 65535), st.sampled_from([0, 6]))
 

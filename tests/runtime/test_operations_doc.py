@@ -148,3 +148,28 @@ def test_the_middlebox_api_section_runs_what_the_end_to_end_test_runs() -> None:
     assert "peers.py keepalive-client 10.0.2.2 9000" in text and '"keepalive-client", PROXY, 9000' in test
     for said in ('"splice"', '"end"', 'f"get {k} {n}"'):
         assert said in test, said
+
+
+def test_the_dead_middlebox_section_runs_what_the_end_to_end_test_runs() -> None:
+    from dysco.testbed import load_topology
+
+    text = DOC.read_text().split("## Replacing a dead middlebox (`--failed`)", 1)[1].split("\n## ", 1)[0]
+    test = (DOC.parents[1] / "tests" / "e2e" / "test_failover.py").read_text()
+    plan = load_topology(DOC.parents[1] / "examples" / "failover.toml")
+    addresses = {h.name: h.address for h in plan.hosts}
+    assert addresses == {"client": "10.0.1.2", "fwd1": "10.0.2.2", "server": "10.0.3.2", "fwd2": "10.0.4.2"}
+    assert 'FWD1, SERVER, FWD2 = "10.0.2.2", "10.0.3.2", "10.0.4.2"' in test
+    mgmt = f"--mgmt {plan.mgmt(plan.host('client'))}"
+    for flag in ("--failed", "--failover"):
+        assert f'"--replace", FWD1, FWD2, "{flag}"' in test, flag
+        assert f"--replace 10.0.2.2 10.0.4.2 {flag} {mgmt}" in text, flag
+    # the host goes as the test makes it go: both links, then the namespace
+    fwd1 = plan.host("fwd1")
+    kill = f"ip link del {plan.prefix}-{fwd1.key}-net; ip link del {plan.prefix}-{fwd1.key}-host; "
+    assert kill + f"ip netns del {plan.ns(fwd1.key)}" in text
+    for step in (
+        'f"{plan.prefix}-{h.key}-net"',
+        'f"{plan.prefix}-{h.key}-host"',
+        '"netns", "del", plan.ns(h.key)',
+    ):
+        assert step in test, step

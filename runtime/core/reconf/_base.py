@@ -19,9 +19,9 @@ from dysco.runtime.core import _control_messages as cw
 from dysco.runtime.core import _packet as pk
 from dysco.runtime.core import _syn_payload as wire
 from dysco.runtime.core._alloc import PortPool, Selector
-from dysco.runtime.core._events import Action, Delete, Mapping, Modify, Table
+from dysco.runtime.core._events import Action, Delete, Mapping, Modify, Port, Table
 from dysco.runtime.core._fsm import Machine, SessionState, SubsessionState
-from dysco.runtime.core._messenger import MS, Messenger
+from dysco.runtime.core._messenger import MS, Messenger, Pending
 from dysco.runtime.core._neighbours import UNADDRESSED
 from dysco.runtime.core._session import Config, Direction, Session, Subsession
 from dysco.runtime.core._splice_translation import Spliced
@@ -218,6 +218,25 @@ class Base(abc.ABC):
         sid = self.agent.by_key.get((Table.IN, sub.reversed()))
         return self.agent.sessions.get(sid) if sid is not None else None
 
+    def _session_named(self, session: FiveTuple) -> Session | None:
+        """The session with this five-tuple here: a middle or right agent's reverse entry is
+        keyed by it reversed, the left end's forward entry by it."""
+        for key in ((Table.OUT, session.reversed()), (Table.OUT, session)):
+            sid = self.agent.by_key.get(key)
+            if sid is not None:
+                s = self.agent.sessions[sid]
+                if s.session == session:
+                    return s
+        return None
+
+    def _around(self, kind: cw.Kind, s: Session, a: Anchor, **kw: object) -> cw.Message:
+        """A message of the left anchor ``a`` of a reconfiguration around a dead hop, straight to
+        the right anchor: ``sub`` names the dead hop, ``left_session`` the session."""
+        return cw.Message(
+            kind, self._id(), a.extra["rid"], self.me, a.peer, cw.around(a.extra["failed"], a.peer),
+            self._left_view(s), value=cw.FAILED, **kw,  # type: ignore[arg-type]
+        )  # fmt: skip
+
     def _reply(
         self, now: int, src: int, req: cw.Message, kind: cw.Kind, out: list[Action], **kw: object
     ) -> None:
@@ -268,8 +287,59 @@ class Base(abc.ABC):
     # ---- hand-overs between phases: each defined by the phase named ------------------------------
 
     @abc.abstractmethod
-    def start(self, now: int, s: Session, right: int, hops: tuple[int, ...], out: list[Action]) -> int:
-        """Lock (phase 1): this agent, left anchor, starts a reconfiguration."""
+    def start(
+        self,
+        now: int,
+        s: Session,
+        right: int,
+        hops: tuple[int, ...],
+        out: list[Action],
+        failed: int = 0,
+        *,
+        failover: bool = False,
+        rid: int = 0,
+    ) -> int:
+        """Lock (phase 1): this agent, left anchor, starts a reconfiguration (around the dead
+        hop ``failed``, if not 0; around its right neighbour if that never answers, with
+        ``failover``; as reconfiguration ``rid``, if not 0)."""
+
+    @abc.abstractmethod
+    def _not_around(self, s: Session, right: int, dead: int) -> str:
+        """Failover: why this agent cannot anchor a reconfiguration around ``dead`` ('': it can)."""
+
+    @abc.abstractmethod
+    def _refused_why(self, s: Session, msg: cw.Message) -> str:
+        """Failover: the left anchor's reason for giving up after a NACK_LOCK."""
+
+    @abc.abstractmethod
+    def failover_packet(
+        self, now: int, s: Session, a: Anchor, f: pk.TcpFrame, port: Port, out: list[Action]
+    ) -> bool:
+        """Failover: a punted packet of a session failed over at this anchor."""
+
+    @abc.abstractmethod
+    def _failover_expired(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
+        """Failover: the right anchor failed over and no TEARDOWN came."""
+
+    @abc.abstractmethod
+    def _go_around(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
+        """Failover: the right neighbour never answered the left anchor's REQUEST_LOCK."""
+
+    @abc.abstractmethod
+    def _lock_around(self, now: int, src: int, msg: cw.Message, out: list[Action]) -> None:
+        """Failover: a REQUEST_LOCK with FAILED reached this agent, the right anchor."""
+
+    @abc.abstractmethod
+    def _fail_over(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
+        """Failover: the new path around a dead hop is up at this anchor; everything takes it."""
+
+    @abc.abstractmethod
+    def _around_done(self, now: int, p: Pending, out: list[Action]) -> None:
+        """Failover: the left anchor's TEARDOWN to the right anchor was answered (or given up)."""
+
+    @abc.abstractmethod
+    def _complete_left(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
+        """Completion (phase 5): the left anchor moves the session onto the new path for good."""
 
     @abc.abstractmethod
     def _delegate_ended(self, now: int, rid: int, ok: bool, out: list[Action]) -> None:

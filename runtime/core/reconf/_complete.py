@@ -30,15 +30,21 @@ class CompletionPhase(Base):
                 msg = cw.Message(cw.Kind.DONE, self._id(), a.extra["rid"], a.peer, self.me)
                 self._request(now, a.peer, msg, s.sid, out)
             return
-        if not a.peer_done:
-            return
-        # both anchors are done: the left anchor frees the old path
+        if a.peer_done:  # both anchors are done
+            self._complete_left(now, s, a, out)
+
+    def _complete_left(self, now: int, s: Session, a: Anchor, out: list[Action]) -> None:
+        """The left anchor frees the old path (TEARDOWN along it; around a dead hop only its own
+        end of it, the TEARDOWN having gone to the right anchor) and moves onto the new one."""
         old_down = s.down
         assert old_down is not None and a.new_target is not None
         self._fast(s, a, True, out)
         self._fin_on_new_path(now, s, a, out)
-        msg = cw.Message(cw.Kind.TEARDOWN, self._id(), a.extra["rid"], self.me, a.peer, old_down.tuple)
-        self._request(now, old_down.tuple.dst, msg, 0, out)
+        if a.extra.get("failed"):
+            self.agent.ports.release(old_down.tuple.dst, old_down.tuple.sport)  # nobody alive holds it
+        else:
+            msg = cw.Message(cw.Kind.TEARDOWN, self._id(), a.extra["rid"], self.me, a.peer, old_down.tuple)
+            self._request(now, old_down.tuple.dst, msg, 0, out)
         self._drop_mapping(s, Table.IN, a.old_in_key, out)
         old_down.fsm.set(SubsessionState.CLOSED)
         # the old subsession's port is reused only once the TEARDOWN freed it downstream: a late

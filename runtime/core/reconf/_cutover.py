@@ -84,6 +84,8 @@ class TwoPathPhase(Base):
         a = self.anchors.get(s.sid)
         if a is None:
             return False
+        if a.phase is Phase.FAILED_OVER:
+            return self.failover_packet(now, s, a, f, port, out)
         if port is Port.HOST:
             if f.five_tuple != a.out_key:
                 return False

@@ -17,13 +17,15 @@ between the two agents would hide it, and the delegate answers NO_SESSION.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from dysco.runtime.core import _control_messages as cw
 from dysco.runtime.core import _syn_payload as wire
-from dysco.runtime.core._events import Action, Modify, Notify, Table
+from dysco.runtime.core._events import Action, Modify, Notify
 from dysco.runtime.core._fsm import SessionState
 from dysco.runtime.core._messenger import Pending
 from dysco.runtime.core._session import Session
-from dysco.runtime.core._types import FiveTuple, ip_str
+from dysco.runtime.core._types import ip_str
 from dysco.runtime.core.reconf._base import Base, Delegated
 
 MAX_DELEGATED = 4096
@@ -33,10 +35,21 @@ for another agent); beyond, new ones are refused."""
 
 class DelegatePhase(Base):
     def delegate(
-        self, now: int, s: Session, left: int, right: int, hops: tuple[int, ...], out: list[Action]
+        self,
+        now: int,
+        s: Session,
+        left: int,
+        right: int,
+        hops: tuple[int, ...],
+        out: list[Action],
+        failed: int = 0,
+        *,
+        failover: bool = False,
     ) -> int:
         """Ask ``left`` (an agent of ``s`` to the right of this one) to replace the part of the path
-        from it to ``right`` by ``hops``.  Returns this agent's rid for it (0: refused here)."""
+        from it to ``right`` by ``hops`` (around the dead hop ``failed``, if not 0).  Returns this
+        agent's rid for it (0: refused here).  ``failover``: ``left`` goes around its right
+        neighbour if that never answers."""
         why = ""
         if s.fsm.state not in (SessionState.ESTABLISHED, SessionState.HALF_CLOSED):
             why = f"the session is not established ({s.fsm.state.name})"
@@ -53,6 +66,10 @@ class DelegatePhase(Base):
         rid = self._id()
         self.delegated[rid] = Delegated(s.sid, left, right, hops)
         msg = cw.Message(cw.Kind.DELEGATE, self._id(), rid, left, right, left_session=s.session, hops=hops)
+        if failed:  # the dead hop goes with it (the delegate checks it is its right neighbour)
+            msg = replace(msg, sub=cw.around(failed, right), value=cw.FAILED)
+        elif failover:
+            msg = replace(msg, value=cw.FAILOVER)
         self._request(now, left, msg, s.sid, out)
         self.agent.metrics["reconf.delegate_sent"] += 1
         out.append(
@@ -72,24 +89,16 @@ class DelegatePhase(Base):
         elif len(self.delegates) >= MAX_DELEGATED:
             status = cw.Status.BUSY
         else:
-            rid = self.start(now, s, msg.right_anchor, msg.hops, out)
+            failed = msg.sub.src if msg.value & cw.FAILED else 0
+            rid = self.start(
+                now, s, msg.right_anchor, msg.hops, out, failed, failover=bool(msg.value & cw.FAILOVER)
+            )
             if rid:
                 self.delegates[rid] = (src, msg.rid)
             else:
                 status = cw.Status.CLOSING if s.fsm.state is SessionState.CLOSING else cw.Status.BUSY
         self.agent.metrics[f"reconf.delegate_in.{status.name.lower()}"] += 1
         self._reply(now, src, msg, cw.Kind.ACK_DELEGATE, out, status=status, value=rid)
-
-    def _session_named(self, session: FiveTuple) -> Session | None:
-        """The session with this five-tuple here: a middle or right agent's reverse entry is
-        keyed by it reversed, the left end's forward entry by it."""
-        for key in ((Table.OUT, session.reversed()), (Table.OUT, session)):
-            sid = self.agent.by_key.get(key)
-            if sid is not None:
-                s = self.agent.sessions[sid]
-                if s.session == session:
-                    return s
-        return None
 
     def _delegate_answered(self, p: Pending, msg: cw.Message | None, out: list[Action]) -> None:
         """The delegate's answer (None: it never answered)."""

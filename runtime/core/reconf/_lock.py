@@ -19,20 +19,44 @@ from dysco.runtime.core._fsm import SessionState
 from dysco.runtime.core._session import Session
 from dysco.runtime.core._splice_translation import compose
 from dysco.runtime.core._twopath import M32
+from dysco.runtime.core._types import ip_str
 from dysco.runtime.core.reconf._base import LOCK_TIMEOUT, LOCK_TIMER, Base, Lock, LockState
 
 
 class LockPhase(Base):
-    def start(self, now: int, s: Session, right: int, hops: tuple[int, ...], out: list[Action]) -> int:
+    def start(
+        self,
+        now: int,
+        s: Session,
+        right: int,
+        hops: tuple[int, ...],
+        out: list[Action],
+        failed: int = 0,
+        *,
+        failover: bool = False,
+        rid: int = 0,
+    ) -> int:
         """This agent, left anchor of ``s``, replaces the part of the path up to ``right`` with
-        ``hops``.  Returns the reconfiguration id (0: refused; a Notify says why)."""
+        ``hops``.  Returns the reconfiguration id (0: refused; a Notify says why).
+
+        ``failed``: that part is one dead hop, this agent's right neighbour
+        (:mod:`._failover`): the REQUEST_LOCK goes to ``right`` directly.  ``failover``: that
+        part is one hop, which is gone around if it never answers the REQUEST_LOCK.  ``rid``:
+        go on with that reconfiguration (a failover; no new ``reconfigure_started``)."""
         if s.fsm.state not in (SessionState.ESTABLISHED, SessionState.HALF_CLOSED) or s.down is None:
             return self._refuse(out, s, "the session is not established on its right side")
         if s.sid in self.locks or s.sid in self.anchors:
             return self._refuse(out, s, "the session is already being reconfigured")
         if len(hops) + 1 > wire.MAX_HOPS:
             return self._refuse(out, s, f"{len(hops)} new middleboxes is too many")
-        rid = self._id()
+        if failed and (why := self._not_around(s, right, failed)):
+            return self._refuse(out, s, why)
+        nxt = s.down.tuple.dst
+        if failover:
+            why = "it is one of the new middleboxes" if nxt in hops else self._not_around(s, right, nxt)
+            if why:
+                return self._refuse(out, s, f"no failover around {ip_str(nxt)}: {why}")
+        again, rid = bool(rid), rid or self._id()
         self.locks[s.sid] = Lock(LockState.PENDING, (self.me, rid), None)
         self.rids[rid] = (s.sid, 0)
         a = self._anchor(s, True, right)
@@ -40,6 +64,16 @@ class LockPhase(Base):
         a.extra["rid"] = rid
         a.hops = hops
         self._punt(s, a, out)
+        if failed:
+            a.extra["failed"] = failed
+            self._request(now, right, self._around(cw.Kind.REQUEST_LOCK, s, a, hops=hops), s.sid, out)
+            self.agent.metrics["reconf.around_started"] += 1
+            if not again:
+                text = f"{s.session}: rid {rid} (around the dead {ip_str(failed)})"
+                out.append(Notify("reconfigure_started", text, s.sid))
+            return rid
+        if failover:
+            a.extra["failover"] = nxt
         msg = cw.Message(
             cw.Kind.REQUEST_LOCK, self._id(), rid, self.me, right, s.down.tuple, self._left_view(s),
             hops=hops,
@@ -54,6 +88,8 @@ class LockPhase(Base):
         return 0
 
     def _request_lock(self, now: int, src: int, msg: cw.Message, out: list[Action]) -> None:
+        if msg.value & cw.FAILED:
+            return self._lock_around(now, src, msg, out)
         s = self._session_by_up(msg.sub)
         if s is None:
             return self._nack(now, src, msg, cw.Status.NO_SESSION, out)
@@ -139,9 +175,7 @@ class LockPhase(Base):
                 lock.state = LockState.LOCKED
                 self._new_path(now, s, msg, out)
             else:
-                self._abandon(
-                    now, s, f"lock refused ({msg.status.name})", out, cancel=msg.status is cw.Status.OK
-                )
+                self._abandon(now, s, self._refused_why(s, msg), out, cancel=msg.status is cw.Status.OK)
         else:
             src, req = lock.upstream
             if ok:

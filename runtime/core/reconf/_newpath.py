@@ -89,6 +89,8 @@ class NewPathPhase(Base):
             a.synack = synack.to_bytes()
             if a.extra.get("migrate"):  # the switch waits for the left anchor's SWITCH
                 a.phase = Phase.MIGRATING
+            elif a.extra.get("failed"):  # around a dead hop: no two paths
+                self._fail_over(now, s, a, out)
             else:
                 self._switch(now, s, a, out)
         elif a.new_in_key != d:
@@ -103,6 +105,8 @@ class NewPathPhase(Base):
             self.agent.metrics["reconf.new_path_up"] += 1
             if a.extra.get("migrate"):
                 self._export(now, s, a, out)
+            elif a.extra.get("failed"):
+                self._fail_over(now, s, a, out)
             else:
                 self._switch(now, s, a, out)
         if a.host_ack is None:

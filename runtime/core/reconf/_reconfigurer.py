@@ -22,6 +22,7 @@ from dysco.runtime.core.reconf._complete import CompletionPhase
 from dysco.runtime.core.reconf._cutover import TwoPathPhase
 from dysco.runtime.core.reconf._delegate import DelegatePhase
 from dysco.runtime.core.reconf._export import StateExportPhase
+from dysco.runtime.core.reconf._failover import FailoverPhase
 from dysco.runtime.core.reconf._lock import LockPhase
 from dysco.runtime.core.reconf._newpath import NewPathPhase
 from dysco.runtime.core.reconf._release import ReleasePhase
@@ -43,8 +44,10 @@ class Reconfigurer(
     NewPathPhase,
     # 3. only when a stateful middlebox is replaced: its state moves to the new one
     StateExportPhase,
-    # 4. each anchor switches: old bytes on the old path, new ones on the new (two paths)
+    # 4. each anchor switches: old bytes on the old path, new ones on the new (two paths);
+    #    around a dead hop instead, everything takes the new path at once (failover)
     TwoPathPhase,
+    FailoverPhase,
     # 5. both anchors drained: the left anchor sends TEARDOWN down the old path
     CompletionPhase,
     # at any point: cancelLock, the left anchor giving up, a lock expiring, the session closing
@@ -82,7 +85,7 @@ class Reconfigurer(
         elif msg.kind is k.CANCEL_LOCK or msg.kind is k.TEARDOWN:
             ans = k.ACK_CANCEL if msg.kind is k.CANCEL_LOCK else k.ACK_TEARDOWN
             self._reply(now, src, msg, ans, out)
-            s = self._session_by_up(msg.sub)
+            s = self._around_session(msg) if msg.value & cw.FAILED else self._session_by_up(msg.sub)
             if s is not None:
                 self._release(now, s, msg, out)
         elif msg.kind is k.SWITCH:
@@ -125,6 +128,8 @@ class Reconfigurer(
         if p.msg.kind is cw.Kind.STATE_EXPORT:
             return self._state_answered(now, p, msg, out)
         self._teardown_done(p)
+        if p.msg.kind is cw.Kind.TEARDOWN and p.msg.value & cw.FAILED:
+            return self._around_done(now, p, out)
         if p.msg.kind is not cw.Kind.REQUEST_LOCK:
             return  # acks of cancel, teardown, switch, done: nothing more to do
         s = self.agent.sessions.get(p.sid)
@@ -135,6 +140,8 @@ class Reconfigurer(
 
     def _gave_up(self, now: int, p: Pending, out: list[Action]) -> None:
         self._teardown_done(p)
+        if p.msg.kind is cw.Kind.TEARDOWN and p.msg.value & cw.FAILED:
+            self._around_done(now, p, out)
         if p.msg.kind is cw.Kind.STATE_EXPORT:
             self._state_answered(now, p, None, out)
         if p.msg.kind is cw.Kind.RIGHT_REQUEST:
@@ -146,6 +153,9 @@ class Reconfigurer(
         if p.msg.kind is cw.Kind.REQUEST_LOCK:
             s = self.agent.sessions.get(p.sid)
             lock = self.locks.get(p.sid)
+            a = self.anchors.get(p.sid)
+            if s is not None and lock is not None and a is not None and a.extra.get("failover") == p.dst:
+                return self._go_around(now, s, a, out)  # the right neighbour is gone, presumably
             if s is not None and lock is not None:
                 fail = replace(p.msg, kind=cw.Kind.NACK_LOCK, status=cw.Status.OK)
                 if lock.upstream is not None:

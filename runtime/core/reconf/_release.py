@@ -55,10 +55,13 @@ class ReleasePhase(Base):
     def _lock_timer(self, now: int, sid: int, out: list[Action]) -> None:
         a = self.anchors.get(sid)
         s = self.agent.sessions.get(sid)
-        if a is None or s is None or a.left or a.phase not in (Phase.LOCKING, Phase.MIGRATING):
+        expiring = (Phase.LOCKING, Phase.MIGRATING, Phase.FAILED_OVER)
+        if a is None or s is None or a.left or a.phase not in expiring:
             return
         if a.extra.get("lock_until", now + 1) > now:
             return  # an earlier reconfiguration's timer
+        if a.phase is Phase.FAILED_OVER:
+            return self._failover_expired(now, s, a, out)
         # the left anchor never set the new path up and its CANCEL_LOCK did not come: unlock
         self._fast(s, a, False, out)
         self._forget(sid)
@@ -90,11 +93,15 @@ class ReleasePhase(Base):
                 self._drop_mapping(s, Table.IN, a.new_in_key, out)
                 self.agent.ports.release(a.extra["first"], a.extra["lport"])
             if cancel and s.down is not None:
-                msg = cw.Message(
-                    cw.Kind.CANCEL_LOCK, self._id(), a.extra["rid"], self.me, a.peer, s.down.tuple
-                )
+                if a.extra.get("failed"):  # around a dead hop: to the right anchor directly
+                    msg, dst = self._around(cw.Kind.CANCEL_LOCK, s, a), a.peer
+                else:
+                    msg = cw.Message(
+                        cw.Kind.CANCEL_LOCK, self._id(), a.extra["rid"], self.me, a.peer, s.down.tuple
+                    )
+                    dst = s.down.tuple.dst
                 self._forget(s.sid)
-                self._request(now, s.down.tuple.dst, msg, 0, out)
+                self._request(now, dst, msg, 0, out)
         self._forget(s.sid)
         self.agent.metrics["reconf.failed"] += 1
         out.append(Notify("reconfigure_failed", f"{s.session}: rid {rid}: {why}", s.sid, True))
@@ -112,11 +119,17 @@ class ReleasePhase(Base):
         if held is not None:
             self._nack(now, held[0], held[1], cw.Status.CLOSING, out)
         a = self.anchors.get(s.sid)
-        if a is not None and a.new_in_key is not None:
-            self._rst_new_path(a, out)
+        if a is not None and a.new_in_key is not None and a.phase is not Phase.FAILED_OVER:
+            self._rst_new_path(a, out)  # (failed over, the new path is the session's: it closed too)
         if a is not None and a.left and a.new_in_key is not None and "lport" in a.extra:
             self.agent.ports.release(a.extra["first"], a.extra["lport"])
-        if a is not None and a.left:
+        if a is not None and a.left and a.phase is Phase.FAILED_OVER:
+            # around a dead hop the session had moved: it ended on the new path
+            self.agent.metrics["reconf.completed"] += 1
+            text = f"{s.session}: rid {a.extra['rid']} (the session ended on the new path)"
+            out.append(Notify("reconfigured", text, s.sid))
+            self._delegate_ended(now, a.extra["rid"], True, out)
+        elif a is not None and a.left:
             self.agent.metrics["reconf.failed"] += 1
             why = f"rid {a.extra['rid']}: the session closed first"
             out.append(Notify("reconfigure_failed", f"{s.session}: {why}", s.sid, True))
