@@ -7,20 +7,33 @@ four variations, at least MIN_RTO; FIRST_RTO before any answer), caches
 the answers it gave per (sender, ``msg_id``) so a duplicate request is answered again with the
 same bytes without being acted on twice, and keeps the timers for both plus the wake-ups of the
 reconfiguration (new-path SYN retransmissions, lock timeouts).
+
+Transport (docs/protocol.md §4a): a request that crosses one subsession between this agent and
+its neighbour (REQUEST_LOCK, CANCEL_LOCK, TEARDOWN, FIN and RIGHT_REQUEST, whose ``sub`` is that
+subsession and whose destination is its other end) travels in band, in a TCP segment on the
+subsession's own five-tuple, and its answer comes back the same way; everything else (the
+anchors' messages to each other, delegation, state transfer) is a UDP datagram to the control
+port.  Requests and answers are keyed by the addresses as this agent sees them either way; the
+stamp of a sealed message names the agents themselves, which a NAT in front of the left one
+does not change: the left agent's address is learned from its authenticated messages (the
+subsession's Dysco SYN, or any in-band message), for what this agent sends it.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dysco import p4names
 from dysco.errors import PeerError
 from dysco.runtime.core import _auth as auth
 from dysco.runtime.core import _control_messages as cw
+from dysco.runtime.core import _inband as ib
 from dysco.runtime.core._events import Action, Port, Send
 from dysco.runtime.core._peers import Peers
+from dysco.runtime.core._syn_payload import TagType
+from dysco.runtime.core._types import FiveTuple
 
 MS = 1_000_000
 FIRST_RTO = 50 * MS
@@ -38,6 +51,13 @@ M32 = 0xFFFFFFFF
 
 _EXPIRE = -1
 _WAKE = -2
+HOP_BY_HOP = frozenset(
+    {cw.Kind.REQUEST_LOCK, cw.Kind.CANCEL_LOCK, cw.Kind.TEARDOWN, cw.Kind.FIN, cw.Kind.RIGHT_REQUEST}
+)
+"""Requests whose ``sub`` is the one subsession between sender and receiver: in band."""
+_NONE = FiveTuple(0, 0, 0, 0, 0)
+MAX_AGENTS = 65536
+"""Subsessions whose left agent's own address is kept (what this agent stamps its messages to)."""
 
 
 @dataclass(slots=True)
@@ -53,6 +73,8 @@ class Pending:
     attempts: int = 1
     sent: int = 0
     """When it was first sent (its answer is a round-trip sample unless it was retransmitted)."""
+    via: FiveTuple | None = None
+    """In band: the subsession's five-tuple in the direction it travels (None: UDP)."""
 
 
 @dataclass(slots=True)
@@ -84,6 +106,20 @@ class Received:
     """For an answer: the request it answers (None for a request)."""
 
 
+@dataclass(slots=True)
+class Back:
+    """How to answer a request that came in band: on ``via`` (its five-tuple reversed), stamped
+    to ``agent``, with the request's numbers mirrored."""
+
+    via: FiveTuple
+    leftward: bool
+    agent: int
+    seq: int
+    ack: int
+    sealed: bytes | None = None
+    """The answer's message bytes, once given (sent again for a duplicate request)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Expired:
     """What the timers produced: requests given up on, and the wake-ups that came due."""
@@ -111,6 +147,13 @@ class Messenger:
         """Added to ``now`` for message stamps (ns since the Unix epoch)."""
         self.rtt: dict[int, Rtt] = {}
         """Per peer address, from the answers to requests sent once (Karn's rule)."""
+        self.book = ib.SeqBook()
+        """The numbers in-band segments carry, per direction of a subsession."""
+        self.back: dict[tuple[int, int], Back] = {}
+        """(sender, msg_id) of a request that came in band -> how to answer it."""
+        self.agents: dict[FiveTuple, int] = {}
+        """A subsession (left to right, as this agent sees it) -> its left agent's own address,
+        when a NAT shows it under another (learned from its authenticated messages)."""
 
     def rto_for(self, dst: int) -> int:
         """The first retransmission timeout of a request to ``dst``."""
@@ -147,20 +190,66 @@ class Messenger:
         data = cw.encode(msg, self.keys, sender=self.me, receiver=dst, now=now + self.wall_offset)
         return cw.udp_frame(self.me, dst, p4names.CONTROL_UDP_PORT, data)
 
+    def _via(self, dst: int, msg: cw.Message) -> FiveTuple | None:
+        """The five-tuple a request to ``dst`` travels on in band (None: by UDP)."""
+        sub = msg.sub
+        if msg.kind not in HOP_BY_HOP or sub == _NONE:
+            return None
+        if dst == sub.dst and sub.src == self.me:
+            return sub
+        if dst == sub.src and sub.dst == self.me:
+            return sub.reversed()
+        return None
+
+    def learn_agent(self, sub: FiveTuple, agent: int) -> None:
+        """``agent`` authenticated a message that reached this agent on ``sub`` (left to right,
+        as this agent sees it), from its left: what this agent sends back is stamped to it."""
+        if agent == sub.src:
+            self.agents.pop(sub, None)
+            return
+        self.agents.pop(sub, None)
+        if len(self.agents) >= MAX_AGENTS:
+            del self.agents[next(iter(self.agents))]
+        self.agents[sub] = agent
+
+    def _inband(self, now: int, p: Pending) -> bytes:
+        assert p.via is not None
+        left = p.via.src != p.msg.sub.src
+        agent = self.agents.get(p.msg.sub, p.dst) if left else p.dst
+        data = cw.encode(p.msg, self.keys, sender=self.me, receiver=agent, now=now + self.wall_offset)
+        seq, ack = self.book.numbers(p.via, p.attempts)
+        self.metrics["control.inband_sent"] += 1
+        return ib.frame(p.via, left, seq, ack, data)
+
+    def _send(self, now: int, p: Pending, out: list[Action]) -> None:
+        data = self.frame(now, p.dst, p.msg) if p.via is None else self._inband(now, p)
+        out.append(Send(data, Port.NET))
+
     def request(self, now: int, dst: int, msg: cw.Message, sid: int, out: list[Action]) -> None:
         """Send ``msg`` to ``dst`` and retransmit it until it is answered."""
         rto = self.rto_for(dst)
-        p = Pending(dst, msg, sid, now + rto, rto, sent=now)
+        p = Pending(dst, msg, sid, now + rto, rto, sent=now, via=self._via(dst, msg))
         self.outbox[(dst, msg.msg_id)] = p
         self._push(p.at, (0, dst, msg.msg_id))
-        out.append(Send(self.frame(now, dst, msg), Port.NET))
+        self._send(now, p, out)
 
     def answer(self, now: int, dst: int, msg: cw.Message, out: list[Action]) -> None:
-        """Send the answer ``msg`` and remember it for duplicates of the request."""
-        data = self.frame(now, dst, msg)
+        """Send the answer ``msg`` and remember it for duplicates of the request (in band if the
+        request came in band)."""
+        b = self.back.get((dst, msg.msg_id))
+        if b is None:
+            data = self.frame(now, dst, msg)
+        else:
+            b.sealed = cw.encode(msg, self.keys, sender=self.me, receiver=b.agent, now=now + self.wall_offset)
+            data = self._answer_frame(b)
         self.seen[(dst, msg.msg_id)] = (now + SEEN_FOR, data)
         self._push(now + SEEN_FOR, (_EXPIRE, 0, 0))
         out.append(Send(data, Port.NET))
+
+    def _answer_frame(self, b: Back) -> bytes:
+        assert b.sealed is not None
+        self.metrics["control.inband_sent"] += 1
+        return ib.frame(b.via, b.leftward, b.seq, b.ack, b.sealed)
 
     def wake(self, at: int, what: int, sid: int) -> None:
         """Have :meth:`timer` report ``(what, sid)`` at ``at``."""
@@ -190,14 +279,57 @@ class Messenger:
         if dst != self.me:
             self.metrics["drops.control.not_for_us"] += 1
             return None
+        return self._accept(now, src, msg, None, out)
+
+    def receive_inband(self, now: int, frame: bytes, out: list[Action]) -> Received | None:
+        """An in-band segment from the NIC (reason INBAND): the message it carries, with ``sub``
+        the subsession as this agent sees it (None: garbled, duplicate, stale, not ours)."""
+        try:
+            seg = ib.parse(frame)
+            if seg.tuple.dst != self.me:
+                self.metrics["drops.control.not_for_us"] += 1
+                return None
+            msg = cw.decode(seg.data, self.keys, self.guard, now=now + self.wall_offset)
+        except PeerError as exc:
+            self.metrics[f"drops.control.{getattr(exc, 'kind', 'garbled')}"] += 1
+            return None
+        mine = seg.tuple.reversed() if seg.leftward else seg.tuple  # left to right, as seen here
+        if msg.sub != _NONE:
+            if (msg.sub.dst, msg.sub.dport, msg.sub.proto) != (mine.dst, mine.dport, mine.proto):
+                # a NAT in front of the left agent changes the left end only: anything else is
+                # a message for another subsession
+                self.metrics["drops.control.inband_mismatch"] += 1
+                return None
+            msg = replace(msg, sub=mine)
+        self.metrics["control.inband_received"] += 1
+        self.book.passed(seg)
+        agent = seg.tuple.src
+        if msg.tag.type == TagType.HMAC_SHA256:
+            agent = auth.Stamp.unpack(msg.tag.value).sender
+            if not seg.leftward:
+                self.learn_agent(mine, agent)
+        if msg.kind in cw.ANSWERS:
+            key = (seg.tuple.src, msg.msg_id)
+            b = self.back.get(key)
+            if b is None:
+                b = self.back[key] = Back(seg.tuple.reversed(), not seg.leftward, agent, seg.ack, seg.seq)
+            else:  # a retransmission: its numbers got through, the answer mirrors them
+                b.seq, b.ack = seg.ack, seg.seq
+        return self._accept(now, seg.tuple.src, msg, seg, out)
+
+    def _accept(
+        self, now: int, src: int, msg: cw.Message, seg: ib.Segment | None, out: list[Action]
+    ) -> Received | None:
         if self.peers is not None:
             self.peers.verified(src, msg.tag, out)
         self.metrics[f"control.{msg.kind.name.lower()}"] += 1
         if msg.kind in cw.ANSWERS:
             cached = self.seen.get((src, msg.msg_id))
             if cached is not None:
-                if cached[1] is not None:
-                    out.append(Send(cached[1], Port.NET))
+                if cached[1] is not None:  # answered: again (in band with this copy's numbers)
+                    b = self.back.get((src, msg.msg_id)) if seg is not None else None
+                    again = self._answer_frame(b) if b is not None and b.sealed else cached[1]
+                    out.append(Send(again, Port.NET))
                 return None
             self.seen[(src, msg.msg_id)] = (now + SEEN_FOR, None)
             self._push(now + SEEN_FOR, (_EXPIRE, 0, 0))
@@ -219,6 +351,7 @@ class Messenger:
             if kind == _EXPIRE:
                 for k in [k for k, (exp, _) in self.seen.items() if exp <= now]:
                     del self.seen[k]
+                    self.back.pop(k, None)
                 continue
             if kind == _WAKE:
                 woken.append((a, b))
@@ -236,5 +369,5 @@ class Messenger:
             p.at = now + p.rto
             self._push(p.at, (0, a, b))
             self.metrics["reconf.retransmitted"] += 1
-            out.append(Send(self.frame(now, p.dst, p.msg), Port.NET))
+            self._send(now, p, out)
         return Expired(gave_up, woken)

@@ -10,6 +10,7 @@ from dysco.errors import PeerError
 from dysco.runtime import Notify
 from dysco.runtime.core import SECOND
 from dysco.runtime.core import _control_messages as cw
+from dysco.runtime.core import _inband as ib
 from dysco.runtime.core import _packet as pk
 from dysco.runtime.core._types import ip_int
 from dysco.runtime.core.reconf import LOCK_TIMEOUT
@@ -60,8 +61,15 @@ def test_delete_the_middlebox(dysco_program: Program) -> None:
 
 
 def _ctl_kind(frame: bytes) -> cw.Kind | None:
+    """The kind of the control message ``frame`` carries, in a UDP datagram or in band."""
     try:
         _src, _dst, data = cw.parse_udp(frame, p4names.CONTROL_UDP_PORT)
+    except PeerError:
+        try:
+            data = ib.parse(frame).data
+        except PeerError:
+            return None
+    try:
         return cw.decode(data).kind
     except PeerError:
         return None
