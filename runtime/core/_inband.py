@@ -14,8 +14,9 @@ window in both is "ignored": accepted, translated, and left out of the connectio
 6.18 measured, docs/protocol.md §4a).  So a sender puts both numbers 2^30 behind the newest it
 knows for that direction (:class:`SeqBook`); what it does not know it guesses, and each
 retransmission tries the next of the four combinations of the two halves of the number space,
-one of which is always behind.  An answer mirrors the numbers of the request it answers (its
-sequence number is the request's ack and its ack the request's sequence number): those passed.
+one of which is always behind (a number it knows stays as it is).  An answer mirrors the numbers
+of the request it answers (its sequence number is the request's ack and its ack the request's
+sequence number): those passed.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ EXID = 0x4459
 VERSION = 1
 LEFTWARD = 0x01
 """Option flag: the segment travels from the right end of the subsession to its left end."""
+RELAY = 0x02
+"""Option flag: a message between the two anchors of a reconfiguration, passed on along the
+session's path by the agents between them (SWITCH, DONE and their answers)."""
 OPTION = struct.Struct("!BBHBBH")
 """kind, length, ExID, version, flags, reserved."""
 _ETH = struct.Struct("!6s6sH")
@@ -59,11 +63,13 @@ class Segment:
     seq: int
     ack: int
     data: bytes
+    relay: bool = False
 
 
-def frame(via: FiveTuple, leftward: bool, seq: int, ack: int, data: bytes) -> bytes:
+def frame(via: FiveTuple, leftward: bool, seq: int, ack: int, data: bytes, relay: bool = False) -> bytes:
     """The Ethernet frame carrying ``data`` on ``via`` (the direction it travels in)."""
-    opt = OPTION.pack(OPTION_KIND, OPTION_LEN, EXID, VERSION, LEFTWARD if leftward else 0, 0)
+    flags = (LEFTWARD if leftward else 0) | (RELAY if relay else 0)
+    opt = OPTION.pack(OPTION_KIND, OPTION_LEN, EXID, VERSION, flags, 0)
     tcp_len = _TCP.size + len(opt) + len(data)
     src, dst = via.src.to_bytes(4, "big"), via.dst.to_bytes(4, "big")
     ip = _IP.pack(0x45, 0, 20 + tcp_len, 0, 0x4000, 64, TCP, 0, src, dst)
@@ -99,10 +105,11 @@ def parse(data: bytes) -> Segment:
         raise GarbledControl(f"in-band segment: first option {kind}/{length}/{exid:#06x}")
     if version != VERSION:
         raise UnknownVersion(f"in-band option version {version} (this agent speaks {VERSION})")
-    if oflags & ~LEFTWARD or reserved:
+    if oflags & ~(LEFTWARD | RELAY) or reserved:
         raise GarbledControl(f"in-band option: flags {oflags:#04x}, reserved {reserved}")
     five = FiveTuple(int.from_bytes(src, "big"), int.from_bytes(dst, "big"), sport, dport, TCP)
-    return Segment(five, bool(oflags & LEFTWARD), seq, ack, bytes(data[t + hlen : _ETH.size + total]))
+    body = bytes(data[t + hlen : _ETH.size + total])
+    return Segment(five, bool(oflags & LEFTWARD), seq, ack, body, bool(oflags & RELAY))
 
 
 class SeqBook:
@@ -130,9 +137,19 @@ class SeqBook:
         self._put(seg.tuple.reversed(), seg.ack, seg.seq)
 
     def numbers(self, t: FiveTuple, attempt: int) -> tuple[int, int]:
-        """(seq, ack) for the ``attempt``-th transmission (from 1) of a request on ``t``."""
+        """(seq, ack) for the ``attempt``-th transmission (from 1) of a request on ``t``: what is
+        not known tries the other half on every other attempt; what is known stays, unless four
+        attempts went unanswered (then it may be stale: both halves of both are tried)."""
         seq, ack = self._base.get(t, (None, None))
-        half = (attempt - 1) % 4
+        k = attempt - 1
+        if seq is not None and ack is not None:
+            half = (k - 4) % 4 if k >= 4 else 0
+        elif seq is None and ack is None:
+            half = k % 4
+        elif seq is None:
+            half = k % 2
+        else:
+            half = (k % 2) << 1
         s = (0 if seq is None else seq) + (HALF if half & 1 else 0)
         a = (0 if ack is None else ack) + (HALF if half & 2 else 0)
         return s & M32, a & M32

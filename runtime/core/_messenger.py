@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from dysco import p4names
@@ -55,6 +56,10 @@ HOP_BY_HOP = frozenset(
     {cw.Kind.REQUEST_LOCK, cw.Kind.CANCEL_LOCK, cw.Kind.TEARDOWN, cw.Kind.FIN, cw.Kind.RIGHT_REQUEST}
 )
 """Requests whose ``sub`` is the one subsession between sender and receiver: in band."""
+RELAYED = frozenset({cw.Kind.SWITCH, cw.Kind.DONE})
+"""Requests between the two anchors of a reconfiguration: in band on the anchor's old-path
+subsession, passed on by the agents between them (ib.RELAY)."""
+MAX_RELAYED = 4096
 _NONE = FiveTuple(0, 0, 0, 0, 0)
 MAX_AGENTS = 65536
 """Subsessions whose left agent's own address is kept (what this agent stamps its messages to)."""
@@ -75,6 +80,8 @@ class Pending:
     """When it was first sent (its answer is a round-trip sample unless it was retransmitted)."""
     via: FiveTuple | None = None
     """In band: the subsession's five-tuple in the direction it travels (None: UDP)."""
+    relay: bool = False
+    """In band between anchors (passed on by the agents between them)."""
 
 
 @dataclass(slots=True)
@@ -116,6 +123,7 @@ class Back:
     agent: int
     seq: int
     ack: int
+    relay: bool = False
     sealed: bytes | None = None
     """The answer's message bytes, once given (sent again for a duplicate request)."""
 
@@ -151,6 +159,14 @@ class Messenger:
         """The numbers in-band segments carry, per direction of a subsession."""
         self.back: dict[tuple[int, int], Back] = {}
         """(sender, msg_id) of a request that came in band -> how to answer it."""
+        self.route: Callable[[int, int], FiveTuple | None] = lambda sid, dst: None
+        """(session id, the other anchor) -> this anchor's old-path subsession toward it, in the
+        direction of travel (set by the reconfiguration; None: UDP)."""
+        self.onward: Callable[[FiveTuple, bool], FiveTuple | None] = lambda t, leftward: None
+        """At an agent between the anchors: the five-tuple an anchor's message that arrived on
+        ``t`` goes on by (None: no session, dropped)."""
+        self._relayed: dict[FiveTuple, int] = {}
+        """Copies passed on per five-tuple (each tries the next combination of halves)."""
         self.agents: dict[FiveTuple, int] = {}
         """A subsession (left to right, as this agent sees it) -> its left agent's own address,
         when a NAT shows it under another (learned from its authenticated messages)."""
@@ -214,12 +230,15 @@ class Messenger:
 
     def _inband(self, now: int, p: Pending) -> bytes:
         assert p.via is not None
-        left = p.via.src != p.msg.sub.src
-        agent = self.agents.get(p.msg.sub, p.dst) if left else p.dst
+        if p.relay:
+            left, agent = p.dst == p.msg.left_anchor, p.dst
+        else:
+            left = p.via.src != p.msg.sub.src
+            agent = self.agents.get(p.msg.sub, p.dst) if left else p.dst
         data = cw.encode(p.msg, self.keys, sender=self.me, receiver=agent, now=now + self.wall_offset)
         seq, ack = self.book.numbers(p.via, p.attempts)
         self.metrics["control.inband_sent"] += 1
-        return ib.frame(p.via, left, seq, ack, data)
+        return ib.frame(p.via, left, seq, ack, data, p.relay)
 
     def _send(self, now: int, p: Pending, out: list[Action]) -> None:
         data = self.frame(now, p.dst, p.msg) if p.via is None else self._inband(now, p)
@@ -228,7 +247,11 @@ class Messenger:
     def request(self, now: int, dst: int, msg: cw.Message, sid: int, out: list[Action]) -> None:
         """Send ``msg`` to ``dst`` and retransmit it until it is answered."""
         rto = self.rto_for(dst)
-        p = Pending(dst, msg, sid, now + rto, rto, sent=now, via=self._via(dst, msg))
+        via, relay = self._via(dst, msg), False
+        if via is None and msg.kind in RELAYED and sid:
+            via = self.route(sid, dst)
+            relay = via is not None
+        p = Pending(dst, msg, sid, now + rto, rto, sent=now, via=via, relay=relay)
         self.outbox[(dst, msg.msg_id)] = p
         self._push(p.at, (0, dst, msg.msg_id))
         self._send(now, p, out)
@@ -249,7 +272,7 @@ class Messenger:
     def _answer_frame(self, b: Back) -> bytes:
         assert b.sealed is not None
         self.metrics["control.inband_sent"] += 1
-        return ib.frame(b.via, b.leftward, b.seq, b.ack, b.sealed)
+        return ib.frame(b.via, b.leftward, b.seq, b.ack, b.sealed, b.relay)
 
     def wake(self, at: int, what: int, sid: int) -> None:
         """Have :meth:`timer` report ``(what, sid)`` at ``at``."""
@@ -283,18 +306,25 @@ class Messenger:
 
     def receive_inband(self, now: int, frame: bytes, out: list[Action]) -> Received | None:
         """An in-band segment from the NIC (reason INBAND): the message it carries, with ``sub``
-        the subsession as this agent sees it (None: garbled, duplicate, stale, not ours)."""
+        the subsession as this agent sees it (None: garbled, duplicate, stale, passed on, or not
+        ours)."""
+        wall = now + self.wall_offset
         try:
             seg = ib.parse(frame)
             if seg.tuple.dst != self.me:
                 self.metrics["drops.control.not_for_us"] += 1
                 return None
-            msg = cw.decode(seg.data, self.keys, self.guard, now=now + self.wall_offset)
+            if seg.relay:
+                msg = cw.decode(seg.data, self.keys, None, now=wall)  # the MAC, before passing it on
+                if (msg.left_anchor if seg.leftward else msg.right_anchor) != self.me:
+                    self._pass_on(seg, out)
+                    return None
+            msg = cw.decode(seg.data, self.keys, self.guard, now=wall)
         except PeerError as exc:
             self.metrics[f"drops.control.{getattr(exc, 'kind', 'garbled')}"] += 1
             return None
         mine = seg.tuple.reversed() if seg.leftward else seg.tuple  # left to right, as seen here
-        if msg.sub != _NONE:
+        if msg.sub != _NONE and not seg.relay:
             if (msg.sub.dst, msg.sub.dport, msg.sub.proto) != (mine.dst, mine.dport, mine.proto):
                 # a NAT in front of the left agent changes the left end only: anything else is
                 # a message for another subsession
@@ -303,19 +333,40 @@ class Messenger:
             msg = replace(msg, sub=mine)
         self.metrics["control.inband_received"] += 1
         self.book.passed(seg)
-        agent = seg.tuple.src
+        # who sent it: the neighbour as this agent sees it, or for an anchor's message the other
+        # anchor (which the agents between passed it on from)
+        src = seg.tuple.src
+        if seg.relay:
+            src = msg.right_anchor if seg.leftward else msg.left_anchor
+        agent = src
         if msg.tag.type == TagType.HMAC_SHA256:
             agent = auth.Stamp.unpack(msg.tag.value).sender
-            if not seg.leftward:
+            if not seg.leftward and not seg.relay:
                 self.learn_agent(mine, agent)
         if msg.kind in cw.ANSWERS:
-            key = (seg.tuple.src, msg.msg_id)
+            key = (src, msg.msg_id)
             b = self.back.get(key)
             if b is None:
-                b = self.back[key] = Back(seg.tuple.reversed(), not seg.leftward, agent, seg.ack, seg.seq)
+                back = seg.tuple.reversed()
+                b = self.back[key] = Back(back, not seg.leftward, agent, seg.ack, seg.seq, seg.relay)
             else:  # a retransmission: its numbers got through, the answer mirrors them
                 b.seq, b.ack = seg.ack, seg.seq
-        return self._accept(now, seg.tuple.src, msg, seg, out)
+        return self._accept(now, src, msg, seg, out)
+
+    def _pass_on(self, seg: ib.Segment, out: list[Action]) -> None:
+        """An anchor's message for an agent further along: on by this agent's next subsession."""
+        via = self.onward(seg.tuple, seg.leftward)
+        if via is None:
+            self.metrics["control.relay_unrouted"] += 1  # a straggler after the old path went, or a forgery
+            return
+        self.book.passed(seg)
+        n = self._relayed.pop(via, 0) + 1
+        if len(self._relayed) >= MAX_RELAYED:
+            del self._relayed[next(iter(self._relayed))]
+        self._relayed[via] = n
+        seq, ack = self.book.numbers(via, n)
+        self.metrics["control.relayed"] += 1
+        out.append(Send(ib.frame(via, seg.leftward, seq, ack, seg.data, True), Port.NET))
 
     def _accept(
         self, now: int, src: int, msg: cw.Message, seg: ib.Segment | None, out: list[Action]

@@ -35,7 +35,8 @@ def test_documented_layout() -> None:
     assert tcp[28:] == BODY
     assert int.from_bytes(tcp[20:24], "big") == p4names.INBAND_OPTION
     left = ib.frame(VIA.reversed(), True, 0, 0, BODY)
-    assert left[34 + 25] == ib.LEFTWARD
+    assert left[34 + 25] == ib.LEFTWARD == 1
+    assert ib.frame(VIA.reversed(), True, 0, 0, BODY, relay=True)[34 + 25] == ib.LEFTWARD | ib.RELAY == 3
 
 
 def test_checksums_are_right() -> None:
@@ -58,6 +59,8 @@ def test_round_trip(seq: int, ack: int, sport: int, leftward: bool, body: bytes)
     via = FiveTuple(VIA.src, VIA.dst, sport, VIA.dport)
     seg = ib.parse(ib.frame(via, leftward, seq, ack, body))
     assert seg == ib.Segment(via, leftward, seq, ack, body)
+    relayed = ib.parse(ib.frame(via, leftward, seq, ack, body, relay=True))
+    assert relayed == ib.Segment(via, leftward, seq, ack, body, relay=True)
 
 
 def test_padded_frame() -> None:
@@ -89,7 +92,7 @@ T = 34  # the TCP header's offset
         (_patch(GOOD, T + 13, b"\x12"), cw.GarbledControl, "flags 0x12 (only ACK)"),
         (_patch(GOOD, T + 22, b"\xf9\x89"), cw.GarbledControl, "first option 254/8/0xf989"),
         (_patch(GOOD, T + 24, b"\x02"), cw.UnknownVersion, "in-band option version 2"),
-        (_patch(GOOD, T + 25, b"\x02"), cw.GarbledControl, "flags 0x02, reserved 0"),
+        (_patch(GOOD, T + 25, b"\x04"), cw.GarbledControl, "flags 0x04, reserved 0"),
         (_patch(GOOD, T + 26, b"\x00\x01"), cw.GarbledControl, "flags 0x00, reserved 1"),
     ],
     ids=[
@@ -142,6 +145,27 @@ def test_retransmissions_try_every_half() -> None:
     tries = [book.numbers(VIA, k) for k in range(1, 6)]
     assert tries[:4] == [(0, 0), (2**31, 0), (0, 2**31), (2**31, 2**31)]
     assert tries[4] == tries[0]
+
+
+def test_a_known_number_stays() -> None:
+    book = ib.SeqBook()
+    book.saw(VIA, 5000, None)  # a SYN: this direction's seq, the other's ack
+    s = (5000 - 2**30) % 2**32
+    assert [book.numbers(VIA, k) for k in (1, 2, 3)] == [(s, 0), (s, 2**31), (s, 0)]
+    assert [book.numbers(VIA.reversed(), k) for k in (1, 2)] == [(0, s), (2**31, s)]
+
+
+def test_known_numbers_are_doubted_after_four_attempts() -> None:
+    book = ib.SeqBook()
+    book.passed(ib.Segment(VIA.reversed(), False, 10, 20, b""))
+    assert [book.numbers(VIA, k) for k in (1, 4, 5, 6, 7, 8)] == [
+        (20, 10),
+        (20, 10),
+        (20, 10),
+        (20 + 2**31, 10),
+        (20, 10 + 2**31),
+        (20 + 2**31, 10 + 2**31),
+    ]
 
 
 def test_what_got_through_comes_back_mirrored() -> None:
