@@ -371,8 +371,8 @@ class Messenger:
     def _accept(
         self, now: int, src: int, msg: cw.Message, seg: ib.Segment | None, out: list[Action]
     ) -> Received | None:
-        if self.peers is not None:
-            self.peers.verified(src, msg.tag, out)
+        if self.peers is not None:  # a cell for the packet's own source, if the stamp names it
+            self.peers.verified(seg.tuple.src if seg is not None else src, msg.tag, out)
         self.metrics[f"control.{msg.kind.name.lower()}"] += 1
         if msg.kind in cw.ANSWERS:
             cached = self.seen.get((src, msg.msg_id))

@@ -175,3 +175,20 @@ def test_a_relayed_message_with_nowhere_to_go_is_counted() -> None:
         NOW, ib.frame(SEEN, False, 1, 2, cw.encode(msg), relay=True), Port.NET, Reason.INBAND
     )
     assert agent.metrics["control.relay_unrouted"] == 1 and not out
+
+
+def test_a_relayed_message_gives_no_peer_cell_to_the_far_anchor() -> None:
+    """The NIC meters by the packet's source: the agent that passed the message on, not the
+    anchor that sealed it, so that anchor gets no cell for it."""
+    from dysco.runtime.core._peers import Peers
+
+    far = ip_int("10.0.0.100")
+    left = messenger(LEFT)
+    left.peers = Peers(4, left.metrics)
+    msg = cw.Message(cw.Kind.SWITCH, 5, 1, LEFT, far)
+    data = cw.encode(msg, KEYS, sender=far, receiver=LEFT, now=NOW)
+    out: list[Action] = []
+    frame = ib.frame(SUB.reversed(), True, 1, 2, data, relay=True)
+    got = left.receive_inband(NOW, frame, out)
+    assert got is not None and got.src == far and got.msg.kind is cw.Kind.SWITCH
+    assert len(left.peers) == 0 and not out
