@@ -47,6 +47,10 @@ DYSCO_MAGIC = 0x44595343
 """First four bytes of the TCP payload of a SYN carrying a Dysco payload (ASCII ``DYSC``)."""
 TEARDOWN_CLONE_SESSION = 100
 """Clone session the agent maps to the CPU port; FIN/RST copies of sessions go through it."""
+INBAND_OPTION = 0xFE084459
+"""First four bytes of the option area of an in-band control segment: TCP option kind 254
+(RFC 6994 experimental), length 8, ExID 0x4459 (docs/protocol.md §4a); the NIC punts such a
+segment from the network (:attr:`Reason.INBAND`), never hands it to the host."""
 TAG_OPTION = 253
 """TCP option kind of the tag on SYNs handed to a local middlebox application."""
 
@@ -88,6 +92,9 @@ class Reason(IntEnum):
     TAGGED_SYN = 8
     SETUP_MISS = 9
     """A SYN-ACK from the network to a port of :data:`SETUP_PORTS` that no entry translated yet."""
+    INBAND = 10
+    """A TCP segment from the network whose option area starts with :data:`INBAND_OPTION`: a control
+    message on a subsession's own five-tuple."""
 
 
 class Detail(IntEnum):

@@ -92,7 +92,7 @@ control DyscoIngress(inout headers_t hdr, inout dysco_meta_t meta, inout standar
         } else if (meta.to_cpu == 1) {
             bit<2> color;
             bit<1> known = 0;
-            if (meta.reason == REASON_DYSCO_SYN || meta.reason == REASON_CONTROL) {
+            if (meta.reason == REASON_DYSCO_SYN || meta.reason == REASON_CONTROL || meta.reason == REASON_INBAND) {
                 if (known_peer.apply().hit) {
                     known = 1;
                 }

@@ -28,6 +28,7 @@ _REASONS = {
     p4names.Reason.UNSUPPORTED: Reason.UNSUPPORTED,
     p4names.Reason.IP_UNSUPPORTED: Reason.UNSUPPORTED,
     p4names.Reason.CONTROL: Reason.CONTROL,
+    p4names.Reason.INBAND: Reason.INBAND,
     p4names.Reason.SETUP_MISS: Reason.SETUP_MISS,
 }
 _TABLE_NAMES = {Table.OUT: p4names.SESSION_OUT, Table.IN: p4names.SUBSESSION_IN}

@@ -17,6 +17,11 @@
 #ifndef DYSCO_TEARDOWN_SESSION
 #define DYSCO_TEARDOWN_SESSION 100
 #endif
+/* The first four bytes of the option area of an in-band control segment (docs/protocol.md §4a):
+ * TCP option kind 254 (RFC 6994 experimental), length 8, ExID 0x4459 ("DY"). */
+#ifndef DYSCO_INBAND_OPTION
+#define DYSCO_INBAND_OPTION 0xFE084459
+#endif
 /* TCP option kind the agent puts on a SYN it hands to a local middlebox application. */
 #ifndef DYSCO_TAG_OPTION
 #define DYSCO_TAG_OPTION 253
@@ -39,6 +44,7 @@ const bit<8> REASON_UNSUPPORTED = 6;    /* session packet the fast path cannot t
 const bit<8> REASON_IP_UNSUPPORTED = 7; /* TCP in IPv4 with options or fragmented: no five-tuple lookup */
 const bit<8> REASON_TAGGED_SYN = 8;     /* outbound SYN carrying the Dysco tag option */
 const bit<8> REASON_SETUP_MISS = 9;     /* SYN-ACK from the network to a subsession port, no entry yet */
+const bit<8> REASON_INBAND = 10;        /* TCP segment from the network whose options start with the in-band option */
 
 /* packet_in.detail for REASON_UNSUPPORTED */
 const bit<8> DETAIL_PARSER_ERROR = 1;   /* the parser stopped early (truncated packet) */

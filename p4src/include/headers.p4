@@ -79,6 +79,7 @@ struct dysco_meta_t {
     bit<1> opt_bad;
     bit<1> dysco_syn;        /* SYN payload starts with the Dysco magic */
     bit<1> tagged;           /* carries the Dysco tag option */
+    bit<1> inband;           /* the option area starts with the in-band control option */
     bit<8> opt_rem;          /* option bytes not walked yet */
     bit<8> opt_kind;
     bit<8> opt_len;

@@ -53,8 +53,21 @@ state parse_tcp {
         (_, 0 .. 19, _): tcp_bad_len;          /* total_len shorter than the IPv4 header */
         (_, _, 1): tcp_bad_len;                /* TCP header longer than the IPv4 packet */
         (5, _, _): tcp_options_done;
+        default: check_inband;
+    }
+}
+
+/* An in-band control segment carries its option first (docs/dataplane.md, "In-band control"). */
+state check_inband {
+    transition select(pkt.lookahead<bit<32>>()) {
+        DYSCO_INBAND_OPTION: inband;
         default: opt_next;
     }
+}
+
+state inband {
+    meta.inband = 1;
+    transition opt_next;
 }
 
 state tcp_bad_len {

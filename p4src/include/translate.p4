@@ -116,7 +116,10 @@ action translate_tuple() {
                     classifier.apply(); \
                 } \
             } else { \
-                if (syn_only && meta.dysco_syn == 1) { \
+                if (meta.inband == 1) { \
+                    /* a control message between agents: never the host's, whatever its flags */ \
+                    punt(REASON_INBAND); \
+                } else if (syn_only && meta.dysco_syn == 1) { \
                     punt(REASON_DYSCO_SYN); \
                 } else if (!subsession_in.apply().hit && \
                            (hdr.tcp.flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK)) { \

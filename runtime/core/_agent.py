@@ -48,13 +48,15 @@ class Agent(Setup):
         out: list[Action] = []
         self.metrics[f"punts.{reason.value}"] += 1
         self.neighbours.learn(frame, port)
-        if reason is Reason.CONTROL:
-            self.rc.control(now, frame, out)
+        if reason is Reason.CONTROL or reason is Reason.INBAND:
+            self.rc.control(now, frame, out, inband=reason is Reason.INBAND)
             return self._finish(out)
         try:
             f = pk.parse(frame)
         except pk.MalformedFrame as exc:
             return self._drop(out, "malformed_frame", exc)
+        # where the subsession's sequence numbers are: what in-band segments on it carry
+        self.rc.msgs.book.saw(f.five_tuple, f.seq, f.ack if f.flags & pk.ACK else None)
         try:
             if reason is Reason.POLICY_SYN:
                 self._policy_syn(now, f, policy_id, out)

@@ -36,6 +36,8 @@ class Reason(enum.Enum):
     TEARDOWN = "teardown"
     UNSUPPORTED = "unsupported"
     CONTROL = "control"
+    INBAND = "inband"
+    """A control message in a TCP segment on a subsession's five-tuple (docs/protocol.md §4a)."""
     SETUP_MISS = "setup_miss"
     """A SYN-ACK that came back before the entries of its session were in (the NIC could not
     translate it yet)."""

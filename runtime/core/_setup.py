@@ -14,6 +14,7 @@ from dataclasses import replace
 from dysco.compiler.evaluate import Syn
 from dysco.compiler.passes import AddressStep
 from dysco.compiler.software import is_software
+from dysco.runtime.core import _auth as auth
 from dysco.runtime.core import _packet as pk
 from dysco.runtime.core import _syn_payload as wire
 from dysco.runtime.core._alloc import AllDrained, PortsExhausted
@@ -129,6 +130,8 @@ class Setup(Sessions):
             self._drop(out, "not_for_us", None)
             return
         self.peers.verified(f.src, p.tag, out)
+        if p.tag.type == wire.TagType.HMAC_SHA256:  # the left agent's own address, whatever a NAT made of it
+            self.rc.msgs.learn_agent(d, auth.Stamp.unpack(p.tag.value).sender)
         if self.rc.new_path_syn(now, f, p, out):
             return
         sid = self.by_key.get((Table.IN, d))

@@ -43,6 +43,7 @@ DEFAULT_LIMITS: Mapping[Reason, Limit | None] = {
     Reason.DYSCO_SYN: Limit(1000, 1000),
     Reason.TAGGED_SYN: Limit(2000, 2000),
     Reason.CONTROL: Limit(1000, 500),
+    Reason.INBAND: Limit(1000, 500),
     Reason.TWO_PATH: Limit(20000, 5000),
     Reason.TEARDOWN: Limit(4000, 4000),
     Reason.UNSUPPORTED: Limit(1000, 1000),

@@ -3,6 +3,7 @@ core, on a simulated faulty network with a fake clock; a run is determined by it
 
 from dysco.runtime.sim._apps import ChainClassifier, Forwarder, Inserter, Nat, SpliceProxy
 from dysco.runtime.sim._host import App, Host, World
+from dysco.runtime.sim._natbox import NatBox
 from dysco.runtime.sim._net import MS, Faults, Network, Sim
 from dysco.runtime.sim._tcp import Conn, TcpStack
 
@@ -16,6 +17,7 @@ __all__ = [
     "Host",
     "Inserter",
     "Nat",
+    "NatBox",
     "Network",
     "Sim",
     "SpliceProxy",

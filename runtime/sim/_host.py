@@ -190,6 +190,7 @@ class World:
         agent: bool = True,
         policies: Compiled | None = None,
         via: int | None = None,
+        private: bool = False,
         app: Callable[[Host], App] | None = None,
         **config: Any,
     ) -> Host:
@@ -205,7 +206,7 @@ class World:
                 h.switch.write_entry("insert", e)
         if app is not None:
             h.app = app(h)
-        self.net.attach(address, h.from_net, via)
+        self.net.attach(address, h.from_net, via, private)
         self.hosts[name] = h
         return h
 

@@ -85,13 +85,17 @@ class Network:
     _hosts: dict[int, Receiver] = field(default_factory=dict)
     _via: dict[int, int] = field(default_factory=dict)
     _partitions: set[frozenset[int]] = field(default_factory=set)
+    _private: set[int] = field(default_factory=set)
 
-    def attach(self, address: int, receive: Receiver, via: int | None = None) -> None:
+    def attach(self, address: int, receive: Receiver, via: int | None = None, private: bool = False) -> None:
         """``receive`` gets the frames for ``address``; frames ``address`` sends go to ``via`` first
-        (a gateway) when given."""
+        (a gateway) when given.  A ``private`` address (behind a NAT, ``via``) is reachable only
+        from its gateway."""
         self._hosts[address] = receive
         if via is not None:
             self._via[address] = via
+            if private:
+                self._private.add(address)
 
     def partition(self, a: int, b: int) -> None:
         self._partitions.add(frozenset((a, b)))
@@ -108,6 +112,8 @@ class Network:
         if hop == sender:
             hop = dst
         receive = self._hosts.get(hop)
+        if hop in self._private and sender != self._via[hop]:
+            receive = None  # a private address: only its gateway reaches it
         if receive is None:
             self.stats.unroutable += 1
             return

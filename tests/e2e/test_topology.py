@@ -23,6 +23,7 @@ HOSTS = '[[host]]\nname = "client"\nrole = "client"\n[[host]]\nname = "mbox"\nro
         "haproxy",
         "longchain",
         "reconfig",
+        "natclient",
         "splice",
         "migrate",
         "scale",

@@ -10,6 +10,7 @@ from dysco.errors import PeerError
 from dysco.runtime import Notify
 from dysco.runtime.core import SECOND
 from dysco.runtime.core import _control_messages as cw
+from dysco.runtime.core import _inband as ib
 from dysco.runtime.core import _packet as pk
 from dysco.runtime.core._events import Port, Reason
 from dysco.runtime.core._fsm import SessionState
@@ -62,8 +63,15 @@ def test_delete_the_middlebox(dysco_program: Program) -> None:
 
 
 def _ctl_kind(frame: bytes) -> cw.Kind | None:
+    """The kind of the control message ``frame`` carries, in a UDP datagram or in band."""
     try:
         _src, _dst, data = cw.parse_udp(frame, p4names.CONTROL_UDP_PORT)
+    except PeerError:
+        try:
+            data = ib.parse(frame).data
+        except PeerError:
+            return None
+    try:
         return cw.decode(data).kind
     except PeerError:
         return None

@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 
 from dysco.compiler import compile_text
+from dysco.errors import PeerError
 from dysco.runtime.core import SECOND
+from dysco.runtime.core import _inband as ib
 from dysco.runtime.core import _packet as pk
 from dysco.runtime.core._splice_translation import Side, compute
 from dysco.runtime.core._types import FiveTuple, ip_int
@@ -55,12 +57,21 @@ def _world(  # type: ignore[no-untyped-def]
     sent_by_proxy: list[tuple[int, bytes]] = []
 
     def watch(frame: bytes) -> bool:
-        if int.from_bytes(frame[26:30], "big") == PROXY and frame[23] == 6:
+        if int.from_bytes(frame[26:30], "big") == PROXY and frame[23] == 6 and not _control(frame):
             sent_by_proxy.append((w.sim.now, frame))
         return False
 
     w.net.faults.drop_if = watch
     return w, client, server, ph, sent_by_proxy
+
+
+def _control(frame: bytes) -> bool:
+    """An in-band control segment of the proxy's agent (not its kernel's)."""
+    try:
+        ib.parse(frame)
+    except PeerError:
+        return False
+    return True
 
 
 @pytest.mark.parametrize(("seed", "loss"), [(1, 0.0), (2, 0.0), (3, 0.02), (4, 0.05)])

@@ -24,6 +24,7 @@ from dysco.errors import PeerError
 from dysco.runtime.core import SECOND
 from dysco.runtime.core import _auth as auth
 from dysco.runtime.core import _control_messages as cw
+from dysco.runtime.core import _inband as ib
 from dysco.runtime.core import _packet as pk
 from dysco.runtime.core import _syn_payload as wire
 from dysco.runtime.core._types import ip_int
@@ -55,10 +56,37 @@ class Tap:
 
 
 def _control(frame: bytes) -> tuple[int, int, bytes] | None:
+    """(source, destination, message) of a control datagram or in-band segment."""
     try:
         return cw.parse_udp(frame, p4names.CONTROL_UDP_PORT)
     except PeerError:
+        pass
+    try:
+        seg = ib.parse(frame)
+    except PeerError:
         return None
+    return seg.tuple.src, seg.tuple.dst, seg.data
+
+
+def _reframed(like: bytes, body: bytes, reflect: bool = False) -> bytes:
+    """``body`` in ``like``'s envelope (from its sender to its receiver, or the other way)."""
+    try:
+        seg = ib.parse(like)
+    except PeerError:
+        src, dst, _ = _control(like) or (0, 0, b"")
+        if reflect:
+            src, dst = dst, src
+        return cw.udp_frame(src, dst, p4names.CONTROL_UDP_PORT, body)
+    if reflect:
+        return ib.frame(seg.tuple.reversed(), not seg.leftward, seg.ack, seg.seq, body, seg.relay)
+    return ib.frame(seg.tuple, seg.leftward, seg.seq, seg.ack, body, seg.relay)
+
+
+def _relayed(frame: bytes) -> bool:
+    try:
+        return ib.parse(frame).relay
+    except PeerError:
+        return False
 
 
 def _dysco_syn(frame: bytes) -> pk.TcpFrame | None:
@@ -75,6 +103,8 @@ class Attacker:
     rng: random.Random
     sent: Counter[int] = field(default_factory=Counter)
     """Injected frames per destination address."""
+    relayed: Counter[int] = field(default_factory=Counter)
+    """Of those, exact copies of an anchor's in-band message (passed on by the agent between)."""
 
     def inject(self, at: int, frame: bytes) -> None:
         dst = int.from_bytes(frame[30:34], "big")
@@ -82,9 +112,9 @@ class Attacker:
         self.world.sim.at(at, lambda: self.world.net.send(ATTACKER, frame))
 
     def control(self, at: int, like: bytes, body: bytes) -> None:
-        """A control datagram with ``body``, spoofed as ``like``'s sender to ``like``'s receiver."""
-        src, dst, _ = _control(like) or (0, 0, b"")
-        self.inject(at, cw.udp_frame(src, dst, p4names.CONTROL_UDP_PORT, body))
+        """A control message with ``body``, spoofed as ``like``'s sender to ``like``'s receiver
+        (a datagram, or an in-band segment on the same five-tuple)."""
+        self.inject(at, _reframed(like, body))
 
     def syn(self, at: int, like: bytes, payload: bytes) -> None:
         """A Dysco SYN with ``payload`` on a fresh subsession (a live one's entry would translate
@@ -126,15 +156,27 @@ def _malformed_payloads(payload: bytes) -> list[bytes]:
 
 
 def _drops(world: World) -> dict[int, int]:
-    """Per agent address: control messages and Dysco SYNs refused and counted."""
+    """Per agent address: control messages and Dysco SYNs refused and counted (an anchor's
+    in-band message that an agent between the anchors could not pass on included)."""
     out = {}
     for h in world.hosts.values():
         if h.agent is not None:
             m = h.agent.metrics
             out[h.address] = sum(
-                v for k, v in m.items() if k.startswith(("drops.control.", "drops.bad_payload."))
+                v
+                for k, v in m.items()
+                if k.startswith(("drops.control.", "drops.bad_payload.")) or k == "control.relay_unrouted"
             )
     return out
+
+
+def _all_counted(world: World, attacker: Attacker) -> None:
+    """Every injection refused and counted once: at the agent it was sent to, except an anchor's
+    in-band message that verified at an agent between the anchors and was passed on (an exact
+    replay): the anchor it is for refuses it."""
+    drops = _drops(world)
+    assert sum(drops.values()) == sum(attacker.sent.values()), (drops, attacker.sent)
+    assert all(drops[a] >= attacker.sent[a] - attacker.relayed[a] for a in drops), (drops, attacker.sent)
 
 
 def _run(
@@ -181,7 +223,7 @@ def test_malformed_injections_are_refused_and_counted(dysco_program: Program, se
 
     w, attacker = _run(dysco_program, seed, attack)
     assert sum(attacker.sent.values()) > 50
-    assert _drops(w) == {addr: attacker.sent[addr] for addr in _drops(w)}
+    assert _drops(w) == {addr: attacker.sent[addr] for addr in _drops(w)}  # structure: refused at once
 
 
 def _any_mutation(data: bytes, rng: random.Random, start: int = 0) -> bytes:
@@ -204,9 +246,9 @@ def test_with_keys_every_injection_is_refused_and_counted(dysco_program: Program
             for j, data in enumerate(forged):
                 a.control(now + (i * 7 + j) * MS, frame, data)
             a.control(now + 31 * SECOND + i * MS, frame, body)  # replayed after the window
-            src, dst, _ = _control(frame)  # type: ignore[misc]
-            reflected = cw.udp_frame(dst, src, p4names.CONTROL_UDP_PORT, body)
-            a.inject(now + (i * 7 + 5) * MS, reflected)  # replayed to its own sender
+            if _relayed(frame):
+                a.relayed[_control(frame)[1]] += 2  # type: ignore[index]
+            a.inject(now + (i * 7 + 5) * MS, _reframed(frame, body, reflect=True))  # to its own sender
         for i, frame in enumerate(tap.syns):
             f = _dysco_syn(frame)
             assert f is not None
@@ -222,4 +264,5 @@ def test_with_keys_every_injection_is_refused_and_counted(dysco_program: Program
             a.inject(now + 31 * SECOND + i * MS, frame)
 
     w, attacker = _run(dysco_program, seed, attack, keys=RING)
-    assert _drops(w) == {addr: attacker.sent[addr] for addr in _drops(w)}
+    assert sum(attacker.relayed.values()) > 0, "no anchor's in-band message was overheard"
+    _all_counted(w, attacker)

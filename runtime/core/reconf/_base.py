@@ -127,6 +127,8 @@ class Base(abc.ABC):
         self.held: dict[int, tuple[int, cw.Message]] = {}
         """Right anchor done, waiting for the TEARDOWN: a REQUEST_LOCK that came on the new path."""
         self.msgs = Messenger(self.me, agent.metrics)
+        self.msgs.route = self._route
+        self.msgs.onward = self._onward
         self.mig = Migrations(self)
         """State migration's middlebox side (the adapter sets ``mig.enabled`` when it has a hook)."""
 
@@ -209,6 +211,27 @@ class Base(abc.ABC):
             m = Mapping(Table.IN, a.new_in_key, a.in_target, s.sid, a.new_delta, 0, a.new_ts, 0, a.new_ws)
             s.mappings[(Table.IN, a.new_in_key)] = (m, s.mappings[(Table.IN, a.new_in_key)][1])
             out.append(Modify(m))
+
+    def _route(self, sid: int, peer: int) -> FiveTuple | None:
+        """An anchor's old-path subsession toward the other anchor ``peer``, in the direction of
+        travel: SWITCH and DONE go in band along the old path (docs/protocol.md §4a)."""
+        a = self.anchors.get(sid)
+        if a is None or a.peer != peer or sid not in self.agent.sessions:
+            return None
+        return a.old_in_key.reversed()
+
+    def _onward(self, arrived: FiveTuple, leftward: bool) -> FiveTuple | None:
+        """An anchor's message that arrived on ``arrived`` goes on by this agent's subsession on
+        the other side of the session (a spliced proxy's other session's)."""
+        if not leftward:
+            s = self._session_by_up(arrived)
+            down = self._down(s) if s is not None else None
+            return down.tuple if down is not None else None
+        s = self._session_by_down(arrived.reversed())
+        if s is not None and s.up is None:  # a spliced proxy's outbound session: its inbound one
+            inbound = next((i for i, (o, _t) in self.splices.items() if o == s.sid), None)
+            s = self.agent.sessions.get(inbound) if inbound is not None else None
+        return s.up.tuple.reversed() if s is not None and s.up is not None else None
 
     def _session_by_up(self, sub: FiveTuple) -> Session | None:
         sid = self.agent.by_key.get((Table.IN, sub))

@@ -69,8 +69,9 @@ class Reconfigurer(
         for p in expired.gave_up:
             self._gave_up(now, p, out)
 
-    def control(self, now: int, frame: bytes, out: list[Action]) -> None:
-        r = self.msgs.receive(now, frame, out)
+    def control(self, now: int, frame: bytes, out: list[Action], inband: bool = False) -> None:
+        """A control message from the NIC: a UDP datagram, or an in-band segment (``inband``)."""
+        r = self.msgs.receive_inband(now, frame, out) if inband else self.msgs.receive(now, frame, out)
         if r is None:
             return
         if r.pending is None:
