@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -173,3 +174,31 @@ def test_the_dead_middlebox_section_runs_what_the_end_to_end_test_runs() -> None
         '"netns", "del", plan.ns(h.key)',
     ):
         assert step in test, step
+
+
+def test_the_nat_section_runs_what_the_end_to_end_test_runs() -> None:
+    from dysco.testbed import load_topology
+
+    text = DOC.read_text().split("## A client behind a NAT without an agent", 1)[1].split("\n## ", 1)[0]
+    test = (DOC.parents[1] / "tests" / "e2e" / "test_nat_inband.py").read_text()
+    plan = load_topology(DOC.parents[1] / "examples" / "natclient.toml")
+    addresses = {h.name: h.address for h in plan.hosts}
+    assert addresses == {
+        "client": "10.0.1.2", "mb1": "10.0.2.2", "server": "10.0.3.2", "scrub": "10.0.4.2", "mb2": "10.0.5.2"
+    }  # fmt: skip
+    assert 'MB1, SERVER, SCRUB, MB2 = "10.0.2.2", "10.0.3.2", "10.0.4.2", "10.0.5.2"' in test
+    # the router's rules, as the test gives them
+    rules = re.search(r"NAT_RULES = \[\n(.*?)\n\]", test, re.S)
+    assert rules is not None
+    for line in rules.group(1).splitlines():
+        argv = ast.literal_eval(line.strip().rstrip(","))
+        assert f"ip netns exec {plan.ns('r')} {' '.join(argv)}" in text, argv
+    mgmt = f"--mgmt {plan.mgmt(plan.host('client'))}"
+    for flags, said in (
+        ('("--insert", SCRUB)', "--insert 10.0.4.2"),
+        ('("--delete", SCRUB)', "--delete 10.0.4.2"),
+        ('("--replace", MB1, MB2)', "--replace 10.0.2.2 10.0.5.2"),
+    ):
+        assert flags in test, flags
+        assert f"{said} {mgmt}" in text, said
+    assert '"control.inband_received"' in test and "control.inband_received" in text
