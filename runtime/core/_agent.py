@@ -280,7 +280,10 @@ class Agent(Setup):
         out_port = Port.NET if port is Port.HOST else Port.HOST
         out.append(Send(g.to_bytes(), out_port))
         self._fin_acknowledged(now, s, f, port)
-        if f.flags & pk.FIN:
+        if f.flags & pk.FIN and (s.fsm.state is not SessionState.CLOSING or s.fin_ends):
+            # noted for the watch of a closing session's FINs; a session that closed without it
+            # (a RST, or FINs a reconfiguration carried) lingers, and its entries do not show
+            # this agent the acknowledgment of a FIN retransmitted now
             s.fin_ends[(out_port, g.five_tuple)] = (g.seq + g.seg_len()) & M32
         if f.flags & (pk.FIN | pk.RST):
             self._teardown_seen(now, s, direction, f.flags, out, watch=True)
