@@ -89,6 +89,7 @@ bench: setup
 	else echo "bench.punt_path, bench.e2e_goodput, bench.reconf_time: need root (network namespaces), skipped"; fi
 	@if [ "$$(id -u)" = 0 ]; then $(BIN)/python -m bench.session_table; else echo "bench.session_table: needs root (BPF), skipped"; fi
 	@if [ "$$(id -u)" = 0 ]; then $(BIN)/python -m bench.profile_setup; else echo "bench.profile_setup: needs root (network namespaces), skipped"; fi
+	@if [ "$$(id -u)" = 0 ]; then $(BIN)/python -m bench.punt_timeline; else echo "bench.punt_timeline: needs root (network namespaces, AF_PACKET), skipped"; fi
 
 # Everything, slow tests included, with the hypothesis "soak" profile (many more examples), then
 # coverage-guided fuzzing of the SYN-payload and control-message decoders (atheris) for
