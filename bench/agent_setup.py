@@ -21,12 +21,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from bench._ports import free_port
 from dysco import p4names
 from dysco.compiler import compile_text
 from dysco.runtime.core import Config
@@ -39,13 +39,6 @@ from dysco.testbed import SwitchProcess
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = "middlebox fw { instances 10.0.2.2; }\npolicy web: tcp dst port 80 -> fw\n"
 WAIT_S = 120.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _syn(src: int, sport: int) -> bytes:
@@ -147,7 +140,7 @@ def main() -> None:
     parser.add_argument("--latency-sessions", type=int, default=500)
     parser.add_argument("--sessions", type=int, default=5000, help="sessions for the rate")
     args = parser.parse_args()
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     with tempfile.TemporaryDirectory() as tmp, SwitchProcess(address, log=Path(tmp) / "switch.log"):
         result = asyncio.run(_measure(address, args.latency_sessions, args.sessions))
     result = {"benchmark": "agent_setup", "target": "dysco switch over gRPC (127.0.0.1)", **result}

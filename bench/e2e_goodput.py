@@ -54,6 +54,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bench._ports import free_port
 from dysco.errors import UserError
 from dysco.testbed import Host, Plan, Process, Testbed
 
@@ -167,13 +168,6 @@ def _peer(args: list[str]) -> None:
 # ---- the testbed, twice ------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def policy() -> str:
     """The client's policy: HTTP and iperf3 through m1, port SETUP_BASE + K through m1..mK."""
     lines = [f"middlebox m{i} {{ instances $m{i}; }}" for i in range(1, MBOXES + 1)]
@@ -193,7 +187,7 @@ def plan(build: str, prefix: str, policies: str, backend: str, offloads: bool) -
     names = ["client", *(f"m{i}" for i in range(1, MBOXES + 1)), "server"]
     roles = ["client", *["middlebox"] * MBOXES, "server"]
     hosts = tuple(
-        Host(key, name, i + 1, _free_port(), role, agent=dysco, p4=p4)
+        Host(key, name, i + 1, free_port(), role, agent=dysco, p4=p4)
         for i, (key, name, role) in enumerate(zip(keys, names, roles, strict=True))
     )
     return Plan(

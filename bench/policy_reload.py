@@ -25,13 +25,13 @@ import asyncio
 import contextlib
 import json
 import random
-import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from bench._ports import free_port
 from bench.compile_policies import _file
 from dysco.compiler import Options, compile_text
 from dysco.compiler.generate import disjoint_predicates
@@ -47,13 +47,6 @@ from dysco.testbed import SwitchProcess
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_S = 1.0
 WAIT_S = 600.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _progress(text: str) -> None:
@@ -128,7 +121,7 @@ def main() -> None:
         first, second = Path(tmp) / "first.dysco", Path(tmp) / "second.dysco"
         first.write_text(_file(disjoint_predicates(random.Random(args.seed), args.count)))
         second.write_text(_file(disjoint_predicates(random.Random(args.seed + 1), args.count)))
-        address = f"127.0.0.1:{_free_port()}"
+        address = f"127.0.0.1:{free_port()}"
         _progress(f"{args.count} policies per file; dysco switch (python back end, no ports) at {address}")
         with SwitchProcess(address, log=Path(tmp) / "switch.log"):
             python = asyncio.run(_agent(prog, address, first, second))

@@ -43,7 +43,6 @@ import json
 import os
 import queue
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -55,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from bench._ports import free_port
 from bench._reconf_events import PAPER, Event, Removal, pair, summary, target_met
 from dysco.errors import DyscoError, UserError
 from dysco.runtime._mgmt import request
@@ -328,19 +328,12 @@ def _sessions(path: str) -> int:
 # ---- the run ----------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def topology(logs: Path) -> Plan:
     n = TOPOLOGY.read_text().count("[[host]]")
     return load_topology(
         TOPOLOGY,
         prefix=f"rt{os.getpid() % 100000}",
-        ports=tuple(_free_port() for _ in range(n)),
+        ports=tuple(free_port() for _ in range(n)),
         p4=str(ROOT / "p4src" / "dysco.p4"),
         policies=str(logs / "policy.dysco"),
         linger=0.5,
