@@ -57,7 +57,9 @@ control DyscoIngress(inout headers_t hdr, inout dysco_meta_t meta, inout standar
      * of an answer's five-tuple (a csum16 hash) holds its tag, (src_addr ^ dst_addr, src_port,
      * dst_port); 0 is no expectation.  A tag, not a bit: a SYN-ACK of another connection that falls
      * on the same cell must not take the expectation away (it is forwarded, the cell kept). */
+#if DYSCO_ANSWER_CELLS > 0
     register<bit<64>>(ANSWER_CELLS) answer_expected;
+#endif
 
 #define DYSCO_ANSWER_CELL(CELL, SRC, DST, SPORT, DPORT) \
     hash(CELL, HashAlgorithm.csum16, (bit<32>)0, { SRC, DST, SPORT, DPORT }, ANSWER_CELLS);
@@ -66,14 +68,22 @@ control DyscoIngress(inout headers_t hdr, inout dysco_meta_t meta, inout standar
 
     apply {
         if (hdr.packet_out.isValid()) {
-            if (hdr.packet_out.mode == PACKET_OUT_EXPECT_ANSWER && hdr.tcp.isValid()) {
-                /* the answer comes back with the five-tuple reversed */
-                bit<32> cell;
-                DYSCO_ANSWER_CELL(cell, hdr.ipv4.dst_addr, hdr.ipv4.src_addr, hdr.tcp.dst_port, hdr.tcp.src_port)
-                answer_expected.write(cell, DYSCO_ANSWER_TAG(hdr.ipv4.dst_addr, hdr.ipv4.src_addr,
-                                                             hdr.tcp.dst_port, hdr.tcp.src_port));
+#if DYSCO_ANSWER_CELLS > 0
+            if (hdr.packet_out.mode == PACKET_OUT_EXPECT_ANSWER) {
+                if (hdr.tcp.isValid()) {
+                    /* the answer comes back with the five-tuple reversed */
+                    bit<32> cell;
+                    DYSCO_ANSWER_CELL(cell, hdr.ipv4.dst_addr, hdr.ipv4.src_addr, hdr.tcp.dst_port,
+                                      hdr.tcp.src_port)
+                    answer_expected.write(cell, DYSCO_ANSWER_TAG(hdr.ipv4.dst_addr, hdr.ipv4.src_addr,
+                                                                 hdr.tcp.dst_port, hdr.tcp.src_port));
+                }
+                sm.egress_spec = hdr.packet_out.port;
+                hdr.packet_out.setInvalid();
+                exit;
             }
-            if (hdr.packet_out.mode == PACKET_OUT_DIRECT || hdr.packet_out.mode == PACKET_OUT_EXPECT_ANSWER) {
+#endif
+            if (hdr.packet_out.mode == PACKET_OUT_DIRECT) {
                 sm.egress_spec = hdr.packet_out.port;
                 hdr.packet_out.setInvalid();
                 exit;
@@ -95,6 +105,7 @@ control DyscoIngress(inout headers_t hdr, inout dysco_meta_t meta, inout standar
 
         DYSCO_INGRESS_APPLY
 
+#if DYSCO_ANSWER_CELLS > 0
         if (meta.host_answer_miss == 1) {
             /* a SYN-ACK from HOST without an entry: the answer to a SYN the agent handed to its
              * host early, or (no expectation, or another connection's) forwarded as it is */
@@ -108,6 +119,7 @@ control DyscoIngress(inout headers_t hdr, inout dysco_meta_t meta, inout standar
                 punt(REASON_SETUP_MISS);
             }
         }
+#endif
 
         if (meta.copy_to_cpu == 1) {
             /* a RST copy is a punt too, limited under its own reason; the segment goes on */

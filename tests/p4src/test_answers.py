@@ -113,3 +113,22 @@ def test_an_expectation_from_net_side_traffic_does_not_count(dut: Dut) -> None:
     _expect_answer(dut)
     synack = fresh(seg(ANSWER, "SA", b""))
     assert_frames(dut.send(NET_PORT, synack), [(HOST_PORT, synack)])
+
+
+def test_a_program_built_without_the_register_is_the_old_one(dysco_program: Any) -> None:
+    """-DDYSCO_ANSWER_CELLS=0: no register in the P4Info (so the agent sends nothing early to its
+    host), mode 2 runs the pipeline as any mode but 0 did, a host SYN-ACK leaves as it is."""
+    from dysco.softswitch import load_program
+
+    from .dataplane import DYSCO_P4
+
+    old = Dut(load_program(DYSCO_P4, defines=["DYSCO_ANSWER_CELLS=0"]))
+    info: Any = old.prog.p4info
+    assert not [r for r in info.registers if r.preamble.name == ANSWER_EXPECTED]
+    syn = fresh(seg(SYN_TO_HOST, "S", b""))
+    got = old.sw.process(255, packet_out(NET_PORT, 2, syn))  # as if from NET: on to the host
+    assert_frames(got, [(HOST_PORT, syn)])
+    got = old.sw.process(255, packet_out(HOST_PORT, 2, syn))  # as if from HOST: on to the network
+    assert_frames(got, [(NET_PORT, syn)])
+    synack = fresh(seg(ANSWER, "SA", b""))
+    assert_frames(old.send(HOST_PORT, synack), [(NET_PORT, synack)])
