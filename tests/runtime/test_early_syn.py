@@ -15,6 +15,7 @@ from typing import Any
 from dysco import p4names
 from dysco.runtime.core import Config
 from dysco.runtime.core import _packet as pk
+from dysco.runtime.core._events import Port, Send
 from dysco.runtime.core._syn_payload import SynPayload, encode
 from dysco.runtime.core._types import FiveTuple, ip_int
 from dysco.runtime.p4rt import AgentService
@@ -244,3 +245,22 @@ def test_without_the_register_the_server_gets_its_syn_after_the_write(switch: Sw
         assert not [s for s in proxy.log if s.kind == "packet_out" and s.fields.get(out_ids["mode"]) == 2]
 
     _server_side(program, switch, check)
+
+
+def test_two_syns_of_a_batch_on_one_cell_do_not_both_leave_early(dysco_program: Program) -> None:
+    """A cell holds one expectation: the second SYN to the host whose answer falls on a cell the
+    batch already took waits for the writes (else the first's answer would leave untranslated)."""
+    service = AgentService(settings(dysco_program, "127.0.0.1:1"))  # not run: no connection
+    first = pk.parse(_dysco_syn()).with_tuple(SERVED)
+    # the ports swapped: another five-tuple, the same sum, so the same cell
+    second = first.with_tuple(FiveTuple(SERVED.src, SERVED.dst, SERVED.dport, SERVED.sport))
+    cell = service.nic.answer_cell(first.to_bytes())
+    assert cell == p4names.answer_cell(ME, SERVED.src, 80, SERVED.sport) is not None
+    assert service.nic.answer_cell(second.to_bytes()) == cell
+    cells: set[int] = set()
+    assert service._cell_free(Send(first.to_bytes(), Port.HOST, early=True), cells)
+    assert not service._cell_free(Send(second.to_bytes(), Port.HOST, early=True), cells)
+    assert service._cell_free(Send(second.to_bytes(), Port.NET, early=True), cells)  # no cell
+    assert service.counters["packet_out.early_cell_taken"] == 1
+    other = first.with_tuple(dataclasses.replace(SERVED, sport=40001))
+    assert service._cell_free(Send(other.to_bytes(), Port.HOST, early=True), cells)
