@@ -56,7 +56,10 @@ control DyscoIngress(inout headers_t hdr, inout dysco_meta_t meta, inout standar
     /* Answers the agent expects from its host (packet_out mode PACKET_OUT_EXPECT_ANSWER): the cell
      * of an answer's five-tuple (a csum16 hash) holds its tag, (src_addr ^ dst_addr, src_port,
      * dst_port); 0 is no expectation.  A tag, not a bit: a SYN-ACK of another connection that falls
-     * on the same cell must not take the expectation away (it is forwarded, the cell kept). */
+     * on the same cell is forwarded and cannot take the expectation away.  An answer does not
+     * clear its cell either: a retransmitted SYN-ACK that still finds no entry (slow writes) must
+     * be punted too; the cell is overwritten by a later expectation, which the agent sends only
+     * once this one's entries are in (docs/dataplane.md). */
 #if DYSCO_ANSWER_CELLS > 0
     register<bit<64>>(ANSWER_CELLS) answer_expected;
 #endif
@@ -115,7 +118,6 @@ control DyscoIngress(inout headers_t hdr, inout dysco_meta_t meta, inout standar
             answer_expected.read(expected, cell);
             if (expected != 0 && expected == DYSCO_ANSWER_TAG(hdr.ipv4.src_addr, hdr.ipv4.dst_addr,
                                                               hdr.tcp.src_port, hdr.tcp.dst_port)) {
-                answer_expected.write(cell, 0);
                 punt(REASON_SETUP_MISS);
             }
         }

@@ -396,7 +396,7 @@ class AgentService(MiddleboxRequests):
         packet-out told it to expect the answer (``answer_expected``); the worker takes no further
         event before the answers are in, so such a punt reaches the core after the entries did.
 
-        An expectation lives in a hashed cell until its answer uses it up: two SYNs to the host of
+        An expectation lives in a hashed cell until another overwrites it: two SYNs to the host of
         one batch on the same cell would leave only the second's, so the later ones wait for the
         writes.  One of an earlier batch may be overwritten: its writes are answered, so its
         answer finds its entry."""

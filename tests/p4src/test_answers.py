@@ -1,6 +1,6 @@
 """Answers the agent expects from its host: a packet-out in mode EXPECT_ANSWER marks the cell of
-its SYN's answer; that SYN-ACK, should it miss session_out, is punted (reason 9) once.  Runs on
-both back ends."""
+its SYN's answer; that SYN-ACK, should it miss session_out, is punted (reason 9).  Runs on both
+back ends."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def test_the_register_is_declared_as_the_agent_expects(dut: Dut) -> None:
     assert reg.size == ANSWER_CELLS and reg.type_spec.bitstring.bit.bitwidth == 64
 
 
-def test_an_expected_answer_that_misses_session_out_is_punted_once(dut: Dut) -> None:
+def test_an_expected_answer_is_punted_while_it_misses_session_out(dut: Dut) -> None:
     reg = _register(dut)
     _expect_answer(dut)
     cell, tag = _cell(ANSWER)
@@ -62,9 +62,28 @@ def test_an_expected_answer_that_misses_session_out_is_punted_once(dut: Dut) -> 
     fields, inner = packet_in(got[0][1])
     assert (fields["reason"], fields["ingress_port"]) == (Reason.SETUP_MISS, HOST_PORT)
     assert bytes(inner) == synack
-    assert dut.sw.read_register(reg, cell) == 0
-    # the expectation is used up: a second one leaves as it is (the agent has sent the first on)
+    # a retransmission that still finds no entry (the writes are slow) is punted as well
+    assert [p for p, _ in dut.send(HOST_PORT, synack)] == [255]
+    assert dut.sw.read_register(reg, cell) == tag
+    # the entry in, it is translated
+    dut.add_session(ANSWER, TO_PREV, table=SESSION_OUT)
+    assert_frames(dut.send(HOST_PORT, synack), [(NET_PORT, expect(seg(ANSWER, "SA", b""), TO_PREV))])
+
+
+def test_a_later_expectation_on_the_cell_replaces_the_earlier(dut: Dut) -> None:
+    """The agent overwrites a cell only once the earlier expectation's entries are in: the earlier
+    answer is then not punted any more (its entry translates it), the later one is."""
+    _expect_answer(dut)
+    later = ("10.0.1.5", "10.0.9.9", 80, 40000)  # the ports swapped: the same cell
+    syn = fresh(seg(later, "S", b""))
+    assert_frames(
+        dut.sw.process(255, packet_out(HOST_PORT, PacketOutMode.EXPECT_ANSWER, syn)), [(HOST_PORT, syn)]
+    )
+    synack = fresh(seg(ANSWER, "SA", b""))
     assert_frames(dut.send(HOST_PORT, synack), [(NET_PORT, synack)])
+    assert [
+        p for p, _ in dut.send(HOST_PORT, fresh(seg(("10.0.9.9", "10.0.1.5", 40000, 80), "SA", b"")))
+    ] == [255]
 
 
 def test_without_an_expectation_a_host_syn_ack_leaves_as_before(dut: Dut) -> None:
