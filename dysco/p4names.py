@@ -78,7 +78,8 @@ ANSWER_EXPECTED = "DyscoIngress.answer_expected"
 """Register of ``bit<64>``, :data:`ANSWER_CELLS` cells: the answers the agent expects from its host
 (a packet-out in :attr:`PacketOutMode.EXPECT_ANSWER` sets one).  A SYN-ACK from HOST that misses
 ``session_out`` and finds its tag in its cell is punted (:attr:`Reason.SETUP_MISS`), so the agent
-may hand a SYN to its host before the writes of its entries are answered.  The cell is ``csum16(src_addr, dst_addr, src_port, dst_port) % ANSWER_CELLS`` of the answer
+may hand a SYN to its host before the writes of its entries are answered.  The cell is
+``csum16(src_addr, dst_addr, src_port, dst_port) % ANSWER_CELLS`` of the answer
 (v1model ``hash``: the ones' complement of the ones' complement sum of the 16-bit words), the tag
 ``(src_addr ^ dst_addr) << 32 | src_port << 16 | dst_port``, 0 meaning no expectation."""
 ANSWER_CELLS = 4096
