@@ -74,6 +74,16 @@ SETUP_PORTS = "DyscoIngress.setup_ports"
 network to one of them that misses ``subsession_in`` is punted (:attr:`Reason.SETUP_MISS`), so
 the agent may send a SYN on before the writes of its entries are answered."""
 SETUP_PORTS_ACTION = "DyscoIngress.punt_setup_miss"
+ANSWER_EXPECTED = "DyscoIngress.answer_expected"
+"""Register of ``bit<64>``, :data:`ANSWER_CELLS` cells: the answers the agent expects from its host
+(a packet-out in :attr:`PacketOutMode.EXPECT_ANSWER` sets one).  A SYN-ACK from HOST that misses
+``session_out`` and finds its tag in its cell is punted (:attr:`Reason.SETUP_MISS`), so the agent
+may hand a SYN to its host before the writes of its entries are answered.  The cell is
+``csum16(src_addr, dst_addr, src_port, dst_port) % ANSWER_CELLS`` of the answer
+(v1model ``hash``: the ones' complement of the ones' complement sum of the 16-bit words), the tag
+``(src_addr ^ dst_addr) << 32 | src_port << 16 | dst_port``, 0 meaning no expectation."""
+ANSWER_CELLS = 4096
+"""Cells of :data:`ANSWER_EXPECTED` (the program's ``DYSCO_ANSWER_CELLS``)."""
 SESSION_TABLE_SIZE = 1 << 20
 """Entries of each session table, :data:`SESSION_OUT` and :data:`SUBSESSION_IN` (the program's
 ``DYSCO_SESSION_TABLE_SIZE``)."""
@@ -91,7 +101,8 @@ class Reason(IntEnum):
     IP_UNSUPPORTED = 7
     TAGGED_SYN = 8
     SETUP_MISS = 9
-    """A SYN-ACK from the network to a port of :data:`SETUP_PORTS` that no entry translated yet."""
+    """A SYN-ACK from the network to a port of :data:`SETUP_PORTS` that no entry translated yet, or
+    one from the host that no entry translated and that :data:`ANSWER_EXPECTED` expects."""
     INBAND = 10
     """A TCP segment from the network whose option area starts with :data:`INBAND_OPTION`: a control
     message on a subsession's own five-tuple."""
@@ -115,6 +126,9 @@ class PacketOutMode(IntEnum):
     """Send the frame out of ``packet_out.port`` as it is."""
     PIPELINE = 1
     """Run the frame through the pipeline as if it had come in on ``packet_out.port``."""
+    EXPECT_ANSWER = 2
+    """As :attr:`DIRECT`, and expect the answer to this SYN from the host (:data:`ANSWER_EXPECTED`);
+    only for a program that has that register (any other treats the mode as :attr:`PIPELINE`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,3 +215,19 @@ PACKET_IN = ControllerHeader(
     (("ingress_port", 9), ("pad0", 7), ("reason", 8), ("detail", 8), ("policy_id", 16), ("session_id", 32)),
 )
 PACKET_OUT = ControllerHeader("packet_out", (("port", 9), ("pad0", 7), ("mode", 8), ("pad1", 8)))
+
+
+def answer_cell(src: int, dst: int, sport: int, dport: int, cells: int = ANSWER_CELLS) -> int:
+    """The cell of :data:`ANSWER_EXPECTED` for an answer with this five-tuple (TCP), as the program
+    hashes it: csum16 over the addresses and ports, modulo ``cells``."""
+    total = (src >> 16) + (src & 0xFFFF) + (dst >> 16) + (dst & 0xFFFF) + sport + dport
+    folded = total % 0xFFFF
+    if folded == 0 and total != 0:
+        folded = 0xFFFF
+    return (~folded & 0xFFFF) % cells
+
+
+def answer_tag(src: int, dst: int, sport: int, dport: int) -> int:
+    """What the program keeps in an answer's cell of :data:`ANSWER_EXPECTED` (never 0 for a real
+    five-tuple)."""
+    return (src ^ dst) << 32 | sport << 16 | dport

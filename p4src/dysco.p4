@@ -53,8 +53,39 @@ control DyscoIngress(inout headers_t hdr, inout dysco_meta_t meta, inout standar
         size = DYSCO_PEER_CELLS;
     }
 
+    /* Answers the agent expects from its host (packet_out mode PACKET_OUT_EXPECT_ANSWER): the cell
+     * of an answer's five-tuple (a csum16 hash) holds its tag, (src_addr ^ dst_addr, src_port,
+     * dst_port); 0 is no expectation.  A tag, not a bit: a SYN-ACK of another connection that falls
+     * on the same cell is forwarded and cannot take the expectation away.  An answer does not
+     * clear its cell either: a retransmitted SYN-ACK that still finds no entry (slow writes) must
+     * be punted too; the cell is overwritten by a later expectation, which the agent sends only
+     * once this one's entries are in (docs/dataplane.md). */
+#if DYSCO_ANSWER_CELLS > 0
+    register<bit<64>>(ANSWER_CELLS) answer_expected;
+#endif
+
+#define DYSCO_ANSWER_CELL(CELL, SRC, DST, SPORT, DPORT) \
+    hash(CELL, HashAlgorithm.csum16, (bit<32>)0, { SRC, DST, SPORT, DPORT }, ANSWER_CELLS);
+#define DYSCO_ANSWER_TAG(SRC, DST, SPORT, DPORT) \
+    (((bit<64>)(SRC ^ DST)) << 32 | ((bit<64>)SPORT) << 16 | (bit<64>)DPORT)
+
     apply {
         if (hdr.packet_out.isValid()) {
+#if DYSCO_ANSWER_CELLS > 0
+            if (hdr.packet_out.mode == PACKET_OUT_EXPECT_ANSWER) {
+                if (hdr.tcp.isValid()) {
+                    /* the answer comes back with the five-tuple reversed */
+                    bit<32> cell;
+                    DYSCO_ANSWER_CELL(cell, hdr.ipv4.dst_addr, hdr.ipv4.src_addr, hdr.tcp.dst_port,
+                                      hdr.tcp.src_port)
+                    answer_expected.write(cell, DYSCO_ANSWER_TAG(hdr.ipv4.dst_addr, hdr.ipv4.src_addr,
+                                                                 hdr.tcp.dst_port, hdr.tcp.src_port));
+                }
+                sm.egress_spec = hdr.packet_out.port;
+                hdr.packet_out.setInvalid();
+                exit;
+            }
+#endif
             if (hdr.packet_out.mode == PACKET_OUT_DIRECT) {
                 sm.egress_spec = hdr.packet_out.port;
                 hdr.packet_out.setInvalid();
@@ -76,6 +107,21 @@ control DyscoIngress(inout headers_t hdr, inout dysco_meta_t meta, inout standar
         }
 
         DYSCO_INGRESS_APPLY
+
+#if DYSCO_ANSWER_CELLS > 0
+        if (meta.host_answer_miss == 1) {
+            /* a SYN-ACK from HOST without an entry: the answer to a SYN the agent handed to its
+             * host early, or (no expectation, or another connection's) forwarded as it is */
+            bit<32> cell;
+            bit<64> expected;
+            DYSCO_ANSWER_CELL(cell, hdr.ipv4.src_addr, hdr.ipv4.dst_addr, hdr.tcp.src_port, hdr.tcp.dst_port)
+            answer_expected.read(expected, cell);
+            if (expected != 0 && expected == DYSCO_ANSWER_TAG(hdr.ipv4.src_addr, hdr.ipv4.dst_addr,
+                                                              hdr.tcp.src_port, hdr.tcp.dst_port)) {
+                punt(REASON_SETUP_MISS);
+            }
+        }
+#endif
 
         if (meta.copy_to_cpu == 1) {
             /* a RST copy is a punt too, limited under its own reason; the segment goes on */

@@ -16,6 +16,7 @@ from dysco.compiler.boxes import Ternary
 from dysco.compiler.entries import Entry
 from dysco.errors import InternalError, PeerError, UserError
 from dysco.runtime.core._events import Mapping, Port, Reason, Table
+from dysco.runtime.core._packet import MalformedFrame, parse
 from dysco.runtime.core._types import TCP, FiveTuple
 from dysco.softswitch.api import ActionCall, CloneSession, FieldMatch, Replica, TableEntry
 
@@ -101,6 +102,13 @@ class Nic:
             self.setup_ports = setup.preamble.id
             self._setup_field = setup.match_fields[0].id
             self._setup_action = _by_name(p4info.actions, p4names.SETUP_PORTS_ACTION, "action").preamble.id
+        self.answer_cells: int | None = None
+        """Cells of the answer_expected register (None: a program without it; then the agent must
+        not hand a SYN to its host before the writes of its entries are answered: nothing would
+        punt the host's SYN-ACK, which would leave untranslated)."""
+        answers = next((r for r in p4info.registers if r.preamble.name == p4names.ANSWER_EXPECTED), None)
+        if answers is not None and answers.size > 0 and answers.type_spec.bitstring.bit.bitwidth == 64:
+            self.answer_cells = int(answers.size)
 
     # ---- entries ------------------------------------------------------------------------------------
 
@@ -216,9 +224,25 @@ class Nic:
     def packet_out_header(self, port: Port) -> bytes:
         return p4names.PACKET_OUT.encode(port=self.ports[port], mode=p4names.PacketOutMode.DIRECT)
 
-    def packet_out_metadata(self, port: Port) -> dict[str, int]:
-        """The packet_out fields by name (P4Runtime carries them as metadata)."""
+    def packet_out_metadata(self, port: Port, expect_answer: bool = False) -> dict[str, int]:
+        """The packet_out fields by name (P4Runtime carries them as metadata); ``expect_answer``:
+        a SYN whose answer the NIC is to punt should it miss session_out (needs ``answer_cells``)."""
+        if expect_answer:
+            if self.answer_cells is None:
+                raise InternalError(f"the program has no register {p4names.ANSWER_EXPECTED}")
+            return {"port": self.ports[port], "mode": int(p4names.PacketOutMode.EXPECT_ANSWER)}
         return {"port": self.ports[port], "mode": int(p4names.PacketOutMode.DIRECT)}
+
+    def answer_cell(self, syn: bytes) -> int | None:
+        """The cell of answer_expected that a packet-out of the SYN ``syn`` marks (the cell of its
+        answer's five-tuple, the SYN's reversed); None: not a TCP frame, or no such register."""
+        if self.answer_cells is None:
+            return None
+        try:
+            t = parse(syn).five_tuple
+        except MalformedFrame:
+            return None
+        return p4names.answer_cell(t.dst, t.src, t.dport, t.sport, self.answer_cells)
 
     def packet_in(self, data: bytes) -> PacketIn:
         """Split a frame from the CPU port of an in-process target."""

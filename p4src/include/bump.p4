@@ -20,7 +20,7 @@ const bit<9> CPU_PORT = DYSCO_CPU_PORT;
 
 /* packet_out.mode: PACKET_OUT_DIRECT sends the frame out of packet_out.port as is; any other mode
  * (the agent sends 1, PacketOutMode.PIPELINE) runs it through the pipeline as if it came in on
- * packet_out.port. */
+ * packet_out.port, except mode 2 in dysco.p4 (PACKET_OUT_EXPECT_ANSWER in constants.p4). */
 const bit<8> PACKET_OUT_DIRECT = 0;
 
 @controller_header("packet_in")

@@ -73,6 +73,21 @@ const bit<32> PEER_CELLS = DYSCO_PEER_CELLS;
 #define DYSCO_SESSION_TABLE_SIZE 1048576
 #endif
 
+/* packet_out.mode 2: send the frame out of packet_out.port as DIRECT does, and expect an answer:
+ * the packet is a SYN the agent hands to its host before the writes of its session's entries are
+ * answered; the host's SYN-ACK, should it miss session_out, is punted (REASON_SETUP_MISS) instead
+ * of leaving untranslated.  An expectation is a cell of the register answer_expected, indexed by
+ * a csum16 hash of the answer's five-tuple, holding a tag of it (docs/dataplane.md).
+ * -DDYSCO_ANSWER_CELLS=0 builds the program without the register (mode 2 is then PIPELINE, as
+ * any mode but 0 was before), and the agent hands SYNs to its host after their writes. */
+#ifndef DYSCO_ANSWER_CELLS
+#define DYSCO_ANSWER_CELLS 4096
+#endif
+#if DYSCO_ANSWER_CELLS > 0
+const bit<8> PACKET_OUT_EXPECT_ANSWER = 2;
+const bit<32> ANSWER_CELLS = DYSCO_ANSWER_CELLS;
+#endif
+
 /* standard_metadata.instance_type of an ingress-to-egress clone */
 const bit<32> INSTANCE_I2E_CLONE = 1;
 

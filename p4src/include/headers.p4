@@ -106,6 +106,7 @@ struct dysco_meta_t {
     @field_list(1)
     bit<32> session_id;
     bit<32> peer_cell;       /* known_peer: the source's cell of peer_meter */
+    bit<1> host_answer_miss; /* a SYN-ACK from HOST that missed session_out */
 
     /* parameters of a session's rewrite action */
     bit<1> rewrite;

@@ -108,12 +108,17 @@ action translate_tuple() {
             if (meta.in_port == HOST_PORT) { \
                 if (syn_only && meta.tagged == 1) { \
                     punt(REASON_TAGGED_SYN); \
-                } else if (!session_out.apply().hit && syn_only) { \
+                } else if (session_out.apply().hit) { \
+                    if (syn_only && meta.drop == 1) { \
+                        /* a new connection on the port of a spliced socket: not a leftover */ \
+                        meta.drop = 0; \
+                        classifier.apply(); \
+                    } \
+                } else if (syn_only) { \
                     classifier.apply(); \
-                } else if (syn_only && meta.drop == 1) { \
-                    /* a new connection on the port of a spliced socket: not a leftover */ \
-                    meta.drop = 0; \
-                    classifier.apply(); \
+                } else if ((hdr.tcp.flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK)) { \
+                    /* the wrapper punts it if the agent expects it (an answer to an early SYN) */ \
+                    meta.host_answer_miss = 1; \
                 } \
             } else { \
                 if (meta.inband == 1) { \

@@ -289,14 +289,16 @@ class Agent(Setup):
             self._teardown_seen(now, s, direction, f.flags, out, watch=True)
 
     def _setup_miss(self, now: int, frame: bytes, f: pk.TcpFrame, port: Port, out: list[Action]) -> None:
-        """A SYN-ACK from the network that no entry translated: the answer to a SYN this agent sent
-        on before its entries' writes were answered (the adapter gives the core this punt after
-        them), translated here once; else a packet the NIC passes on untouched, so it goes on."""
-        if port is Port.NET and (Table.IN, f.five_tuple) in self.by_key:
-            self.metrics["software.setup_miss"] += 1
+        """A SYN-ACK that no entry translated: from the network, the answer to a SYN this agent
+        sent on before its entries' writes were answered; from the host, the answer to a SYN it
+        handed to the host so (the adapter gives the core this punt after the writes).  Translated
+        here once; else a packet the NIC would have passed on untouched, so it goes on."""
+        host = port is Port.HOST
+        if (Table.OUT if host else Table.IN, f.five_tuple) in self.by_key:
+            self.metrics["software.setup_miss_host" if host else "software.setup_miss"] += 1
             self._session_packet(now, f, port, out)
         else:
-            self.metrics["software.setup_miss_passed"] += 1
+            self.metrics["software.setup_miss_host_passed" if host else "software.setup_miss_passed"] += 1
             out.append(Send(frame, Port.HOST if port is Port.NET else Port.NET))
 
     def _fin_acknowledged(self, now: int, s: Session, f: pk.TcpFrame, port: Port) -> None:

@@ -39,8 +39,8 @@ class Reason(enum.Enum):
     INBAND = "inband"
     """A control message in a TCP segment on a subsession's five-tuple (docs/protocol.md §4a)."""
     SETUP_MISS = "setup_miss"
-    """A SYN-ACK that came back before the entries of its session were in (the NIC could not
-    translate it yet)."""
+    """A SYN-ACK that came back (from the network, or from the host) before the entries of its
+    session were in (the NIC could not translate it yet)."""
     OTHER = "other"
 
 
@@ -96,9 +96,10 @@ class Send:
     frame: bytes
     port: Port
     early: bool = False
-    """May leave before the writes of the same call are answered: a SYN to the next hop, whose
-    answer, should it overtake the writes, the NIC punts (:attr:`Reason.SETUP_MISS`) and the
-    agent handles after them.  Only an adapter whose NIC punts such answers may honour it."""
+    """May leave before the writes of the same call are answered: a SYN to the next hop or to the
+    host, whose answer, should it overtake the writes, the NIC punts (:attr:`Reason.SETUP_MISS`)
+    and the agent handles after them.  Only an adapter whose NIC punts such answers from that
+    side may honour it (from the host, only those it was told to expect)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -196,7 +196,9 @@ class Setup(Sessions):
                 self.metrics["syn.untaggable"] += 1  # recognised by its five-tuple instead
             else:
                 g = replace(g, options=tagged)
-        out.append(Send(g.to_bytes(), Port.HOST))
+        # early: should the host answer before the entries are in, the NIC punts its SYN-ACK
+        # (an expectation the packet-out leaves, where the NIC can) and the agent translates it
+        out.append(Send(g.to_bytes(), Port.HOST, early=True))
 
     def _tagged_syn(self, now: int, f: pk.TcpFrame, out: list[Action]) -> None:
         tag = pk.find_tag(f.options)

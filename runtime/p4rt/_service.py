@@ -56,6 +56,7 @@ from dysco.runtime.core._events import (
     Modify,
     Notify,
     Peer,
+    Port,
     Send,
     SetTimer,
     Table,
@@ -389,15 +390,22 @@ class AgentService(MiddleboxRequests):
         """Carry out the actions of several core calls: writes first (batched), then packet-outs of
         the calls none of whose writes failed.  Refused writes go back to the core.
 
-        Sends the core marks ``early`` (SYNs to the next hop) leave as soon as the writes are
-        issued, without waiting for their answers, when the NIC punts a SYN-ACK that overtakes
-        them (``setup_ports``); the worker takes no further event before the answers are in, so
-        such a punt reaches the core after the entries did."""
-        early_ok = self.nic.setup_ports is not None
+        Sends the core marks ``early`` (SYNs to the next hop or to the host) leave as soon as the
+        writes are issued, without waiting for their answers, when the NIC punts a SYN-ACK that
+        overtakes them: from the network through ``setup_ports``, from the host when the
+        packet-out told it to expect the answer (``answer_expected``); the worker takes no further
+        event before the answers are in, so such a punt reaches the core after the entries did.
+
+        An expectation lives in a hashed cell until another overwrites it: two SYNs to the host of
+        one batch on the same cell would leave only the second's, so the later ones wait for the
+        writes.  One of an earlier batch may be overwritten: its writes are answered, so its
+        answer finds its entry."""
+        early_ok = {Port.NET: self.nic.setup_ports is not None, Port.HOST: self.nic.answer_cells is not None}
         while calls:
             writes: list[tuple[Op, Mapping, int]] = []
             sends: list[tuple[Send, int]] = []
             early: list[tuple[Send, int]] = []
+            cells: set[int] = set()
             notes: list[Notify] = []
             peers: list[Peer] = []
             for i, actions in enumerate(calls):
@@ -409,7 +417,9 @@ class AgentService(MiddleboxRequests):
                     elif isinstance(a, Delete):
                         writes.append(("delete", a.mapping, i))
                     elif isinstance(a, Send):
-                        (early if a.early and early_ok else sends).append((a, i))
+                        (
+                            early if a.early and early_ok[a.port] and self._cell_free(a, cells) else sends
+                        ).append((a, i))
                     elif isinstance(a, SetTimer):
                         self._set_timer(a.at)
                     elif isinstance(a, Notify):
@@ -422,7 +432,7 @@ class AgentService(MiddleboxRequests):
                 written = asyncio.create_task(self._write(conn, writes), name=f"{conn.address}-write")
                 await asyncio.sleep(0)  # the Write request goes out first
                 for send, i in early:
-                    self._packet_out(conn, send, i, arrived)
+                    self._packet_out(conn, send, i, arrived, early=True)
                     self.counters["packet_out.early"] += 1
                 failed, more = await written
                 self.counters["packet_out.early_write_failed"] += len({i for _, i in early} & failed)
@@ -440,8 +450,24 @@ class AgentService(MiddleboxRequests):
                 self._hook(call)
             calls, arrived = more, []
 
-    def _packet_out(self, conn: Connection, send: Send, i: int, arrived: list[int]) -> None:
-        meta = self.nic.packet_out_metadata(send.port)
+    def _cell_free(self, send: Send, cells: set[int]) -> bool:
+        """Whether ``send`` may leave early as far as the host's expectations go (a SYN to the
+        network needs none), taking its cell of answer_expected if so."""
+        if send.port is not Port.HOST:
+            return True
+        cell = self.nic.answer_cell(send.frame)
+        if cell is None or cell in cells:
+            self.counters["packet_out.early_cell_taken"] += cell is not None
+            return False
+        cells.add(cell)
+        return True
+
+    def _packet_out(
+        self, conn: Connection, send: Send, i: int, arrived: list[int], early: bool = False
+    ) -> None:
+        """``early``: sent before the writes of its call are answered (a SYN to the host then
+        leaves an expectation of its answer)."""
+        meta = self.nic.packet_out_metadata(send.port, expect_answer=early and send.port is Port.HOST)
         conn.packet_out(send.frame, {self._out_meta[k]: v for k, v in meta.items()})
         self.counters["packet_out"] += 1
         if self.setup_latencies is not None and i < len(arrived):
