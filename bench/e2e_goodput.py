@@ -264,6 +264,23 @@ def _result(argv: list[str], log: Path) -> Any:
     return json.loads(line.split(" ", 1)[1])
 
 
+@contextmanager
+def accepting(tb: Testbed, logs: Path, port: int) -> Iterator[None]:
+    """The server accepts on ``port`` and the client has connected three times through it (the
+    first sessions' one-time work out of the way) while the block runs."""
+    server = tb.plan.host("server")
+    with Process(_peer_argv(tb, "server", "accept-server", port), logs / "accept-server.log", "listening"):
+        _result(_peer_argv(tb, "client", "connect-client", server.address, 3, port), logs / "warm-up.log")
+        yield
+
+
+def connect_times(tb: Testbed, logs: Path, count: int, port: int) -> list[float]:
+    """``count`` connects of the client to the server's ``port``, one at a time (seconds each)."""
+    argv = _peer_argv(tb, "client", "connect-client", tb.plan.host("server").address, count, port)
+    times: list[float] = _result(argv, logs / "connect-client.log")[str(port)]
+    return times
+
+
 def goodput(tb: Testbed, logs: Path, seconds: float, runs: int) -> list[dict[str, float]]:
     server = tb.plan.host("server")
     argv = tb.netns_argv("server", ["iperf3", "-s", "-p", str(IPERF_PORT), "--forceflush"])

@@ -22,20 +22,18 @@ last hop the server's.  docs/performance.md has the figures of a run and what th
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bench import _pyspy
 from bench import e2e_goodput as eg
-from dysco.errors import UserError
+from bench._cli import run_in_dir
 from dysco.softswitch.server.cli import default_backend
-from dysco.testbed import Process, Testbed
+from dysco.testbed import Testbed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,15 +94,10 @@ def profile(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     port = eg.SETUP_BASE + args.middleboxes
     _progress(f"starting {len(p.hosts)} NICs and agents ({backend} back end)")
     with Testbed(p, logs) as tb:
-        server = tb.plan.host("server")
         names = [h.name for h in tb.plan.with_agent()]
         procs = [(f"agent {n}", a, AGENT_STAGES) for n, a in zip(names, tb.agents, strict=True)]
         procs += [(f"switch {n}", s, SWITCH_STAGES) for n, s in zip(names, tb.switches, strict=True)]
-        with Process(
-            eg._peer_argv(tb, "server", "accept-server", port), logs / "accept-server.log", "listening"
-        ):
-            warm = eg._peer_argv(tb, "client", "connect-client", server.address, 3, port)
-            eg._result(warm, logs / "warm-up.log")  # the first sessions' one-time work, unsampled
+        with eg.accepting(tb, logs, port):  # the warm-up's one-time work is not sampled
             recordings = {
                 name: _pyspy.Recording(
                     proc.proc.pid, out / _file(name), args.rate, stages, gil=True, nonblocking=True
@@ -115,10 +108,7 @@ def profile(args: argparse.Namespace, out: Path) -> dict[str, Any]:
             _progress(f"{args.connects} connects through {args.middleboxes} middleboxes, sampled")
             t0 = time.perf_counter()
             try:
-                times = eg._result(
-                    eg._peer_argv(tb, "client", "connect-client", server.address, args.connects, port),
-                    logs / "connect-client.log",
-                )
+                times = eg.connect_times(tb, logs, args.connects, port)
             finally:
                 seconds = time.perf_counter() - t0
                 cpu = {name: _pyspy.cpu_seconds(proc.proc.pid) - cpu0[name] for name, proc, _ in procs}
@@ -126,7 +116,7 @@ def profile(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     result: dict[str, Any] = {
         "benchmark": "profile_setup",
         "parameters": {**vars(args), "out": str(args.out)},
-        "connect_median_ms": round(statistics.median(times[str(port)]) * 1e3, 3),
+        "connect_median_ms": round(statistics.median(times) * 1e3, 3),
         "seconds": round(seconds, 2),
         "cpu_share_of_wall": {name: round(c / seconds, 3) for name, c in cpu.items()},
         "processes": {name: shares(s) for name, s in samples.items()},
@@ -154,17 +144,7 @@ def main() -> None:
         ap.error("needs py-spy (make setup installs it)")
     if args.connects < 1:
         ap.error("--connects must be at least 1")
-    try:
-        if args.out is not None:
-            args.out.mkdir(parents=True, exist_ok=True)
-            result = profile(args, args.out)
-        else:
-            with tempfile.TemporaryDirectory(prefix="dysco-profile-") as tmp:
-                result = profile(args, Path(tmp))
-    except UserError as e:
-        print(f"profile_setup: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
-    print(json.dumps(result, indent=2))
+    run_in_dir("profile_setup", args.out, lambda out: profile(args, out))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import re
 import select
@@ -34,7 +33,6 @@ import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -42,8 +40,9 @@ from typing import Any
 
 from bench import _timeline as tl
 from bench import e2e_goodput as eg
+from bench._cli import run_in_dir
 from dysco.errors import UserError
-from dysco.testbed import Process, Testbed
+from dysco.testbed import Testbed
 
 ETH_P_ALL = 0x0003
 SO_TIMESTAMPNS = 35
@@ -163,7 +162,6 @@ def timeline(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     with Testbed(p, logs) as tb:
         if not tb.carried_by().startswith("ebpf backend"):
             raise UserError("the NICs came up on the python back end; the timeline needs ebpf's CPU veths")
-        server = tb.plan.host("server")
         cpu = _cpu_veths(tb)
         interfaces: dict[str, tuple[str, tl.Where]] = {}
         for h in tb.plan.with_agent():
@@ -171,17 +169,10 @@ def timeline(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
             interfaces[f"{p.prefix}-{h.key}-net"] = (h.name, tl.Where.NET_PORT)
             interfaces[cpu[h.name]] = (h.name, tl.Where.CPU)
         grpc_ports = {h.grpc_port: h.name for h in tb.plan.with_agent()}
-        with Process(
-            eg._peer_argv(tb, "server", "accept-server", port), logs / "accept-server.log", "listening"
-        ):
-            warm = eg._peer_argv(tb, "client", "connect-client", server.address, 3, port)
-            eg._result(warm, logs / "warm-up.log")
+        with eg.accepting(tb, logs, port):
             _progress(f"{args.connects} connects through {args.middleboxes} middleboxes, captured")
             with Sniffer(interfaces, grpc_ports) as sniffer:
-                times = eg._result(
-                    eg._peer_argv(tb, "client", "connect-client", server.address, args.connects, port),
-                    logs / "connect-client.log",
-                )
+                times = eg.connect_times(tb, logs, args.connects, port)
             frames = sniffer.frames
     hosts = ["client", *(f"m{i}" for i in range(1, args.middleboxes + 1)), "server"]
     syns, synacks, odd = [], [], 0
@@ -200,7 +191,7 @@ def timeline(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     return {
         "benchmark": "punt_timeline",
         "parameters": {"connects": args.connects, "middleboxes": args.middleboxes, "backend": "ebpf"},
-        "connect_median_ms": round(statistics.median(times[str(port)]) * 1e3, 3),
+        "connect_median_ms": round(statistics.median(times) * 1e3, 3),
         "followed": len(syns),
         "frames_captured": len(frames),
         "gaps_no_stage_names": odd,
@@ -225,17 +216,7 @@ def main() -> None:
         ap.error("needs root (network namespaces, NICs, AF_PACKET sockets)")
     if args.connects < 1:
         ap.error("--connects must be at least 1")
-    try:
-        if args.logs is not None:
-            args.logs.mkdir(parents=True, exist_ok=True)
-            result = timeline(args, args.logs)
-        else:
-            with tempfile.TemporaryDirectory(prefix="dysco-punt-timeline-") as tmp:
-                result = timeline(args, Path(tmp))
-    except UserError as e:
-        print(f"punt_timeline: {e}", file=sys.stderr)
-        raise SystemExit(1) from None
-    print(json.dumps(result, indent=2))
+    run_in_dir("punt_timeline", args.logs, lambda logs: timeline(args, logs))
 
 
 if __name__ == "__main__":
