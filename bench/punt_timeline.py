@@ -57,8 +57,8 @@ def _progress(text: str) -> None:
 
 class Sniffer:
     """AF_PACKET sockets on named interfaces, read by one thread into a list of frames with the
-    kernel's receive timestamp.  ``label(ifname, outgoing, data)`` says what a frame is (None:
-    not wanted)."""
+    kernel's receive timestamp.  ``interfaces``: interface -> (host, where); ``grpc_ports``: a
+    switch's P4Runtime port -> its host, for the segments on loopback (the rest are not kept)."""
 
     def __init__(self, interfaces: dict[str, tuple[str, tl.Where]], grpc_ports: dict[int, str]) -> None:
         self.interfaces = interfaces
@@ -138,7 +138,7 @@ def _cpu_veths(tb: Testbed) -> dict[str, str]:
     return out
 
 
-def _isns(frames: list[tl.Frame], client_port: str) -> list[int]:
+def _isns(frames: list[tl.Frame]) -> list[int]:
     """Initial sequence numbers of the client's SYNs, in order, from its NIC's host port."""
     isns = []
     for f in frames:
@@ -176,7 +176,7 @@ def timeline(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
             frames = sniffer.frames
     hosts = ["client", *(f"m{i}" for i in range(1, args.middleboxes + 1)), "server"]
     syns, synacks, odd = [], [], 0
-    for isn in _isns(frames, "client"):
+    for isn in _isns(frames):
         w = tl.way(tl.syn_events(frames, isn))
         b = tl.way(tl.synack_events(frames, isn))
         if w is None or b is None:

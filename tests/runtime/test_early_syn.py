@@ -41,14 +41,22 @@ def _meta_ids(service: AgentService, name: str) -> dict[str, int]:
 def test_an_early_syn_ack_is_translated_after_the_write(
     dysco_program: Program, switch: SwitchProcess
 ) -> None:
+    _behind_proxy(switch, lambda address: settings(dysco_program, address), _run)
+
+
+def _behind_proxy(switch: SwitchProcess, settings_for: Any, check: Any) -> None:
+    """An agent with ``settings_for(address)`` on ``switch`` behind a :class:`HoldingProxy` at
+    ``address``; ``check(service, proxy, out_ids, in_ids)`` drives it (packet_out and packet_in
+    metadata ids by name)."""
+
     async def main() -> None:
         async with HoldingProxy(switch.address) as proxy:
-            service = AgentService(settings(dysco_program, proxy.address))
+            service = AgentService(settings_for(proxy.address))
             out_ids = _meta_ids(service, "packet_out")
             in_ids = _meta_ids(service, "packet_in")
             task = await _running(service)
             try:
-                await _run(service, proxy, out_ids, in_ids)
+                await check(service, proxy, out_ids, in_ids)
             finally:
                 proxy.release()
                 await _stop(task)
@@ -129,22 +137,13 @@ def _dysco_syn() -> bytes:
 
 
 def _server_side(program: Program, switch: SwitchProcess, check: Any) -> None:
-    async def main() -> None:
-        async with HoldingProxy(switch.address) as proxy:
-            s = dataclasses.replace(
-                settings(program, proxy.address), config=Config(address=ME, name="server")
-            )
-            service = AgentService(s)
-            out_ids = _meta_ids(service, "packet_out")
-            in_ids = _meta_ids(service, "packet_in")
-            task = await _running(service)
-            try:
-                await check(service, proxy, out_ids, in_ids)
-            finally:
-                proxy.release()
-                await _stop(task)
-
-    asyncio.run(main())
+    _behind_proxy(
+        switch,
+        lambda address: dataclasses.replace(
+            settings(program, address), config=Config(address=ME, name="server")
+        ),
+        check,
+    )
 
 
 def _sent(proxy: HoldingProxy, out_ids: dict[str, int], port: int, mode: int) -> list[bytes]:
